@@ -1,0 +1,33 @@
+# The two commands of the README. Both create .venv and install tfzoo into it when needed.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_DIR ?= runs/demo
+
+.PHONY: install demo test test-slow bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Train T-ResNet on the embedded synthetic dataset, evaluate, export, classify a real clip.
+demo: install
+	$(BIN)/python -m tfzoo.demo --model_dir=$(RUN_DIR)
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow tests
+
+bench: install
+	$(BIN)/python -m tfzoo.bench --model=resnet50 --model=tresnet50
+
+clean:
+	rm -rf $(VENV) runs

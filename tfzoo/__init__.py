@@ -1,0 +1,12 @@
+"""tfzoo: two-stream and spatiotemporal video models for TensorFlow/Keras."""
+
+import os
+
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) drowns user-facing output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from tfzoo.registry import UnknownModelError, create_model, list_models, register_model  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "register_model", "UnknownModelError", "__version__"]

@@ -1,0 +1,150 @@
+"""Exact transplant of keras.applications ResNet weights into tfzoo's video models.
+
+Layers are matched by name (tfzoo keeps keras.applications' names). A Conv2D kernel
+(kh, kw, cin, cout) becomes a Conv3D kernel (kt, kh, kw, cin', cout):
+- cin' != cin (a flow stack of 2L channels): conv1's RGB filters are averaged over the colour
+  channels and replicated cin' times (reference code `cnn_ucf101_temporal.m`);
+- kt > 1 (a 1x1 conv made temporal): "avg" spreads w / kt over the taps (thesis eq. 4.5),
+  "center" puts w on the middle tap (an identity in time).
+Layers the source lacks (temporal blocks, the classifier) keep their initialisation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import keras
+
+from tfzoo.backbones.resnet import STAGE_BLOCKS
+
+KERAS_RESNETS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
+WEIGHT_FILES = {
+    50: "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    101: "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    152: "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+class TransplantError(ValueError):
+    pass
+
+
+def depth_of(model: keras.Model) -> int:
+    blocks = tuple(getattr(model, "blocks", ()))
+    for depth, b in STAGE_BLOCKS.items():
+        if b == blocks:
+            return depth
+    raise TransplantError(
+        f"{model.name} has blocks {blocks}; ImageNet weights exist only for "
+        f"ResNet-50/101/152 blocks {sorted(STAGE_BLOCKS.values())}"
+    )
+
+
+def keras_resnet(depth: int, weights: str | None) -> keras.Model:
+    """keras.applications ResNet without top, with `weights` a local .h5 path or None."""
+    if depth not in KERAS_RESNETS:
+        raise TransplantError(f"no keras.applications ResNet of depth {depth}")
+    fn = getattr(keras.applications, KERAS_RESNETS[depth])
+    return fn(weights=weights, include_top=False)
+
+
+def imagenet_weights_path(depth: int) -> str:
+    """The Keras cache file of the ImageNet weights; never downloads."""
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    path = cache / WEIGHT_FILES[depth]
+    if not path.exists():
+        raise TransplantError(
+            f"ImageNet weights for ResNet-{depth} are not in the Keras cache ({path}). tfzoo does "
+            f"not download: fetch them once with keras.applications.{KERAS_RESNETS[depth]}"
+            f"(weights='imagenet', include_top=False) on a machine with network access, or pass "
+            f"weights='/path/to/{WEIGHT_FILES[depth]}'."
+        )
+    return str(path)
+
+
+def resolve_source(model: keras.Model, weights: Any) -> keras.Model:
+    if isinstance(weights, keras.Model):
+        return weights
+    if weights == "imagenet":
+        depth = depth_of(model)
+        return keras_resnet(depth, imagenet_weights_path(depth))
+    if isinstance(weights, (str, os.PathLike)):
+        path = Path(weights)
+        if not path.exists():
+            raise TransplantError(f"weights file {str(path)!r} does not exist")
+        depth = depth_of(model)
+        try:
+            return keras_resnet(depth, str(path))
+        except ValueError:  # a file saved with the classifier on top
+            full = getattr(keras.applications, KERAS_RESNETS[depth])(weights=None)
+            full.load_weights(str(path))
+            return full
+    raise TransplantError(
+        f"weights must be None, 'imagenet', a .h5 path or a keras.Model, got {weights!r}"
+    )
+
+
+def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str = "avg") -> np.ndarray:
+    """A Conv2D kernel (kh, kw, cin, cout) as a Conv3D kernel of `target_shape`."""
+    kt, kh, kw, cin, cout = target_shape
+    if kernel.shape[:2] != (kh, kw) or kernel.shape[3] != cout:
+        raise TransplantError(f"cannot map kernel {kernel.shape} onto {target_shape}")
+    if kernel.shape[2] != cin:
+        kernel = np.repeat(kernel.mean(axis=2, keepdims=True), cin, axis=2)
+    if kt == 1:
+        return kernel[None]
+    if temporal_init == "avg":
+        return np.repeat(kernel[None] / kt, kt, axis=0)
+    if temporal_init == "center":
+        out = np.zeros(target_shape, kernel.dtype)
+        out[kt // 2] = kernel
+        return out
+    raise TransplantError(f"temporal_init must be 'avg' or 'center', got {temporal_init!r}")
+
+
+def transplant(
+    source: keras.Model,
+    target: keras.Model,
+    *,
+    temporal_init: str = "avg",
+    prefix: str = "",
+    strict: bool = True,
+) -> list[str]:
+    """Copies every weighted layer of `source` into the layer `prefix + name` of `target`.
+
+    Returns the names of target layers that were set. With `strict`, every weighted source
+    layer must exist in the target (a missing one means the structures diverged).
+    """
+    target_layers = {layer.name: layer for layer in target.layers}
+    done, missing = [], []
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        dst = target_layers.get(prefix + layer.name)
+        if dst is None:
+            missing.append(layer.name)
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel = convert_kernel(weights[0], tuple(dst.kernel.shape), temporal_init)
+            dst.set_weights([kernel, *weights[1:]])
+        else:
+            dst.set_weights(weights)
+        done.append(dst.name)
+    if strict and missing:
+        raise TransplantError(
+            f"{len(missing)} weighted layers of {source.name} have no counterpart in "
+            f"{target.name} (first: {missing[:5]})"
+        )
+    return done
+
+
+def load_pretrained(model: keras.Model, weights: Any, **kwargs) -> list[str]:
+    """Loads `weights` into `model`; see `tfzoo.create_model`. Models with several streams
+    define `load_pretrained(weights)` themselves."""
+    if hasattr(model, "load_pretrained"):
+        return model.load_pretrained(weights, **kwargs)
+    return transplant(resolve_source(model, weights), model, **kwargs)

@@ -1,0 +1,88 @@
+"""What every tfzoo model shares: constructor-argument configs and input checks."""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class InputSpecError(ValueError):
+    """A model input of the wrong rank, channel count or dtype."""
+
+
+class VideoModel(keras.Model):
+    """A functional Keras model whose config is exactly its constructor arguments.
+
+    Subclasses build `inputs`/`outputs` in `__init__` and call
+    `super().__init__(inputs, outputs, config=...)` with their arguments. Calling the model
+    checks each input's rank, channels and dtype first, so a user mistake gives one clear
+    message instead of a trace from deep inside the graph.
+    """
+
+    def __init__(self, inputs, outputs, *, config: dict, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self._tfzoo_config = dict(config)
+
+    @staticmethod
+    def capture(local_vars: dict) -> dict:
+        """Constructor arguments from `locals()`, minus self/kwargs."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in local_vars.items()
+            if k not in ("self", "kwargs", "__class__")
+        }
+
+    def get_config(self):
+        return {"name": self.name, **self._tfzoo_config}
+
+    @classmethod
+    def from_config(cls, config):
+        params = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in config.items() if k in params or k == "name"})
+
+    def __call__(self, *args, **kwargs):
+        if args:
+            check_inputs(self, args[0])
+        return super().__call__(*args, **kwargs)
+
+
+def check_inputs(model: keras.Model, data) -> None:
+    specs = model.inputs
+    if isinstance(data, dict):
+        items = [(s, data.get(s.name)) for s in specs]
+        unknown = set(data) - {s.name for s in specs}
+        if unknown:
+            raise InputSpecError(
+                f"{model.name}: unknown inputs {sorted(unknown)}; expected {[s.name for s in specs]}"
+            )
+    elif isinstance(data, (list, tuple)) and len(specs) > 1:
+        items = list(zip(specs, data))
+    else:
+        items = [(specs[0], data)]
+    for spec, value in items:
+        if value is None:
+            raise InputSpecError(f"{model.name}: missing input {spec.name!r}")
+        if isinstance(value, keras.KerasTensor):
+            continue
+        shape = tuple(getattr(value, "shape", np.shape(value)))
+        expected = tuple(spec.shape)
+        dtype = tf.as_dtype(getattr(value, "dtype", np.asarray(value).dtype))
+        what = f"{model.name} input {spec.name!r}"
+        if len(shape) != len(expected):
+            raise InputSpecError(
+                f"{what}: got a rank-{len(shape)} tensor of shape {shape}; expected rank "
+                f"{len(expected)}, shape {_fmt(expected)} (batch, frames, height, width, channels)"
+            )
+        if expected[-1] is not None and shape[-1] is not None and shape[-1] != expected[-1]:
+            raise InputSpecError(
+                f"{what}: got {shape[-1]} channels (shape {shape}); expected {expected[-1]}"
+            )
+        if not (dtype.is_floating or dtype.is_integer):
+            raise InputSpecError(f"{what}: got dtype {dtype.name}; expected a float or integer type")
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"

@@ -1,0 +1,51 @@
+"""Frame-wise ResNet baseline: a spatial ResNet applied to every frame."""
+
+from __future__ import annotations
+
+import keras
+
+from tfzoo.backbones.resnet import STAGE_BLOCKS, resnet_body, video_input
+from tfzoo.models.base import VideoModel
+from tfzoo.models.heads import spacetime_pool_head
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class FrameResNet(VideoModel):
+    """Frame-wise ResNet (He et al. 2016) classifier for video: the spatial baseline.
+
+    Each frame goes through a ResNet v1 independently; the clip score is the temporal average
+    of the frame scores (logits). It is stage 1 of the T-ResNet recipe (thesis §7.3.3: train
+    purely spatially on single frames), and its layers carry the same names as T-ResNet's, so
+    stage 2 starts from its weights.
+
+    Args:
+      num_classes, blocks, width, in_channels, normalization, dropout: as in `TResNet`.
+
+    Example:
+    >>> import numpy as np
+    >>> model = FrameResNet(num_classes=3, blocks=(1, 1, 1, 1), width=8)
+    >>> model(np.zeros((1, 2, 32, 32, 3), "float32")).shape
+    TensorShape([1, 3])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 20,
+        blocks=STAGE_BLOCKS[50],
+        width: int = 64,
+        in_channels: int = 3,
+        normalization: str = "caffe",
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        config = self.capture(locals())
+        inputs = video_input(in_channels)
+        features = resnet_body(
+            inputs, blocks=tuple(blocks), width=width, normalization=normalization
+        )["conv5"]
+        # Averaging pooled features over time before the linear classifier equals averaging
+        # the per-frame logits.
+        logits = spacetime_pool_head(features, num_classes, temporal_pool="avg", dropout=dropout)
+        kwargs.setdefault("name", "resnet")
+        super().__init__(inputs, logits, config=config, **kwargs)
+        self.blocks = tuple(blocks)

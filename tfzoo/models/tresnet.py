@@ -1,0 +1,77 @@
+"""T-ResNet: temporal residual networks (thesis §7.3; Feichtenhofer et al., CVPR 2017)."""
+
+from __future__ import annotations
+
+import keras
+
+from tfzoo.backbones.resnet import (
+    STAGE_BLOCKS,
+    TemporalBranch,
+    bottleneck_unit,
+    resnet_body,
+    video_input,
+)
+from tfzoo.models.base import VideoModel
+from tfzoo.models.heads import spacetime_pool_head
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class TResNet(VideoModel):
+    """Temporal residual network for dynamic scene / action recognition.
+
+    Feichtenhofer, Pinz, Wildes, "Temporal Residual Networks for Dynamic Scene Recognition",
+    CVPR 2017; thesis §7.3. A ResNet whose first and third units of every stage become
+    spatiotemporal residual units (eq. 7.6): a pre-activation 1x1x3 temporal conv runs in
+    parallel with the 3x3 conv on the reduced features, scaled by a channel-wise affine `S`
+    initialised to 0.01. Spatial average, then global temporal max pooling, then the classifier.
+    Returns logits. With every `S` at zero it is the frame-wise ResNet.
+
+    Args:
+      num_classes: classifier outputs (20 for YUP++).
+      blocks, width, in_channels, normalization: see `tfzoo.backbones.VideoResNet`.
+      temporal_units: 1-based unit indices transformed in every stage ((1, 3) in the paper);
+        indices beyond a stage's length are skipped.
+      temporal_init: "random" (paper), "avg", "diff", "center" or "noise".
+      temporal_scale_init: initial value of `S`.
+      temporal_pool: "max" (paper) or "avg".
+      dropout: before the classifier (0: the paper uses none).
+
+    Example:
+    >>> import numpy as np
+    >>> model = TResNet(num_classes=5, blocks=(1, 1, 1, 1), width=8)
+    >>> model(np.zeros((2, 4, 32, 32, 3), "float32")).shape
+    TensorShape([2, 5])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 20,
+        blocks=STAGE_BLOCKS[50],
+        width: int = 64,
+        in_channels: int = 3,
+        normalization: str = "caffe",
+        temporal_units=(1, 3),
+        temporal_init: str = "random",
+        temporal_scale_init: float = 0.01,
+        temporal_pool: str = "max",
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        config = self.capture(locals())
+        branch = TemporalBranch(init=temporal_init, scale_init=temporal_scale_init)
+        units = set(temporal_units)
+
+        def unit_fn(x, spec):
+            st = branch if spec.block in units else None
+            return bottleneck_unit(x, spec, temporal_branch=st)
+
+        inputs = video_input(in_channels)
+        features = resnet_body(
+            inputs, blocks=tuple(blocks), width=width, normalization=normalization, unit_fn=unit_fn
+        )["conv5"]
+        logits = spacetime_pool_head(
+            features, num_classes, temporal_pool=temporal_pool, dropout=dropout
+        )
+        kwargs.setdefault("name", "tresnet")
+        super().__init__(inputs, logits, config=config, **kwargs)
+        self.blocks = tuple(blocks)

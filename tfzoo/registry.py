@@ -1,0 +1,92 @@
+"""Model registry: `create_model(name, **overrides)` and `list_models(pattern)`.
+
+A registered entry is a factory returning a Keras model; its keyword arguments are the model's
+constructor arguments, so `create_model("tresnet50", num_classes=20)` overrides the preset.
+Every registered name is enrolled in the common model tests (tests/test_models_common.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class UnknownModelError(KeyError):
+    """Raised for a model name that is not registered; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., Any]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    # A small variant that the common tests can build in seconds; None = use the entry itself.
+    test_overrides: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    builder: Callable[..., Any],
+    *,
+    description: str = "",
+    test_overrides: dict[str, Any] | None = None,
+    tags: tuple[str, ...] = (),
+    **defaults: Any,
+) -> None:
+    """Registers `builder(**defaults)` under `name`."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = ModelEntry(name, builder, dict(defaults), description, test_overrides, tags)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted."""
+    _ensure_loaded()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def create_model(name: str, *, weights: Any = None, **overrides: Any):
+    """Builds a registered model.
+
+    Args:
+      name: a registered name (see `list_models()`).
+      weights: None (random init), "imagenet" (keras.applications weights from the Keras cache),
+        a path to a keras.applications ResNet `.h5` file, or a keras.applications model object.
+        Spatial kernels are transplanted 1:1 (see `tfzoo.backbones.transplant`).
+      **overrides: constructor arguments that replace the preset's.
+    """
+    entry = get_entry(name)
+    kwargs = {**entry.defaults, **overrides}
+    model = entry.builder(**kwargs)
+    if weights is not None:
+        from tfzoo.backbones.transplant import load_pretrained
+
+        load_pretrained(model, weights)
+    return model
+
+
+def _ensure_loaded() -> None:
+    # Importing the model modules runs their register_model calls.
+    import tfzoo.models  # noqa: F401
