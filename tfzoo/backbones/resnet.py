@@ -31,8 +31,8 @@ Tensor = keras.KerasTensor
 NormFactory = Callable[[str], keras.layers.Layer]
 
 
-def batch_norm(name: str) -> keras.layers.Layer:
-    return keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name)
+def batch_norm(name: str, momentum: float = 0.99) -> keras.layers.Layer:
+    return keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=momentum, name=name)
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,17 @@ def resnet_units(
     return units
 
 
-def stem(x: Tensor, width: int = 64, norm: NormFactory = batch_norm) -> Tensor:
-    """conv1 (7x7/2) and pool1 (3x3/2 max), with keras.applications' explicit zero padding."""
-    x = keras.layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="conv1_pad")(x)
-    x = keras.layers.Conv3D(width, (1, 7, 7), strides=(1, 2, 2), name="conv1_conv")(x)
-    x = norm("conv1_bn")(x)
-    x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name="pool1_pad")(x)
-    return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), name="pool1_pool")(x)
+def stem(x: Tensor, width: int = 64, norm: NormFactory = batch_norm, prefix: str = "") -> Tensor:
+    """conv1 (7x7/2) and pool1 (3x3/2 max), with keras.applications' explicit zero padding.
+
+    `prefix` is prepended to every layer name (one stream of a two-stream model)."""
+    p = prefix
+    x = keras.layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name=f"{p}conv1_pad")(x)
+    x = keras.layers.Conv3D(width, (1, 7, 7), strides=(1, 2, 2), name=f"{p}conv1_conv")(x)
+    x = norm(f"{p}conv1_bn")(x)
+    x = keras.layers.Activation("relu", name=f"{p}conv1_relu")(x)
+    x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{p}pool1_pad")(x)
+    return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), name=f"{p}pool1_pool")(x)
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,14 @@ def bottleneck_unit(
     branch_input: Callable[[Tensor], Tensor] | None = None,
     after_spatial: Callable[[Tensor], Tensor] | None = None,
     temporal_branch: TemporalBranch | None = None,
+    prefix: str = "",
 ) -> Tensor:
     """A ResNet v1 bottleneck unit (thesis eq. 4.1 / 7.3) with the model hooks described above.
 
     Stride sits on the first 1x1 conv and on the projection shortcut, as in keras.applications.
+    `prefix` is prepended to every layer name.
     """
-    n = spec.name
+    n = prefix + spec.name
     t1, t2, t3 = temporal_kernels
     stride = (1, spec.stride, spec.stride)
     if spec.conv_shortcut:
@@ -144,7 +149,7 @@ def bottleneck_unit(
     if after_spatial is not None:
         y = after_spatial(y)
     if temporal_branch is not None:
-        y = keras.layers.Add(name=f"{n}_st_add")([y, _temporal_block(x1, spec, temporal_branch, norm)])
+        y = keras.layers.Add(name=f"{n}_st_add")([y, _temporal_block(x1, spec, temporal_branch, norm, prefix)])
 
     y = keras.layers.Conv3D(4 * spec.filters, (t3, 1, 1), padding="same", name=f"{n}_3_conv")(y)
     y = norm(f"{n}_3_bn")(y)
@@ -152,9 +157,11 @@ def bottleneck_unit(
     return keras.layers.Activation("relu", name=f"{n}_out")(y)
 
 
-def _temporal_block(x1: Tensor, spec: UnitSpec, cfg: TemporalBranch, norm: NormFactory) -> Tensor:
+def _temporal_block(
+    x1: Tensor, spec: UnitSpec, cfg: TemporalBranch, norm: NormFactory, prefix: str = ""
+) -> Tensor:
     # Pre-activation order (BN, ReLU, conv) inside the temporal block (thesis §7.3.3).
-    n = spec.name
+    n = prefix + spec.name
     t = norm(f"{n}_t_bn")(x1)
     t = keras.layers.Activation("relu", name=f"{n}_t_relu")(t)
     t = keras.layers.Conv3D(
@@ -180,15 +187,17 @@ def resnet_body(
     output_stride: int = 32,
     unit_fn: UnitFn | None = None,
     norm: NormFactory = batch_norm,
+    prefix: str = "",
 ) -> dict[str, Tensor]:
     """Builds the backbone on `inputs` and returns the endpoints conv1 .. conv5.
 
-    `unit_fn(x, spec)` builds each unit; by default `bottleneck_unit(x, spec, norm=norm)`.
+    `unit_fn(x, spec)` builds each unit; by default `bottleneck_unit(x, spec, norm=norm,
+    prefix=prefix)`. `prefix` is prepended to every layer name the body creates.
     """
-    x = VideoNormalization(normalization, name="normalization")(inputs)
-    x = stem(x, width, norm)
+    x = VideoNormalization(normalization, name=f"{prefix}normalization")(inputs)
+    x = stem(x, width, norm, prefix)
     endpoints = {"conv1": x}
-    build = unit_fn or (lambda y, spec: bottleneck_unit(y, spec, norm=norm))
+    build = unit_fn or (lambda y, spec: bottleneck_unit(y, spec, norm=norm, prefix=prefix))
     for spec in resnet_units(tuple(blocks), width, output_stride):
         x = build(x, spec)
         endpoints[f"conv{spec.stage}"] = x  # the last unit of a stage wins

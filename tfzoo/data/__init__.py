@@ -1,0 +1,37 @@
+"""Datasets: the embedded synthetic set and prepared TFRecords behind one interface."""
+
+from __future__ import annotations
+
+from tfzoo.data.base import ClipSpec, DataError, DatasetInfo, VideoSource
+
+
+def clip_spec(config) -> ClipSpec:
+    """The ClipSpec of a `tfzoo.config.TrainConfig`."""
+    return ClipSpec(
+        num_frames=config.num_frames,
+        stride_range=tuple(config.stride_range),
+        image_size=tuple(config.image_size),
+        test_num_frames=config.test_num_frames,
+        test_short_side=config.test_short_side,
+        scale_jitter=config.scale_jitter,
+        border=config.border,
+        flip=config.flip,
+    )
+
+
+def make_source(config) -> VideoSource:
+    """The VideoSource a TrainConfig names."""
+    if config.dataset == "synthetic":
+        from tfzoo.data.synthetic import SyntheticSource
+
+        return SyntheticSource(**config.dataset_options)
+    if config.dataset == "records":
+        if not config.data_dir:
+            raise DataError("dataset 'records' needs a prepared directory: pass --data=DIR")
+        from tfzoo.data.readers import RecordSource
+
+        return RecordSource(config.data_dir, **config.dataset_options)
+    raise DataError(f"unknown dataset {config.dataset!r}; expected 'synthetic' or 'records'")
+
+
+__all__ = ["ClipSpec", "DataError", "DatasetInfo", "VideoSource", "clip_spec", "make_source"]

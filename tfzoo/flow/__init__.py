@@ -1,0 +1,23 @@
+"""Optical flow in TensorFlow: TV-L1 and TVNet layers, the uint8 storage code, renderers.
+
+- `TVL1`, `TVNet`: Keras layers, (B, T, H, W, 3) RGB in [0, 255] -> (B, T-1, H, W, 2) px.
+- `tvl1(img0, img1, **params)`, `tvl1_video(frames)`: numpy in, numpy out (XLA, cached).
+- `encode_flow` / `decode_flow`: the papers' +-20 px uint8 code.
+- `flow_to_color` (Middlebury wheel), `flow_to_uvm` ((u, v, |w|) RGB), `write_flow_video`.
+- CLI: `python -m tfzoo.flow --video IN.mp4 --out OUT [--format mp4|npz|jpeg]`;
+  unsupervised TVNet training: `python -m tfzoo.flow.train`; benchmark: `tfzoo.flow.bench`.
+"""
+
+from tfzoo.flow.encoding import (
+    DEFAULT_BOUND, decode_flow, encode_flow, flow_to_color, flow_to_uvm, render_flow,
+    write_flow_video,
+)
+from tfzoo.flow.tvl1 import (
+    TVL1, TVNet, FlowInputError, bilinear_warp, num_scales, to_grey, tvl1, tvl1_video,
+)
+
+__all__ = [
+    "TVL1", "TVNet", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp", "num_scales",
+    "to_grey", "encode_flow", "decode_flow", "DEFAULT_BOUND", "flow_to_color", "flow_to_uvm",
+    "render_flow", "write_flow_video",
+]

@@ -1,8 +1,13 @@
+from tfzoo.layers.cross_stream import CrossStreamConnection, ScoreFusion
+from tfzoo.layers.ghost_bn import GhostBatchNormalization
 from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
+from tfzoo.layers.temporal import TemporalConv, TemporalPooling
 
 __all__ = [
     "ChannelScale", "GlobalSpatialPooling", "GlobalTemporalPooling", "VideoNormalization",
     "temporal_kernel_initializer",
+    "CrossStreamConnection", "GhostBatchNormalization", "ScoreFusion", "TemporalConv",
+    "TemporalPooling",
 ]

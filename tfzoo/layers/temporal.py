@@ -65,3 +65,141 @@ class ChannelScale(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale_init": self.scale_init}
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class TemporalConv(keras.layers.Layer):
+    """A 1x1xk convolution over time on (B, T, H, W, C) maps, zero-padded ("same").
+
+    MulNet's identity-mapping temporal filters (thesis eq. 5.8/5.9): with `init="center"` the
+    kernel is identity x [0, 1, 0] and the layer is exactly the identity; with `init="avg"`
+    it is identity x [1/3, 1/3, 1/3], the identity on temporally constant features away from
+    the clip ends. The bias starts at zero. `filters=None` keeps the channel count (required by
+    the identity inits). The kernel has Conv3D's layout (k, 1, 1, C_in, C_out).
+
+    Args:
+      kernel_size: temporal extent k (odd, so "same" padding is centred).
+      init: see `temporal_kernel_initializer` ("center", "avg", "diff", "random", "noise").
+      filters: output channels; None = input channels.
+      use_bias: add a bias (initialised to 0).
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.random.rand(1, 4, 2, 2, 3).astype("float32")
+    >>> bool(np.allclose(TemporalConv(3, init="center")(x), x))
+    True
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 3,
+        init: str = "center",
+        filters: int | None = None,
+        use_bias: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+                or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+        if init not in TEMPORAL_INITS:
+            raise ValueError(f"unknown temporal init {init!r}; expected one of {TEMPORAL_INITS}")
+        if filters is not None and (not isinstance(filters, int) or filters < 1):
+            raise ValueError(f"filters must be None or a positive integer, got {filters!r}")
+        self.kernel_size = kernel_size
+        self.init = init
+        self.filters = filters
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        if len(input_shape) != 5 or input_shape[-1] is None:
+            raise ValueError(
+                f"{self.name} expects (B, T, H, W, C) with known C, got shape {tuple(input_shape)}"
+            )
+        c = input_shape[-1]
+        out = self.filters or c
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.kernel_size, 1, 1, c, out),
+            initializer=temporal_kernel_initializer(self.init),
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(out,), initializer="zeros") if self.use_bias else None
+        )
+
+    def call(self, x):
+        y = ops.conv(x, ops.cast(self.kernel, x.dtype), strides=1, padding="same")
+        if self.bias is not None:
+            y = y + ops.cast(self.bias, x.dtype)
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters or input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "init": self.init,
+            "filters": self.filters,
+            "use_bias": self.use_bias,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class TemporalPooling(keras.layers.Layer):
+    """Sliding-window max (or average) pooling over time, (B, T, ...) -> (B, T', ...).
+
+    ST-ResNet* (thesis §4.3.5, Table 4.1): max pooling with window 5 and stride 2 after pool5;
+    11 training chunks give 4 outputs, each seeing 47 chunks of the input. "valid" windows as
+    in the paper (T' = (T - pool_size) // strides + 1). A clip shorter than the window is
+    padded by repeating its last step, so it still yields one output: for max pooling that is
+    the global max over the clip (for "avg" the repeated step weighs more).
+
+    Args:
+      pool_size: window length in chunks.
+      strides: step between windows.
+      mode: "max" (paper: better than average) or "avg".
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.arange(7, dtype="float32").reshape(1, 7, 1)
+    >>> TemporalPooling(5, 2)(x).numpy().ravel().tolist()
+    [4.0, 6.0]
+    """
+
+    def __init__(self, pool_size: int = 5, strides: int = 2, mode: str = "max", **kwargs):
+        super().__init__(**kwargs)
+        for arg, value in (("pool_size", pool_size), ("strides", strides)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+        if mode not in ("max", "avg"):
+            raise ValueError(f"temporal pooling mode must be 'max' or 'avg', got {mode!r}")
+        self.pool_size = pool_size
+        self.strides = strides
+        self.mode = mode
+
+    def call(self, x):
+        if len(x.shape) < 3:
+            raise ValueError(f"{self.name} expects (B, T, ..., C), got shape {tuple(x.shape)}")
+        shape = ops.shape(x)
+        flat = ops.reshape(x, (shape[0], shape[1], -1))
+        short = ops.maximum(0, self.pool_size - shape[1])
+        flat = ops.concatenate([flat, ops.repeat(flat[:, -1:], short, axis=1)], axis=1)
+        pool = ops.max_pool if self.mode == "max" else ops.average_pool
+        y = pool(flat, pool_size=self.pool_size, strides=self.strides, padding="valid")
+        return ops.reshape(y, (shape[0], -1, *shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        t = input_shape[1]
+        if t is not None:
+            t = (max(t, self.pool_size) - self.pool_size) // self.strides + 1
+        return (input_shape[0], t, *input_shape[2:])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "mode": self.mode,
+        }

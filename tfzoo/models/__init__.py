@@ -27,12 +27,16 @@ for _depth, _blocks in STAGE_BLOCKS.items():
 
 # Small variants for the embedded demo and tests (no ImageNet weights).
 register_model(
-    "resnet_small", FrameResNet, blocks=(2, 2, 2, 2), width=16,
+    "resnet_small", FrameResNet, blocks=(2, 2, 2, 2), width=16, bn_momentum=0.9,
     description="Small frame-wise ResNet for the embedded synthetic demo",
 )
 register_model(
-    "tresnet_small", TResNet, blocks=(2, 2, 2, 2), width=16, temporal_units=(1, 2),
+    "tresnet_small", TResNet, blocks=(2, 2, 2, 2), width=16, temporal_units=(1, 2), bn_momentum=0.9,
     description="Small T-ResNet for the embedded synthetic demo",
 )
+
+from tfzoo.models import fusion as _fusion; _fusion.register()  # noqa: E402,E702
+
+from tfzoo.models import two_stream_resnet as _tsr; _tsr.register()  # noqa: E402,E702
 
 __all__ = ["FrameResNet", "TResNet"]

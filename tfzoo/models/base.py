@@ -67,9 +67,11 @@ def check_inputs(model: keras.Model, data) -> None:
             raise InputSpecError(f"{model.name}: missing input {spec.name!r}")
         if isinstance(value, keras.KerasTensor):
             continue
-        shape = tuple(getattr(value, "shape", np.shape(value)))
+        if not hasattr(value, "shape"):
+            value = np.asarray(value)
+        shape = tuple(value.shape)
         expected = tuple(spec.shape)
-        dtype = tf.as_dtype(getattr(value, "dtype", np.asarray(value).dtype))
+        dtype = tf.as_dtype(value.dtype)
         what = f"{model.name} input {spec.name!r}"
         if len(shape) != len(expected):
             raise InputSpecError(

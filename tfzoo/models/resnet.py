@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
-from tfzoo.backbones.resnet import STAGE_BLOCKS, resnet_body, video_input
+from tfzoo.backbones.resnet import STAGE_BLOCKS, batch_norm, resnet_body, video_input
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import spacetime_pool_head
 
@@ -19,7 +21,8 @@ class FrameResNet(VideoModel):
     stage 2 starts from its weights.
 
     Args:
-      num_classes, blocks, width, in_channels, normalization, dropout: as in `TResNet`.
+      num_classes, blocks, width, in_channels, normalization, dropout, bn_momentum: as in
+        `TResNet`.
 
     Example:
     >>> import numpy as np
@@ -36,12 +39,14 @@ class FrameResNet(VideoModel):
         in_channels: int = 3,
         normalization: str = "caffe",
         dropout: float = 0.0,
+        bn_momentum: float = 0.99,
         **kwargs,
     ):
         config = self.capture(locals())
+        norm = functools.partial(batch_norm, momentum=bn_momentum)
         inputs = video_input(in_channels)
         features = resnet_body(
-            inputs, blocks=tuple(blocks), width=width, normalization=normalization
+            inputs, blocks=tuple(blocks), width=width, normalization=normalization, norm=norm
         )["conv5"]
         # Averaging pooled features over time before the linear classifier equals averaging
         # the per-frame logits.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 from tfzoo.backbones.resnet import (
     STAGE_BLOCKS,
+    batch_norm,
     TemporalBranch,
     bottleneck_unit,
     resnet_body,
@@ -35,6 +38,8 @@ class TResNet(VideoModel):
       temporal_scale_init: initial value of `S`.
       temporal_pool: "max" (paper) or "avg".
       dropout: before the classifier (0: the paper uses none).
+      bn_momentum: moving-average momentum of every BatchNormalization (0.99 as
+        keras.applications; lower for short runs such as the embedded demo).
 
     Example:
     >>> import numpy as np
@@ -55,19 +60,22 @@ class TResNet(VideoModel):
         temporal_scale_init: float = 0.01,
         temporal_pool: str = "max",
         dropout: float = 0.0,
+        bn_momentum: float = 0.99,
         **kwargs,
     ):
         config = self.capture(locals())
+        norm = functools.partial(batch_norm, momentum=bn_momentum)
         branch = TemporalBranch(init=temporal_init, scale_init=temporal_scale_init)
         units = set(temporal_units)
 
         def unit_fn(x, spec):
             st = branch if spec.block in units else None
-            return bottleneck_unit(x, spec, temporal_branch=st)
+            return bottleneck_unit(x, spec, norm=norm, temporal_branch=st)
 
         inputs = video_input(in_channels)
         features = resnet_body(
-            inputs, blocks=tuple(blocks), width=width, normalization=normalization, unit_fn=unit_fn
+            inputs, blocks=tuple(blocks), width=width, normalization=normalization, unit_fn=unit_fn,
+            norm=norm,
         )["conv5"]
         logits = spacetime_pool_head(
             features, num_classes, temporal_pool=temporal_pool, dropout=dropout

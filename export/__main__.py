@@ -1,0 +1,58 @@
+"""Exports a trained tfzoo model directory as a TF Serving SavedModel.
+
+    python -m export --model_dir=runs/tresnet50_yup --export_dir=/srv/models
+    # -> /srv/models/tresnet50/1   (next free version; never overwrites one)
+
+See docs/serving.md and export/saved_model.py for the signature.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "tfzoo model directory (run.json + model.keras).")
+flags.DEFINE_string("export_dir", None, "Model base directory parent; writes EXPORT_DIR/NAME/VERSION.")
+flags.DEFINE_string("name", None, "Model name in TF Serving (default: the registry name in run.json).")
+flags.DEFINE_integer("version", None, "Version number (default: one more than the highest existing).")
+flags.DEFINE_integer("top_k", 5, "Number of classes in the top_k_* outputs (clipped to the class count).")
+flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+flags.mark_flags_as_required(["model_dir", "export_dir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    from tfzoo.rundir import RunDirError, load_model, read_run_info
+
+    if not os.path.isdir(FLAGS.model_dir):
+        sys.exit(f"export: --model_dir={FLAGS.model_dir!r} is not a directory; expected a tfzoo "
+                 "model directory (run.json + model.keras)")
+    try:
+        info = read_run_info(FLAGS.model_dir)
+    except RunDirError as e:
+        sys.exit(f"export: {e}")
+    # Imported after the cheap checks: TensorFlow takes seconds to import.
+    from export.saved_model import ExportError, export_saved_model, resolve_version_dir
+
+    try:
+        # Refuse an existing version before spending time loading the model.
+        resolve_version_dir(FLAGS.export_dir, FLAGS.name or info.model, FLAGS.version)
+        model, info = load_model(FLAGS.model_dir)
+        path = export_saved_model(
+            model, info, FLAGS.export_dir, name=FLAGS.name, version=FLAGS.version,
+            top_k=FLAGS.top_k, warmup=FLAGS.warmup,
+        )
+    except (ExportError, RunDirError) as e:
+        sys.exit(f"export: {e}")
+    print(path)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,172 @@
+"""Adapters (fixture trees in the official layouts, cut from the real clip) and prepare."""
+
+import json
+
+import numpy as np
+import pytest
+
+from _data_fixtures import (bikes_frames, make_folder, make_hmdb51, make_imagenet_vid,
+                            make_ucf101, make_yuppp)
+from tfzoo.data import prepare as prep
+from tfzoo.data import records
+from tfzoo.data.adapters import list_dataset
+from tfzoo.data.base import DataError
+
+
+@pytest.fixture(scope="module")
+def base():
+    from conftest import BIKES
+
+    return bikes_frames(BIKES, short_side=32, num=60)
+
+
+def _all_records(out):
+    recs = []
+    for f in sorted(out.glob("shard-*.tfrecord")):
+        recs += records.read_examples(f)
+    return recs
+
+
+def test_ucf101_official_splits_and_prepared_counts(tmp_path, base):
+    vids = make_ucf101(tmp_path / "ucf", base)
+    lst = list_dataset("ucf101", tmp_path / "ucf")
+    assert lst.class_names == ["ApplyEyeMakeup", "Biking", "YoYo"]
+    assert lst.split_names == ["train1", "test1", "train2", "test2", "train3", "test3"]
+    by_id = {it.video_id: it for it in lst.items}
+    it = by_id["Biking/v_Biking_g02_c01"]
+    assert it.label == 1 and set(it.splits) == {"train1", "test2", "train3"}
+
+    m = prep.prepare("ucf101", tmp_path / "ucf", tmp_path / "out", short_side=24,
+                     videos_per_shard=4, progress=False)
+    assert m["num_videos"] == len(vids) == 9
+    for k in (1, 2, 3):
+        assert m["counts"][f"test{k}"] == {c: 1 for c in lst.class_names}
+        assert m["counts"][f"train{k}"] == {c: 2 for c in lst.class_names}
+    recs = _all_records(tmp_path / "out")
+    assert sorted(r["video_id"] for r in recs) == sorted(by_id)
+    r = next(r for r in recs if r["video_id"] == "YoYo/v_YoYo_g03_c01")
+    assert r["label"] == 2
+    assert r["num_frames"] == [10] and r["height"] == [24] and len(r["frames"]) == 10
+    # frames are JPEGs of the real content at the prepared size
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(r["frames"][0], np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (24, 56, 3) and img.std() > 10
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert man["params"]["short_side"] == 24 and man["skipped"] == []
+
+
+def test_hmdb51_split_ids(tmp_path, base):
+    make_hmdb51(tmp_path / "h", base)
+    lst = list_dataset("hmdb51", tmp_path / "h")
+    assert lst.class_names == ["brush_hair", "cartwheel"]
+    by_id = {it.video_id: set(it.splits) for it in lst.items}
+    # clip_0 has ids 1, 2, 0 in splits 1, 2, 3: train, test, unused
+    assert by_id["brush_hair/brush_hair_clip_0"] == {"train1", "test2"}
+    assert by_id["cartwheel/cartwheel_clip_1"] == {"test1", "train3"}
+    assert by_id["cartwheel/cartwheel_clip_2"] == {"train2", "test3"}
+    counts = {s: sum(s in v for v in by_id.values()) for s in lst.split_names}
+    assert counts == {f"{k}{i}": 2 for i in (1, 2, 3) for k in ("train", "test")}
+
+
+def test_yuppp_ten_ninety_split_per_camera(tmp_path, base):
+    make_yuppp(tmp_path / "y", base)
+    lst = list_dataset("yuppp", tmp_path / "y", seed=3)
+    assert lst.class_names == ["Beach", "Fountain"]
+    for cls in range(2):
+        for cam in ("static", "moving"):
+            its = [i for i in lst.items if i.label == cls and i.attrs["camera"] == cam]
+            assert len(its) == 10
+            assert sum("train" in i.splits for i in its) == 1  # 10% of each camera subset
+            assert all(f"{'train' if 'train' in i.splits else 'test'}_{cam}" in i.splits
+                       for i in its)
+    again = list_dataset("yuppp", tmp_path / "y", seed=3)
+    assert [i.splits for i in again.items] == [i.splits for i in lst.items]
+    other = list_dataset("yuppp", tmp_path / "y", seed=4)
+    assert [i.splits for i in other.items] != [i.splits for i in lst.items]
+
+
+def test_imagenet_vid_snippets_boxes_and_det_mix(tmp_path, base):
+    snippets = make_imagenet_vid(tmp_path / "vid", base)
+    lst = list_dataset("imagenet_vid", tmp_path / "vid")
+    vid = [i for i in lst.items if i.attrs["source"] == "VID"]
+    det = [i for i in lst.items if i.attrs["source"] == "DET"]
+    assert len(vid) == 3 and len(det) == 2  # the non-VID DET class is not in the mix
+    assert {i.label for i in det} == {lst.class_names.index("bicycle")}
+    t0 = next(i for i in vid if i.video_id.endswith("train_00000000"))
+    assert t0.label == lst.class_names.index("bicycle") and len(t0.frame_paths) == 12
+    assert t0.attrs["sample_frames"] == [0, 1, 2, 4, 5, 6, 7, 9, 10, 11]
+    assert sum("val" in i.splits for i in lst.items) == 1
+
+    m = prep.prepare("imagenet_vid", tmp_path / "vid", tmp_path / "out", short_side=16,
+                     videos_per_shard=2, progress=False)
+    assert m["splits"] == {"train": 4, "val": 1}
+    r = next(r for r in _all_records(tmp_path / "out") if r["video_id"].endswith("train_00000000"))
+    scale = 16 / base.shape[1]
+    assert r["box_track"][:2] == [0, 1] and r["box_frame"][:4] == [0, 0, 1, 1]
+    np.testing.assert_allclose(r["box"][:4], np.array([2, 3, 30, 20]) * scale, rtol=0.02)
+    assert r["sample_frames"] == t0.attrs["sample_frames"]
+
+
+def test_folder_corrupt_file_skipped_and_reported(tmp_path, base):
+    make_folder(tmp_path / "f", base, per_class=(3, 2))
+    (tmp_path / "f" / "class1" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"x" * 500)
+    (tmp_path / "f" / "class0" / "empty.avi").write_bytes(b"")
+    m = prep.prepare("folder", tmp_path / "f", tmp_path / "out", short_side=24,
+                     videos_per_shard=2, progress=False)
+    assert m["counts"]["all"] == {"class0": 3, "class1": 2}
+    assert m["num_videos"] == 5
+    reasons = {s["video_id"]: s["reason"] for s in m["skipped"]}
+    assert set(reasons) == {"class1/broken", "class0/empty"}
+    assert "broken.mp4" in reasons["class1/broken"] and "empty" in reasons["class0/empty"]
+    assert m["splits"]["train"] + m["splits"]["test"] == 5
+
+
+def test_killed_prepare_resumes_without_duplicates(tmp_path, base, monkeypatch):
+    make_folder(tmp_path / "f", base, per_class=(4, 3))
+    out = tmp_path / "out"
+    real = prep._write_shard
+    calls = []
+
+    def dying(out_, index, count, items, params):
+        if len(calls) == 2:
+            # the kill arrives while the third shard is half written
+            (out / f".{records.shard_name(index, count)}.tfrecord.999.tmp").write_bytes(b"half")
+            raise KeyboardInterrupt
+        calls.append(index)
+        return real(out_, index, count, items, params)
+
+    monkeypatch.setattr(prep, "_write_shard", dying)
+    with pytest.raises(KeyboardInterrupt):
+        prep.prepare("folder", tmp_path / "f", out, short_side=24, videos_per_shard=2,
+                     progress=False)
+    assert not (out / "manifest.json").exists()
+    done = sorted(out.glob("shard-*.json"))
+    assert len(done) == 2
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tfrecord")}
+
+    monkeypatch.setattr(prep, "_write_shard", real)
+    m = prep.prepare("folder", tmp_path / "f", out, short_side=24, videos_per_shard=2,
+                     progress=False)
+    assert not list(out.glob(".*tmp"))
+    ids = [r["video_id"] for r in _all_records(out)]
+    assert len(ids) == len(set(ids)) == 7 == m["num_videos"]
+    # finished shards were not redone
+    for name, t in mtimes.items():
+        assert (out / name).stat().st_mtime_ns == t
+    # a different setting into the same directory is refused, naming the difference
+    with pytest.raises(DataError, match="short_side"):
+        prep.prepare("folder", tmp_path / "f", out, short_side=32, videos_per_shard=2,
+                     progress=False)
+
+
+def test_cli_and_errors(tmp_path, base, capsys):
+    make_folder(tmp_path / "f", base, per_class=(2, 1))
+    rc = prep.main(["--dataset", "folder", "--root", str(tmp_path / "f"), "--out",
+                    str(tmp_path / "o"), "--short-side", "24", "--workers", "2",
+                    "--videos-per-shard", "1", "--no-progress"])
+    assert rc == 0 and "prepared 3 videos" in capsys.readouterr().out
+    assert len(list((tmp_path / "o").glob("shard-*.tfrecord"))) == 3
+    rc = prep.main(["--dataset", "ucf101", "--root", str(tmp_path / "f"), "--out",
+                    str(tmp_path / "o2"), "--no-progress"])
+    assert rc == 2 and "classInd.txt" in capsys.readouterr().err

@@ -1,0 +1,193 @@
+"""Sampling, augmentation and the tf.data reader of prepared records."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfzoo.data import augment, records
+from tfzoo.data.base import ClipSpec, DataError
+from tfzoo.data.readers import RecordSource, flow_indices
+
+
+def _seed(i):
+    return tf.constant([7, i], tf.int64)
+
+
+def test_train_strides_in_range_and_cover_it():
+    taus = set()
+    for i in range(300):
+        idx = augment.train_indices(400, 8, (5, 15), _seed(i)).numpy()
+        d = np.diff(idx)
+        assert (d == d[0]).all() and 5 <= d[0] <= 15
+        assert idx[0] >= 0 and idx[-1] < 400
+        taus.add(int(d[0]))
+    assert taus == set(range(5, 16))
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 40])
+def test_short_video_rule(n):
+    # T*tau exceeds the video: the largest stride that fits, then the last frame repeats
+    for i in range(20):
+        idx = augment.train_indices(n, 16, (5, 15), _seed(i)).numpy()
+        assert idx.min() >= 0 and idx.max() <= n - 1 and (np.diff(idx) >= 0).all()
+        if n >= 16:
+            assert len(set(idx)) == 16  # stride >= 1 still fits
+        else:
+            assert idx[-1] == n - 1 and len(set(idx)) == n
+
+
+def test_test_indices_equally_spaced():
+    np.testing.assert_array_equal(augment.test_indices(31, 4).numpy(), [0, 10, 20, 30])
+
+
+def test_crop_resize_is_the_manual_crop_on_every_frame():
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, (5, 40, 60, 3)).astype(np.uint8)
+    y0, x0, ch, cw = 7, 11, 20, 30
+    box = tf.constant([y0 / 40, x0 / 60, (y0 + ch) / 40, (x0 + cw) / 60])
+    out = augment.crop_resize(clip, box, (ch, cw)).numpy()
+    np.testing.assert_allclose(out, clip[:, y0:y0 + ch, x0:x0 + cw], atol=1e-3)
+
+
+def test_crop_boxes_obey_the_papers_limits():
+    for i in range(200):
+        y0, x0, y1, x1 = augment.jitter_crop_box(256, 340, _seed(i)).numpy()
+        for lo, hi in ((y0, y1), (x0, x1)):
+            if hi - lo >= 0.5:  # at most 25% from each border ...
+                assert lo <= 0.25 + 1e-5 and hi >= 0.75 - 1e-5
+            else:  # ... cannot hold for a crop under half the frame: it is centred
+                assert np.isclose(lo, 1 - hi, atol=1e-4)
+        assert 0.75 * 224 - 1 <= (y1 - y0) * 256 <= 1.25 * 224 + 1
+        y0, x0, y1, x1 = augment.multiscale_corner_box(256, 340, _seed(i)).numpy()
+        assert round((y1 - y0) * 256) in (256, 224, 192, 168)
+        assert round((x1 - x0) * 340) in (256, 224, 192, 168)
+        assert any(np.isclose(v, c, atol=1e-4) for v, c in ((y0, 0), (y1, 1), ((y0 + y1) / 2, .5)))
+
+
+def test_flow_jpeg_round_trip_within_quantisation_bound():
+    rng = np.random.default_rng(1)
+    import cv2
+
+    f = cv2.GaussianBlur(rng.normal(0, 1, (64, 80, 2)).astype(np.float32), (0, 0), 6)
+    f = f / np.abs(f).max() * 25.0  # exceeds the +/-20 px clip in places
+    clipped = np.clip(f, -20, 20)
+    q = records.dequantize_flow(records.quantize_flow(f))
+    assert np.abs(q - clipped).max() <= records.FLOW_STEP / 2 + 1e-5
+    u, v = records.encode_flow_jpegs(f, 95)
+    back = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+                     for b in (u, v)], -1)
+    err = np.abs(records.dequantize_flow(back) - clipped)
+    # quality 95 JPEG adds at most two levels on smooth flow (0.31 px), half a level on average
+    assert err.max() <= 2.5 * records.FLOW_STEP and err.mean() <= 0.5 * records.FLOW_STEP
+
+
+def _write_prepared(tmp_path, videos, flow=True):
+    """A prepared directory written directly from arrays (rgb (T,H,W,3), flow (T-1,H,W,2))."""
+    path = tmp_path / "shard-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i, (rgb, fl, label) in enumerate(videos):
+            fu = fv = None
+            if flow:
+                pairs = [records.encode_flow_jpegs(x, 100) for x in fl]
+                fu, fv = [p[0] for p in pairs], [p[1] for p in pairs]
+            w.write(records.make_example(
+                video_id=f"v{i}", label=label, splits=["train", "test"],
+                frames=[records.encode_jpeg(x, 100) for x in rgb], height=rgb.shape[1],
+                width=rgb.shape[2], flow_u=fu, flow_v=fv))
+    n = len(videos)
+    manifest = {"format_version": records.FORMAT_VERSION, "dataset": "t", "class_names": ["a", "b"],
+                "splits": {"train": n, "test": n}, "counts": {}, "skipped": [],
+                "streams": ["rgb", "flow"] if flow else ["rgb"], "params": {"short_side": None},
+                "shards": [{"file": path.name, "num_videos": n, "splits": {"train": n, "test": n}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def _ramp_video(t=12, h=32, w=48):
+    x = np.arange(w, dtype=np.float32)
+    rgb = np.zeros((t, h, w, 3), np.uint8)
+    rgb[..., 0] = (x * 5).astype(np.uint8)
+    rgb[..., 1] = np.arange(t)[:, None, None] * 20  # frame number in green
+    flow = np.zeros((t - 1, h, w, 2), np.float32)
+    flow[..., 0] = x / w * 10 - 5  # u encodes the source column too
+    flow[..., 1] = 3.0 + np.arange(t - 1)[:, None, None] * 0.5  # v encodes the field index
+    return rgb, flow
+
+
+def test_same_crop_and_flip_for_all_frames_and_both_streams(tmp_path):
+    rgb, flow = _ramp_video()
+    d = _write_prepared(tmp_path, [(rgb, flow, 1)])
+    spec = ClipSpec(num_frames=4, stride_range=(1, 3), image_size=(16, 16), flow_stack=4)
+    src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1)
+    signs = set()
+    for x, y in src.dataset("train", training=True, spec=spec, seed=0).take(24):
+        r, f = x["rgb"].numpy(), x["flow"].numpy()
+        assert y.numpy() == 1 and f.shape == (4, 16, 16, 8)
+        # same spatial crop for every frame: the red ramp (about 15 levels per output pixel)
+        # is identical across frames up to JPEG error
+        np.testing.assert_allclose(r[..., 0], np.broadcast_to(r[:1, ..., 0], r[..., 0].shape),
+                                   atol=2.0)
+        # the flow's u follows the same source columns as the image (same crop and flip):
+        # u = s * (col / w * 10 - 5) * sx where col = red / 5, s = -1 after a flip
+        col = r[0, ..., 0].ravel() / 5
+        u = f[0, ..., 0].ravel()
+        slope, icpt = np.polyfit(col / 48 * 10 - 5, u, 1)
+        assert np.abs(u - (slope * (col / 48 * 10 - 5) + icpt)).max() < 0.35
+        assert abs(icpt) < 0.3
+        signs.add(np.sign(slope))
+        # v is never negated: the field index is recoverable, positive
+        assert (f[..., 1::2] > 0).all()
+        # sx: 16 output px per crop width; |u| scale between 16/48 (full width) and 16/(0.5*48)
+        assert 16 / 48 * 0.95 <= abs(slope) <= 16 / 18 * 1.05
+    assert signs == {-1.0, 1.0}
+
+
+def test_motion_chunks_are_centred_on_the_rgb_frames(tmp_path):
+    rgb, flow = _ramp_video()
+    d = _write_prepared(tmp_path, [(rgb, flow, 0)])
+    spec = ClipSpec(test_num_frames=3, test_short_side=None, flow_stack=4)
+    x, _ = next(iter(RecordSource(d, streams=("rgb", "flow")).dataset(
+        "test", training=False, spec=spec, seed=0)))
+    frame = np.round(x["rgb"].numpy()[:, 0, 0, 1] / 20).astype(int)
+    np.testing.assert_array_equal(frame, [0, 6, 11])
+    field = np.round((x["flow"].numpy()[:, 5, 5, 1::2] - 3.0) / 0.5).astype(int)
+    np.testing.assert_array_equal(field, [[0, 0, 0, 1], [4, 5, 6, 7], [9, 10, 10, 10]])
+    np.testing.assert_array_equal(flow_indices(tf.constant([6]), 12, 10).numpy()[0],
+                                  np.arange(1, 11))
+
+
+def test_deterministic_under_seed_and_test_set_once_in_order(tmp_path):
+    rng = np.random.default_rng(0)
+    vids = [(rng.integers(0, 255, (9, 20, 30, 3)).astype(np.uint8), None, i % 2) for i in range(5)]
+    d = _write_prepared(tmp_path, vids, flow=False)
+    spec = ClipSpec(num_frames=3, stride_range=(1, 2), image_size=(12, 12), test_num_frames=2,
+                    test_short_side=10)
+    src = RecordSource(d, shuffle_buffer=4)
+
+    def run(seed):
+        return [(x.numpy(), int(y)) for x, y in
+                src.dataset("train", training=True, spec=spec, seed=seed).take(8)]
+
+    a, b, c = run(3), run(3), run(4)
+    assert all(np.array_equal(p[0], q[0]) and p[1] == q[1] for p, q in zip(a, b))
+    assert not all(np.array_equal(p[0], q[0]) for p, q in zip(a, c))
+    test = list(src.dataset("test", training=False, spec=spec, seed=0))
+    assert [int(y) for _, y in test] == [0, 1, 0, 1, 0]
+    assert test[0][0].shape == (2, 10, 15, 3)
+    # multi-worker: two pipelines see disjoint halves
+    w = [RecordSource(d, num_input_pipelines=2, input_pipeline_id=i) for i in (0, 1)]
+    seen = [[x.numpy()[0, 0, 0, 0] for x, _ in s.dataset("test", training=False, spec=spec,
+                                                         seed=0)] for s in w]
+    assert len(seen[0]) + len(seen[1]) == 5
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(DataError, match="manifest.json is missing"):
+        RecordSource(tmp_path)
+    d = _write_prepared(tmp_path, [(np.zeros((3, 8, 8, 3), np.uint8), None, 0)], flow=False)
+    with pytest.raises(DataError, match="--flow"):
+        RecordSource(d, streams=("rgb", "flow"))
+    with pytest.raises(DataError, match="available"):
+        RecordSource(d).dataset("val", training=False, spec=ClipSpec(), seed=0)

@@ -1,0 +1,152 @@
+"""The papers' temporal sampling and spatial augmentation, as TF ops for tf.data.
+
+Every random choice takes an explicit stateless `seed` (shape [2] int), so a pipeline is
+deterministic under its seed whatever the parallelism. A clip is (T, H, W, C); the same crop
+and flip apply to every frame of a clip (and to both streams of a two-stream sample).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _split(seed, n: int):
+    return tf.unstack(tf.random.experimental.stateless_split(seed, n))
+
+
+def train_indices(num_video_frames, num_frames: int, stride_range: tuple[int, int], seed):
+    """Frame indices of a training clip: random stride tau in [a, b], random first frame.
+
+    A video too short for (num_frames - 1) * tau + 1 frames gets the largest stride that fits;
+    if even stride 1 does not fit, the last frame is repeated (never an index error).
+    """
+    lo, hi = stride_range
+    if not 1 <= lo <= hi:
+        raise ValueError(f"stride_range must satisfy 1 <= a <= b, got {stride_range}")
+    s_tau, s_start = _split(seed, 2)
+    n = tf.cast(num_video_frames, tf.int32)
+    tau = tf.random.stateless_uniform([], s_tau, lo, hi + 1, dtype=tf.int32)
+    if num_frames > 1:
+        fits = tf.maximum((n - 1) // (num_frames - 1), 1)
+        tau = tf.minimum(tau, fits)
+    span = (num_frames - 1) * tau + 1
+    start = tf.random.stateless_uniform(
+        [], s_start, 0, tf.maximum(n - span, 0) + 1, dtype=tf.int32
+    )
+    return tf.minimum(start + tau * tf.range(num_frames), n - 1)
+
+
+def test_indices(num_video_frames, num_frames: int):
+    """`num_frames` equally spaced frames covering the whole video (the test protocol)."""
+    n = tf.cast(num_video_frames, tf.float32)
+    pos = tf.linspace(0.0, n - 1.0, num_frames)
+    return tf.cast(tf.round(pos), tf.int32)
+
+
+def jitter_crop_box(height, width, seed, *, scale_jitter: float = 0.25, border: float = 0.25,
+                    base_fraction: float = 224 / 256):
+    """A crop box [y0, x0, y1, x1] (normalised) for the appearance augmentation.
+
+    The crop is `base_fraction` of the shorter side (224 of 256 in the papers), its width and
+    height independently jittered by +/- `scale_jitter`, placed at most `border` (relative to
+    the frame size) from each image border (thesis §4.3.5, §7.3.3).
+    """
+    s_h, s_w, s_y, s_x = _split(seed, 4)
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    base = base_fraction * tf.minimum(h, w)
+
+    def side(size, s_size, s_pos):
+        c = base * tf.random.stateless_uniform([], s_size, 1 - scale_jitter, 1 + scale_jitter)
+        c = tf.minimum(c, size)
+        lo = tf.maximum(0.0, size - c - border * size)
+        hi = tf.minimum(size - c, border * size)
+        lo, hi = tf.where(lo > hi, (size - c) / 2, lo), tf.where(lo > hi, (size - c) / 2, hi)
+        start = tf.random.stateless_uniform([], s_pos, lo, hi + 1e-6)
+        return start / size, (start + c) / size
+
+    y0, y1 = side(h, s_h, s_y)
+    x0, x1 = side(w, s_w, s_x)
+    return tf.stack([y0, x0, y1, x1])
+
+
+MULTISCALE_SIDES = (256, 224, 192, 168)
+
+
+def multiscale_corner_box(height, width, seed, *, sides=MULTISCALE_SIDES, reference: int = 256):
+    """A crop box for the motion stream: width and height each drawn from `sides` (relative to a
+    frame whose shorter side is `reference`), at one of the four corners or the centre
+    (Wang et al. 2016 / thesis §4.3.5)."""
+    s_h, s_w, s_pos = _split(seed, 3)
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    scale = tf.minimum(h, w) / reference
+    choices = tf.constant(sides, tf.float32) * scale
+    ch = tf.minimum(tf.gather(choices, tf.random.stateless_uniform([], s_h, 0, len(sides), tf.int32)), h)
+    cw = tf.minimum(tf.gather(choices, tf.random.stateless_uniform([], s_w, 0, len(sides), tf.int32)), w)
+    # 0..3 corners, 4 centre
+    pos = tf.random.stateless_uniform([], s_pos, 0, 5, tf.int32)
+    fy = tf.gather([0.0, 0.0, 1.0, 1.0, 0.5], pos)
+    fx = tf.gather([0.0, 1.0, 0.0, 1.0, 0.5], pos)
+    y0 = fy * (h - ch)
+    x0 = fx * (w - cw)
+    return tf.stack([y0 / h, x0 / w, (y0 + ch) / h, (x0 + cw) / w])
+
+
+def crop_resize(clip, box, size: tuple[int, int]):
+    """Applies one crop box to every frame of a (T, H, W, C) clip and resizes (bilinear).
+
+    `box` = [y0, x0, y1, x1] as fractions of the frame (the crop covers rows y0*H .. y1*H).
+    Samples sit at pixel centres (as `tf.image.resize`), so a crop whose size equals `size`
+    returns exactly the cropped pixels; `tf.image.crop_and_resize` alone maps a box to the
+    corner pixels [y0*(H-1), y1*(H-1)], which shrinks and shifts the crop by up to a pixel.
+    """
+    clip = tf.convert_to_tensor(clip)
+    shape = tf.shape(clip)
+    t = shape[0]
+    h = tf.cast(shape[1], tf.float32)
+    w = tf.cast(shape[2], tf.float32)
+    box = tf.cast(box, tf.float32)
+    out_h, out_w = float(size[0]), float(size[1])
+
+    def axis(lo, hi, n, out):
+        step = (hi - lo) * n / out  # source pixels per output pixel
+        first = lo * n + 0.5 * step - 0.5  # centre of the first output pixel, in pixels
+        last = first + step * (out - 1)
+        # +1: coordinates in the padded frame below
+        return (first + 1.0) / (n + 1.0), (last + 1.0) / (n + 1.0)
+
+    y0, y1 = axis(box[0], box[2], h, out_h)
+    x0, x1 = axis(box[1], box[3], w, out_w)
+    boxes = tf.tile(tf.stack([y0, x0, y1, x1])[None], [t, 1])
+    # An enlarging crop at the border samples up to half a pixel outside the frame: a one-pixel
+    # mirrored border makes those samples repeat the edge (as tf.image.resize does).
+    padded = tf.pad(clip, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.image.crop_and_resize(
+        tf.cast(padded, tf.float32), boxes, tf.range(t), size, method="bilinear"
+    )
+
+
+def flip_flow(flow):
+    """Mirrors a flow clip (..., W, 2L) horizontally: columns reversed and every u negated."""
+    flow = tf.reverse(flow, axis=[-2])
+    c = tf.shape(flow)[-1]
+    sign = tf.where(tf.range(c) % 2 == 0, -1.0, 1.0)
+    return flow * tf.cast(sign, flow.dtype)
+
+
+def maybe_flip(clip, seed, flow: bool = False):
+    """Horizontally flips the whole clip with probability 1/2. Returns (clip, flipped)."""
+    flipped = tf.random.stateless_uniform([], seed) < 0.5
+    mirrored = flip_flow(clip) if flow else tf.reverse(clip, axis=[-2])
+    return tf.where(flipped, mirrored, clip), flipped
+
+
+def resize_short_side(clip, short_side: int):
+    """Resizes a (T, H, W, C) clip so its shorter side is `short_side`, keeping the aspect."""
+    shape = tf.shape(clip)
+    h = tf.cast(shape[1], tf.float32)
+    w = tf.cast(shape[2], tf.float32)
+    s = short_side / tf.minimum(h, w)
+    new = tf.cast(tf.round(tf.stack([h * s, w * s])), tf.int32)
+    return tf.image.resize(tf.cast(clip, tf.float32), new, method="bilinear")

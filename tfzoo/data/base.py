@@ -1,0 +1,58 @@
+"""The interface between datasets and train/evaluate.
+
+A `VideoSource` (the synthetic set, prepared TFRecords, ...) knows its classes and splits and
+turns a split into an *unbatched* tf.data.Dataset of `(inputs, label)` where `inputs` is a
+float32 clip (T, H, W, 3) with RGB in [0, 255], or a dict {"rgb": ..., "flow": ...} for
+two-stream sources (flow in pixels at the clip's resolution, 2L channels u1, v1, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are sampled and augmented (thesis §4.3.5, §7.3.3)."""
+
+    num_frames: int = 16
+    stride_range: tuple[int, int] = (5, 15)  # training temporal stride tau in [a, b]
+    image_size: tuple[int, int] = (224, 224)  # training crop size (H, W)
+    test_num_frames: int = 16  # equally spaced frames at test
+    test_short_side: int | None = 256  # full frame at test, shorter side resized; None = as is
+    scale_jitter: float = 0.25  # crop width/height jitter
+    border: float = 0.25  # max crop distance from the borders
+    flip: bool = True  # random horizontal flip in training
+    flow_stack: int = 10  # L: flow fields per motion chunk (2L channels)
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    class_names: list[str]
+    num_videos: dict[str, int]  # split -> number of videos
+    # Class index after a horizontal flip; None = flipping keeps the label (real datasets).
+    flip_label_map: list[int] | None = None
+    streams: tuple[str, ...] = ("rgb",)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class VideoSource(Protocol):
+    info: DatasetInfo
+
+    def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int) -> tf.data.Dataset:
+        """Unbatched (inputs, label) pairs. Training: augmented clips of `spec.num_frames`
+        frames, shuffled and repeated forever. Test: every video once, in order, as
+        `spec.test_num_frames` equally spaced full frames (no flip: evaluate adds it)."""
+        ...
+
+
+class DataError(ValueError):
+    """Unreadable or inconsistent data (with the offending path or value in the message)."""

@@ -1,0 +1,234 @@
+"""tf.data readers of prepared TFRecords (`python -m tfzoo.data.prepare`): a `VideoSource`.
+
+Training (thesis §4.3.5, §5.4.1, §7.3.3): one clip per visit of a video, `spec.num_frames`
+frames with a random first frame and a random temporal stride tau in `spec.stride_range`
+(a video shorter than (T-1)*tau+1 frames gets the largest stride that fits, then repeats its
+last frame: see `augment.train_indices`). Each motion chunk stacks L = `spec.flow_stack` flow
+fields centred on its RGB frame t: fields t-L/2 .. t+L/2-1 (field i is frame i -> i+1),
+clamped to the video, channels u1, v1, u2, v2, ... One crop box and one flip for every frame
+and for both streams: the appearance crop (width/height jitter +/-25%, at most 25% from the
+borders) for RGB and two-stream inputs; a flow-only source uses the motion crop (width and
+height from {256, 224, 192, 168} at a corner or the centre). Resized to `spec.image_size`;
+flow values are scaled by the resize factor (pixels at the network resolution) and a flip
+negates u.
+
+Test: every video once, in the stored order, `spec.test_num_frames` equally spaced frames,
+the full frame with its shorter side resized to `spec.test_short_side` (no flip: evaluate adds
+it).
+
+Everything random is drawn from stateless seeds derived from `seed` and the element's position,
+so a pipeline is deterministic under its seed at any parallelism.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfzoo.data import augment, records
+from tfzoo.data.base import ClipSpec, DatasetInfo, DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+STREAMS = ("rgb", "flow")
+
+
+def load_manifest(data_dir) -> dict:
+    path = Path(data_dir) / records.MANIFEST
+    if not path.exists():
+        raise DataError(f"{str(data_dir)!r} is not a prepared dataset: {records.MANIFEST} is "
+                        f"missing (run `python -m tfzoo.data.prepare ... --out {data_dir}` and "
+                        f"let it finish)")
+    m = json.loads(path.read_text())
+    if m.get("format_version") != records.FORMAT_VERSION:
+        raise DataError(f"{path}: format_version {m.get('format_version')!r}, expected "
+                        f"{records.FORMAT_VERSION} (prepare the data again)")
+    return m
+
+
+def _decode_jpegs(strings, channels: int):
+    return tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=channels), strings,
+                     fn_output_signature=tf.uint8)
+
+
+def flow_indices(frame_indices, num_video_frames, flow_stack: int):
+    """(T, L) flow-field indices of the motion chunks centred on `frame_indices`."""
+    offsets = tf.range(flow_stack) - flow_stack // 2
+    idx = frame_indices[:, None] + offsets[None, :]
+    return tf.clip_by_value(idx, 0, tf.maximum(tf.cast(num_video_frames, tf.int32) - 2, 0))
+
+
+def decode_flow_chunks(flow_u, flow_v, idx):
+    """JPEG flow planes -> float32 (T, H, W, 2L) in pixels, channels u1, v1, u2, v2, ..."""
+    t, l = tf.shape(idx)[0], tf.shape(idx)[1]
+    flat = tf.reshape(idx, [-1])
+    u = _decode_jpegs(tf.gather(flow_u, flat), 1)[..., 0]
+    v = _decode_jpegs(tf.gather(flow_v, flat), 1)[..., 0]
+    uv = records.dequantize_flow(tf.stack([u, v], axis=-1))  # (T*L, H, W, 2)
+    h, w = tf.shape(uv)[1], tf.shape(uv)[2]
+    uv = tf.reshape(uv, [t, l, h, w, 2])
+    uv = tf.transpose(uv, [0, 2, 3, 1, 4])  # (T, H, W, L, 2)
+    return tf.reshape(uv, [t, h, w, 2 * l])
+
+
+def scale_flow(flow, sy, sx):
+    """Multiplies u channels by sx and v channels by sy (after resizing by those factors)."""
+    c = tf.shape(flow)[-1]
+    factor = tf.where(tf.range(c) % 2 == 0, tf.cast(sx, tf.float32), tf.cast(sy, tf.float32))
+    return flow * factor
+
+
+class RecordSource:
+    """Prepared TFRecords as a `VideoSource`.
+
+    data_dir: output of `python -m tfzoo.data.prepare`.
+    streams: ("rgb",) (default), ("flow",), or ("rgb", "flow"). One stream gives a tensor
+        (T, H, W, 3) or (T, H, W, 2L); two give {"rgb": ..., "flow": ...}.
+    shuffle_buffer: videos held for shuffling in training (each is a whole serialized video,
+        a few MB at 256 px: keep it modest; the shard order is shuffled too).
+    cycle_length: shards read in parallel (interleaved) in training.
+    num_input_pipelines, input_pipeline_id: multi-worker sharding (or pass a
+        tf.distribute.InputContext to `dataset`): each worker reads its own subset of shards,
+        or of records when there are fewer shards than workers.
+    """
+
+    def __init__(self, data_dir, *, streams=("rgb",), shuffle_buffer: int = 64,
+                 cycle_length: int = 4, num_input_pipelines: int = 1,
+                 input_pipeline_id: int = 0):
+        self.data_dir = Path(data_dir)
+        self.manifest = load_manifest(data_dir)
+        streams = tuple(streams)
+        if not streams or any(s not in STREAMS for s in streams) or len(set(streams)) != len(streams):
+            raise DataError(f"streams={streams!r}: expected a non-empty subset of {STREAMS}")
+        if "flow" in streams and "flow" not in self.manifest["streams"]:
+            raise DataError(f"{data_dir} has no optical flow (prepared with --flow none); "
+                            f"prepare it with --flow tvl1 or --flow opencv to read the flow stream")
+        if not 0 <= input_pipeline_id < num_input_pipelines:
+            raise DataError(f"input_pipeline_id {input_pipeline_id} not in "
+                            f"[0, {num_input_pipelines})")
+        self.streams = streams
+        self.shuffle_buffer = int(shuffle_buffer)
+        self.cycle_length = int(cycle_length)
+        self.num_input_pipelines = int(num_input_pipelines)
+        self.input_pipeline_id = int(input_pipeline_id)
+        m = self.manifest
+        self.info = DatasetInfo(
+            name=m["dataset"], class_names=list(m["class_names"]), num_videos=dict(m["splits"]),
+            streams=streams,
+            extra={"data_dir": str(self.data_dir), "counts": m["counts"],
+                   "short_side": m["params"]["short_side"], "skipped": len(m["skipped"])})
+
+    # ------------------------------------------------------------------ helpers
+    def _files(self, split: str) -> list[str]:
+        if split not in self.manifest["splits"]:
+            raise DataError(f"split {split!r} not in {self.data_dir}; available: "
+                            f"{sorted(self.manifest['splits'])}")
+        return [str(self.data_dir / s["file"]) for s in self.manifest["shards"]
+                if s["splits"].get(split, 0) > 0]
+
+    def _records(self, split, files, *, training, seed, n_pipes, pipe_id):
+        split_t = tf.constant(split)
+        by_file = len(files) >= n_pipes
+        if by_file and n_pipes > 1:
+            files = files[pipe_id::n_pipes]
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if training:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+            ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(self.cycle_length,
+                               len(files)), num_parallel_calls=AUTOTUNE, deterministic=True)
+        else:
+            ds = ds.flat_map(tf.data.TFRecordDataset)
+
+        def in_split(x):
+            return tf.reduce_any(tf.equal(tf.io.parse_single_example(x, records.SPLITS_SPEC)
+                                          ["splits"], split_t))
+
+        ds = ds.filter(in_split)
+        if not by_file and n_pipes > 1:
+            ds = ds.shard(n_pipes, pipe_id)
+        if "flow" in self.streams:
+            def has_flow(x):
+                ex = tf.io.parse_single_example(
+                    x, {"num_frames": tf.io.FixedLenFeature([], tf.int64)})
+                return ex["num_frames"] >= 2
+            ds = ds.filter(has_flow)
+        if training:
+            ds = ds.shuffle(self.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        return ds
+
+    def _sample(self, serialized, seed, spec: ClipSpec, training: bool):
+        with_flow = "flow" in self.streams
+        ex = records.parse_example(serialized, with_flow=with_flow)
+        n = tf.cast(ex["num_frames"], tf.int32)
+        s_idx, s_crop, s_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        if training:
+            idx = augment.train_indices(n, spec.num_frames, spec.stride_range, s_idx)
+        else:
+            idx = augment.test_indices(n, spec.test_num_frames)
+        h = tf.cast(ex["height"], tf.int32)
+        w = tf.cast(ex["width"], tf.int32)
+        out = {}
+        if "rgb" in self.streams:
+            out["rgb"] = _decode_jpegs(tf.gather(ex["frames"], idx), 3)
+        if with_flow:
+            fidx = flow_indices(idx, n, spec.flow_stack)
+            out["flow"] = decode_flow_chunks(ex["flow_u"], ex["flow_v"], fidx)
+        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        if training:
+            if self.streams == ("flow",):
+                box = augment.multiscale_corner_box(h, w, s_crop)
+            else:
+                box = augment.jitter_crop_box(h, w, s_crop, scale_jitter=spec.scale_jitter,
+                                              border=spec.border)
+            oh, ow = spec.image_size
+            sy = oh / ((box[2] - box[0]) * hf)
+            sx = ow / ((box[3] - box[1]) * wf)
+            flipped = tf.random.stateless_uniform([], s_flip) < 0.5 if spec.flip else False
+            for k in out:
+                x = augment.crop_resize(out[k], box, spec.image_size)
+                if k == "flow":
+                    x = scale_flow(x, sy, sx)
+                if spec.flip:
+                    mirrored = augment.flip_flow(x) if k == "flow" else tf.reverse(x, axis=[-2])
+                    x = tf.where(flipped, mirrored, x)
+                out[k] = x
+        else:
+            for k in out:
+                x = out[k]
+                if spec.test_short_side is not None:
+                    x = augment.resize_short_side(x, spec.test_short_side)
+                    if k == "flow":
+                        nh = tf.cast(tf.shape(x)[1], tf.float32)
+                        nw = tf.cast(tf.shape(x)[2], tf.float32)
+                        x = scale_flow(x, nh / hf, nw / wf)
+                out[k] = tf.cast(x, tf.float32)
+        inputs = out[self.streams[0]] if len(self.streams) == 1 else out
+        return inputs, tf.cast(ex["label"], tf.int32)
+
+    # ------------------------------------------------------------------ protocol
+    def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int,
+                input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Unbatched (inputs, label); training: shuffled, augmented, repeated forever."""
+        files = self._files(split)
+        if not files:
+            raise DataError(f"split {split!r} of {self.data_dir} holds no videos")
+        n_pipes, pipe_id = self.num_input_pipelines, self.input_pipeline_id
+        if input_context is not None:
+            n_pipes, pipe_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        seed = int(seed)
+        ds = self._records(split, files, training=training, seed=seed, n_pipes=n_pipes,
+                           pipe_id=pipe_id)
+        ds = ds.enumerate()
+
+        def fn(i, x):
+            # per-element seed from (seed, worker, position): reproducible at any parallelism
+            s = tf.stack([tf.cast(seed * 1000003 + pipe_id, tf.int64), i])
+            return self._sample(x, s, spec, training)
+
+        ds = ds.map(fn, num_parallel_calls=AUTOTUNE, deterministic=True)
+        opts = tf.data.Options()
+        opts.deterministic = True
+        # the shards are already split per worker above
+        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.with_options(opts).prefetch(AUTOTUNE)

@@ -1,0 +1,169 @@
+"""The prepared-data format: one tf.train.Example per video in sharded TFRecord files.
+
+    OUT/manifest.json                 what is there (see `prepare`), written last
+    OUT/plan.json                     the shard assignment and parameters (for resuming)
+    OUT/shard-00007-of-00040.tfrecord one Example per video
+    OUT/shard-00007-of-00040.json     per-shard summary; its presence marks the shard finished
+
+Example features (frames at the prepared resolution, shorter side 256 by default):
+    video_id      bytes        unique id (relative path without extension)
+    label         int64        class index (-1: none, e.g. an ImageNet VID snippet without
+                               objects of the 30 classes)
+    splits        bytes list   split names the video belongs to ("train1", "test", ...)
+    num_frames, height, width  int64
+    fps           float
+    frames        bytes list   RGB JPEG per frame
+    flow_u/flow_v bytes list   grey JPEG per flow field (num_frames - 1 of each, or absent):
+                               flow field i is from frame i to frame i + 1, in pixels at the
+                               stored resolution, clipped to +/-FLOW_BOUND and mapped
+                               linearly to uint8 (thesis §3.3.5, §4.3.5)
+    sample_frames int64 list   training frames of a snippet (ImageNet VID, §8.5.1), optional
+    box_frame, box_track, box_label  int64 lists; box float list (xmin, ymin, xmax, ymax per
+                               box, pixels at the stored resolution): ImageNet VID/DET objects
+    attrs         bytes        JSON of extra attributes (camera, source, group)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+FORMAT_VERSION = 1
+FLOW_BOUND = 20.0  # px; larger displacements are clipped before storage
+FLOW_LEVELS = 255.0
+FLOW_STEP = 2 * FLOW_BOUND / FLOW_LEVELS  # one uint8 level in pixels (0.157 px)
+MANIFEST = "manifest.json"
+PLAN = "plan.json"
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index:05d}-of-{count:05d}"
+
+
+# The storage mapping of DESIGN.md ("clip to +/-20 px, map linearly to uint8"). Kept here
+# because it is part of this file format; tfzoo.flow may offer the same mapping for its own use.
+def quantize_flow(flow) -> np.ndarray:
+    """Float flow in pixels -> uint8 codes: -20 px -> 0, 0 px -> 127.5 (rounds to 128), +20 -> 255."""
+    f = np.clip(np.asarray(flow, np.float32), -FLOW_BOUND, FLOW_BOUND)
+    return np.round((f + FLOW_BOUND) * (FLOW_LEVELS / (2 * FLOW_BOUND))).astype(np.uint8)
+
+
+def dequantize_flow(codes):
+    """uint8 codes (numpy or tf) -> float32 flow in pixels (the inverse of `quantize_flow`)."""
+    if isinstance(codes, np.ndarray):
+        return codes.astype(np.float32) * np.float32(FLOW_STEP) - np.float32(FLOW_BOUND)
+    return tf.cast(codes, tf.float32) * FLOW_STEP - FLOW_BOUND
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """RGB (H, W, 3) or grey (H, W) uint8 -> JPEG bytes (OpenCV's libjpeg: faster than TF's
+    in worker processes; the reader decodes with tf.io.decode_jpeg)."""
+    import cv2
+
+    img = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    # 4:4:4 chroma for frames keeps colour edges; flow planes are grey anyway
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR") and image.ndim == 3:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, buf = cv2.imencode(".jpg", img, params)
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+    return buf.tobytes()
+
+
+def encode_flow_jpegs(flow: np.ndarray, quality: int) -> tuple[bytes, bytes]:
+    """One flow field (H, W, 2) in pixels -> (u JPEG, v JPEG)."""
+    q = quantize_flow(flow)
+    return encode_jpeg(q[..., 0], quality), encode_jpeg(q[..., 1], quality)
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _floats(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def make_example(*, video_id: str, label: int, splits, frames: list[bytes], height: int,
+                 width: int, fps: float = 0.0, flow_u: list[bytes] | None = None,
+                 flow_v: list[bytes] | None = None, sample_frames=None, boxes=None,
+                 attrs: dict | None = None) -> bytes:
+    """Serialises one video. `boxes`: list of (frame, track, label, xmin, ymin, xmax, ymax)."""
+    f = {
+        "video_id": _bytes([video_id.encode()]),
+        "label": _ints([label]),
+        "splits": _bytes([s.encode() for s in splits]),
+        "num_frames": _ints([len(frames)]),
+        "height": _ints([height]),
+        "width": _ints([width]),
+        "fps": _floats([fps]),
+        "frames": _bytes(frames),
+        "attrs": _bytes([json.dumps(attrs or {}, sort_keys=True).encode()]),
+    }
+    if flow_u is not None:
+        if len(flow_u) != len(frames) - 1 or len(flow_v) != len(flow_u):
+            raise ValueError(f"{video_id}: expected {len(frames) - 1} flow fields, got "
+                             f"{len(flow_u)} u and {len(flow_v or [])} v")
+        f["flow_u"] = _bytes(flow_u)
+        f["flow_v"] = _bytes(flow_v)
+    if sample_frames is not None:
+        f["sample_frames"] = _ints(sample_frames)
+    if boxes:
+        b = np.asarray(boxes, np.float64)
+        f["box_frame"] = _ints(b[:, 0])
+        f["box_track"] = _ints(b[:, 1])
+        f["box_label"] = _ints(b[:, 2])
+        f["box"] = _floats(b[:, 3:7].reshape(-1))
+    return tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()
+
+
+def _spec(with_flow: bool, with_boxes: bool = False):
+    spec = {
+        "video_id": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "num_frames": tf.io.FixedLenFeature([], tf.int64),
+        "height": tf.io.FixedLenFeature([], tf.int64),
+        "width": tf.io.FixedLenFeature([], tf.int64),
+        "frames": tf.io.RaggedFeature(tf.string),
+    }
+    if with_flow:
+        spec["flow_u"] = tf.io.RaggedFeature(tf.string)
+        spec["flow_v"] = tf.io.RaggedFeature(tf.string)
+    if with_boxes:
+        spec.update({k: tf.io.RaggedFeature(tf.int64) for k in ("box_frame", "box_track",
+                                                                "box_label", "sample_frames")})
+        spec["box"] = tf.io.RaggedFeature(tf.float32)
+        spec["attrs"] = tf.io.FixedLenFeature([], tf.string)
+    return spec
+
+
+SPLITS_SPEC = {"splits": tf.io.RaggedFeature(tf.string)}
+
+
+def parse_example(serialized, *, with_flow: bool = False, with_boxes: bool = False) -> dict:
+    """tf op: a serialized Example -> dict of tensors (JPEG strings not yet decoded)."""
+    return tf.io.parse_single_example(serialized, _spec(with_flow, with_boxes))
+
+
+def read_examples(path) -> list[dict]:
+    """Eager helper (tests, tools): every Example of one shard as a Python dict."""
+    out = []
+    for rec in tf.data.TFRecordDataset(str(path)):
+        ex = tf.train.Example.FromString(rec.numpy())
+        d = {}
+        for k, v in ex.features.feature.items():
+            kind = v.WhichOneof("kind")
+            d[k] = list(getattr(v, kind).value)
+        d["video_id"] = d["video_id"][0].decode()
+        d["label"] = d["label"][0]
+        d["splits"] = [s.decode() for s in d["splits"]]
+        d["attrs"] = json.loads(d["attrs"][0])
+        out.append(d)
+    return out

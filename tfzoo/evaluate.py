@@ -1,0 +1,149 @@
+"""Evaluate a trained model: `python -m tfzoo.evaluate --model_dir=DIR [--split=test]`.
+
+The papers' test protocol (thesis §4.3.5, §7.3.3): `test_num_frames` equally spaced frames of
+each video, the full frame (fully convolutional: the model averages over all spatial and
+temporal locations) and its horizontal flip, pre-softmax scores averaged, one forward pass per
+video and view. Writes `metrics.json` (accuracy, mean class accuracy, per-class accuracy,
+confusion matrix) into the model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """CLI flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_string("model_dir", None, "A directory written by `python -m tfzoo.train`.")
+    flags.DEFINE_string("split", "test", "Split to evaluate.")
+    flags.DEFINE_string("data", None, "Prepared data directory (default: the one trained on).")
+    flags.DEFINE_bool("flip", None, "Average with the horizontal flip (default: the config's).")
+
+
+def _flip(x):
+    import tensorflow as tf
+
+    from tfzoo.data.augment import flip_flow
+
+    if isinstance(x, dict):
+        return {k: (flip_flow(v) if k == "flow" else tf.reverse(v, axis=[-2])) for k, v in x.items()}
+    return tf.reverse(x, axis=[-2])
+
+
+def _scores(out):
+    """Pre-softmax scores of a model output (the fused scores of a two-stream model)."""
+    if isinstance(out, dict):
+        return out["fused"] if "fused" in out else sum(out.values()) / len(out)
+    return out
+
+
+def predict_scores(model, dataset, *, flip: bool, flip_label_map=None):
+    """(scores (N, C), labels (N,)) over a batched dataset, with the flipped view averaged in."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        s = tf.cast(_scores(model(x, training=False)), tf.float32)
+        if flip:
+            f = tf.cast(_scores(model(_flip(x), training=False)), tf.float32)
+            if flip_label_map is not None:
+                # A flipped clip of class c looks like class flip_label_map[c].
+                f = tf.gather(f, flip_label_map, axis=1)
+            s = (s + f) / 2
+        return s
+
+    scores, labels = [], []
+    for x, y in dataset:
+        scores.append(forward(x).numpy())
+        labels.append(np.asarray(y))
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def metrics_from_scores(scores, labels, class_names) -> dict:
+    pred = scores.argmax(1)
+    c = len(class_names)
+    confusion = np.zeros((c, c), np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    support = confusion.sum(1)
+    per_class = {
+        name: (float(confusion[i, i] / support[i]) if support[i] else None)
+        for i, name in enumerate(class_names)
+    }
+    valid = [v for v in per_class.values() if v is not None]
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "mean_class_accuracy": float(np.mean(valid)) if valid else 0.0,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "num_videos": int(len(labels)),
+    }
+
+
+def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=None,
+                       flip=None) -> dict:
+    """Evaluates the model in `model_dir` and writes `metrics.json`; returns the metrics."""
+    from tfzoo import config as cfglib
+    from tfzoo.data import clip_spec, make_source
+    from tfzoo.rundir import atomic_write_text, load_model
+
+    model_dir = Path(model_dir)
+    model, info = load_model(model_dir)
+    known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
+    config = cfglib.TrainConfig().replace(**known)
+    if data_dir:
+        config = config.replace(dataset="records", data_dir=data_dir)
+    source = source or make_source(config)
+    if list(source.info.class_names) != list(info.class_names):
+        raise cfglib.ConfigError(
+            f"{model_dir} was trained on classes {info.class_names[:5]}...; the data has "
+            f"{source.info.class_names[:5]}..."
+        )
+    flip = config.test_flip if flip is None else flip
+    spec = clip_spec(config)
+    ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
+    fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
+    ds = ds.batch(config.batch_size if fixed else 1)
+    flip_map = source.info.flip_label_map
+    scores, labels = predict_scores(model, ds, flip=flip, flip_label_map=flip_map)
+    metrics = metrics_from_scores(scores, labels, info.class_names)
+    metrics.update(
+        split=split, model=info.model,
+        protocol=(f"{spec.test_num_frames} equally spaced frames, full frame"
+                  + (" + horizontal flip" if flip else "") + ", scores averaged"),
+    )
+    atomic_write_text(model_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.model_dir:
+        print("error: --model_dir is required", file=sys.stderr)
+        return 2
+    from tfzoo.config import ConfigError
+    from tfzoo.data.base import DataError
+    from tfzoo.rundir import RunDirError
+
+    try:
+        m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data, flip=FLAGS.flip)
+    except (ConfigError, DataError, RunDirError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"accuracy {m['accuracy']:.4f}  mean class accuracy {m['mean_class_accuracy']:.4f}  "
+          f"({m['num_videos']} videos, {m['protocol']})")
+    for name, acc in m["per_class_accuracy"].items():
+        print(f"  {name:24s} {'n/a' if acc is None else f'{acc:.3f}'}")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,226 @@
+"""Accuracy and speed of tfzoo's TV-L1 against OpenCV's Dual TV-L1 on the same frames.
+
+python -m tfzoo.flow.bench [--accuracy] [--speed] [--sizes 256x340,480x640] [--repeats 3]
+(routed from `python -m tfzoo.bench --flow`). OpenCV (opencv-contrib-python-headless) is a
+benchmark/test dependency only; it runs with matched parameters: same pyramid depth and
+zfactor, warps, and `iterations` inner iterations x 1 outer iteration, no median filtering,
+no early stopping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+BIKES = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
+CASES = ("translate_sub", "translate", "rotate", "zoom", "nonrigid")
+
+
+def read_frames(path=BIKES, start: int = 0, count: int = 2) -> np.ndarray:
+    from tfzoo.flow._video import iter_frames
+
+    out = []
+    for i, f in enumerate(iter_frames(path)):
+        if i >= start:
+            out.append(f)
+        if len(out) == count:
+            break
+    return np.stack(out)
+
+
+def ground_truth_field(case: str, h: int, w: int) -> np.ndarray:
+    """A known flow field (H, W, 2) in px; `I0(x) = I1(x + flow(x))`."""
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    s = min(h, w) / 64.0  # displacements grow with the image, like real motion
+    if case == "translate_sub":
+        u, v = np.full_like(gx, 0.37), np.full_like(gx, -0.52)
+    elif case == "translate":
+        u, v = np.full_like(gx, 1.6 * s), np.full_like(gx, -0.9 * s)
+    elif case == "rotate":
+        a = math.radians(2.0)
+        dx, dy = gx - cx, gy - cy
+        u = math.cos(a) * dx - math.sin(a) * dy - dx
+        v = math.sin(a) * dx + math.cos(a) * dy - dy
+    elif case == "zoom":
+        u, v = 0.04 * (gx - cx), 0.04 * (gy - cy)
+    elif case == "nonrigid":
+        u = 1.2 * s * np.sin(2 * np.pi * gx / (0.9 * w)) * np.cos(2 * np.pi * gy / (1.1 * h))
+        v = 0.9 * s * np.cos(2 * np.pi * gx / (1.3 * w)) * np.sin(2 * np.pi * gy / (0.8 * h))
+    else:
+        raise ValueError(f"unknown case {case!r}; expected one of {CASES}")
+    return np.stack([u, v], -1).astype(np.float32)
+
+
+def synthetic_pair(image: np.ndarray, case: str, h: int, w: int, blur: float = 1.0):
+    """(I0, I1, flow, mask) from a real RGB frame: I1 is a centred HxW crop of the (slightly
+    blurred) frame, I0 samples the frame at x + flow(x) (bicubic), so the true flow from I0 to
+    I1 is `flow`. `mask` marks pixels whose target stays 3 px inside I1 and 4 px from I0's
+    border: TV-L1 cannot know the flow of content that leaves the image."""
+    import cv2
+
+    src = cv2.GaussianBlur(image.astype(np.float32), (0, 0), blur) if blur else image
+    src = src.astype(np.float32)
+    y0, x0 = (src.shape[0] - h) // 2, (src.shape[1] - w) // 2
+    flow = ground_truth_field(case, h, w)
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tx, ty = gx + flow[..., 0], gy + flow[..., 1]
+    i0 = cv2.remap(src, tx + x0, ty + y0, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    i1 = src[y0 : y0 + h, x0 : x0 + w].copy()
+    mask = (tx >= 3) & (tx <= w - 4) & (ty >= 3) & (ty <= h - 4)
+    border = np.zeros_like(mask)
+    border[4:-4, 4:-4] = True
+    return np.clip(i0, 0, 255), i1, flow, mask & border
+
+
+def epe(flow, gt, mask=None) -> float:
+    e = np.sqrt(((np.asarray(flow) - gt) ** 2).sum(-1))
+    return float(e[mask].mean() if mask is not None else e.mean())
+
+
+def opencv_tvl1(i0, i1, iterations=50, warps=5, max_scales=5, zfactor=0.5, tau=0.25,
+                lbda=0.15, theta=0.3, **_ignored):
+    """OpenCV's Dual TV-L1 with tfzoo's parameters (same grey conversion, same depth)."""
+    import cv2
+
+    from tfzoo.flow.tvl1 import num_scales
+
+    h, w = i0.shape[:2]
+    # Float input in [0, 1]: OpenCV scales it by 255, so both see unquantised grey.
+    g0 = (np.asarray(i0, np.float32) @ np.float32([0.299, 0.587, 0.114])) / 255.0
+    g1 = (np.asarray(i1, np.float32) @ np.float32([0.299, 0.587, 0.114])) / 255.0
+    algo = cv2.optflow.DualTVL1OpticalFlow_create(
+        tau=tau, lambda_=lbda, theta=theta, nscales=num_scales(h, w, zfactor, max_scales),
+        warps=warps, epsilon=1e-12, innnerIterations=iterations, outerIterations=1,
+        scaleStep=zfactor, gamma=0.0, medianFiltering=1, useInitialFlow=False,
+    )
+    return algo.calc(g0, g1, None)
+
+
+def accuracy_table(size=(256, 340), params=None, frame_index=10) -> list[dict]:
+    from tfzoo.flow.tvl1 import tvl1_video, _compiled_solver
+    import tensorflow as tf
+
+    params = params or dict(iterations=50, warps=5, max_scales=5)
+    h, w = size
+    frames = read_frames(start=frame_index, count=2)
+    rows = []
+    pairs = [synthetic_pair(frames[0], c, h, w) for c in CASES]
+    solver = _compiled_solver(tuple(sorted(params.items())))
+    batch = np.stack([np.stack([p[0], p[1]]) for p in pairs])  # (cases, 2, H, W, 3)
+    ours = solver(tf.constant(batch, tf.float32))[:, 0].numpy()
+    for c, (i0, i1, gt, mask), f in zip(CASES, pairs, ours):
+        cv = opencv_tvl1(i0, i1, **params)
+        rows.append(dict(case=c, max_gt=float(np.hypot(gt[..., 0], gt[..., 1]).max()),
+                         epe_tfzoo=epe(f, gt, mask), epe_opencv=epe(cv, gt, mask)))
+    # Real consecutive frames: no ground truth; agreement with OpenCV relative to the motion.
+    import cv2
+
+    clip = read_frames(start=frame_index, count=6)
+    clip = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in clip])
+    flows = tvl1_video(clip, **params)
+    for t in range(len(clip) - 1):
+        cv = opencv_tvl1(clip[t], clip[t + 1], **params)
+        mag = float(np.hypot(cv[..., 0], cv[..., 1]).mean())
+        rows.append(dict(case=f"bikes {frame_index + t}->{frame_index + t + 1}", max_gt=mag,
+                         diff=epe(flows[t], cv)))
+    return rows
+
+
+def _time(fn, repeats):
+    fn()  # compile / warm up
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def speed_table(sizes, params, repeats=3, batch=4) -> list[dict]:
+    import cv2
+    import tensorflow as tf
+
+    from tfzoo.flow.tvl1 import TVL1, to_grey
+
+    rows = []
+    raw = read_frames(start=10, count=batch + 1)
+    for h, w in sizes:
+        clip = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in raw])
+        layer = TVL1(**params)
+        fns = {
+            "tfzoo XLA": tf.function(lambda x: layer._solve(to_grey(x)), jit_compile=True),
+            "tfzoo graph (no XLA)": tf.function(lambda x: layer._solve(to_grey(x))),
+        }
+        one = tf.constant(clip[None, :2], tf.float32)
+        many = tf.constant(clip[None], tf.float32)
+        t_cv = _time(lambda: opencv_tvl1(clip[0], clip[1], **params), repeats)
+        rows.append(dict(size=f"{h}x{w}", impl="OpenCV DualTVL1 (C++)", pairs=1, ms=t_cv * 1e3,
+                         ratio=1.0))
+        for name, fn in fns.items():
+            for x, n in ((one, 1), (many, batch)):
+                if name.endswith("(no XLA)") and n > 1:
+                    continue
+                t = _time(lambda: fn(x).numpy(), repeats) / n
+                rows.append(dict(size=f"{h}x{w}", impl=name, pairs=n, ms=t * 1e3,
+                                 ratio=t_cv / t))
+    return rows
+
+
+def _size_list(text):
+    return [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s]
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    p = argparse.ArgumentParser(prog="python -m tfzoo.bench --flow", description=__doc__)
+    p.add_argument("--accuracy", action="store_true", help="only the accuracy table")
+    p.add_argument("--speed", action="store_true", help="only the speed table")
+    p.add_argument("--sizes", type=_size_list, default=[(256, 340), (480, 640)])
+    p.add_argument("--accuracy-size", type=_size_list, default=[(256, 340)])
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--warps", type=int, default=5)
+    p.add_argument("--max-scales", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--interpolation", choices=("bicubic", "bilinear"), default="bicubic")
+    args = p.parse_args(argv)
+    both = not (args.accuracy or args.speed)
+    params = dict(iterations=args.iterations, warps=args.warps, max_scales=args.max_scales,
+                  interpolation=args.interpolation)
+    import cv2
+
+    print(f"# params {params}; OpenCV {cv2.__version__} threads={cv2.getNumThreads()}; "
+          f"CPU cores visible: {os.cpu_count()}")
+    if args.accuracy or both:
+        rows = accuracy_table(args.accuracy_size[0], params)
+        print("\n| case | max |gt| (px) | EPE tfzoo (px) | EPE OpenCV (px) |")
+        print("|---|---|---|---|")
+        for r in rows:
+            if "diff" in r:
+                continue
+            print(f"| {r['case']} | {r['max_gt']:.2f} | {r['epe_tfzoo']:.3f} | "
+                  f"{r['epe_opencv']:.3f} |")
+        print("\n| real pair | mean |flow| OpenCV (px) | mean EP difference tfzoo vs OpenCV (px) |")
+        print("|---|---|---|")
+        for r in rows:
+            if "diff" in r:
+                print(f"| {r['case']} | {r['max_gt']:.3f} | {r['diff']:.3f} |")
+    if args.speed or both:
+        rows = speed_table(args.sizes, params, args.repeats, args.batch)
+        print("\n| size | implementation | pairs per call | ms per pair | speed-up vs OpenCV |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['size']} | {r['impl']} | {r['pairs']} | {r['ms']:.1f} | "
+                  f"{r['ratio']:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

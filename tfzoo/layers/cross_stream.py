@@ -1,0 +1,84 @@
+"""Connections between the appearance and the motion stream of a two-stream network."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+CROSS_STREAM_MODES = ("add", "multiply")
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class CrossStreamConnection(keras.layers.Layer):
+    """Injects one stream's features into the other: `x + f(other)` or `x * f(other)`, f = ReLU.
+
+    Thesis eq. 4.2 / 5.2 (additive, ST-ResNet) and eq. 5.5 (multiplicative gating, MulNet):
+    called as `layer([x, other])` on two maps of equal shape, it returns the receiving
+    stream's signal `x` combined with the rectified signal of the sending stream. With
+    "multiply" the gradient reaching `other` is the incoming gradient times `x` (eq. 5.7), and
+    the gradient reaching `x` is scaled by `f(other)` (eq. 5.6).
+
+    Args:
+      mode: "add" or "multiply".
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 2.0]], "float32"); m = np.array([[3.0, -1.0]], "float32")
+    >>> CrossStreamConnection("add")([x, m]).numpy().tolist()
+    [[4.0, 2.0]]
+    >>> CrossStreamConnection("multiply")([x, m]).numpy().tolist()
+    [[3.0, 0.0]]
+    """
+
+    def __init__(self, mode: str = "multiply", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in CROSS_STREAM_MODES:
+            raise ValueError(f"cross-stream mode must be one of {CROSS_STREAM_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"{self.name} expects [x, other], got {type(inputs).__name__}")
+        x, other = inputs
+        gate = ops.relu(ops.cast(other, x.dtype))
+        return x + gate if self.mode == "add" else x * gate
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class ScoreFusion(keras.layers.Layer):
+    """Late fusion of two streams' class scores: `(a + w * b) / (1 + w)`.
+
+    The thesis averages the pre-softmax scores of both streams at test time (§4.4.1: better than
+    averaging softmax outputs) and weights the motion stream 3x on HMDB51 (§5.5.3).
+
+    Args:
+      weight: weight `w` of the second input (the motion stream), >= 0.
+
+    Example:
+    >>> import numpy as np
+    >>> ScoreFusion(weight=3.0)([np.array([[4.0]]), np.array([[0.0]])]).numpy().tolist()
+    [[1.0]]
+    """
+
+    def __init__(self, weight: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not weight >= 0:
+            raise ValueError(f"fusion weight must be >= 0, got {weight!r}")
+        self.weight = float(weight)
+
+    def call(self, inputs):
+        a, b = inputs
+        b = ops.cast(b, a.dtype)
+        return (a + self.weight * b) / (1.0 + self.weight)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}

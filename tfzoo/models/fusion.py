@@ -1,0 +1,314 @@
+"""Convolutional two-stream network fusion (thesis ch. 3; Feichtenhofer, Pinz, Zisserman, CVPR 2016).
+
+Two models, both taking {"rgb": (B, T, H, W, 3) RGB in [0, 255], "flow": (B, T, H, W, 2L)
+flow in pixels}, where chunk t is one RGB frame and the 2L-channel flow stack centred on it:
+
+- `TwoStreamFusion`: a spatial (appearance) and a temporal (motion) VGG tower fused at one or
+  several layers (sum / max / concat / conv / bilinear, eq. 3.1-3.5), with 2-D or 3-D pooling
+  at pool5 (§3.3.3). The proposed model (§3.3.4): 3-D conv fusion of relu5 (3x3x3, 1024 -> 512,
+  init [0.25 I; 0.75 I] x Gaussian), 3-D max pooling, the temporal tower kept and 3-D pooled
+  too, one loss per tower, tower scores averaged at test.
+- `TwoStreamNet`: the late-fusion baseline (Simonyan & Zisserman 2014): two full towers whose
+  softmax posteriors are averaged (Table 3.1, "Sum, Softmax").
+
+Scores are logits (B, num_classes): fc8 averaged over chunks and locations (the fully
+convolutional test). A model that keeps both towers returns the zoo's two-stream dict
+{"rgb": appearance (or fused spatiotemporal) tower, "flow": motion tower, "fused": the test-time
+combination}: tfzoo.train puts one loss on each tower and none on "fused" (thesis §3.3.4),
+evaluation and export read "fused". A model with one tower left after fusion returns logits.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfzoo.backbones.vgg import ARCHS, ENDPOINTS, TEMPORAL_POOLS, VGGTower, endpoint_index
+from tfzoo.layers.fusion import (
+    AlignSpatial,
+    BilinearFusion,
+    ConvFusion,
+    FUSION_METHODS,
+    LateFusion,
+    SpatialFusion,
+)
+from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
+from tfzoo.layers.preprocessing import VideoNormalization
+from tfzoo.models.base import VideoModel
+
+FUSION_POINTS = ("relu1", "relu2", "relu3", "relu4", "relu5", "fc6", "fc7", "fc8")
+# The papers' flow JPEGs map [-20, 20] px to [0, 255] and the nets see (uint8 - 128): flow in
+# pixels times 255/40. Scaling in-graph keeps that input range while the model takes pixels.
+FLOW_SCALE = 255.0 / 40.0
+
+
+def _inputs(flow_channels: int):
+    rgb = keras.Input(shape=(None, None, None, 3), name="rgb")
+    flow = keras.Input(shape=(None, None, None, flow_channels), name="flow")
+    return rgb, flow
+
+
+def _normalize(rgb, flow, normalization: str, flow_scale: float):
+    x_a = VideoNormalization(normalization, name="rgb_normalization")(rgb)
+    x_b = flow
+    if flow_scale != 1.0:
+        x_b = keras.layers.Rescaling(flow_scale, name="flow_scaling")(flow)
+    return x_a, x_b
+
+
+def _score_head(fc8, name: str):
+    # Averaging the linear fc8 over locations and chunks = averaging the per-crop, per-chunk
+    # predictions of the papers' fully convolutional test.
+    x = GlobalSpatialPooling("avg", name=f"{name}_spatial_avg")(fc8)
+    return GlobalTemporalPooling("avg", name=f"{name}_temporal_avg")(x)
+
+
+def _check_choice(what: str, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {choices}")
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class TwoStreamFusion(VideoModel):
+    """Two-stream ConvNet fusion (Feichtenhofer, Pinz, Zisserman, CVPR 2016; thesis ch. 3).
+
+    The temporal (motion) tower is fused into the spatial (appearance) tower at each layer of
+    `fusion_layers` (in network order). After the last fusion the temporal tower is truncated
+    or, with `keep_temporal`, continues to its own fc8 (Fig. 3.1 right, Fig. 3.4); every
+    earlier fusion keeps it, as later fusions need it. Fusing at fc8 ends both towers.
+
+    Args:
+      num_classes: 101 (UCF101) or 51 (HMDB51).
+      spatial_arch, temporal_arch: "vggm" (VGG-M-2048) or "vgg16". Mixed towers are aligned by
+        zero-padding the smaller map (VGG-M's 13x13 relu5 to VGG-16's 14x14, §3.3.5).
+      flow_channels: 2L (20).
+      fusion: "sum", "max", "concat", "conv" or "bilinear" (eq. 3.1-3.5).
+      fusion_layers: endpoints to fuse at, from relu1..relu5, fc6, fc7, fc8.
+      fusion_kernel: (T, H, W) of the conv fusion; (1, 1, 1) is 2-D conv fusion (eq. 3.4),
+        (3, 3, 3) the proposed 3-D conv fusion (eq. 3.6).
+      fusion_init: "identity" (the paper's) or "random".
+      fusion_init_weights: (appearance, motion) identity scales: (0.25, 0.75) for the proposed
+        model, (1, 1) initialises 2-D conv fusion to sum fusion.
+      fusion_sigma: Gaussian sigma of the conv fusion init over its taps.
+      keep_temporal: keep the fused-from tower after the last fusion ("ReLU5 +" in Table 3.4).
+      temporal_pool: "3d" (3-D max pooling at pool5 of both towers) or "2d" (per chunk).
+      temporal_pool_size, temporal_pool_stride: temporal window/stride of the 3-D pool5.
+      spatial_dropout, temporal_dropout: dropout on fc6/fc7 of each tower (0.85, §3.3.5).
+      freeze_below_fusion: make both towers' layers up to the first fusion point
+        non-trainable: "We only propagate back to the injected fusion layer, since full
+        backpropagation did not result in an improvement" (§3.3.5). Off by default.
+      width_multiplier, fc6_kernel: see `tfzoo.backbones.vgg.VGGTower` (tiny variants).
+      normalization: RGB normalisation (`VideoNormalization` mode; "caffe" = BGR minus the
+        ImageNet mean, what keras.applications' VGG16 weights expect).
+      flow_scale: multiplies the flow (pixels) in-graph; 255/40 reproduces the papers'
+        uint8-minus-128 flow encoding.
+
+    Example:
+    >>> import numpy as np
+    >>> model = TwoStreamFusion(num_classes=5, width_multiplier=1 / 32, fc6_kernel=1)
+    >>> clip = {"rgb": np.zeros((1, 5, 64, 64, 3), "float32"),
+    ...         "flow": np.zeros((1, 5, 64, 64, 20), "float32")}
+    >>> model(clip)["fused"].shape
+    TensorShape([1, 5])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 101,
+        spatial_arch: str = "vgg16",
+        temporal_arch: str = "vgg16",
+        flow_channels: int = 20,
+        fusion: str = "conv",
+        fusion_layers=("relu5",),
+        fusion_kernel=(3, 3, 3),
+        fusion_init: str = "identity",
+        fusion_init_weights=(0.25, 0.75),
+        fusion_sigma: float = 1.0,
+        keep_temporal: bool = True,
+        temporal_pool: str = "3d",
+        temporal_pool_size: int = 3,
+        temporal_pool_stride: int = 2,
+        spatial_dropout: float = 0.85,
+        temporal_dropout: float = 0.85,
+        freeze_below_fusion: bool = False,
+        width_multiplier: float = 1.0,
+        fc6_kernel: int | None = None,
+        normalization: str = "caffe",
+        flow_scale: float = FLOW_SCALE,
+        **kwargs,
+    ):
+        config = self.capture(locals())
+        _check_choice("spatial_arch", spatial_arch, ARCHS)
+        _check_choice("temporal_arch", temporal_arch, ARCHS)
+        _check_choice("fusion method", fusion, FUSION_METHODS)
+        _check_choice("temporal_pool", temporal_pool, TEMPORAL_POOLS)
+        if isinstance(fusion_layers, str):
+            fusion_layers = (fusion_layers,)
+        for p in fusion_layers:
+            _check_choice("fusion layer", p, FUSION_POINTS)
+        points = sorted(set(fusion_layers), key=endpoint_index)
+        if not points:
+            raise ValueError("fusion_layers must name at least one layer")
+        if fusion == "bilinear" and (len(points) > 1 or not points[0].startswith("relu")):
+            raise ValueError(
+                f"bilinear fusion marginalises space, so it must be the only fusion and at a conv "
+                f"layer (relu1..relu5); got fusion_layers={list(fusion_layers)}"
+            )
+
+        common = dict(
+            num_classes=num_classes,
+            width_multiplier=width_multiplier,
+            fc6_kernel=fc6_kernel,
+            temporal_pool=temporal_pool,
+            temporal_pool_size=temporal_pool_size,
+            temporal_pool_stride=temporal_pool_stride,
+        )
+        tower_a = VGGTower(spatial_arch, prefix="spatial_", dropout=spatial_dropout, **common)
+        tower_b = VGGTower(temporal_arch, prefix="temporal_", dropout=temporal_dropout, **common)
+
+        rgb, flow = _inputs(flow_channels)
+        x_a, x_b = _normalize(rgb, flow, normalization, flow_scale)
+        start = "input"
+        for p in points:
+            x_a = tower_a.build(x_a, start, p)[p]
+            x_b = tower_b.build(x_b, start, p)[p]
+            start = p
+            x_b_aligned = x_b
+            if spatial_arch != temporal_arch and p.startswith("relu"):
+                x_b_aligned = AlignSpatial(name=f"fusion_{p}_align")([x_b, x_a])
+            x_a = self._fuse(
+                fusion, p, x_a, x_b_aligned, fusion_kernel, fusion_init, fusion_init_weights, fusion_sigma
+            )
+
+        last = points[-1]
+        towers = {}
+        if fusion == "bilinear":
+            # Lin et al. 2015 / the paper: no fc layers after bilinear pooling, a linear
+            # classifier (the paper's SVM) on the normalised descriptor of each chunk.
+            scores = keras.layers.Dense(num_classes, name="bilinear_classifier", dtype="float32")(x_a)
+            towers["rgb"] = GlobalTemporalPooling("avg", name="spatial_temporal_avg")(scores)
+        elif last == "fc8":
+            towers["rgb"] = _score_head(x_a, "spatial")
+        else:
+            fc8 = tower_a.build(x_a, last, "fc8")["fc8"]
+            towers["rgb"] = _score_head(fc8, "spatial")
+        if keep_temporal and last != "fc8":
+            fc8 = tower_b.build(x_b, last, "fc8")["fc8"]
+            towers["flow"] = _score_head(fc8, "temporal")
+
+        if len(towers) == 1:
+            outputs = towers["rgb"]
+        else:
+            # §3.4.4: "During testing, we average the FC8 predictions for both towers."
+            fused = LateFusion("logits", name="fused")([towers["rgb"], towers["flow"]])
+            outputs = {**towers, "fused": fused}
+        if freeze_below_fusion:
+            for layer in tower_a.layers_up_to(points[0]) + tower_b.layers_up_to(points[0]):
+                layer.trainable = False
+        kwargs.setdefault("name", "two_stream_fusion")
+        super().__init__([rgb, flow], outputs, config=config, **kwargs)
+        self.fusion_points = tuple(points)
+
+    @staticmethod
+    def _fuse(method, point, x_a, x_b, kernel, init, init_weights, sigma):
+        name = f"fusion_{point}"
+        if method == "conv":
+            return ConvFusion(
+                kernel_size=kernel, init=init, init_weights=init_weights, sigma=sigma, name=name
+            )([x_a, x_b])
+        if method == "bilinear":
+            return BilinearFusion(name=name)([x_a, x_b])
+        return SpatialFusion(method, name=name)([x_a, x_b])
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class TwoStreamNet(VideoModel):
+    """The two-stream baseline: late fusion of two full towers (Simonyan & Zisserman, NIPS 2014).
+
+    Thesis §2.3 and Table 3.1 ("Sum, Softmax", 181.42M parameters with VGG-M-2048 towers): a
+    spatial net on single RGB frames and a temporal net on 2L-channel flow stacks, each
+    classifying every chunk; per-chunk scores are averaged over chunks and locations and the
+    two towers' softmax posteriors are averaged ("softmax", returned as log of the average so
+    the output stays a logit tensor) or their logits ("logits").
+
+    Args: as `TwoStreamFusion` where they apply; `score_fusion` is "softmax" or "logits".
+    Returns {"rgb": spatial logits, "flow": temporal logits, "fused": late fusion}; the towers
+    train with separate losses, as in the paper.
+
+    Example:
+    >>> import numpy as np
+    >>> model = TwoStreamNet(num_classes=5, width_multiplier=1 / 32, fc6_kernel=1)
+    >>> clip = [np.zeros((2, 1, 64, 64, 3), "float32"), np.zeros((2, 1, 64, 64, 20), "float32")]
+    >>> {k: tuple(v.shape) for k, v in model(clip).items()}
+    {'rgb': (2, 5), 'flow': (2, 5), 'fused': (2, 5)}
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 101,
+        spatial_arch: str = "vggm",
+        temporal_arch: str = "vggm",
+        flow_channels: int = 20,
+        score_fusion: str = "softmax",
+        spatial_dropout: float = 0.85,
+        temporal_dropout: float = 0.85,
+        width_multiplier: float = 1.0,
+        fc6_kernel: int | None = None,
+        normalization: str = "caffe",
+        flow_scale: float = FLOW_SCALE,
+        **kwargs,
+    ):
+        config = self.capture(locals())
+        _check_choice("spatial_arch", spatial_arch, ARCHS)
+        _check_choice("temporal_arch", temporal_arch, ARCHS)
+        common = dict(num_classes=num_classes, width_multiplier=width_multiplier, fc6_kernel=fc6_kernel)
+        rgb, flow = _inputs(flow_channels)
+        x_a, x_b = _normalize(rgb, flow, normalization, flow_scale)
+        fc8_a = VGGTower(spatial_arch, prefix="spatial_", dropout=spatial_dropout, **common).build(x_a)["fc8"]
+        fc8_b = VGGTower(temporal_arch, prefix="temporal_", dropout=temporal_dropout, **common).build(x_b)["fc8"]
+        towers = {"rgb": _score_head(fc8_a, "spatial"), "flow": _score_head(fc8_b, "temporal")}
+        fused = LateFusion(score_fusion, name="fused")([towers["rgb"], towers["flow"]])
+        outputs = {**towers, "fused": fused}
+        kwargs.setdefault("name", "two_stream")
+        super().__init__([rgb, flow], outputs, config=config, **kwargs)
+
+
+def register() -> None:
+    """Registers the chapter-3 presets (called from tfzoo.models)."""
+    from tfzoo.registry import register_model
+
+    tiny = dict(width_multiplier=1 / 32, fc6_kernel=1)
+    proposed = dict(fusion="conv", fusion_layers=("relu5",), fusion_kernel=(3, 3, 3),
+                    fusion_init_weights=(0.25, 0.75), keep_temporal=True, temporal_pool="3d")
+    for name, s, t, what in (
+        ("fusion_vgg16_conv_relu5", "vgg16", "vgg16", "S: VGG-16, T: VGG-16 (Table 3.5, 92.5% UCF101)"),
+        ("fusion_vgg16m_conv_relu5", "vgg16", "vggm", "S: VGG-16, T: VGG-M (Table 3.4/3.5)"),
+        ("fusion_vggm_conv_relu5", "vggm", "vggm", "S: VGG-M-2048, T: VGG-M-2048"),
+    ):
+        register_model(
+            name, TwoStreamFusion, spatial_arch=s, temporal_arch=t, **proposed,
+            description=f"Two-stream 3-D conv fusion at relu5 + 3-D pooling, both towers kept; {what}",
+            test_overrides=tiny, tags=("two_stream",),
+        )
+
+    # Table 3.1: spatial fusion at relu5 of two VGG-M-2048 towers, one tower after fusion.
+    table31 = dict(spatial_arch="vggm", temporal_arch="vggm", fusion_layers=("relu5",),
+                   keep_temporal=False, temporal_pool="2d", fusion_kernel=(1, 1, 1),
+                   fusion_init_weights=(1.0, 1.0))
+    for method in ("sum", "max", "concat", "bilinear"):
+        register_model(
+            f"fusion_vggm_{method}_relu5", TwoStreamFusion, fusion=method, **table31,
+            description=f"{method} fusion at relu5, temporal tower truncated (Table 3.1)",
+            test_overrides=tiny, tags=("two_stream", "ablation"),
+        )
+    register_model(
+        "fusion_vggm_conv2d_relu5", TwoStreamFusion, fusion="conv", **table31,
+        description="1x1 conv fusion (identity init = sum) at relu5, temporal tower truncated (Table 3.1)",
+        test_overrides=tiny, tags=("two_stream", "ablation"),
+    )
+
+    for arch, label in (("vggm", "VGG-M-2048"), ("vgg16", "VGG-16")):
+        register_model(
+            f"twostream_{arch}", TwoStreamNet, spatial_arch=arch, temporal_arch=arch,
+            description=f"Two-stream late fusion (softmax average) of two {label} towers (Table 3.1/3.3)",
+            test_overrides=tiny, tags=("two_stream",),
+        )

@@ -1,0 +1,350 @@
+"""Train a tfzoo model: `python -m tfzoo.train --model=tresnet [--config=...] [--model_dir=...]`.
+
+Runs every stage of the recipe with Keras `fit` under a `tf.distribute` strategy, with a
+progress bar, TensorBoard logs, per-epoch checkpoints and BackupAndRestore (a killed run
+started again with the same command resumes), then saves `model.keras` + `run.json` and
+evaluates the test split with the paper's protocol (`metrics.json`). See tfzoo/rundir.py for
+the model directory layout and tfzoo/config.py for the config keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """CLI flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_string("model", None, "Registry name (see tfzoo.list_models()); `tresnet` and "
+                        "`resnet` select the embedded synthetic demo recipes.")
+    flags.DEFINE_string("config", None, "A config file (configs/NAME.py or a path).")
+    flags.DEFINE_string("data", None, "A directory prepared by `python -m tfzoo.data.prepare`; "
+                        "sets dataset=records.")
+    flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "default: one device; mirrored: all local GPUs (or logical CPUs); "
+                      "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG.")
+    flags.DEFINE_integer("epochs", None, "Override epochs.")
+    flags.DEFINE_integer("steps", None, "Override steps per epoch.")
+    flags.DEFINE_integer("batch_size", None, "Override the global batch size.")
+    flags.DEFINE_string("precision", None, "float32, mixed_bfloat16 or mixed_float16.")
+    flags.DEFINE_multi_string("set", [], "Override any config key: --set learning_rate=0.01.")
+    flags.DEFINE_bool("evaluate", True, "Evaluate the test split after training.")
+    flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (tests of "
+                         "--strategy=mirrored on machines without GPUs).")
+    flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras fit verbosity.")
+
+
+class TrainError(ValueError):
+    pass
+
+
+def resolve_config():
+    """The TrainConfig from --model/--config/--data and the override flags."""
+    from tfzoo import config as cfglib
+    from tfzoo.registry import get_entry
+
+    if FLAGS.config:
+        config = cfglib.load_config_file(FLAGS.config)
+        if FLAGS.model:
+            final = cfglib.stage_configs(config)[-1][1].model
+            if config.stages and FLAGS.model != final:
+                raise TrainError(
+                    f"--model={FLAGS.model} but config {FLAGS.config} trains {final!r} in its "
+                    f"final stage; drop --model or pass --model={final}"
+                )
+            if not config.stages:
+                config = config.replace(model=FLAGS.model)
+    elif FLAGS.model:
+        config = cfglib.default_config(FLAGS.model)
+    else:
+        raise TrainError("pass --model=NAME (e.g. --model=tresnet) and/or --config=FILE")
+    overrides = cfglib.parse_assignments(FLAGS.set)
+    for flag, key in (("epochs", "epochs"), ("steps", "steps_per_epoch"),
+                      ("batch_size", "batch_size"), ("precision", "precision")):
+        if getattr(FLAGS, flag) is not None:
+            overrides[key] = getattr(FLAGS, flag)
+    if FLAGS.data:
+        overrides.update(dataset="records", data_dir=FLAGS.data)
+    config = config.replace(**overrides)
+    for _, stage in cfglib.stage_configs(config):
+        get_entry(stage.model)  # unknown model names fail before any work
+    return config
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise TrainError("--strategy=multi_worker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def worker_dir(model_dir: Path, strategy) -> Path:
+    """Chief writes into model_dir; other workers into a private scratch directory (all
+    workers must run the save ops of a synchronous strategy)."""
+    if is_chief(strategy):
+        return model_dir
+    r = strategy.cluster_resolver
+    return model_dir / "workers" / f"{r.task_type}-{r.task_id}"
+
+
+def learning_rate_callbacks(config, keras):
+    lr = config.learning_rate
+    if config.lr_schedule == "plateau":
+        monitor = "val_loss" if config.val_split else "loss"
+        return [keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=config.lr_decay, patience=config.plateau_patience,
+            min_lr=lr * 1e-3, verbose=1)]
+
+    def schedule(epoch, _current):
+        warm = config.warmup_epochs
+        if epoch < warm:
+            return lr * (epoch + 1) / (warm + 1)
+        if config.lr_schedule == "steps":
+            return lr * config.lr_decay ** sum(epoch >= b for b in config.lr_boundaries)
+        if config.lr_schedule == "cosine":
+            span = max(config.epochs - warm, 1)
+            return 0.5 * lr * (1 + math.cos(math.pi * (epoch - warm) / span))
+        return lr
+
+    return [keras.callbacks.LearningRateScheduler(schedule)]
+
+
+def make_optimizer(config, keras):
+    kwargs = dict(learning_rate=config.learning_rate,
+                  gradient_accumulation_steps=config.grad_accum_steps if config.grad_accum_steps > 1 else None)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=config.momentum, weight_decay=config.weight_decay or None,
+                                    **kwargs)
+    return keras.optimizers.AdamW(weight_decay=config.weight_decay, **kwargs)
+
+
+def compile_model(model, config, keras):
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True) if not config.label_smoothing else keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=config.label_smoothing)
+    if isinstance(model.output, dict):
+        # Two-stream models: one loss per stream (thesis §3.3.5, §4.3.5); accuracy of the fusion.
+        heads = [k for k in model.output if k != "fused"]
+        losses = {k: loss for k in heads}
+        metrics = {k: ["accuracy"] for k in model.output}
+        model.compile(optimizer=make_optimizer(config, keras), loss=losses, metrics=metrics,
+                      jit_compile=config.jit_compile)
+    else:
+        model.compile(optimizer=make_optimizer(config, keras), loss=loss, metrics=["accuracy"],
+                      jit_compile=config.jit_compile)
+
+
+def init_from(model, source_dir: str) -> int:
+    """Copies weights by layer name from the model in `source_dir` (a previous stage)."""
+    from tfzoo.rundir import load_model
+
+    src, _ = load_model(source_dir)
+    by_name = {layer.name: layer for layer in src.layers}
+    copied = 0
+    for layer in model.layers:
+        other = by_name.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        ws = other.get_weights()
+        if [w.shape for w in ws] == [tuple(v.shape) for v in layer.weights]:
+            layer.set_weights(ws)
+            copied += 1
+    if not copied:
+        raise TrainError(f"init_from={source_dir}: no layer of {src.name} matches {model.name}")
+    return copied
+
+
+def prepare_labels(config, num_classes):
+    import tensorflow as tf
+
+    if not config.label_smoothing:
+        return lambda x, y: (x, y)
+    return lambda x, y: (x, tf.one_hot(y, num_classes))
+
+
+def build_datasets(source, config, strategy):
+    import tensorflow as tf
+
+    from tfzoo.data import clip_spec
+
+    spec = clip_spec(config)
+    label_fn = prepare_labels(config, source.info.num_classes)
+    train = source.dataset(config.train_split, training=True, spec=spec, seed=config.seed)
+    train = train.map(label_fn).batch(config.batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train = train.with_options(options).prefetch(tf.data.AUTOTUNE)
+    val = None
+    if config.val_split and source.info.num_videos.get(config.val_split):
+        size = tuple(config.image_size)
+        val = source.dataset(config.val_split, training=False, spec=spec, seed=config.seed)
+        # fit() needs fixed-size batches: full test frames resized to the training size.
+        val = val.map(lambda x, y: (_resize_inputs(x, size), y)).map(label_fn)
+        val = val.batch(config.batch_size).with_options(options).prefetch(tf.data.AUTOTUNE)
+    return train, val
+
+
+def _resize_inputs(x, size):
+    import tensorflow as tf
+
+    if isinstance(x, dict):
+        return {k: _resize_inputs(v, size) for k, v in x.items()}
+    return tf.image.resize(x, size)
+
+
+def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | None, verbose):
+    import keras
+
+    import tfzoo
+    from tfzoo.rundir import RunInfo, save_model, write_run_info
+
+    wdir = worker_dir(stage_dir, strategy)
+    wdir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    info = source.info
+    with strategy.scope():
+        model = tfzoo.create_model(config.model, weights=config.weights,
+                                   num_classes=info.num_classes, **config.model_overrides)
+        start = config.init_from or (str(previous) if previous else None)
+        if start:
+            n = init_from(model, start)
+            print(f"[tfzoo] initialised {n} layers from {start}")
+        compile_model(model, config, keras)
+
+    train, val = build_datasets(source, config, strategy)
+    steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            str(wdir / "backup"), save_freq=config.checkpoint_every_steps or "epoch",
+            double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(wdir / "checkpoints" / "epoch-{epoch:04d}.weights.h5"),
+                                        save_weights_only=True),
+        keras.callbacks.TensorBoard(str(wdir / "logs"), update_freq="epoch"),
+        keras.callbacks.CSVLogger(str(wdir / "history.csv"), append=True),
+        *learning_rate_callbacks(config, keras),
+    ]
+    (wdir / "checkpoints").mkdir(exist_ok=True)
+    t0 = time.time()
+    model.fit(train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
+              callbacks=callbacks, verbose=verbose)
+    elapsed = time.time() - t0
+    run = RunInfo(
+        model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
+        num_frames=config.test_num_frames, image_size=tuple(config.image_size),
+        input_kind="+".join(info.streams), config={**config.to_json(), "train_seconds": elapsed},
+    )
+    if is_chief(strategy):
+        save_model(model, stage_dir)
+        write_run_info(stage_dir, run)
+    keras.mixed_precision.set_global_policy("float32")
+    return model
+
+
+def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="auto") -> dict | None:
+    """Trains every stage of `config` into `model_dir`; returns the test metrics."""
+    from tfzoo import config as cfglib
+    from tfzoo.data import make_source
+    from tfzoo.rundir import MODEL_FILE, RUN_FILE, read_run_info
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _check_model_dir(model_dir, config)
+    (model_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2, default=str))
+    source = make_source(config)
+    stages = cfglib.stage_configs(config)
+    previous = None
+    for name, stage in stages:
+        stage_dir = model_dir / "stages" / name if name else model_dir
+        if (stage_dir / MODEL_FILE).exists() and (stage_dir / RUN_FILE).exists():
+            print(f"[tfzoo] stage {name or 'main'} already finished in {stage_dir}; skipping")
+        else:
+            print(f"[tfzoo] training {stage.model} ({name or 'single stage'}) -> {stage_dir}")
+            train_stage(stage, stage_dir, source, strategy, previous=previous, verbose=verbose)
+        previous = stage_dir
+    if not is_chief(strategy):
+        return None
+    if previous != model_dir:  # multi-stage: the final stage is the run's model
+        for f in (MODEL_FILE, RUN_FILE):
+            tmp = model_dir / f".{f}.tmp"
+            shutil.copyfile(previous / f, tmp)
+            os.replace(tmp, model_dir / f)
+    if not evaluate:
+        return None
+    from tfzoo.evaluate import evaluate_model_dir
+
+    return evaluate_model_dir(model_dir, source=source)
+
+
+def _check_model_dir(model_dir: Path, config) -> None:
+    """A model_dir holding another model's run is an error, not something to overwrite."""
+    from tfzoo import config as cfglib
+    from tfzoo.rundir import read_run_info
+
+    if not (model_dir / "run.json").exists():
+        return
+    final = cfglib.stage_configs(config)[-1][1].model
+    trained = read_run_info(model_dir).model
+    if trained != final:
+        raise TrainError(
+            f"{model_dir} holds a finished {trained!r} run; this run trains {final!r}. "
+            f"Pass another --model_dir"
+        )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from tfzoo.config import ConfigError
+    from tfzoo.data.base import DataError
+    from tfzoo.registry import UnknownModelError
+    from tfzoo.rundir import RunDirError
+
+    try:
+        config = resolve_config()
+        if FLAGS.logical_cpus:
+            import tensorflow as tf
+
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+        strategy = make_strategy(FLAGS.strategy)
+        model_dir = Path(FLAGS.model_dir or f"runs/{FLAGS.model or Path(FLAGS.config).stem}")
+        verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+        metrics = run(config, model_dir, strategy, evaluate=FLAGS.evaluate, verbose=verbose)
+    except (TrainError, ConfigError, DataError, UnknownModelError, RunDirError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if metrics:
+        print(f"[tfzoo] test accuracy {metrics['accuracy']:.4f} on {metrics['num_videos']} videos "
+              f"({metrics['protocol']}); wrote {model_dir / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
