@@ -72,8 +72,9 @@ def test_table_3_1_parameter_counts(zeros_init):
 @pytest.mark.slow
 def test_table_3_2_parameter_counts(zeros_init):
     # Conv fusion at different layers. The paper's last row (ReLU3 + ReLU5 + FC6, 190.06M) is
-    # not reproducible from its own description (conv fusion at fc6 alone adds 33.6M to the
-    # 181.3M of two towers), so it is printed but not checked.
+    # not reproducible from its own description: two towers up to fc6 plus one fc7/fc8 are
+    # 172.7M and a 1x1 conv fusing the two 4096-d fc6 outputs adds 33.6M, so it is printed
+    # but not checked.
     base = {**VGGM_RELU5, "fusion": "conv"}
     rows = [
         ("ReLU2", dict(base, fusion_layers=("relu2",)), 91.90e6, True),
@@ -185,6 +186,16 @@ def test_baseline_averages_softmax_posteriors():
     probs = keras.ops.softmax(out["fused"]).numpy()
     mean = (keras.ops.softmax(out["rgb"]).numpy() + keras.ops.softmax(out["flow"]).numpy()) / 2
     np.testing.assert_allclose(probs, mean, rtol=1e-5, atol=1e-7)
+
+
+def test_freeze_below_fusion_trains_only_from_the_fusion_layer_up():
+    model = create_model("fusion_vggm_conv_relu5", num_classes=3, freeze_below_fusion=True, **TINY)
+    for tower in ("spatial", "temporal"):
+        assert not any(model.get_layer(f"{tower}_conv{i}").trainable for i in range(1, 6))
+        assert model.get_layer(f"{tower}_fc6").trainable and model.get_layer(f"{tower}_fc8").trainable
+    assert model.get_layer("fusion_relu5").trainable
+    # 3 layers above the fusion per tower (fc6..fc8) + the fusion layer, kernel and bias each
+    assert len(model.trainable_weights) == 2 * (3 * 2) + 2
 
 
 def test_mixed_towers_are_aligned_at_relu5():
@@ -301,3 +312,22 @@ def test_savedmodel_signature_rgb_uint8_and_flow(tmp_path):
     out = loaded.signatures["serving_default"](rgb=tf.constant(rgb), flow=tf.constant(x["flow"]))
     expected = keras.ops.softmax(model({"rgb": rgb.astype("float32"), "flow": x["flow"]})["fused"]).numpy()
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_recipe_stages_chain_by_layer_name():
+    # configs/fusion_vgg16_*: stage 2 (fusion) starts from stage 1 (two streams) by layer name,
+    # so every tower layer of the fusion model must exist with the same shape in the baseline.
+    from tfzoo.config import load_config_file, stage_configs
+
+    for recipe in ("fusion_vgg16_ucf101", "fusion_vgg16_hmdb51"):
+        (_, s1), (_, s2) = stage_configs(load_config_file(recipe))
+        assert (s1.model, s2.model, s2.num_frames, s2.batch_size) == (
+            "twostream_vgg16", "fusion_vgg16_conv_relu5", 5, 96)
+    first = create_model("twostream_vgg16", num_classes=3, **TINY)
+    second = create_model("fusion_vgg16_conv_relu5", num_classes=3, freeze_below_fusion=True, **TINY)
+    by_name = {layer.name: layer for layer in first.layers}
+    fresh = [layer.name for layer in second.layers if layer.weights and layer.name not in by_name]
+    assert fresh == ["fusion_relu5"]
+    for layer in second.layers:
+        if layer.weights and layer.name in by_name:
+            assert [w.shape for w in layer.weights] == [w.shape for w in by_name[layer.name].weights]

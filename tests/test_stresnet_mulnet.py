@@ -64,7 +64,7 @@ def caffe(rgb):
 def flow_as_rgb(flow):
     # conv1 of the motion stream = mean RGB filter replicated 2L times, so on a flow stack it
     # computes what the RGB filters compute on an image whose 3 channels all hold sum(flow) / 3.
-    s = (flow - 128.0).sum(-1, keepdims=True) / 3.0
+    s = flow.sum(-1, keepdims=True) / 3.0
     return np.repeat(s, 3, axis=-1)
 
 
@@ -78,7 +78,7 @@ def clip(t, seed=0, batch=1):
     rng = np.random.default_rng(seed)
     return {
         "rgb": rng.uniform(0, 255, (batch, t, SIZE, SIZE, 3)).astype("float32"),
-        "flow": rng.uniform(0, 255, (batch, t, SIZE, SIZE, 20)).astype("float32"),
+        "flow": rng.uniform(-20, 20, (batch, t, SIZE, SIZE, 20)).astype("float32"),  # pixels
     }
 
 
@@ -106,7 +106,7 @@ def test_stresnet_centre_init_without_connections_is_framewise_resnet(sources):
     check_streams_equal_framewise(model, sources, blocks, clip(4))
 
 
-@pytest.mark.parametrize("placement", ["residual", "shortcut"])
+@pytest.mark.parametrize("placement", ["residual", pytest.param("shortcut", marks=pytest.mark.slow)])
 def test_mulnet_identity_filters_without_connections_is_framewise_resnet(sources, placement):
     flow_blocks = (2, 3, 2, 2)  # a deeper motion stream, as in the 50/152 model
     src = {"rgb": sources["rgb"], "flow": keras_style_resnet(flow_blocks, WIDTH, 3)}
@@ -135,9 +135,10 @@ def test_stresnet_average_init_on_constant_clip_is_framewise_on_interior_chunks(
             assert np.abs(got[0] - ref[k][0, 0]).max() > 1e-3
 
 
-def test_transplant_inflates_motion_conv1_and_spreads_temporal_taps(sources):
-    model = STResNet(num_classes=3, blocks=TINY, width=WIDTH)
-    model.load_pretrained(sources["rgb"])  # one source for both streams
+def test_create_model_with_weights_inflates_motion_conv1_and_spreads_temporal_taps(sources):
+    entry = tfzoo.registry.get_entry("stresnet50")
+    model = tfzoo.create_model("stresnet50", weights=sources["rgb"], num_classes=3,
+                               **entry.test_overrides)  # one source for both streams
     w = sources["rgb"].get_layer("conv1_conv").get_weights()[0]  # (7, 7, 3, C)
     flow_k = model.get_layer("flow_conv1_conv").get_weights()[0]
     assert flow_k.shape == (1, 7, 7, 20, WIDTH)
@@ -150,7 +151,7 @@ def test_transplant_inflates_motion_conv1_and_spreads_temporal_taps(sources):
     for layer in temporal:
         src = sources["rgb"].get_layer(layer.name.split("_", 1)[1]).get_weights()[0]
         k = layer.get_weights()[0]
-        for tap in range(3):
+        for tap in range(3):  # eq. 4.5: w / 3 on every tap
             np.testing.assert_allclose(k[tap], src / 3, rtol=1e-6)
 
 
@@ -165,51 +166,52 @@ def test_mixed_sources_and_bad_weights_give_clear_errors(sources):
 # ------------------------------------------------------------------ receptive fields
 
 
-def nonzero_chunks(model, stream, endpoint, inputs, wrt):
-    feats = model.feature_model(stream)
+def receptive_fields(model, inputs, pairs):
+    """Chunks of input `wrt` with a nonzero gradient of stream's endpoints at the middle chunk."""
     x = {k: tf.constant(v) for k, v in inputs.items()}
     mid = inputs["rgb"].shape[1] // 2
-    with tf.GradientTape() as tape:
-        tape.watch(x[wrt])
-        y = feats(x, training=False)[endpoint]
-        target = tf.reduce_sum(y[:, mid])
-    g = tape.gradient(target, x[wrt])
-    if g is None:  # not connected at all
-        return 0
-    g = g.numpy()
-    return int((np.abs(g).sum(axis=(0, 2, 3, 4)) > 0).sum())
+    out = {}
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(list(x.values()))
+        feats = {s: model.feature_model(s)(x, training=False) for s in {p[0] for p in pairs}}
+        targets = {(s, k): tf.reduce_sum(feats[s][k][:, mid])
+                   for s in feats for k in ("conv2", "conv3", "conv4", "conv5")}
+    for stream, wrt in pairs:
+        fields = []
+        for k in ("conv2", "conv3", "conv4", "conv5"):
+            g = tape.gradient(targets[stream, k], x[wrt])  # None: not connected at all
+            per_chunk = 0 if g is None else np.abs(g.numpy()).sum(axis=(0, 2, 3, 4))
+            fields.append(int((np.atleast_1d(per_chunk) > 0).sum()))
+        out[stream, wrt] = fields
+    return out
 
 
 def test_stresnet_temporal_receptive_fields_are_table_4_1():
     model = STResNet(num_classes=3, blocks=TINY, width=WIDTH)  # random init, "add" connections
-    inputs = clip(21)
-    measured = {
-        (stream, wrt): [nonzero_chunks(model, stream, f"conv{k}", inputs, wrt) for k in (2, 3, 4, 5)]
-        for stream, wrt in (("rgb", "rgb"), ("flow", "flow"), ("rgb", "flow"))
-    }
+    pairs = [("rgb", "rgb"), ("flow", "flow"), ("rgb", "flow"), ("flow", "rgb")]
+    measured = receptive_fields(model, clip(21), pairs)
     print("ST-ResNet temporal receptive fields (chunks):", measured)
-    for key in measured:
-        assert measured[key] == [5, 9, 13, 17], key
-    # the connection runs motion -> appearance only
-    assert nonzero_chunks(model, "flow", "conv5", inputs, "rgb") == 0
+    for pair in pairs[:3]:
+        assert measured[pair] == [5, 9, 13, 17], pair
+    assert measured["flow", "rgb"] == [0, 0, 0, 0]  # the connection runs motion -> appearance
 
 
 def test_mulnet_receptive_fields_and_directions():
-    def rf(**kw):
-        # "avg" taps: the centre init's zero taps would pass no gradient at initialisation
-        m = MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=TINY, width=WIDTH,
-                   temporal_init="avg", **kw)
-        inputs = clip(11)
-        return [nonzero_chunks(m, "rgb", f"conv{k}", inputs, "rgb") for k in (2, 3, 4, 5)], m, inputs
-
-    # one identity-initialised 1x1x3 filter per stage (‡): +2 chunks per stage
-    fields, model, inputs = rf()
-    assert fields == [3, 5, 7, 9]
-    assert nonzero_chunks(model, "flow", "conv5", inputs, "rgb") == 0
-    fields, model, inputs = rf(temporal_filters="section", direction="appearance_to_motion")
-    assert fields == [1, 1, 1, 3]
-    assert nonzero_chunks(model, "flow", "conv5", inputs, "rgb") > 0
-    assert nonzero_chunks(model, "rgb", "conv5", inputs, "flow") == 0
+    pairs = [("rgb", "rgb"), ("flow", "rgb"), ("rgb", "flow")]
+    # "avg" taps: the centre init's zero taps pass no gradient at initialisation
+    model = MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=TINY, width=WIDTH,
+                   temporal_init="avg")
+    measured = receptive_fields(model, clip(11), pairs)
+    assert measured["rgb", "rgb"] == [3, 5, 7, 9]  # one 1x1x3 filter per stage (‡)
+    assert measured["rgb", "flow"] == [3, 5, 7, 9]
+    assert measured["flow", "rgb"] == [0, 0, 0, 0]
+    model = MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=TINY, width=WIDTH,
+                   temporal_init="avg", temporal_filters="section",
+                   direction="appearance_to_motion")
+    measured = receptive_fields(model, clip(11), pairs)
+    assert measured["rgb", "rgb"] == [1, 1, 1, 3]  # § only in conv5
+    assert measured["flow", "rgb"] == [1, 1, 1, 3]
+    assert measured["rgb", "flow"] == [0, 0, 0, 0]
 
 
 # ------------------------------------------------------------------ gating gradients (eq. 5.7)
@@ -222,7 +224,7 @@ def test_gate_gradient_to_motion_stream_is_scaled_by_appearance(fusion):
     assert isinstance(gate, CrossStreamConnection)
     xa_t, xm_t = gate.input
     out_t = model.get_layer("rgb_conv3_block2_out").output
-    # unit output as a function of (x^a, x^m), and of (x^a, gate output)
+    # the unit's output as a function of (x^a, x^m), and of (x^a, gate output)
     through_gate = keras.Model([xa_t, xm_t], out_t)
     after_gate = keras.Model([xa_t, gate.output], out_t)
     xa, xm = (v.numpy() for v in keras.Model(model.inputs, [xa_t, xm_t])(clip(3)))
@@ -246,40 +248,58 @@ def test_gate_gradient_to_motion_stream_is_scaled_by_appearance(fusion):
 # ------------------------------------------------------------------ model API
 
 
-def test_outputs_fusion_and_star_pooling():
+@pytest.fixture(scope="module")
+def star():
+    return STResNet(num_classes=4, blocks=TINY, width=WIDTH, star=True, flow_weight=3.0,
+                    rgb_bn_group_size=2)
+
+
+@pytest.fixture(scope="module")
+def mulnet_variant():
+    return MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=(2, 3, 2, 2), width=WIDTH,
+                  connection="direct", fusion="add", direction="bidirectional",
+                  temporal_filters="dagger", temporal_init="avg", flow_weight=3.0)
+
+
+def test_outputs_fusion_and_star_pooling(star):
     inputs = clip(11, batch=2)
-    model = STResNet(num_classes=4, blocks=TINY, width=WIDTH, star=True, flow_weight=3.0)
-    out = model(inputs)
+    out = star(inputs)
     np.testing.assert_allclose(out["fused"], (out["rgb"] + 3 * out["flow"]) / 4, rtol=1e-5)
-    pooled = keras.Model(model.inputs, model.get_layer("rgb_chunk_pool").output)(inputs)
+    pooled = keras.Model(star.inputs, star.get_layer("rgb_chunk_pool").output)(inputs)
     assert pooled.shape == (2, 4, 8 * WIDTH * 4)  # 11 chunks -> 4 (Table 4.1)
-    assert model.get_layer("rgb_temporal_pool").mode == "avg"
-    mul = MulNet(num_classes=4, rgb_blocks=TINY, flow_blocks=TINY, width=WIDTH)
+    assert star.get_layer("rgb_temporal_pool").mode == "avg"
+    assert star.get_layer("flow_chunk_pool").pool_size == 5
+
+
+def test_mulnet_head_is_global_temporal_max_with_motion_dropout():
+    mul = tfzoo.create_model("mulnet50_152", num_classes=4,
+                             **tfzoo.registry.get_entry("mulnet50_152").test_overrides)
     assert mul.get_layer("rgb_temporal_pool").mode == "max"  # eq. 5.10
-    assert mul.get_layer("flow_dropout").rate == 0.8 and "rgb_dropout" not in [
-        l.name for l in mul.layers]
+    assert mul.get_layer("flow_dropout").rate == 0.8
+    assert "rgb_dropout" not in [layer.name for layer in mul.layers]
+    crosses = [l.name for l in mul.layers if isinstance(l, CrossStreamConnection)]
+    assert sorted(crosses) == [f"rgb_conv{s}_block2_cross" for s in (2, 3, 4, 5)]
+    assert all(mul.get_layer(n).mode == "multiply" for n in crosses)
+    temporal = sorted(l.name for l in mul.layers if isinstance(l, TemporalConv))
+    assert temporal == sorted(f"{s}_conv{k}_block2_temporal" for s in ("rgb", "flow")
+                              for k in (2, 3, 4, 5))  # ‡, centre init
+    assert mul(clip(3))["fused"].shape == (1, 4)
 
 
-def test_sub_batch_bn_per_stream():
-    model = STResNet(num_classes=3, blocks=TINY, width=WIDTH, rgb_bn_group_size=4)
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+def test_sub_batch_bn_per_stream(star):
+    bns = [l for l in star.layers if isinstance(l, keras.layers.BatchNormalization)]
     ghost = [l for l in bns if isinstance(l, GhostBatchNormalization)]
-    assert ghost and all(l.name.startswith("rgb_") and l.group_size == 4 for l in ghost)
+    assert ghost and all(l.name.startswith("rgb_") and l.group_size == 2 for l in ghost)
     assert all(l.name.startswith("flow_") for l in bns if l not in ghost)
 
 
-def test_variants_build_and_direct_connections_feed_both_paths():
-    model = MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=TINY, width=WIDTH,
-                   connection="direct", fusion="add", direction="bidirectional",
-                   temporal_filters="dagger", temporal_init="avg")
+def test_direct_bidirectional_connections_feed_both_paths(mulnet_variant):
     for s in ("rgb", "flow"):
-        cross = model.get_layer(f"{s}_conv4_block2_cross")
+        cross = mulnet_variant.get_layer(f"{s}_conv4_block2_cross")
         consumers = {n.operation.name for n in cross._outbound_nodes}
         # direct: the fused signal feeds the shortcut (the Add) and the residual branch
         assert {f"{s}_conv4_block2_1_conv", f"{s}_conv4_block2_add"} <= consumers
-        assert isinstance(model.get_layer(f"{s}_conv4_temporal"), TemporalConv)
-    out = model(clip(3))
-    assert out["rgb"].shape == (1, 3)
+        assert isinstance(mulnet_variant.get_layer(f"{s}_conv4_temporal"), TemporalConv)
 
 
 @pytest.mark.parametrize(
@@ -298,57 +318,41 @@ def test_bad_arguments_name_the_value(kwargs, match):
         MulNet(**{**args, **kwargs})
 
 
-def test_wrong_input_channels_are_reported():
-    model = STResNet(num_classes=3, blocks=TINY, width=WIDTH)
+def test_wrong_input_channels_are_reported(star):
     bad = clip(2)
     bad["flow"] = bad["flow"][..., :10]
     with pytest.raises(ValueError, match="'flow'.*10 channels"):
-        model(bad)
+        star(bad)
 
 
-def test_keras_round_trip_keeps_outputs(tmp_path):
+@pytest.mark.parametrize("which", ["mulnet_variant", pytest.param("star", marks=pytest.mark.slow)])
+def test_keras_round_trip_keeps_outputs(tmp_path, request, which):
+    model = request.getfixturevalue(which)
     inputs = clip(5)
-    for model in (
-        STResNet(num_classes=3, blocks=TINY, width=WIDTH, star=True, flow_bn_group_size=2),
-        MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=(2, 3, 2, 2), width=WIDTH,
-               direction="bidirectional", temporal_filters="shortcut", flow_weight=3.0),
-    ):
-        path = tmp_path / f"{model.name}.keras"
-        model.save(path)
-        loaded = keras.models.load_model(path, safe_mode=True)
-        assert type(loaded) is type(model)
-        assert loaded.get_config() == model.get_config()
-        expected, got = model(inputs), loaded(inputs)
-        for k in ("rgb", "flow", "fused"):
-            np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-5)
-        assert loaded.stream_endpoints == model.stream_endpoints
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model)
+    assert loaded.get_config() == model.get_config()
+    expected, got = model(inputs), loaded(inputs)
+    for k in ("rgb", "flow", "fused"):
+        np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-5)
+    assert loaded.stream_endpoints == model.stream_endpoints
 
 
-def test_registry_presets():
+def test_registry_presets_carry_the_papers_settings():
     assert {"stresnet50", "stresnet50_star", "mulnet50_152"} <= set(tfzoo.list_models())
-    entry = tfzoo.registry.get_entry("mulnet50_152")
-    assert entry.defaults["rgb_blocks"] == (3, 4, 6, 3)
-    assert entry.defaults["flow_blocks"] == (3, 8, 36, 3)
-    for name in ("stresnet50", "stresnet50_star", "mulnet50_152"):
-        e = tfzoo.registry.get_entry(name)
-        model = tfzoo.create_model(name, num_classes=7, **e.test_overrides)
-        assert model(clip(5))["fused"].shape == (1, 7)
-        assert model.get_config()["num_classes"] == 7
-    star = tfzoo.create_model("stresnet50_star", **tfzoo.registry.get_entry(
-        "stresnet50_star").test_overrides)
-    assert star.get_config()["star"] is True and star.get_config()["rgb_bn_group_size"] == 4
+    get = tfzoo.registry.get_entry
+    assert get("mulnet50_152").defaults["rgb_blocks"] == (3, 4, 6, 3)
+    assert get("mulnet50_152").defaults["flow_blocks"] == (3, 8, 36, 3)
+    assert get("stresnet50_star").defaults["star"] is True
+    for name in ("stresnet50", "stresnet50_star"):
+        assert get(name).defaults["rgb_bn_group_size"] == 4  # Table 4.2: BN batch 4
 
 
-def test_create_model_with_weights_transplants_both_streams(sources):
-    model = tfzoo.create_model("stresnet50", weights=sources["rgb"], num_classes=3,
-                               **tfzoo.registry.get_entry("stresnet50").test_overrides)
-    w = sources["rgb"].get_layer("conv3_block1_2_conv").get_weights()[0]
-    for s in ("rgb", "flow"):
-        np.testing.assert_allclose(model.get_layer(f"{s}_conv3_block1_2_conv").get_weights()[0][0], w)
-
-
-def test_saved_model_signature_takes_rgb_and_flow(tmp_path):
-    model = MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=TINY, width=WIDTH)
+@pytest.mark.slow
+def test_saved_model_signature_takes_rgb_and_flow(tmp_path, mulnet_variant):
+    model = mulnet_variant
     path = str(tmp_path / "mulnet")
     model.export(path, verbose=False)
     loaded = tf.saved_model.load(path)

@@ -29,6 +29,8 @@ class ModelEntry:
     # A small variant that the common tests can build in seconds; None = use the entry itself.
     test_overrides: dict[str, Any] | None = None
     tags: tuple[str, ...] = ()
+    # Clip geometry for the common tests: {"frames": T, "size": H = W}.
+    test_input: dict[str, int] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -41,12 +43,19 @@ def register_model(
     description: str = "",
     test_overrides: dict[str, Any] | None = None,
     tags: tuple[str, ...] = (),
+    test_input: dict[str, int] | None = None,
     **defaults: Any,
 ) -> None:
-    """Registers `builder(**defaults)` under `name`."""
+    """Registers `builder(**defaults)` under `name`.
+
+    `test_overrides` (constructor arguments) and `test_input` ({"frames": T, "size": S}) make
+    the small variant that tests/test_models_common.py builds for every registered model.
+    """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, builder, dict(defaults), description, test_overrides, tags)
+    _REGISTRY[name] = ModelEntry(
+        name, builder, dict(defaults), description, test_overrides, tags, test_input
+    )
 
 
 def get_entry(name: str) -> ModelEntry:

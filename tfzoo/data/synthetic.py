@@ -105,7 +105,9 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> dict[str, tuple[np.nda
                 videos.append(render_video(cls, rng, cfg))
                 labels.append(label)
         order = np.random.default_rng([cfg.seed, split_id, 99]).permutation(len(labels))
-        out[split] = (np.stack(videos)[order], np.asarray(labels, np.int32)[order])
+        shape = (0, cfg.video_frames, cfg.size, cfg.size, 3)
+        stacked = np.stack(videos) if videos else np.zeros(shape, np.uint8)
+        out[split] = (stacked[order], np.asarray(labels, np.int32)[order])
     return out
 
 

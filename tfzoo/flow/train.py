@@ -1,9 +1,10 @@
-"""Unsupervised TVNet training: python -m tfzoo.flow.train --video IN.mp4 --out tvnet.weights.h5
+"""Unsupervised TVNet training: python -m tfzoo.flow.train --video IN.mp4 --out tvnet.keras
 
 Fits TVNet's kernels and initial flow on random crops of consecutive frames of one or more
 videos by minimising `TVNet.unsupervised_loss` (lambda * photometric L1 of the warped next
-frame + L1 smoothness of the flow; Fan et al., CVPR 2018, sec. 3.3) with Adam. The weights load
-with `TVNet(...).load_weights(path)` after building the layer on any input.
+frame + L1 smoothness of the flow; Fan et al., CVPR 2018, sec. 3.3) with Adam. The output is
+a Keras model (frames (B, T, H, W, 3) -> flow, any T, H, W) holding the trained layer:
+`tfzoo.flow.train.load_tvnet(path)` returns the layer, ready to put in front of a motion stream.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _size(text):
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m tfzoo.flow.train", description=__doc__)
     p.add_argument("--video", required=True, nargs="+", help="training video(s)")
-    p.add_argument("--out", required=True, help="weights file, *.weights.h5")
+    p.add_argument("--out", required=True, help="output model, *.keras")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=4, help="frame pairs per step")
     p.add_argument("--crop", type=_size, default=(64, 64), metavar="HxW")
@@ -39,11 +40,20 @@ def build_parser():
     return p
 
 
+def load_tvnet(path):
+    """The trained TVNet layer of a model written by this command."""
+    import keras
+
+    import tfzoo.flow  # noqa: F401  (registers the layer classes)
+
+    return keras.saving.load_model(path).layers[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if not str(args.out).endswith(".weights.h5"):
-        raise SystemExit(f"--out must end in .weights.h5 (Keras weights file), got {args.out!r}")
+    if not str(args.out).endswith(".keras"):
+        raise SystemExit(f"--out must end in .keras (a Keras model file), got {args.out!r}")
     import keras
     import tensorflow as tf
     from tqdm import tqdm
@@ -92,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             loss = float(step(sample()))
             first = loss if first is None else first
             bar.set_postfix(loss=f"{loss:.4f}")
-    layer.save_weights(args.out)
+    model = keras.Sequential([keras.Input((None, None, None, 3)), layer], name="tvnet")
+    model.save(args.out)
     print(f"loss {first:.4f} -> {loss:.4f}; wrote {args.out}")
     return 0
 

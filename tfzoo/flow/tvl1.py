@@ -517,8 +517,8 @@ class TVNet(TVL1):
     >>> flow = TVNet(iterations=10)(frames)                      # (None, 1, 24, 32, 2)
     >>> scores = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling3D()(flow))
     >>> model = keras.Model(frames, scores)
-    >>> len(model.trainable_weights)
-    7
+    >>> len(model.trainable_weights)   # 3 kernels + initial flow + Dense kernel and bias
+    6
     """
 
     _trainable_kernels = True
@@ -658,10 +658,15 @@ def tvl1_video(frames, batch: int = 8, **params) -> np.ndarray:
             f"frames: got shape {frames.shape}; expected (T >= 2, H, W, 3) RGB in [0, 255]"
         )
     fn = _compiled_solver(tuple(sorted(params.items())))
+    pairs = frames.shape[0] - 1
+    batch = max(1, min(int(batch), pairs))
     out = []
-    for s in range(0, frames.shape[0] - 1, batch):
+    for s in range(0, pairs, batch):
         chunk = frames[s : s + batch + 1].astype(np.float32)
-        out.append(fn(tf.constant(chunk[None]))[0].numpy())
+        n = chunk.shape[0] - 1
+        # A short last chunk is padded to the full length: one compiled shape per clip size.
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        out.append(fn(tf.constant(chunk[None]))[0, :n].numpy())
     return np.concatenate(out, axis=0)
 
 

@@ -7,7 +7,8 @@ keras.applications' layer names behind its prefix and ImageNet weights transplan
 
 At every stage conv2..conv5 the output of the first unit of one stream is injected into the
 second unit of the other (thesis Table 4.1 "skip-stream", Table 5.1 "⊙"). Inputs are
-`{"rgb": (B, T, H, W, 3), "flow": (B, T, H, W, 2L)}`, T chunks, flow chunk t centred on frame t.
+`{"rgb": (B, T, H, W, 3), "flow": (B, T, H, W, 2L)}`, T chunks, RGB in [0, 255], flow in pixels
+(u1, v1, ..., uL, vL), flow chunk t centred on frame t.
 Outputs are `{"rgb": logits, "flow": logits, "fused": (rgb + w * flow) / (1 + w)}`: one loss per
 stream in training (the thesis found one joint classifier overfits to appearance, §4.4.1), the
 pre-softmax average at test.
@@ -294,8 +295,9 @@ class STResNet(TwoStreamResNet):
       num_classes: 101 (UCF101) or 51 (HMDB51).
       blocks, width: ResNet depth per stage and base width (both streams).
       flow_channels: 2L (20).
-      rgb_normalization, flow_normalization: `VideoNormalization` modes ("flow_uint8"
-        subtracts 128 from the papers' uint8 flow).
+      rgb_normalization, flow_normalization: `VideoNormalization` modes. Flow comes in pixels
+        (tfzoo's data pipeline, "none"); "flow_uint8" takes the papers' raw uint8 codes and
+        subtracts 128 (§5.4.1).
       fusion: "add" (paper), "multiply" (MulNet's gate) or "none" (plain two-stream).
       temporal_kernels: temporal extents of the second unit's (1x1, 3x3, 1x1) convs.
       temporal_init: "avg" (eq. 4.5) or "center", used by `load_pretrained`.
@@ -320,7 +322,7 @@ class STResNet(TwoStreamResNet):
         width: int = 64,
         flow_channels: int = 20,
         rgb_normalization: str = "caffe",
-        flow_normalization: str = "flow_uint8",
+        flow_normalization: str = "none",
         fusion: str = "add",
         temporal_kernels=(3, 1, 3),
         temporal_init: str = "avg",
@@ -332,6 +334,7 @@ class STResNet(TwoStreamResNet):
         **kwargs,
     ):
         config = self.capture(locals())
+        _num_classes(config)
         blocks = _check_blocks("blocks", blocks)
         _check("fusion", fusion, FUSIONS)
         _check("temporal_init", temporal_init, ("avg", "center"))
@@ -407,7 +410,7 @@ class MulNet(TwoStreamResNet):
         width: int = 64,
         flow_channels: int = 20,
         rgb_normalization: str = "caffe",
-        flow_normalization: str = "flow_uint8",
+        flow_normalization: str = "none",
         connection: str = "residual",
         fusion: str = "multiply",
         direction: str = "motion_to_appearance",
@@ -422,6 +425,7 @@ class MulNet(TwoStreamResNet):
         **kwargs,
     ):
         config = self.capture(locals())
+        _num_classes(config)
         rgb_blocks = _check_blocks("rgb_blocks", rgb_blocks)
         flow_blocks = _check_blocks("flow_blocks", flow_blocks)
         _check("connection", connection, CONNECTIONS)

@@ -1,0 +1,57 @@
+"""Two-stream fusion, VGG-16 towers, UCF101 (thesis ch. 3; CVPR 2016; Table 3.5: 92.5%).
+
+`python -m tfzoo.train --config=fusion_vgg16_ucf101 --data=DIR` with DIR a prepared UCF101
+split with RGB and flow (TV-L1 for VGG-16, §3.3.5).
+
+Stage 1 trains the two streams (twostream_vgg16: one loss per tower, nothing shared, so this is
+the paper's separate training). Stage 2 starts from those towers (weights copied by layer name)
+and fine-tunes the proposed model: 3-D conv fusion at relu5, 3-D pooling, both towers kept,
+T = 5 chunks tau in [1, 10] frames apart, batch 96, LR 1e-3 x0.1 when validation saturates,
+back-propagating only to the fusion layer (§3.3.5).
+
+Not from the paper: the epoch caps (its schedules stop on plateaus) and weight decay 5e-4
+(the MatConvNet reference code's value). The paper starts both streams from ImageNet VGG-16;
+tfzoo has no VGG weight transplant yet, so `weights` is None here.
+"""
+
+from tfzoo.config import TrainConfig
+
+CONFIG = TrainConfig(
+    model="fusion_vgg16_conv_relu5",
+    dataset="records",
+    dataset_options={"streams": ("rgb", "flow")},
+    num_frames=5,
+    stride_range=(1, 10),
+    image_size=(224, 224),
+    test_num_frames=5,  # "only the T = 5 frames (and their horizontal flips)", §3.3.5
+    test_short_side=256,  # full frame, fully convolutional
+    test_flip=True,
+    scale_jitter=0.25,
+    border=0.25,
+    flip=True,
+    batch_size=96,
+    optimizer="sgd",
+    momentum=0.9,
+    learning_rate=1e-3,
+    weight_decay=5e-4,
+    lr_schedule="plateau",
+    lr_decay=0.1,
+    plateau_patience=2,
+    epochs=30,
+    stages=(
+        dict(
+            name="streams",
+            model="twostream_vgg16",
+            num_frames=1,
+            test_num_frames=25,  # Simonyan & Zisserman's 25 test frames per video
+            batch_size=256,
+            learning_rate=5e-4,  # §3.4.3 for VGG-16 (printed as "50^-4")
+            epochs=60,
+        ),
+        dict(
+            name="fusion",
+            model="fusion_vgg16_conv_relu5",
+            model_overrides={"freeze_below_fusion": True},
+        ),
+    ),
+)

@@ -1,0 +1,58 @@
+"""MulNet, ResNet-50 appearance x ResNet-152 motion, UCF101 (thesis ch. 5; CVPR 2017).
+
+`python -m tfzoo.train --config=mulnet50_152_ucf101 --data=DIR`. §5.4.1:
+
+1. "streams": each stream from ImageNet (ResNet-50 RGB, ResNet-152 flow, conv1 inflated to 20
+   channels), no connections, single chunks, LR 1e-2 lowered twice when validation saturates,
+   motion dropout 0.8, batch 128 (flow; the appearance stream used 256).
+2. "mulnet": multiplicative motion gating into the second unit of every stage (eq. 5.5),
+   identity-initialised 1x1x3 filters after its 3x3 conv (‡, centre init [0, 1, 0]), global
+   temporal max pooling (eq. 5.10); 5 chunks, tau in [5, 35], batch 128 reached by gradient
+   accumulation (4 x 32), LR 1e-3 x0.1 after 20 and 30 epochs.
+Test: 25 chunks and their flips, full frames (short side 256), one forward pass.
+
+Not from the paper: weight decay 1e-4 and the stage-1 epoch cap; the thesis's BN batch of the
+final model is "smaller" without a number: here BN sees the 32 clips of each forward pass.
+"""
+
+from tfzoo.config import TrainConfig
+
+CONFIG = TrainConfig(
+    model="mulnet50_152",
+    weights="imagenet",
+    dataset="records",
+    dataset_options={"streams": ("rgb", "flow")},
+    num_frames=5,
+    stride_range=(5, 35),
+    image_size=(224, 224),
+    test_num_frames=25,
+    test_short_side=256,
+    test_flip=True,
+    scale_jitter=0.25,
+    border=0.25,
+    flip=True,
+    batch_size=32,
+    grad_accum_steps=4,
+    optimizer="sgd",
+    momentum=0.9,
+    weight_decay=1e-4,
+    learning_rate=1e-3,
+    lr_schedule="steps",
+    lr_decay=0.1,
+    lr_boundaries=(20, 30),
+    epochs=35,
+    stages=(
+        dict(
+            name="streams",
+            model_overrides={"fusion": "none", "temporal_filters": "none"},
+            num_frames=1,
+            stride_range=(1, 1),
+            batch_size=128,
+            grad_accum_steps=1,
+            learning_rate=1e-2,
+            lr_schedule="plateau",
+            epochs=60,
+        ),
+        dict(name="mulnet"),
+    ),
+)

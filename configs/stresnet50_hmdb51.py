@@ -1,0 +1,9 @@
+"""ST-ResNet / ST-ResNet*, ResNet-50 streams, HMDB51 (thesis ch. 4; Table 4.3: 65.57% / 66.41%).
+
+The UCF101 recipe (configs/stresnet50_ucf101.py, Table 4.2) on HMDB51; the class count comes
+from the prepared data.
+"""
+
+from tfzoo.config import load_config_file
+
+CONFIG = load_config_file("stresnet50_ucf101")

@@ -1,0 +1,71 @@
+"""ST-ResNet / ST-ResNet*, two ResNet-50 streams, UCF101 (thesis ch. 4; NIPS 2016; Table 4.3:
+92.76% / 93.46%).
+
+`python -m tfzoo.train --config=stresnet50_ucf101 --data=DIR` with DIR a prepared UCF101 split
+with RGB and flow. Table 4.2's three phases, iterations as epochs of 1000 steps:
+
+1. "streams": both streams from ImageNet, no connections, no temporal convs, single chunks,
+   batch 256, LR 1e-2 (30K) then 1e-3 (10K) — the motion stream's schedule (the appearance
+   stream's is 10K + 10K); sub-batch BN of 86 flow stacks / 4 RGB frames (§4.3.4).
+2. "stresnet": 4 motion->appearance connections (eq. 4.2) and 16 1x1x3 temporal convs
+   (eq. 4.5), 5 chunks tau in [5, 15], batch 128, BN batch 4, LR 1e-3 / 1e-4 / 1e-5
+   (30K / 30K / 20K).
+3. "star": ST-ResNet* (temporal max pooling over 5 chunks, stride 2, after pool5), 11 chunks,
+   tau in [1, 15], LR 1e-4 (2K) then 1e-5 (2K).
+Test: 25 chunks and their flips, full frames (short side 256), one forward pass.
+
+Not from the paper: weight decay 1e-4 (not given; the ResNet value). Known gap: stage 2 copies
+stage 1's weights by name where shapes match, so its 1x1x3 convs start from the ImageNet 1x1
+weights / 3 (the create_model transplant), not from the stream-trained ones.
+"""
+
+from tfzoo.config import TrainConfig
+
+CONFIG = TrainConfig(
+    model="stresnet50",
+    weights="imagenet",
+    dataset="records",
+    dataset_options={"streams": ("rgb", "flow")},
+    num_frames=5,
+    stride_range=(5, 15),
+    image_size=(224, 224),
+    test_num_frames=25,
+    test_short_side=256,
+    test_flip=True,
+    scale_jitter=0.25,
+    border=0.25,
+    flip=True,
+    batch_size=128,
+    optimizer="sgd",
+    momentum=0.9,
+    weight_decay=1e-4,
+    steps_per_epoch=1000,
+    lr_schedule="steps",
+    lr_decay=0.1,
+    learning_rate=1e-3,
+    lr_boundaries=(30, 60),
+    epochs=80,
+    stages=(
+        dict(
+            name="streams",
+            model_overrides={"fusion": "none", "temporal_kernels": (1, 1, 1),
+                             "rgb_bn_group_size": 4, "flow_bn_group_size": 86},
+            num_frames=1,
+            stride_range=(1, 1),
+            batch_size=256,
+            learning_rate=1e-2,
+            lr_boundaries=(30,),
+            epochs=40,
+        ),
+        dict(name="stresnet"),
+        dict(
+            name="star",
+            model="stresnet50_star",
+            num_frames=11,
+            stride_range=(1, 15),
+            learning_rate=1e-4,
+            lr_boundaries=(2,),
+            epochs=4,
+        ),
+    ),
+)

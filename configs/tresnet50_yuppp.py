@@ -1,0 +1,45 @@
+"""T-ResNet-50 on YUP++ (thesis §7.3.3, §7.4.2; CVPR 2017 "Temporal Residual Networks").
+
+    python -m tfzoo.data.prepare --dataset yuppp --root YUPPP_DIR --out data/yuppp
+    python -m tfzoo.train --model=tresnet50 --config=configs/tresnet50_yuppp.py --data=data/yuppp
+
+Two stages, each SGD with momentum 0.9, LR 1e-2 decayed x0.1 when the loss plateaus, BN, no
+dropout, random horizontal flips, width/height jitter +/-25% and crops at most 25% from the
+borders (the same for all frames of a stack), resized to 224, no colour jitter:
+1. spatial: ResNet-50 from ImageNet on single frames, batch 256 frames;
+2. spatiotemporal: the first and third unit of every stage become spatiotemporal residual units
+   (eq. 7.6), training restarts from stage 1's weights on 16-frame stacks with temporal stride
+   tau in [5, 15] and a random first frame, 256/32 = 8 videos per batch.
+Test: 16 equally spaced frames, the full frame (shorter side 256) and its flip, one pass.
+YUP++ has no validation split (10/90 train/test split), so the plateau is on the training loss.
+"""
+
+from tfzoo.config import TrainConfig
+
+CONFIG = TrainConfig(
+    model="tresnet50",
+    dataset="records",
+    train_split="train",
+    val_split=None,
+    test_split="test",
+    image_size=(224, 224),
+    test_num_frames=16,
+    test_short_side=256,
+    scale_jitter=0.25,
+    border=0.25,
+    flip=True,
+    optimizer="sgd",
+    learning_rate=1e-2,
+    momentum=0.9,
+    weight_decay=1e-4,
+    lr_schedule="plateau",
+    lr_decay=0.1,
+    plateau_patience=2,
+    epochs=30,
+    stages=(
+        dict(name="spatial", model="resnet50", weights="imagenet", num_frames=1,
+             stride_range=(1, 1), batch_size=256),
+        dict(name="temporal", model="tresnet50", num_frames=16, stride_range=(5, 15),
+             batch_size=8),
+    ),
+)

@@ -1,0 +1,66 @@
+"""Configs: every recipe file loads and names registered models; overrides are checked."""
+
+from pathlib import Path
+
+import pytest
+
+import tfzoo
+from tfzoo import config as cfglib
+from tfzoo.config import ConfigError, TrainConfig
+
+CONFIG_FILES = sorted(p for p in cfglib.CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def test_config_dir_has_the_recipes():
+    names = {p.stem for p in CONFIG_FILES}
+    assert {"tresnet_synthetic", "resnet_synthetic", "tresnet50_yuppp"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_every_config_loads_and_names_registered_models(path):
+    config = cfglib.load_config_file(str(path))
+    for _, stage in cfglib.stage_configs(config):
+        assert stage.model in tfzoo.list_models(), stage.model
+        lo, hi = stage.stride_range
+        assert 1 <= lo <= hi
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key 'lerning_rate'.*Did you mean learning_rate.*Valid keys:.*batch_size"):
+        TrainConfig().replace(lerning_rate=0.1)
+
+
+def test_values_are_parsed_and_checked():
+    c = TrainConfig().replace(**cfglib.parse_assignments(
+        ["learning_rate=0.5", "image_size=(64, 32)", "stride_range=[1, 4]", "flip=False"]))
+    assert c.learning_rate == 0.5 and c.image_size == (64, 32) and c.stride_range == (1, 4)
+    assert c.flip is False
+    with pytest.raises(ConfigError, match="expected a number"):
+        TrainConfig().replace(batch_size="many")
+    with pytest.raises(ConfigError, match="expected one of"):
+        TrainConfig().replace(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="key=value"):
+        cfglib.parse_assignments(["learning_rate"])
+
+
+def test_tresnet_yuppp_is_the_papers_two_stage_recipe():
+    config = cfglib.load_config_file("tresnet50_yuppp")
+    (n1, spatial), (n2, temporal) = cfglib.stage_configs(config)
+    assert spatial.model == "resnet50" and spatial.num_frames == 1
+    assert temporal.model == "tresnet50" and temporal.num_frames == 16
+    assert temporal.stride_range == (5, 15)  # thesis §7.3.3
+    assert temporal.learning_rate == 1e-2 and temporal.momentum == 0.9
+    assert temporal.batch_size * temporal.grad_accum_steps == 256 // 32  # videos per batch
+    assert spatial.batch_size * spatial.grad_accum_steps == 256
+    assert temporal.lr_schedule == "plateau" and temporal.lr_decay == 0.1
+    assert temporal.scale_jitter == 0.25 and temporal.border == 0.25 and temporal.flip
+
+
+def test_stage_keys_are_checked():
+    with pytest.raises(ConfigError, match="unknown config key 'frames'"):
+        TrainConfig(stages=({"frames": 3},)).replace()
+
+
+def test_missing_config_file_lists_available(tmp_path):
+    with pytest.raises(ConfigError, match="tresnet_synthetic"):
+        cfglib.load_config_file("no_such_config")
