@@ -331,3 +331,14 @@ def test_recipe_stages_chain_by_layer_name():
     for layer in second.layers:
         if layer.weights and layer.name in by_name:
             assert [w.shape for w in layer.weights] == [w.shape for w in by_name[layer.name].weights]
+
+
+def test_logits_are_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = create_model("fusion_vgg16m_conv_relu5", num_classes=3, **TINY)
+        out = model(_clip(b=1, t=3))
+        assert model.get_layer("fusion_relu5").compute_dtype == "bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {k: v.dtype.name for k, v in out.items()} == {"rgb": "float32", "flow": "float32", "fused": "float32"}

@@ -43,7 +43,7 @@ def test_registry_lists_the_spine_models():
 
 
 def test_unknown_model_suggests_close_matches():
-    with pytest.raises(UnknownModelError, match="did you mean: tresnet50"):
+    with pytest.raises(UnknownModelError, match="Did you mean: tresnet50"):
         tfzoo.create_model("tresnet5O")
 
 

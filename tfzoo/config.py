@@ -120,11 +120,12 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConf
         if key not in FIELDS:
             raise _unknown(key)
         clean[key] = _coerce(key, value)
-    for stage in clean.get("stages", ()):
+    result = dataclasses.replace(config, **clean)
+    for stage in result.stages:
         for key in stage:
             if key not in FIELDS and key != "name":
                 raise _unknown(key)
-    return dataclasses.replace(config, **clean)
+    return result
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:

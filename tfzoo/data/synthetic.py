@@ -60,15 +60,16 @@ def render_video(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np
     base = rng.uniform(70, 185, 3)
     scale0 = np.exp(rng.uniform(-0.3, 0.3))
 
-    # Dynamics: the class. Pixel p of frame t shows the texture at A_t (p - c) + d_t.
+    # Dynamics: the class. Pixel p of frame t shows the texture at A_t (p - d_t): the content
+    # is rotated/scaled by A_t about the centre and moved by d_t (image axes, y down).
     t = np.arange(t_len, dtype=np.float64) - (t_len - 1) / 2  # centred: reversal-symmetric
     angle = np.zeros(t_len) + rng.uniform(0, 2 * np.pi)
     shift = np.zeros((t_len, 2))
     log_scale = np.zeros(t_len)
     if cls.startswith("pan"):
         v = rng.uniform(*cfg.speed)
-        direction = {"pan_right": (-1, 0), "pan_left": (1, 0), "pan_down": (0, -1),
-                     "pan_up": (0, 1)}[cls]  # texture coords move against the content
+        direction = {"pan_right": (1, 0), "pan_left": (-1, 0), "pan_down": (0, 1),
+                     "pan_up": (0, -1)}[cls]
         shift = t[:, None] * v * np.asarray(direction, float)[None]
     elif cls.startswith("rotate"):
         w = np.deg2rad(rng.uniform(*cfg.angular_speed))
@@ -77,13 +78,13 @@ def render_video(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np
         r = rng.uniform(*cfg.zoom_rate)
         log_scale = (-1 if cls == "zoom_in" else 1) * r * t
 
-    # A plane wave cos(2 pi w.(R p + d) + phi) is separable in x and y: an outer product of
+    # A plane wave cos(2 pi w.A(p - d) + phi) is separable in x and y: an outer product of
     # 1-D complex exponentials, far cheaper than a cosine per pixel.
     c, s = np.cos(angle), np.sin(angle)
     rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)  # (T, 2, 2)
     rot = rot * (scale0 * np.exp(log_scale))[:, None, None]
     w_eff = np.einsum("tij,ki->tkj", rot, wave)  # (T, k, 2): R^T w
-    offset = 2 * np.pi * shift @ wave.T + phase  # (T, k)
+    offset = phase - 2 * np.pi * np.einsum("tkj,tj->tk", w_eff, shift)  # (T, k)
     axis = np.arange(n, dtype=np.float64) - (n - 1) / 2
     ex = np.exp(2j * np.pi * w_eff[..., 0:1] * axis)  # (T, k, W)
     ey = np.exp(2j * np.pi * w_eff[..., 1:2] * axis)  # (T, k, H)

@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfzoo.layers.pooling import _triple
+
 SPATIAL_FUSIONS = ("sum", "max", "concat")
 FUSION_METHODS = ("sum", "max", "concat", "conv", "bilinear")
 CONV_FUSION_INITS = ("identity", "random")
@@ -26,15 +28,6 @@ def _pair(inputs, layer: str):
     if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
         raise ValueError(f"{layer} takes a pair [x_a, x_b] of feature maps, got {type(inputs).__name__}")
     return inputs
-
-
-def _triple(value, what: str) -> tuple[int, int, int]:
-    if isinstance(value, int):
-        value = (value, value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 3 or min(value) < 1:
-        raise ValueError(f"{what} must be a positive int or 3 positive ints (T, H, W), got {value}")
-    return value
 
 
 def gaussian_kernel(size=(3, 3, 3), sigma: float = 1.0) -> np.ndarray:

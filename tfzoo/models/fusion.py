@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import keras
 
-from tfzoo.backbones.vgg import ARCHS, ENDPOINTS, TEMPORAL_POOLS, VGGTower, endpoint_index
+from tfzoo.backbones.vgg import ARCHS, TEMPORAL_POOLS, VGGTower, endpoint_index
 from tfzoo.layers.fusion import (
     AlignSpatial,
     BilinearFusion,
@@ -58,8 +58,9 @@ def _normalize(rgb, flow, normalization: str, flow_scale: float):
 def _score_head(fc8, name: str):
     # Averaging the linear fc8 over locations and chunks = averaging the per-crop, per-chunk
     # predictions of the papers' fully convolutional test.
-    x = GlobalSpatialPooling("avg", name=f"{name}_spatial_avg")(fc8)
-    return GlobalTemporalPooling("avg", name=f"{name}_temporal_avg")(x)
+    # float32 so that logits stay float32 under mixed precision (fc8 is float32 too).
+    x = GlobalSpatialPooling("avg", name=f"{name}_spatial_avg", dtype="float32")(fc8)
+    return GlobalTemporalPooling("avg", name=f"{name}_temporal_avg", dtype="float32")(x)
 
 
 def _check_choice(what: str, value, choices):
@@ -185,7 +186,7 @@ class TwoStreamFusion(VideoModel):
             # Lin et al. 2015 / the paper: no fc layers after bilinear pooling, a linear
             # classifier (the paper's SVM) on the normalised descriptor of each chunk.
             scores = keras.layers.Dense(num_classes, name="bilinear_classifier", dtype="float32")(x_a)
-            towers["rgb"] = GlobalTemporalPooling("avg", name="spatial_temporal_avg")(scores)
+            towers["rgb"] = GlobalTemporalPooling("avg", name="spatial_temporal_avg", dtype="float32")(scores)
         elif last == "fc8":
             towers["rgb"] = _score_head(x_a, "spatial")
         else:
@@ -199,7 +200,7 @@ class TwoStreamFusion(VideoModel):
             outputs = towers["rgb"]
         else:
             # §3.4.4: "During testing, we average the FC8 predictions for both towers."
-            fused = LateFusion("logits", name="fused")([towers["rgb"], towers["flow"]])
+            fused = LateFusion("logits", name="fused", dtype="float32")([towers["rgb"], towers["flow"]])
             outputs = {**towers, "fused": fused}
         if freeze_below_fusion:
             for layer in tower_a.layers_up_to(points[0]) + tower_b.layers_up_to(points[0]):
@@ -266,7 +267,7 @@ class TwoStreamNet(VideoModel):
         fc8_a = VGGTower(spatial_arch, prefix="spatial_", dropout=spatial_dropout, **common).build(x_a)["fc8"]
         fc8_b = VGGTower(temporal_arch, prefix="temporal_", dropout=temporal_dropout, **common).build(x_b)["fc8"]
         towers = {"rgb": _score_head(fc8_a, "spatial"), "flow": _score_head(fc8_b, "temporal")}
-        fused = LateFusion(score_fusion, name="fused")([towers["rgb"], towers["flow"]])
+        fused = LateFusion(score_fusion, name="fused", dtype="float32")([towers["rgb"], towers["flow"]])
         outputs = {**towers, "fused": fused}
         kwargs.setdefault("name", "two_stream")
         super().__init__([rgb, flow], outputs, config=config, **kwargs)
@@ -277,6 +278,8 @@ def register() -> None:
     from tfzoo.registry import register_model
 
     tiny = dict(width_multiplier=1 / 32, fc6_kernel=1)
+    # VGG-M needs frames of at least 57 px to reach pool5 (with fc6_kernel=1).
+    clip = {"frames": 3, "size": 64}
     proposed = dict(fusion="conv", fusion_layers=("relu5",), fusion_kernel=(3, 3, 3),
                     fusion_init_weights=(0.25, 0.75), keep_temporal=True, temporal_pool="3d")
     for name, s, t, what in (
@@ -287,7 +290,7 @@ def register() -> None:
         register_model(
             name, TwoStreamFusion, spatial_arch=s, temporal_arch=t, **proposed,
             description=f"Two-stream 3-D conv fusion at relu5 + 3-D pooling, both towers kept; {what}",
-            test_overrides=tiny, tags=("two_stream",),
+            test_overrides=tiny, test_input=clip, tags=("two_stream",),
         )
 
     # Table 3.1: spatial fusion at relu5 of two VGG-M-2048 towers, one tower after fusion.
@@ -298,17 +301,17 @@ def register() -> None:
         register_model(
             f"fusion_vggm_{method}_relu5", TwoStreamFusion, fusion=method, **table31,
             description=f"{method} fusion at relu5, temporal tower truncated (Table 3.1)",
-            test_overrides=tiny, tags=("two_stream", "ablation"),
+            test_overrides=tiny, test_input=clip, tags=("two_stream", "ablation"),
         )
     register_model(
         "fusion_vggm_conv2d_relu5", TwoStreamFusion, fusion="conv", **table31,
         description="1x1 conv fusion (identity init = sum) at relu5, temporal tower truncated (Table 3.1)",
-        test_overrides=tiny, tags=("two_stream", "ablation"),
+        test_overrides=tiny, test_input=clip, tags=("two_stream", "ablation"),
     )
 
     for arch, label in (("vggm", "VGG-M-2048"), ("vgg16", "VGG-16")):
         register_model(
             f"twostream_{arch}", TwoStreamNet, spatial_arch=arch, temporal_arch=arch,
             description=f"Two-stream late fusion (softmax average) of two {label} towers (Table 3.1/3.3)",
-            test_overrides=tiny, tags=("two_stream",),
+            test_overrides=tiny, test_input=clip, tags=("two_stream",),
         )

@@ -1,0 +1,178 @@
+"""Training CLI: outputs, resume after SIGKILL, tf.distribute strategies, user errors."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfzoo import train
+from tfzoo.config import TrainConfig
+from tfzoo.evaluate import evaluate_model_dir
+from tfzoo.rundir import load_model, read_run_info
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {
+    "model_overrides": "{'blocks': (1, 1, 1, 1), 'width': 4}",
+    "dataset_options": "{'size': 32, 'video_frames': 12, 'videos_per_class': (2, 1, 1)}",
+    "image_size": "(32, 32)",
+    "num_frames": "4",
+    "test_num_frames": "4",
+    "stride_range": "(1, 2)",
+    "batch_size": "4",
+    "lr_schedule": "'constant'",
+}
+
+
+def tiny_config(**changes) -> TrainConfig:
+    base = TrainConfig(model="tresnet_small").replace(**TINY)
+    return base.replace(**changes)
+
+
+def cli(*args, env=None, **kwargs):
+    cmd = [sys.executable, "-m", "tfzoo.train", "--verbose=2", *args]
+    for key, value in TINY.items():
+        cmd.append(f"--set={key}={value}")
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def finish(proc, timeout=300):
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def test_run_writes_the_model_dir_and_metrics(tmp_path):
+    metrics = train.run(tiny_config(epochs=2, steps_per_epoch=3), tmp_path,
+                        tf.distribute.get_strategy(), verbose=0)
+    for name in ("model.keras", "run.json", "metrics.json", "history.csv", "config.json"):
+        assert (tmp_path / name).exists(), name
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    info = read_run_info(tmp_path)
+    assert info.model == "tresnet_small" and len(info.class_names) == 8
+    assert metrics["num_videos"] == 8 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    # Evaluating again from the directory alone gives the same numbers.
+    again = evaluate_model_dir(tmp_path)
+    assert again["accuracy"] == metrics["accuracy"]
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    model, _ = load_model(tmp_path)
+    assert model.count_params() > 0
+
+
+def test_flip_averaging_maps_mirrored_classes():
+    from tfzoo.evaluate import predict_scores
+
+    class Echo(tf.keras.layers.Layer):  # a "model" whose score is the left-right asymmetry
+        def call(self, x, training=False):
+            left = tf.reduce_mean(x[:, :, :, :2], axis=[1, 2, 3, 4])
+            right = tf.reduce_mean(x[:, :, :, -2:], axis=[1, 2, 3, 4])
+            return tf.stack([left - right, right - left, tf.zeros_like(left)], axis=1)
+
+    x = np.zeros((1, 2, 4, 4, 3), np.float32)
+    x[..., :2, :] = 10.0
+    ds = tf.data.Dataset.from_tensor_slices((x, [0])).batch(1)
+    # Classes 0 and 1 are mirror images: the flipped view's scores are swapped back.
+    scores, _ = predict_scores(Echo(), ds, flip=True, flip_label_map=[1, 0, 2])
+    np.testing.assert_allclose(scores[0], [10.0, -10.0, 0.0])
+    scores, _ = predict_scores(Echo(), ds, flip=True, flip_label_map=None)
+    np.testing.assert_allclose(scores[0], [0.0, 0.0, 0.0])
+
+
+def _metadata(model_dir):
+    path = Path(model_dir) / "backup" / "training_metadata.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_sigkill_mid_run_then_same_command_resumes(tmp_path):
+    args = [f"--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=4", "--steps=6",
+            "--set=checkpoint_every_steps=2", "--noevaluate"]
+    proc = cli(*args)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        meta = _metadata(tmp_path)
+        if meta and meta["epoch"] >= 1 and meta["batch"] >= 1:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no mid-epoch backup appeared")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _metadata(tmp_path)["epoch"]
+    assert not (tmp_path / "model.keras").exists()
+
+    code, out = finish(cli(*args))
+    assert code == 0, out
+    assert (tmp_path / "model.keras").exists()
+    epochs = [int(line.split(",")[0]) for line in (tmp_path / "history.csv").read_text().splitlines()
+              if line and line[0].isdigit()]
+    # The second run starts at the epoch the backup recorded, not at 0, and reaches the end.
+    restart = epochs.index(killed_at, 0) if killed_at in epochs else None
+    assert epochs[-1] == 3
+    assert epochs.count(0) == 1, epochs
+    assert restart is not None, epochs
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    code, out = finish(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=1",
+                           "--steps=2", "--strategy=mirrored", "--logical_cpus=2", "--noevaluate"))
+    assert code == 0, out
+    assert read_run_info(tmp_path).config["num_replicas_in_sync"] == 2
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_two_local_workers(tmp_path):
+    hosts = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        procs.append(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=1",
+                         "--steps=2", "--strategy=multi_worker", "--noevaluate",
+                         env={"TF_CONFIG": json.dumps(tf_config)}))
+    results = [finish(p) for p in procs]
+    for code, out in results:
+        assert code == 0, out
+    info = read_run_info(tmp_path)
+    assert info.config["num_replicas_in_sync"] == 2
+    assert (tmp_path / "model.keras").exists()  # written by the chief (worker 0) only
+    assert (tmp_path / "workers" / "worker-1").is_dir()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model=tresnet_small", "--set=lerning_rate=0.1"], "unknown config key 'lerning_rate'"),
+    (["--model=tresnet5O"], "Did you mean"),
+    (["--config=no_such_config"], "not found; configs/ has"),
+])
+def test_user_errors_are_one_clear_line(tmp_path, args, message):
+    code, out = finish(cli(*args, f"--model_dir={tmp_path}"))
+    assert code == 2
+    assert message in out
+    assert "Traceback" not in out
+
+
+def test_model_dir_of_another_model_is_refused(tmp_path):
+    train.run(tiny_config(epochs=1, steps_per_epoch=1), tmp_path, tf.distribute.get_strategy(),
+              evaluate=False, verbose=0)
+    code, out = finish(cli("--model=resnet_small", f"--model_dir={tmp_path}"))
+    assert code == 2 and "holds a finished 'tresnet_small' run" in out
