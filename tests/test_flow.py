@@ -144,20 +144,11 @@ def test_tvnet_starts_as_tvl1_and_trains():
     for g, v in zip(grads, net.trainable_weights):
         assert g is not None and np.isfinite(g.numpy()).all(), v.name
         assert np.abs(g.numpy()).max() > 0, v.name
-    # A few Adam steps on the unsupervised objective lower it.
-    opt = keras.optimizers.Adam(0.01)
-    step = tf.function(lambda: _step(net, opt, x))
-    first = float(step())
-    for _ in range(4):
-        last = float(step())
-    assert last < first
-
-
-def _step(net, opt, x):
-    with tf.GradientTape() as tape:
-        loss = net.unsupervised_loss(x)
-    opt.apply_gradients(zip(tape.gradient(loss, net.trainable_weights), net.trainable_weights))
-    return loss
+    # A small step against the gradient lowers the unsupervised objective.
+    norm = np.sqrt(sum(float(tf.reduce_sum(g * g)) for g in grads))
+    for g, v in zip(grads, net.trainable_weights):
+        v.assign_sub(1e-3 * g / norm)
+    assert float(net.unsupervised_loss(x)) < float(loss)
 
 
 def test_gradients_match_finite_differences():

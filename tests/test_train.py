@@ -176,3 +176,26 @@ def test_model_dir_of_another_model_is_refused(tmp_path):
               evaluate=False, verbose=0)
     code, out = finish(cli("--model=resnet_small", f"--model_dir={tmp_path}"))
     assert code == 2 and "holds a finished 'tresnet_small' run" in out
+
+
+def test_init_from_spreads_a_frame_kernel_over_temporal_taps(tmp_path):
+    import keras
+
+    from tfzoo.rundir import RunInfo, save_model, write_run_info
+
+    def net(kt):
+        x = keras.Input((None, 8, 8, 3))
+        y = keras.layers.Conv3D(4, (kt, 1, 1), padding="same", name="c")(x)
+        return keras.Model(x, keras.layers.Dense(2, name="head")(y))
+
+    frame, temporal = net(1), net(3)
+    save_model(frame, tmp_path)
+    write_run_info(tmp_path, RunInfo(model="x", model_config={}, class_names=["a", "b"],
+                                     num_frames=1, image_size=(8, 8)))
+    assert train.init_from(temporal, str(tmp_path)) == 2
+    w = frame.get_layer("c").kernel.numpy()
+    np.testing.assert_allclose(temporal.get_layer("c").kernel.numpy(), np.repeat(w / 3, 3, axis=0))
+    # On a temporally constant clip the spread kernel equals the frame kernel (eq. 4.5).
+    clip = np.random.default_rng(0).normal(size=(1, 5, 8, 8, 3)).astype("float32")
+    clip[:] = clip[:, :1]
+    np.testing.assert_allclose(temporal(clip)[:, 2], frame(clip)[:, 2], atol=1e-5)

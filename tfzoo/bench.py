@@ -178,15 +178,19 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
     return times
 
 
-def matmul_gflops(dtype: str, runs: int = 5, warmup: int = 2, n: int = MATMUL_N) -> float:
-    """Achieved GFLOP/s of an n x n x n matmul in `dtype` (median of `runs`)."""
+def matmul_times(dtype: str, runs: int = 5, warmup: int = 2, n: int = MATMUL_N) -> list[float]:
+    """Seconds per n x n x n matmul in `dtype`, `runs` samples."""
     import tensorflow as tf
 
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
     mm = tf.function(lambda: tf.linalg.matmul(a, b))
-    seconds = statistics.median(time_calls(mm, runs, warmup))
-    return 2 * n**3 / seconds / 1e9
+    return time_calls(mm, runs, warmup)
+
+
+def matmul_gflops(dtype: str, runs: int = 5, warmup: int = 2, n: int = MATMUL_N) -> float:
+    """Achieved GFLOP/s of an n x n x n matmul in `dtype` (median of `runs`)."""
+    return 2 * n**3 / statistics.median(matmul_times(dtype, runs, warmup, n)) / 1e9
 
 
 def compute_dtype(precision: str) -> str:
@@ -196,6 +200,14 @@ def compute_dtype(precision: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Machine description
 # --------------------------------------------------------------------------------------------
+
+
+def _load_average() -> float | None:
+    """1-minute load average (other processes competing for the cores), None if unknown."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def machine_info() -> dict[str, Any]:
@@ -218,10 +230,7 @@ def machine_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
+    load = _load_average()
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     return {
         "cpu": cpu,
@@ -315,11 +324,14 @@ def bench_model(
             "frames": frames,
             "size": size,
             "params": int(model.count_params()),
+            "load_avg_1min": _load_average(),
         }
 
+        # The matmul reference is sampled before and after the model's timings (the machine's
+        # load may change in between); the row uses the median of all samples.
         log(f"{name} [{precision}{', XLA' if jit else ''}]: matmul reference")
-        mm = matmul_gflops(compute_dtype(precision), runs=max(runs, 3), warmup=2)
-        row["matmul_gflops_per_s"] = mm
+        mm_dtype = compute_dtype(precision)
+        mm_samples = matmul_times(mm_dtype, runs=max(runs, 3), warmup=2)
 
         forward = tf.function(lambda v: model(v, training=False), jit_compile=jit)
         flops = count_graph_flops(forward.get_concrete_function(x))
@@ -332,7 +344,6 @@ def bench_model(
             forward_ms_min=min(times) * 1e3,
             forward_ms_per_frame=fwd * 1e3 / (batch * frames),
             forward_gflops_per_s=flops / fwd / 1e9,
-            forward_ratio_to_matmul=flops / fwd / 1e9 / mm,
         )
 
         if train:
@@ -359,8 +370,15 @@ def bench_model(
                 train_step_ms=step * 1e3,
                 train_step_ms_min=min(times) * 1e3,
                 train_gflops_per_s=train_flops / step / 1e9,
-                train_ratio_to_matmul=train_flops / step / 1e9 / mm,
             )
+
+        mm_samples += matmul_times(mm_dtype, runs=max(runs, 3), warmup=1)
+        mm = 2 * MATMUL_N**3 / statistics.median(mm_samples) / 1e9
+        row["matmul_dtype"] = mm_dtype
+        row["matmul_gflops_per_s"] = mm
+        row["forward_ratio_to_matmul"] = row["forward_gflops_per_s"] / mm
+        if train:
+            row["train_ratio_to_matmul"] = row["train_gflops_per_s"] / mm
         return row
     finally:
         keras.mixed_precision.set_global_policy(previous)
@@ -423,6 +441,7 @@ def compare_keras(
         ratio = statistics.median(a / b for a, b in zip(t_ours, t_ref))
         return {
             "compare": f"resnet{depth} vs keras.applications.{KERAS_APPLICATIONS[depth]}",
+            "load_avg_1min": _load_average(),
             "precision": precision,
             "jit": jit,
             "frames_total": n,
@@ -451,7 +470,7 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = ("model", "precision", "XLA", "params", "GFLOPs/clip", "fwd ms", "fwd GFLOP/s",
-              "fwd/matmul", "train ms", "train GFLOP/s", "train/matmul", "matmul GFLOP/s")
+              "fwd/matmul", "train ms", "train GFLOP/s", "train/matmul", "matmul GFLOP/s", "load")
     lines = [header]
     for r in rows:
         lines.append((
@@ -461,6 +480,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['forward_ratio_to_matmul']:.2f}",
             _fmt(r.get("train_step_ms"), ".0f"), _fmt(r.get("train_gflops_per_s"), ".1f"),
             _fmt(r.get("train_ratio_to_matmul"), ".2f"), f"{r['matmul_gflops_per_s']:.0f}",
+            _fmt(r.get("load_avg_1min"), ".1f"),
         ))
     return _markdown(lines)
 
@@ -631,6 +651,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine_info()
     if not args.json:
         print(format_machine(info), flush=True)
+    load = info["load_avg_1min"]
+    if load is not None and load > 0.5 * (info["usable_cores"] or 1):
+        log(f"warning: load average {load:.1f} on {info['usable_cores']} cores: other processes "
+            "compete for the CPU; absolute times are inflated, prefer the same-run ratios")
     common = dict(frames=args.frames, size=args.size, batch=args.batch, runs=args.runs,
                   warmup=args.warmup, log=log)
     rows, comparisons = [], []
@@ -645,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 comparisons.append(compare_keras(depth=args.compare_depth, precision=precision,
                                                  jit=jit, **common))
     if args.json:
-        info["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        info["load_avg_1min_end"] = _load_average()
         print(json.dumps({"machine": info, "rows": rows, "compare_keras": comparisons}, indent=1))
     else:
         settings = (f"batch {args.batch}, {args.frames} frames, {args.size}x{args.size}, "

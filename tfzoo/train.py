@@ -160,7 +160,13 @@ def compile_model(model, config, keras):
 
 
 def init_from(model, source_dir: str) -> int:
-    """Copies weights by layer name from the model in `source_dir` (a previous stage)."""
+    """Copies weights by layer name from the model in `source_dir` (a previous stage).
+
+    A (1, kh, kw, ...) kernel feeding a (k, kh, kw, ...) temporal conv is spread as w / k on
+    every tap (thesis eq. 4.5), so a stream trained on single frames starts ST-ResNet.
+    """
+    import numpy as np
+
     from tfzoo.rundir import load_model
 
     src, _ = load_model(source_dir)
@@ -170,9 +176,17 @@ def init_from(model, source_dir: str) -> int:
         other = by_name.get(layer.name)
         if other is None or not layer.weights:
             continue
-        ws = other.get_weights()
-        if [w.shape for w in ws] == [tuple(v.shape) for v in layer.weights]:
-            layer.set_weights(ws)
+        values = []
+        for w, target in zip(other.get_weights(), layer.weights):
+            shape = tuple(target.shape)
+            if w.shape == shape:
+                values.append(w)
+            elif w.ndim == 5 and w.shape[0] == 1 and w.shape[1:] == shape[1:]:
+                values.append(np.repeat(w / shape[0], shape[0], axis=0))
+            else:
+                break
+        if len(values) == len(layer.weights):
+            layer.set_weights(values)
             copied += 1
     if not copied:
         raise TrainError(f"init_from={source_dir}: no layer of {src.name} matches {model.name}")

@@ -34,4 +34,17 @@ def make_source(config) -> VideoSource:
     raise DataError(f"unknown dataset {config.dataset!r}; expected 'synthetic' or 'records'")
 
 
-__all__ = ["ClipSpec", "DataError", "DatasetInfo", "VideoSource", "clip_spec", "make_source"]
+def __getattr__(name):
+    # Decoding and TFRecord helpers load on first use, so `import tfzoo.data` stays light.
+    lazy = {"read_video": "decode", "video_info": "decode", "RecordSource": "readers",
+            "list_dataset": "adapters"}
+    if name in lazy:
+        import importlib
+
+        module = importlib.import_module(f"tfzoo.data.{lazy[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'tfzoo.data' has no attribute {name!r}")
+
+
+__all__ = ["ClipSpec", "DataError", "DatasetInfo", "VideoSource", "clip_spec", "make_source",
+           "read_video", "video_info", "RecordSource", "list_dataset"]

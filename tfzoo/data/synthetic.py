@@ -40,9 +40,12 @@ class SyntheticConfig:
     video_frames: int = 24
     videos_per_class: tuple[int, int, int] = (120, 20, 40)  # train, val, test
     waves: int = 6  # plane waves per texture
-    speed: tuple[float, float] = (0.5, 1.0)  # pan, px / frame
-    angular_speed: tuple[float, float] = (1.0, 2.0)  # rotation, degrees / frame
-    zoom_rate: tuple[float, float] = (0.012, 0.02)  # zoom, log-scale / frame
+    # Motion of about a quarter wavelength per sampled frame at conv2's resolution (stride 4),
+    # so a small network sees it clearly.
+    cycles: tuple[float, float] = (1.5, 4.0)  # texture frequencies, cycles per frame width
+    speed: tuple[float, float] = (1.0, 1.6)  # pan, px / frame
+    angular_speed: tuple[float, float] = (2.5, 4.0)  # rotation, degrees / frame
+    zoom_rate: tuple[float, float] = (0.02, 0.03)  # zoom, log-scale / frame
     seed: int = 0
 
 
@@ -51,7 +54,7 @@ def render_video(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np
     n, t_len = cfg.size, cfg.video_frames
     # Appearance: independent of the class.
     k = cfg.waves
-    freq = rng.uniform(2.0, 6.0, k) / n  # cycles per pixel
+    freq = rng.uniform(*cfg.cycles, k) / n  # cycles per pixel
     theta = rng.uniform(0, 2 * np.pi, k)
     wave = np.stack([np.cos(theta), np.sin(theta)], 1) * freq[:, None]  # (k, 2)
     phase = rng.uniform(0, 2 * np.pi, k)

@@ -1,6 +1,11 @@
 from tfzoo.layers.cross_stream import CrossStreamConnection, ScoreFusion
+from tfzoo.layers.fusion import (
+    AlignSpatial, BilinearFusion, ConvFusion, LateFusion, SpatialFusion, fusion_layer,
+)
 from tfzoo.layers.ghost_bn import GhostBatchNormalization
-from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
+from tfzoo.layers.pooling import (
+    GlobalSpatialPooling, GlobalTemporalPooling, SpatioTemporalMaxPooling,
+)
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
 from tfzoo.layers.temporal import TemporalConv, TemporalPooling
@@ -9,5 +14,6 @@ __all__ = [
     "ChannelScale", "GlobalSpatialPooling", "GlobalTemporalPooling", "VideoNormalization",
     "temporal_kernel_initializer",
     "CrossStreamConnection", "GhostBatchNormalization", "ScoreFusion", "TemporalConv",
-    "TemporalPooling",
+    "TemporalPooling", "AlignSpatial", "BilinearFusion", "ConvFusion", "LateFusion",
+    "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer",
 ]
