@@ -3,13 +3,14 @@ pooling, cross-stream connections, score fusion."""
 
 import numpy as np
 import pytest
+
+from tfzoo.layers.fusion import LateFusion
 import tensorflow as tf
 import keras
 
 from tfzoo.layers import (
     CrossStreamConnection,
     GhostBatchNormalization,
-    ScoreFusion,
     TemporalConv,
     TemporalPooling,
 )
@@ -195,8 +196,8 @@ def test_cross_stream_connection_forward_and_gradients(mode):
 def test_cross_stream_and_fusion_errors_and_fusion_math():
     with pytest.raises(ValueError, match="'concat'"):
         CrossStreamConnection("concat")
-    with pytest.raises(ValueError, match="weight"):
-        ScoreFusion(-1.0)
+    with pytest.raises(ValueError, match="stream_weights"):
+        LateFusion("logits", stream_weights=(1.0, -1.0))
     a, b = RNG.normal(size=(2, 4)).astype("float32"), RNG.normal(size=(2, 4)).astype("float32")
-    fusion = roundtrip(ScoreFusion(3.0))
+    fusion = roundtrip(LateFusion("logits", stream_weights=(1.0, 3.0)))
     np.testing.assert_allclose(fusion([a, b]), (a + 3 * b) / 4, rtol=1e-6)

@@ -81,7 +81,7 @@ CHOICES = {
     "optimizer": ("sgd", "adam"),
     "lr_schedule": ("plateau", "steps", "cosine", "constant"),
     "precision": ("float32", "mixed_bfloat16", "mixed_float16"),
-    "dataset": ("synthetic", "records"),
+    "dataset": ("synthetic", "records", "conjunction"),
 }
 
 

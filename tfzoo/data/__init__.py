@@ -31,7 +31,12 @@ def make_source(config) -> VideoSource:
         from tfzoo.data.readers import RecordSource
 
         return RecordSource(config.data_dir, **config.dataset_options)
-    raise DataError(f"unknown dataset {config.dataset!r}; expected 'synthetic' or 'records'")
+    if config.dataset == "conjunction":
+        from tfzoo.data.conjunction import ConjunctionSource
+
+        return ConjunctionSource(**config.dataset_options)
+    raise DataError(f"unknown dataset {config.dataset!r}; expected 'synthetic', 'records' or "
+                    f"'conjunction'")
 
 
 def __getattr__(name):

@@ -61,14 +61,18 @@ def ground_truth_field(case: str, h: int, w: int) -> np.ndarray:
 
 
 def synthetic_pair(image: np.ndarray, case: str, h: int, w: int, blur: float = 1.0):
-    """(I0, I1, flow, mask) from a real RGB frame: I1 is a centred HxW crop of the (slightly
-    blurred) frame, I0 samples the frame at x + flow(x) (bicubic), so the true flow from I0 to
+    """(I0, I1, flow, mask) from a real RGB frame: I1 is a centred HxW crop of the (rescaled,
+    slightly blurred) frame, I0 samples the frame at x + flow(x) (bicubic), so the true flow from I0 to
     I1 is `flow`. `mask` marks pixels whose target stays 3 px inside I1 and 4 px from I0's
     border: TV-L1 cannot know the flow of content that leaves the image."""
     import cv2
 
-    src = cv2.GaussianBlur(image.astype(np.float32), (0, 0), blur) if blur else image
-    src = src.astype(np.float32)
+    # Scale the frame so that the crop shows most of the scene (a small crop of the full-size
+    # frame would be a patch of road or sky, where no method can recover the motion).
+    f = max(1.2 * h / image.shape[0], 1.2 * w / image.shape[1])
+    size = (round(image.shape[1] * f), round(image.shape[0] * f))
+    src = cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    src = cv2.GaussianBlur(src, (0, 0), blur) if blur else src
     y0, x0 = (src.shape[0] - h) // 2, (src.shape[1] - w) // 2
     flow = ground_truth_field(case, h, w)
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)

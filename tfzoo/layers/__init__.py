@@ -1,4 +1,4 @@
-from tfzoo.layers.cross_stream import CrossStreamConnection, ScoreFusion
+from tfzoo.layers.cross_stream import CrossStreamConnection
 from tfzoo.layers.fusion import (
     AlignSpatial, BilinearFusion, ConvFusion, LateFusion, SpatialFusion, fusion_layer,
 )
@@ -13,7 +13,7 @@ from tfzoo.layers.temporal import TemporalConv, TemporalPooling
 __all__ = [
     "ChannelScale", "GlobalSpatialPooling", "GlobalTemporalPooling", "VideoNormalization",
     "temporal_kernel_initializer",
-    "CrossStreamConnection", "GhostBatchNormalization", "ScoreFusion", "TemporalConv",
+    "CrossStreamConnection", "GhostBatchNormalization", "TemporalConv",
     "TemporalPooling", "AlignSpatial", "BilinearFusion", "ConvFusion", "LateFusion",
     "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer",
 ]

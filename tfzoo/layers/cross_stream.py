@@ -48,37 +48,3 @@ class CrossStreamConnection(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
-
-
-@keras.saving.register_keras_serializable(package="tfzoo")
-class ScoreFusion(keras.layers.Layer):
-    """Late fusion of two streams' class scores: `(a + w * b) / (1 + w)`.
-
-    The thesis averages the pre-softmax scores of both streams at test time (§4.4.1: better than
-    averaging softmax outputs) and weights the motion stream 3x on HMDB51 (§5.5.3).
-
-    Args:
-      weight: weight `w` of the second input (the motion stream), >= 0.
-
-    Example:
-    >>> import numpy as np
-    >>> ScoreFusion(weight=3.0)([np.array([[4.0]]), np.array([[0.0]])]).numpy().tolist()
-    [[1.0]]
-    """
-
-    def __init__(self, weight: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        if not weight >= 0:
-            raise ValueError(f"fusion weight must be >= 0, got {weight!r}")
-        self.weight = float(weight)
-
-    def call(self, inputs):
-        a, b = inputs
-        b = ops.cast(b, a.dtype)
-        return (a + self.weight * b) / (1.0 + self.weight)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight}

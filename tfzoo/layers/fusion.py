@@ -286,6 +286,9 @@ class LateFusion(keras.layers.Layer):
       2014; Table 3.1 "Sum, Softmax"), returned as log(mean softmax) so that the output is
       still a logit tensor whose softmax is exactly the averaged posterior.
 
+    `stream_weights` weights the towers (normalised to sum 1), e.g. (1, 3) to weight the motion stream
+    3x as on HMDB51 (thesis §5.5.3); None averages uniformly.
+
     Example:
     >>> import numpy as np
     >>> s = [np.array([[0.0, 2.0]], "float32"), np.array([[2.0, 0.0]], "float32")]
@@ -293,27 +296,36 @@ class LateFusion(keras.layers.Layer):
     [[1.0, 1.0]]
     """
 
-    def __init__(self, mode: str = "logits", **kwargs):
+    def __init__(self, mode: str = "logits", stream_weights=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in LATE_FUSIONS:
             raise ValueError(f"unknown score fusion {mode!r}; expected one of {LATE_FUSIONS}")
+        if stream_weights is not None and (min(stream_weights) < 0 or sum(stream_weights) <= 0):
+            raise ValueError(
+                f"stream_weights must be >= 0 with a positive sum, got {stream_weights!r}")
         self.mode = mode
+        self.stream_weights = None if stream_weights is None else [float(w) for w in stream_weights]
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or not inputs:
             raise ValueError(f"{self.name} takes a non-empty list of score tensors")
-        x = ops.stack(list(inputs), axis=0)
+        x = ops.stack([ops.cast(t, self.compute_dtype) for t in inputs], axis=0)
+        n = len(inputs)
+        if self.stream_weights is not None and len(self.stream_weights) != n:
+            raise ValueError(f"{self.name}: {len(self.stream_weights)} weights for {n} score tensors")
+        w = [1.0 / n] * n if self.stream_weights is None else [v / sum(self.stream_weights) for v in self.stream_weights]
+        w = ops.reshape(ops.convert_to_tensor(w, x.dtype), (n,) + (1,) * (len(x.shape) - 1))
         if self.mode == "logits":
-            return ops.mean(x, axis=0)
-        # log-mean-exp of the log-posteriors, computed stably.
-        logp = ops.log_softmax(x, axis=-1)
-        return ops.logsumexp(logp, axis=0) - math.log(len(inputs))
+            return ops.sum(w * x, axis=0)
+        # log of the weighted mean of the posteriors, computed stably.
+        logp = ops.log_softmax(x, axis=-1) + ops.log(w)
+        return ops.logsumexp(logp, axis=0)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        return {**super().get_config(), "mode": self.mode, "stream_weights": self.stream_weights}
 
 
 def fusion_layer(method: str, *, name: str, **kwargs) -> keras.layers.Layer:

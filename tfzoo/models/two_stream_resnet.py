@@ -38,7 +38,8 @@ from tfzoo.backbones.resnet import (
     stem,
     video_input,
 )
-from tfzoo.layers.cross_stream import CrossStreamConnection, ScoreFusion
+from tfzoo.layers.cross_stream import CrossStreamConnection
+from tfzoo.layers.fusion import LateFusion
 from tfzoo.layers.ghost_bn import GhostBatchNormalization
 from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
@@ -204,7 +205,8 @@ class TwoStreamResNet(VideoModel):
             s: stream_head(features[s], _num_classes(config), PREFIXES[s], **heads[s])
             for s in STREAMS
         }
-        logits["fused"] = ScoreFusion(flow_weight, name="fused")([logits["rgb"], logits["flow"]])
+        logits["fused"] = LateFusion("logits", stream_weights=(1.0, flow_weight), name="fused")(
+            [logits["rgb"], logits["flow"]])
         VideoModel.__init__(self, inputs, logits, config=config, **kwargs)
         self.stream_endpoints = endpoints
 
