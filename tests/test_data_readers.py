@@ -73,12 +73,12 @@ def test_flow_jpeg_round_trip_within_quantisation_bound():
     f = cv2.GaussianBlur(rng.normal(0, 1, (64, 80, 2)).astype(np.float32), (0, 0), 6)
     f = f / np.abs(f).max() * 25.0  # exceeds the +/-20 px clip in places
     clipped = np.clip(f, -20, 20)
-    q = records.dequantize_flow(records.quantize_flow(f))
+    q = records.decode_flow(records.encode_flow(f))
     assert np.abs(q - clipped).max() <= records.FLOW_STEP / 2 + 1e-5
     u, v = records.encode_flow_jpegs(f, 95)
     back = np.stack([cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
                      for b in (u, v)], -1)
-    err = np.abs(records.dequantize_flow(back) - clipped)
+    err = np.abs(records.decode_flow(back) - clipped)
     # quality 95 JPEG adds at most two levels on smooth flow (0.31 px), half a level on average
     assert err.max() <= 2.5 * records.FLOW_STEP and err.mean() <= 0.5 * records.FLOW_STEP
 

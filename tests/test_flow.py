@@ -16,7 +16,7 @@ from tfzoo.flow import (
     flow_to_uvm, tvl1, tvl1_video, write_flow_video,
 )
 from tfzoo.flow import bench
-from tfzoo.flow.tvl1 import _compiled_solver, bicubic_warp
+from tfzoo.flow.solver import _compiled_solver, bicubic_warp
 
 cv2 = pytest.importorskip("cv2")
 

@@ -65,7 +65,7 @@ def decode_flow_chunks(flow_u, flow_v, idx):
     flat = tf.reshape(idx, [-1])
     u = _decode_jpegs(tf.gather(flow_u, flat), 1)[..., 0]
     v = _decode_jpegs(tf.gather(flow_v, flat), 1)[..., 0]
-    uv = records.dequantize_flow(tf.stack([u, v], axis=-1))  # (T*L, H, W, 2)
+    uv = records.decode_flow(tf.stack([u, v], axis=-1), records.FLOW_BOUND)  # (T*L, H, W, 2)
     h, w = tf.shape(uv)[1], tf.shape(uv)[2]
     uv = tf.reshape(uv, [t, l, h, w, 2])
     uv = tf.transpose(uv, [0, 2, 3, 1, 4])  # (T, H, W, L, 2)

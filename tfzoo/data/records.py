@@ -30,31 +30,17 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.flow.encoding import DEFAULT_BOUND, decode_flow, encode_flow
+
 FORMAT_VERSION = 1
-FLOW_BOUND = 20.0  # px; larger displacements are clipped before storage
-FLOW_LEVELS = 255.0
-FLOW_STEP = 2 * FLOW_BOUND / FLOW_LEVELS  # one uint8 level in pixels (0.157 px)
+FLOW_BOUND = DEFAULT_BOUND  # px; larger displacements are clipped before storage
+FLOW_STEP = 2 * FLOW_BOUND / 255.0  # one uint8 level in pixels (0.157 px)
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 
 
 def shard_name(index: int, count: int) -> str:
     return f"shard-{index:05d}-of-{count:05d}"
-
-
-# The storage mapping of DESIGN.md ("clip to +/-20 px, map linearly to uint8"). Kept here
-# because it is part of this file format; tfzoo.flow may offer the same mapping for its own use.
-def quantize_flow(flow) -> np.ndarray:
-    """Float flow in pixels -> uint8 codes: -20 px -> 0, 0 px -> 127.5 (rounds to 128), +20 -> 255."""
-    f = np.clip(np.asarray(flow, np.float32), -FLOW_BOUND, FLOW_BOUND)
-    return np.round((f + FLOW_BOUND) * (FLOW_LEVELS / (2 * FLOW_BOUND))).astype(np.uint8)
-
-
-def dequantize_flow(codes):
-    """uint8 codes (numpy or tf) -> float32 flow in pixels (the inverse of `quantize_flow`)."""
-    if isinstance(codes, np.ndarray):
-        return codes.astype(np.float32) * np.float32(FLOW_STEP) - np.float32(FLOW_BOUND)
-    return tf.cast(codes, tf.float32) * FLOW_STEP - FLOW_BOUND
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -75,7 +61,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 def encode_flow_jpegs(flow: np.ndarray, quality: int) -> tuple[bytes, bytes]:
     """One flow field (H, W, 2) in pixels -> (u JPEG, v JPEG)."""
-    q = quantize_flow(flow)
+    q = encode_flow(flow, FLOW_BOUND)
     return encode_jpeg(q[..., 0], quality), encode_jpeg(q[..., 1], quality)
 
 

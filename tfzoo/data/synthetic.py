@@ -40,11 +40,11 @@ class SyntheticConfig:
     video_frames: int = 24
     videos_per_class: tuple[int, int, int] = (120, 20, 40)  # train, val, test
     waves: int = 6  # plane waves per texture
-    # Motion of about a quarter wavelength per sampled frame at conv2's resolution (stride 4),
-    # so a small network sees it clearly.
-    cycles: tuple[float, float] = (1.5, 4.0)  # texture frequencies, cycles per frame width
-    speed: tuple[float, float] = (1.0, 1.6)  # pan, px / frame
-    angular_speed: tuple[float, float] = (2.5, 4.0)  # rotation, degrees / frame
+    # Displacements between sampled frames (stride 2-3, crops rescaled up to 1.35x) stay below
+    # a third of the shortest wavelength, so the direction of motion is never aliased.
+    cycles: tuple[float, float] = (1.5, 3.5)  # texture frequencies, cycles per frame width
+    speed: tuple[float, float] = (0.6, 1.0)  # pan, px / frame
+    angular_speed: tuple[float, float] = (1.5, 2.5)  # rotation, degrees / frame
     zoom_rate: tuple[float, float] = (0.02, 0.03)  # zoom, log-scale / frame
     seed: int = 0
 

@@ -12,7 +12,7 @@ from tfzoo.flow.encoding import (
     DEFAULT_BOUND, decode_flow, encode_flow, flow_to_color, flow_to_uvm, render_flow,
     write_flow_video,
 )
-from tfzoo.flow.tvl1 import (
+from tfzoo.flow.solver import (
     TVL1, TVNet, FlowInputError, bilinear_warp, num_scales, to_grey, tvl1, tvl1_video,
 )
 

@@ -128,7 +128,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from tfzoo.flow import _video
-    from tfzoo.flow.tvl1 import _compiled_solver
+    from tfzoo.flow.solver import _compiled_solver
 
     fmt = args.format or {".mp4": "mp4", ".npz": "npz"}.get(Path(args.out).suffix.lower(), "jpeg")
     if args.chunk < 1:

@@ -95,7 +95,7 @@ def opencv_tvl1(i0, i1, iterations=50, warps=5, max_scales=5, zfactor=0.5, tau=0
     """OpenCV's Dual TV-L1 with tfzoo's parameters (same grey conversion, same depth)."""
     import cv2
 
-    from tfzoo.flow.tvl1 import num_scales
+    from tfzoo.flow.solver import num_scales
 
     h, w = i0.shape[:2]
     # Float input in [0, 1]: OpenCV scales it by 255, so both see unquantised grey.
@@ -118,7 +118,7 @@ def accuracy_table(size=(256, 340), params=None, frame_index=10, real_pairs=5) -
     import cv2
     import tensorflow as tf
 
-    from tfzoo.flow.tvl1 import _compiled_solver
+    from tfzoo.flow.solver import _compiled_solver
 
     params = dict(params or dict(iterations=50, warps=5, max_scales=5))
     h, w = size
@@ -161,7 +161,7 @@ def speed_table(sizes, params, repeats=3, batch=4) -> list[dict]:
     import cv2
     import tensorflow as tf
 
-    from tfzoo.flow.tvl1 import TVL1, to_grey
+    from tfzoo.flow.solver import TVL1, to_grey
 
     rows = []
     raw = read_frames(start=10, count=batch + 1)

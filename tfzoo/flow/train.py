@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from tfzoo.flow._video import iter_frames
-    from tfzoo.flow.tvl1 import TVNet
+    from tfzoo.flow.solver import TVNet
 
     clips = []
     for path in args.video:
