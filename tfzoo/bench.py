@@ -335,7 +335,7 @@ def bench_model(
 
         forward = tf.function(lambda v: model(v, training=False), jit_compile=jit)
         flops = count_graph_flops(forward.get_concrete_function(x))
-        log(f"{name}: forward ({flops / batch / 1e9:.1f} GFLOPs/clip)")
+        log(f"{name}: forward ({_num(flops / batch / 1e9)} GFLOPs/clip)")
         times = time_calls(lambda: forward(x), runs, warmup)
         fwd = statistics.median(times)
         row.update(
@@ -362,7 +362,7 @@ def bench_model(
                 return loss
 
             train_flops = count_graph_flops(train_step.get_concrete_function(x, y))
-            log(f"{name}: training step ({train_flops / 1e9:.1f} GFLOPs)")
+            log(f"{name}: training step ({_num(train_flops / 1e9)} GFLOPs)")
             times = time_calls(lambda: train_step(x, y), runs, warmup)
             step = statistics.median(times)
             row.update(
@@ -468,6 +468,13 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _num(value) -> str:
+    """One decimal for values >= 10, three significant digits below (tiny test models)."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     header = ("model", "precision", "XLA", "params", "GFLOPs/clip", "fwd ms", "fwd GFLOP/s",
               "fwd/matmul", "train ms", "train GFLOP/s", "train/matmul", "matmul GFLOP/s", "load")
@@ -475,11 +482,11 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         lines.append((
             r["model"], r["precision"], "on" if r["jit"] else "off",
-            f"{r['params'] / 1e6:.2f}M", f"{r['gflops_per_clip']:.1f}",
-            f"{r['forward_ms']:.0f}", f"{r['forward_gflops_per_s']:.1f}",
-            f"{r['forward_ratio_to_matmul']:.2f}",
-            _fmt(r.get("train_step_ms"), ".0f"), _fmt(r.get("train_gflops_per_s"), ".1f"),
-            _fmt(r.get("train_ratio_to_matmul"), ".2f"), f"{r['matmul_gflops_per_s']:.0f}",
+            f"{r['params'] / 1e6:.2f}M", _num(r["gflops_per_clip"]),
+            _num(r["forward_ms"]), _num(r["forward_gflops_per_s"]),
+            _num(r["forward_ratio_to_matmul"]),
+            _num(r.get("train_step_ms")), _num(r.get("train_gflops_per_s")),
+            _num(r.get("train_ratio_to_matmul")), f"{r['matmul_gflops_per_s']:.0f}",
             _fmt(r.get("load_avg_1min"), ".1f"),
         ))
     return _markdown(lines)

@@ -1,16 +1,13 @@
-"""The embedded default dataset: procedural videos whose class is their motion.
+"""The embedded default dataset: procedural videos whose class is their motion over time.
 
 Each video shows a random periodic colour texture (a sum of plane waves with random
-frequencies, orientations, phases and colours) moved by a class-specific dynamic: a pan in one
-of four directions, a rotation (clockwise / counter-clockwise), a zoom (in / out). Appearance is
-drawn independently of the class, and the classes come in time-reversed pairs whose frame
-distributions are identical, so a single frame (or any order-free pooling of frames) carries no
-label information; only the dynamics separate the classes. Generation is deterministic in the
-seed; nothing is downloaded.
-
-Because a horizontal flip turns "pan right" into "pan left" and clockwise into
-counter-clockwise, the dataset publishes a `flip_label_map`; augmentation and the flipped test
-pass use it.
+frequencies, orientations, phases and colours) translated along a random direction. The class
+is the speed profile of that translation: static, slow, fast, stop-and-go (periodic) versus
+steady (linear), accelerating, decelerating. Appearance and direction are drawn independently of
+the class, and every frame is the same random texture at some shift, so a single frame (or an
+order-free pool of frames) carries no label information: only the dynamics separate the classes.
+"accelerate" and "decelerate" are exact time reversals of each other. Generation is
+deterministic in the seed; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -23,12 +20,7 @@ import tensorflow as tf
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
 
-CLASSES = (
-    "pan_right", "pan_left", "pan_down", "pan_up",
-    "rotate_cw", "rotate_ccw", "zoom_in", "zoom_out",
-)
-FLIP = {"pan_right": "pan_left", "pan_left": "pan_right", "rotate_cw": "rotate_ccw",
-        "rotate_ccw": "rotate_cw"}
+CLASSES = ("static", "slow", "fast", "stop_and_go", "accelerate", "decelerate")
 SPLITS = ("train", "val", "test")
 
 
@@ -40,13 +32,28 @@ class SyntheticConfig:
     video_frames: int = 24
     videos_per_class: tuple[int, int, int] = (120, 20, 40)  # train, val, test
     waves: int = 6  # plane waves per texture
-    # Displacements between sampled frames (stride 2-3, crops rescaled up to 1.35x) stay below
-    # a third of the shortest wavelength, so the direction of motion is never aliased.
-    cycles: tuple[float, float] = (1.5, 3.5)  # texture frequencies, cycles per frame width
-    speed: tuple[float, float] = (0.6, 1.0)  # pan, px / frame
-    angular_speed: tuple[float, float] = (1.5, 2.5)  # rotation, degrees / frame
-    zoom_rate: tuple[float, float] = (0.02, 0.03)  # zoom, log-scale / frame
+    cycles: tuple[float, float] = (1.0, 3.0)  # texture frequencies, cycles per frame width
+    slow: tuple[float, float] = (0.25, 0.45)  # px / frame
+    fast: tuple[float, float] = (1.2, 1.8)  # px / frame; also stop-and-go's moving speed
+    stop_and_go_period: int = 12  # frames: half moving, half still
+    top_speed: tuple[float, float] = (1.5, 2.0)  # accelerate / decelerate end speed, px / frame
     seed: int = 0
+
+
+def speed_profile(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
+    """Speeds (px / frame) between consecutive frames of a video of class `cls`."""
+    n = cfg.video_frames - 1
+    if cls == "static":
+        return np.zeros(n)
+    if cls in ("slow", "fast"):
+        return np.full(n, rng.uniform(*getattr(cfg, cls)))
+    if cls == "stop_and_go":
+        half = cfg.stop_and_go_period // 2
+        moving = (np.arange(n) + rng.integers(cfg.stop_and_go_period)) // half % 2 == 0
+        return moving * rng.uniform(*cfg.fast)
+    if cls in ("accelerate", "decelerate"):
+        return np.linspace(0.0, rng.uniform(*cfg.top_speed), n)
+    raise ValueError(f"unknown class {cls!r}; expected one of {CLASSES}")
 
 
 def render_video(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
@@ -63,23 +70,16 @@ def render_video(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np
     base = rng.uniform(70, 185, 3)
     scale0 = np.exp(rng.uniform(-0.3, 0.3))
 
-    # Dynamics: the class. Pixel p of frame t shows the texture at A_t (p - d_t): the content
-    # is rotated/scaled by A_t about the centre and moved by d_t (image axes, y down).
-    t = np.arange(t_len, dtype=np.float64) - (t_len - 1) / 2  # centred: reversal-symmetric
+    # Dynamics: the class. Frame t shows the texture shifted by p(t) along a random direction.
+    direction = rng.uniform(0, 2 * np.pi)
+    v = speed_profile(cls, rng, cfg)  # px / frame between frames t and t + 1
+    p = np.concatenate([[0.0], np.cumsum(v)])
+    if cls == "decelerate":  # accelerate played backwards (same draws, same frames)
+        p = p[::-1]
+    p = p - p.mean()
+    shift = p[:, None] * np.array([np.cos(direction), np.sin(direction)])[None]
     angle = np.zeros(t_len) + rng.uniform(0, 2 * np.pi)
-    shift = np.zeros((t_len, 2))
     log_scale = np.zeros(t_len)
-    if cls.startswith("pan"):
-        v = rng.uniform(*cfg.speed)
-        direction = {"pan_right": (1, 0), "pan_left": (-1, 0), "pan_down": (0, 1),
-                     "pan_up": (0, -1)}[cls]
-        shift = t[:, None] * v * np.asarray(direction, float)[None]
-    elif cls.startswith("rotate"):
-        w = np.deg2rad(rng.uniform(*cfg.angular_speed))
-        angle = angle + (1 if cls == "rotate_ccw" else -1) * w * t
-    else:
-        r = rng.uniform(*cfg.zoom_rate)
-        log_scale = (-1 if cls == "zoom_in" else 1) * r * t
 
     # A plane wave cos(2 pi w.A(p - d) + phi) is separable in x and y: an outer product of
     # 1-D complex exponentials, far cheaper than a cosine per pixel.
@@ -130,12 +130,11 @@ class SyntheticSource:
             cfg = SyntheticConfig(**{**cfg.__dict__, **overrides})
         self.config = cfg
         self.splits = generate(cfg)
-        flip = [CLASSES.index(FLIP.get(c, c)) for c in CLASSES]
         self.info = DatasetInfo(
             name="synthetic",
             class_names=list(CLASSES),
             num_videos={s: len(v[1]) for s, v in self.splits.items()},
-            flip_label_map=flip,
+            flip_label_map=None,  # directions are random, so a flip keeps every label
         )
 
     def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int = 0) -> tf.data.Dataset:
@@ -148,8 +147,6 @@ class SyntheticSource:
             idx = augment.test_indices(n_frames, spec.test_num_frames)
             return ds.map(lambda v, y: (tf.cast(tf.gather(v, idx), tf.float32), y))
 
-        flip_map = tf.constant(self.info.flip_label_map, tf.int32)
-
         def train_map(v, y, s):
             s_idx, s_box, s_flip = tf.unstack(tf.random.experimental.stateless_split(s, 3))
             clip = tf.gather(v, augment.train_indices(n_frames, spec.num_frames, spec.stride_range, s_idx))
@@ -159,8 +156,7 @@ class SyntheticSource:
             )
             clip = augment.crop_resize(clip, box, spec.image_size)
             if spec.flip:
-                clip, flipped = augment.maybe_flip(clip, s_flip)
-                y = tf.where(flipped, tf.gather(flip_map, y), y)
+                clip, _ = augment.maybe_flip(clip, s_flip)
             return clip, y
 
         seeds = tf.data.Dataset.random(seed=seed).batch(2)

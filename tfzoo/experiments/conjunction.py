@@ -29,8 +29,9 @@ COMMAND = "python -m tfzoo.experiments.conjunction --out runs/conjunction"
 
 
 def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float], int]:
-    """Test accuracy of each head ("rgb", "flow", "fused") alone, flip-averaged; the model's
-    parameter count."""
+    """Test accuracy of each head ("rgb", "flow", "fused") alone, flip-averaged like
+    `tfzoo.evaluate`; and the model's parameter count. One forward pass for all heads."""
+    import keras
     import numpy as np
 
     from tfzoo.data import clip_spec
@@ -40,15 +41,47 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
     model, _ = load_model(model_dir)
     ds = source.dataset(config.test_split, training=False, spec=clip_spec(config),
                         seed=config.seed).batch(config.batch_size)
-    out = {}
-    for head in ("rgb", "flow", "fused"):
-        def forward(x, training=False, _head=head):
-            return model(x, training=training)[_head]
+    heads = ("rgb", "flow", "fused")
+    c = source.info.num_classes
 
-        scores, labels = predict_scores(forward, ds, flip=config.test_flip,
-                                        flip_label_map=source.info.flip_label_map)
-        out[head] = float((scores.argmax(1) == labels).mean())
-    return out, model.count_params()
+    def forward(x, training=False):
+        out = model(x, training=training)
+        return keras.ops.concatenate([out[h] for h in heads], axis=-1)
+
+    fmap = np.asarray(source.info.flip_label_map)
+    flip_map = np.concatenate([fmap + i * c for i in range(len(heads))]).tolist()
+    scores, labels = predict_scores(forward, ds, flip=config.test_flip, flip_label_map=flip_map)
+    acc = {h: float((scores[:, i * c:(i + 1) * c].argmax(1) == labels).mean())
+           for i, h in enumerate(heads)}
+    return acc, model.count_params()
+
+
+def _labels_per_output(build_datasets):
+    """`tfzoo.train.build_datasets` yields one label per clip, but a two-stream model's outputs
+    are a dict {"rgb", "flow", "fused"} with one loss per stream, and Keras 3 then wants a dict
+    of labels ("y_true and y_pred have different structures"). Until train.py does it, this
+    wrapper repeats the label for every output of a two-stream source (no-op otherwise, and
+    when the labels are already a dict)."""
+
+    def wrapped(source, config, strategy):
+        train, val = build_datasets(source, config, strategy)
+        if len(source.info.streams) < 2 or isinstance(train.element_spec[1], dict):
+            return train, val
+
+        def per_output(x, y):
+            return x, {"rgb": y, "flow": y, "fused": y}
+
+        return train.map(per_output), (val.map(per_output) if val is not None else None)
+
+    wrapped.__wrapped__ = build_datasets
+    return wrapped
+
+
+def install_label_shim() -> None:
+    import tfzoo.train as train
+
+    if not hasattr(train.build_datasets, "__wrapped__"):
+        train.build_datasets = _labels_per_output(train.build_datasets)
 
 
 def run_one(name: str, config, out_dir: Path, strategy, verbose) -> dict:
@@ -56,6 +89,7 @@ def run_one(name: str, config, out_dir: Path, strategy, verbose) -> dict:
     from tfzoo.rundir import read_run_info
     from tfzoo.train import run
 
+    install_label_shim()
     model_dir = out_dir / name
     t0 = time.time()
     metrics = run(config, model_dir, strategy, evaluate=True, verbose=verbose)
@@ -79,7 +113,7 @@ def run_one(name: str, config, out_dir: Path, strategy, verbose) -> dict:
     }
 
 
-def markdown(rows: list[dict], labels: dict[str, str], command: str) -> str:
+def markdown(rows: list[dict], labels: dict[str, str], command: str, config=None) -> str:
     lines = [
         "| model | test accuracy | appearance head | motion head | chance | train s |",
         "|---|---:|---:|---:|---:|---:|",
@@ -92,10 +126,14 @@ def markdown(rows: list[dict], labels: dict[str, str], command: str) -> str:
             f"| {r['train_seconds']:.0f} |"
         )
     n = rows[0]["num_test_videos"] if rows else 0
+    view = ""
+    if config is not None:
+        view = (f"{config.test_num_frames} chunks, full {config.image_size[0]} px frames"
+                + (" + horizontal flip" if config.test_flip else "") + ", ")
     lines += [
         "",
-        f"Conjunction task, {n} test videos (3 chunks, full 48 px frames + horizontal flip, "
-        "fused pre-softmax scores). The head columns evaluate each stream's own classifier "
+        f"Conjunction task, {n} test videos ({view}fused pre-softmax scores of both "
+        "streams). The head columns evaluate each stream's own classifier "
         "alone; with cross-stream connections the appearance head sees motion-gated "
         "features. Train seconds on 2 shared CPU cores.",
         "",
@@ -141,7 +179,7 @@ def main(argv=None) -> int:
         f"python -m tfzoo.experiments.conjunction --out {args.out}"
     if args.set:
         command += "".join(f" --set {s}" for s in args.set)
-    table = markdown(rows, labels, command)
+    table = markdown(rows, labels, command, config)
     (out_dir / "results.md").write_text(table)
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
     print(table)
