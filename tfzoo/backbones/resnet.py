@@ -3,7 +3,9 @@
 Every spatial op is a Conv3D with a (1, k, k) kernel, so layer names, padding and strides match
 `keras.applications.ResNet50/101/152` one to one and ImageNet weights transplant exactly
 (`tfzoo.backbones.transplant`). Models extend the network through the per-unit hooks of
-`bottleneck_unit` instead of copying it:
+`bottleneck_unit` instead of copying it. The (1, k, k) convs are `SpatialConv3D`, a Conv3D
+subclass with the same variables that runs them as Conv2D on the frames folded into the batch
+(faster under bfloat16 on oneDNN CPUs, docs/bench.md); temporal kernels stay Conv3D.
 
 - `temporal_kernels`: temporal extent of the unit's three convs, e.g. (3, 1, 3) turns both 1x1
   convs into 1x1x3 convs (ST-ResNet, thesis eq. 4.5);
@@ -21,6 +23,7 @@ from typing import Callable
 import keras
 
 from tfzoo.layers.preprocessing import VideoNormalization
+from tfzoo.layers.spatial import SpatialConv3D
 from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; needed for an exact transplant.
@@ -89,7 +92,7 @@ def stem(x: Tensor, width: int = 64, norm: NormFactory = batch_norm, prefix: str
     `prefix` is prepended to every layer name (one stream of a two-stream model)."""
     p = prefix
     x = keras.layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name=f"{p}conv1_pad")(x)
-    x = keras.layers.Conv3D(width, (1, 7, 7), strides=(1, 2, 2), name=f"{p}conv1_conv")(x)
+    x = SpatialConv3D(width, (1, 7, 7), strides=(1, 2, 2), name=f"{p}conv1_conv")(x)
     x = norm(f"{p}conv1_bn")(x)
     x = keras.layers.Activation("relu", name=f"{p}conv1_relu")(x)
     x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{p}pool1_pad")(x)
@@ -125,19 +128,19 @@ def bottleneck_unit(
     t1, t2, t3 = temporal_kernels
     stride = (1, spec.stride, spec.stride)
     if spec.conv_shortcut:
-        shortcut = keras.layers.Conv3D(4 * spec.filters, 1, strides=stride, name=f"{n}_0_conv")(x)
+        shortcut = SpatialConv3D(4 * spec.filters, 1, strides=stride, name=f"{n}_0_conv")(x)
         shortcut = norm(f"{n}_0_bn")(shortcut)
     else:
         shortcut = x
 
     y = branch_input(x) if branch_input is not None else x
-    y = keras.layers.Conv3D(
+    y = SpatialConv3D(
         spec.filters, (t1, 1, 1), strides=stride, padding="same", name=f"{n}_1_conv"
     )(y)
     y = norm(f"{n}_1_bn")(y)
     x1 = keras.layers.Activation("relu", name=f"{n}_1_relu")(y)
 
-    y = keras.layers.Conv3D(
+    y = SpatialConv3D(
         spec.filters,
         (t2, 3, 3),
         padding="same",
@@ -151,7 +154,7 @@ def bottleneck_unit(
     if temporal_branch is not None:
         y = keras.layers.Add(name=f"{n}_st_add")([y, _temporal_block(x1, spec, temporal_branch, norm, prefix)])
 
-    y = keras.layers.Conv3D(4 * spec.filters, (t3, 1, 1), padding="same", name=f"{n}_3_conv")(y)
+    y = SpatialConv3D(4 * spec.filters, (t3, 1, 1), padding="same", name=f"{n}_3_conv")(y)
     y = norm(f"{n}_3_bn")(y)
     y = keras.layers.Add(name=f"{n}_add")([shortcut, y])
     return keras.layers.Activation("relu", name=f"{n}_out")(y)

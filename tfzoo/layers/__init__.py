@@ -7,6 +7,7 @@ from tfzoo.layers.pooling import (
     GlobalSpatialPooling, GlobalTemporalPooling, SpatioTemporalMaxPooling,
 )
 from tfzoo.layers.preprocessing import VideoNormalization
+from tfzoo.layers.spatial import SpatialConv3D
 from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
 from tfzoo.layers.temporal import TemporalConv, TemporalPooling
 
@@ -14,6 +15,6 @@ __all__ = [
     "ChannelScale", "GlobalSpatialPooling", "GlobalTemporalPooling", "VideoNormalization",
     "temporal_kernel_initializer",
     "CrossStreamConnection", "GhostBatchNormalization", "TemporalConv",
-    "TemporalPooling", "AlignSpatial", "BilinearFusion", "ConvFusion", "LateFusion",
+    "TemporalPooling", "SpatialConv3D", "AlignSpatial", "BilinearFusion", "ConvFusion", "LateFusion",
     "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer",
 ]
