@@ -48,9 +48,10 @@ import tensorflow as tf
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
 from tfzoo.data.readers import scale_flow
-from tfzoo.data.synthetic import SPLITS, SyntheticConfig, render_video
+
 
 CLASSES = ("red_right_blue_left", "red_left_blue_right")
+SPLITS = ("train", "val", "test")
 KINDS = ("red", "blue")
 # Base colours (RGB) of the two object kinds; the texture modulates their brightness.
 KIND_COLOURS = {"red": (225.0, 45.0, 40.0), "blue": (40.0, 70.0, 230.0)}
@@ -69,7 +70,7 @@ class ConjunctionConfig:
     # for the appearance stream to be provably uninformative (see the module docstring).
     speed: tuple[float, float] = (0.15, 0.85)
     colour_jitter: float = 20.0  # per-object uniform jitter of the base colour
-    background_contrast: float = 0.5  # grey background texture contrast (1 = synthetic's)
+    background_contrast: float = 0.5  # grey background texture contrast
     flow_stack: int | None = 2  # L flow fields per chunk; None: the ClipSpec's flow_stack
     seed: int = 0
 
@@ -96,14 +97,27 @@ class DiscParams:
     colour: tuple[float, float, float]
 
 
+def background_texture(rng: np.random.Generator, size: int, contrast: float,
+                       waves: int = 6) -> np.ndarray:
+    """A static grey (size, size) float32 texture around 128: a sum of plane waves with random
+    frequencies (1.5..4 cycles per frame), orientations and phases (the synthetic set's kind of
+    texture, without colour, so that colour identifies the objects)."""
+    axis = np.arange(size, dtype=np.float64)
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")
+    freq = rng.uniform(1.5, 4.0, waves) / size
+    theta = rng.uniform(0, 2 * np.pi, waves)
+    phase = rng.uniform(0, 2 * np.pi, waves)
+    amp = rng.uniform(-1, 1, waves) * 60.0 / np.sqrt(waves / 2)
+    arg = (np.cos(theta)[:, None, None] * xx + np.sin(theta)[:, None, None] * yy) * freq[:, None, None]
+    tex = np.tensordot(amp, np.cos(2 * np.pi * arg + phase[:, None, None]), axes=1)
+    return (128.0 + contrast * tex).astype(np.float32)
+
+
 def draw_params(rng: np.random.Generator, cfg: ConjunctionConfig) -> dict:
     """Random draws of one video, independent of the class: {"red": DiscParams, "blue": ...,
     "background": (H, W, 3) float32}."""
     n = cfg.size
-    bg = render_video("pan_right", rng, SyntheticConfig(size=n, video_frames=1, speed=(0.0, 0.0)))
-    grey = bg[0].astype(np.float32).mean(-1, keepdims=True)
-    grey = 128.0 + cfg.background_contrast * (grey - 128.0)
-    background = np.repeat(grey, 3, axis=-1)
+    background = np.repeat(background_texture(rng, n, cfg.background_contrast)[..., None], 3, -1)
 
     # Geometry: i.i.d. for the two discs, rejected jointly when they overlap (symmetric).
     while True:

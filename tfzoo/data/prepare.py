@@ -54,11 +54,8 @@ class _FlowComputer:
                                 "(pip install opencv-contrib-python-headless): "
                                 f"cv2.optflow.DualTVL1OpticalFlow_create is missing ({e})") from e
         elif method == "tvl1":
-            try:
-                from tfzoo.flow.tvl1 import TVL1
-            except ImportError as e:
-                raise DataError(f"--flow tvl1 needs tfzoo.flow.tvl1.TVL1 ({e}); "
-                                f"use --flow opencv") from e
+            from tfzoo.flow import TVL1
+
             self._impl = TVL1(jit_compile=False)
 
     def pairs(self, frames: list[np.ndarray]) -> list[np.ndarray]:

@@ -35,7 +35,7 @@ class SyntheticConfig:
     cycles: tuple[float, float] = (1.0, 3.0)  # texture frequencies, cycles per frame width
     slow: tuple[float, float] = (0.25, 0.45)  # px / frame
     fast: tuple[float, float] = (1.2, 1.8)  # px / frame; also stop-and-go's moving speed
-    stop_and_go_period: int = 12  # frames: half moving, half still
+    stop_and_go_period: int = 16  # frames: half moving, half still (longer than a 3-tap filter at stride 3)
     top_speed: tuple[float, float] = (1.5, 2.0)  # accelerate / decelerate end speed, px / frame
     seed: int = 0
 

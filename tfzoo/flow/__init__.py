@@ -8,7 +8,6 @@
   unsupervised TVNet training: `python -m tfzoo.flow.train`; benchmark: `tfzoo.flow.bench`.
 """
 
-import tfzoo.flow.tvl1  # noqa: F401  (load the compatibility module before `tvl1` is bound)
 from tfzoo.flow.encoding import (
     DEFAULT_BOUND, decode_flow, encode_flow, flow_to_color, flow_to_uvm, render_flow,
     write_flow_video,

@@ -21,8 +21,8 @@ class FrameResNet(VideoModel):
     stage 2 starts from its weights.
 
     Args:
-      num_classes, blocks, width, in_channels, normalization, dropout, bn_momentum: as in
-        `TResNet`.
+      num_classes, blocks, width, in_channels, normalization, dropout, bn_momentum,
+        zero_init_head: as in `TResNet`.
 
     Example:
     >>> import numpy as np
@@ -40,6 +40,7 @@ class FrameResNet(VideoModel):
         normalization: str = "caffe",
         dropout: float = 0.0,
         bn_momentum: float = 0.99,
+        zero_init_head: bool = False,
         **kwargs,
     ):
         config = self.capture(locals())
@@ -50,7 +51,8 @@ class FrameResNet(VideoModel):
         )["conv5"]
         # Averaging pooled features over time before the linear classifier equals averaging
         # the per-frame logits.
-        logits = spacetime_pool_head(features, num_classes, temporal_pool="avg", dropout=dropout)
+        logits = spacetime_pool_head(features, num_classes, temporal_pool="avg", dropout=dropout,
+                                     zero_init=zero_init_head)
         kwargs.setdefault("name", "resnet")
         super().__init__(inputs, logits, config=config, **kwargs)
         self.blocks = tuple(blocks)

@@ -40,6 +40,7 @@ class TResNet(VideoModel):
       dropout: before the classifier (0: the paper uses none).
       bn_momentum: moving-average momentum of every BatchNormalization (0.99 as
         keras.applications; lower for short runs such as the embedded demo).
+      zero_init_head: start the classifier at zero (uniform predictions).
 
     Example:
     >>> import numpy as np
@@ -61,6 +62,7 @@ class TResNet(VideoModel):
         temporal_pool: str = "max",
         dropout: float = 0.0,
         bn_momentum: float = 0.99,
+        zero_init_head: bool = False,
         **kwargs,
     ):
         config = self.capture(locals())
@@ -78,7 +80,8 @@ class TResNet(VideoModel):
             norm=norm,
         )["conv5"]
         logits = spacetime_pool_head(
-            features, num_classes, temporal_pool=temporal_pool, dropout=dropout
+            features, num_classes, temporal_pool=temporal_pool, dropout=dropout,
+            zero_init=zero_init_head,
         )
         kwargs.setdefault("name", "tresnet")
         super().__init__(inputs, logits, config=config, **kwargs)
