@@ -44,11 +44,14 @@ def classify_with_export(export_path: Path, video: Path, num_frames: int, short_
     labels = [s.decode() for s in out["top_k_labels"].numpy()[0]]
     probs = out["probabilities"].numpy()[0]
     order = out["top_k_indices"].numpy()[0]
-    return [(label, float(probs[i])) for label, i in zip(labels, order)], np.asarray(clip.shape)
+    return [(label, float(probs[i])) for label, i in zip(labels, order)], tuple(int(d) for d in clip.shape)
 
 
 def main(argv):
     del argv
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # SavedModel writer's INFO lines
     from export.saved_model import export_saved_model
     from tfzoo import config as cfglib
     from tfzoo import train
@@ -75,7 +78,7 @@ def main(argv):
 
     top, shape = classify_with_export(path, Path(FLAGS.video), info.num_frames,
                                       short_side=min(info.image_size))
-    print(f"[demo] 3/3 {Path(FLAGS.video).name} (clip {tuple(shape)}) through the export:")
+    print(f"[demo] 3/3 {Path(FLAGS.video).name} (clip {shape}, uint8) through the export:")
     for label, p in top:
         print(f"         {label:12s} {p:.3f}")
     print(f"[demo] done in {time.time() - t0:.0f}s. (The model knows only the synthetic motion "
