@@ -172,10 +172,8 @@ def test_make_source_and_config_accept_conjunction():
 def test_late_fusion_recipe_trains_and_evaluates(tmp_path):
     """Smoke: a few steps of configs/latefusion_conjunction.py through tfzoo.train.run."""
     from tfzoo.config import load_config_file
-    from tfzoo.experiments.conjunction import install_label_shim
     from tfzoo.train import make_strategy, run
 
-    install_label_shim()
     config = load_config_file("latefusion_conjunction").replace(
         dataset_options={"flow_stack": 2, "videos_per_class": (4, 1, 2), "size": 32,
                          "video_frames": 6, "radius": (6.0, 7.0), "period": (6.0, 8.0)},

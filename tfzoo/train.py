@@ -193,21 +193,24 @@ def init_from(model, source_dir: str) -> int:
     return copied
 
 
-def prepare_labels(config, num_classes):
+def prepare_labels(config, num_classes, outputs=None):
+    """The label transform: one-hot for label smoothing, and one label per output for models
+    with several heads (two-stream: {"rgb", "flow", "fused"})."""
     import tensorflow as tf
 
-    if not config.label_smoothing:
-        return lambda x, y: (x, y)
-    return lambda x, y: (x, tf.one_hot(y, num_classes))
+    encode = (lambda y: tf.one_hot(y, num_classes)) if config.label_smoothing else (lambda y: y)
+    if outputs:
+        return lambda x, y: (x, {k: encode(y) for k in outputs})
+    return lambda x, y: (x, encode(y))
 
 
-def build_datasets(source, config, strategy):
+def build_datasets(source, config, strategy, outputs=None):
     import tensorflow as tf
 
     from tfzoo.data import clip_spec
 
     spec = clip_spec(config)
-    label_fn = prepare_labels(config, source.info.num_classes)
+    label_fn = prepare_labels(config, source.info.num_classes, outputs)
     train = source.dataset(config.train_split, training=True, spec=spec, seed=config.seed)
     train = train.map(label_fn).batch(config.batch_size, drop_remainder=True)
     options = tf.data.Options()
@@ -251,7 +254,8 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
             print(f"[tfzoo] initialised {n} layers from {start}")
         compile_model(model, config, keras)
 
-    train, val = build_datasets(source, config, strategy)
+    outputs = sorted(model.output) if isinstance(model.output, dict) else None
+    train, val = build_datasets(source, config, strategy, outputs)
     steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
     callbacks = [
         keras.callbacks.BackupAndRestore(

@@ -56,40 +56,11 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
     return acc, model.count_params()
 
 
-def _labels_per_output(build_datasets):
-    """`tfzoo.train.build_datasets` yields one label per clip, but a two-stream model's outputs
-    are a dict {"rgb", "flow", "fused"} with one loss per stream, and Keras 3 then wants a dict
-    of labels ("y_true and y_pred have different structures"). Until train.py does it, this
-    wrapper repeats the label for every output of a two-stream source (no-op otherwise, and
-    when the labels are already a dict)."""
-
-    def wrapped(source, config, strategy):
-        train, val = build_datasets(source, config, strategy)
-        if len(source.info.streams) < 2 or isinstance(train.element_spec[1], dict):
-            return train, val
-
-        def per_output(x, y):
-            return x, {"rgb": y, "flow": y, "fused": y}
-
-        return train.map(per_output), (val.map(per_output) if val is not None else None)
-
-    wrapped.__wrapped__ = build_datasets
-    return wrapped
-
-
-def install_label_shim() -> None:
-    import tfzoo.train as train
-
-    if not hasattr(train.build_datasets, "__wrapped__"):
-        train.build_datasets = _labels_per_output(train.build_datasets)
-
-
 def run_one(name: str, config, out_dir: Path, strategy, verbose) -> dict:
     from tfzoo.data import make_source
     from tfzoo.rundir import read_run_info
     from tfzoo.train import run
 
-    install_label_shim()
     model_dir = out_dir / name
     t0 = time.time()
     metrics = run(config, model_dir, strategy, evaluate=True, verbose=verbose)
