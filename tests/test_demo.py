@@ -48,7 +48,7 @@ def test_evaluate_cli(tiny_run, tmp_path):
                                     capture_output=True, text=True, timeout=300)
     ok = run(f"--model_dir={tiny_run}")
     assert ok.returncode == 0, ok.stderr
-    assert "accuracy" in ok.stdout and "pan_right" in ok.stdout
+    assert "accuracy" in ok.stdout and "stop_and_go" in ok.stdout
     bad = run(f"--model_dir={tmp_path}")
     assert bad.returncode == 2
     assert "is not a tfzoo model directory" in bad.stderr and "Traceback" not in bad.stderr

@@ -100,6 +100,8 @@ def _coerce(key: str, value: Any) -> Any:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             raise ConfigError(f"config key {key!r}: cannot parse {value!r} as a Python literal") from None
+    if value == "None" and FIELDS[key].default is None:  # --set weights=None
+        return None
     if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         value = value[1:-1]  # --set optimizer='sgd' as well as --set optimizer=sgd
     if isinstance(value, list):

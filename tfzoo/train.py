@@ -339,6 +339,7 @@ def _check_model_dir(model_dir: Path, config) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from tfzoo.backbones.transplant import TransplantError
     from tfzoo.config import ConfigError
     from tfzoo.data.base import DataError
     from tfzoo.registry import UnknownModelError
@@ -356,7 +357,8 @@ def main(argv):
         model_dir = Path(FLAGS.model_dir or f"runs/{FLAGS.model or Path(FLAGS.config).stem}")
         verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
         metrics = run(config, model_dir, strategy, evaluate=FLAGS.evaluate, verbose=verbose)
-    except (TrainError, ConfigError, DataError, UnknownModelError, RunDirError) as e:
+    except (TrainError, ConfigError, DataError, UnknownModelError, RunDirError,
+            TransplantError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if metrics:

@@ -48,6 +48,34 @@ class VideoModel(keras.Model):
             check_inputs(self, args[0])
         return super().__call__(*args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (3.15) reduces the first distributed batch with strategy.reduce("MEAN") only
+        # to learn its shapes; under MultiWorkerMirroredStrategy that reduce fails eagerly
+        # (keras-team/keras#20585). One replica's values have the same shapes.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: v.values[0] if isinstance(v, tf.distribute.DistributedValues) else v,
+                    batch,
+                )
+                break
+        return super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
+
+    def train_step(self, data):
+        return _multi_worker_logs(self, super().train_step(data))
+
+    def test_step(self, data):
+        return _multi_worker_logs(self, super().test_step(data))
+
+
+def _multi_worker_logs(model, logs):
+    # Keras 3 (3.15) averages step logs across workers with reduce("MEAN", axis=0), which fails
+    # on scalars (keras-team/keras#20585); as shape-[1] tensors they average to the scalar.
+    if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+    return logs
+
 
 def check_inputs(model: keras.Model, data) -> None:
     specs = model.inputs
@@ -67,7 +95,11 @@ def check_inputs(model: keras.Model, data) -> None:
             raise InputSpecError(f"{model.name}: missing input {spec.name!r}")
         if isinstance(value, keras.KerasTensor):
             continue
+        if isinstance(value, tf.distribute.DistributedValues):  # one replica's share
+            value = value.values[0]
         if not hasattr(value, "shape"):
+            if not isinstance(value, (list, tuple, int, float)):
+                continue  # a container Keras understands and we do not: let Keras check it
             value = np.asarray(value)
         shape = tuple(value.shape)
         expected = tuple(spec.shape)
