@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[test]"
+	$(BIN)/pip install -e ".[test,serving]"
 	touch $@
 
 install: $(VENV)/.installed
