@@ -306,9 +306,9 @@ def test_direct_bidirectional_connections_feed_both_paths(mulnet_variant):
     "kwargs,match",
     [
         (dict(rgb_blocks=(1, 1, 1, 1)), "at least 2"),
-        (dict(direction="sideways"), "direction must be one of"),
-        (dict(temporal_filters="everywhere"), "temporal_filters must be one of"),
-        (dict(fusion="concat"), "fusion must be one of"),
+        (dict(direction="sideways"), "unknown direction .sideways.; expected one of"),
+        (dict(temporal_filters="everywhere"), "unknown temporal_filters .everywhere.; expected one of"),
+        (dict(fusion="concat"), "unknown fusion .concat.; expected one of"),
         (dict(num_classes=0), "num_classes"),
     ],
 )

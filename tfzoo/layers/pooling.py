@@ -5,13 +5,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfzoo.utils import check_choice
+
 POOL_MODES = ("max", "avg")
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in POOL_MODES:
-        raise ValueError(f"pooling mode must be one of {POOL_MODES}, got {mode!r}")
-    return mode
+    return check_choice("pooling mode", mode, POOL_MODES)
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")

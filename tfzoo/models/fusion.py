@@ -34,6 +34,7 @@ from tfzoo.layers.fusion import (
 from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.models.base import VideoModel
+from tfzoo.utils import check_choice
 
 FUSION_POINTS = ("relu1", "relu2", "relu3", "relu4", "relu5", "fc6", "fc7", "fc8")
 # The papers' flow JPEGs map [-20, 20] px to [0, 255] and the nets see (uint8 - 128): flow in
@@ -61,11 +62,6 @@ def _score_head(fc8, name: str):
     # float32 so that logits stay float32 under mixed precision (fc8 is float32 too).
     x = GlobalSpatialPooling("avg", name=f"{name}_spatial_avg", dtype="float32")(fc8)
     return GlobalTemporalPooling("avg", name=f"{name}_temporal_avg", dtype="float32")(x)
-
-
-def _check_choice(what: str, value, choices):
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {choices}")
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -138,14 +134,14 @@ class TwoStreamFusion(VideoModel):
         **kwargs,
     ):
         config = self.capture(locals())
-        _check_choice("spatial_arch", spatial_arch, ARCHS)
-        _check_choice("temporal_arch", temporal_arch, ARCHS)
-        _check_choice("fusion method", fusion, FUSION_METHODS)
-        _check_choice("temporal_pool", temporal_pool, TEMPORAL_POOLS)
+        check_choice("spatial_arch", spatial_arch, ARCHS)
+        check_choice("temporal_arch", temporal_arch, ARCHS)
+        check_choice("fusion method", fusion, FUSION_METHODS)
+        check_choice("temporal_pool", temporal_pool, TEMPORAL_POOLS)
         if isinstance(fusion_layers, str):
             fusion_layers = (fusion_layers,)
         for p in fusion_layers:
-            _check_choice("fusion layer", p, FUSION_POINTS)
+            check_choice("fusion layer", p, FUSION_POINTS)
         points = sorted(set(fusion_layers), key=endpoint_index)
         if not points:
             raise ValueError("fusion_layers must name at least one layer")
@@ -259,8 +255,8 @@ class TwoStreamNet(VideoModel):
         **kwargs,
     ):
         config = self.capture(locals())
-        _check_choice("spatial_arch", spatial_arch, ARCHS)
-        _check_choice("temporal_arch", temporal_arch, ARCHS)
+        check_choice("spatial_arch", spatial_arch, ARCHS)
+        check_choice("temporal_arch", temporal_arch, ARCHS)
         common = dict(num_classes=num_classes, width_multiplier=width_multiplier, fc6_kernel=fc6_kernel)
         rgb, flow = _inputs(flow_channels)
         x_a, x_b = _normalize(rgb, flow, normalization, flow_scale)

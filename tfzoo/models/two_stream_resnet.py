@@ -45,6 +45,7 @@ from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.layers.temporal import TEMPORAL_INITS, TemporalConv, TemporalPooling
 from tfzoo.models.base import VideoModel
+from tfzoo.utils import check_choice
 
 STREAMS = ("rgb", "flow")
 PREFIXES = {"rgb": "rgb_", "flow": "flow_"}
@@ -55,12 +56,6 @@ DIRECTIONS = ("motion_to_appearance", "appearance_to_motion", "bidirectional")
 # † on the network's shortcut path (each stage's output).
 TEMPORAL_FILTERS = ("none", "residual", "conv5", "shortcut")
 TEMPORAL_FILTER_SYMBOLS = {"double_dagger": "residual", "section": "conv5", "dagger": "shortcut"}
-
-
-def _check(name: str, value: Any, allowed) -> Any:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
-    return value
 
 
 def _check_blocks(name: str, blocks) -> tuple[int, ...]:
@@ -215,7 +210,7 @@ class TwoStreamResNet(VideoModel):
 
     def feature_model(self, stream: str = "rgb") -> keras.Model:
         """A model sharing this one's layers, returning the stream's endpoints conv1 .. conv5."""
-        _check("stream", stream, STREAMS)
+        check_choice("stream", stream, STREAMS)
         outs = {k: self.get_layer(n).output for k, n in self.stream_endpoints[stream].items()}
         return keras.Model(self.inputs, outs, name=f"{self.name}_{stream}_features")
 
@@ -338,8 +333,8 @@ class STResNet(TwoStreamResNet):
         config = self.capture(locals())
         _num_classes(config)
         blocks = _check_blocks("blocks", blocks)
-        _check("fusion", fusion, FUSIONS)
-        _check("temporal_init", temporal_init, ("avg", "center"))
+        check_choice("fusion", fusion, FUSIONS)
+        check_choice("temporal_init", temporal_init, ("avg", "center"))
         if len(tuple(temporal_kernels)) != 3:
             raise ValueError(f"temporal_kernels must be 3 temporal extents, got {temporal_kernels}")
         inputs, features, endpoints = build_two_streams(
@@ -430,14 +425,14 @@ class MulNet(TwoStreamResNet):
         _num_classes(config)
         rgb_blocks = _check_blocks("rgb_blocks", rgb_blocks)
         flow_blocks = _check_blocks("flow_blocks", flow_blocks)
-        _check("connection", connection, CONNECTIONS)
-        _check("fusion", fusion, FUSIONS)
-        _check("direction", direction, DIRECTIONS)
+        check_choice("connection", connection, CONNECTIONS)
+        check_choice("fusion", fusion, FUSIONS)
+        check_choice("direction", direction, DIRECTIONS)
         temporal_filters = TEMPORAL_FILTER_SYMBOLS.get(temporal_filters, temporal_filters or "none")
-        _check("temporal_filters", temporal_filters,
+        check_choice("temporal_filters", temporal_filters,
                TEMPORAL_FILTERS + tuple(TEMPORAL_FILTER_SYMBOLS))
-        _check("temporal_init", temporal_init, TEMPORAL_INITS)
-        _check("temporal_pool", temporal_pool, ("max", "avg"))
+        check_choice("temporal_init", temporal_init, TEMPORAL_INITS)
+        check_choice("temporal_pool", temporal_pool, ("max", "avg"))
         inputs, features, endpoints = build_two_streams(
             blocks={"rgb": rgb_blocks, "flow": flow_blocks},
             width=width,
@@ -460,7 +455,7 @@ class MulNet(TwoStreamResNet):
         self.rgb_blocks, self.flow_blocks = rgb_blocks, flow_blocks
 
     def stream_blocks(self, stream: str) -> tuple[int, ...]:
-        return {"rgb": self.rgb_blocks, "flow": self.flow_blocks}[_check("stream", stream, STREAMS)]
+        return {"rgb": self.rgb_blocks, "flow": self.flow_blocks}[check_choice("stream", stream, STREAMS)]
 
 
 _TINY_ST = dict(blocks=(2, 2, 2, 2), width=4)
