@@ -12,17 +12,17 @@ import pytest
 import tensorflow as tf
 
 from tfzoo.flow import (
-    TVL1, TVNet, FlowInputError, bilinear_warp, decode_flow, encode_flow, flow_to_color,
-    flow_to_uvm, tvl1, tvl1_video, write_flow_video,
+    OPENCV, TVL1, TVNet, FlowInputError, bicubic_warp, bilinear_warp, decode_flow, encode_flow,
+    flow_to_color, flow_to_uvm, tvl1, tvl1_video, write_flow_video,
 )
 from tfzoo.flow import bench
-from tfzoo.flow.solver import _compiled_solver, bicubic_warp
+from tfzoo.flow.solver import _compiled_solver
 
 cv2 = pytest.importorskip("cv2")
 
 H, W = 64, 96
-# sigma 0: OpenCV does not presmooth, so this is the matched-parameter configuration.
-PARAMS = dict(iterations=30, warps=5, max_scales=3, sigma=0.0)
+PARAMS = dict(iterations=30, warps=5, max_scales=3)  # the values OpenCV is given too
+CONFIGS = {"default": PARAMS, "opencv": {**PARAMS, **OPENCV}}  # tfzoo's defaults; OpenCV's
 SMALL = dict(iterations=5, warps=2, max_scales=2)  # shared by the numpy-API and CLI tests
 _CACHE = {}
 
@@ -41,35 +41,38 @@ def _texture(h, w, seed=0):
 
 @pytest.fixture
 def accuracy_batch(bikes_path):
-    """Synthetic ground-truth pairs + real consecutive pairs, solved in one XLA call."""
+    """Synthetic ground-truth pairs + real consecutive pairs, one XLA call per configuration."""
     if "acc" not in _CACHE:
         frames = _frames(bikes_path)
         pairs = [bench.synthetic_pair(frames[0], c, H, W) for c in bench.CASES]
         clip = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_AREA) for f in frames])
-        batch = np.stack([np.stack(p[:2]) for p in pairs] + [clip[t : t + 2] for t in range(5)])
-        solver = _compiled_solver(tuple(sorted(PARAMS.items())))
-        _CACHE["acc"] = (pairs, clip, solver(tf.constant(batch, tf.float32))[:, 0].numpy())
+        batch = tf.constant(np.stack([np.stack(p[:2]) for p in pairs]
+                                     + [clip[t : t + 2] for t in range(5)]), tf.float32)
+        out = {name: _compiled_solver(tuple(sorted(cfg.items())))(batch)[:, 0].numpy()
+               for name, cfg in CONFIGS.items()}
+        _CACHE["acc"] = (pairs, clip, out)
     return _CACHE["acc"]
 
 
-# Measured at 64x96 (30 iterations, 5 warps, 3 scales): 0.003, 0.003, 0.20, 0.27, 0.69 px
-# (OpenCV: 0.005, 0.004, 0.24, 0.29, 0.69). TV favours piecewise-constant flow, so affine and
-# smooth non-rigid fields keep a bias on an image this small; OpenCV has the same.
+# Measured at 64x96 (30 iterations, 5 warps, 3 scales), tfzoo defaults: 0.004, 0.005, 0.26,
+# 0.31, 0.69 px; OpenCV: 0.005, 0.004, 0.24, 0.29, 0.69. TV favours piecewise-constant flow, so
+# affine and smooth non-rigid fields keep a bias on an image this small; OpenCV has the same.
 EPE_BOUNDS = {"translate_sub": 0.02, "translate": 0.02, "rotate": 0.3, "zoom": 0.4,
               "nonrigid": 0.8}
 
 
+@pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("k,case", list(enumerate(bench.CASES)))
-def test_ground_truth_epe_bound_and_not_worse_than_opencv(accuracy_batch, k, case):
+def test_ground_truth_epe_bound_and_not_worse_than_opencv(accuracy_batch, k, case, config):
     pairs, _, out = accuracy_batch
     i0, i1, gt, mask = pairs[k]
     assert mask.mean() > 0.7
-    ours = bench.epe(out[k], gt, mask)
+    ours = bench.epe(out[config][k], gt, mask)
     zero = bench.epe(np.zeros_like(gt), gt, mask)
     theirs = bench.epe(bench.opencv_tvl1(i0, i1, **PARAMS), gt, mask)
     assert ours < EPE_BOUNDS[case], (case, ours)
     assert ours < 0.7 * zero, (case, ours, zero)  # the motion is actually recovered
-    # At most 10% worse than OpenCV (+0.005 px: both are ~0.003 px on translations).
+    # At most 10% worse than OpenCV (+0.005 px: both are ~0.004 px on translations).
     assert ours <= 1.1 * theirs + 0.005, (case, ours, theirs)
 
 
@@ -80,10 +83,10 @@ def test_real_frames_agree_with_opencv(accuracy_batch):
         cv = bench.opencv_tvl1(clip[t], clip[t + 1], **PARAMS)
         mag = np.hypot(cv[..., 0], cv[..., 1]).mean()
         assert mag > 0.3  # real motion, not a static pair
-        rel.append(bench.epe(out[len(bench.CASES) + t], cv) / mag)
-    # Measured 0.07-0.22 per pair: the remaining differences are in the pyramid construction
-    # (we blur before downsampling), the bicubic kernel's borders and occlusions.
-    assert np.mean(rel) < 0.2 and max(rel) < 0.3, rel
+        rel.append(bench.epe(out["opencv"][len(bench.CASES) + t], cv) / mag)
+    # With OpenCV's settings the mean end-point difference is 1.0-3.6% of the mean flow
+    # (measured); what remains is float rounding amplified by 150 iterations per level.
+    assert np.mean(rel) < 0.05 and max(rel) < 0.08, rel
 
 
 def test_numpy_api_matches_layer_and_accepts_grey(bikes_path):
@@ -124,7 +127,7 @@ def test_layer_batches_odd_sizes_dynamic_shapes_and_xla():
 
 
 def test_serialisation_roundtrip():
-    for cls, kw in ((TVL1, dict(iterations=7, tau=0.2, interpolation="bilinear")),
+    for cls, kw in ((TVL1, dict(iterations=7, tau=0.2, interpolation="bilinear", **OPENCV)),
                     (TVNet, dict(iterations=4, init_flow_grid=(2, 3)))):
         layer = cls(**kw)
         cfg = layer.get_config()
@@ -180,6 +183,25 @@ def test_gradients_match_finite_differences():
         fd = (up - down) / (2 * h)
         an = float(np.sum(g.numpy() * d))
         assert abs(fd - an) <= 1e-4 * max(1.0, abs(fd)), (var.name, fd, an)
+
+
+@pytest.mark.parametrize("border", ["zero", "replicate"])
+def test_warps_equal_opencv_remap(border):
+    rng = np.random.default_rng(0)
+    img = _texture(20, 27)[..., 0]
+    flow = rng.uniform(-4, 4, (20, 27, 2)).astype(np.float32)
+    gy, gx = np.mgrid[0:20, 0:27].astype(np.float32)
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    # Replicate clamps the sampling position, OpenCV's BORDER_REPLICATE the taps: they agree
+    # wherever the position is inside the image. Zero border is OpenCV's BORDER_CONSTANT.
+    inside = (mx >= 0) & (mx <= 26) & (my >= 0) & (my <= 19)
+    where = inside if border == "replicate" else np.ones_like(inside)
+    assert 0.1 < (~inside).mean() and inside.mean() > 0.5  # both regions are exercised
+    cv_border = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
+    for warp, interp in ((bilinear_warp, cv2.INTER_LINEAR), (bicubic_warp, cv2.INTER_CUBIC)):
+        ref = cv2.remap(img, mx, my, interp, borderMode=cv_border, borderValue=0)
+        ours = warp(tf.constant(img[None, :, :, None]), tf.constant(flow[None]), border=border)
+        np.testing.assert_allclose(ours.numpy()[0, ..., 0][where], ref[where], atol=1e-3)
 
 
 def test_warps_sample_where_the_flow_points():
@@ -247,12 +269,17 @@ def test_bad_input_gives_clear_errors():
         TVL1(iterations=1)(bad)
     with pytest.raises(FlowInputError, match="non-finite"):
         tvl1(img, np.full_like(img, np.inf))
+    # Traced (SavedModel, tf.function): the check is a graph op that fails the call.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
+        tf.function(TVL1(iterations=1).__call__)(bad)
     with pytest.raises(FlowInputError, match=r"\(T >= 2"):
         tvl1_video(img[None])
     with pytest.raises(ValueError, match="iterations must be > 0"):
         TVL1(iterations=0)
     with pytest.raises(ValueError, match="zfactor"):
         TVL1(zfactor=1.5)
+    with pytest.raises(ValueError, match="unknown border 'wrap'"):
+        TVL1(border="wrap")
 
 
 def test_uniform_images_give_zero_flow_not_nan():

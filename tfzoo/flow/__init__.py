@@ -1,6 +1,7 @@
 """Optical flow in TensorFlow: TV-L1 and TVNet layers, the uint8 storage code, renderers.
 
-- `TVL1`, `TVNet`: Keras layers, (B, T, H, W, 3) RGB in [0, 255] -> (B, T-1, H, W, 2) px.
+- `TVL1`, `TVNet`: Keras layers, (B, T, H, W, 3) RGB in [0, 255] -> (B, T-1, H, W, 2) px;
+  `TVL1(**OPENCV)` matches OpenCV's DualTVL1 (no presmoothing or antialiasing, zero border).
 - `tvl1(img0, img1, **params)`, `tvl1_video(frames)`: numpy in, numpy out (XLA, cached).
 - `encode_flow` / `decode_flow`: the papers' +-20 px uint8 code.
 - `flow_to_color` (Middlebury wheel), `flow_to_uvm` ((u, v, |w|) RGB), `write_flow_video`.
@@ -13,11 +14,13 @@ from tfzoo.flow.encoding import (
     write_flow_video,
 )
 from tfzoo.flow.solver import (
-    TVL1, TVNet, FlowInputError, bilinear_warp, num_scales, to_grey, tvl1, tvl1_video,
+    OPENCV, TVL1, TVNet, FlowInputError, bicubic_warp, bilinear_warp, num_scales, to_grey, tvl1,
+    tvl1_video,
 )
 
 __all__ = [
-    "TVL1", "TVNet", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp", "num_scales",
+    "TVL1", "TVNet", "OPENCV", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp",
+    "bicubic_warp", "num_scales",
     "to_grey", "encode_flow", "decode_flow", "DEFAULT_BOUND", "flow_to_color", "flow_to_uvm",
     "render_flow", "write_flow_video",
 ]

@@ -35,6 +35,12 @@ DIVERGENCE_TAPS = (-1.0, 1.0)  # backward difference of the dual field (taps at 
 _RGB_TO_GREY = (0.299, 0.587, 0.114)
 
 
+# Where OpenCV's cv2.optflow.DualTVL1OpticalFlow differs from the IPOL scheme in structure rather
+# than in parameter values: it does not presmooth, downsamples each level without a Gaussian,
+# and its cubic remap reads zeros outside the image (BORDER_CONSTANT).
+OPENCV = {"sigma": 0.0, "antialias": False, "border": "zero"}
+
+
 class FlowInputError(ValueError):
     """Frames that cannot be turned into optical flow (shape, channels, values)."""
 
@@ -150,65 +156,85 @@ def _resize(x, size):
         x, x1, axis=2) * fx[None, None, :, None]
 
 
-def _sample_grid(img, flow):
+_BORDERS = ("replicate", "zero")
+
+
+def _axis_taps(pos, n, offsets, weights, border):
+    """Indices and weights of the taps of one axis; taps outside [0, n) follow `border`."""
+    base = tf.cast(tf.floor(pos), tf.int32)
+    taps = []
+    for d, wgt in zip(offsets, weights):
+        idx = base + d
+        if border == "zero":
+            wgt = wgt * tf.cast((idx >= 0) & (idx < n), wgt.dtype)[..., None]
+        taps.append((tf.clip_by_value(idx, 0, n - 1), wgt))
+    return taps
+
+
+def _warp(img, flow, kernel, border):
+    """Separable resampling of `img` (N, H, W, C) at x + flow; `kernel(t)` gives the taps."""
+    if border not in _BORDERS:
+        raise ValueError(f"unknown border {border!r}; expected one of {list(_BORDERS)}")
     dt = img.dtype
     shape = tf.shape(img)
     n, h, w, c = shape[0], shape[1], shape[2], shape[3]
     gy, gx = tf.meshgrid(tf.range(h), tf.range(w), indexing="ij")
-    x = tf.clip_by_value(tf.cast(gx, dt)[None] + flow[..., 0], 0.0, tf.cast(w - 1, dt))
-    y = tf.clip_by_value(tf.cast(gy, dt)[None] + flow[..., 1], 0.0, tf.cast(h - 1, dt))
-    x0f = tf.floor(x)
-    y0f = tf.floor(y)
-    base = (tf.range(n) * h * w)[:, None, None]
+    x = tf.cast(gx, dt)[None] + flow[..., 0]
+    y = tf.cast(gy, dt)[None] + flow[..., 1]
+    if border == "replicate":
+        # Clamping the position (not just the taps) samples the edge pixel itself outside.
+        x = tf.clip_by_value(x, 0.0, tf.cast(w - 1, dt))
+        y = tf.clip_by_value(y, 0.0, tf.cast(h - 1, dt))
+    else:
+        # Far outside, every tap is outside: bounded positions keep the int32 indices sane.
+        x = tf.clip_by_value(x, -3.0, tf.cast(w + 2, dt))
+        y = tf.clip_by_value(y, -3.0, tf.cast(h + 2, dt))
+    offsets, wx = kernel((x - tf.floor(x))[..., None])
+    _, wy = kernel((y - tf.floor(y))[..., None])
+    xs = _axis_taps(x, w, offsets, wx, border)
+    ys = _axis_taps(y, h, offsets, wy, border)
     flat = tf.reshape(img, [-1, c])
-    return (x - x0f)[..., None], (y - y0f)[..., None], tf.cast(x0f, tf.int32), \
-        tf.cast(y0f, tf.int32), h, w, base, flat
+    base = (tf.range(n) * h * w)[:, None, None]
+    out = None
+    for iy, wgt_y in ys:
+        row = base + iy * w
+        line = tf.add_n([tf.gather(flat, row + ix) * wgt_x for ix, wgt_x in xs])
+        out = line * wgt_y if out is None else out + line * wgt_y
+    return out
 
 
-def bilinear_warp(img, flow):
-    """Samples `img` (N, H, W, C) at x + u, y + v with bilinear weights, replicated borders.
-
-    `flow` is (N, H, W, 2) in pixels. Differentiable in both `img` and `flow`; this replaces
-    tensorflow-addons' dense_image_warp (note the sign: addons subtracts the flow).
-    """
-    fx, fy, x0, y0, h, w, base, flat = _sample_grid(img, flow)
-    x1 = tf.minimum(x0 + 1, w - 1)
-    y1 = tf.minimum(y0 + 1, h - 1)
-
-    def at(yy, xx):
-        return tf.gather(flat, base + yy * w + xx)
-
-    top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx
-    bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx
-    return top * (1.0 - fy) + bottom * fy
+def _linear_kernel(t):
+    return (0, 1), (1.0 - t, t)
 
 
-def _cubic_weights(t, a):
+def _cubic_kernel(t, a=-0.75):
     # Keys' cubic convolution kernel at distances 1+t, t, 1-t, 2-t.
     t2, t3 = t * t, t * t * t
     w0 = a * (t3 - 2.0 * t2 + t)
     w1 = (a + 2.0) * t3 - (a + 3.0) * t2 + 1.0
     w2 = -(a + 2.0) * t3 + (2.0 * a + 3.0) * t2 - a * t
     w3 = a * (t2 - t3)
-    return w0, w1, w2, w3
+    return (-1, 0, 1, 2), (w0, w1, w2, w3)
 
 
-def bicubic_warp(img, flow, a: float = -0.75):
+def bilinear_warp(img, flow, border: str = "replicate"):
+    """Samples `img` (N, H, W, C) at x + u, y + v with bilinear weights.
+
+    `flow` is (N, H, W, 2) in pixels. Outside the image, `border="replicate"` repeats the edge
+    pixels and `"zero"` reads zeros (OpenCV's `remap` default, BORDER_CONSTANT). Differentiable
+    in both `img` and `flow`; this replaces tensorflow-addons' dense_image_warp (note the sign:
+    addons subtracts the flow).
+    """
+    return _warp(img, flow, _linear_kernel, border)
+
+
+def bicubic_warp(img, flow, a: float = -0.75, border: str = "replicate"):
     """Like `bilinear_warp` with Keys' bicubic kernel (OpenCV's INTER_CUBIC uses a = -0.75).
 
     Bilinear resampling biases sub-pixel TV-L1 estimates towards whole pixels; the cubic kernel
     removes most of that bias for 16 instead of 4 gathers per warping.
     """
-    fx, fy, x0, y0, h, w, base, flat = _sample_grid(img, flow)
-    wx = _cubic_weights(fx, a)
-    wy = _cubic_weights(fy, a)
-    xs = [tf.clip_by_value(x0 + d, 0, w - 1) for d in (-1, 0, 1, 2)]
-    out = None
-    for j, dy in enumerate((-1, 0, 1, 2)):
-        row = base + tf.clip_by_value(y0 + dy, 0, h - 1) * w
-        line = tf.add_n([tf.gather(flat, row + xs[i]) * wx[i] for i in range(4)])
-        out = line * wy[j] if out is None else out + line * wy[j]
-    return out
+    return _warp(img, flow, lambda t: _cubic_kernel(t, a), border)
 
 
 _WARPS = {"bilinear": bilinear_warp, "bicubic": bicubic_warp}
@@ -254,7 +280,7 @@ class _Kernels:
 
 
 def _solve_level(i0, i1, u1, u2, k: _Kernels, *, tau, lbda, theta, epsilon, warps, iterations,
-                 interpolation):
+                 interpolation, border):
     """`warps` x `iterations` TV-L1 primal-dual steps at one pyramid level."""
     l_t = lbda * theta
     taut = tau / theta
@@ -285,7 +311,7 @@ def _solve_level(i0, i1, u1, u2, k: _Kernels, *, tau, lbda, theta, epsilon, warp
         return i + 1, u1, u2, p11, p12, p21, p22, i1wx, i1wy, grad, rho_c
 
     def warp(w, u1, u2, p11, p12, p21, p22):
-        warped = _WARPS[interpolation](i1_stack, tf.stack([u1, u2], axis=-1))
+        warped = _WARPS[interpolation](i1_stack, tf.stack([u1, u2], axis=-1), border=border)
         i1w, i1wx, i1wy = warped[..., 0], warped[..., 1], warped[..., 2]
         grad = i1wx * i1wx + i1wy * i1wy
         rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
@@ -312,7 +338,7 @@ def _static_hw(x):
 
 
 def tvl1_grey(frames, k: _Kernels, *, tau, lbda, theta, epsilon, zfactor, max_scales, warps,
-              iterations, sigma, interpolation="bilinear"):
+              iterations, sigma, interpolation="bilinear", border="replicate", antialias=False):
     """Flow between consecutive grey frames: (N, T, H, W) -> (N, T-1, H, W, 2)."""
     dt = frames.dtype
     shape = tf.shape(frames)
@@ -338,7 +364,7 @@ def tvl1_grey(frames, k: _Kernels, *, tau, lbda, theta, epsilon, zfactor, max_sc
 
     pyramid = [g]
     for s in range(1, len(sizes)):
-        blurred = _gaussian_blur(pyramid[-1], zsigma)
+        blurred = _gaussian_blur(pyramid[-1], zsigma) if antialias else pyramid[-1]
         pyramid.append(_resize(blurred[..., None], sizes[s])[..., 0])
 
     def pair_split(level):
@@ -348,7 +374,7 @@ def tvl1_grey(frames, k: _Kernels, *, tau, lbda, theta, epsilon, zfactor, max_sc
         return i0, i1
 
     params = dict(tau=tau, lbda=lbda, theta=theta, epsilon=epsilon, warps=warps,
-                  iterations=iterations, interpolation=interpolation)
+                  iterations=iterations, interpolation=interpolation, border=border)
 
     def initial_flow(i0):
         zeros = tf.zeros_like(i0)
@@ -402,14 +428,22 @@ def _check_frames_static(x, who: str):
             )
 
 
-def _check_finite_eager(x, who: str):
-    if tf.executing_eagerly() and (x.dtype.is_floating):
+def _check_finite(x, who: str):
+    """Raises FlowInputError on NaN/Inf eagerly; in a graph, a CheckNumerics op fails the call.
+
+    XLA drops CheckNumerics, so a model compiled as a whole (not the layer's own
+    `jit_compile`) passes non-finite frames through; they come out as NaN flow.
+    """
+    if not x.dtype.is_floating:
+        return x
+    message = (f"{who}: the frames contain NaN or Inf; expected finite RGB values in "
+               "[0, 255]")
+    if tf.executing_eagerly():
         bad = int(tf.size(x)) - int(tf.math.count_nonzero(tf.math.is_finite(x)))
         if bad:
-            raise FlowInputError(
-                f"{who}: the frames contain {bad} non-finite value(s) (NaN or Inf); expected "
-                "finite RGB values in [0, 255]"
-            )
+            raise FlowInputError(message.replace("NaN or Inf", f"{bad} non-finite value(s)"))
+        return x
+    return tf.debugging.check_numerics(x, message)
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -423,9 +457,14 @@ class TVL1(keras.layers.Layer):
     Input `(B, T, H, W, 3)` RGB in [0, 255]; output `(B, T-1, H, W, 2)`, the flow from frame t to
     frame t+1 in pixels (u horizontal, v vertical): frame[t](x) ~ frame[t+1](x + flow[t](x)).
     The frames are converted to grey, smoothed (Gaussian, `sigma`), and solved coarse-to-fine on
-    a pyramid (`zfactor`, depth from the image size, at most `max_scales`); each level runs
-    `warps` bilinear warpings of the second frame with `iterations` primal-dual steps each
-    (time step `tau`, data weight `lbda`, coupling `theta`; `epsilon` smooths |grad u|).
+    a pyramid (`zfactor`, depth from the image size, at most `max_scales`; `antialias` blurs each
+    level before downsampling, as the IPOL reference does); each level runs `warps` warpings of
+    the second frame (`interpolation` bicubic or bilinear; outside the image `border` replicates
+    the edge or reads zeros) with `iterations` primal-dual steps each (time step `tau`, data
+    weight `lbda`, coupling `theta`; `epsilon` smooths |grad u|).
+    `TVL1(**OPENCV)` takes OpenCV's DualTVL1 choices (no presmoothing, no antialiasing, zero
+    border); with the same tau, lambda, theta, depth, warps and iterations it reproduces
+    OpenCV's flow to a few percent of the flow magnitude (docs/flow.md).
     Runs under XLA (`tf.function(jit_compile=True)`) and on any batch and frame size;
     `jit_compile=True` compiles the solver with XLA inside the layer (several times faster on
     CPU).
@@ -457,6 +496,8 @@ class TVL1(keras.layers.Layer):
         iterations: int = 50,
         sigma: float = 0.8,
         interpolation: str = "bicubic",
+        border: str = "replicate",
+        antialias: bool = False,
         jit_compile: bool = False,
         **kwargs,
     ):
@@ -476,7 +517,11 @@ class TVL1(keras.layers.Layer):
         if interpolation not in _WARPS:
             raise ValueError(f"unknown interpolation {interpolation!r}; expected one of "
                              f"{sorted(_WARPS)}")
+        if border not in _BORDERS:
+            raise ValueError(f"unknown border {border!r}; expected one of {list(_BORDERS)}")
         self.interpolation = interpolation
+        self.border = border
+        self.antialias = bool(antialias)
         self.jit_compile = bool(jit_compile)
         self._compiled = None
 
@@ -488,14 +533,13 @@ class TVL1(keras.layers.Layer):
             grey, self._kernels(), tau=self.tau, lbda=self.lbda, theta=self.theta,
             epsilon=self.epsilon, zfactor=self.zfactor, max_scales=self.max_scales,
             warps=self.warps, iterations=self.iterations, sigma=self.sigma,
-            interpolation=self.interpolation,
+            interpolation=self.interpolation, border=self.border, antialias=self.antialias,
         )
 
     def call(self, frames):
         who = f"{type(self).__name__} {self.name!r}"
         _check_frames_static(frames, who)
-        frames = tf.cast(frames, self.compute_dtype)
-        _check_finite_eager(frames, who)
+        frames = _check_finite(tf.cast(frames, self.compute_dtype), who)
         if tf.executing_eagerly() and frames.shape[1] < 2:
             raise FlowInputError(f"{who}: got {frames.shape[1]} frame(s); expected at least 2")
         grey = to_grey(frames)
@@ -515,7 +559,7 @@ class TVL1(keras.layers.Layer):
             "tau": self.tau, "lbda": self.lbda, "theta": self.theta, "epsilon": self.epsilon,
             "warps": self.warps, "zfactor": self.zfactor, "max_scales": self.max_scales,
             "iterations": self.iterations, "sigma": self.sigma, "interpolation": self.interpolation,
-            "jit_compile": self.jit_compile,
+            "border": self.border, "antialias": self.antialias, "jit_compile": self.jit_compile,
         }
 
 
@@ -557,14 +601,16 @@ class TVNet(TVL1):
         iterations: int = 50,
         sigma: float = 0.8,
         interpolation: str = "bicubic",
+        border: str = "replicate",
+        antialias: bool = False,
         jit_compile: bool = False,
         init_flow_grid: tuple[int, int] = (4, 4),
         **kwargs,
     ):
         super().__init__(tau=tau, lbda=lbda, theta=theta, epsilon=epsilon, warps=warps,
                          zfactor=zfactor, max_scales=max_scales, iterations=iterations,
-                         sigma=sigma, interpolation=interpolation, jit_compile=jit_compile,
-                         **kwargs)
+                         sigma=sigma, interpolation=interpolation, border=border,
+                         antialias=antialias, jit_compile=jit_compile, **kwargs)
         gh, gw = (int(v) for v in init_flow_grid)
         if gh < 1 or gw < 1:
             raise ValueError(f"init_flow_grid must be two positive ints, got {init_flow_grid!r}")
@@ -700,7 +746,7 @@ def _compiled_solver(key):
         )
 
         def run(frames):
-            _check_finite_eager(frames, "tvl1")
+            _check_finite(frames, "tvl1")
             return grey_fn(frames)
 
         _FN_CACHE[key] = run
