@@ -170,3 +170,26 @@ def test_cli_and_errors(tmp_path, base, capsys):
     rc = prep.main(["--dataset", "ucf101", "--root", str(tmp_path / "f"), "--out",
                     str(tmp_path / "o2"), "--no-progress"])
     assert rc == 2 and "classInd.txt" in capsys.readouterr().err
+
+
+def test_prepare_stores_tvl1_flow_of_the_stored_frames(tmp_path, base):
+    import cv2
+
+    from tfzoo.data.decode import iter_frames
+    from tfzoo.flow import tvl1_video
+
+    make_folder(tmp_path / "f", base, per_class=(1, 1))
+    m = prep.prepare("folder", tmp_path / "f", tmp_path / "out", short_side=24, flow="tvl1",
+                     progress=False)
+    assert m["num_videos"] == 2 and m["skipped"] == []
+    for r in _all_records(tmp_path / "out"):
+        src = tmp_path / "f" / f"{r['video_id']}.avi"
+        frames = np.stack(list(iter_frames(src, short_side=24)))
+        assert len(r["flow_u"]) == len(r["flow_v"]) == len(r["frames"]) - 1 == len(frames) - 1
+        ref = tvl1_video(frames)
+        assert np.abs(ref).mean() > 0.05  # the clip moves
+        stored = np.stack([[cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+                            for b in r[k]] for k in ("flow_u", "flow_v")], -1)
+        back = records.decode_flow(stored.astype(np.float32))
+        # Quantisation (40/255 px per code) and JPEG only.
+        assert np.abs(back - np.clip(ref, -20, 20)).mean() < 0.2

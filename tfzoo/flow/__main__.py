@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: from --out's suffix (.mp4, .npz), else jpeg")
     p.add_argument("--resize", type=_size, default=None, metavar="HxW",
                    help="compute flow at this resolution (flow is in pixels of it)")
-    p.add_argument("--chunk", type=int, default=8, help="frame pairs per solver call")
+    p.add_argument("--chunk", type=int, default=2,
+                   help="frame pairs per solver call (2: bigger batches are not faster on a CPU)")
     p.add_argument("--render", choices=("wheel", "uvm"), default="wheel", help="mp4 rendering")
     p.add_argument("--max-flow", type=float, default=10.0,
                    help="mp4 wheel: magnitude (px) shown fully saturated, fixed for the video")

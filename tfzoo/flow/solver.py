@@ -718,7 +718,7 @@ def tvl1(img0, img1, **params) -> np.ndarray:
     return tvl1_video(np.stack([a, b]), **params)[0]
 
 
-def tvl1_video(frames, batch: int = 8, **params) -> np.ndarray:
+def tvl1_video(frames, batch: int = 2, **params) -> np.ndarray:
     """Flow between consecutive frames of a numpy (T, H, W, 3) clip -> (T-1, H, W, 2)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 2:
