@@ -2,6 +2,8 @@
 
     python -m export --model_dir=runs/tresnet50_yup --export_dir=/srv/models
     # -> /srv/models/tresnet50/1   (next free version; never overwrites one)
+    python -m export --model_dir=runs/stresnet --export_dir=/srv/models --in_graph_flow=tvl1
+    # two-stream model served from RGB alone: TV-L1 flow stacks computed in the graph
 
 See docs/serving.md and export/saved_model.py for the signature.
 """
@@ -23,6 +25,10 @@ flags.DEFINE_string("name", None, "Model name in TF Serving (default: the regist
 flags.DEFINE_integer("version", None, "Version number (default: one more than the highest existing).")
 flags.DEFINE_integer("top_k", 5, "Number of classes in the top_k_* outputs (clipped to the class count).")
 flags.DEFINE_boolean("warmup", True, "Write assets.extra/tf_serving_warmup_requests.")
+flags.DEFINE_enum("in_graph_flow", None, ["tvl1"],
+                  "Two-stream models: serving_default takes a dense RGB clip only and computes "
+                  "the flow stacks in the graph (tfzoo.flow.TwoStreamFrames); serving_rgb_flow "
+                  "keeps the rgb + flow inputs.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -47,7 +53,7 @@ def main(argv):
         model, info = load_model(FLAGS.model_dir)
         path = export_saved_model(
             model, info, FLAGS.export_dir, name=FLAGS.name, version=FLAGS.version,
-            top_k=FLAGS.top_k, warmup=FLAGS.warmup,
+            top_k=FLAGS.top_k, warmup=FLAGS.warmup, flow_fn=FLAGS.in_graph_flow,
         )
     except (ExportError, RunDirError) as e:
         sys.exit(f"export: {e}")

@@ -30,10 +30,13 @@ Which model inputs the signature has is read from `model.inputs`: one input with
 (the model's own test-time combination), else the mean of all entries' logits, i.e. averaging
 pre-softmax scores as the papers do at test time (thesis §4.3).
 
-Flow from RGB in the graph: pass `flow_fn` (e.g. tfzoo.flow's TV-L1 when it exists), a callable
-or tf.Module mapping float32 RGB (B, T, H, W, 3) in [0, 255] to float32 flow (B, T, H, W, 2L).
-Then `serving_default` takes `rgb` only and a second signature `serving_rgb_flow` takes both
-`rgb` and precomputed `flow`.
+Flow from RGB in the graph: pass `flow_fn`, a callable, tf.Module or Keras layer mapping float32
+RGB (B, N, H, W, 3) in [0, 255] either to flow (B, N, H, W, 2L) for those frames, or to a dict
+{"rgb": (B, T, ...), "flow": (B, T, ..., 2L)} that also picks the model's frames; or pass
+`flow_fn="tvl1"` for `tfzoo.flow.TwoStreamFrames` (T = RunInfo.num_frames equally spaced
+frames of a dense clip, each with L = flow channels / 2 TV-L1 fields centred on it). Then
+`serving_default` takes `rgb` only and a second signature `serving_rgb_flow` takes both `rgb`
+and precomputed `flow`.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ class ServingModule(tf.Module):
         # k > C would make tf.math.top_k fail at request time; clip it once here.
         self.top_k = min(top_k, num_classes)
         self.class_names = tf.constant([str(c) for c in class_names], dtype=tf.string)
-        if isinstance(flow_fn, keras.Model):
+        if isinstance(flow_fn, keras.layers.Layer):  # models too; see self._plain above
             self._plain.flow_fn = flow_fn
             self.flow_variables = list(flow_fn.variables)
         else:
@@ -168,7 +171,11 @@ class ServingModule(tf.Module):
         frames = {sig: tf.cast(inputs[sig], tf.float32) for sig in inputs}
         if compute_flow:
             flow_fn = getattr(self._plain, "flow_fn", None) or self.flow_fn
-            frames["flow"] = tf.cast(flow_fn(frames["rgb"]), tf.float32)
+            computed = flow_fn(frames["rgb"])
+            if isinstance(computed, dict):
+                frames = {k: tf.cast(v, tf.float32) for k, v in computed.items()}
+            else:
+                frames["flow"] = tf.cast(computed, tf.float32)
         if len(self.layout) == 1:
             model_inputs = frames[self.layout[0][0]]
         else:
@@ -235,7 +242,7 @@ def export_saved_model(
     top_k: int = 5,
     *,
     warmup: bool = True,
-    flow_fn: Callable | None = None,
+    flow_fn: Callable | str | None = None,
 ) -> Path:
     """Exports `model` to EXPORT_DIR/NAME/VERSION and returns that path.
 
@@ -247,7 +254,8 @@ def export_saved_model(
       version: a positive integer not yet used; defaults to one more than the highest existing.
       top_k: number of classes in `top_k_*` (clipped to the class count).
       warmup: write `assets.extra/tf_serving_warmup_requests`.
-      flow_fn: in-graph flow from RGB for two-stream models (see the module docstring).
+      flow_fn: in-graph flow from RGB for two-stream models: "tvl1", or a callable (see the
+        module docstring).
 
     The version is written under a temporary name in the same directory and renamed into place,
     so a reader (TF Serving polls the directory) sees either nothing or a complete version.
@@ -256,6 +264,8 @@ def export_saved_model(
     final = resolve_version_dir(export_dir, info.model if name is None else name, version)
     name, version, base = final.parent.name, int(final.name), final.parent
 
+    if isinstance(flow_fn, str):
+        flow_fn = in_graph_flow(flow_fn, model, info)
     module = ServingModule(model, info.class_names, top_k=top_k, flow_fn=flow_fn)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-", dir=base))
@@ -272,6 +282,26 @@ def export_saved_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def in_graph_flow(kind: str, model, info, **flow_params):
+    """`flow_fn` for `kind` ("tvl1"): TV-L1 flow stacks from a dense RGB clip.
+
+    T is the run's test clip length (`info.num_frames`) and L half the model's flow channels.
+    """
+    if kind != "tvl1":
+        raise ExportError(f"flow_fn={kind!r}: expected 'tvl1' or a callable")
+    layout = {sig: ch for sig, _, _, ch in input_layout(model)}
+    if set(layout) != {"rgb", "flow"}:
+        raise ExportError(f"flow_fn='tvl1' is for two-stream models with 'rgb' and 'flow' "
+                          f"inputs; this model's inputs are {sorted(layout)}")
+    if layout["flow"] % 2:
+        raise ExportError(f"the model's flow input has {layout['flow']} channels; expected 2L "
+                          "(u, v per field)")
+    from tfzoo.flow import TwoStreamFrames
+
+    return TwoStreamFrames(num_chunks=int(info.num_frames), flow_stack=layout["flow"] // 2,
+                           flow_params=flow_params)
 
 
 def resolve_version_dir(export_dir: str | os.PathLike, name: str, version: int | None) -> Path:
@@ -298,11 +328,13 @@ def resolve_version_dir(export_dir: str | os.PathLike, name: str, version: int |
 
 def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
     """One request per signature at the training clip geometry (mid-grey frames, zero flow)."""
-    t = int(info.num_frames)
     h, w = (int(s) for s in info.image_size)
     records = []
     for sig_name, specs in module._plain.signature_specs.items():
         inputs = {}
+        # An RGB-only signature with in-graph flow needs at least one frame pair.
+        t = int(info.num_frames) if len(specs) > 1 or not module.has_flow_fn else max(
+            2, int(info.num_frames))
         for spec in specs:
             channels = int(spec.shape[-1])
             if spec.dtype == tf.uint8:

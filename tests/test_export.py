@@ -312,3 +312,31 @@ def test_cli_errors(model_dir, exported, tmp_path):
     assert res.returncode != 0
     assert f"{exported} already exists; versions are never overwritten" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_in_graph_tvl1_flow_serves_rgb_only(tmp_path, bikes_path):
+    from tfzoo.data.decode import read_video
+
+    model = _two_stream(with_fused=True)  # flow input: 20 channels, L = 10
+    info = _info()  # num_frames=2: two chunks
+    path = export_saved_model(model, info, tmp_path, flow_fn="tvl1")
+    sigs = tf.saved_model.load(str(path)).signatures
+    assert list(sigs["serving_default"].structured_input_signature[1]) == ["rgb"]
+    clip = read_video(bikes_path, num_frames=12, short_side=24)[:, :, :32]  # (12, 24, 32, 3)
+    out = sigs["serving_default"](rgb=tf.constant(clip[None]))
+    # The same layer in Python picks the frames and stacks the flow the model is given.
+    from tfzoo.flow import TwoStreamFrames
+
+    inputs = tf.function(TwoStreamFrames(num_chunks=2, flow_stack=10).__call__)(
+        clip[None].astype(np.float32))
+    assert np.abs(inputs["flow"].numpy()).mean() > 0.05
+    want = _softmax(model(inputs)["fused"].numpy())
+    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
+    again = sigs["serving_rgb_flow"](rgb=tf.constant(inputs["rgb"].numpy().astype(np.uint8)),
+                                     flow=inputs["flow"])
+    np.testing.assert_allclose(again["probabilities"].numpy(), want, atol=1e-5)
+    with pytest.raises(ExportError, match="two-stream models"):
+        sm.in_graph_flow("tvl1", keras.Sequential([keras.Input((None, None, None, 3)),
+                                                   keras.layers.Dense(3)]), info)
+    with pytest.raises(ExportError, match="expected 'tvl1'"):
+        sm.in_graph_flow("farneback", model, info)

@@ -333,3 +333,23 @@ def test_train_cli_writes_a_loadable_tvnet(bikes_path, tmp_path):
     assert isinstance(layer, TVNet) and layer.iterations == 3
     x = np.stack([_texture(16, 16)[None].repeat(2, 0)])
     assert np.isfinite(layer(x).numpy()).all()
+
+
+def test_two_stream_frames_sample_like_the_reader(bikes_path):
+    from tfzoo.flow import TwoStreamFrames
+
+    frames = _frames(bikes_path, count=9, start=10)
+    clip = np.stack([cv2.resize(f, (48, 32), interpolation=cv2.INTER_AREA) for f in frames])
+    layer = TwoStreamFrames(num_chunks=3, flow_stack=4, flow_params=SMALL)
+    out = tf.function(layer.__call__)(clip[None].astype(np.float32))
+    # The reader's test protocol: frames 0, 4, 8 of 9; fields t-2 .. t+1 clamped to [0, 7].
+    np.testing.assert_array_equal(out["rgb"].numpy()[0], clip[[0, 4, 8]])
+    fields = tvl1_video(clip, **SMALL)  # (8, H, W, 2), every consecutive pair
+    idx = np.clip(np.array([0, 4, 8])[:, None] + np.arange(-2, 2)[None], 0, 7)
+    want = fields[idx].transpose(0, 2, 3, 1, 4).reshape(3, 32, 48, 8)  # u1, v1, u2, v2, ...
+    np.testing.assert_allclose(out["flow"].numpy()[0], want, atol=2e-3)
+    assert np.abs(want).mean() > 0.05
+    cfg = layer.get_config()
+    assert (cfg["num_chunks"], cfg["flow_stack"], cfg["flow_params"]) == (3, 4, SMALL)
+    with pytest.raises(FlowInputError, match="at least 2"):
+        layer(clip[None, :1].astype(np.float32))

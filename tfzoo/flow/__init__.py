@@ -2,6 +2,8 @@
 
 - `TVL1`, `TVNet`: Keras layers, (B, T, H, W, 3) RGB in [0, 255] -> (B, T-1, H, W, 2) px;
   `TVL1(**OPENCV)` matches OpenCV's DualTVL1 (no presmoothing or antialiasing, zero border).
+- `TwoStreamFrames`: a dense RGB clip -> {"rgb", "flow"} two-stream inputs (sampled frames and
+  stacked TV-L1 flow), so an exported two-stream model takes RGB only.
 - `tvl1(img0, img1, **params)`, `tvl1_video(frames)`: numpy in, numpy out (XLA, cached).
 - `encode_flow` / `decode_flow`: the papers' +-20 px uint8 code.
 - `flow_to_color` (Middlebury wheel), `flow_to_uvm` ((u, v, |w|) RGB), `write_flow_video`.
@@ -17,9 +19,10 @@ from tfzoo.flow.solver import (
     OPENCV, TVL1, TVNet, FlowInputError, bicubic_warp, bilinear_warp, num_scales, to_grey, tvl1,
     tvl1_video,
 )
+from tfzoo.flow.stacks import TwoStreamFrames
 
 __all__ = [
-    "TVL1", "TVNet", "OPENCV", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp",
+    "TVL1", "TVNet", "TwoStreamFrames", "OPENCV", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp",
     "bicubic_warp", "num_scales",
     "to_grey", "encode_flow", "decode_flow", "DEFAULT_BOUND", "flow_to_color", "flow_to_uvm",
     "render_flow", "write_flow_video",

@@ -1,0 +1,74 @@
+"""Two-stream inputs from raw RGB: sampled frames plus stacked TV-L1 flow, in the graph."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfzoo.flow.solver import TVL1, FlowInputError, _check_frames_static
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class TwoStreamFrames(keras.layers.Layer):
+    """A dense RGB clip -> `{"rgb", "flow"}`, the inputs of a two-stream model.
+
+    Simonyan & Zisserman (NIPS 2014) and Feichtenhofer et al. (thesis §3.3, §4.3) feed the
+    motion stream a stack of L consecutive optical-flow fields per chunk. This layer does what
+    `tfzoo.data` does offline, inside the graph, so that an exported two-stream SavedModel takes
+    raw RGB only: it picks `num_chunks` equally spaced frames of the clip (the test protocol,
+    `tfzoo.data.augment.test_indices`), and for each computes the L = `flow_stack` TV-L1 fields
+    centred on it (fields t-L/2 .. t+L/2-1, clamped at the clip's ends, as
+    `tfzoo.data.readers.flow_indices`). Only those T*L frame pairs are solved.
+
+    Input `(B, N, H, W, 3)` RGB in [0, 255], N >= 2 consecutive frames. Output
+    `{"rgb": (B, T, H, W, 3), "flow": (B, T, H, W, 2L)}`, flow in pixels, channels u1, v1, ...
+    `flow_params` are `TVL1`'s constructor arguments (defaults: TVL1's).
+
+    Example:
+    >>> import numpy as np
+    >>> from tfzoo.flow import TwoStreamFrames
+    >>> clip = np.random.default_rng(0).uniform(0, 255, (1, 12, 24, 32, 3)).astype("float32")
+    >>> out = TwoStreamFrames(num_chunks=3, flow_stack=2, flow_params={"iterations": 5})(clip)
+    >>> tuple(out["rgb"].shape), tuple(out["flow"].shape)
+    ((1, 3, 24, 32, 3), (1, 3, 24, 32, 4))
+    """
+
+    def __init__(self, num_chunks: int = 5, flow_stack: int = 10,
+                 flow_params: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_chunks) < 1 or int(flow_stack) < 1:
+            raise ValueError(f"num_chunks and flow_stack must be >= 1, got {num_chunks!r}, "
+                             f"{flow_stack!r}")
+        self.num_chunks = int(num_chunks)
+        self.flow_stack = int(flow_stack)
+        self.flow_params = dict(flow_params or {})
+        self.tvl1 = TVL1(**self.flow_params, name="tvl1")
+
+    def call(self, frames):
+        from tfzoo.data.augment import test_indices
+        from tfzoo.data.readers import flow_indices
+
+        _check_frames_static(frames, f"{type(self).__name__} {self.name!r}")
+        frames = tf.cast(frames, self.compute_dtype)
+        shape = tf.shape(frames)
+        b, n, h, w = shape[0], shape[1], shape[2], shape[3]
+        if tf.executing_eagerly() and int(n) < 2:
+            raise FlowInputError(f"{self.name}: got {int(n)} frame(s); expected at least 2")
+        centres = test_indices(n, self.num_chunks)  # (T,)
+        fields = tf.reshape(flow_indices(centres, n, self.flow_stack), [-1])  # (T*L,)
+        pairs = tf.stack([tf.gather(frames, fields, axis=1),
+                          tf.gather(frames, fields + 1, axis=1)], axis=2)  # (B, T*L, 2, ...)
+        flow = self.tvl1(tf.reshape(pairs, [-1, 2, h, w, 3]))[:, 0]  # (B*T*L, H, W, 2)
+        flow = tf.reshape(flow, [b, self.num_chunks, self.flow_stack, h, w, 2])
+        flow = tf.transpose(flow, [0, 1, 3, 4, 2, 5])  # (B, T, H, W, L, 2): u1, v1, u2, ...
+        flow = tf.reshape(flow, [b, self.num_chunks, h, w, 2 * self.flow_stack])
+        return {"rgb": tf.gather(frames, centres, axis=1), "flow": flow}
+
+    def compute_output_shape(self, input_shape):
+        b, _, h, w = input_shape[:4]
+        return {"rgb": (b, self.num_chunks, h, w, 3),
+                "flow": (b, self.num_chunks, h, w, 2 * self.flow_stack)}
+
+    def get_config(self):
+        return {**super().get_config(), "num_chunks": self.num_chunks,
+                "flow_stack": self.flow_stack, "flow_params": dict(self.flow_params)}
