@@ -9,9 +9,10 @@ and fine-tunes the proposed model: 3-D conv fusion at relu5, 3-D pooling, both t
 T = 5 chunks tau in [1, 10] frames apart, batch 96, LR 1e-3 x0.1 when validation saturates,
 back-propagating only to the fusion layer (§3.3.5).
 
+Both streams start from ImageNet VGG-16 (keras.applications' weights from the Keras cache; the
+motion tower's conv1 averages the RGB filters and replicates them over the 20 flow channels).
 Not from the paper: the epoch caps (its schedules stop on plateaus) and weight decay 5e-4
-(the MatConvNet reference code's value). The paper starts both streams from ImageNet VGG-16;
-tfzoo has no VGG weight transplant yet, so `weights` is None here.
+(the MatConvNet reference code's value).
 """
 
 from tfzoo.config import TrainConfig
@@ -42,6 +43,7 @@ CONFIG = TrainConfig(
         dict(
             name="streams",
             model="twostream_vgg16",
+            weights="imagenet",
             num_frames=1,
             test_num_frames=25,  # Simonyan & Zisserman's 25 test frames per video
             batch_size=256,

@@ -323,6 +323,7 @@ def test_recipe_stages_chain_by_layer_name():
         (_, s1), (_, s2) = stage_configs(load_config_file(recipe))
         assert (s1.model, s2.model, s2.num_frames, s2.batch_size) == (
             "twostream_vgg16", "fusion_vgg16_conv_relu5", 5, 96)
+        assert (s1.weights, s2.weights) == ("imagenet", None)  # ImageNet towers, then stage 1's
     first = create_model("twostream_vgg16", num_classes=3, **TINY)
     second = create_model("fusion_vgg16_conv_relu5", num_classes=3, freeze_below_fusion=True, **TINY)
     by_name = {layer.name: layer for layer in first.layers}
@@ -342,3 +343,54 @@ def test_logits_are_float32_under_mixed_precision():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert {k: v.dtype.name for k, v in out.items()} == {"rgb": "float32", "flow": "float32", "fused": "float32"}
+
+
+# -- ImageNet VGG-16 transplant ------------------------------------------------------------
+
+def test_vgg16_transplant_reproduces_keras_vgg16(zeros_init):
+    from tfzoo.backbones.transplant import TransplantError
+
+    keras.utils.set_random_seed(0)
+    # Random weights stand in for ImageNet's (tests never download). zeros_init zeroes every
+    # Glorot init (fast for our 270M weights), so the source's are drawn here, He-scaled so
+    # that activations keep their magnitude through 15 layers.
+    src = keras.applications.VGG16(weights=None, include_top=True)
+    rng = np.random.default_rng(0)
+    src.set_weights([
+        (rng.normal(0, np.sqrt(2 / np.prod(w.shape[:-1])), w.shape) if w.ndim > 1
+         else rng.normal(0, 0.1, w.shape)).astype("float32") for w in src.get_weights()])
+    model = TwoStreamNet(num_classes=5, spatial_arch="vgg16", temporal_arch="vgg16")
+    done = model.load_pretrained(src)
+    assert len(done) == 2 * 15  # 13 convs + fc6 + fc7 per tower; fc8 keeps its init
+    frame = rng.uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    ours = keras.Model(model.inputs[0], [model.get_layer("spatial_relu5_3").output,
+                                          model.get_layer("spatial_relu7").output])
+    relu5, fc7 = ours(frame[:, None])
+    theirs = keras.Model(src.input, [src.get_layer("block5_conv3").output,
+                                     src.get_layer("fc2").output])
+    ref5, ref7 = theirs(keras.applications.vgg16.preprocess_input(frame.copy()))
+    for ours_, ref in ((relu5.numpy()[:, 0], ref5.numpy()), (fc7.numpy()[:, 0, 0, 0], ref7.numpy())):
+        assert ref.std() > 1.0  # real activations, not a vanished signal
+        np.testing.assert_allclose(ours_, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    # The motion tower: conv1_1 averaged over colour and replicated over the 20 flow channels.
+    k = src.get_layer("block1_conv1").get_weights()[0]
+    np.testing.assert_allclose(model.get_layer("temporal_conv1_1").get_weights()[0][0],
+                               np.repeat(k.mean(2, keepdims=True), 20, axis=2), rtol=1e-6)
+    np.testing.assert_array_equal(model.get_layer("temporal_fc7").get_weights()[0][0, 0, 0],
+                                  src.get_layer("fc2").get_weights()[0])
+    del model, ours
+    gc.collect()
+    with pytest.raises(TransplantError, match="VGG-16 only"):
+        TwoStreamNet(num_classes=5, **TINY).load_pretrained(src)
+    with pytest.raises(TransplantError, match="width_multiplier=1.0"):
+        TwoStreamNet(num_classes=5, spatial_arch="vgg16", temporal_arch="vgg16",
+                     **TINY).load_pretrained(src)
+
+
+def test_vgg16_imagenet_without_cache_is_a_clear_error(tmp_path, monkeypatch):
+    from tfzoo.backbones.transplant import TransplantError
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    model = TwoStreamNet(num_classes=5, spatial_arch="vgg16", temporal_arch="vgg16", **TINY)
+    with pytest.raises(TransplantError, match="not in the Keras cache.*does not download"):
+        model.load_pretrained({"rgb": "imagenet", "flow": None})

@@ -1,4 +1,4 @@
-"""Exact transplant of keras.applications ResNet weights into tfzoo's video models.
+"""Exact transplant of keras.applications ResNet and VGG-16 weights into tfzoo's video models.
 
 Layers are matched by name (tfzoo keeps keras.applications' names). A Conv2D kernel
 (kh, kw, cin, cout) becomes a Conv3D kernel (kt, kh, kw, cin', cout):
@@ -7,11 +7,15 @@ Layers are matched by name (tfzoo keeps keras.applications' names). A Conv2D ker
 - kt > 1 (a 1x1 conv made temporal): "avg" spreads w / kt over the taps (thesis eq. 4.5),
   "center" puts w on the middle tap (an identity in time).
 Layers the source lacks (temporal blocks, the classifier) keep their initialisation.
+VGG-16 (`transplant_vgg16`): keras' blockB_convJ, fc1, fc2 become tfzoo's convB_J, fc6, fc7 (the
+fully connected layers as the convolutions of a fully convolutional tower; fc1's kernel is
+keras' flattened 7x7x512 map, so it reshapes exactly); the 1000-way classifier is not copied.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +32,17 @@ WEIGHT_FILES = {
 }
 
 
+# keras.applications.VGG16's cached weight files, with and without the classifier.
+VGG16_FILES = ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+               "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
 class TransplantError(ValueError):
     pass
+
+
+def _keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def depth_of(model: keras.Model) -> int:
@@ -53,8 +66,7 @@ def keras_resnet(depth: int, weights: str | None) -> keras.Model:
 
 def imagenet_weights_path(depth: int) -> str:
     """The Keras cache file of the ImageNet weights; never downloads."""
-    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-    path = cache / WEIGHT_FILES[depth]
+    path = _keras_cache() / WEIGHT_FILES[depth]
     if not path.exists():
         raise TransplantError(
             f"ImageNet weights for ResNet-{depth} are not in the Keras cache ({path}). tfzoo does "
@@ -148,3 +160,78 @@ def load_pretrained(model: keras.Model, weights: Any, **kwargs) -> list[str]:
     if hasattr(model, "load_pretrained"):
         return model.load_pretrained(weights, **kwargs)
     return transplant(resolve_source(model, weights), model, **kwargs)
+
+
+def vgg16_source(weights: Any) -> keras.Model:
+    """keras.applications.VGG16 holding `weights`: "imagenet" (the Keras cache, never
+    downloaded), a local .h5 file (with or without the classifier), or a keras.Model."""
+    if isinstance(weights, keras.Model):
+        return weights
+    if weights == "imagenet":
+        found = [_keras_cache() / f for f in VGG16_FILES if (_keras_cache() / f).exists()]
+        if not found:
+            raise TransplantError(
+                f"ImageNet weights for VGG-16 are not in the Keras cache ({_keras_cache()}: "
+                f"{' or '.join(VGG16_FILES)}). tfzoo does not download: fetch them once with "
+                "keras.applications.VGG16(weights='imagenet') on a machine with network access, "
+                "or pass weights='/path/to/the.h5'."
+            )
+        weights = found[0]
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TransplantError(
+            f"weights must be None, 'imagenet', a .h5 path or a keras.Model, got {weights!r}")
+    path = Path(weights)
+    if not path.exists():
+        raise TransplantError(f"weights file {str(path)!r} does not exist")
+    for include_top in (True, False):
+        try:
+            return keras.applications.VGG16(weights=str(path), include_top=include_top)
+        except ValueError:
+            continue
+    raise TransplantError(f"{path} holds no keras.applications VGG16 weights (tried with and "
+                          "without the classifier)")
+
+
+def vgg16_target_name(name: str) -> str | None:
+    """tfzoo's name for a keras VGG16 layer, None for the ImageNet classifier."""
+    m = re.fullmatch(r"block(\d)_conv(\d)", name)
+    if m:
+        return f"conv{m.group(1)}_{m.group(2)}"
+    return {"fc1": "fc6", "fc2": "fc7"}.get(name)
+
+
+def transplant_vgg16(source: keras.Model, target: keras.Model, *, prefix: str = "") -> list[str]:
+    """Copies keras VGG16's convolutions (and fc1/fc2 when present) into the tower `prefix`.
+
+    Every convolution must have a counterpart; fc6/fc7 are copied where the tower has them (a
+    tower truncated after a fusion has none). A flow tower's conv1_1 gets the RGB filters
+    averaged over colour and replicated over its 2L channels. Returns the layers set.
+    """
+    target_layers = {layer.name: layer for layer in target.layers}
+    done, missing = [], []
+    for layer in source.layers:
+        weights = layer.get_weights()
+        name = vgg16_target_name(layer.name)
+        if not weights or name is None:
+            continue
+        dst = target_layers.get(prefix + name)
+        if dst is None:
+            if isinstance(layer, keras.layers.Conv2D):
+                missing.append(prefix + name)
+            continue
+        shape = tuple(dst.kernel.shape)
+        kernel = weights[0]
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel = convert_kernel(kernel, shape)
+        elif kernel.size == int(np.prod(shape)) and shape[-1] == kernel.shape[-1]:
+            kernel = kernel.reshape(shape)  # keras flattens (h, w, c) row-major, as reshape
+        else:
+            raise TransplantError(f"cannot map {layer.name} kernel {kernel.shape} onto "
+                                  f"{dst.name} {shape}: ImageNet VGG-16 needs fc6_kernel=7 "
+                                  "and width_multiplier=1")
+        dst.set_weights([kernel, *weights[1:]])
+        done.append(dst.name)
+    if missing:
+        raise TransplantError(f"{target.name} has no layers {missing[:5]}: not a VGG-16 tower "
+                              f"with prefix {prefix!r}")
+    return done

@@ -48,6 +48,45 @@ def _inputs(flow_channels: int):
     return rgb, flow
 
 
+class _VGGPretrained:
+    """`load_pretrained` for models built from two VGG towers ("spatial_" and "temporal_")."""
+
+    def load_pretrained(self, weights, **kwargs) -> list[str]:
+        """Transplants keras.applications VGG-16 weights into the VGG-16 towers.
+
+        `weights`: "imagenet" (the Keras cache), a local .h5 or a keras VGG16 model, for both
+        towers, or a dict {"rgb": ..., "flow": ...} (None skips a tower). The temporal tower's
+        conv1_1 gets the RGB filters averaged over colour and replicated 2L times (cross-modality
+        initialisation, thesis §3.3.5). fc8 and the fusion layers keep their initialisation.
+        """
+        from tfzoo.backbones.transplant import TransplantError, transplant_vgg16, vgg16_source
+
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        per_stream = weights if isinstance(weights, dict) else {"rgb": weights, "flow": weights}
+        unknown = set(per_stream) - {"rgb", "flow"}
+        if unknown:
+            raise ValueError(f"weights keys must be among ['rgb', 'flow'], got {sorted(unknown)}")
+        cfg = self._tfzoo_config
+        done = []
+        for stream, w in per_stream.items():
+            if w is None:
+                continue
+            tower = "spatial" if stream == "rgb" else "temporal"
+            arch = cfg[f"{tower}_arch"]
+            if arch != "vgg16":
+                raise TransplantError(
+                    f"the {tower} tower is {arch!r}: keras.applications has ImageNet weights "
+                    f"for VGG-16 only; pass weights={{'{'rgb' if stream == 'flow' else 'flow'}'"
+                    f": ...}} to initialise the other tower alone")
+            source = vgg16_source(w)
+            if cfg.get("width_multiplier", 1.0) != 1.0:
+                raise TransplantError(f"ImageNet weights need width_multiplier=1.0, got "
+                                      f"{cfg['width_multiplier']}")
+            done += transplant_vgg16(source, self, prefix=f"{tower}_")
+        return done
+
+
 def _normalize(rgb, flow, normalization: str, flow_scale: float):
     x_a = VideoNormalization(normalization, name="rgb_normalization")(rgb)
     x_b = flow
@@ -65,7 +104,7 @@ def _score_head(fc8, name: str):
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
-class TwoStreamFusion(VideoModel):
+class TwoStreamFusion(_VGGPretrained, VideoModel):
     """Two-stream ConvNet fusion (Feichtenhofer, Pinz, Zisserman, CVPR 2016; thesis ch. 3).
 
     The temporal (motion) tower is fused into the spatial (appearance) tower at each layer of
@@ -218,7 +257,7 @@ class TwoStreamFusion(VideoModel):
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
-class TwoStreamNet(VideoModel):
+class TwoStreamNet(_VGGPretrained, VideoModel):
     """The two-stream baseline: late fusion of two full towers (Simonyan & Zisserman, NIPS 2014).
 
     Thesis §2.3 and Table 3.1 ("Sum, Softmax", 181.42M parameters with VGG-M-2048 towers): a
