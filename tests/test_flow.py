@@ -353,3 +353,18 @@ def test_two_stream_frames_sample_like_the_reader(bikes_path):
     assert (cfg["num_chunks"], cfg["flow_stack"], cfg["flow_params"]) == (3, 4, SMALL)
     with pytest.raises(FlowInputError, match="at least 2"):
         layer(clip[None, :1].astype(np.float32))
+
+
+def test_flow_bench_runs_and_reports_both_configurations(capsys):
+    assert bench.main(["--sizes", "24x32", "--accuracy-size", "24x32", "--iterations", "2",
+                       "--warps", "1", "--max-scales", "1", "--repeats", "1",
+                       "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len([r for r in rows if r.startswith("| bikes ")]) == 5
+    assert sum(r.startswith(f"| {c} |") for r in rows for c in bench.CASES) == 5
+    speed = [r for r in rows if r.startswith("| 24x32 |")]
+    assert len(speed) == 6 and "OpenCV DualTVL1" in speed[0]
+    for r in speed[1:]:
+        ms = float(r.split("|")[4])
+        assert ms > 0 and r.rstrip().endswith("x |")
