@@ -350,7 +350,11 @@ def test_two_stream_frames_sample_like_the_reader(bikes_path):
     np.testing.assert_allclose(out["flow"].numpy()[0], want, atol=2e-3)
     assert np.abs(want).mean() > 0.05
     cfg = layer.get_config()
-    assert (cfg["num_chunks"], cfg["flow_stack"], cfg["flow_params"]) == (3, 4, SMALL)
+    assert (cfg["num_chunks"], cfg["flow_stack"], cfg["method"], cfg["flow_params"]) == (
+        3, 4, "tvl1", SMALL)
+    assert type(TwoStreamFrames.from_config(cfg).flow) is TVL1
+    with pytest.raises(ValueError, match="unknown flow method 'farneback'"):
+        TwoStreamFrames(method="farneback")
     with pytest.raises(FlowInputError, match="at least 2"):
         layer(clip[None, :1].astype(np.float32))
 
@@ -368,3 +372,54 @@ def test_flow_bench_runs_and_reports_both_configurations(capsys):
     for r in speed[1:]:
         ms = float(r.split("|")[4])
         assert ms > 0 and r.rstrip().endswith("x |")
+
+
+def test_two_stream_model_trains_end_to_end_on_rgb_and_exports(tmp_path):
+    """RGB in -> TVNet flow stacks -> a two-stream classifier: the classification loss trains
+    TVNet's kernels, and the SavedModel (RGB only) equals the Keras model."""
+    from export.saved_model import export_saved_model
+    from tfzoo.flow import TwoStreamFrames
+    from tfzoo.rundir import RunInfo
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    # Two classes: the texture moves 1 px right or 1 px left per frame.
+    base = [_texture(16, 24, s) for s in range(8)]
+    x, y = [], []
+    for i in range(16):
+        d = 1 if i % 2 else -1
+        img = base[i % 8]
+        x.append(np.stack([np.roll(img, d * t, axis=1) for t in range(4)]))
+        y.append(i % 2)
+    x, y = np.stack(x).astype(np.float32), np.array(y)
+    frames = keras.Input((None, 16, 24, 3), name="frames")
+    inputs = TwoStreamFrames(num_chunks=1, flow_stack=2, method="tvnet",
+                             flow_params=dict(iterations=5, warps=1, max_scales=1),
+                             name="two_stream_frames")(frames)
+    # The papers feed flow at 255/40 per pixel (their uint8 code); RGB at 1/255 here.
+    scaled = {"rgb": keras.layers.Rescaling(1 / 255)(inputs["rgb"]),
+              "flow": keras.layers.Rescaling(255 / 40)(inputs["flow"])}
+    pooled = {k: keras.layers.GlobalAveragePooling3D()(v) for k, v in scaled.items()}
+    outputs = {k: keras.layers.Dense(2, name=k)(v) for k, v in pooled.items()}
+    model = keras.Model(frames, outputs)
+    tvnet = model.get_layer("two_stream_frames").flow
+    before = [w.numpy().copy() for w in tvnet.trainable_weights]
+    assert len(before) == 4
+    model.compile(keras.optimizers.Adam(5e-2), loss={
+        k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in outputs})
+    hist = model.fit(x, {"rgb": y, "flow": y}, batch_size=8, epochs=10, verbose=0)
+    assert hist.history["flow_loss"][-1] < 0.5 * hist.history["flow_loss"][0]
+    changed = [np.abs(w.numpy() - b).max() for w, b in zip(tvnet.trainable_weights, before)]
+    assert min(changed) > 0, changed  # the classification loss reaches every TVNet weight
+    flow_logits = model(x)["flow"].numpy()
+    assert (flow_logits.argmax(-1) == y).mean() == 1.0
+
+    info = RunInfo(model="tvnet_two_stream", model_config={}, class_names=["left", "right"],
+                   num_frames=4, image_size=(16, 24))
+    path = export_saved_model(model, info, tmp_path)
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    assert list(fn.structured_input_signature[1]) == ["rgb"]
+    out = fn(rgb=tf.constant(x[:4].astype(np.uint8)))
+    logits = model(x[:4].astype(np.uint8).astype(np.float32))
+    want = tf.nn.softmax((logits["rgb"] + logits["flow"]) / 2).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)

@@ -83,3 +83,20 @@ def test_bad_input_is_a_clear_error(name):
     bad = strings if not isinstance(x, dict) else {**x, model.inputs[0].name: strings}
     with pytest.raises(InputSpecError, match="dtype"):
         model(bad)
+
+
+TWO_STREAM = [n for n in NAMES if "two_stream" in get_entry(n).tags]
+
+
+@pytest.mark.parametrize("name", TWO_STREAM)
+def test_two_stream_model_composes_with_dict_inputs(name):
+    # Inside another functional model (e.g. behind tfzoo.flow.TwoStreamFrames) the inputs
+    # arrive as a dict of symbolic tensors; they must reach the right streams.
+    model, g = small_model(name)
+    x = sample_inputs(model, g["frames"], g["size"], batch=1)
+    assert sorted(x) == ["flow", "rgb"]
+    inputs = {k: keras.Input(v.shape[1:], name=f"outer_{k}") for k, v in x.items()}
+    outer = keras.Model(inputs, model(inputs))
+    got, want = as_dict(outer(x)), as_dict(model(x))
+    for key in want:
+        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]), atol=1e-5)

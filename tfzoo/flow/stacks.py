@@ -5,7 +5,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfzoo.flow.solver import TVL1, FlowInputError, _check_frames_static
+from tfzoo.flow.solver import TVL1, TVNet, FlowInputError, _check_frames_static
+
+METHODS = {"tvl1": TVL1, "tvnet": TVNet}
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -19,10 +21,12 @@ class TwoStreamFrames(keras.layers.Layer):
     `tfzoo.data.augment.test_indices`), and for each computes the L = `flow_stack` TV-L1 fields
     centred on it (fields t-L/2 .. t+L/2-1, clamped at the clip's ends, as
     `tfzoo.data.readers.flow_indices`). Only those T*L frame pairs are solved.
+    `method="tvnet"` computes the flow with a `TVNet` (trainable kernels; Fan et al. CVPR 2018),
+    so a two-stream model behind this layer trains end to end on RGB alone.
 
     Input `(B, N, H, W, 3)` RGB in [0, 255], N >= 2 consecutive frames. Output
     `{"rgb": (B, T, H, W, 3), "flow": (B, T, H, W, 2L)}`, flow in pixels, channels u1, v1, ...
-    `flow_params` are `TVL1`'s constructor arguments (defaults: TVL1's).
+    `flow_params` are the constructor arguments of `TVL1` / `TVNet` (defaults: theirs).
 
     Example:
     >>> import numpy as np
@@ -33,16 +37,19 @@ class TwoStreamFrames(keras.layers.Layer):
     ((1, 3, 24, 32, 3), (1, 3, 24, 32, 4))
     """
 
-    def __init__(self, num_chunks: int = 5, flow_stack: int = 10,
+    def __init__(self, num_chunks: int = 5, flow_stack: int = 10, method: str = "tvl1",
                  flow_params: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         if int(num_chunks) < 1 or int(flow_stack) < 1:
             raise ValueError(f"num_chunks and flow_stack must be >= 1, got {num_chunks!r}, "
                              f"{flow_stack!r}")
+        if method not in METHODS:
+            raise ValueError(f"unknown flow method {method!r}; expected one of {sorted(METHODS)}")
         self.num_chunks = int(num_chunks)
         self.flow_stack = int(flow_stack)
+        self.method = method
         self.flow_params = dict(flow_params or {})
-        self.tvl1 = TVL1(**self.flow_params, name="tvl1")
+        self.flow = METHODS[method](**self.flow_params, name=method)
 
     def call(self, frames):
         from tfzoo.data.augment import test_indices
@@ -58,7 +65,7 @@ class TwoStreamFrames(keras.layers.Layer):
         fields = tf.reshape(flow_indices(centres, n, self.flow_stack), [-1])  # (T*L,)
         pairs = tf.stack([tf.gather(frames, fields, axis=1),
                           tf.gather(frames, fields + 1, axis=1)], axis=2)  # (B, T*L, 2, ...)
-        flow = self.tvl1(tf.reshape(pairs, [-1, 2, h, w, 3]))[:, 0]  # (B*T*L, H, W, 2)
+        flow = self.flow(tf.reshape(pairs, [-1, 2, h, w, 3]))[:, 0]  # (B*T*L, H, W, 2)
         flow = tf.reshape(flow, [b, self.num_chunks, self.flow_stack, h, w, 2])
         flow = tf.transpose(flow, [0, 1, 3, 4, 2, 5])  # (B, T, H, W, L, 2): u1, v1, u2, ...
         flow = tf.reshape(flow, [b, self.num_chunks, h, w, 2 * self.flow_stack])
@@ -71,4 +78,5 @@ class TwoStreamFrames(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_chunks": self.num_chunks,
-                "flow_stack": self.flow_stack, "flow_params": dict(self.flow_params)}
+                "flow_stack": self.flow_stack, "method": self.method,
+                "flow_params": dict(self.flow_params)}

@@ -46,6 +46,11 @@ class VideoModel(keras.Model):
     def __call__(self, *args, **kwargs):
         if args:
             check_inputs(self, args[0])
+            if isinstance(args[0], dict) and isinstance(self._inputs_struct, (list, tuple)):
+                # Keras maps a dict onto list inputs by name when called eagerly, but by sorted
+                # key when called on symbolic tensors ({"flow", "rgb"} -> [rgb, flow] swapped),
+                # e.g. behind tfzoo.flow.TwoStreamFrames in a functional model.
+                args = ([args[0][s.name] for s in self.inputs], *args[1:])
         return super().__call__(*args, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
