@@ -66,3 +66,18 @@ def test_stage_keys_are_checked():
 def test_missing_config_file_lists_available(tmp_path):
     with pytest.raises(ConfigError, match="tresnet_synthetic"):
         cfglib.load_config_file("no_such_config")
+
+
+def test_stresnet_recipe_trains_each_stream_on_its_own_schedule():
+    # Table 4.2: appearance 1e-2 (10K) + 1e-3 (10K), motion 1e-2 (30K) + 1e-3 (10K), BN 4 / 86.
+    stages = {n.split("-", 1)[1]: c
+              for n, c in cfglib.stage_configs(cfglib.load_config_file("stresnet50_ucf101"))}
+    assert list(stages) == ["appearance", "motion", "stresnet", "star"]
+    rgb, flow = stages["appearance"], stages["motion"]
+    assert (rgb.train_streams, rgb.lr_boundaries, rgb.epochs) == (("rgb",), (10,), 20)
+    assert (flow.train_streams, flow.lr_boundaries, flow.epochs) == (("flow",), (30,), 40)
+    for s in (rgb, flow):
+        assert s.model_overrides["rgb_bn_group_size"] == 4
+        assert s.model_overrides["flow_bn_group_size"] == 86
+        assert s.steps_per_epoch == 1000 and s.batch_size == 256 and s.learning_rate == 1e-2
+    assert stages["stresnet"].train_streams is None  # both streams, end to end

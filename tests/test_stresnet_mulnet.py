@@ -395,3 +395,31 @@ def test_stresnet50_full_size_equals_keras_resnet50_framewise():
     feats = model.feature_model("rgb")(inputs, training=False)["conv5"].numpy()
     ref = source(caffe(inputs["rgb"]).reshape(-1, SIZE, SIZE, 3)).numpy()
     assert_close(feats.reshape(ref.shape), ref, "rgb conv5")
+
+
+def test_train_streams_trains_one_stream_and_freezes_the_other():
+    from tfzoo.models.base import set_trainable_streams
+
+    keras.utils.set_random_seed(0)
+    model = tfzoo.create_model("stresnet50", num_classes=3, blocks=TINY, width=WIDTH,
+                               fusion="none", temporal_kernels=(1, 1, 1))
+    frozen = set_trainable_streams(model, ("rgb",))
+    assert frozen > 0
+    assert all(not l.trainable for l in model.layers if l.name.startswith("flow_") and l.weights)
+    before = {w.path: w.numpy().copy() for w in model.weights}
+    sce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.SGD(0.1), loss={"rgb": sce, "flow": sce})
+    rng = np.random.default_rng(0)
+    x = {"rgb": rng.uniform(0, 255, (4, 1, SIZE, SIZE, 3)).astype("float32"),
+         "flow": rng.normal(0, 3, (4, 1, SIZE, SIZE, 20)).astype("float32")}
+    y = np.array([0, 1, 2, 0])
+    model.fit(x, {"rgb": y, "flow": y}, epochs=1, batch_size=4, verbose=0)
+    moved = {p for p, v in before.items()
+             if not np.array_equal(v, next(w for w in model.weights if w.path == p).numpy())}
+    # Every change is in the appearance stream (kernels and BN statistics alike).
+    assert moved and all(p.startswith("rgb_") for p in moved), sorted(moved)[:5]
+    assert any("predictions" in p for p in moved)
+    with pytest.raises(ValueError, match=r"subset of \['flow', 'rgb'\]"):
+        set_trainable_streams(model, ("depth",))
+    with pytest.raises(ValueError, match="no separate streams"):
+        set_trainable_streams(tfzoo.create_model("resnet_small", num_classes=3), ("rgb",))

@@ -65,6 +65,7 @@ class TrainConfig:
     jit_compile: bool = False  # XLA made Conv3D training ~5x slower on this CPU (measured)
     seed: int = 0
     checkpoint_every_steps: int | None = None  # BackupAndRestore within an epoch; None: per epoch
+    train_streams: tuple | None = None  # two-stream models: train only these ("rgb", "flow")
     # Multi-stage recipes
     stages: tuple = ()
     init_from: str | None = None  # a model_dir whose weights start this run

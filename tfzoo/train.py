@@ -252,6 +252,14 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
         if start:
             n = init_from(model, start)
             print(f"[tfzoo] initialised {n} layers from {start}")
+        if config.train_streams:
+            from tfzoo.models.base import set_trainable_streams
+
+            try:
+                n = set_trainable_streams(model, config.train_streams)
+            except ValueError as e:
+                raise TrainError(f"stage {config.model}: {e}") from None
+            print(f"[tfzoo] training streams {list(config.train_streams)}; froze {n} layers")
         compile_model(model, config, keras)
 
     outputs = sorted(model.output) if isinstance(model.output, dict) else None

@@ -82,6 +82,31 @@ def _multi_worker_logs(model, logs):
     return logs
 
 
+def set_trainable_streams(model: keras.Model, streams) -> int:
+    """Freezes every layer of a two-stream model's streams not in `streams`; returns how many.
+
+    Streams are independent before any cross-stream connection, so training one stream with
+    the other frozen is training it alone: Table 4.2 trains the appearance and motion streams
+    on different schedules this way (one recipe stage each).
+    """
+    prefixes = getattr(model, "STREAM_PREFIXES", None)
+    if not prefixes:
+        raise ValueError(f"{model.name} has no separate streams; train_streams is for "
+                         "two-stream models")
+    streams = tuple(streams)
+    unknown = sorted(set(streams) - set(prefixes))
+    if unknown or not streams:
+        raise ValueError(f"train_streams={streams!r}: expected a non-empty subset of "
+                         f"{sorted(prefixes)}")
+    frozen = 0
+    for layer in model.layers:
+        for stream, prefix in prefixes.items():
+            if stream not in streams and layer.name.startswith(prefix) and layer.weights:
+                layer.trainable = False
+                frozen += 1
+    return frozen
+
+
 def check_inputs(model: keras.Model, data) -> None:
     specs = model.inputs
     if isinstance(data, dict):

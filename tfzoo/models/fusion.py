@@ -48,8 +48,10 @@ def _inputs(flow_channels: int):
     return rgb, flow
 
 
-class _VGGPretrained:
-    """`load_pretrained` for models built from two VGG towers ("spatial_" and "temporal_")."""
+class _VGGTowers:
+    """Models built from two VGG towers: their stream prefixes and `load_pretrained`."""
+
+    STREAM_PREFIXES = {"rgb": "spatial_", "flow": "temporal_"}
 
     def load_pretrained(self, weights, **kwargs) -> list[str]:
         """Transplants keras.applications VGG-16 weights into the VGG-16 towers.
@@ -104,7 +106,7 @@ def _score_head(fc8, name: str):
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
-class TwoStreamFusion(_VGGPretrained, VideoModel):
+class TwoStreamFusion(_VGGTowers, VideoModel):
     """Two-stream ConvNet fusion (Feichtenhofer, Pinz, Zisserman, CVPR 2016; thesis ch. 3).
 
     The temporal (motion) tower is fused into the spatial (appearance) tower at each layer of
@@ -257,7 +259,7 @@ class TwoStreamFusion(_VGGPretrained, VideoModel):
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
-class TwoStreamNet(_VGGPretrained, VideoModel):
+class TwoStreamNet(_VGGTowers, VideoModel):
     """The two-stream baseline: late fusion of two full towers (Simonyan & Zisserman, NIPS 2014).
 
     Thesis §2.3 and Table 3.1 ("Sum, Softmax", 181.42M parameters with VGG-M-2048 towers): a

@@ -195,6 +195,8 @@ def stream_head(
 class TwoStreamResNet(VideoModel):
     """What ST-ResNet and MulNet share: two-stream outputs, weight transplant, feature taps."""
 
+    STREAM_PREFIXES = PREFIXES
+
     def _finish(self, inputs, features, endpoints, heads: dict, flow_weight: float, config, kwargs):
         logits = {
             s: stream_head(features[s], _num_classes(config), PREFIXES[s], **heads[s])
