@@ -302,8 +302,8 @@ def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
     common = ["--video", str(bikes_path), "--resize", "32x48", "--max-frames", "4",
               "--chunk", "2"] + [a for k, v in SMALL.items()
                                  for a in (f"--{k.replace('_', '-')}", str(v))]
-    assert main(common + ["--out", str(tmp_path / "f.npz")]) == 0
-    flows = load_npz(tmp_path / "f.npz")
+    assert main(common + ["--out", str(tmp_path / "new" / "f.npz")]) == 0  # makes the folder
+    flows = load_npz(tmp_path / "new" / "f.npz")
     assert flows.shape == (3, 32, 48, 2) and np.isfinite(flows).all()
     assert main(common + ["--out", str(tmp_path / "jpg"), "--format", "jpeg"]) == 0
     for c, comp in enumerate("uv"):
@@ -318,6 +318,11 @@ def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
     frames = np.stack([f for _, f in zip(range(4), iter_frames(bikes_path, (32, 48)))])
     whole = tf.function(TVL1(**SMALL).__call__)(frames[None].astype(np.float32))[0].numpy()
     np.testing.assert_allclose(flows, whole, atol=2e-3)
+    # --opencv is TVL1(**OPENCV).
+    assert main(common + ["--out", str(tmp_path / "cv.npz"), "--opencv"]) == 0
+    like_cv = tf.function(TVL1(**SMALL, **OPENCV).__call__)(frames[None].astype(np.float32))
+    np.testing.assert_allclose(load_npz(tmp_path / "cv.npz"), like_cv[0].numpy(), atol=2e-3)
+    assert np.abs(load_npz(tmp_path / "cv.npz") - flows).max() > 1e-3  # a different setting
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["--video", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "x.npz")])
 

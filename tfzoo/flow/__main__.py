@@ -48,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     for name, default in (("iterations", 50), ("warps", 5), ("max-scales", 5)):
         p.add_argument(f"--{name}", type=int, default=default)
-    for name, default in (("tau", 0.25), ("lbda", 0.15), ("theta", 0.3), ("zfactor", 0.5)):
+    for name, default in (("tau", 0.25), ("lbda", 0.15), ("theta", 0.3), ("zfactor", 0.5),
+                          ("sigma", 0.8)):
         p.add_argument(f"--{name}", type=float, default=default)
+    p.add_argument("--opencv", action="store_true",
+                   help="OpenCV's DualTVL1 choices (tfzoo.flow.OPENCV: no presmoothing, no "
+                        "pyramid antialiasing, zero border); overrides --sigma")
     return p
 
 
@@ -138,8 +142,15 @@ def run(args) -> int:
     if args.max_frames:
         total = min(total or args.max_frames, args.max_frames)
     params = dict(iterations=args.iterations, warps=args.warps, max_scales=args.max_scales,
-                  tau=args.tau, lbda=args.lbda, theta=args.theta, zfactor=args.zfactor)
+                  tau=args.tau, lbda=args.lbda, theta=args.theta, zfactor=args.zfactor,
+                  sigma=args.sigma)
+    if args.opencv:
+        from tfzoo.flow.solver import OPENCV
+
+        params.update(OPENCV)
     solver = _compiled_solver(tuple(sorted(params.items())))
+    if fmt != "jpeg":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npz":
         sink = _NpzSink(args.out)
     elif fmt == "jpeg":
