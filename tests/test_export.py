@@ -340,3 +340,24 @@ def test_in_graph_tvl1_flow_serves_rgb_only(tmp_path, bikes_path):
                                                    keras.layers.Dense(3)]), info)
     with pytest.raises(ExportError, match="expected 'tvl1'"):
         sm.in_graph_flow("farneback", model, info)
+
+
+@pytest.mark.parametrize("name", ["fusion_vgg16_conv_relu5", "stresnet50", "mulnet50_152"])
+def test_registered_two_stream_models_round_trip(name, tmp_path):
+    from tfzoo.registry import get_entry
+
+    entry = get_entry(name)
+    keras.utils.set_random_seed(0)
+    model = tfzoo.create_model(name, num_classes=3, **entry.test_overrides)
+    geometry = {"frames": 3, "size": 32, **(entry.test_input or {})}
+    t, s = geometry["frames"], geometry["size"]
+    info = RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=t,
+                   image_size=(s, s), input_kind="rgb+flow")
+    path = export_saved_model(model, info, tmp_path, warmup=False)
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    rgb = _clip((1, t, s, s, 3), 5)
+    flow = np.random.RandomState(6).normal(0, 3, (1, t, s, s, 20)).astype("float32")
+    out = fn(rgb=tf.constant(rgb), flow=tf.constant(flow))
+    logits = model({"rgb": rgb.astype("float32"), "flow": flow})
+    want = _softmax(select_logits(logits).numpy())
+    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
