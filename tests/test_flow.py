@@ -327,7 +327,6 @@ def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
         main(["--video", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "x.npz")])
 
 
-@pytest.mark.slow
 def test_train_cli_writes_a_loadable_tvnet(bikes_path, tmp_path):
     from tfzoo.flow.train import load_tvnet, main
 
