@@ -284,7 +284,7 @@ def export_saved_model(
     return final
 
 
-def in_graph_flow(kind: str, model, info, **flow_params):
+def in_graph_flow(kind: str, model, info):
     """`flow_fn` for `kind` ("tvl1"): TV-L1 flow stacks from a dense RGB clip.
 
     T is the run's test clip length (`info.num_frames`) and L half the model's flow channels.
@@ -300,8 +300,7 @@ def in_graph_flow(kind: str, model, info, **flow_params):
                           "(u, v per field)")
     from tfzoo.flow import TwoStreamFrames
 
-    return TwoStreamFrames(num_chunks=int(info.num_frames), flow_stack=layout["flow"] // 2,
-                           flow_params=flow_params)
+    return TwoStreamFrames(num_chunks=int(info.num_frames), flow_stack=layout["flow"] // 2)
 
 
 def resolve_version_dir(export_dir: str | os.PathLike, name: str, version: int | None) -> Path:
