@@ -1,0 +1,249 @@
+"""Request tensors: TF Serving's JSON tensor rules and TensorProto limits.
+
+JSON (g3doc/api_rest.md, util/json_tensor.cc): an integer tensor takes JSON integers only (a JSON
+float such as 0.5 or 1.0 is refused, as TF Serving refuses it); a float tensor takes integers
+and floats; a bool tensor takes true/false; a string tensor takes JSON strings (UTF-8) or
+`{"b64": "..."}` for bytes. On the way out, string outputs whose name ends in `_bytes` are sent as
+`{"b64": ...}`, as TF Serving does (and, unlike TF Serving, which would write invalid JSON, any
+other string output that is not UTF-8 is also sent as `{"b64": ...}`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from serving.errors import invalid
+
+MAX_JSON_DEPTH = 32  # a tensor of rank > 32 is not a video; deeper JSON is refused early
+
+
+def info_dtype(info) -> tf.DType:
+    return tf.dtypes.as_dtype(info.dtype)
+
+
+def info_shape(info) -> list[int] | None:
+    """Dims of a TensorInfo (-1 unknown), or None for unknown rank."""
+    if info.tensor_shape.unknown_rank:
+        return None
+    return [int(d.size) for d in info.tensor_shape.dim]
+
+
+def shape_text(dims) -> str:
+    return "(" + ", ".join("?" if d < 0 else str(d) for d in dims) + ")"
+
+
+def check_inputs(arrays: dict, infos: dict, signature: str) -> dict[str, np.ndarray]:
+    """Names, dtypes and shapes of `arrays` against a signature's input TensorInfos."""
+    sent, wanted = set(arrays), set(infos)
+    if sent != wanted:
+        raise invalid(f"input names {sorted(sent)} do not match signature {signature!r}: "
+                      f"missing {sorted(wanted - sent)}, unexpected {sorted(sent - wanted)}; "
+                      f"expected exactly {sorted(wanted)}")
+    out = {}
+    for name, info in infos.items():
+        array, dtype = arrays[name], info_dtype(info)
+        want_np = object if dtype == tf.string else dtype.as_numpy_dtype
+        if dtype == tf.string:
+            if array.dtype != object:
+                raise invalid(f"input {name!r}: got {array.dtype.name} values; expected string")
+        elif array.dtype != want_np:
+            raise invalid(f"input {name!r}: Expects arg to be {dtype.name} but "
+                          f"{tf.as_dtype(array.dtype).name} is provided")
+        dims = info_shape(info)
+        if dims is not None and (array.ndim != len(dims) or any(
+                d >= 0 and d != s for d, s in zip(dims, array.shape))):
+            raise invalid(f"input {name!r}: got shape {tuple(array.shape)}; signature "
+                          f"{signature!r} expects {shape_text(dims)}")
+        out[name] = array
+    return out
+
+
+# --- gRPC: TensorProto ----------------------------------------------------------------------
+
+def proto_to_array(name: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> np.ndarray:
+    """A TensorProto as an array, refusing bad dims and tensors larger than `max_bytes`."""
+    if proto.dtype == types_pb2.DT_INVALID or proto.dtype not in types_pb2.DataType.values():
+        raise invalid(f"input {name!r}: dtype {proto.dtype} is not a valid DataType")
+    dims = [int(d.size) for d in proto.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        raise invalid(f"input {name!r}: dims {dims} include a negative size")
+    try:
+        itemsize = 8 if proto.dtype == types_pb2.DT_STRING else tf.as_dtype(proto.dtype).size
+    except TypeError:
+        raise invalid(f"input {name!r}: dtype {types_pb2.DataType.Name(proto.dtype)} is not "
+                      "supported") from None
+    count = int(np.prod(dims, dtype=np.float64)) if dims else 1
+    if count * itemsize > max_bytes:
+        raise invalid(f"input {name!r}: shape {dims} is {count * itemsize} bytes; the limit is "
+                      f"{max_bytes} bytes (--max_body_bytes)")
+    try:
+        return tf.make_ndarray(proto)
+    except (ValueError, TypeError) as e:
+        raise invalid(f"input {name!r}: malformed TensorProto ({e})") from None
+
+
+# --- REST: JSON -----------------------------------------------------------------------------
+
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def json_to_array(value, dtype: tf.DType, where: str) -> np.ndarray:
+    if dtype == tf.string:
+        return _strings(value, where)
+    if isinstance(value, dict):
+        raise invalid(f"{where}: got a JSON object (keys {sorted(value)[:5]}); expected "
+                      f"a nested list of {dtype.name} values")
+    try:
+        array = np.asarray(value)
+    except (ValueError, RecursionError):
+        raise invalid(f"{where}: the nested lists are ragged or nested too deeply; expected a "
+                      "rectangular array") from None
+    kind = array.dtype.kind
+    if array.size == 0:
+        return array.astype(dtype.as_numpy_dtype)
+    if dtype == tf.bool:
+        if kind != "b":
+            raise invalid(f"{where}: got {array.dtype.name} values; input of type bool takes "
+                          "JSON true/false")
+        return array
+    if kind == "b" or kind in "USO":
+        what = {"b": "true/false", "U": "strings", "S": "strings"}.get(kind, "non-numbers")
+        raise invalid(f"{where}: got {what}; expected {dtype.name} numbers")
+    if dtype.is_integer:
+        if kind == "f":
+            bad = array.reshape(-1)[0]
+            raise invalid(f"{where}: JSON Value: {bad!r} is a float; a {dtype.name} input takes "
+                          "JSON integers only (TF Serving refuses floats such as 1.0 for integer "
+                          "tensors)")
+        info = np.iinfo(dtype.as_numpy_dtype)
+        lo, hi = array.min(), array.max()
+        if lo < info.min or hi > info.max:
+            raise invalid(f"{where}: values span [{lo}, {hi}]; {dtype.name} holds "
+                          f"[{info.min}, {info.max}]")
+    return array.astype(dtype.as_numpy_dtype)
+
+
+def _strings(value, where: str) -> np.ndarray:
+    flat: list[bytes] = []
+
+    def walk(v, depth):
+        if depth > MAX_JSON_DEPTH:
+            raise invalid(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(v, list):
+            shapes = [walk(x, depth + 1) for x in v]
+            if any(s != shapes[0] for s in shapes):
+                raise invalid(f"{where}: the nested lists are ragged; expected a rectangular "
+                              "array of strings")
+            return (len(v),) + (shapes[0] if shapes else ())
+        if isinstance(v, str):
+            flat.append(v.encode("utf-8", "surrogatepass"))
+            return ()
+        if _is_b64(v) and isinstance(v["b64"], str):
+            try:
+                flat.append(base64.b64decode(v["b64"], validate=True))
+            except (binascii.Error, ValueError):
+                raise invalid(f"{where}: the \"b64\" value is not valid base64") from None
+            return ()
+        raise invalid(f"{where}: got {type(v).__name__} {str(v)[:40]!r}; a string input takes "
+                      'JSON strings or {"b64": "..."} objects')
+
+    shape = walk(value, 0)
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def _named(value, infos: dict, where: str) -> dict:
+    """{input name: value}; a single-input signature also takes the bare value."""
+    if isinstance(value, dict) and not _is_b64(value):
+        return value
+    if len(infos) != 1:
+        raise invalid(f"{where} is not a JSON object; this signature has inputs "
+                      f"{sorted(infos)}, so expected an object with those keys")
+    return {next(iter(infos)): value}
+
+
+def json_to_inputs(request, infos: dict, signature: str) -> tuple[dict, str]:
+    """A parsed predict body -> ({input: array}, "row" | "columnar")."""
+    if not isinstance(request, dict):
+        raise invalid(f"the request body is a JSON {type(request).__name__}; expected an object "
+                      '{"signature_name": ..., "instances": [...]} or {"inputs": ...}')
+    unknown = set(request) - {"signature_name", "instances", "inputs"}
+    if unknown:
+        raise invalid(f"unknown request keys {sorted(unknown)}; expected 'signature_name' and "
+                      "one of 'instances' or 'inputs'")
+    if ("instances" in request) == ("inputs" in request):
+        raise invalid("the request must have exactly one of 'instances' (row format) or "
+                      "'inputs' (columnar format)")
+    if "inputs" in request:
+        named = _named(request["inputs"], infos, "'inputs'")
+        arrays = {k: json_to_array(v, info_dtype(infos[k]), f"input {k!r}") if k in infos
+                  else np.asarray(0) for k, v in named.items()}
+        return check_inputs(arrays, infos, signature), "columnar"
+    instances = request["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise invalid("'instances' must be a non-empty JSON list (one entry per example)")
+    rows = [_named(v, infos, f"instances[{i}]") for i, v in enumerate(instances)]
+    keys = set(rows[0])
+    for i, row in enumerate(rows):
+        if set(row) != keys:
+            raise invalid(f"instances[{i}] has keys {sorted(row)}; instances[0] has "
+                          f"{sorted(keys)}: every instance needs the same inputs")
+    if keys != set(infos):
+        return check_inputs({k: np.asarray(0) for k in keys}, infos, signature), "row"
+    arrays = {}
+    for name, info in infos.items():
+        items = [json_to_array(r[name], info_dtype(info), f"instances[{i}] input {name!r}")
+                 for i, r in enumerate(rows)]
+        shapes = sorted({a.shape for a in items})
+        if len(shapes) > 1:
+            raise invalid(f"input {name!r}: instances have different shapes {shapes}; in the "
+                          "row format every instance must have the same shape (send clips of "
+                          "different sizes in separate requests)")
+        arrays[name] = np.stack(items)
+    return check_inputs(arrays, infos, signature), "row"
+
+
+def _json_value(name: str, array: np.ndarray):
+    if array.dtype == object or array.dtype.kind == "S":
+        flat = [_string(name, b) for b in array.reshape(-1).tolist()]
+        if array.ndim == 0:
+            return flat[0]
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        return out.reshape(array.shape).tolist()
+    return array.tolist()
+
+
+def _string(name: str, b):
+    if not isinstance(b, bytes):
+        return b
+    if not name.endswith("_bytes"):
+        try:
+            return b.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(b).decode("ascii")}
+
+
+def outputs_to_json(outputs: dict, fmt: str) -> dict:
+    if fmt == "columnar":
+        if len(outputs) == 1:
+            name, value = next(iter(outputs.items()))
+            return {"outputs": _json_value(name, value)}
+        return {"outputs": {k: _json_value(k, v) for k, v in outputs.items()}}
+    batch = {k: (v.shape[0] if v.ndim else None) for k, v in outputs.items()}
+    if len(set(batch.values())) != 1 or None in batch.values():
+        raise invalid(f"outputs have batch sizes {batch}; the row format ('instances') needs "
+                      "one batch dimension on every output: use 'inputs'")
+    n = next(iter(batch.values()))
+    columns = {k: _json_value(k, v) for k, v in outputs.items()}
+    if len(columns) == 1:
+        return {"predictions": next(iter(columns.values()))}
+    return {"predictions": [{k: columns[k][i] for k in columns} for i in range(n)]}
