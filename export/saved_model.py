@@ -119,11 +119,14 @@ class ServingModule(tf.Module):
 
     def __init__(self, model, class_names, *, top_k: int = 5, flow_fn: Callable | None = None):
         super().__init__(name="tfzoo_serving")
-        # Only the Keras model's variables become SavedModel children. Tracking the model
-        # object itself makes TF save Keras' own default signature too, which retraces the
-        # model outside our control (and fails on tfzoo's eager input check).
+        # Neither the Keras model nor its variables are tracked: tracking the model makes TF
+        # save Keras' own default signature too (it retraces the model outside our control and
+        # fails on tfzoo's eager input check), and a Keras variable is a wrapper that exports
+        # as a second tf.Variable next to the one the graph reads, which the TF1 session loader
+        # (TF Serving, saved_model_cli) then leaves uninitialised. The tf.Variables the traced
+        # signatures capture are tracked instead, at the end of __init__, as Keras'
+        # ExportArchive does.
         self._plain = _Untracked(model=model)
-        self.model_variables = list(model.variables)
         self.layout = input_layout(model)
         num_classes = _num_classes(model)
         if len(class_names) != num_classes:
@@ -138,7 +141,6 @@ class ServingModule(tf.Module):
         self.class_names = tf.constant([str(c) for c in class_names], dtype=tf.string)
         if isinstance(flow_fn, keras.layers.Layer):  # models too; see self._plain above
             self._plain.flow_fn = flow_fn
-            self.flow_variables = list(flow_fn.variables)
         else:
             self.flow_fn = flow_fn  # a tf.Module or plain function: tracked as is
         self.has_flow_fn = flow_fn is not None
@@ -158,6 +160,7 @@ class ServingModule(tf.Module):
                                      compute_flow=flow_fn is not None)
         if flow_fn is not None:
             self.serve_rgb_flow = self._signature(self._plain.signature_specs[SERVING_RGB_FLOW])
+        self.captured_variables = _captured_variables(self.signatures().values())
 
     def _signature(self, specs, compute_flow: bool = False):
         names = [s.name for s in specs]
@@ -198,6 +201,17 @@ class ServingModule(tf.Module):
         if self.has_flow_fn:
             out[SERVING_RGB_FLOW] = self.serve_rgb_flow.get_concrete_function()
         return out
+
+
+def _captured_variables(concrete_fns) -> list[tf.Variable]:
+    """The tf.Variables the traced functions read, each once, in first-use order."""
+    seen, out = set(), []
+    for fn in concrete_fns:
+        for v in fn.variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+    return out
 
 
 def _umask() -> int:
