@@ -430,6 +430,7 @@ class ModelManager:
         for v in sorted(known, reverse=True):
             s = known[v]
             entry = response.model_version_status.add(version=v, state=s.state)
+            entry.status.SetInParent()  # TF Serving always reports a status, OK included
             if s.error is not None:
                 entry.status.error_code = s.error.code.value[0]
                 entry.status.error_message = str(s.error)

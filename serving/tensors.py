@@ -117,7 +117,7 @@ def json_to_array(value, dtype: tf.DType, where: str) -> np.ndarray:
         raise invalid(f"{where}: got {what}; expected {dtype.name} numbers")
     if dtype.is_integer:
         if kind == "f":
-            bad = array.reshape(-1)[0]
+            bad = array.reshape(-1)[0].item()
             raise invalid(f"{where}: JSON Value: {bad!r} is a float; a {dtype.name} input takes "
                           "JSON integers only (TF Serving refuses floats such as 1.0 for integer "
                           "tensors)")
