@@ -662,6 +662,8 @@ def make_handler(api: RestApi, *, max_body_bytes: int = MAX_BODY_BYTES,
         def send_error(self, code, message=None, explain=None):
             # http.server's own errors (400, 414, 431, 501, ...) as JSON, never HTML.
             self.close_connection = True
+            if self.request_version == "HTTP/0.9":  # unparsed request line: still send headers
+                self.request_version = "HTTP/1.0"
             phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else ""
             self._reply(code, {"error": f"{code} {phrase}: {message or explain or ''}".strip()})
 
