@@ -56,7 +56,7 @@ from serving import protos  # noqa: E402
 from serving.batching import BatchOptions, BatchScheduler  # noqa: E402
 from serving.errors import ServingError, StatusCode, invalid  # noqa: E402
 from serving.tensors import (  # noqa: E402
-    check_inputs, json_to_inputs, outputs_to_json, proto_to_array)
+    check_inputs, json_to_inputs, loads, outputs_to_json, proto_to_array)
 
 DEFAULT_SIGNATURE = "serving_default"
 MAX_BODY_BYTES = 32 * 1024 * 1024       # a 16x224x298 clip is ~10 MB of JSON, 3.2 MB of gRPC
@@ -589,7 +589,7 @@ class RestApi:
             raise invalid(f"{m[4]} is not supported by tfzoo exports (Predict signatures "
                           "only); use :predict")
         try:
-            request = json.loads(body or b"")
+            request = loads(body or b"")
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise invalid(f"the request body is not valid JSON ({e}); expected "
                           '{"signature_name": ..., "instances": [...]} or {"inputs": ...}') from None

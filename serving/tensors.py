@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -89,6 +92,105 @@ def proto_to_array(name: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> 
 
 # --- REST: JSON -----------------------------------------------------------------------------
 
+class NumericArray:
+    """A JSON array of numbers parsed by numpy; `is_float` if any number had a '.' or exponent."""
+
+    __slots__ = ("array", "is_float")
+
+    def __init__(self, array: np.ndarray, is_float: bool):
+        self.array, self.is_float = array, is_float
+
+
+# Long runs of JSON that can only be nested arrays of numbers. A 16-frame clip is millions of
+# numbers: Python's json + np.asarray take ~1 us per number; numpy's text parser ~0.1 us.
+# Found with bytes.translate + bytes.find (linear), not a regex (quadratic on adversarial input).
+_RUN_MASK = bytes(49 if chr(i) in "[]0123456789eE+-., \t\r\n" else 48 for i in range(256))
+_MIN_RUN = 4096
+# What numpy accepts but JSON does not: a leading zero ('+' is checked with `in`).
+_LEADING_ZERO = re.compile(rb",-?0[0-9]")
+_INT64 = np.iinfo(np.int64)
+
+
+def _numeric(run: bytes) -> NumericArray | None:
+    """A rectangular JSON array of numbers, or None (then the generic parser handles it)."""
+    run = run.translate(None, b" \t\r\n")
+    skeleton = run.translate(None, b"0123456789eE+-.")
+    text = run.translate(None, b"[]")
+    rank = len(skeleton) - len(skeleton.lstrip(b"["))
+    if not 1 <= rank <= MAX_JSON_DEPTH:
+        return None
+    if not text or b",+" in b"," + text or _LEADING_ZERO.search(b"," + text):
+        return None
+    dims, child = [], b""
+    for level in range(rank - 1, -1, -1):  # innermost list first: count its children
+        p, d = level + 1, 0
+        while True:
+            if skeleton[p:p + len(child)] != child:
+                return None
+            p, d = p + len(child), d + 1
+            if p >= len(skeleton) or skeleton[p] not in b",]":
+                return None
+            if skeleton[p] == ord("]"):
+                break
+            p += 1
+        dims.insert(0, d)
+        child = b"[" + b",".join([child] * d) + b"]"
+    if child != skeleton:
+        return None
+    is_float = any(c in text for c in (b".", b"e", b"E"))
+    try:
+        flat = np.fromstring(text, dtype=np.float64 if is_float else np.int64, sep=",")
+    except ValueError:
+        return None
+    if flat.size != int(np.prod(dims)):
+        return None
+    if not is_float and (flat.max() == _INT64.max or flat.min() == _INT64.min):
+        return None  # numpy saturates integers beyond int64; let the generic parser refuse them
+    return NumericArray(flat.reshape(dims), is_float)
+
+
+def loads(body: bytes):
+    """json.loads, with large numeric arrays parsed by numpy into NumericArray leaves."""
+    if len(body) > 65536:
+        nonce = os.urandom(8).hex()
+        subs, parts, last, pos = {}, [], 0, 0
+        mask = body.translate(_RUN_MASK)
+        while (i := mask.find(b"1" * _MIN_RUN, pos)) >= 0:
+            j = mask.find(b"0", i)
+            j = len(body) if j < 0 else j
+            pos = j
+            start, end = body.find(b"[", i, j), body.rfind(b"]", i, j) + 1
+            if start < 0 or end <= start:
+                continue
+            parsed = _numeric(body[start:end])
+            if parsed is None:
+                continue
+            key = f"__tfzoo_{nonce}_{len(subs)}"
+            subs[key] = parsed
+            parts += [body[last:start], f'"{key}"'.encode()]
+            last = end
+        if subs:
+            parts.append(body[last:])
+            used = []
+
+            def put(v):
+                if isinstance(v, str) and v in subs:
+                    used.append(v)
+                    return subs[v]
+                if isinstance(v, list):
+                    return [put(x) for x in v]
+                if isinstance(v, dict):
+                    return {k: put(x) for k, x in v.items()}
+                return v
+
+            try:
+                tree = put(json.loads(b"".join(parts)))
+                if sorted(used) == sorted(subs):
+                    return tree
+            except (ValueError, RecursionError):
+                pass  # e.g. a run inside a JSON string: parse the body as it is
+    return json.loads(body)
+
 def _is_b64(value) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
@@ -96,6 +198,14 @@ def _is_b64(value) -> bool:
 def json_to_array(value, dtype: tf.DType, where: str) -> np.ndarray:
     if dtype == tf.string:
         return _strings(value, where)
+    if isinstance(value, NumericArray):
+        array = value.array
+        if value.is_float and dtype.is_integer:
+            bad = array.reshape(-1)[0].item()
+            raise invalid(f"{where}: JSON Value: {bad!r} is a float; a {dtype.name} input takes "
+                          "JSON integers only (TF Serving refuses floats such as 1.0 for integer "
+                          "tensors)")
+        return _check_range(array, dtype, where)
     if isinstance(value, dict):
         raise invalid(f"{where}: got a JSON object (keys {sorted(value)[:5]}); expected "
                       f"a nested list of {dtype.name} values")
@@ -121,6 +231,13 @@ def json_to_array(value, dtype: tf.DType, where: str) -> np.ndarray:
             raise invalid(f"{where}: JSON Value: {bad!r} is a float; a {dtype.name} input takes "
                           "JSON integers only (TF Serving refuses floats such as 1.0 for integer "
                           "tensors)")
+    return _check_range(array, dtype, where)
+
+
+def _check_range(array: np.ndarray, dtype: tf.DType, where: str) -> np.ndarray:
+    if dtype == tf.bool:
+        raise invalid(f"{where}: got numbers; input of type bool takes JSON true/false")
+    if dtype.is_integer and array.size:
         info = np.iinfo(dtype.as_numpy_dtype)
         lo, hi = array.min(), array.max()
         if lo < info.min or hi > info.max:
@@ -150,6 +267,9 @@ def _strings(value, where: str) -> np.ndarray:
             except (binascii.Error, ValueError):
                 raise invalid(f"{where}: the \"b64\" value is not valid base64") from None
             return ()
+        if isinstance(v, NumericArray):
+            raise invalid(f"{where}: got numbers; a string input takes JSON strings or "
+                          '{"b64": "..."} objects')
         raise invalid(f"{where}: got {type(v).__name__} {str(v)[:40]!r}; a string input takes "
                       'JSON strings or {"b64": "..."} objects')
 
@@ -187,6 +307,11 @@ def json_to_inputs(request, infos: dict, signature: str) -> tuple[dict, str]:
                   else np.asarray(0) for k, v in named.items()}
         return check_inputs(arrays, infos, signature), "columnar"
     instances = request["instances"]
+    if isinstance(instances, NumericArray) and len(infos) == 1 and instances.array.ndim:
+        # One array of numbers: the batch of a single-input signature, parsed in one go.
+        name, info = next(iter(infos.items()))
+        return check_inputs({name: json_to_array(instances, info_dtype(info), f"input {name!r}")},
+                            infos, signature), "row"
     if not isinstance(instances, list) or not instances:
         raise invalid("'instances' must be a non-empty JSON list (one entry per example)")
     rows = [_named(v, infos, f"instances[{i}]") for i, v in enumerate(instances)]

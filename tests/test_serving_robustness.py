@@ -502,3 +502,39 @@ def test_loadtest_runs_clients_against_rest_grpc_and_in_process(tiny_base):
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
     table = loadtest.format_table(rows)
     assert table.count("\n") == 7 and "| 4 | grpc | 12 | 0 |" in table
+
+
+def test_large_json_bodies_take_the_numpy_parser_with_the_same_rules(fuzz_server):
+    url, _ = fuzz_server
+    clip = _clip(batch=2, seed=4, t=8, size=32)  # 49k numbers: > 64 KB, parsed by numpy
+    want = reference(clip, 1)
+    bodies = [{"inputs": {"rgb": clip.tolist()}}, {"inputs": clip.tolist()},
+              {"instances": clip.tolist()}, {"instances": [{"rgb": c.tolist()} for c in clip]}]
+    for body in bodies:
+        for indent in (None, 1):
+            raw = json.dumps(body, indent=indent).encode()
+            assert len(raw) > 65536
+            status, reply = _raw(url, b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: "
+                                 + str(len(raw)).encode() + b"\r\n\r\n" + raw)
+            assert status == 200, reply
+            probs = reply["outputs"]["probabilities"] if "outputs" in reply else [
+                r["probabilities"] for r in reply["predictions"]]
+            np.testing.assert_allclose(probs, want, atol=1e-6)
+    # The same refusals as the generic parser.
+    first = int(clip.flat[0])
+    cases = [(clip + 0.5, f"JSON Value: {first + 0.5} is a float"),
+             (clip * 1.0, f"JSON Value: {first:.1f} is a float"),
+             (clip.astype(int) + 100, "values span [100, 355]; uint8 holds [0, 255]"),
+             (-clip.astype(int) - 1, "values span [-256, -1]")]
+    for value, message in cases:
+        status, reply = _post(url, "/v1/models/tiny:predict", {"inputs": {"rgb": value.tolist()}})
+        assert status == 400 and message in reply["error"], reply
+    ragged = clip.tolist()
+    ragged[1][7][31].pop()
+    status, reply = _post(url, "/v1/models/tiny:predict", {"inputs": {"rgb": ragged}})
+    assert status == 400 and "ragged" in reply["error"], reply
+    # A long numeric-looking run inside a JSON string stays a string.
+    name = json.dumps(clip.tolist())
+    status, reply = _post(url, "/v1/models/tiny:predict",
+                          {"signature_name": name, "inputs": {"rgb": clip.tolist()}})
+    assert status == 400 and f'Serving signature name: "{name[:40]}' in reply["error"]
