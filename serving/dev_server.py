@@ -640,6 +640,9 @@ def make_handler(api: RestApi, *, max_body_bytes: int = MAX_BODY_BYTES,
     class Handler(BaseHTTPRequestHandler):
         server_version = "tfzoo-dev-server/2"
         protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving
+        # Headers and body are two writes: with Nagle, the body waits for the client's delayed
+        # ACK (~40 ms per reply).
+        disable_nagle_algorithm = True
         timeout = socket_timeout
 
         def _reply(self, status: int, payload):
