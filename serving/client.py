@@ -240,7 +240,7 @@ def _grpc_call(target: str, method: str, request, timeout: float, retries: int,
 def grpc_metadata(target: str, model: str, version: int | None = None, *, label=None,
                   timeout: float = 30, retries: int = 3) -> dict:
     """Same as `rest_metadata`, over PredictionService/GetModelMetadata."""
-    _, tf, _, meta_pb2, _ = _grpc()
+    _, _, _, meta_pb2, _ = _grpc()
     request = meta_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = model
     if version is not None:
@@ -250,7 +250,9 @@ def grpc_metadata(target: str, model: str, version: int | None = None, *, label=
     response = _grpc_call(target, "GetModelMetadata", request, timeout, retries)
     sigs = meta_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sigs)
-    return {k: {"inputs": {n: tf.dtypes.as_dtype(i.dtype).name for n, i in s.inputs.items()}}
+    from tensorflow.core.framework import types_pb2
+
+    return {k: {"inputs": {n: types_pb2.DataType.Name(i.dtype) for n, i in s.inputs.items()}}
             for k, s in sigs.signature_def.items()}
 
 

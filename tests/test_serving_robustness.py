@@ -538,3 +538,66 @@ def test_large_json_bodies_take_the_numpy_parser_with_the_same_rules(fuzz_server
     status, reply = _post(url, "/v1/models/tiny:predict",
                           {"signature_name": name, "inputs": {"rgb": clip.tolist()}})
     assert status == 400 and f'Serving signature name: "{name[:40]}' in reply["error"]
+
+
+def test_client_sends_jpeg_frames_that_tensorflow_decodes(tiny_base, bikes_path):
+    frames = client.sample_frames(bikes_path, num_frames=3, short_side=48)
+    encoded = client.encode_jpeg(frames)
+    # TensorFlow's own decoder (what an encoded-frames signature runs in the graph) reads them
+    # back close to the frames (quality ~95).
+    for data, frame in zip(encoded, frames):
+        decoded = tf.io.decode_jpeg(data, channels=3).numpy()
+        assert decoded.shape == frame.shape
+        assert np.abs(decoded.astype(int) - frame).mean() < 3
+    assert sum(map(len, encoded)) < frames.nbytes / 3
+
+    manager = ModelManager([ModelConfig("tiny", tiny_base)], log=lambda m: None)
+    manager.poll()
+    url, target, stop = start_servers(manager)
+    try:
+        signatures = client.rest_metadata(url, "tiny", timeout=10)
+        assert signatures == client.grpc_metadata(target, "tiny", timeout=10)
+        sig, inputs = client.build_inputs(frames, "jpeg", signatures, "tiny", signature="lengths")
+        assert sig == "lengths" and list(inputs) == [client.ENCODED_INPUT]
+        assert inputs[client.ENCODED_INPUT].shape == (1, 3)
+        for got in (client.predict_rest(url, "tiny", inputs, signature=sig, timeout=10),
+                    client.predict_grpc(target, "tiny", inputs, signature=sig, timeout=10)):
+            np.testing.assert_array_equal(got["total_bytes"], [sum(map(len, encoded))])
+        # A model without the encoded-frames signature: one line saying what to do.
+        with pytest.raises(client.ServingError, match=r"no signature 'serving_encoded' taking "
+                                                      r"encoded frames .* --frames raw"):
+            client.build_inputs(frames, "jpeg", signatures, "tiny")
+        with pytest.raises(SystemExit, match=r"^client: .*HTTP 404: Servable not found"):
+            client.main(["--url", url, "--model", "nope", "--video", str(bikes_path),
+                         "--num_frames", "2", "--short_side", "32", "--timeout", "5"])
+    finally:
+        stop()
+        manager.close()
+
+
+def test_client_retries_connection_errors_and_503_only(monkeypatch):
+    calls = []
+
+    def flaky(kind):
+        def call():
+            calls.append(kind)
+            if calls.count(kind) < 3:
+                raise (client._Retryable if kind == "retry" else client.ServingError)(kind)
+            return "ok"
+        return call
+
+    monkeypatch.setattr(time, "sleep", lambda s: calls.append(s))
+    assert client._with_retries(flaky("retry"), retries=3, backoff=0.5) == "ok"
+    assert calls == ["retry", 0.5, "retry", 1.0, "retry"]  # exponential backoff between tries
+    calls.clear()
+    with pytest.raises(client.ServingError, match="^fatal$"):
+        client._with_retries(flaky("fatal"), retries=3, backoff=0.5)
+    assert calls == ["fatal"]  # a 4xx / INVALID_ARGUMENT is not retried
+    # A closed port: retried, then one line naming the attempts.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    calls.clear()
+    with pytest.raises(client.ServingError, match=r"cannot connect .* \(after 3 attempts\)"):
+        client.rest_metadata(f"http://127.0.0.1:{port}", "x", timeout=2, retries=2)
+    assert calls == [0.5, 1.0]
