@@ -520,6 +520,7 @@ _PREDICT_RE = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+
                          r":(classify|regress|predict)", re.I | re.A)
 _STATUS_RE = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?"
                         r"(?:/(metadata))?", re.I | re.A)
+_MODEL_RE = re.compile(r"/v1/models/([^/:]+)", re.I | re.A)
 _JSON_OPTS = dict(preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 INT64_MAX = 2**63 - 1
 
@@ -544,20 +545,21 @@ class RestApi:
     def handle(self, method: str, path: str, body: bytes | None) -> tuple[int, object]:
         """(HTTP status, JSON payload or str for the metrics page)."""
         path = path.split("?", 1)[0]
-        start, model, status = time.perf_counter(), "", "OK"
+        start, status = time.perf_counter(), "OK"
         try:
             if self.prometheus_path and path == self.prometheus_path and method == "GET":
                 return 200, self.metrics.page(self.manager)
             if not path.lower().startswith("/v1/"):
                 return 404, {"error": f"Not found: {path!r}; the REST API is under /v1/models"}
-            payload, model = self._route(method, path, body)
-            return 200, payload
+            return 200, self._route(method, path, body)
         except ServingError as e:
             status = e.code.name
             return e.http_status, {"error": str(e)}
         finally:
-            if model:
-                self.metrics.record("REST", model, status, time.perf_counter() - start)
+            m = _MODEL_RE.match(path)
+            # Only configured names: a fuzzer's made-up names must not grow the metrics.
+            if m and m[1] in self.manager.configs:
+                self.metrics.record("REST", m[1], status, time.perf_counter() - start)
 
     def _route(self, method, path, body):
         m = _PREDICT_RE.fullmatch(path) if method == "POST" else (
@@ -583,8 +585,8 @@ class RestApi:
                 response.metadata["signature_def"].Unpack(sigs)
                 return {"model_spec": json_format.MessageToDict(response.model_spec, **_JSON_OPTS),
                         "metadata": {"signature_def": json_format.MessageToDict(
-                            sigs, **_JSON_OPTS)}}, name
-            return json_format.MessageToDict(self.manager.status(spec), **_JSON_OPTS), name
+                            sigs, **_JSON_OPTS)}}
+            return json_format.MessageToDict(self.manager.status(spec), **_JSON_OPTS)
         if m[4].lower() != "predict":
             raise invalid(f"{m[4]} is not supported by tfzoo exports (Predict signatures "
                           "only); use :predict")
@@ -605,7 +607,7 @@ class RestApi:
             return json_to_inputs(request, dict(sig.inputs), signature)
 
         _, _, outputs, fmt = self.manager.predict(spec, inputs_fn, (), self.timeout_s)
-        return outputs_to_json(outputs, fmt), name
+        return outputs_to_json(outputs, fmt)
 
 
 class _ByteBudget:
@@ -830,8 +832,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             status = e.code.name
             context.abort(e.code, str(e))
         finally:
-            self.metrics.record("gRPC", request.model_spec.name, status,
-                                time.perf_counter() - start)
+            if request.model_spec.name in self.manager.configs:
+                self.metrics.record("gRPC", request.model_spec.name, status,
+                                    time.perf_counter() - start)
 
     def GetModelMetadata(self, request, context):
         try:

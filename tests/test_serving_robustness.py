@@ -468,6 +468,10 @@ def test_labels_failed_warmup_paths_and_string_inputs(tmp_path):
             page = r.read().decode()
         assert ':tensorflow:serving:request_count{entrypoint="REST",model_name="tiny",' \
                'status="OK"}' in page
+        assert ':tensorflow:serving:request_count{entrypoint="REST",model_name="tiny",' \
+               'status="NOT_FOUND"} 1' in page
+        assert ':tensorflow:serving:request_count{entrypoint="gRPC",model_name="tiny",' \
+               'status="OK"} 1' in page
         assert ':tensorflow:core:servable_available{model_name="tiny",version="2"} 1' in page
     finally:
         stop()
