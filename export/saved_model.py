@@ -41,45 +41,33 @@ and precomputed `flow`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from export.warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
+SERVING_ENCODED = "serving_encoded"
+ENCODED_INPUT = "frames"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _TMP_PREFIX = ".tmp-export-"  # a dot name: TF Serving only treats all-digit names as versions
+logger = logging.getLogger(__name__)
 
 
 class ExportError(ValueError):
     """A bad export request (model, name, version or destination); the message says why."""
-
-
-def select_logits(outputs: Any) -> tf.Tensor:
-    """One (B, C) logits tensor from a model output: a tensor, or a dict of logits per stream.
-
-    Rule: a dict's "fused" entry if present, else the mean of all its entries.
-    """
-    if isinstance(outputs, dict):
-        if not outputs:
-            raise ExportError("the model returned an empty dict; expected logits per stream")
-        if "fused" in outputs:
-            return outputs["fused"]
-        return tf.add_n([outputs[k] for k in sorted(outputs)]) / float(len(outputs))
-    if isinstance(outputs, (list, tuple)):
-        raise ExportError(
-            f"the model returns a {type(outputs).__name__} of {len(outputs)} outputs; expected "
-            "one logits tensor or a dict of logits per stream"
-        )
-    return outputs
 
 
 def input_layout(model) -> list[tuple[str, str, str, int]]:
@@ -117,7 +105,8 @@ def input_layout(model) -> list[tuple[str, str, str, int]]:
 class ServingModule(tf.Module):
     """The exported object: the Keras model plus in-graph pre- and post-processing."""
 
-    def __init__(self, model, class_names, *, top_k: int = 5, flow_fn: Callable | None = None):
+    def __init__(self, model, class_names, *, top_k: int = 5, flow_fn: Callable | None = None,
+                 encoded_short_side: int = 0):
         super().__init__(name="tfzoo_serving")
         # Neither the Keras model nor its variables are tracked: tracking the model makes TF
         # save Keras' own default signature too (it retraces the model outside our control and
@@ -128,17 +117,7 @@ class ServingModule(tf.Module):
         # ExportArchive does.
         self._plain = _Untracked(model=model)
         self.layout = input_layout(model)
-        num_classes = _num_classes(model)
-        if len(class_names) != num_classes:
-            raise ExportError(
-                f"RunInfo.class_names has {len(class_names)} names but the model has "
-                f"{num_classes} outputs; they must match"
-            )
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ExportError(f"top_k={top_k!r}; expected a positive integer")
-        # k > C would make tf.math.top_k fail at request time; clip it once here.
-        self.top_k = min(top_k, num_classes)
-        self.class_names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+        self._plain.head = ClassificationHead(model, class_names, top_k)
         if isinstance(flow_fn, keras.layers.Layer):  # models too; see self._plain above
             self._plain.flow_fn = flow_fn
         else:
@@ -146,6 +125,11 @@ class ServingModule(tf.Module):
         self.has_flow_fn = flow_fn is not None
         if flow_fn is not None and len(self.layout) != 2:
             raise ExportError("flow_fn is only for models with both an 'rgb' and a 'flow' input")
+        if isinstance(encoded_short_side, bool) or not isinstance(encoded_short_side, int) \
+                or encoded_short_side < 0:
+            raise ExportError(f"encoded_short_side={encoded_short_side!r}; expected a positive "
+                              "integer, or 0 to keep the decoded frame size")
+        self.encoded_short_side = encoded_short_side
 
         specs = {
             sig: tf.TensorSpec([None, None, None, None, ch], getattr(tf, dtype), name=sig)
@@ -156,10 +140,23 @@ class ServingModule(tf.Module):
         else:
             self._plain.signature_specs = {SERVING_DEFAULT: [specs["rgb"]],
                                            SERVING_RGB_FLOW: list(specs.values())}
-        self.serve = self._signature(self._plain.signature_specs[SERVING_DEFAULT],
-                                     compute_flow=flow_fn is not None)
+        # The signature functions are not tracked either: they are saved as signatures only
+        # (tracked tf.functions would be traced again by tf.saved_model.save, doubling the
+        # export time, to be callable as attributes that no server uses).
+        functions = self._plain.functions = {}
+        functions[SERVING_DEFAULT] = self._signature(
+            self._plain.signature_specs[SERVING_DEFAULT], compute_flow=flow_fn is not None)
         if flow_fn is not None:
-            self.serve_rgb_flow = self._signature(self._plain.signature_specs[SERVING_RGB_FLOW])
+            functions[SERVING_RGB_FLOW] = self._signature(
+                self._plain.signature_specs[SERVING_RGB_FLOW])
+        # Encoded frames are RGB only: a model that also needs a flow input gets this signature
+        # when the flow is computed in the graph (a client-side flow tensor, 20 float32 channels
+        # per pixel, would dwarf the encoded frames it travels with).
+        if [sig for sig, *_ in self.layout] == ["rgb"] or flow_fn is not None:
+            frames = tf.TensorSpec([None, None], tf.string, name=ENCODED_INPUT)
+            self._plain.signature_specs[SERVING_ENCODED] = [frames]
+            functions[SERVING_ENCODED] = tf.function(self._serve_encoded,
+                                                     input_signature=[frames], autograph=False)
         self.captured_variables = _captured_variables(self.signatures().values())
 
     def _signature(self, specs, compute_flow: bool = False):
@@ -169,6 +166,10 @@ class ServingModule(tf.Module):
             return self.predict(dict(zip(names, tensors)), compute_flow=compute_flow)
 
         return tf.function(serve, input_signature=specs, autograph=False)
+
+    def _serve_encoded(self, frames):
+        rgb = decode_frames(frames, self.encoded_short_side)
+        return self.predict({"rgb": rgb}, compute_flow=self.has_flow_fn)
 
     def predict(self, inputs: dict, compute_flow: bool = False) -> dict:
         frames = {sig: tf.cast(inputs[sig], tf.float32) for sig in inputs}
@@ -187,6 +188,65 @@ class ServingModule(tf.Module):
         # that cannot read symbolic tensors (it calls np.asarray on them), and the signature's
         # TensorSpecs already fix rank, channels and dtype.
         outputs = keras.Model.__call__(self._plain.model, model_inputs, training=False)
+        return self._plain.head(outputs)
+
+    def signatures(self) -> dict:
+        return {name: fn.get_concrete_function() for name, fn in self._plain.functions.items()}
+
+
+# --- Classification outputs: the only task-specific part of the export ----------------------
+# Everything else here (inputs, encoded frames, in-graph flow, warmup, versions) is the same for
+# any video model; what a model's logits become in the signature is decided in this section.
+
+
+def select_logits(outputs: Any) -> tf.Tensor:
+    """One (B, C) logits tensor from a model output: a tensor, or a dict of logits per stream.
+
+    Rule: a dict's "fused" entry if present, else the mean of all its entries.
+    """
+    if isinstance(outputs, dict):
+        if not outputs:
+            raise ExportError("the model returned an empty dict; expected logits per stream")
+        if "fused" in outputs:
+            return outputs["fused"]
+        return tf.add_n([outputs[k] for k in sorted(outputs)]) / float(len(outputs))
+    if isinstance(outputs, (list, tuple)):
+        raise ExportError(
+            f"the model returns a {type(outputs).__name__} of {len(outputs)} outputs; expected "
+            "one logits tensor or a dict of logits per stream"
+        )
+    return outputs
+
+
+def _num_classes(model) -> int:
+    outputs = model.outputs
+    shapes = [tuple(o.shape) for o in outputs]
+    classes = {s[-1] for s in shapes}
+    if len(classes) != 1 or None in classes:
+        raise ExportError(
+            f"model outputs have shapes {shapes}; expected (batch, classes) logits with one "
+            "fixed class count"
+        )
+    return int(classes.pop())
+
+
+class ClassificationHead:
+    """Model outputs -> {probabilities, top_k_indices, top_k_labels} (the signature's outputs)."""
+
+    def __init__(self, model, class_names, top_k: int):
+        num_classes = _num_classes(model)
+        if len(class_names) != num_classes:
+            raise ExportError(
+                f"RunInfo.class_names has {len(class_names)} names but the model has "
+                f"{num_classes} outputs; they must match"
+            )
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ExportError(f"top_k={top_k!r}; expected a positive integer")
+        # k > C would make tf.math.top_k fail at request time; clip it once here.
+        self.top_k = min(top_k, num_classes)
+        self.class_names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+
+    def __call__(self, outputs) -> dict:
         logits = tf.cast(select_logits(outputs), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         _, indices = tf.math.top_k(probabilities, k=self.top_k)
@@ -196,11 +256,59 @@ class ServingModule(tf.Module):
             "top_k_labels": tf.gather(self.class_names, indices),
         }
 
-    def signatures(self) -> dict:
-        out = {SERVING_DEFAULT: self.serve.get_concrete_function()}
-        if self.has_flow_fn:
-            out[SERVING_RGB_FLOW] = self.serve_rgb_flow.get_concrete_function()
-        return out
+
+# --- Encoded frames ----------------------------------------------------------------------------
+
+
+def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
+    """(B, T) JPEG/PNG-encoded RGB frames -> float32 (B, T, H, W, 3) in [0, 255], in the graph.
+
+    Core TensorFlow ops only (stock TF Serving runs them). All frames of a request must have
+    the same size; they are resized so the shorter side is `short_side` (the evaluation
+    protocol's `tfzoo.data.augment.resize_short_side`: bilinear, aspect kept, not rounded back
+    to integers), or kept as decoded when `short_side` is 0. Bad input fails the request with
+    InvalidArgument naming the frame: an empty batch, a frame that is not JPEG or PNG, frames of
+    different sizes.
+    """
+    from tfzoo.data.augment import resize_short_side
+
+    shape = tf.shape(encoded, out_type=tf.int32)
+    flat = tf.reshape(encoded, [-1])
+    n = tf.size(flat)
+    not_empty = tf.debugging.Assert(n > 0, [
+        f"{SERVING_ENCODED}: '{ENCODED_INPUT}' has shape", shape,
+        "; expected (B, T) encoded frames with B >= 1 and T >= 1"])
+    with tf.control_dependencies([not_empty]):
+        size = tf.shape(_decode_frame(flat, 0, shape))[:2]
+
+    def decode(i):
+        image = _decode_frame(flat, i, shape)
+        same = tf.debugging.Assert(tf.reduce_all(tf.equal(tf.shape(image)[:2], size)), [
+            f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1],
+            "has height, width", tf.shape(image)[:2], "but frames[0, 0] has", size,
+            "; all frames of a request must have the same size"], summarize=4)
+        with tf.control_dependencies([same]):
+            return tf.identity(image)
+
+    images = tf.map_fn(decode, tf.range(n),
+                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    if short_side:
+        images = resize_short_side(images, short_side)
+    else:
+        images = tf.cast(images, tf.float32)
+    return tf.reshape(images, tf.concat([shape, tf.shape(images)[1:]], axis=0))
+
+
+def _decode_frame(flat, i, shape):
+    data = flat[i]
+    known = tf.logical_or(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
+                          tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
+    check = tf.debugging.Assert(known, [
+        f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1],
+        "is not a JPEG or PNG image (length in bytes:", tf.strings.length(data),
+        "); expected each element to be one encoded RGB frame"])
+    with tf.control_dependencies([check]):
+        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
 
 
 def _captured_variables(concrete_fns) -> list[tf.Variable]:
@@ -227,18 +335,6 @@ class _Untracked:
         self.__dict__.update(kwargs)
 
 
-def _num_classes(model) -> int:
-    outputs = model.outputs
-    shapes = [tuple(o.shape) for o in outputs]
-    classes = {s[-1] for s in shapes}
-    if len(classes) != 1 or None in classes:
-        raise ExportError(
-            f"model outputs have shapes {shapes}; expected (batch, classes) logits with one "
-            "fixed class count"
-        )
-    return int(classes.pop())
-
-
 def existing_versions(model_base: str | os.PathLike) -> list[int]:
     """Integer version directories under EXPORT_DIR/NAME, sorted."""
     base = Path(model_base)
@@ -257,6 +353,7 @@ def export_saved_model(
     *,
     warmup: bool = True,
     flow_fn: Callable | str | None = None,
+    encoded_short_side: int | None = None,
 ) -> Path:
     """Exports `model` to EXPORT_DIR/NAME/VERSION and returns that path.
 
@@ -270,9 +367,13 @@ def export_saved_model(
       warmup: write `assets.extra/tf_serving_warmup_requests`.
       flow_fn: in-graph flow from RGB for two-stream models: "tvl1", or a callable (see the
         module docstring).
+      encoded_short_side: `serving_encoded` resizes decoded frames so their shorter side is
+        this (0: keep the decoded size); defaults to `default_encoded_short_side(info)`.
 
     The version is written under a temporary name in the same directory and renamed into place,
     so a reader (TF Serving polls the directory) sees either nothing or a complete version.
+    Temporary directories that killed exports left behind are removed first
+    (`remove_stale_temporaries`).
     Raises ExportError for an existing version, a bad name, or a model/RunInfo mismatch.
     """
     final = resolve_version_dir(export_dir, info.model if name is None else name, version)
@@ -280,9 +381,13 @@ def export_saved_model(
 
     if isinstance(flow_fn, str):
         flow_fn = in_graph_flow(flow_fn, model, info)
-    module = ServingModule(model, info.class_names, top_k=top_k, flow_fn=flow_fn)
+    if encoded_short_side is None:
+        encoded_short_side = default_encoded_short_side(info)
+    module = ServingModule(model, info.class_names, top_k=top_k, flow_fn=flow_fn,
+                           encoded_short_side=encoded_short_side)
     base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-", dir=base))
+    remove_stale_temporaries(base)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(version), dir=base))
     try:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         if warmup:
@@ -296,6 +401,63 @@ def export_saved_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def default_encoded_short_side(info) -> int:
+    """The evaluation protocol's frame size: the run's `test_short_side`, else min(image_size)."""
+    configured = (info.config or {}).get("test_short_side")
+    return int(configured) if configured else int(min(info.image_size))
+
+
+# A temporary version directory is `.tmp-export-VERSION-HOST-PID-RANDOM`: whoever finds it later
+# can tell whether the export that writes it is still running.
+_TMP_RE = re.compile(rf"^{re.escape(_TMP_PREFIX)}\d+-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+STALE_AFTER_SECONDS = 3600
+
+
+def _tmp_prefix(version: int) -> str:
+    return f"{_TMP_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(model_base: str | os.PathLike, now: float | None = None) -> list[Path]:
+    """Removes `.tmp-export-*` directories of exports that were killed; returns them.
+
+    Rule: a directory written on this host is stale when its process (the pid in its name) no
+    longer runs, and never while it runs. One from another host (a shared file system) or with
+    a name we cannot parse is stale when it has not been modified for STALE_AFTER_SECONDS
+    (1 hour; exports write their files within minutes).
+    """
+    base = Path(model_base)
+    if not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    host, removed = socket.gethostname(), []
+    for path in base.iterdir():
+        if not (path.name.startswith(_TMP_PREFIX) and path.is_dir()):
+            continue
+        match = _TMP_RE.match(path.name)
+        if match and match["host"] == host:
+            stale = not _pid_running(int(match["pid"]))
+        else:
+            try:
+                stale = now - path.stat().st_mtime > STALE_AFTER_SECONDS
+            except FileNotFoundError:  # removed by another exporter meanwhile
+                continue
+        if stale:
+            logger.warning("removing %s, left by an export that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def in_graph_flow(kind: str, model, info):
@@ -340,7 +502,10 @@ def resolve_version_dir(export_dir: str | os.PathLike, name: str, version: int |
 
 
 def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
-    """One request per signature at the training clip geometry (mid-grey frames, zero flow)."""
+    """One request per signature at the training clip geometry (mid-grey frames, zero flow).
+
+    `serving_encoded` gets the same mid-grey frames as PNGs.
+    """
     h, w = (int(s) for s in info.image_size)
     records = []
     for sig_name, specs in module._plain.signature_specs.items():
@@ -349,6 +514,10 @@ def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
         t = int(info.num_frames) if len(specs) > 1 or not module.has_flow_fn else max(
             2, int(info.num_frames))
         for spec in specs:
+            if spec.dtype == tf.string:
+                png = tf.io.encode_png(tf.fill([h, w, 3], tf.constant(128, tf.uint8))).numpy()
+                inputs[spec.name] = tf.make_tensor_proto(np.full((1, t), png, dtype=object))
+                continue
             channels = int(spec.shape[-1])
             if spec.dtype == tf.uint8:
                 inputs[spec.name] = constant_tensor_proto((1, t, h, w, channels), "uint8", 128)
