@@ -70,11 +70,22 @@ def run_clients(n: int, call, requests: int, max_seconds: float) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    return _summary(n, latencies, errors, elapsed)
+
+
+def _summary(n, latencies, errors, elapsed) -> dict:
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {"clients": n, "ok": len(latencies), "errors": len(errors),
-            "first_errors": errors[:3], "seconds": elapsed,
+            "first_errors": errors[:3], "seconds": elapsed, "latencies": list(latencies),
+            "error_list": list(errors),
             "throughput": len(latencies) / elapsed if elapsed else 0.0,
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
+
+
+def merge(rows: list[dict]) -> dict:
+    """One summary of several rounds of the same N and path."""
+    return _summary(rows[0]["clients"], [x for r in rows for x in r["latencies"]],
+                    [x for r in rows for x in r["error_list"]], sum(r["seconds"] for r in rows))
 
 
 def rest_call(url: str, model: str, body: bytes, timeout: float):
@@ -177,6 +188,7 @@ def main(argv=None):
     p.add_argument("--enable_batching", action="store_true", help="passed to the started server")
     p.add_argument("--batching_parameters_file", default=None)
     p.add_argument("--paths", default="in-process,rest,grpc")
+    p.add_argument("--rounds", type=int, default=4, help="the paths alternate in this many rounds")
     args = p.parse_args(argv)
 
     from serving.dev_server import Servable, _disk_versions
@@ -214,8 +226,15 @@ def main(argv=None):
             call({})
         rows = []
         for n in ns:
+            # Paths take turns in short rounds, so a change in the machine's load (other
+            # processes) hits all of them alike instead of biasing the ratio.
+            parts = {path: [] for path in paths}
+            for _ in range(args.rounds):
+                for path in paths:
+                    parts[path].append(run_clients(n, calls[path], args.requests // args.rounds,
+                                                   args.max_seconds / args.rounds))
             for path in paths:
-                row = run_clients(n, calls[path], args.requests, args.max_seconds)
+                row = merge(parts[path])
                 row["path"] = path
                 rows.append(row)
                 print(f"N={n:<3d} {path:<10s} {row['throughput']:7.1f} req/s  p50 "

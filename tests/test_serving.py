@@ -45,9 +45,14 @@ def export_base(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def direct(export_base):
+def loaded(export_base):
+    return tf.saved_model.load(str(export_base / "tresnet_small" / "1"))
+
+
+@pytest.fixture(scope="module")
+def direct(loaded):
     """The SavedModel called through tf.saved_model.load: what every answer must equal."""
-    fn = tf.saved_model.load(str(export_base / "tresnet_small" / "1")).signatures["serving_default"]
+    fn = loaded.signatures["serving_default"]
 
     def run(clip):
         return {k: v.numpy() for k, v in fn(rgb=tf.constant(clip)).items()}
@@ -79,7 +84,7 @@ def servers(export_base):
                            log=logs.append)
     manager.poll()
     assert logs == [f"loaded tresnet_small version 1 from {export_base / 'tresnet_small' / '1'} "
-                    "(1 warmup request replayed)"]
+                    "(2 warmup requests replayed)"]  # serving_default and serving_encoded
     url, target, stop = start_servers(manager)
     yield url, target
     stop()
@@ -337,3 +342,20 @@ def test_shipped_configs_parse_with_tf_serving_protos_and_the_dev_server_accepts
     with pytest.raises(ValueError, match=r"--batching_parameters_file=.*not a text-format "
                                          r"tensorflow.serving.BatchingParameters"):
         protos.parse_text_file(bad, protos.BatchingParameters(), "--batching_parameters_file")
+
+
+def test_client_sends_jpeg_frames_to_the_exports_encoded_signature(servers, loaded, bikes_path,
+                                                                    capsys):
+    url, target = servers
+    frames = client.sample_frames(bikes_path, num_frames=4, short_side=32)
+    encoded = client.encode_jpeg(frames)
+    # What the export's own signature answers for exactly these bytes.
+    want = {k: v.numpy() for k, v in loaded.signatures[client.ENCODED_SIGNATURE](
+        **{client.ENCODED_INPUT: tf.constant([encoded])}).items()}
+    for where in (["--url", url], ["--grpc", target]):
+        client.main(where + ["--model", "tresnet_small", "--video", str(bikes_path),
+                             "--num_frames", "4", "--short_side", "32", "--timeout", "30"])
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert [ln.split()[0] for ln in lines[1:]] == want["top_k_labels"][0].astype(str).tolist()
+        np.testing.assert_allclose([float(ln.split()[1]) for ln in lines[1:]],
+                                   want["probabilities"][0][want["top_k_indices"][0]], atol=1e-4)

@@ -504,6 +504,9 @@ def test_loadtest_runs_clients_against_rest_grpc_and_in_process(tiny_base):
     assert [(r["clients"], r["path"], r["ok"], r["errors"]) for r in rows] == [
         (n, p, 12, 0) for n in (1, 4) for p in ("in-process", "rest", "grpc")]
     assert all(r["p99_ms"] >= r["p50_ms"] > 0 for r in rows)
+    merged = loadtest.merge(rows[:1] * 2)
+    assert (merged["ok"], merged["seconds"]) == (24, 2 * rows[0]["seconds"])
+    assert merged["throughput"] == pytest.approx(rows[0]["throughput"])
     table = loadtest.format_table(rows)
     assert table.count("\n") == 7 and "| 4 | grpc | 12 | 0 |" in table
 
