@@ -7,7 +7,8 @@
 Starts `python -m serving.dev_server` on free loopback ports with the given model (or uses a
 running server: `--rest=http://127.0.0.1:8501 --grpc=127.0.0.1:8500`), then for each N runs N
 client threads, each sending one clip (1, T, H, W, 3) uint8 per request over REST (JSON,
-keep-alive connection) and over gRPC (the official stub), until `--requests` requests or
+keep-alive connection) and over gRPC (the official stub) -- raw uint8 frames to serving_default,
+or with `--encoding=jpeg` JPEG frames to the encoded-frames signature -- until `--requests` requests or
 `--max_seconds` have passed, and reports throughput, p50/p99 latency and errors. The baseline
 runs the same signature in this process through the same TF1 session loader with N threads
 (no network, no serialisation, no batching), in the same run, so the ratio is measured on the
@@ -88,6 +89,28 @@ def merge(rows: list[dict]) -> dict:
                     [x for r in rows for x in r["error_list"]], sum(r["seconds"] for r in rows))
 
 
+def request(frames: int, size: int, encoding: str = "raw"):
+    """(signature, inputs, REST body) for one synthetic clip (1, frames, size, size, 3).
+
+    The clip is a moving gradient with mild noise, so JPEG sizes are like real video's.
+    """
+    rng = np.random.RandomState(0)
+    y, x = np.mgrid[:size, :size].astype(np.float32)
+    clip = np.stack([np.stack([(x * 2 + y + 8 * t) % 256, (y * 2 + 4 * t) % 256,
+                               (x + y * 0.5 + 16 * t) % 256], axis=-1) for t in range(frames)])
+    clip = np.clip(clip + rng.normal(0, 4, clip.shape), 0, 255).astype(np.uint8)[None]
+    if encoding == "raw":
+        inputs = {"rgb": clip}
+        return "serving_default", inputs, json.dumps({"inputs": {"rgb": clip.tolist()}}).encode()
+    from serving.client import ENCODED_INPUT, ENCODED_SIGNATURE, _json_tensor, encode_jpeg
+
+    encoded = np.empty((1, frames), dtype=object)
+    encoded[0, :] = encode_jpeg(clip[0])
+    body = json.dumps({"signature_name": ENCODED_SIGNATURE,
+                       "inputs": {ENCODED_INPUT: _json_tensor(encoded)}}).encode()
+    return ENCODED_SIGNATURE, {ENCODED_INPUT: encoded}, body
+
+
 def rest_call(url: str, model: str, body: bytes, timeout: float):
     parsed = urllib.parse.urlsplit(url)
     path = f"/v1/models/{model}:predict"
@@ -112,7 +135,8 @@ def rest_call(url: str, model: str, body: bytes, timeout: float):
     return call
 
 
-def grpc_call(target: str, model: str, clip: np.ndarray, timeout: float):
+def grpc_call(target: str, model: str, inputs: dict, timeout: float,
+              signature: str = "serving_default"):
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -122,7 +146,9 @@ def grpc_call(target: str, model: str, clip: np.ndarray, timeout: float):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
-    request.inputs["rgb"].CopyFrom(tf.make_tensor_proto(clip))
+    request.model_spec.signature_name = signature
+    for k, v in inputs.items():
+        request.inputs[k].CopyFrom(tf.make_tensor_proto(v))
 
     def call(state):
         stub.Predict(request, timeout=timeout)
@@ -130,9 +156,9 @@ def grpc_call(target: str, model: str, clip: np.ndarray, timeout: float):
     return call
 
 
-def in_process_call(servable, clip: np.ndarray):
+def in_process_call(servable, inputs: dict, signature: str = "serving_default"):
     def call(state):
-        servable.predict("serving_default", {"rgb": clip})
+        servable.predict(signature, inputs)
 
     return call
 
@@ -184,6 +210,9 @@ def main(argv=None):
     p.add_argument("--max_seconds", type=float, default=60, help="time per N and path (bound)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64, help="frame height and width")
+    p.add_argument("--encoding", choices=["raw", "jpeg"], default="raw",
+                   help="raw uint8 frames to serving_default, or JPEG frames to the export's "
+                        "encoded-frames signature (what serving.client sends)")
     p.add_argument("--timeout", type=float, default=60, help="per-request timeout, seconds")
     p.add_argument("--enable_batching", action="store_true", help="passed to the started server")
     p.add_argument("--batching_parameters_file", default=None)
@@ -196,9 +225,7 @@ def main(argv=None):
     versions = _disk_versions(Path(args.model_base_path))
     if not versions:
         sys.exit(f"loadtest: no version directory in {args.model_base_path}")
-    clip = np.random.RandomState(0).randint(
-        0, 256, (1, args.frames, args.size, args.size, 3)).astype(np.uint8)
-    body = json.dumps({"inputs": {"rgb": clip.tolist()}}).encode()
+    signature, inputs, body = request(args.frames, args.size, args.encoding)
     ns = [int(n) for n in args.clients.split(",")]
     paths = args.paths.split(",")
 
@@ -219,9 +246,9 @@ def main(argv=None):
     try:
         wait_ready(rest, args.model_name, proc)
         servable = Servable(args.model_name, max(versions), versions[max(versions)], batching=None)
-        calls = {"in-process": in_process_call(servable, clip),
+        calls = {"in-process": in_process_call(servable, inputs, signature),
                  "rest": rest_call(rest, args.model_name, body, args.timeout),
-                 "grpc": grpc_call(target, args.model_name, clip, args.timeout)}
+                 "grpc": grpc_call(target, args.model_name, inputs, args.timeout, signature)}
         for call in calls.values():  # first calls pay for graph set-up, not measured
             call({})
         rows = []
@@ -246,7 +273,8 @@ def main(argv=None):
             proc.wait(30)
     print()
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}; "
-          f"clip (1, {args.frames}, {args.size}, {args.size}, 3) uint8, JSON {len(body)} bytes")
+          f"clip of {args.frames} frames {args.size}x{args.size} sent as {args.encoding} to "
+          f"{signature}; REST body {len(body)} bytes")
     print(format_table(rows))
     return rows
 

@@ -485,12 +485,13 @@ def test_loadtest_runs_clients_against_rest_grpc_and_in_process(tiny_base):
     manager.poll()
     url, target, stop = start_servers(manager)
     try:
-        clip = _clip()
-        body = json.dumps({"inputs": {"rgb": clip.tolist()}}).encode()
+        signature, inputs, body = loadtest.request(frames=2, size=8)
+        assert json.loads(body) == {"inputs": {"rgb": inputs["rgb"].tolist()}}
+        assert inputs["rgb"].shape == (1, 2, 8, 8, 3) and inputs["rgb"].dtype == np.uint8
         servable = manager.acquire("tiny")
-        calls = {"in-process": loadtest.in_process_call(servable, clip),
+        calls = {"in-process": loadtest.in_process_call(servable, inputs, signature),
                  "rest": loadtest.rest_call(url, "tiny", body, 10),
-                 "grpc": loadtest.grpc_call(target, "tiny", clip, 10)}
+                 "grpc": loadtest.grpc_call(target, "tiny", inputs, 10, signature)}
         rows = []
         for n in (1, 4):
             for path, call in calls.items():
