@@ -609,3 +609,56 @@ def test_client_retries_connection_errors_and_503_only(monkeypatch):
     with pytest.raises(client.ServingError, match=r"cannot connect .* \(after 3 attempts\)"):
         client.rest_metadata(f"http://127.0.0.1:{port}", "x", timeout=2, retries=2)
     assert calls == [0.5, 1.0]
+
+
+def test_dev_server_program_with_tf_serving_flags_and_config_files(tmp_path):
+    import subprocess
+    import sys
+
+    base = tmp_path / "models" / "tiny"
+    write_tiny_version(base, 1)
+    write_tiny_version(base, 2)
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "tiny" base_path: "%s" '
+                      'model_platform: "tensorflow" model_version_policy { specific { '
+                      'versions: 1 versions: 2 } } version_labels { key: "stable" value: 1 } '
+                      'version_labels { key: "canary" value: 2 } } }' % base)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    flags = [f"--model_config_file={config}", "--enable_batching",
+             f"--batching_parameters_file={repo}/serving/batching.config",
+             f"--monitoring_config_file={repo}/serving/monitoring.config"]
+    # Bad combinations end with one line naming the flag, before anything is served.
+    from serving import dev_server
+
+    with pytest.raises(SystemExit, match=r"^dev_server: model 'tiny': version_labels .* "
+                                         r"--allow_version_labels_for_unavailable_models"):
+        dev_server.main(flags)
+    with pytest.raises(SystemExit, match=r"^dev_server: --batching_parameters_file needs "
+                                         r"--enable_batching"):
+        dev_server.main([f"--model_config_file={config}", flags[2]])
+
+    rest_port, grpc_port = loadtest._free_port(), loadtest._free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.dev_server", f"--port={grpc_port}",
+         f"--rest_api_port={rest_port}", "--allow_version_labels_for_unavailable_models"] + flags,
+        cwd=repo, env={**os.environ, "PYTHONPATH": repo}, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{rest_port}"
+    try:
+        loadtest.wait_ready(url, "tiny", proc, timeout=120)
+        clip = _clip(seed=8)
+        status, reply = _post(url, "/v1/models/tiny/labels/canary:predict",
+                              {"instances": clip.tolist()})
+        assert status == 200
+        np.testing.assert_allclose([r["probabilities"] for r in reply["predictions"]],
+                                   reference(clip, 2), atol=1e-6)
+        got = client.predict_grpc(f"127.0.0.1:{grpc_port}", "tiny", {"rgb": clip}, version=1,
+                                  timeout=10)
+        np.testing.assert_allclose(got["probabilities"], reference(clip, 1), atol=1e-6)
+        with urllib.request.urlopen(url + "/monitoring/prometheus/metrics", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("text/plain")
+            assert ':tensorflow:core:servable_available{model_name="tiny",version="1"} 1' in \
+                r.read().decode()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "dev_server: loaded tiny version 2" in err and "gRPC on 127.0.0.1" in err
