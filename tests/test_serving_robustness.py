@@ -662,3 +662,15 @@ def test_dev_server_program_with_tf_serving_flags_and_config_files(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "dev_server: loaded tiny version 2" in err and "gRPC on 127.0.0.1" in err
+
+
+def test_client_timeout_is_one_line_and_not_retried():
+    # A server that accepts and never answers: the metadata call honours --timeout too.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(client.ServingError, match=r"no reply within --timeout=0.5 s$"):
+            client.rest_metadata(url, "x", timeout=0.5, retries=3)
+        assert time.monotonic() - start < 3  # one attempt: a timeout is not retried
