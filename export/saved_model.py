@@ -3,8 +3,9 @@
 `export_saved_model(model, info, export_dir)` writes `EXPORT_DIR/NAME/VERSION/`, the layout TF
 Serving's file-system source polls, with:
 
-  saved_model.pb, variables/     the graph and weights; loads with `tf.saved_model.load`
-                                 in a process that never imports tfzoo
+  saved_model.pb, variables/     the graph and weights; loads with the TF1 session loader
+                                 (TF Serving, `saved_model_cli run`) and with
+                                 `tf.saved_model.load`, in a process that never imports tfzoo
   assets.extra/tf_serving_warmup_requests
                                  PredictionLog records TF Serving replays at load time
 
@@ -18,6 +19,12 @@ Signature `serving_default` (method `tensorflow/serving/predict`):
   outputs  probabilities  float32 (B, C)    softmax of the model's logits
            top_k_indices  int32   (B, k)    classes by decreasing probability
            top_k_labels   string  (B, k)    RunInfo.class_names of those classes
+
+Signature `serving_encoded` (RGB-only models, and two-stream models with in-graph flow):
+
+  inputs   frames  string  (B, T)           one JPEG or PNG encoded RGB frame per element,
+                                            decoded and resized in the graph (`decode_frames`)
+  outputs  as serving_default
 
 Preprocessing in the graph is the uint8 -> float32 cast: every tfzoo model normalises its own
 input (DESIGN.md), so the exported graph and the Keras model see the same values and agree to

@@ -352,7 +352,8 @@ def session_loaded(exported):
 def _check_against_keras(out, logits, k):
     want = _softmax(np.asarray(select_logits(logits), np.float64))
     np.testing.assert_allclose(out["probabilities"], want, atol=1e-5)
-    assert 1e-3 < want.max(-1).min() < 0.999, "saturated softmax: a weak comparison"
+    # A saturated softmax (all but one class < 1e-5) would make the comparison meaningless.
+    assert np.sort(want, axis=-1)[:, -2].max() > 1e-4, want
     np.testing.assert_array_equal(out["top_k_indices"], np.argsort(-want, axis=-1)[:, :k])
 
 
