@@ -68,6 +68,7 @@ SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
 SERVING_ENCODED = "serving_encoded"
 ENCODED_INPUT = "frames"
+MAX_FRAME_SIDE = 4096  # serving_encoded refuses larger frames before decoding them (4K video fits)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _TMP_PREFIX = ".tmp-export-"  # a dot name: TF Serving only treats all-digit names as versions
 logger = logging.getLogger(__name__)
@@ -274,8 +275,9 @@ def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
     the same size; they are resized so the shorter side is `short_side` (the evaluation
     protocol's `tfzoo.data.augment.resize_short_side`: bilinear, aspect kept, not rounded back
     to integers), or kept as decoded when `short_side` is 0. Bad input fails the request with
-    InvalidArgument naming the frame: an empty batch, a frame that is not JPEG or PNG, frames of
-    different sizes.
+    InvalidArgument naming the frame: an empty batch, a frame that is not JPEG or PNG, one larger
+    than MAX_FRAME_SIDE on a side (read from its header before decoding), frames of different
+    sizes.
     """
     from tfzoo.data.augment import resize_short_side
 
@@ -308,14 +310,31 @@ def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
 
 def _decode_frame(flat, i, shape):
     data = flat[i]
-    known = tf.logical_or(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
-                          tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
-    check = tf.debugging.Assert(known, [
-        f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1],
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    known = tf.logical_or(is_jpeg, tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
+    where = [f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1]]
+    check = tf.debugging.Assert(known, where + [
         "is not a JPEG or PNG image (length in bytes:", tf.strings.length(data),
         "); expected each element to be one encoded RGB frame"])
     with tf.control_dependencies([check]):
+        # The size from the header, before decoding: a small PNG of a huge blank frame would
+        # otherwise allocate gigabytes.
+        size = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(data, tf.int64)[:2],
+                       lambda: _png_size(data))
+    small = tf.debugging.Assert(tf.reduce_max(size) <= MAX_FRAME_SIDE, where + [
+        "is", size, f"pixels (height, width); frames may be at most {MAX_FRAME_SIDE} pixels "
+        "on a side"])
+    with tf.control_dependencies([small]):
         return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+
+
+def _png_size(data):
+    """(height, width) from a PNG's IHDR chunk (big-endian width, height at bytes 16-23)."""
+    header = tf.strings.substr(tf.strings.join([data, b"\0" * 24]), 16, 8)
+    b = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)  # int32 would wrap at 2**31
+    width = b[0] * 2**24 + b[1] * 2**16 + b[2] * 2**8 + b[3]
+    height = b[4] * 2**24 + b[5] * 2**16 + b[6] * 2**8 + b[7]
+    return tf.stack([height, width])
 
 
 def _captured_variables(concrete_fns) -> list[tf.Variable]:

@@ -453,9 +453,13 @@ def test_encoded_jpeg_decodes_and_resizes_in_graph(loaded, session_loaded, bikes
 def test_encoded_bad_input_names_the_frame(session_loaded):
     good = _encode(_clip((1, 2, 32, 40, 3), 11), "png")
     small = tf.io.encode_png(_clip((16, 40, 3), 12)).numpy()
+    huge = tf.io.encode_png(np.zeros((5000, 40, 3), np.uint8)).numpy()  # refused before decoding
+    wide = tf.io.encode_jpeg(np.zeros((40, 4097, 3), np.uint8)).numpy()
     cases = {
         "not a JPEG or PNG": np.array([[good[0, 0], b"GIF89a..."]], dtype=object),
         "has shape.*0 2.*expected \\(B, T\\) encoded frames": np.zeros((0, 2), dtype=object),
+        "is\\] \\[5000 40\\] \\[pixels.*at most 4096": np.array([[huge]], dtype=object),
+        "is\\] \\[40 4097\\] \\[pixels.*at most 4096": np.array([[wide]], dtype=object),
         "\\[0\\] \\[1\\] \\[has height, width\\] \\[16 40\\] \\[but frames\\[0, 0\\] has\\] \\[32 40\\]":
             np.array([[good[0, 0], small]], dtype=object),
     }
