@@ -3,8 +3,9 @@
 `export_saved_model(model, info, export_dir)` writes `EXPORT_DIR/NAME/VERSION/`, the layout TF
 Serving's file-system source polls, with:
 
-  saved_model.pb, variables/     the graph and weights; loads with `tf.saved_model.load`
-                                 in a process that never imports tfzoo
+  saved_model.pb, variables/     the graph and weights; loads with the TF1 session loader
+                                 (TF Serving, `saved_model_cli run`) and with
+                                 `tf.saved_model.load`, in a process that never imports tfzoo
   assets.extra/tf_serving_warmup_requests
                                  PredictionLog records TF Serving replays at load time
 
@@ -18,6 +19,12 @@ Signature `serving_default` (method `tensorflow/serving/predict`):
   outputs  probabilities  float32 (B, C)    softmax of the model's logits
            top_k_indices  int32   (B, k)    classes by decreasing probability
            top_k_labels   string  (B, k)    RunInfo.class_names of those classes
+
+Signature `serving_encoded` (RGB-only models, and two-stream models with in-graph flow):
+
+  inputs   frames  string  (B, T)           one JPEG or PNG encoded RGB frame per element,
+                                            decoded and resized in the graph (`decode_frames`)
+  outputs  as serving_default
 
 Preprocessing in the graph is the uint8 -> float32 cast: every tfzoo model normalises its own
 input (DESIGN.md), so the exported graph and the Keras model see the same values and agree to
@@ -61,6 +68,7 @@ SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
 SERVING_ENCODED = "serving_encoded"
 ENCODED_INPUT = "frames"
+MAX_FRAME_SIDE = 4096  # serving_encoded refuses larger frames before decoding them (4K video fits)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _TMP_PREFIX = ".tmp-export-"  # a dot name: TF Serving only treats all-digit names as versions
 logger = logging.getLogger(__name__)
@@ -267,8 +275,9 @@ def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
     the same size; they are resized so the shorter side is `short_side` (the evaluation
     protocol's `tfzoo.data.augment.resize_short_side`: bilinear, aspect kept, not rounded back
     to integers), or kept as decoded when `short_side` is 0. Bad input fails the request with
-    InvalidArgument naming the frame: an empty batch, a frame that is not JPEG or PNG, frames of
-    different sizes.
+    InvalidArgument naming the frame: an empty batch, a frame that is not JPEG or PNG, one larger
+    than MAX_FRAME_SIDE on a side (read from its header before decoding), frames of different
+    sizes.
     """
     from tfzoo.data.augment import resize_short_side
 
@@ -301,14 +310,31 @@ def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
 
 def _decode_frame(flat, i, shape):
     data = flat[i]
-    known = tf.logical_or(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"),
-                          tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
-    check = tf.debugging.Assert(known, [
-        f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1],
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    known = tf.logical_or(is_jpeg, tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
+    where = [f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1]]
+    check = tf.debugging.Assert(known, where + [
         "is not a JPEG or PNG image (length in bytes:", tf.strings.length(data),
         "); expected each element to be one encoded RGB frame"])
     with tf.control_dependencies([check]):
+        # The size from the header, before decoding: a small PNG of a huge blank frame would
+        # otherwise allocate gigabytes.
+        size = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(data, tf.int64)[:2],
+                       lambda: _png_size(data))
+    small = tf.debugging.Assert(tf.reduce_max(size) <= MAX_FRAME_SIDE, where + [
+        "is", size, f"pixels (height, width); frames may be at most {MAX_FRAME_SIDE} pixels "
+        "on a side"])
+    with tf.control_dependencies([small]):
         return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+
+
+def _png_size(data):
+    """(height, width) from a PNG's IHDR chunk (big-endian width, height at bytes 16-23)."""
+    header = tf.strings.substr(tf.strings.join([data, b"\0" * 24]), 16, 8)
+    b = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)  # int32 would wrap at 2**31
+    width = b[0] * 2**24 + b[1] * 2**16 + b[2] * 2**8 + b[3]
+    height = b[4] * 2**24 + b[5] * 2**16 + b[6] * 2**8 + b[7]
+    return tf.stack([height, width])
 
 
 def _captured_variables(concrete_fns) -> list[tf.Variable]:
