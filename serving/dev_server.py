@@ -45,7 +45,6 @@ from urllib.parse import unquote_to_bytes
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from tensorflow_serving.apis import (  # noqa: E402
