@@ -413,6 +413,9 @@ class ModelManager:
 
     # the three APIs ----------------------------------------------------------------------
     def status(self, spec) -> get_model_status_pb2.GetModelStatusResponse:
+        if spec.name not in self.configs:
+            raise ServingError(StatusCode.NOT_FOUND,
+                               f"Could not find any versions of model {spec.name}")
         version = spec.version.value if spec.HasField("version") else None
         c, version = self.resolve(spec.name, version, spec.version_label or None)
         response = get_model_status_pb2.GetModelStatusResponse()

@@ -241,6 +241,9 @@ def test_official_grpc_stubs(servers, direct):
          "Servable not found for request: Specific(tresnet_small, 7)"),
         ("GET", "/v1/models/tresnet_small/versions/7", None, 404,
          "Could not find version 7 of model tresnet_small"),
+        ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+        ("GET", "/v1/models/nope/metadata", None, 404,
+         "Servable not found for request: Latest(nope)"),
         # Malformed paths are INVALID_ARGUMENT (400) in TF Serving, not 404.
         ("POST", "/v1/models/tresnet_small:explode", {"instances": [1]}, 400,
          "Malformed request: POST /v1/models/tresnet_small:explode"),
