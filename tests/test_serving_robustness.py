@@ -674,3 +674,23 @@ def test_client_timeout_is_one_line_and_not_retried():
         with pytest.raises(client.ServingError, match=r"no reply within --timeout=0.5 s$"):
             client.rest_metadata(url, "x", timeout=0.5, retries=3)
         assert time.monotonic() - start < 3  # one attempt: a timeout is not retried
+
+
+def test_rest_api_timeout_gives_504(tiny_base):
+    from serving import dev_server
+
+    # A batch that waits 3 s for company outlives a 200 ms --rest_api_timeout_in_ms.
+    manager = ModelManager([ModelConfig("tiny", tiny_base)], log=lambda m: None,
+                           batching=BatchOptions(max_batch_size=4, batch_timeout_micros=3_000_000))
+    manager.poll()
+    api = dev_server.RestApi(manager, timeout_ms=200)
+    httpd = dev_server.make_http_server(api, "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        status, reply = _post(f"http://127.0.0.1:{httpd.server_address[1]}",
+                              "/v1/models/tiny:predict", {"inputs": {"rgb": _clip().tolist()}})
+        assert status == 504 and "did not finish within 0.2 s" in reply["error"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        manager.close()
