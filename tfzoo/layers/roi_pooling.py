@@ -97,24 +97,23 @@ class PSRoIPooling(keras.layers.Layer):
         hs, he, ws, we = psroi_bins(rois, k, self.spatial_scale, h, w)
         # integral image with a zero first row/column: sum over [y0, y1) x [x0, x1)
         # = I[y1, x1] - I[y0, x1] - I[y1, x0] + I[y0, x0]
-        integral = tf.cumsum(tf.cumsum(tf.cast(maps, tf.float64), axis=1), axis=2)
+        # channels reordered (c, ph, pw) -> (ph, pw, c) so that a bin's C values are
+        # contiguous: one gather of a C-vector per corner instead of C scattered reads
+        maps = tf.reshape(tf.cast(maps, tf.float64), [shape[0], h, w, c, k * k])
+        maps = tf.reshape(tf.transpose(maps, [0, 1, 2, 4, 3]), [shape[0], h, w, k * k * c])
+        integral = tf.cumsum(tf.cumsum(maps, axis=1), axis=2)
         integral = tf.pad(integral, [[0, 0], [1, 0], [1, 0], [0, 0]])
-        flat = tf.reshape(integral, [-1])
-        kkc = k * k * c
-        b = tf.cast(rois[:, 0], tf.int32)[:, None, None, None]  # (N, 1, 1, 1)
-        y0, y1 = hs[:, :, None, None], he[:, :, None, None]  # (N, k, 1, 1)
-        x0, x1 = ws[:, None, :, None], we[:, None, :, None]  # (N, 1, k, 1)
-        # input channel (c * k + ph) * k + pw for output (ph, pw, c)
-        ph = tf.range(k)[:, None, None]
-        pw = tf.range(k)[None, :, None]
-        ch = (tf.range(c)[None, None, :] * k + ph) * k + pw  # (k, k, C)
+        rows = tf.reshape(integral, [-1, c])  # row ((b*(H+1) + y)*(W+1) + x)*k*k + ph*k + pw
+        b = tf.cast(rois[:, 0], tf.int32)[:, None, None]  # (N, 1, 1)
+        y0, y1 = hs[:, :, None], he[:, :, None]  # (N, k, 1)
+        x0, x1 = ws[:, None, :], we[:, None, :]  # (N, 1, k)
+        bin_index = tf.range(k)[:, None] * k + tf.range(k)[None, :]  # (k, k)
 
         def at(y, x):
-            idx = ((b * (h + 1) + y) * (w + 1) + x) * kkc + ch[None]
-            return tf.gather(flat, idx)
+            return tf.gather(rows, ((b * (h + 1) + y) * (w + 1) + x) * (k * k) + bin_index)
 
         total = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)  # (N, k, k, C)
-        area = tf.cast((y1 - y0) * (x1 - x0), tf.float64)
+        area = tf.cast((y1 - y0) * (x1 - x0), tf.float64)[..., None]
         mean = tf.where(area > 0, total / tf.maximum(area, 1.0), tf.zeros_like(total))
         return tf.cast(mean, out_dtype)
 
