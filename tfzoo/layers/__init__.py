@@ -1,3 +1,4 @@
+from tfzoo.layers.correlation import Correlation
 from tfzoo.layers.cross_stream import CrossStreamConnection
 from tfzoo.layers.fusion import (
     AlignSpatial, BilinearFusion, ConvFusion, LateFusion, SpatialFusion, fusion_layer,
@@ -17,5 +18,5 @@ __all__ = [
     "temporal_kernel_initializer",
     "CrossStreamConnection", "GhostBatchNormalization", "TemporalConv",
     "TemporalPooling", "SpatialConv3D", "AlignSpatial", "BilinearFusion", "ConvFusion", "LateFusion",
-    "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer", "PSRoIPooling",
+    "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer", "PSRoIPooling", "Correlation",
 ]
