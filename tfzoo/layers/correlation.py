@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -77,16 +79,19 @@ class Correlation(keras.layers.Layer):
         depth = tf.cast(shape[3], dtype)
         a = x1[:, ::s, ::s]  # (B, H', W', D)
         w_out = tf.shape(a)[2]
-        b = tf.pad(x2, [[0, 0], [d, d], [0, 0], [0, 0]])
-        # band indices into the row products padded by d columns: v = j*s + q + d
-        q = tf.range(-r, r + 1) * s2
-        band = tf.range(w_out)[:, None] * s + q[None, :] + d  # (W', 2R+1)
-        flat = tf.range(w_out)[:, None] * (w + 2 * d) + band  # into (W' * (W + 2d)) products
+        # only columns j*s + q of x_t_tau are read, all multiples of g = gcd(s, s2): the
+        # conv3 variant (s = s2 = 2) multiplies against every other column only
+        g = math.gcd(s, s2)
+        b = tf.pad(x2[:, :, ::g], [[0, 0], [d, d], [0, 0], [0, 0]])
+        wg = tf.shape(b)[2]
+        q = tf.range(-r, r + 1) * (s2 // g)
+        band = tf.range(w_out)[:, None] * (s // g) + q[None, :] + d // g  # (W', 2R+1)
+        flat = tf.range(w_out)[:, None] * (wg + 2 * (d // g)) + band  # into the flat products
         planes = []
         for p in range(-d, d + 1, s2):
-            rows = b[:, d + p:d + p + h:s]  # x_t_tau rows i*s + p, (B, H', W, D)
-            prod = tf.einsum("bhjd,bhvd->bhjv", a, rows)  # (B, H', W', W)
-            prod = tf.pad(prod, [[0, 0], [0, 0], [0, 0], [d, d]])
+            rows = b[:, d + p:d + p + h:s]  # x_t_tau rows i*s + p, (B, H', W/g, D)
+            prod = tf.einsum("bhjd,bhvd->bhjv", a, rows)  # (B, H', W', W/g)
+            prod = tf.pad(prod, [[0, 0], [0, 0], [0, 0], [d // g, d // g]])
             prod = tf.reshape(prod, [shape[0], tf.shape(a)[1], -1])
             planes.append(tf.gather(prod, flat, axis=2))  # (B, H', W', 2R+1)
         out = tf.concat(planes, -1) / depth  # channel (p/s2 + R) * (2R+1) + (q/s2 + R)
