@@ -89,8 +89,27 @@ def bench_psroi(repeats: int) -> list[str]:
             f"512->1519 making the map: {t_conv * 1e3:.1f} ms (ratio {t_pool / t_conv:.2f})"]
 
 
+def random_video(frames: int, classes: int, boxes: int, seed: int = 0):
+    """Detections and tracklets like D&T's after NMS: `boxes` per frame and class, objects
+    drifting a few pixels per frame, one tracklet per box of frame t."""
+    rng = np.random.default_rng(seed)
+    n = classes * boxes
+    xy = rng.uniform(0, 900, (n, 2))
+    wh = rng.uniform(20, 200, (n, 2))
+    dets, tracks = [], []
+    for t in range(frames):
+        move = rng.normal(0, 3, (n, 2))
+        box = np.concatenate([xy, xy + wh], 1)
+        dets.append({"boxes": box, "scores": rng.uniform(size=n),
+                     "classes": np.repeat(np.arange(classes), boxes)})
+        xy = xy + move
+        if t < frames - 1:
+            tracks.append(np.concatenate([box, np.concatenate([xy, xy + wh], 1)], 1))
+    return dets, tracks
+
+
 def bench_linking(repeats: int) -> list[str]:
-    from tfzoo.detection.linking import link_tubes, random_video
+    from tfzoo.detection.linking import link_tubes
 
     frames, classes, boxes = 100, 30, 25
     dets, tracks = random_video(frames, classes, boxes, seed=0)
