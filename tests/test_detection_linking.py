@@ -110,3 +110,21 @@ def test_linking_bad_input():
         link_tubes([{**d, "scores": np.ones(2)}], [])
     with pytest.raises(ValueError, match="alpha must be in"):
         link_tubes([d], [], alpha=0)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.3])
+def test_tracklet_overlap_candidates_are_exact(threshold):
+    # the centre-in-extent shortcut must find every pair above the threshold
+    from tfzoo.detection.linking import _overlapping
+
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0, 40, (300, 2)).round()
+    wh = rng.integers(1, 12, (300, 2))
+    boxes = np.concatenate([base, base + wh - 1], 1)
+    tracks = boxes[rng.permutation(300)] + rng.integers(-3, 4, (300, 4))
+    tracks[:, 2:] = np.maximum(tracks[:, 2:], tracks[:, :2])
+    alive = rng.uniform(size=300) < 0.9
+    got = set(zip(*[a.tolist() for a in _overlapping(boxes, alive, tracks, threshold)]))
+    want = {(i, m) for i in range(300) if alive[i] for m in range(300)
+            if iou(boxes[i], tracks[m]) > threshold}
+    assert got == want and len(want) > 20

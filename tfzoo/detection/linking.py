@@ -22,16 +22,6 @@ import math
 import numpy as np
 
 
-def _iou(a, b):
-    """IoU (inclusive pixels) of (..., N, 4) with (M, 4) -> (..., N, M)."""
-    lo = np.maximum(a[..., :, None, :2], b[None, :, :2])
-    hi = np.minimum(a[..., :, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.maximum(hi - lo + 1, 0), -1)
-    area = lambda x: (x[..., 2] - x[..., 0] + 1) * (x[..., 3] - x[..., 1] + 1)  # noqa: E731
-    union = area(a)[..., :, None] + area(b)[None, :] - inter
-    return inter / np.maximum(union, 1e-12)
-
-
 def _check(detections, tracks):
     if not isinstance(detections, (list, tuple)) or not detections:
         raise ValueError("detections must be a non-empty list (one dict per frame) of "
@@ -89,14 +79,67 @@ class _Video:
         self.alive = self.index >= 0
         # edge scores (T-1, C, N, N) of eq. 8.5
         self.edges = np.zeros((max(frames - 1, 0), num_c, n, n))
+        flat_boxes = self.boxes.reshape(frames, -1, 4)
+        flat_alive = self.alive.reshape(frames, -1)
         for t in range(frames - 1):
-            psi = np.zeros((num_c, n, n))
+            psi = np.zeros((num_c * n, num_c * n), bool)
             if len(trk[t]):
-                at_t = (_iou(self.boxes[t], trk[t][:, :4]) > iou_threshold).astype(np.float64)
-                at_t1 = (_iou(self.boxes[t + 1], trk[t][:, 4:]) > iou_threshold).astype(
-                    np.float64)
-                psi = (at_t @ at_t1.transpose(0, 2, 1)) > 0
+                a_box, a_trk = _overlapping(flat_boxes[t], flat_alive[t], trk[t][:, :4],
+                                            iou_threshold)
+                b_box, b_trk = _overlapping(flat_boxes[t + 1], flat_alive[t + 1],
+                                            trk[t][:, 4:], iou_threshold)
+                # psi(i, j) = some tracklet m overlaps i at t and j at t+1: join on m
+                order = np.argsort(b_trk, kind="stable")
+                b_box, b_trk = b_box[order], b_trk[order]
+                lo = np.searchsorted(b_trk, a_trk, "left")
+                hi = np.searchsorted(b_trk, a_trk, "right")
+                i, pos = _ranges(lo, hi)
+                psi[a_box[i], b_box[pos]] = True
+            psi = psi.reshape(num_c, n, num_c, n)[np.arange(num_c), :, np.arange(num_c)]
             self.edges[t] = self.scores[t, :, :, None] + self.scores[t + 1, :, None, :] + psi
+
+
+def _ranges(lo, hi):
+    """For ragged ranges [lo_k, hi_k): (k, position) of every element, vectorised."""
+    counts = hi - lo
+    k = np.repeat(np.arange(len(lo)), counts)
+    start = np.repeat(np.cumsum(counts) - counts, counts)
+    return k, np.arange(counts.sum()) - start + np.repeat(lo, counts)
+
+
+def _overlapping(boxes, alive, tracks, threshold):
+    """(box index, track index) of every pair with IoU > threshold (0.5 or more).
+
+    IoU > 0.5 implies that each box's centre lies within the other's extent (per axis,
+    |c_a - c_b| < min(w_a, w_b) / 2), so only the tracks whose centre falls inside a box's
+    x-range (then y-range) are candidates: a sort and two searchsorted calls instead of all
+    box x track pairs.
+    Below 0.5 that bound does not hold and every pair is tested.
+    """
+    idx = np.nonzero(alive)[0]
+    b = boxes[idx]
+    if threshold >= 0.5:
+        cx = 0.5 * (tracks[:, 0] + tracks[:, 2])
+        order = np.argsort(cx, kind="stable")
+        # inclusive pixels: the extent of [x1, x2] is [x1 - 0.5, x2 + 0.5] around centres
+        lo = np.searchsorted(cx[order], b[:, 0] - 0.5, "left")
+        hi = np.searchsorted(cx[order], b[:, 2] + 0.5, "right")
+        k, pos = _ranges(lo, hi)
+        m = order[pos]
+        cy = 0.5 * (tracks[:, 1] + tracks[:, 3])[m]  # the same bound along y
+        near = (cy >= b[:, 1][k] - 0.5) & (cy <= b[:, 3][k] + 0.5)
+        k, m = k[near], m[near]
+    else:
+        k = np.repeat(np.arange(len(b)), len(tracks))
+        m = np.tile(np.arange(len(tracks)), len(b))
+    bb, tt = b[k], tracks[m]
+    iw = np.minimum(bb[:, 2], tt[:, 2]) - np.maximum(bb[:, 0], tt[:, 0]) + 1
+    ih = np.minimum(bb[:, 3], tt[:, 3]) - np.maximum(bb[:, 1], tt[:, 1]) + 1
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    area_b = (bb[:, 2] - bb[:, 0] + 1) * (bb[:, 3] - bb[:, 1] + 1)
+    area_t = (tt[:, 2] - tt[:, 0] + 1) * (tt[:, 3] - tt[:, 1] + 1)
+    keep = inter > threshold * (area_b + area_t - inter)
+    return idx[k[keep]], m[keep]
 
 
 def _extract(scores, alive, edges):
