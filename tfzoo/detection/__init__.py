@@ -6,6 +6,7 @@ from tfzoo.detection.boxes import (
     BOX_STDS, box_area, clip_boxes, decode_boxes, encode_boxes, generate_anchors, iou_matrix, nms,
     nms_box_voting, remove_small_boxes, shifted_anchors,
 )
+from tfzoo.detection.dataset import DetectionDataset, DetectionVideo, read_detection_dataset
 from tfzoo.detection.evaluation import evaluate_vid, motion_ious, voc_ap
 from tfzoo.detection.linking import link_tubes
 from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
@@ -14,5 +15,5 @@ __all__ = [
     "BOX_STDS", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "generate_anchors",
     "iou_matrix", "nms", "nms_box_voting", "remove_small_boxes", "shifted_anchors",
     "anchor_targets", "ohem_select", "roi_targets", "evaluate_vid", "motion_ious", "voc_ap",
-    "link_tubes",
+    "link_tubes", "DetectionDataset", "DetectionVideo", "read_detection_dataset",
 ]
