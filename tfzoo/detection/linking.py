@@ -77,7 +77,7 @@ class _Video:
             self.boxes[t, ci[order], rank] = b[order]
             self.index[t, ci[order], rank] = order
         self.alive = self.index >= 0
-        # edge scores (T-1, C, N, N) of eq. 8.5
+        # edge scores (T-1, C, N_to, N_from) of eq. 8.5
         self.edges = np.zeros((max(frames - 1, 0), num_c, n, n))
         flat_boxes = self.boxes.reshape(frames, -1, 4)
         flat_alive = self.alive.reshape(frames, -1)
@@ -96,7 +96,9 @@ class _Video:
                 i, pos = _ranges(lo, hi)
                 psi[a_box[i], b_box[pos]] = True
             psi = psi.reshape(num_c, n, num_c, n)[np.arange(num_c), :, np.arange(num_c)]
-            self.edges[t] = self.scores[t, :, :, None] + self.scores[t + 1, :, None, :] + psi
+            # stored (class, to, from): the Viterbi max runs over the contiguous last axis
+            self.edges[t] = (self.scores[t, :, None, :] + self.scores[t + 1, :, :, None]
+                             + psi.transpose(0, 2, 1))
 
 
 def _ranges(lo, hi):
@@ -144,28 +146,34 @@ def _overlapping(boxes, alive, tracks, threshold):
 
 def _extract(scores, alive, edges):
     """All tubes of frames [0, T) (arrays sliced to them): list of (class slot, path (T,))."""
-    frames, num_c, _ = scores.shape
-    alive = alive.copy()
+    frames, num_c, n = scores.shape
+    # removed or missing boxes get -inf added to their forward value: updating this penalty
+    # when a tube is removed is cheaper than masking at every step
+    penalty = np.where(alive, 0.0, -np.inf)
     tubes = []
     c_range = np.arange(num_c)
+    t_range = np.arange(frames)[:, None]
     active = alive.any(2).all(0)
+    cand = np.empty((num_c, n, n))
+    back = np.empty((max(frames - 1, 0), num_c, n), np.int64)
+    v = np.empty((num_c, n))
     while active.any():
         # a single frame has no edges: its best "path" is its best box
-        v = np.where(alive[0], scores[0] if frames == 1 else 0.0, -np.inf)
-        back = np.empty((frames - 1, num_c, scores.shape[2]), np.int64)
+        np.add(penalty[0], scores[0] if frames == 1 else 0.0, out=v)
         for t in range(frames - 1):
-            cand = v[:, :, None] + edges[t]
-            b = cand.argmax(1)
-            back[t] = b
-            v = np.where(alive[t + 1], np.take_along_axis(cand, b[:, None, :], 1)[:, 0], -np.inf)
+            np.add(v[:, None, :], edges[t], out=cand)
+            cand.argmax(2, out=back[t])
+            cand.max(2, out=v)
+            v += penalty[t + 1]
         path = np.empty((frames, num_c), np.int64)
         path[-1] = v.argmax(1)
         for t in range(frames - 2, -1, -1):
             path[t] = back[t, c_range, path[t + 1]]
         for c in np.nonzero(active)[0]:
             tubes.append((c, path[:, c].copy()))
-        alive[np.arange(frames)[:, None], c_range[None], path] &= ~active[None]
-        active &= alive.any(2).all(0)
+        penalty[t_range, c_range[None], path] = np.where(active[None], -np.inf,
+                                                          penalty[t_range, c_range[None], path])
+        active &= np.isfinite(penalty).any(2).all(0)
     return tubes
 
 
