@@ -147,33 +147,36 @@ def _overlapping(boxes, alive, tracks, threshold):
 def _extract(scores, alive, edges):
     """All tubes of frames [0, T) (arrays sliced to them): list of (class slot, path (T,))."""
     frames, num_c, n = scores.shape
-    # removed or missing boxes get -inf added to their forward value: updating this penalty
-    # when a tube is removed is cheaper than masking at every step
-    penalty = np.where(alive, 0.0, -np.inf)
+    # a removed or missing box cannot be entered: its incoming edges are -inf (and frame 0
+    # starts from -inf), so a removal is one assignment instead of a mask at every step
+    edges = np.where(alive[1:, :, :, None], edges, -np.inf)
+    start = np.where(alive[0], scores[0] if frames == 1 else 0.0, -np.inf)
     tubes = []
     c_range = np.arange(num_c)
     t_range = np.arange(frames)[:, None]
-    active = alive.any(2).all(0)
+    left = alive.sum(2)  # (T, C) boxes not yet in a tube
+    active = (left > 0).all(0)
     cand = np.empty((num_c, n, n))
     back = np.empty((max(frames - 1, 0), num_c, n), np.int64)
     v = np.empty((num_c, n))
     while active.any():
         # a single frame has no edges: its best "path" is its best box
-        np.add(penalty[0], scores[0] if frames == 1 else 0.0, out=v)
+        v[:] = start
         for t in range(frames - 1):
             np.add(v[:, None, :], edges[t], out=cand)
             cand.argmax(2, out=back[t])
             cand.max(2, out=v)
-            v += penalty[t + 1]
         path = np.empty((frames, num_c), np.int64)
         path[-1] = v.argmax(1)
         for t in range(frames - 2, -1, -1):
             path[t] = back[t, c_range, path[t + 1]]
-        for c in np.nonzero(active)[0]:
+        cs = np.nonzero(active)[0]
+        for c in cs:
             tubes.append((c, path[:, c].copy()))
-        penalty[t_range, c_range[None], path] = np.where(active[None], -np.inf,
-                                                          penalty[t_range, c_range[None], path])
-        active &= np.isfinite(penalty).any(2).all(0)
+        edges[t_range[:-1], cs[None], path[1:, cs]] = -np.inf  # edges[t] enter frame t+1
+        start[cs, path[0, cs]] = -np.inf
+        left[:, cs] -= 1
+        active &= (left > 0).all(0)
     return tubes
 
 
