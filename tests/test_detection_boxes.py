@@ -1,7 +1,6 @@
 """Box ops and training targets against brute-force numpy loops."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tfzoo.detection import (

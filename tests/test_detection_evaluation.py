@@ -1,6 +1,5 @@
 """evaluate_vid on cases whose APs are worked out by hand below."""
 
-import numpy as np
 import pytest
 
 from tfzoo.detection import evaluate_vid

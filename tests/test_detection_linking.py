@@ -24,8 +24,8 @@ def brute_force(dets, tracks, alpha=0.5, thr=0.5):
     tubes = []
 
     def edge(t, i, j):
-        psi = any(iou(m[:4], dets[t]["boxes"][i]) > thr and iou(m[4:], dets[t + 1]["boxes"][j]) > thr
-                  for m in tracks[t])
+        psi = any(iou(m[:4], dets[t]["boxes"][i]) > thr
+                  and iou(m[4:], dets[t + 1]["boxes"][j]) > thr for m in tracks[t])
         return dets[t]["scores"][i] + dets[t + 1]["scores"][j] + float(psi)
 
     for c in sorted({int(c) for d in dets for c in d["classes"]}):

@@ -79,7 +79,8 @@ def _shape_mask(kind: int, yy, xx, half: float):
     if kind == 2:  # apex up
         return (yy <= half * 0.8) & (yy >= -half) & (np.abs(xx) <= (yy + half) * 0.55)
     arm = half * 0.35
-    return ((np.abs(yy) <= half) & (np.abs(xx) <= arm)) | ((np.abs(xx) <= half) & (np.abs(yy) <= arm))
+    vertical = (np.abs(yy) <= half) & (np.abs(xx) <= arm)
+    return vertical | ((np.abs(xx) <= half) & (np.abs(yy) <= arm))
 
 
 def _background(rng, h, w):
@@ -113,7 +114,8 @@ def render_video(rng: np.random.Generator, cfg: SyntheticDetectionConfig):
             "phase": rng.uniform(0, 2 * np.pi), "blur": speed > cfg.blur_speed})
     occluder = None
     if rng.uniform() < cfg.occluder_probability:
-        occluder = {"x0": rng.uniform(-0.3, 0.3) * w, "speed": rng.uniform(4, 9) * rng.choice([-1, 1]),
+        occluder = {"x0": rng.uniform(-0.3, 0.3) * w,
+                    "speed": rng.uniform(4, 9) * rng.choice([-1, 1]),
                     "width": rng.uniform(8, 16), "shade": rng.uniform(0.3, 0.7)}
         if occluder["speed"] < 0:
             occluder["x0"] += w
