@@ -157,19 +157,19 @@ def _extract(scores, alive, edges):
     left = alive.sum(2)  # (T, C) boxes not yet in a tube
     active = (left > 0).all(0)
     cand = np.empty((num_c, n, n))
-    back = np.empty((max(frames - 1, 0), num_c, n), np.int64)
-    v = np.empty((num_c, n))
+    # forward values per frame; the argmax is recomputed only along the chosen path when
+    # backtracking (an argmax over every state at every step costs as much as the max)
+    values = np.empty((frames, num_c, n))
     while active.any():
         # a single frame has no edges: its best "path" is its best box
-        v[:] = start
+        values[0] = start
         for t in range(frames - 1):
-            np.add(v[:, None, :], edges[t], out=cand)
-            cand.argmax(2, out=back[t])
-            cand.max(2, out=v)
+            np.add(values[t][:, None, :], edges[t], out=cand)
+            cand.max(2, out=values[t + 1])
         path = np.empty((frames, num_c), np.int64)
-        path[-1] = v.argmax(1)
+        path[-1] = values[-1].argmax(1)
         for t in range(frames - 2, -1, -1):
-            path[t] = back[t, c_range, path[t + 1]]
+            path[t] = (values[t] + edges[t][c_range, path[t + 1]]).argmax(1)
         cs = np.nonzero(active)[0]
         for c in cs:
             tubes.append((c, path[:, c].copy()))
