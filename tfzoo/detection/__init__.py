@@ -1,0 +1,19 @@
+"""D&T building blocks (thesis ch. 8): box ops, training targets, VID evaluation, tube linking,
+the embedded synthetic detection set. The layers (PSRoIPooling, Correlation) are in
+tfzoo.layers."""
+
+from tfzoo.detection.boxes import (
+    BOX_STDS, box_area, clip_boxes, decode_boxes, encode_boxes, generate_anchors, iou_matrix, nms,
+    nms_box_voting, remove_small_boxes, shifted_anchors,
+)
+from tfzoo.detection.dataset import DetectionDataset, DetectionVideo, read_detection_dataset
+from tfzoo.detection.evaluation import evaluate_vid, motion_ious, voc_ap
+from tfzoo.detection.linking import link_tubes
+from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
+
+__all__ = [
+    "BOX_STDS", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "generate_anchors",
+    "iou_matrix", "nms", "nms_box_voting", "remove_small_boxes", "shifted_anchors",
+    "anchor_targets", "ohem_select", "roi_targets", "evaluate_vid", "motion_ious", "voc_ap",
+    "link_tubes", "DetectionDataset", "DetectionVideo", "read_detection_dataset",
+]

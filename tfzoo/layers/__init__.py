@@ -1,3 +1,4 @@
+from tfzoo.layers.correlation import Correlation
 from tfzoo.layers.cross_stream import CrossStreamConnection
 from tfzoo.layers.fusion import (
     AlignSpatial, BilinearFusion, ConvFusion, LateFusion, SpatialFusion, fusion_layer,
@@ -7,6 +8,7 @@ from tfzoo.layers.pooling import (
     GlobalSpatialPooling, GlobalTemporalPooling, SpatioTemporalMaxPooling,
 )
 from tfzoo.layers.preprocessing import VideoNormalization
+from tfzoo.layers.roi_pooling import PSRoIPooling
 from tfzoo.layers.spatial import SpatialConv3D
 from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
 from tfzoo.layers.temporal import TemporalConv, TemporalPooling
@@ -16,5 +18,5 @@ __all__ = [
     "temporal_kernel_initializer",
     "CrossStreamConnection", "GhostBatchNormalization", "TemporalConv",
     "TemporalPooling", "SpatialConv3D", "AlignSpatial", "BilinearFusion", "ConvFusion", "LateFusion",
-    "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer",
+    "SpatialFusion", "SpatioTemporalMaxPooling", "fusion_layer", "PSRoIPooling", "Correlation",
 ]

@@ -1,0 +1,68 @@
+"""evaluate_vid on cases whose APs are worked out by hand below."""
+
+import pytest
+
+from tfzoo.detection import evaluate_vid
+
+
+def test_vid_map_hand_computed():
+    ann = {
+        1: [(0, 0, 0, 9, 9), (1, 50, 50, 149, 149)],  # A (10x10), D (100x100)
+        2: [(0, 0, 0, 9, 9), (0, 20, 20, 29, 29)],  # B, C (10x10)
+    }
+    dets = [
+        (1, 0, 0.9, 0, 0, 9, 9),  # A, IoU 1 -> TP
+        (1, 0, 0.8, 0, 0, 9, 9),  # A already found -> FP
+        (2, 0, 0.7, 3, 0, 12, 9),  # B: 70 / 130 = 0.54 -> TP
+        (2, 0, 0.6, 25, 20, 34, 29),  # C: 50 / 150 = 0.33 >= 0.25, the 10x10 threshold -> TP
+        (1, 1, 0.99, 50, 50, 98, 149),  # D: 4900 / 10000 = 0.49 < 0.5 (large object) -> FP
+        (1, 1, 0.95, 50, 50, 129, 149),  # D: 0.8 -> TP
+        (2, 1, 0.5, 50, 50, 149, 149),  # no class-1 object in frame 2 -> FP
+        (7, 1, 0.4, 0, 0, 9, 9),  # a frame without annotations: dropped
+    ]
+    # class 0: TP FP TP TP of 3 -> recall 1/3 1/3 2/3 1, precision 1 1/2 2/3 3/4; envelope
+    #   1, 3/4, 3/4 on the recall steps -> AP = 1/3 * 1 + 1/3 * 3/4 + 1/3 * 3/4 = 5/6
+    # class 1: FP TP FP of 1 -> recall 0 1 1, precision 0 1/2 1/3 -> AP = 1 * 1/2
+    r = evaluate_vid(dets, ann)
+    assert r["AP"][0] == pytest.approx(5 / 6)
+    assert r["AP"][1] == pytest.approx(0.5)
+    assert r["mAP"] == pytest.approx((5 / 6 + 0.5) / 2)
+    assert r["num_gt"] == {0: 3, 1: 1} and r["ignored_detections"] == 1
+    assert r["recall"] == {0: 1.0, 1: 1.0}
+    assert "mAP_slow" not in r  # no track ids
+
+
+def test_vid_map_by_motion_speed_hand_computed():
+    ann = {
+        ("v", 1): [(0, 0, 0, 9, 9, 1), (0, 20, 20, 29, 29, 2), (0, 40, 40, 139, 139, 3)],
+        ("v", 2): [(0, 0, 0, 9, 9, 1), (0, 23, 20, 32, 29, 2), (0, 50, 40, 149, 139, 3)],
+    }
+    # motion IoU: track 1 IoU 1 -> slow; track 2 70/130 = 0.54 -> fast;
+    # track 3 9000/11000 = 0.82 -> medium
+    dets = [
+        (("v", 2), 0, 0.95, 200, 200, 209, 209),  # FP
+        (("v", 1), 0, 0.9, 0, 0, 9, 9),  # track 1
+        (("v", 1), 0, 0.8, 20, 20, 29, 29),  # track 2
+        (("v", 2), 0, 0.7, 0, 0, 9, 9),  # track 1
+        (("v", 2), 0, 0.6, 50, 40, 149, 139),  # track 3
+    ]
+    r = evaluate_vid(dets, ann)
+    # all: FP TP TP TP TP of 6 -> precision envelope 4/5 up to recall 4/6 -> AP = 8/15
+    assert r["mAP"] == pytest.approx(8 / 15)
+    # slow (track 1, 2 boxes): FP TP (ign) TP (ign) -> recall 0 1/2 1, precision 0 1/2 2/3
+    #   -> AP = 1 * 2/3
+    assert r["mAP_slow"] == pytest.approx(2 / 3)
+    # medium (track 3): FP (ign ign ign) TP -> recall 1/2 at precision 1/2 -> AP = 1/4
+    assert r["mAP_medium"] == pytest.approx(0.25)
+    # fast (track 2): FP (ign) TP -> AP = 1/2 * 1/2
+    assert r["mAP_fast"] == pytest.approx(0.25)
+    assert r["num_gt_slow"] == {0: 2} and r["num_gt_fast"] == {0: 2}
+
+
+def test_vid_eval_bad_input():
+    with pytest.raises(ValueError, match="expected \\(frame_id, class_index, score"):
+        evaluate_vid([(0, 0, 0.5, 1, 2)], {0: []})
+    with pytest.raises(ValueError, match="expected \\(class_index, x1"):
+        evaluate_vid([], {0: [(0, 1, 2)]})
+    with pytest.raises(ValueError, match="frame id 'a'"):
+        evaluate_vid([], {"a": [(0, 1, 2, 3, 4, 7)]})

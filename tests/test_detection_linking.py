@@ -1,0 +1,130 @@
+"""link_tubes against a brute-force enumeration of every path (eq. 8.5-8.7)."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from tfzoo.detection import link_tubes
+
+
+def iou(a, b):
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    area = lambda x: (x[2] - x[0] + 1) * (x[3] - x[1] + 1)  # noqa: E731
+    return iw * ih / (area(a) + area(b) - iw * ih)
+
+
+def brute_force(dets, tracks, alpha=0.5, thr=0.5):
+    frames = len(dets)
+    rescored = [np.array(d["scores"], float) for d in dets]
+    tubes = []
+
+    def edge(t, i, j):
+        psi = any(iou(m[:4], dets[t]["boxes"][i]) > thr
+                  and iou(m[4:], dets[t + 1]["boxes"][j]) > thr for m in tracks[t])
+        return dets[t]["scores"][i] + dets[t + 1]["scores"][j] + float(psi)
+
+    for c in sorted({int(c) for d in dets for c in d["classes"]}):
+        alive = [{i for i, k in enumerate(d["classes"]) if k == c} for d in dets]
+        while all(alive):
+            best, best_path = -np.inf, None
+            for path in itertools.product(*[sorted(a) for a in alive]):
+                if frames == 1:
+                    score = dets[0]["scores"][path[0]]
+                else:
+                    score = sum(edge(t, path[t], path[t + 1]) for t in range(frames - 1))
+                if score > best:
+                    best, best_path = score, path
+            tubes.append({"class": c, "indices": list(best_path)})
+            for t, i in enumerate(best_path):
+                alive[t].discard(i)
+            s = np.array([dets[t]["scores"][i] for t, i in enumerate(best_path)])
+            bonus = np.sort(s)[::-1][:math.ceil(alpha * frames)].mean()
+            for t, i in enumerate(best_path):
+                rescored[t][i] = s[t] + bonus
+    return rescored, tubes
+
+
+def random_case(rng, frames, classes, max_boxes):
+    objects = rng.uniform(0, 60, (6, 2))
+    dets, tracks = [], []
+    for t in range(frames):
+        n = rng.integers(1, max_boxes * classes + 1)
+        centre = objects[rng.integers(0, 6, n)] + rng.normal(0, 2, (n, 2)) + t * 2
+        size = rng.uniform(10, 20, (n, 1))
+        dets.append({"boxes": np.concatenate([centre - size, centre + size], 1),
+                     "scores": rng.uniform(size=n), "classes": rng.integers(0, classes, n)})
+    for t in range(frames - 1):
+        b = dets[t]["boxes"]
+        m = np.concatenate([b, b + rng.normal(2, 2, b.shape)], 1)
+        tracks.append(m[rng.uniform(size=len(m)) < 0.7])
+    return dets, tracks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_offline_linking_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    frames = [1, 2, 3, 4, 4, 5][seed]
+    dets, tracks = random_case(rng, frames, classes=2, max_boxes=3)
+    alpha = [0.5, 0.3, 1.0, 0.5, 0.25, 0.5][seed]
+    got, tubes = link_tubes(dets, tracks, alpha=alpha)
+    want, want_tubes = brute_force(dets, tracks, alpha=alpha)
+    assert tubes == want_tubes
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_online_linking_is_the_prefix_brute_force(seed):
+    rng = np.random.default_rng(100 + seed)
+    dets, tracks = random_case(rng, 4, classes=2, max_boxes=2)
+    got, tubes = link_tubes(dets, tracks, online=True)
+    for t in range(4):
+        want, _ = brute_force(dets[:t + 1], tracks[:t])
+        np.testing.assert_allclose(got[t], want[t], rtol=1e-12)
+    # causal: changing the last frame leaves the earlier scores as they were
+    changed = [dict(d) for d in dets]
+    changed[-1] = {**dets[-1], "scores": dets[-1]["scores"][::-1].copy()}
+    again, _ = link_tubes(changed, tracks, online=True)
+    for t in range(3):
+        np.testing.assert_array_equal(again[t], got[t])
+    # the tubes are the offline ones
+    assert tubes == link_tubes(dets, tracks)[1]
+    # a one-frame history only adds each box's own score (its single-frame tube)
+    own, _ = link_tubes(dets, tracks, online=True, history=1)
+    for t in range(4):
+        assert np.all(own[t] >= dets[t]["scores"])
+
+
+def test_linking_bad_input():
+    d = {"boxes": np.zeros((1, 4)), "scores": np.ones(1), "classes": np.zeros(1)}
+    with pytest.raises(ValueError, match="tracks has 3 entries for 2 frames"):
+        link_tubes([d, d], [np.zeros((0, 8))] * 3)
+    with pytest.raises(ValueError, match="expected \\(M, 8\\)"):
+        link_tubes([d, d], [np.zeros((2, 4))])
+    with pytest.raises(ValueError, match="1 boxes, 2 scores"):
+        link_tubes([{**d, "scores": np.ones(2)}], [])
+    with pytest.raises(ValueError, match="alpha must be in"):
+        link_tubes([d], [], alpha=0)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.3])
+def test_tracklet_overlap_candidates_are_exact(threshold):
+    # the centre-in-extent shortcut must find every pair above the threshold
+    from tfzoo.detection.linking import _overlapping
+
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0, 40, (300, 2)).round()
+    wh = rng.integers(1, 12, (300, 2))
+    boxes = np.concatenate([base, base + wh - 1], 1)
+    tracks = boxes[rng.permutation(300)] + rng.integers(-3, 4, (300, 4))
+    tracks[:, 2:] = np.maximum(tracks[:, 2:], tracks[:, :2])
+    alive = rng.uniform(size=300) < 0.9
+    got = set(zip(*[a.tolist() for a in _overlapping(boxes, alive, tracks, threshold)]))
+    want = {(i, m) for i in range(300) if alive[i] for m in range(300)
+            if iou(boxes[i], tracks[m]) > threshold}
+    assert got == want and len(want) > 20

@@ -1,0 +1,120 @@
+"""The embedded synthetic detection set and the detection-dataset reader."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tfzoo.detection import read_detection_dataset
+from tfzoo.detection.synthetic import (
+    CLASSES, SyntheticDetectionConfig, render_video, write_synthetic_vid,
+)
+
+SMALL = SyntheticDetectionConfig(height=48, width=64, frames=5, videos=(2, 2),
+                                 size=(10.0, 18.0))
+
+
+def test_boxes_are_tight_around_the_rendered_objects():
+    cfg = SyntheticDetectionConfig(height=48, width=64, frames=8, speed=(2.0, 5.0),
+                                   occluder_probability=1.0)
+    seen_blur = 0
+    for v in range(4):
+        frames, anns = render_video(np.random.default_rng([1, v]), cfg)
+        for t, objs in enumerate(anns):
+            for cls, track, (x1, y1, x2, y2), occluded, alpha in objs:
+                ys, xs = np.nonzero(alpha > 0)
+                # every pixel the object covers is inside its box, and the box touches them
+                assert xs.min() == x1 and xs.max() == x2 and ys.min() == y1 and ys.max() == y2
+                seen_blur += np.any((alpha > 0) & (alpha < 1))
+                # the object is drawn: its fully covered pixels are textured, not flat
+                inside = frames[t][alpha >= 1]
+                assert len(inside) < 10 or inside.std() > 0
+    assert seen_blur > 0  # fast objects are motion blurred
+
+
+def test_classes_have_distinct_shapes():
+    # at the same size, the class shapes differ in many pixels
+    from tfzoo.detection.synthetic import _shape_mask
+
+    yy, xx = np.mgrid[-20:20, -20:20].astype(float)
+    masks = [_shape_mask(k, yy, xx, 15.0) for k in range(len(CLASSES))]
+    for i in range(len(masks)):
+        for j in range(i + 1, len(masks)):
+            assert (masks[i] != masks[j]).sum() > 50
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_written_set_round_trips_and_is_deterministic(tmp_path):
+    a = write_synthetic_vid(tmp_path / "a", SMALL)
+    b = write_synthetic_vid(tmp_path / "b", SMALL)
+    c = write_synthetic_vid(tmp_path / "c", SyntheticDetectionConfig(**{**SMALL.__dict__,
+                                                                          "seed": 1}))
+    assert _digest(a) == _digest(b) != _digest(c)
+    with pytest.raises(FileExistsError):
+        write_synthetic_vid(a, SMALL)
+    ds = read_detection_dataset(a, "val")
+    assert ds.layout == "imagenet_vid" and ds.class_names == list(CLASSES) and len(ds) == 2
+    videos = list(ds)
+    assert not ds.skipped
+    for v, video in enumerate(videos):
+        frames, anns = render_video(np.random.default_rng([SMALL.seed, 1, v]), SMALL)
+        assert video.frames.shape == frames.shape
+        assert np.abs(video.frames.astype(int) - frames).mean() < 8  # JPEG of a noisy texture
+        for t, objs in enumerate(anns):
+            np.testing.assert_array_equal(video.boxes[t], [o[2] for o in objs])
+            np.testing.assert_array_equal(video.classes[t], [o[0] for o in objs])
+            np.testing.assert_array_equal(video.track_ids[t], [o[1] for o in objs])
+    ann = videos[0].annotations()
+    assert set(ann) == {(videos[0].video_id, t) for t in range(SMALL.frames)}
+
+
+def test_reader_skips_and_reports_corrupt_files(tmp_path):
+    root = write_synthetic_vid(tmp_path / "s", SMALL)
+    snippet = root / "Data" / "VID" / "train" / "synthetic_train_00000"
+    (snippet / "000001.JPEG").write_bytes(b"not a jpeg")
+    xml = root / "Annotations" / "VID" / "train" / "synthetic_train_00000" / "000002.xml"
+    xml.write_text("<annotation><object>")
+    ds = read_detection_dataset(root, "train")
+    videos = list(ds)
+    assert videos[0].frame_names == ["000000", "000003", "000004"]
+    reasons = {p.split("/")[-1]: r for p, r in ((s["path"], s["reason"]) for s in ds.skipped)}
+    assert "unreadable image" in reasons["000001.JPEG"]
+    assert "unreadable annotation XML" in reasons["000002.JPEG"] or any(
+        "000002.xml" in s["reason"] for s in ds.skipped)
+    assert len(ds.skipped) == 2 and len(videos[1].frame_names) == SMALL.frames
+
+
+def test_custom_layout(tmp_path):
+    import cv2
+
+    vid = tmp_path / "train" / "clip1"
+    vid.mkdir(parents=True)
+    for t in range(3):
+        img = np.full((20, 30, 3), 40 * t, np.uint8)
+        cv2.imwrite(str(vid / f"{t:04d}.png"), img)
+    (vid / "boxes.csv").write_text("frame,track_id,class,x1,y1,x2,y2\n"
+                                   "0000.png,3,car,1,2,10,12\n"
+                                   "0002.png,3,car,2,2,11,12\n"
+                                   "0002.png,4,person,5,5,8,9\n"
+                                   "0001.png,x,car,1,2,3,4\n")
+    ds = read_detection_dataset(tmp_path, "train")
+    (video,) = list(ds)
+    assert ds.layout == "custom" and ds.class_names == ["car", "person"]
+    np.testing.assert_array_equal(video.boxes[0], [[1, 2, 10, 12]])
+    assert video.boxes[1].shape == (0, 4)
+    np.testing.assert_array_equal(video.classes[2], [0, 1])
+    np.testing.assert_array_equal(video.track_ids[2], [3, 4])
+    assert video.frames[2, 0, 0, 0] == 80
+    assert len(ds.skipped) == 1 and "bad row" in ds.skipped[0]["reason"]
+    from tfzoo.data.base import DataError
+
+    with pytest.raises(DataError, match="no such split"):
+        read_detection_dataset(tmp_path, "val")
