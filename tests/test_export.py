@@ -317,7 +317,7 @@ def test_cli_errors(model_dir, exported, tmp_path):
 
 
 def test_in_graph_tvl1_flow_serves_rgb_only(tmp_path, bikes_path):
-    from tfzoo.data.decode import read_video
+    from tfzoo.video import read_video
 
     model = _two_stream(with_fused=True)  # flow input: 20 channels, L = 10
     info = _info()  # num_frames=2: two chunks
