@@ -230,7 +230,7 @@ def _two_stream(num_classes=3, with_fused=False):
 
 def _info(name="twostream"):
     return RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=2,
-                   image_size=(8, 8), input_kind="rgb+flow")
+                   image_size=(8, 8))
 
 
 def test_two_stream_signature_and_average_rule(tmp_path):
@@ -354,7 +354,7 @@ def test_registered_two_stream_models_round_trip(name, tmp_path):
     geometry = {"frames": 3, "size": 32, **(entry.test_input or {})}
     t, s = geometry["frames"], geometry["size"]
     info = RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=t,
-                   image_size=(s, s), input_kind="rgb+flow")
+                   image_size=(s, s))
     path = export_saved_model(model, info, tmp_path, warmup=False)
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]
     rgb = _clip((1, t, s, s, 3), 5)

@@ -248,7 +248,6 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
         num_frames=config.test_num_frames, image_size=tuple(config.image_size),
-        input_kind="+".join(info.streams),
         config={**config.to_json(), "train_seconds": elapsed,
                 "num_replicas_in_sync": strategy.num_replicas_in_sync},
     )
