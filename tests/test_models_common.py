@@ -210,9 +210,13 @@ def test_every_receptive_field_matches(name):
         assert receptive_field_probe(model, endpoint) == (ep.receptive_field,) * 2, endpoint
 
 
-@pytest.mark.parametrize("name", SAMPLED)
-def test_export_round_trip(name, tmp_path):
+# One model per class runs in the default suite as
+# tests/test_export.py::test_every_family_runs_in_the_session_loader; every model here.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_export_round_trip_in_the_session_loader(name, tmp_path):
     from export.saved_model import export_saved_model
+    from test_export import SessionLoaded
     from tfzoo.rundir import RunInfo
 
     model, g = small_model(name)
@@ -221,19 +225,22 @@ def test_export_round_trip(name, tmp_path):
     info = RunInfo(model=name, model_config=model.get_config(), class_names=classes,
                    num_frames=t, image_size=(s, s))
     path = export_saved_model(model, info, tmp_path, warmup=False)
-    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-    x = sample_inputs(model, t, s, batch=1, seed=3)
-    if isinstance(x, dict):
-        x["rgb"] = np.round(x["rgb"])
-        feed = {"rgb": tf.constant(x["rgb"].astype("uint8")), "flow": tf.constant(x["flow"])}
-    else:
-        x = np.round(x)
-        feed = {"rgb": tf.constant(x.astype("uint8"))}
-    out = fn(**feed)
-    want = tf.nn.softmax(get_task(model).test_score(model(x, training=False))).numpy()
-    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
-    top = np.argsort(-want[0])[:NUM_CLASSES]
-    assert [v.decode() for v in out["top_k_labels"].numpy()[0]] == [classes[i] for i in top]
+    x = sample_inputs(model, t, s, batch=2, seed=3)
+    feeds = dict(x) if isinstance(x, dict) else {"rgb" if x.shape[-1] == 3 else "flow": x}
+    feeds["rgb"] = np.round(feeds["rgb"]).astype("uint8")
+    keras_in = {k: v.astype("float32") for k, v in feeds.items()}
+    want = tf.nn.softmax(get_task(model).test_score(
+        model(keras_in if len(keras_in) > 1 else next(iter(keras_in.values())), training=False)))
+    loaded = SessionLoaded(path)
+    try:
+        assert list(loaded.uninitialized) == []
+        out = loaded.run("serving_default", **feeds)
+    finally:
+        loaded.close()
+    np.testing.assert_allclose(out["probabilities"], want.numpy(), atol=1e-5)
+    top = np.argsort(-want.numpy(), axis=-1)
+    np.testing.assert_array_equal(out["top_k_indices"], top)
+    assert [v.decode() for v in out["top_k_labels"][0]] == [classes[i] for i in top[0]]
 
 
 @pytest.mark.parametrize("name", SAMPLED)
