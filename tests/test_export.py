@@ -15,7 +15,8 @@ import tensorflow as tf
 
 import tfzoo
 from export import saved_model as sm
-from export.saved_model import ExportError, export_saved_model, select_logits
+from export.saved_model import ExportError, export_saved_model
+from tfzoo.tasks import CLASSIFICATION
 from export.warmup import (
     WARMUP_DIR,
     WARMUP_FILE,
@@ -231,7 +232,7 @@ def _two_stream(num_classes=3, with_fused=False, flow_channels=20):
 
 def _info(name="twostream"):
     return RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=2,
-                   image_size=(8, 8), input_kind="rgb+flow")
+                   image_size=(8, 8))
 
 
 def test_two_stream_signature_and_average_rule(tmp_path):
@@ -278,7 +279,8 @@ def test_fused_logits_win_and_flow_hook(tmp_path):
     assert sorted(decode_warmup_request(r.numpy())[1] for r in records) == sorted(sigs)
 
 
-def test_select_logits_rule():
+def test_classification_test_score_rule():
+    select_logits = CLASSIFICATION.test_score
     a, b, c = (tf.constant([[float(i), 0.0]]) for i in (1, 3, 8))
     np.testing.assert_allclose(select_logits({"rgb": a, "flow": b}), [[2.0, 0.0]])
     np.testing.assert_allclose(select_logits({"rgb": a, "flow": b, "fused": c}), [[8.0, 0.0]])
@@ -356,7 +358,7 @@ def session_loaded(exported):
 
 
 def _check_against_keras(out, logits, k):
-    want = _softmax(np.asarray(select_logits(logits), np.float64))
+    want = _softmax(np.asarray(CLASSIFICATION.test_score(logits), np.float64))
     np.testing.assert_allclose(out["probabilities"], want, atol=1e-5)
     # A saturated softmax (all but one class < 1e-5) would make the comparison meaningless.
     assert np.sort(want, axis=-1)[:, -2].max() > 1e-4, want
@@ -436,7 +438,7 @@ def test_encoded_png_equals_raw_frames(session_loaded):
 
 
 def test_encoded_jpeg_decodes_and_resizes_in_graph(loaded, session_loaded, bikes_path):
-    from tfzoo.data.decode import read_video
+    from tfzoo.video import read_video
 
     model, _ = loaded
     smooth = read_video(bikes_path, num_frames=6, short_side=64)[:, :, :96]  # real frames
@@ -475,7 +477,7 @@ def test_encoded_bad_input_names_the_frame(session_loaded):
 
 
 def _bikes_clip(bikes_path, frames=16, size=224):
-    from tfzoo.data.decode import read_video
+    from tfzoo.video import read_video
 
     video = read_video(bikes_path, num_frames=frames, short_side=size)
     left = (video.shape[2] - size) // 2
@@ -562,9 +564,8 @@ def test_every_family_runs_in_the_session_loader(name, tmp_path):
     model = tfzoo.create_model(name, num_classes=3, **(entry.test_overrides or {}))
     geometry = {"frames": 3, "size": 32, **(entry.test_input or {})}
     t, s = geometry["frames"], geometry["size"]
-    kinds = [spec.name for spec in model.inputs]
     info = RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=t,
-                   image_size=(s, s), input_kind="rgb+flow" if len(kinds) > 1 else "rgb")
+                   image_size=(s, s))
     path = export_saved_model(model, info, tmp_path)
     feeds = {}
     for spec in model.inputs:

@@ -144,73 +144,39 @@ def make_optimizer(config, keras):
 
 
 def compile_model(model, config, keras):
-    loss = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True) if not config.label_smoothing else keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=config.label_smoothing)
-    if isinstance(model.output, dict):
-        # Two-stream models: one loss per stream (thesis §3.3.5, §4.3.5); accuracy of the fusion.
-        heads = [k for k in model.output if k != "fused"]
-        losses = {k: loss for k in heads}
-        metrics = {k: ["accuracy"] for k in model.output}
-        model.compile(optimizer=make_optimizer(config, keras), loss=losses, metrics=metrics,
-                      jit_compile=config.jit_compile)
-    else:
-        model.compile(optimizer=make_optimizer(config, keras), loss=loss, metrics=["accuracy"],
-                      jit_compile=config.jit_compile)
+    """Compiles `model` with its task's losses and metrics and the recipe's optimizer."""
+    from tfzoo.tasks import get_task
+
+    get_task(model).compile(model, optimizer=make_optimizer(config, keras),
+                            label_smoothing=config.label_smoothing, jit_compile=config.jit_compile)
 
 
 def init_from(model, source_dir: str) -> int:
     """Copies weights by layer name from the model in `source_dir` (a previous stage).
 
     A (1, kh, kw, ...) kernel feeding a (k, kh, kw, ...) temporal conv is spread as w / k on
-    every tap (thesis eq. 4.5), so a stream trained on single frames starts ST-ResNet.
+    every tap (thesis eq. 4.5), so a stream trained on single frames starts ST-ResNet. Layers
+    whose weights do not convert keep their initialisation.
     """
-    import numpy as np
-
+    from tfzoo.backbones.transplant import copy_weights
     from tfzoo.rundir import load_model
 
     src, _ = load_model(source_dir)
-    by_name = {layer.name: layer for layer in src.layers}
-    copied = 0
-    for layer in model.layers:
-        other = by_name.get(layer.name)
-        if other is None or not layer.weights:
-            continue
-        values = []
-        for w, target in zip(other.get_weights(), layer.weights):
-            shape = tuple(target.shape)
-            if w.shape == shape:
-                values.append(w)
-            elif w.ndim == 5 and w.shape[0] == 1 and w.shape[1:] == shape[1:]:
-                values.append(np.repeat(w / shape[0], shape[0], axis=0))
-            else:
-                break
-        if len(values) == len(layer.weights):
-            layer.set_weights(values)
-            copied += 1
+    copied = copy_weights(src, model, temporal_init="avg", strict=False, skip_mismatched=True)
     if not copied:
         raise TrainError(f"init_from={source_dir}: no layer of {src.name} matches {model.name}")
-    return copied
+    return len(copied)
 
 
-def prepare_labels(config, num_classes, outputs=None):
-    """The label transform: one-hot for label smoothing, and one label per output for models
-    with several heads (two-stream: {"rgb", "flow", "fused"})."""
-    import tensorflow as tf
-
-    encode = (lambda y: tf.one_hot(y, num_classes)) if config.label_smoothing else (lambda y: y)
-    if outputs:
-        return lambda x, y: (x, {k: encode(y) for k in outputs})
-    return lambda x, y: (x, encode(y))
-
-
-def build_datasets(source, config, strategy, outputs=None):
+def build_datasets(source, config, strategy, model):
     import tensorflow as tf
 
     from tfzoo.data import clip_spec
+    from tfzoo.tasks import get_task
 
     spec = clip_spec(config)
-    label_fn = prepare_labels(config, source.info.num_classes, outputs)
+    label_fn = get_task(model).targets(model, source.info.num_classes,
+                                       label_smoothing=config.label_smoothing)
     train = source.dataset(config.train_split, training=True, spec=spec, seed=config.seed)
     train = train.map(label_fn).batch(config.batch_size, drop_remainder=True)
     options = tf.data.Options()
@@ -262,8 +228,7 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
             print(f"[tfzoo] training streams {list(config.train_streams)}; froze {n} layers")
         compile_model(model, config, keras)
 
-    outputs = sorted(model.output) if isinstance(model.output, dict) else None
-    train, val = build_datasets(source, config, strategy, outputs)
+    train, val = build_datasets(source, config, strategy, model)
     steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
     callbacks = [
         keras.callbacks.BackupAndRestore(
@@ -283,7 +248,6 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
         num_frames=config.test_num_frames, image_size=tuple(config.image_size),
-        input_kind="+".join(info.streams),
         config={**config.to_json(), "train_seconds": elapsed,
                 "num_replicas_in_sync": strategy.num_replicas_in_sync},
     )
