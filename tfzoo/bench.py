@@ -37,6 +37,8 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from tfzoo.errors import TfzooError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -62,7 +64,7 @@ _BATCH_MATMUL = {"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"}
 _FUNCTION_CALLS = {"PartitionedCall", "StatefulPartitionedCall"}
 
 
-class FlopCountError(ValueError):
+class FlopCountError(TfzooError):
     """A counted op has a dimension unknown at trace time (FLOPs need static shapes)."""
 
 

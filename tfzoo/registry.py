@@ -12,8 +12,10 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tfzoo.errors import TfzooError
 
-class UnknownModelError(KeyError):
+
+class UnknownModelError(TfzooError, KeyError):
     """Raised for a model name that is not registered; the message lists close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfzoo.errors import TfzooError
+
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 
 
-class RunDirError(ValueError):
+class RunDirError(TfzooError):
     pass
 
 

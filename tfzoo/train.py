@@ -19,6 +19,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from tfzoo.errors import TfzooError
+
 FLAGS = flags.FLAGS
 
 
@@ -44,7 +46,7 @@ def define_flags():
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras fit verbosity.")
 
 
-class TrainError(ValueError):
+class TrainError(TfzooError):
     pass
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import keras
 
 from tfzoo.backbones.resnet import STAGE_BLOCKS
+from tfzoo.errors import TfzooError
 
 KERAS_RESNETS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
 WEIGHT_FILES = {
@@ -37,7 +38,7 @@ VGG16_FILES = ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-class TransplantError(ValueError):
+class TransplantError(TfzooError):
     pass
 
 

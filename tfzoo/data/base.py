@@ -13,6 +13,8 @@ from typing import Protocol
 
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -54,5 +56,5 @@ class VideoSource(Protocol):
         ...
 
 
-class DataError(ValueError):
+class DataError(TfzooError):
     """Unreadable or inconsistent data (with the offending path or value in the message)."""

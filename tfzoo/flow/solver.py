@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+
 # Presmoothing of the input and per-level antialiasing follow the IPOL reference
 # (PRESMOOTHING_SIGMA 0.8; zoom-out sigma 0.6 * sqrt(1/z^2 - 1)).
 _ZOOM_SIGMA_FACTOR = 0.6
@@ -41,7 +43,7 @@ _RGB_TO_GREY = (0.299, 0.587, 0.114)
 OPENCV = {"sigma": 0.0, "antialias": False, "border": "zero"}
 
 
-class FlowInputError(ValueError):
+class FlowInputError(TfzooError):
     """Frames that cannot be turned into optical flow (shape, channels, values)."""
 
 

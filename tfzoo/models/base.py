@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
 
-class InputSpecError(ValueError):
+
+class InputSpecError(TfzooError):
     """A model input of the wrong rank, channel count or dtype."""
 
 
