@@ -67,7 +67,7 @@ class TrainConfig:
     precision: str = "float32"  # "float32", "mixed_bfloat16", "mixed_float16"
     jit_compile: bool = False  # XLA made Conv3D training ~5x slower on this CPU (measured)
     seed: int = 0
-    checkpoint_every_steps: int | None = None  # BackupAndRestore within an epoch; None: per epoch
+    checkpoint_every_steps: int | None = None  # backup within an epoch (tfzoo/backup.py); None: per epoch
     train_streams: tuple | None = None  # two-stream models: train only these ("rgb", "flow")
     # Multi-stage recipes
     stages: tuple = ()

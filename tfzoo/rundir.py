@@ -5,7 +5,7 @@
                           clip geometry, the resolved training config, a format version
       model.keras         the final model (Keras v3 format), written atomically
       checkpoints/        per-epoch weights (`epoch-NNNN.weights.h5`) and `latest.txt`
-      backup/             Keras BackupAndRestore state (resume after a kill)
+      backup/             weights + position every N steps (tfzoo/backup.py; resume after a kill)
       logs/               TensorBoard event files
       metrics.json        written by `python -m tfzoo.evaluate`
 """
