@@ -61,13 +61,18 @@ def test_run_writes_the_model_dir_and_metrics(tmp_path):
     info = read_run_info(tmp_path)
     assert info.model == "tresnet_small" and len(info.class_names) == 6
     assert metrics["num_videos"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0  # 1 test video a class
-    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"] == metrics
     # Evaluating again from the directory alone gives the same numbers.
     again = evaluate_model_dir(tmp_path)
     assert again["accuracy"] == metrics["accuracy"]
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     model, _ = load_model(tmp_path)
     assert model.count_params() > 0
+    # Issue 11 item 5: evaluating the val split adds its entry; the test metrics stay.
+    val = evaluate_model_dir(tmp_path, split="val")
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert sorted(stored) == ["test", "val"] and stored["val"] == val
+    assert stored["test"] == again and val["split"] == "val" and val["num_videos"] == 6
 
 
 def test_flip_averaging_maps_mirrored_classes():

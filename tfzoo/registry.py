@@ -88,7 +88,10 @@ def create_model(name: str, *, weights: Any = None, **overrides: Any):
         Spatial kernels are transplanted 1:1 (see `tfzoo.backbones.transplant`).
       **overrides: constructor arguments that replace the preset's.
     """
+    from tfzoo.utils import check_arguments
+
     entry = get_entry(name)
+    check_arguments(f"create_model({name!r})", entry.builder, overrides)  # misspellings
     kwargs = {**entry.defaults, **overrides}
     model = entry.builder(**kwargs)
     if weights is not None:

@@ -56,6 +56,7 @@ def resolve_config():
     """The TrainConfig from --model/--config/--data and the override flags."""
     from tfzoo import config as cfglib
     from tfzoo.registry import get_entry
+    from tfzoo.utils import check_arguments
 
     if FLAGS.config:
         config = cfglib.load_config_file(FLAGS.config)
@@ -81,7 +82,9 @@ def resolve_config():
         overrides.update(dataset="records", data_dir=FLAGS.data)
     config = config.replace(**overrides)
     for _, stage in cfglib.stage_configs(config):
-        get_entry(stage.model)  # unknown model names fail before any work
+        # Unknown model names and misspelt model_overrides fail before any work.
+        check_arguments(f"model_overrides of {stage.model!r}", get_entry(stage.model).builder,
+                        stage.model_overrides)
     return config
 
 
@@ -349,10 +352,12 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text
 
     _check_model_dir(model_dir, config, restart=restart)
-    atomic_write_text(model_dir / "config.json",
-                      json.dumps(config.to_json(), indent=2, default=str) + "\n")
     source = make_source(config)
     stages = cfglib.stage_configs(config)
+    for _, stage in stages:
+        _check_streams(stage, source.info.streams)
+    atomic_write_text(model_dir / "config.json",
+                      json.dumps(config.to_json(), indent=2, default=str) + "\n")
     previous = None
     for name, stage in stages:
         stage_dir = model_dir / "stages" / name if name else model_dir
@@ -374,6 +379,30 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     from tfzoo.evaluate import evaluate_model_dir
 
     return evaluate_model_dir(model_dir, source=source)
+
+
+def _check_streams(config, streams) -> None:
+    """A two-stream model needs a dataset with flow: refuse an RGB-only recipe up front (it
+    would otherwise trace and fail on the missing 'flow' input)."""
+    from tfzoo import config as cfglib
+    from tfzoo.registry import get_entry
+
+    if "two_stream" not in get_entry(config.model).tags or "flow" in streams:
+        return
+    fits = []
+    for path in sorted(cfglib.CONFIG_DIR.glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        recipe = cfglib.load_config_file(str(path))
+        if any(s.model == config.model for _, s in cfglib.stage_configs(recipe)):
+            # Recipes on embedded data first: they run without downloading anything.
+            fits.append((recipe.dataset == "records", f"configs/{path.name}"))
+    fits = [name for _, name in sorted(fits)]
+    raise TrainError(
+        f"{config.model!r} is a two-stream model (rgb + flow inputs) but dataset "
+        f"{config.dataset!r} gives only {list(streams)}; use a recipe with flow: "
+        f"{', '.join(fits) or 'a dataset prepared with --flow'}, e.g. "
+        f"--config={fits[0] if fits else 'FILE'}")
 
 
 # What train writes into a model directory; --restart deletes exactly these.

@@ -17,3 +17,23 @@ def check_choice(what: str, value: Any, choices: Iterable) -> Any:
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise TfzooError(f"unknown {what} {value!r}; expected one of {list(choices)}.{hint}")
+
+
+def check_arguments(what: str, fn, kwargs: dict, *, also: Iterable[str] = ("name",)) -> None:
+    """Raises a TfzooError naming every key of `kwargs` that `fn` does not take (its `**kwargs`
+    catch-all does not count: Keras would drop such a key), with the closest names."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    known = [k for k, p in params.items()
+             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and k != "self"]
+    known += [k for k in also if k not in known]
+    unknown = [k for k in kwargs if k not in known]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise TfzooError(f"{what}: unknown argument{'s' if len(unknown) > 1 else ''} "
+                     f"{', '.join(hints)}; it takes {', '.join(sorted(known))}")

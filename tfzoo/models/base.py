@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfzoo.errors import TfzooError
+from tfzoo.utils import check_arguments
 
 
 class InputSpecError(TfzooError):
@@ -42,8 +41,10 @@ class VideoModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        params = inspect.signature(cls.__init__).parameters
-        return cls(**{k: v for k, v in config.items() if k in params or k == "name"})
+        # A key the constructor does not take is an error, not dropped: a config edited by hand
+        # or written by another version would otherwise build a different model.
+        check_arguments(f"{cls.__name__}.from_config", cls, config)
+        return cls(**config)
 
     def __call__(self, *args, **kwargs):
         if args:
