@@ -6,7 +6,9 @@ Layers are matched by name (tfzoo keeps keras.applications' names). A Conv2D ker
   channels and replicated cin' times (reference code `cnn_ucf101_temporal.m`);
 - kt > 1 (a 1x1 conv made temporal): "avg" spreads w / kt over the taps (thesis eq. 4.5),
   "center" puts w on the middle tap (an identity in time).
-Layers the source lacks (temporal blocks, the classifier) keep their initialisation.
+Layers the source lacks (temporal blocks, the classifier) keep their initialisation; the
+source's ImageNet classifier (include_top=True) is skipped; a source of another depth is an
+error.
 VGG-16 (`transplant_vgg16`): keras' blockB_convJ, fc1, fc2 become tfzoo's convB_J, fc6, fc7 (the
 fully connected layers as the convolutions of a fully convolutional tower; fc1's kernel is
 keras' flattened 7x7x512 map, so it reshapes exactly); the 1000-way classifier is not copied.
@@ -125,18 +127,31 @@ def transplant(
     temporal_init: str = "avg",
     prefix: str = "",
     strict: bool = True,
+    classifier: bool = False,
 ) -> list[str]:
     """Copies every weighted layer of `source` into the layer `prefix + name` of `target`.
 
     Returns the names of target layers that were set. With `strict`, every weighted source
-    layer must exist in the target (a missing one means the structures diverged).
+    layer must exist in the target (a missing one means the structures diverged) and the
+    source must have as many units per stage as the target (a shallower source would leave
+    the extra units at their random init). The source's ImageNet classifier (keras'
+    `include_top=True`) is skipped unless `classifier=True`, which needs a 1000-way target.
     """
     target_layers = {layer.name: layer for layer in target.layers}
+    if strict:
+        have, want = units_per_stage(source), units_per_stage(target, prefix)
+        if any(have) and have != want:
+            raise TransplantError(
+                f"source {source.name!r} has ResNet units per stage {have}, but {target.name}"
+                f"{f' ({prefix!r} stream)' if prefix else ''} has {want}: a source of the wrong "
+                f"depth is an error; pass the keras.applications ResNet of the same depth")
     done, missing = [], []
     for layer in source.layers:
         weights = layer.get_weights()
         if not weights:
             continue
+        if isinstance(layer, keras.layers.Dense) and not classifier:
+            continue  # the 1000-way ImageNet classifier: the target has its own classes
         dst = target_layers.get(prefix + layer.name)
         if dst is None:
             missing.append(layer.name)
@@ -145,6 +160,12 @@ def transplant(
             kernel = convert_kernel(weights[0], tuple(dst.kernel.shape), temporal_init)
             dst.set_weights([kernel, *weights[1:]])
         else:
+            shapes = [tuple(w.shape) for w in dst.weights]
+            if [w.shape for w in weights] != shapes:
+                raise TransplantError(
+                    f"cannot copy {layer.name} {[w.shape for w in weights]} onto {dst.name} "
+                    f"{shapes}" + (" (the ImageNet classifier needs num_classes=1000)"
+                                   if isinstance(layer, keras.layers.Dense) else ""))
             dst.set_weights(weights)
         done.append(dst.name)
     if strict and missing:
@@ -153,6 +174,17 @@ def transplant(
             f"{target.name} (first: {missing[:5]})"
         )
     return done
+
+
+def units_per_stage(model: keras.Model, prefix: str = "") -> tuple[int, ...]:
+    """Residual units in conv2..conv5 of a ResNet with keras.applications layer names."""
+    found = [0, 0, 0, 0]
+    for layer in model.layers:
+        m = re.fullmatch(rf"{re.escape(prefix)}conv([2-5])_block(\d+)_out", layer.name)
+        if m:
+            i = int(m.group(1)) - 2
+            found[i] = max(found[i], int(m.group(2)))
+    return tuple(found)
 
 
 def load_pretrained(model: keras.Model, weights: Any, **kwargs) -> list[str]:
