@@ -647,12 +647,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = _parse_overrides(args.override)
     except ValueError as e:
         parser.error(str(e))
-    for name in models:
+    from tfzoo.errors import report
+    from tfzoo.utils import check_arguments
+
+    for name in models:  # unknown names and misspelt overrides fail before any model is built
         try:
-            tfzoo.registry.get_entry(name)
-        except tfzoo.UnknownModelError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            check_arguments(f"--override for {name!r}", tfzoo.registry.get_entry(name).builder,
+                            overrides)
+        except TfzooError as e:
+            return report(e, "python -m tfzoo.bench")
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)

@@ -100,7 +100,9 @@ def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
     if data_dir:
-        config = config.replace(dataset="records", data_dir=data_dir)
+        # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
+        options = config.dataset_options if config.dataset == "records" else {}
+        config = config.replace(dataset="records", data_dir=data_dir, dataset_options=options)
     source = source or make_source(config)
     if list(source.info.class_names) != list(info.class_names):
         raise cfglib.ConfigError(
