@@ -106,3 +106,20 @@ def test_two_stream_inputs_say_what_to_pass(stresnet, bad, message):
         model(value)
     out = model({"rgb": rgb, "flow": flow})  # the right call works
     assert np.isfinite(np.asarray(out["fused"])).all()
+
+
+def test_shell_examples_in_the_docs_paste_into_bash():
+    """Issue 11 item 15: `--set image_size=(64,64)` in README was a bash syntax error."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    blocks = 0
+    for page in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for m in re.finditer(r"```(?:sh|bash|shell)\n(.*?)```", page.read_text(), re.S):
+            blocks += 1
+            check = subprocess.run(["bash", "-n"], input=m.group(1), capture_output=True,
+                                   text=True)
+            assert check.returncode == 0, f"{page.name}: {check.stderr}"
+    assert blocks >= 5
