@@ -38,6 +38,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from tfzoo.errors import TfzooError
+from tfzoo.utils import check_choice
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -413,8 +414,7 @@ def compare_keras(
 
     from tfzoo.backbones import STAGE_BLOCKS, VideoResNet
 
-    if depth not in KERAS_APPLICATIONS:
-        raise ValueError(f"--compare_depth must be one of {sorted(KERAS_APPLICATIONS)}, got {depth}")
+    check_choice("--compare_depth", depth, sorted(KERAS_APPLICATIONS))
     keras.backend.clear_session()
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)

@@ -26,6 +26,7 @@ import keras
 
 from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.errors import TfzooError
+from tfzoo.utils import check_choice
 
 KERAS_RESNETS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
 WEIGHT_FILES = {
@@ -105,6 +106,7 @@ def resolve_source(model: keras.Model, weights: Any) -> keras.Model:
 def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str = "avg") -> np.ndarray:
     """A Conv2D kernel (kh, kw, cin, cout) as a Conv3D kernel of `target_shape`."""
     kt, kh, kw, cin, cout = target_shape
+    check_choice("temporal_init", temporal_init, ("avg", "center"), error=TransplantError)
     if kernel.shape[:2] != (kh, kw) or kernel.shape[3] != cout:
         raise TransplantError(f"cannot map kernel {kernel.shape} onto {target_shape}")
     if kernel.shape[2] != cin:
@@ -117,7 +119,6 @@ def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str =
         out = np.zeros(target_shape, kernel.dtype)
         out[kt // 2] = kernel
         return out
-    raise TransplantError(f"temporal_init must be 'avg' or 'center', got {temporal_init!r}")
 
 
 def transplant(

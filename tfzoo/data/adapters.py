@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfzoo.data.base import DataError
+from tfzoo.utils import check_choice
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
                     ".wmv", ".3gp", ".ogv")
@@ -396,8 +397,7 @@ ADAPTERS = {
 
 
 def list_dataset(name: str, root, **kwargs) -> Listing:
-    if name not in ADAPTERS:
-        raise DataError(f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)}")
+    check_choice("dataset", name, sorted(ADAPTERS), error=DataError)
     listing = ADAPTERS[name](root, **kwargs)
     ids = [it.video_id for it in listing.items]
     if len(set(ids)) != len(ids):

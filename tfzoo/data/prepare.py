@@ -32,6 +32,7 @@ from tfzoo.data.base import DataError
 from tfzoo.data.decode import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
 from tfzoo.errors import TfzooError, report
 from tfzoo.rundir import atomic_write_text
+from tfzoo.utils import check_choice
 
 FLOW_METHODS = ("none", "tvl1", "opencv")
 
@@ -41,8 +42,7 @@ class _FlowComputer:
     """Flow between consecutive stored frames, in pixels at the stored resolution."""
 
     def __init__(self, method: str):
-        if method not in FLOW_METHODS:
-            raise DataError(f"--flow {method!r}: expected one of {FLOW_METHODS}")
+        check_choice("--flow method", method, FLOW_METHODS, error=DataError)
         self.method = method
         self._impl = None
         if method == "opencv":
@@ -238,8 +238,7 @@ def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
 
     Resumes an interrupted run into the same `out` when the parameters and the listing are
     unchanged (raises DataError otherwise, naming what differs)."""
-    if flow not in FLOW_METHODS:
-        raise DataError(f"--flow {flow!r}: expected one of {FLOW_METHODS}")
+    check_choice("--flow method", flow, FLOW_METHODS, error=DataError)
     if workers < 1 or videos_per_shard < 1:
         raise DataError(f"workers ({workers}) and videos_per_shard ({videos_per_shard}) must "
                         f"be >= 1")
