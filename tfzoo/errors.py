@@ -30,3 +30,7 @@ def report(error: BaseException, prog: str) -> int:
     message = " ".join(str(error).split("\n")).strip() or type(error).__name__
     print(f"{prog}: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+class DataError(TfzooError):
+    """Unreadable or inconsistent data (with the offending path or value in the message)."""

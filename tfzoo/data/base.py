@@ -13,7 +13,7 @@ from typing import Protocol
 
 import tensorflow as tf
 
-from tfzoo.errors import TfzooError
+from tfzoo.errors import DataError  # noqa: F401  (re-exported: tfzoo.data.DataError)
 
 
 @dataclass(frozen=True)
@@ -56,5 +56,3 @@ class VideoSource(Protocol):
         ...
 
 
-class DataError(TfzooError):
-    """Unreadable or inconsistent data (with the offending path or value in the message)."""

@@ -29,10 +29,10 @@ import numpy as np
 from tfzoo.data import records
 from tfzoo.data.adapters import ADAPTERS, Listing, VideoItem, list_dataset, parse_voc_xml
 from tfzoo.data.base import DataError
-from tfzoo.data.decode import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
 from tfzoo.errors import TfzooError, report
 from tfzoo.rundir import atomic_write_text
 from tfzoo.utils import check_choice
+from tfzoo.video import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
 
 FLOW_METHODS = ("none", "tvl1", "opencv")
 

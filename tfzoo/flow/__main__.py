@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfzoo.errors import TfzooError, report
+from tfzoo.errors import DataError, TfzooError, report
 
 
 class FlowCLIError(TfzooError):
@@ -109,7 +109,7 @@ class _JpegSink:
 
 class _Mp4Sink:
     def __init__(self, out, fps, mode, max_flow):
-        from tfzoo.flow._video import VideoWriter
+        from tfzoo.video import VideoWriter
         from tfzoo.flow.encoding import render_flow
 
         self.render, self.mode, self.max_flow = render_flow, mode, max_flow
@@ -148,20 +148,18 @@ def load_npz(path) -> np.ndarray:
 
 
 def _check_video(path) -> tuple[int | None, float]:
-    """(frame count or None, fps) of a readable video, else a FlowCLIError naming it."""
-    import av
-
-    from tfzoo.flow import _video
+    """(frame count, fps) of a readable video, else a FlowCLIError naming it."""
+    from tfzoo import video
 
     if not Path(path).is_file():
         raise FlowCLIError(f"--video {str(path)!r} does not exist; expected a video file "
                            "(anything FFmpeg reads)")
     try:
-        return _video.probe(path)
-    except (av.FFmpegError, OSError, IndexError) as e:
-        # IndexError: a container without a video stream.
-        raise FlowCLIError(f"--video {str(path)!r} is not a readable video "
-                           f"({type(e).__name__}: {e}); expected anything FFmpeg decodes") from None
+        total, fps, _, _ = video.video_info(path)
+    except DataError as e:
+        raise FlowCLIError(f"--video {str(path)!r} is not a readable video ({e}); expected "
+                           "anything FFmpeg decodes") from None
+    return total, fps or 25.0  # containers that do not say
 
 
 def _open_sink(fmt, out: Path, tmp: Path, args, fps):
@@ -189,7 +187,7 @@ def _open_sink(fmt, out: Path, tmp: Path, args, fps):
 def run(args) -> int:
     from tqdm import tqdm
 
-    from tfzoo.flow import _video
+    from tfzoo import video
     from tfzoo.flow.solver import _compiled_solver
 
     out = Path(args.out)
@@ -215,7 +213,6 @@ def run(args) -> int:
 
         params.update(OPENCV)
 
-    import av
     import tensorflow as tf
 
     solver = None
@@ -236,7 +233,7 @@ def run(args) -> int:
     try:
         with tqdm(total=(total - 1) if total else None, unit="pair", desc="flow") as bar:
             try:
-                for frame in _video.iter_frames(args.video, args.resize):
+                for frame in video.iter_frames(args.video, short_side=None, size=args.resize):
                     if buf and frame.shape != buf[0].shape:
                         raise FlowCLIError(f"frame {count} of {args.video} has shape "
                                            f"{frame.shape}, the first had {buf[0].shape}; "
@@ -249,9 +246,8 @@ def run(args) -> int:
                         buf = buf[-1:]
                     if args.max_frames and count >= args.max_frames:
                         break
-            except av.FFmpegError as e:
-                raise FlowCLIError(f"--video {args.video!r}: decoding failed after {count} "
-                                   f"frames ({e}); expected a readable video") from None
+            except DataError as e:
+                raise FlowCLIError(f"--video {args.video!r}: {e}; expected a readable video") from None
             if count < 2:
                 raise FlowCLIError(f"--video {args.video!r}: {count} frame(s) decoded; flow needs "
                                    "at least 2")

@@ -194,7 +194,7 @@ class TwoStreamResNet(VideoModel):
         raise NotImplementedError
 
     def load_pretrained(
-        self, weights: Any, *, temporal_init: str | None = None, strict: bool = True, prefix=None
+        self, weights: Any, *, temporal_init: str | None = None, strict: bool = True
     ) -> list[str]:
         """Transplants ImageNet ResNet weights into both streams.
 
@@ -209,7 +209,6 @@ class TwoStreamResNet(VideoModel):
         """
         from tfzoo.backbones.transplant import resolve_source, transplant
 
-        del prefix  # each stream has its own; accepted for load_pretrained(**kwargs) callers
         init = temporal_init or (
             self._tfzoo_config.get("temporal_init")
             if self._tfzoo_config.get("temporal_init") in ("avg", "center")
