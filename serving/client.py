@@ -1,31 +1,49 @@
-"""Classifies a video with a model behind TF Serving (or serving.dev_server).
+"""Classifies a video with a model behind TF Serving (or serving.dev_server), over REST or gRPC.
 
     python -m serving.client --url http://localhost:8501 --model tresnet50 --video clip.mp4
     python -m serving.client --grpc localhost:8500 --model tresnet50 --video clip.mp4
 
 Decodes the clip with PyAV, takes `--num_frames` equally spaced frames (the papers' test
-protocol), scales them so the shorter side is `--short_side` pixels (0 keeps the decoded size),
-sends them as uint8 `rgb` (B=1, T, H, W, 3) to the `serving_default` signature and prints the
-top-k labels. A model with a `flow` input also needs `--flow`, a .npy float32 array
-(T, H, W, 2L) in pixels at the same resolution.
+protocol), scales them so the shorter side is `--short_side` pixels (0 keeps the decoded size)
+and sends them as JPEG-encoded frames (`--frames=jpeg`, the default: a (B=1, T) string tensor
+`ENCODED_INPUT` of signature `ENCODED_SIGNATURE`; a 16-frame 224 clip is a few hundred KB instead
+of 2.4 MB raw or ~8 MB as JSON) or as raw uint8 `rgb` (B=1, T, H, W, 3) to `serving_default`
+(`--frames=raw`), then prints the top-k labels. A model with a `flow` input also needs `--flow`,
+a .npy float32 array (T, H, W, 2L) in pixels at the same resolution (sent raw).
 
-The REST client needs only the standard library; the gRPC client needs the `serving` extra
-(`pip install tfzoo[serving]`: tensorflow-serving-api and grpcio).
+Every call honours `--timeout`; connection failures and "unavailable" answers (HTTP 503, gRPC
+UNAVAILABLE) are retried `--retries` times with exponential backoff, nothing else is. Errors are
+one line. REST needs only the standard library; gRPC needs tensorflow-serving-api and grpcio
+(the `serving` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import fractions
+import http.client
 import json
+import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 
+# The export's encoded-frames signature (export/saved_model.py): adjust here if it is renamed.
+ENCODED_SIGNATURE = "serving_encoded"
+ENCODED_INPUT = "frames"
+JPEG_QSCALE = 2  # FFmpeg's mjpeg quantiser, 2 (best) .. 31: ~quality 95
+
 
 class ServingError(RuntimeError):
     """The server refused the request or could not be reached; the message says which."""
+
+
+class _Retryable(ServingError):
+    """A connection failure or an "unavailable" answer: worth retrying."""
 
 
 def sample_frames(video_path: str, num_frames: int = 16, short_side: int = 0) -> np.ndarray:
@@ -72,77 +90,187 @@ def _to_rgb(frame, short_side: int) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _request(url: str, payload: dict | None, timeout: float) -> dict:
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        body = e.read()
+def encode_jpeg(frames: np.ndarray, qscale: int = JPEG_QSCALE) -> list[bytes]:
+    """uint8 RGB frames (T, H, W, 3) as baseline JPEG files (full-range 4:4:4, PyAV's mjpeg)."""
+    import av
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames have shape {frames.shape} and dtype {frames.dtype}; expected "
+                         "uint8 (T, H, W, 3)")
+    out = []
+    for rgb in frames:
+        codec = av.CodecContext.create("mjpeg", "w")
+        codec.width, codec.height = rgb.shape[1], rgb.shape[0]
+        codec.pix_fmt = "yuvj444p"
+        codec.time_base = fractions.Fraction(1, 25)
+        codec.options = {"qscale": str(qscale)}
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj444p")
+        out.append(b"".join(bytes(p) for p in codec.encode(frame) + codec.encode(None)))
+    return out
+
+
+def _with_retries(call, retries: int, backoff: float):
+    for attempt in range(retries + 1):
         try:
-            message = json.loads(body).get("error", body.decode(errors="replace"))
-        except ValueError:
-            message = body.decode(errors="replace")
-        raise ServingError(f"{url}: HTTP {e.code}: {message}") from None
-    except urllib.error.URLError as e:
-        raise ServingError(f"{url}: cannot connect ({e.reason})") from None
+            return call()
+        except _Retryable as e:
+            if attempt == retries:
+                raise ServingError(f"{e} (after {retries + 1} attempts)") from None
+            time.sleep(backoff * 2 ** attempt)
 
 
-def _model_url(url: str, model: str, version: int | None) -> str:
+def _request(url: str, payload: dict | None, timeout: float, retries: int = 3,
+             backoff: float = 0.5) -> dict:
+    data = None if payload is None else json.dumps(payload).encode()
+
+    def once():
+        req = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                message = json.loads(body).get("error", body.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                message = body.decode(errors="replace")[:200]
+            error = _Retryable if e.code == 503 else ServingError
+            raise error(f"{url}: HTTP {e.code}: {message}") from None
+        except (TimeoutError, socket.timeout):
+            raise ServingError(f"{url}: no reply within --timeout={timeout:g} s") from None
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, (TimeoutError, socket.timeout)):
+                raise ServingError(f"{url}: no reply within --timeout={timeout:g} s") from None
+            raise _Retryable(f"{url}: cannot connect ({e.reason})") from None
+        except (ConnectionError, http.client.HTTPException) as e:
+            raise _Retryable(f"{url}: connection failed ({type(e).__name__}: {e})") from None
+        except ValueError as e:
+            raise ServingError(f"{url}: the reply is not JSON ({e})") from None
+
+    return _with_retries(once, retries, backoff)
+
+
+def _model_url(url: str, model: str, version: int | None, label: str | None = None) -> str:
     url = url.rstrip("/") + f"/v1/models/{model}"
-    return url + (f"/versions/{version}" if version is not None else "")
+    if version is not None:
+        return url + f"/versions/{version}"
+    return url + (f"/labels/{label}" if label else "")
+
+
+def rest_metadata(url: str, model: str, version: int | None = None, *, label=None,
+                  timeout: float = 30, retries: int = 3) -> dict:
+    """{signature: {"inputs": {name: dtype}, ...}} from GET /v1/models/NAME/metadata."""
+    meta = _request(_model_url(url, model, version, label) + "/metadata", None, timeout, retries)
+    defs = meta["metadata"]["signature_def"]["signature_def"]
+    return {k: {"inputs": {n: i["dtype"] for n, i in s.get("inputs", {}).items()}}
+            for k, s in defs.items()}
 
 
 def signature_inputs(url: str, model: str, signature: str = "serving_default",
                      version: int | None = None, timeout: float = 30) -> list[str]:
     """Input names of a signature, from GET /v1/models/NAME/metadata."""
-    meta = _request(_model_url(url, model, version) + "/metadata", None, timeout)
-    defs = meta["metadata"]["signature_def"]["signature_def"]
+    defs = rest_metadata(url, model, version, timeout=timeout)
     if signature not in defs:
         raise ServingError(f"model {model!r} has no signature {signature!r}; it has {sorted(defs)}")
     return sorted(defs[signature]["inputs"])
 
 
-def predict_rest(url: str, model: str, inputs: dict[str, np.ndarray], *,
-                 signature: str = "serving_default", version: int | None = None,
-                 timeout: float = 300) -> dict[str, np.ndarray]:
-    """POSTs batched `inputs` in the columnar ("inputs") format; returns the outputs as arrays."""
+def _json_tensor(value):
+    value = np.asarray(value) if not isinstance(value, list) else value
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        flat = [{"b64": base64.b64encode(b).decode("ascii")} for b in value.reshape(-1)]
+        holder = np.empty(len(flat), dtype=object)
+        holder[:] = flat
+        return holder.reshape(value.shape).tolist()
+    return np.asarray(value).tolist()
+
+
+def predict_rest(url: str, model: str, inputs: dict, *, signature: str = "serving_default",
+                 version: int | None = None, label: str | None = None, timeout: float = 300,
+                 retries: int = 3) -> dict[str, np.ndarray]:
+    """POSTs batched `inputs` in the columnar ("inputs") format; returns the outputs as arrays.
+
+    Byte-string inputs (numpy object arrays of bytes) are sent as {"b64": ...}.
+    """
     payload = {"signature_name": signature,
-               "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}
-    reply = _request(_model_url(url, model, version) + ":predict", payload, timeout)
+               "inputs": {k: _json_tensor(v) for k, v in inputs.items()}}
+    reply = _request(_model_url(url, model, version, label) + ":predict", payload, timeout,
+                     retries)
     outputs = reply["outputs"]
     if not isinstance(outputs, dict):  # a single-output signature returns the bare value
         outputs = {"output": outputs}
     return {k: np.asarray(v) for k, v in outputs.items()}
 
 
-def predict_grpc(target: str, model: str, inputs: dict[str, np.ndarray], *,
-                 signature: str = "serving_default", version: int | None = None,
-                 timeout: float = 300) -> dict[str, np.ndarray]:
-    """Calls PredictionService/Predict over gRPC (needs tensorflow-serving-api)."""
+def _grpc():
     try:
         import grpc
         import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
+                                             prediction_service_pb2_grpc)
     except ImportError as e:
         raise ServingError(f"the gRPC client needs tensorflow-serving-api ({e}); install it "
                            "with `pip install tfzoo[serving]` or use --url (REST)") from None
+    return grpc, tf, predict_pb2, get_model_metadata_pb2, prediction_service_pb2_grpc
+
+
+def _grpc_call(target: str, method: str, request, timeout: float, retries: int,
+               backoff: float = 0.5):
+    grpc, _, _, _, services = _grpc()
+    # Raw video requests can exceed gRPC's 4 MB default message size.
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+    def once():
+        with grpc.insecure_channel(target, options=options) as channel:
+            stub = services.PredictionServiceStub(channel)
+            try:
+                return getattr(stub, method)(request, timeout=timeout)
+            except grpc.RpcError as e:
+                error = _Retryable if e.code() == grpc.StatusCode.UNAVAILABLE else ServingError
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise ServingError(f"{target}: no reply within --timeout={timeout:g} s"
+                                       ) from None
+                raise error(f"{target}: {e.code().name}: {e.details()}") from None
+
+    return _with_retries(once, retries, backoff)
+
+
+def grpc_metadata(target: str, model: str, version: int | None = None, *, label=None,
+                  timeout: float = 30, retries: int = 3) -> dict:
+    """Same as `rest_metadata`, over PredictionService/GetModelMetadata."""
+    _, _, _, meta_pb2, _ = _grpc()
+    request = meta_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = model
+    if version is not None:
+        request.model_spec.version.value = version
+    elif label:
+        request.model_spec.version_label = label
+    response = _grpc_call(target, "GetModelMetadata", request, timeout, retries)
+    sigs = meta_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sigs)
+    from tensorflow.core.framework import types_pb2
+
+    return {k: {"inputs": {n: types_pb2.DataType.Name(i.dtype) for n, i in s.inputs.items()}}
+            for k, s in sigs.signature_def.items()}
+
+
+def predict_grpc(target: str, model: str, inputs: dict, *, signature: str = "serving_default",
+                 version: int | None = None, label: str | None = None, timeout: float = 300,
+                 retries: int = 3) -> dict[str, np.ndarray]:
+    """Calls PredictionService/Predict over gRPC (needs tensorflow-serving-api)."""
+    _, tf, predict_pb2, _, _ = _grpc()
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = version
+    elif label:
+        request.model_spec.version_label = label
     for k, v in inputs.items():
         request.inputs[k].CopyFrom(tf.make_tensor_proto(np.asarray(v)))
-    # Video requests exceed gRPC's 4 MB default message size.
-    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    with grpc.insecure_channel(target, options=options) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        try:
-            response = stub.Predict(request, timeout=timeout)
-        except grpc.RpcError as e:
-            raise ServingError(f"{target}: {e.code().name}: {e.details()}") from None
+    response = _grpc_call(target, "Predict", request, timeout, retries)
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
@@ -158,6 +286,32 @@ def format_top_k(outputs: dict[str, np.ndarray], row: int = 0) -> list[str]:
     return lines
 
 
+def build_inputs(frames: np.ndarray, how: str, signatures: dict, model: str,
+                 flow: np.ndarray | None = None, signature: str | None = None):
+    """(signature, inputs) for `frames` sent as `how` ("jpeg" or "raw")."""
+    if how == "jpeg":
+        sig = signature or ENCODED_SIGNATURE
+        if sig not in signatures:
+            raise ServingError(
+                f"model {model!r} has no signature {sig!r} taking encoded frames (it has "
+                f"{sorted(signatures)}): re-export it with `python -m export`, or pass "
+                "--frames raw")
+        encoded = np.empty((1, len(frames)), dtype=object)
+        encoded[0, :] = encode_jpeg(frames)
+        inputs = {ENCODED_INPUT: encoded}
+    else:
+        sig = signature or "serving_default"
+        inputs = {"rgb": frames[None]}
+    expected = set(signatures.get(sig, {}).get("inputs", {}))
+    if flow is not None:
+        inputs["flow"] = flow[None]
+    if expected and set(inputs) != expected:
+        hint = " (pass --flow)" if "flow" in expected - set(inputs) else ""
+        raise ValueError(f"signature {sig!r} of {model!r} takes inputs {sorted(expected)}; "
+                         f"this call would send {sorted(inputs)}{hint}")
+    return sig, inputs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,38 +319,51 @@ def main(argv=None):
     where.add_argument("--url", default=None, help="REST base URL (default http://localhost:8501)")
     where.add_argument("--grpc", default=None, help="gRPC target host:port, e.g. localhost:8500")
     parser.add_argument("--model", required=True, help="model name on the server")
-    parser.add_argument("--version", type=int, default=None, help="a specific version (default: latest)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, default=None, help="a version (default: latest)")
+    which.add_argument("--label", default=None, help="a version label, e.g. stable")
     parser.add_argument("--video", required=True, help="video file (anything FFmpeg decodes)")
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--short_side", type=int, default=224, help="0 keeps the decoded size")
+    parser.add_argument("--frames", choices=["jpeg", "raw"], default="jpeg",
+                        help="send JPEG-encoded frames (default) or raw uint8 frames")
     parser.add_argument("--flow", default=None, help=".npy float32 (T, H, W, 2L) for two-stream models")
-    parser.add_argument("--signature", default="serving_default")
-    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--signature", default=None,
+                        help=f"default: {ENCODED_SIGNATURE} (jpeg) or serving_default (raw)")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds, for every call")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="retries on connection errors and 503/UNAVAILABLE only")
     args = parser.parse_args(argv)
 
     try:
+        if args.timeout <= 0 or args.retries < 0:
+            raise ValueError(f"--timeout={args.timeout} and --retries={args.retries}; expected "
+                             "a positive timeout and retries >= 0")
         frames = sample_frames(args.video, args.num_frames, args.short_side)
-        inputs = {"rgb": frames[None]}
+        flow = None
         if args.flow:
             flow = np.load(args.flow).astype(np.float32)
             if flow.shape[:3] != frames.shape[:3]:
                 raise ValueError(f"--flow has shape {flow.shape}; expected (T, H, W, 2L) with "
                                  f"(T, H, W) = {frames.shape[:3]} like the sampled frames")
-            inputs["flow"] = flow[None]
+        common = dict(version=args.version, label=args.label, timeout=args.timeout,
+                      retries=args.retries)
         if args.grpc:
-            outputs = predict_grpc(args.grpc, args.model, inputs, signature=args.signature,
-                                   version=args.version, timeout=args.timeout)
+            signatures = grpc_metadata(args.grpc, args.model, **common)
+            sig, inputs = build_inputs(frames, args.frames, signatures, args.model, flow,
+                                       args.signature)
+            outputs = predict_grpc(args.grpc, args.model, inputs, signature=sig, **common)
         else:
             url = args.url or "http://localhost:8501"
-            expected = signature_inputs(url, args.model, args.signature, args.version)
-            if "flow" in expected and "flow" not in inputs:
-                raise ValueError(f"model {args.model!r} takes inputs {expected}: pass --flow")
-            outputs = predict_rest(url, args.model, inputs, signature=args.signature,
-                                   version=args.version, timeout=args.timeout)
-    except (ValueError, ServingError) as e:
+            signatures = rest_metadata(url, args.model, **common)
+            sig, inputs = build_inputs(frames, args.frames, signatures, args.model, flow,
+                                       args.signature)
+            outputs = predict_rest(url, args.model, inputs, signature=sig, **common)
+        lines = format_top_k(outputs)
+    except (ValueError, OSError, KeyError, ServingError) as e:
         sys.exit(f"client: {e}")
     print(f"{args.video}: {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}")
-    print("\n".join(format_top_k(outputs)))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -293,6 +293,12 @@ def test_bad_requests_name_the_problem(loaded, tmp_path):
         export_saved_model(model, info, tmp_path, name="../evil")
     with pytest.raises(ExportError, match=r"version=0; expected a positive integer"):
         export_saved_model(model, info, tmp_path, version=0)
+    with pytest.raises(ExportError, match=r"encoded_short_side=-1; expected a positive integer"):
+        export_saved_model(model, info, tmp_path, encoded_short_side=-1)
+    # The default encoded-frames size: the run's test_short_side, else the training crop's.
+    assert sm.default_encoded_short_side(info) == min(IMAGE_SIZE)
+    tested = RunInfo(**{**info.__dict__, "config": {"test_short_side": 256}})
+    assert sm.default_encoded_short_side(tested) == 256
     bad = RunInfo(**{**info.__dict__, "class_names": ["a", "b"]})
     with pytest.raises(ExportError, match=r"2 names but the model has 3 outputs"):
         export_saved_model(model, bad, tmp_path)
