@@ -2,10 +2,9 @@
 
 Each row is (arguments, the bad value the message must name). Every row must exit non-zero,
 print no `Traceback`, and name the value. The rows are rejected before any model is built or
-traced, so the table is cheap: argparse CLIs run in this process (`main(argv)`), each absl CLI
-runs its whole table in one subprocess (tests/_cli_driver.py), and two rows also run as real
-`python -m` processes. (serving.client is being rewritten on another branch; its rows are
-added with it.)
+traced (or any server is contacted), so the table is cheap: argparse CLIs run in this process
+(`main(argv)`), each absl CLI runs its whole table in one subprocess (tests/_cli_driver.py), and
+two rows also run as real `python -m` processes.
 """
 
 import json
@@ -60,11 +59,14 @@ def _in_process(main, rows, capsys):
     results = []
     for argv, _ in rows:
         capsys.readouterr()
+        printed = ""
         try:
             code = main(argv)
         except SystemExit as e:  # argparse: usage line + "error: ...", exit 2
             code = e.code if isinstance(e.code, int) else 1
-        results.append({"code": code, "stderr": capsys.readouterr().err})
+            if isinstance(e.code, str):  # sys.exit("message"): Python prints it on stderr
+                printed = e.code + "\n"
+        results.append({"code": code, "stderr": capsys.readouterr().err + printed})
     _check(rows, results)
 
 
@@ -167,6 +169,23 @@ def test_bench_table(capsys):
         (["--model=resnet_small", "--jit=maybe"], "maybe"),
         (["--model=resnet_small", "--compare_depth=34"], "34"),
         (["--flow", "--model=resnet50"], "--flow"),
+    ]
+    _in_process(main, rows, capsys)
+
+
+def test_serving_client_table(places, tmp_path, capsys, bikes_path):
+    from serving.client import main
+
+    common = ["--url", "http://127.0.0.1:9", "--model", "m", "--retries", "0"]
+    rows = [
+        ([*common, "--video", str(places / "nowhere.mp4")], "nowhere.mp4"),
+        ([*common, "--video", str(places / "videos" / "a" / "v.mp4")], "v.mp4"),
+        ([*common, "--video", str(bikes_path), "--frames", "png"], "png"),
+        ([*common, "--video", str(bikes_path), "--timeout", "0"], "--timeout=0"),
+        ([*common, "--video", str(bikes_path), "--num_frames", "many"], "many"),
+        ([*common, "--video", str(bikes_path), "--grpc", "localhost:8500"], "--grpc"),
+        ([*common, "--video", str(bikes_path), "--num_frames", "2", "--short_side", "16",
+          "--flow", str(places / "no_flow.npy")], "no_flow.npy"),
     ]
     _in_process(main, rows, capsys)
 
