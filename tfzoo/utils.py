@@ -11,7 +11,15 @@ from tfzoo.errors import TfzooError
 def check_choice(what: str, value: Any, choices: Iterable, *, hint: str = "",
                  error: type[TfzooError] = TfzooError) -> Any:
     """Returns `value` if it is one of `choices`, else raises `error` (a TfzooError) naming the
-    bad value, every choice and the closest ones (a misspelling is the usual cause)."""
+    bad value, every choice and the closest ones (a misspelling is the usual cause).
+
+    >>> check_choice("pooling", "avg", ("max", "avg"))
+    'avg'
+    >>> check_choice("pooling", "medain", ("max", "avg", "median"))
+    Traceback (most recent call last):
+    ...
+    tfzoo.errors.TfzooError: unknown pooling 'medain'; expected one of ['max', 'avg', 'median']. Did you mean 'median'?
+    """
     choices = tuple(choices)
     if value in choices:
         return value
@@ -23,7 +31,14 @@ def check_choice(what: str, value: Any, choices: Iterable, *, hint: str = "",
 
 def check_arguments(what: str, fn, kwargs: dict, *, also: Iterable[str] = ("name",)) -> None:
     """Raises a TfzooError naming every key of `kwargs` that `fn` does not take (its `**kwargs`
-    catch-all does not count: Keras would drop such a key), with the closest names."""
+    catch-all does not count: Keras would drop such a key), with the closest names.
+
+    >>> def build(num_classes=10, width=64, **kwargs): ...
+    >>> check_arguments("build", build, {"num_clases": 5})
+    Traceback (most recent call last):
+    ...
+    tfzoo.errors.TfzooError: build: unknown argument 'num_clases' (did you mean 'num_classes'?); it takes name, num_classes, width
+    """
     import inspect
 
     params = inspect.signature(fn).parameters
