@@ -192,7 +192,8 @@ def test_serving_client_table(places, tmp_path, capsys, bikes_path):
 
 @pytest.mark.parametrize("cmd,named", [
     (["-m", "tfzoo.flow", "--video", "/no/such/clip.mp4", "--out", "x.npz"], "clip.mp4"),
-    (["-m", "tfzoo.train", "--model=tresnet_small", "--set=image_size=64"], "image_size"),
+    (["-m", "tfzoo.train", "--model=tresnet_small", "--set=image_size=64"],
+     "--set 'image_size=(64,64)'"),  # the hint is safe to paste into bash
 ])
 def test_real_processes(cmd, named, tmp_path):
     proc = subprocess.run([sys.executable, *cmd], cwd=tmp_path, capture_output=True, text=True,
@@ -202,3 +203,5 @@ def test_real_processes(cmd, named, tmp_path):
     # One line of ours (TensorFlow's C++ start-up log, when it is imported, is not ours).
     ours = [line for line in proc.stderr.splitlines() if line.startswith("python -m ")]
     assert len(ours) == 1 and named in ours[0], proc.stderr
+    # Issue 11 item 7: a bad value leaves nothing behind (no runs/NAME/config.json, no output).
+    assert not list(tmp_path.iterdir())

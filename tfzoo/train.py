@@ -400,7 +400,8 @@ def _check_model_dir(model_dir: Path, config, *, restart: bool = False) -> None:
             path = model_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         return
-    keys = sorted(k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k))
+    keys = sorted((k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k)),
+                  key=lambda k: (k != "model", k))  # the model first: the likeliest mix-up
     shown = ", ".join(f"{k}: {old.get(k)!r} there, {wanted.get(k)!r} now" for k in keys[:4])
     state = "a finished" if (model_dir / "run.json").exists() else "an unfinished"
     what = f" ({old.get('model')!r})" if "model" in keys else ""
