@@ -60,6 +60,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
 from tfzoo.tasks import get_task
 from export.warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
 
@@ -73,7 +74,7 @@ _TMP_PREFIX = ".tmp-export-"  # a dot name: TF Serving only treats all-digit nam
 logger = logging.getLogger(__name__)
 
 
-class ExportError(ValueError):
+class ExportError(TfzooError):
     """A bad export request (model, name, version or destination); the message says why."""
 
 

@@ -1,5 +1,6 @@
 """Configs: every recipe file loads and names registered models; overrides are checked."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,18 @@ def test_values_are_parsed_and_checked():
         TrainConfig().replace(batch_size="(1, 2)")
     with pytest.raises(ConfigError, match="expected one of"):
         TrainConfig().replace(optimizer="rmsprop")
+    # Issue 11 item 7: types and ranges are checked when the config is built, not in tracing.
+    for key, value, expected in (("image_size", "64", "two integers"),
+                                 ("image_size", "(64, 0)", "two integers >= 1"),
+                                 ("batch_size", "1.5", "an integer >= 1"),
+                                 ("epochs", "0", "an integer >= 1"),
+                                 ("stride_range", "(3, 2)", "min <= max"),
+                                 ("model_overrides", "3", "a dict"),
+                                 ("train_streams", "('rgb', 'depth')", "'rgb' and/or 'flow'")):
+        with pytest.raises(ConfigError, match=rf"'{key}': got .*expected .*{re.escape(expected)}"):
+            TrainConfig().replace(**{key: value})
+    with pytest.raises(ConfigError, match="'epochs': got 0"):
+        TrainConfig(epochs=0).replace()  # a config file's values are checked too
     with pytest.raises(ConfigError, match="key=value"):
         cfglib.parse_assignments(["learning_rate"])
 

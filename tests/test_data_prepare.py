@@ -172,6 +172,47 @@ def test_cli_and_errors(tmp_path, base, capsys):
     assert rc == 2 and "classInd.txt" in capsys.readouterr().err
 
 
+def test_out_must_be_new_empty_or_a_preparation(tmp_path, base, capsys):
+    """Issue 11 item 11: an existing file or an unrelated non-empty folder as --out is refused
+    (one line, exit 2) before anything is written into it."""
+    make_folder(tmp_path / "f", base, per_class=(1, 1))
+    (tmp_path / "file.txt").write_text("keep me")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("keep me")
+    for out, named in ((tmp_path / "file.txt", "file.txt"), (tmp_path / "docs", "notes.md")):
+        rc = prep.main(["--dataset", "folder", "--root", str(tmp_path / "f"), "--out", str(out),
+                        "--short-side", "24", "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and named in err and "Traceback" not in err, err
+    assert (tmp_path / "file.txt").read_text() == "keep me"
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["notes.md"]
+    # An empty folder is fine, and so is the same preparation again (resumed: nothing to do).
+    (tmp_path / "empty").mkdir()
+    for _ in range(2):
+        m = prep.prepare("folder", tmp_path / "f", tmp_path / "empty", short_side=24,
+                         progress=False)
+        assert m["num_videos"] == 2
+
+
+def test_folder_split_is_stratified_per_class(tmp_path):
+    """Issue 11 item 16: the folder layout's 80/20 split is drawn per class, so 16 videos of one
+    class split 13/3 (not whatever a per-video coin gives) and no class is missing from test."""
+    for c, n in (("a", 16), ("b", 5), ("c", 2), ("d", 1)):
+        for j in range(n):
+            (tmp_path / c).mkdir(exist_ok=True)
+            (tmp_path / c / f"clip{j:02d}.mp4").write_bytes(b"")  # listing reads names only
+    listing = list_dataset("folder", tmp_path)
+    test = {}
+    for it in listing.items:
+        assert it.splits[0] == "all" and it.splits[1] in ("train", "test")
+        name = listing.class_names[it.label]
+        test.setdefault(name, [0, 0])[it.splits[1] == "test"] += 1
+    assert test == {"a": [13, 3], "b": [4, 1], "c": [1, 1], "d": [1, 0]}
+    # The choice is a property of each video's id: listing again gives the same split.
+    again = {it.video_id: it.splits for it in list_dataset("folder", tmp_path).items}
+    assert again == {it.video_id: it.splits for it in listing.items}
+
+
 def test_prepare_stores_tvl1_flow_of_the_stored_frames(tmp_path, base):
     import cv2
 

@@ -17,7 +17,6 @@ from tfzoo.flow import (
 )
 from tfzoo.flow import bench
 from tfzoo.flow.solver import _compiled_solver
-from tfzoo.errors import DataError
 
 cv2 = pytest.importorskip("cv2")
 
@@ -324,8 +323,37 @@ def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
     like_cv = tf.function(TVL1(**SMALL, **OPENCV).__call__)(frames[None].astype(np.float32))
     np.testing.assert_allclose(load_npz(tmp_path / "cv.npz"), like_cv[0].numpy(), atol=2e-3)
     assert np.abs(load_npz(tmp_path / "cv.npz") - flows).max() > 1e-3  # a different setting
-    with pytest.raises(DataError, match="nope.mp4: no such file"):  # tfzoo.video's error
-        main(["--video", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "x.npz")])
+
+
+def test_cli_bad_video_or_out_is_one_line_and_leaves_no_output(bikes_path, tmp_path, capsys):
+    """Issue 11 item 10: missing, corrupt, empty or too short videos and unwritable --out are
+    one-line errors (exit 2, no traceback), and a failed run leaves no output file behind."""
+    from tfzoo.flow.__main__ import main
+
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    one_frame = tmp_path / "one.npz"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    small = ["--resize", "16x16", "--iterations", "1", "--warps", "1", "--max-scales", "1"]
+    cases = [
+        (tmp_path / "nope.mp4", tmp_path / "x.npz", [], "nope.mp4"),
+        (corrupt, tmp_path / "c.npz", [], "corrupt.mp4"),
+        (empty, tmp_path / "e.npz", [], "empty.mp4"),
+        (bikes_path, one_frame, ["--max-frames", "1"], "--max-frames"),
+        (bikes_path, a_file / "sub" / "f.npz", [], "a_file"),
+        (bikes_path, a_file, ["--format", "jpeg"], "a_file"),
+    ]
+    for video, out, extra, named in cases:
+        capsys.readouterr()
+        code = main(["--video", str(video), "--out", str(out), *small, *extra])
+        err = capsys.readouterr().err
+        assert code == 2, (video, out)
+        assert named in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "corrupt.mp4", "empty.mp4"]
 
 
 def test_train_cli_writes_a_loadable_tvnet(bikes_path, tmp_path):

@@ -166,7 +166,7 @@ def test_mixed_sources_and_bad_weights_give_clear_errors(sources):
     model = MulNet(num_classes=3, rgb_blocks=TINY, flow_blocks=(2, 3, 2, 2), width=WIDTH)
     with pytest.raises(ValueError, match=r"units per stage \(2, 2, 2, 2\).*flow stream"):
         model.load_pretrained(sources["rgb"])  # the motion stream has an extra unit
-    with pytest.raises(ValueError, match="weights keys"):
+    with pytest.raises(ValueError, match="unknown weights key .appearance.; expected one of"):
         model.load_pretrained({"appearance": sources["rgb"]})
 
 

@@ -61,13 +61,18 @@ def test_run_writes_the_model_dir_and_metrics(tmp_path):
     info = read_run_info(tmp_path)
     assert info.model == "tresnet_small" and len(info.class_names) == 6
     assert metrics["num_videos"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0  # 1 test video a class
-    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"] == metrics
     # Evaluating again from the directory alone gives the same numbers.
     again = evaluate_model_dir(tmp_path)
     assert again["accuracy"] == metrics["accuracy"]
     assert again["confusion_matrix"] == metrics["confusion_matrix"]
     model, _ = load_model(tmp_path)
     assert model.count_params() > 0
+    # Issue 11 item 5: evaluating the val split adds its entry; the test metrics stay.
+    val = evaluate_model_dir(tmp_path, split="val")
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert sorted(stored) == ["test", "val"] and stored["val"] == val
+    assert stored["test"] == again and val["split"] == "val" and val["num_videos"] == 6
 
 
 def test_flip_averaging_maps_mirrored_classes():
@@ -93,43 +98,47 @@ def test_flip_averaging_maps_mirrored_classes():
 
 
 def _metadata(model_dir):
-    path = Path(model_dir) / "backup" / "training_metadata.json"
+    path = Path(model_dir) / "backup" / "state.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def test_sigkill_mid_run_then_same_command_resumes(tmp_path):
-    args = [f"--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=4", "--steps=6",
+def test_sigkill_mid_epoch_then_same_command_resumes_at_the_saved_step(tmp_path):
+    """Issue 11 item 6: the resumed run says what it restored and continues the interrupted
+    epoch at the saved step: every epoch is logged once and the optimizer makes exactly
+    epochs x steps updates, as an uninterrupted run does (Keras' BackupAndRestore would redo
+    the epoch from step 0: 4 x 6 + the steps done before the kill)."""
+    args = [f"--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=3", "--steps=6",
             "--set=checkpoint_every_steps=2", "--noevaluate"]
     proc = cli(*args)
     deadline = time.time() + 240
     while time.time() < deadline:
         meta = _metadata(tmp_path)
-        if meta and meta["epoch"] >= 1 and meta["batch"] >= 1:
+        if meta and meta["epoch"] >= 1 and meta["step"] >= 2:
             break
         if proc.poll() is not None:
             pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()}")
-        time.sleep(0.2)
+        time.sleep(0.1)
     else:
         proc.kill()
         pytest.fail("no mid-epoch backup appeared")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = _metadata(tmp_path)["epoch"]
-    assert not (tmp_path / "model.keras").exists()
+    killed = _metadata(tmp_path)
+    assert not (tmp_path / "model.keras").exists() and killed["step"] in (2, 4)
 
     code, out = finish(cli(*args))
     assert code == 0, out
-    assert (tmp_path / "model.keras").exists()
+    assert (f"after epoch {killed['epoch']} + {killed['step']}/6 steps "
+            f"(optimizer step {6 * killed['epoch'] + killed['step']})") in out, out
     epochs = [int(line.split(",")[0]) for line in (tmp_path / "history.csv").read_text().splitlines()
               if line and line[0].isdigit()]
-    # The second run starts at the epoch the backup recorded, not at 0, and reaches the end.
-    restart = epochs.index(killed_at, 0) if killed_at in epochs else None
-    assert epochs[-1] == 3
-    assert epochs.count(0) == 1, epochs
-    assert restart is not None, epochs
+    assert epochs == [0, 1, 2], epochs
+    model, _ = load_model(tmp_path)
+    assert int(model.optimizer.iterations) == 3 * 6
+    assert not (tmp_path / "backup").exists()  # finished: nothing left to resume
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
@@ -174,11 +183,67 @@ def test_user_errors_are_one_clear_line(tmp_path, args, message):
     assert "Traceback" not in out
 
 
-def test_model_dir_of_another_model_is_refused(tmp_path):
-    train.run(tiny_config(epochs=1, steps_per_epoch=1), tmp_path, tf.distribute.get_strategy(),
-              evaluate=False, verbose=0)
+def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsys):
+    """Issue 11 item 2: a finished run is not "skipped" for a config it never ran with, and
+    config.json keeps describing the run that happened; --restart starts over."""
+    strategy = tf.distribute.get_strategy()
+    first = tiny_config(epochs=1, steps_per_epoch=1)
+    train.run(first, tmp_path, strategy, evaluate=False, verbose=0)
+    written = (tmp_path / "config.json").read_text()
+    with pytest.raises(train.TrainError, match=r"epochs: 1 there, 2 now.*--restart.*init_from"):
+        train.run(first.replace(epochs=2), tmp_path, strategy, evaluate=False, verbose=0)
+    # Another model into the directory, from the command line: one line naming both.
     code, out = finish(cli("--model=resnet_small", f"--model_dir={tmp_path}"))
-    assert code == 2 and "holds a finished 'tresnet_small' run" in out
+    assert code == 2 and "holds a finished run ('tresnet_small')" in out, out
+    assert "(model: 'tresnet_small' there, 'resnet_small' now, " in out
+    assert (tmp_path / "config.json").read_text() == written
+    # The same config again is the same run: finished, nothing retrained.
+    mtime = (tmp_path / "model.keras").stat().st_mtime_ns
+    train.run(first, tmp_path, strategy, evaluate=False, verbose=0)
+    assert (tmp_path / "model.keras").stat().st_mtime_ns == mtime
+    # --restart deletes the old run and trains the new settings.
+    train.run(first.replace(epochs=2), tmp_path, strategy, evaluate=False, verbose=0,
+              restart=True)
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 2
+    assert read_run_info(tmp_path).config["epochs"] == 2
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+
+
+def test_interrupted_run_resumed_with_another_architecture_is_one_line(tmp_path, monkeypatch):
+    """Issue 11 item 9: an interrupted run restarted with another architecture: refused by
+    name (config.json), and a backup of another architecture is named as such instead of
+    Keras' 45 KB "objects could not be loaded" dump."""
+    from tfzoo import backup
+
+    def killed(self, epoch, step, real=backup.StepBackup.save):
+        real(self, epoch, step)
+        raise KeyboardInterrupt  # the kill arrives right after the first backup
+
+    monkeypatch.setattr(backup.StepBackup, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(tiny_config(epochs=1, steps_per_epoch=2, checkpoint_every_steps=1), tmp_path,
+                  tf.distribute.get_strategy(), evaluate=False, verbose=0)
+    monkeypatch.undo()
+    assert _metadata(tmp_path)["step"] == 1 and not (tmp_path / "run.json").exists()
+    code, out = finish(cli("--model=resnet_small", f"--model_dir={tmp_path}", "--epochs=1",
+                           "--steps=2", "--set=checkpoint_every_steps=1", "--noevaluate"))
+    assert code == 2 and "holds an unfinished run ('tresnet_small')" in out, out
+    assert "Traceback" not in out and len(out) < 2000
+    # Without config.json (a directory from an older tfzoo) the backup itself is checked.
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(train.TrainError, match="belongs to another architecture"):
+        train.run(tiny_config(epochs=1, steps_per_epoch=2, model="resnet_small",
+                              checkpoint_every_steps=1), tmp_path,
+                  tf.distribute.get_strategy(), evaluate=False, verbose=0)
+
+
+def test_mirrored_without_gpus_says_it_runs_one_replica(capsys):
+    """Issue 11 item 13: --strategy=mirrored on a CPU-only machine is one replica: say so."""
+    assert not tf.config.list_physical_devices("GPU")
+    strategy = train.make_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 1
+    assert "found no GPU" in capsys.readouterr().err
 
 
 def test_init_from_spreads_a_frame_kernel_over_temporal_taps(tmp_path):

@@ -44,7 +44,7 @@ def test_train_and_evaluate_on_prepared_records(prepared_yuppp, tmp_path):
     info = read_run_info(tmp_path)
     assert info.model == "tresnet50" and info.class_names == ["Beach", "Fountain"]
     assert "initialised" in out.stdout  # stage 2 started from stage 1's weights
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["test"]
     manifest = json.loads((prepared_yuppp / "manifest.json").read_text())
     assert metrics["num_videos"] == manifest["splits"]["test"] > 0  # every test video, once
     assert metrics["protocol"].startswith("4 equally spaced frames")

@@ -6,7 +6,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from tfzoo.errors import TfzooError  # noqa: E402
 from tfzoo.registry import UnknownModelError, create_model, list_models, register_model  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "register_model", "UnknownModelError", "__version__"]
+__all__ = ["create_model", "list_models", "register_model", "TfzooError", "UnknownModelError",
+           "__version__"]

@@ -17,10 +17,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tfzoo.errors import TfzooError
+from tfzoo.utils import check_choice
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(TfzooError):
     pass
 
 
@@ -64,7 +67,7 @@ class TrainConfig:
     precision: str = "float32"  # "float32", "mixed_bfloat16", "mixed_float16"
     jit_compile: bool = False  # XLA made Conv3D training ~5x slower on this CPU (measured)
     seed: int = 0
-    checkpoint_every_steps: int | None = None  # BackupAndRestore within an epoch; None: per epoch
+    checkpoint_every_steps: int | None = None  # backup within an epoch (tfzoo/backup.py); None: per epoch
     train_streams: tuple | None = None  # two-stream models: train only these ("rgb", "flow")
     # Multi-stage recipes
     stages: tuple = ()
@@ -107,15 +110,84 @@ def _coerce(key: str, value: Any) -> Any:
         value = value[1:-1]  # --set optimizer='sgd' as well as --set optimizer=sgd
     if isinstance(value, list):
         value = tuple(value)
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"config key {key!r}: got {value!r}; expected one of {CHOICES[key]}")
+    if key in CHOICES:
+        try:
+            check_choice(f"config key {key!r} value", value, CHOICES[key])
+        except TfzooError as e:
+            raise ConfigError(str(e)) from None
     if isinstance(default, bool) and key != "jit_compile" and not isinstance(value, bool):
         raise ConfigError(f"config key {key!r}: got {value!r}; expected True or False")
     if isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"config key {key!r}: got {value!r}; expected a number")
         value = type(default)(value) if isinstance(default, float) else value
-    return value
+    return _check_type(key, value)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_type(key: str, value: Any) -> Any:
+    """Type and range of one value, so that a wrong `--set` fails here, in a second, rather
+    than as a TypeError deep in tracing (and before anything is written)."""
+    if value is None and "None" in FIELDS[key].type:
+        return value
+    kind = FIELDS[key].type.split(" | ")[0]  # annotations are strings (PEP 563)
+    hint = ""
+    if key in PAIRS:
+        if (isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value)
+                and (key != "stride_range" or value[0] <= value[1])):
+            return value
+        expected = PAIRS[key]
+        hint = f" (quote it for the shell: --set '{key}={EXAMPLES[key]}')"
+    elif kind == "int":
+        if _is_int(value) and value >= MINIMUM.get(key, 0):
+            return value
+        expected = f"an integer >= {MINIMUM.get(key, 0)}"
+    elif kind == "float":
+        if value >= 0 and (value > 0 or key not in POSITIVE):
+            return value
+        expected = "a number > 0" if key in POSITIVE else "a number >= 0"
+    elif kind == "str":
+        if isinstance(value, str) and value:
+            return value
+        expected = "a string"
+    elif kind == "dict":
+        if isinstance(value, dict):
+            return value
+        expected = "a dict, e.g. {'width': 4}"
+    elif key == "jit_compile":
+        if isinstance(value, bool) or value == "auto":
+            return value
+        expected = "True, False or 'auto'"
+    elif key == "train_streams":
+        if isinstance(value, tuple) and value and all(v in ("rgb", "flow") for v in value):
+            return value
+        expected = "a tuple of 'rgb' and/or 'flow'"
+    elif key == "lr_boundaries":
+        if isinstance(value, tuple) and all(_is_int(v) and v >= 0 for v in value):
+            return value
+        expected = "a tuple of epoch numbers"
+    elif key == "stages":
+        if isinstance(value, tuple) and all(isinstance(v, dict) for v in value):
+            return value
+        expected = "a tuple of dicts"
+    else:
+        return value
+    raise ConfigError(f"config key {key!r}: got {value!r}; expected {expected}{hint}")
+
+
+# Two positive integers; the pair is (height, width) or (min, max).
+PAIRS = {"image_size": "(height, width), two integers >= 1",
+         "stride_range": "(min, max) temporal strides, integers with 1 <= min <= max"}
+EXAMPLES = {"image_size": "(64,64)", "stride_range": "(2,3)"}
+# Integer keys with a lower bound above 0: a run with 0 epochs or frames does nothing useful
+# and would still be recorded as finished.
+MINIMUM = {"epochs": 1, "batch_size": 1, "num_frames": 1, "test_num_frames": 1,
+           "steps_per_epoch": 1, "grad_accum_steps": 1, "checkpoint_every_steps": 1,
+           "test_short_side": 1, "plateau_patience": 0, "warmup_epochs": 0, "seed": 0}
+POSITIVE = {"learning_rate", "lr_decay"}
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
@@ -126,6 +198,9 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConf
             raise _unknown(key)
         clean[key] = _coerce(key, value)
     result = dataclasses.replace(config, **clean)
+    for key in FIELDS:  # values written in a config file are checked too
+        if key not in clean:
+            _check_type(key, getattr(result, key))
     for stage in result.stages:
         for key in stage:
             if key not in FIELDS and key != "name":

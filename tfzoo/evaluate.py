@@ -3,14 +3,14 @@
 The papers' test protocol (thesis §4.3.5, §7.3.3): `test_num_frames` equally spaced frames of
 each video, the full frame (fully convolutional: the model averages over all spatial and
 temporal locations) and its horizontal flip, pre-softmax scores averaged, one forward pass per
-video and view. Writes `metrics.json` (accuracy, mean class accuracy, per-class accuracy,
-confusion matrix) into the model directory.
+video and view. Writes the metrics (accuracy, mean class accuracy, per-class accuracy,
+confusion matrix) into the model directory's `metrics.json`, one entry per split
+(`{"test": {...}, "val": {...}}`): evaluating another split never replaces a split's numbers.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,23 +69,29 @@ def metrics_from_scores(scores, labels, class_names) -> dict:
 
 def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=None,
                        flip=None) -> dict:
-    """Evaluates the model in `model_dir` and writes `metrics.json`; returns the metrics."""
+    """Evaluates `split` of the model in `model_dir`, stores it as that split's entry of
+    `metrics.json` (other splits' entries are kept) and returns its metrics."""
     from tfzoo import config as cfglib
     from tfzoo.data import clip_spec, make_source
-    from tfzoo.rundir import atomic_write_text, load_model
+    from tfzoo.rundir import atomic_write_text, load_model, read_run_info
+    from tfzoo.utils import check_choice
 
     model_dir = Path(model_dir)
-    model, info = load_model(model_dir)
+    info = read_run_info(model_dir)
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
     if data_dir:
-        config = config.replace(dataset="records", data_dir=data_dir)
+        # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
+        options = config.dataset_options if config.dataset == "records" else {}
+        config = config.replace(dataset="records", data_dir=data_dir, dataset_options=options)
     source = source or make_source(config)
     if list(source.info.class_names) != list(info.class_names):
         raise cfglib.ConfigError(
             f"{model_dir} was trained on classes {info.class_names[:5]}...; the data has "
             f"{source.info.class_names[:5]}..."
         )
+    check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
+    model, info = load_model(model_dir)
     flip = config.test_flip if flip is None else flip
     spec = clip_spec(config)
     ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
@@ -99,25 +105,36 @@ def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=
         protocol=(f"{spec.test_num_frames} equally spaced frames, full frame"
                   + (" + horizontal flip" if flip else "") + ", scores averaged"),
     )
-    atomic_write_text(model_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    by_split = read_metrics(model_dir)
+    by_split[split] = metrics
+    atomic_write_text(model_dir / METRICS_FILE, json.dumps(by_split, indent=2) + "\n")
     return metrics
+
+
+METRICS_FILE = "metrics.json"
+
+
+def read_metrics(model_dir, split: str | None = None) -> dict:
+    """`metrics.json` as {split: metrics}, or one split's metrics ({} when not evaluated)."""
+    path = Path(model_dir) / METRICS_FILE
+    by_split = json.loads(path.read_text()) if path.exists() else {}
+    if "accuracy" in by_split:  # written by tfzoo before per-split entries: one split
+        by_split = {by_split.get("split", "test"): by_split}
+    return by_split if split is None else by_split.get(split, {})
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS.model_dir:
-        print("error: --model_dir is required", file=sys.stderr)
-        return 2
-    from tfzoo.config import ConfigError
-    from tfzoo.data.base import DataError
-    from tfzoo.rundir import RunDirError
+    from tfzoo.errors import TfzooError, report
 
     try:
+        if not FLAGS.model_dir:
+            raise TfzooError("--model_dir is required: a directory written by "
+                             "`python -m tfzoo.train`")
         m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data, flip=FLAGS.flip)
-    except (ConfigError, DataError, RunDirError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except TfzooError as e:
+        return report(e, "python -m tfzoo.evaluate")
     print(f"accuracy {m['accuracy']:.4f}  mean class accuracy {m['mean_class_accuracy']:.4f}  "
           f"({m['num_videos']} videos, {m['protocol']})")
     for name, acc in m["per_class_accuracy"].items():

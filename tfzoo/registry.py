@@ -12,8 +12,10 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tfzoo.errors import TfzooError
 
-class UnknownModelError(KeyError):
+
+class UnknownModelError(TfzooError, KeyError):
     """Raised for a model name that is not registered; the message lists close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
@@ -94,7 +96,10 @@ def create_model(name: str, *, weights: Any = None, **overrides: Any):
         Spatial kernels are transplanted 1:1 (see `tfzoo.backbones.transplant`).
       **overrides: constructor arguments that replace the preset's.
     """
+    from tfzoo.utils import check_arguments
+
     entry = get_entry(name)
+    check_arguments(f"create_model({name!r})", entry.builder, overrides)  # misspellings
     kwargs = {**entry.defaults, **overrides}
     model = entry.builder(**kwargs)
     if weights is not None:

@@ -5,7 +5,7 @@
                           clip geometry, the resolved training config, a format version
       model.keras         the final model (Keras v3 format), written atomically
       checkpoints/        per-epoch weights (`epoch-NNNN.weights.h5`) and `latest.txt`
-      backup/             Keras BackupAndRestore state (resume after a kill)
+      backup/             weights + position every N steps (tfzoo/backup.py; resume after a kill)
       logs/               TensorBoard event files
       metrics.json        written by `python -m tfzoo.evaluate`
 """
@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfzoo.errors import TfzooError
+
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
 
 
-class RunDirError(ValueError):
+class RunDirError(TfzooError):
     pass
 
 

@@ -1,8 +1,8 @@
 """Train a tfzoo model: `python -m tfzoo.train --model=tresnet [--config=...] [--model_dir=...]`.
 
 Runs every stage of the recipe with Keras `fit` under a `tf.distribute` strategy, with a
-progress bar, TensorBoard logs, per-epoch checkpoints and BackupAndRestore (a killed run
-started again with the same command resumes), then saves `model.keras` + `run.json` and
+progress bar, TensorBoard logs, per-epoch checkpoints and step-exact backups (a killed run
+started again with the same command resumes at the step it had reached, tfzoo/backup.py), then saves `model.keras` + `run.json` and
 evaluates the test split with the paper's protocol (`metrics.json`). See tfzoo/rundir.py for
 the model directory layout and tfzoo/config.py for the config keys.
 """
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from absl import app, flags
+
+from tfzoo.errors import TfzooError, report
 
 FLAGS = flags.FLAGS
 
@@ -39,12 +41,14 @@ def define_flags():
     flags.DEFINE_string("precision", None, "float32, mixed_bfloat16 or mixed_float16.")
     flags.DEFINE_multi_string("set", [], "Override any config key: --set learning_rate=0.01.")
     flags.DEFINE_bool("evaluate", True, "Evaluate the test split after training.")
+    flags.DEFINE_bool("restart", False, "--model_dir holds a run with other settings: delete "
+                      "it and start over (without this flag such a directory is refused).")
     flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (tests of "
                          "--strategy=mirrored on machines without GPUs).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras fit verbosity.")
 
 
-class TrainError(ValueError):
+class TrainError(TfzooError):
     pass
 
 
@@ -52,6 +56,7 @@ def resolve_config():
     """The TrainConfig from --model/--config/--data and the override flags."""
     from tfzoo import config as cfglib
     from tfzoo.registry import get_entry
+    from tfzoo.utils import check_arguments
 
     if FLAGS.config:
         config = cfglib.load_config_file(FLAGS.config)
@@ -77,7 +82,9 @@ def resolve_config():
         overrides.update(dataset="records", data_dir=FLAGS.data)
     config = config.replace(**overrides)
     for _, stage in cfglib.stage_configs(config):
-        get_entry(stage.model)  # unknown model names fail before any work
+        # Unknown model names and misspelt model_overrides fail before any work.
+        check_arguments(f"model_overrides of {stage.model!r}", get_entry(stage.model).builder,
+                        stage.model_overrides)
     return config
 
 
@@ -85,7 +92,12 @@ def make_strategy(name: str):
     import tensorflow as tf
 
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        strategy = tf.distribute.MirroredStrategy()
+        if strategy.num_replicas_in_sync == 1:
+            print("[tfzoo] warning: --strategy=mirrored found no GPU and no logical CPUs: "
+                  "training runs on one CPU replica, like --strategy=default (--logical_cpus=N "
+                  "splits the CPU to exercise data parallelism)", file=sys.stderr, flush=True)
+        return strategy
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise TrainError("--strategy=multi_worker needs the TF_CONFIG environment variable")
@@ -202,8 +214,10 @@ def _resize_inputs(x, size):
 
 def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | None, verbose):
     import keras
+    from keras.callbacks import ModelCheckpoint
 
     import tfzoo
+    from tfzoo.backup import StepBackup
     from tfzoo.rundir import RunInfo, save_model, write_run_info
 
     wdir = worker_dir(stage_dir, strategy)
@@ -230,20 +244,26 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
 
     train, val = build_datasets(source, config, strategy, model)
     steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
+    start_epoch, start_step = _restore_backup(model, wdir / "backup", config, steps, strategy)
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            str(wdir / "backup"), save_freq=config.checkpoint_every_steps or "epoch",
-            double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(wdir / "checkpoints" / "epoch-{epoch:04d}.weights.h5"),
-                                        save_weights_only=True),
+        ModelCheckpoint(str(wdir / "checkpoints" / "epoch-{epoch:04d}.weights.h5"),
+                        save_weights_only=True),
         keras.callbacks.TensorBoard(str(wdir / "logs"), update_freq="epoch"),
         keras.callbacks.CSVLogger(str(wdir / "history.csv"), append=True),
         *learning_rate_callbacks(config, keras),
     ]
+    backup = StepBackup(wdir / "backup", model_name=config.model,
+                        every_steps=config.checkpoint_every_steps, start=(start_epoch, start_step))
     (wdir / "checkpoints").mkdir(exist_ok=True)
     t0 = time.time()
-    model.fit(train, validation_data=val, epochs=config.epochs, steps_per_epoch=steps,
-              callbacks=callbacks, verbose=verbose)
+    if start_step:  # the rest of the interrupted epoch, then the remaining epochs
+        model.fit(train, validation_data=val, initial_epoch=start_epoch, epochs=start_epoch + 1,
+                  steps_per_epoch=steps - start_step, callbacks=[backup, *callbacks],
+                  verbose=verbose)
+        start_epoch += 1
+    if start_epoch < config.epochs:
+        model.fit(train, validation_data=val, initial_epoch=start_epoch, epochs=config.epochs,
+                  steps_per_epoch=steps, callbacks=[backup, *callbacks], verbose=verbose)
     elapsed = time.time() - t0
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
@@ -254,21 +274,54 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     if is_chief(strategy):
         save_model(model, stage_dir)
         write_run_info(stage_dir, run)
+    shutil.rmtree(wdir / "backup", ignore_errors=True)  # finished: nothing to resume
     keras.mixed_precision.set_global_policy("float32")
     return model
 
 
-def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="auto") -> dict | None:
-    """Trains every stage of `config` into `model_dir`; returns the test metrics."""
+def _restore_backup(model, backup_dir: Path, config, steps: int, strategy) -> tuple[int, int]:
+    """Loads the backup of a killed run, if any; returns (epoch, step) to resume at."""
+    from tfzoo.backup import architecture_fingerprint, read_state
+
+    state = read_state(backup_dir)
+    if state is None:
+        return 0, 0
+    if (state.get("model"), state.get("architecture")) != (config.model,
+                                                           architecture_fingerprint(model)):
+        raise TrainError(
+            f"the backup in {backup_dir} belongs to another architecture ({state.get('model')!r}, "
+            f"not this run's {config.model!r} with these model_overrides); pass another "
+            f"--model_dir, or --restart to delete the interrupted run and start over")
+    with strategy.scope():
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # its variables are in the file
+        model.load_weights(backup_dir / state["weights"])
+    epoch, step = state["epoch"], state["step"]
+    if step >= steps:  # steps_per_epoch shrank since: the epoch counts as done
+        epoch, step = epoch + 1, 0
+    print(f"[tfzoo] resuming from {backup_dir}: weights and optimizer state after epoch "
+          f"{epoch} + {step}/{steps} steps (optimizer step {int(model.optimizer.iterations)}); "
+          f"continuing at epoch {epoch + 1}/{config.epochs}, step {step + 1}", flush=True)
+    return epoch, step
+
+
+def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="auto",
+        restart: bool = False) -> dict | None:
+    """Trains every stage of `config` into `model_dir`; returns the test metrics.
+
+    A `model_dir` that holds a run with the same config resumes it (finished stages are kept);
+    one with another config is refused, unless `restart` deletes that run first."""
     from tfzoo import config as cfglib
     from tfzoo.data import make_source
-    from tfzoo.rundir import MODEL_FILE, RUN_FILE, read_run_info
+    from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text
 
-    model_dir.mkdir(parents=True, exist_ok=True)
-    _check_model_dir(model_dir, config)
-    (model_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2, default=str))
+    _check_model_dir(model_dir, config, restart=restart)
     source = make_source(config)
     stages = cfglib.stage_configs(config)
+    for _, stage in stages:
+        _check_streams(stage, source.info.streams)
+    atomic_write_text(model_dir / "config.json",
+                      json.dumps(config.to_json(), indent=2, default=str) + "\n")
     previous = None
     for name, stage in stages:
         stage_dir = model_dir / "stages" / name if name else model_dir
@@ -292,31 +345,76 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     return evaluate_model_dir(model_dir, source=source)
 
 
-def _check_model_dir(model_dir: Path, config) -> None:
-    """A model_dir holding another model's run is an error, not something to overwrite."""
+def _check_streams(config, streams) -> None:
+    """A two-stream model needs a dataset with flow: refuse an RGB-only recipe up front (it
+    would otherwise trace and fail on the missing 'flow' input)."""
+    from tfzoo import config as cfglib
+    from tfzoo.registry import get_entry
+
+    if "two_stream" not in get_entry(config.model).tags or "flow" in streams:
+        return
+    fits = []
+    for path in sorted(cfglib.CONFIG_DIR.glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        recipe = cfglib.load_config_file(str(path))
+        if any(s.model == config.model for _, s in cfglib.stage_configs(recipe)):
+            # Recipes on embedded data first: they run without downloading anything.
+            fits.append((recipe.dataset == "records", f"configs/{path.name}"))
+    fits = [name for _, name in sorted(fits)]
+    raise TrainError(
+        f"{config.model!r} is a two-stream model (rgb + flow inputs) but dataset "
+        f"{config.dataset!r} gives only {list(streams)}; use a recipe with flow: "
+        f"{', '.join(fits) or 'a dataset prepared with --flow'}, e.g. "
+        f"--config={fits[0] if fits else 'FILE'}")
+
+
+# What train writes into a model directory; --restart deletes exactly these.
+RUN_OUTPUTS = ("config.json", "run.json", "model.keras", "metrics.json", "history.csv",
+               "backup", "checkpoints", "logs", "stages", "workers")
+
+
+def _check_model_dir(model_dir: Path, config, *, restart: bool = False) -> None:
+    """A model_dir holding a run with other settings is refused (naming the differing keys),
+    never silently resumed, skipped or overwritten; `restart` deletes that run first."""
     from tfzoo import config as cfglib
     from tfzoo.rundir import read_run_info
 
-    if not (model_dir / "run.json").exists():
+    wanted = json.loads(json.dumps(config.to_json(), default=str))
+    old = None
+    if (model_dir / "config.json").exists():
+        try:
+            old = json.loads((model_dir / "config.json").read_text())
+        except ValueError:
+            old = {}
+    elif (model_dir / "run.json").exists():  # written before config.json existed
+        final = cfglib.stage_configs(config)[-1][1].model
+        trained = read_run_info(model_dir).model
+        old = wanted if trained == final else {**wanted, "model": trained}
+    if old is None or old == wanted:
+        model_dir.mkdir(parents=True, exist_ok=True)
         return
-    final = cfglib.stage_configs(config)[-1][1].model
-    trained = read_run_info(model_dir).model
-    if trained != final:
-        raise TrainError(
-            f"{model_dir} holds a finished {trained!r} run; this run trains {final!r}. "
-            f"Pass another --model_dir"
-        )
+    if restart:
+        print(f"[tfzoo] --restart: deleting the previous run in {model_dir}", flush=True)
+        for name in RUN_OUTPUTS:
+            path = model_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        return
+    keys = sorted((k for k in set(old) | set(wanted) if old.get(k) != wanted.get(k)),
+                  key=lambda k: (k != "model", k))  # the model first: the likeliest mix-up
+    shown = ", ".join(f"{k}: {old.get(k)!r} there, {wanted.get(k)!r} now" for k in keys[:4])
+    state = "a finished" if (model_dir / "run.json").exists() else "an unfinished"
+    what = f" ({old.get('model')!r})" if "model" in keys else ""
+    raise TrainError(
+        f"{model_dir} holds {state} run{what} with other settings ({shown}"
+        f"{', ...' if len(keys) > 4 else ''}); pass another --model_dir, --restart to delete "
+        f"that run and start over, or continue from its weights with --set "
+        f"init_from={model_dir} and a new --model_dir")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tfzoo.backbones.transplant import TransplantError
-    from tfzoo.config import ConfigError
-    from tfzoo.data.base import DataError
-    from tfzoo.registry import UnknownModelError
-    from tfzoo.rundir import RunDirError
-
     try:
         config = resolve_config()
         if FLAGS.logical_cpus:
@@ -328,11 +426,10 @@ def main(argv):
         strategy = make_strategy(FLAGS.strategy)
         model_dir = Path(FLAGS.model_dir or f"runs/{FLAGS.model or Path(FLAGS.config).stem}")
         verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
-        metrics = run(config, model_dir, strategy, evaluate=FLAGS.evaluate, verbose=verbose)
-    except (TrainError, ConfigError, DataError, UnknownModelError, RunDirError,
-            TransplantError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        metrics = run(config, model_dir, strategy, evaluate=FLAGS.evaluate, verbose=verbose,
+                      restart=FLAGS.restart)
+    except TfzooError as e:
+        return report(e, "python -m tfzoo.train")
     if metrics:
         print(f"[tfzoo] test accuracy {metrics['accuracy']:.4f} on {metrics['num_videos']} videos "
               f"({metrics['protocol']}); wrote {model_dir / 'metrics.json'}")

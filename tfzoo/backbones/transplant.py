@@ -6,7 +6,9 @@ Layers are matched by name (tfzoo keeps keras.applications' names). A Conv2D ker
   channels and replicated cin' times (reference code `cnn_ucf101_temporal.m`);
 - kt > 1 (a 1x1 conv made temporal): "avg" spreads w / kt over the taps (thesis eq. 4.5),
   "center" puts w on the middle tap (an identity in time).
-Layers the source lacks (temporal blocks, the classifier) keep their initialisation.
+Layers the source lacks (temporal blocks, the classifier) keep their initialisation; the
+source's ImageNet classifier (include_top=True) is skipped; a source of another depth is an
+error.
 VGG-16 (`transplant_vgg16`): keras' blockB_convJ, fc1, fc2 become tfzoo's convB_J, fc6, fc7 (the
 fully connected layers as the convolutions of a fully convolutional tower; fc1's kernel is
 keras' flattened 7x7x512 map, so it reshapes exactly); the 1000-way classifier is not copied.
@@ -23,6 +25,8 @@ import numpy as np
 import keras
 
 from tfzoo.backbones.resnet import STAGE_BLOCKS
+from tfzoo.errors import TfzooError
+from tfzoo.utils import check_choice
 
 KERAS_RESNETS = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
 WEIGHT_FILES = {
@@ -37,7 +41,7 @@ VGG16_FILES = ("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
                "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
-class TransplantError(ValueError):
+class TransplantError(TfzooError):
     pass
 
 
@@ -105,6 +109,7 @@ def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str =
     if kernel.ndim == 5 and kernel.shape[0] == 1:
         kernel = kernel[0]
     kt, kh, kw, cin, cout = target_shape
+    check_choice("temporal_init", temporal_init, ("avg", "center"), error=TransplantError)
     if kernel.ndim != 4 or kernel.shape[:2] != (kh, kw) or kernel.shape[3] != cout:
         raise TransplantError(f"cannot map kernel {kernel.shape} onto {target_shape}")
     if kernel.shape[2] != cin:
@@ -117,7 +122,6 @@ def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str =
         out = np.zeros(target_shape, kernel.dtype)
         out[kt // 2] = kernel
         return out
-    raise TransplantError(f"temporal_init must be 'avg' or 'center', got {temporal_init!r}")
 
 
 def convert_weight(value: np.ndarray, target_shape: tuple, temporal_init: str = "avg") -> np.ndarray:
@@ -192,14 +196,39 @@ def transplant(
     temporal_init: str = "avg",
     prefix: str = "",
     strict: bool = True,
+    classifier: bool = False,
 ) -> list[str]:
     """keras.applications ResNet weights into `target`'s layers `prefix + name`.
 
     Returns the names of target layers that were set. With `strict`, every weighted source
-    layer must exist in the target (a missing one means the structures diverged).
+    layer must exist in the target (a missing one means the structures diverged) and the
+    source must have as many units per stage as the target (a shallower source would leave
+    the extra units at their random init). The source's ImageNet classifier (keras'
+    `include_top=True`) is skipped unless `classifier=True`, which needs a 1000-way target.
     """
-    return copy_weights(source, target, lambda n: prefix + n, temporal_init=temporal_init,
-                        strict=strict)
+    if strict:
+        have, want = units_per_stage(source), units_per_stage(target, prefix)
+        if any(have) and have != want:
+            raise TransplantError(
+                f"source {source.name!r} has ResNet units per stage {have}, but {target.name}"
+                f"{f' ({prefix!r} stream)' if prefix else ''} has {want}: a source of the wrong "
+                f"depth is an error; pass the keras.applications ResNet of the same depth")
+    # keras' include_top=True: the 1000-way ImageNet classifier; the target has its own classes.
+    top = {layer.name for layer in source.layers if isinstance(layer, keras.layers.Dense)}
+    return copy_weights(source, target,
+                        lambda n: None if n in top and not classifier else prefix + n,
+                        temporal_init=temporal_init, strict=strict)
+
+
+def units_per_stage(model: keras.Model, prefix: str = "") -> tuple[int, ...]:
+    """Residual units in conv2..conv5 of a ResNet with keras.applications layer names."""
+    found = [0, 0, 0, 0]
+    for layer in model.layers:
+        m = re.fullmatch(rf"{re.escape(prefix)}conv([2-5])_block(\d+)_out", layer.name)
+        if m:
+            i = int(m.group(1)) - 2
+            found[i] = max(found[i], int(m.group(2)))
+    return tuple(found)
 
 
 def load_pretrained(model: keras.Model, weights: Any, **kwargs) -> list[str]:

@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from tfzoo.layers.pooling import SpatioTemporalMaxPooling
+from tfzoo.utils import check_choice
 
 ENDPOINTS = ("input", "relu1", "relu2", "relu3", "relu4", "relu5", "pool5", "fc6", "fc7", "fc8")
 ARCHS = ("vggm", "vgg16")
@@ -99,10 +100,7 @@ ARCH_SPECS = {
 
 
 def endpoint_index(name: str) -> int:
-    try:
-        return ENDPOINTS.index(name)
-    except ValueError:
-        raise ValueError(f"unknown VGG endpoint {name!r}; expected one of {ENDPOINTS}") from None
+    return ENDPOINTS.index(check_choice("VGG endpoint", name, ENDPOINTS))
 
 
 class VGGTower:
@@ -141,10 +139,8 @@ class VGGTower:
         temporal_pool_size: int = 3,
         temporal_pool_stride: int = 2,
     ):
-        if arch not in ARCH_SPECS:
-            raise ValueError(f"unknown VGG architecture {arch!r}; expected one of {ARCHS}")
-        if temporal_pool not in TEMPORAL_POOLS:
-            raise ValueError(f"unknown temporal pooling {temporal_pool!r}; expected one of {TEMPORAL_POOLS}")
+        check_choice("VGG architecture", arch, ARCHS)
+        check_choice("temporal pooling", temporal_pool, TEMPORAL_POOLS)
         if width_multiplier <= 0:
             raise ValueError(f"width_multiplier must be positive, got {width_multiplier}")
         if not 0.0 <= dropout < 1.0:

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 from tfzoo.bench.models import KERAS_APPLICATIONS, KERAS_TOLERANCE, _num, bench_model, compare_keras
 from tfzoo.bench.timing import _load_average, format_machine, machine_info
+from tfzoo.errors import TfzooError, report
+from tfzoo.utils import check_arguments
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DISPATCH = {"--flow": "tfzoo.flow.bench", "--data": "tfzoo.data.bench"}
@@ -185,12 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = _parse_overrides(args.override)
     except ValueError as e:
         parser.error(str(e))
-    for name in models:
+    for name in models:  # unknown names and misspelt overrides fail before any model is built
         try:
-            tfzoo.registry.get_entry(name)
-        except tfzoo.UnknownModelError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            check_arguments(f"--override for {name!r}", tfzoo.registry.get_entry(name).builder,
+                            overrides)
+        except TfzooError as e:
+            return report(e, "python -m tfzoo.bench")
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)

@@ -7,6 +7,7 @@ graph, so a training step's graph gives forward + backward.
 
 from __future__ import annotations
 
+from tfzoo.errors import TfzooError
 
 _CONV_FORWARD = {"Conv2D", "Conv3D", "Conv", "_FusedConv2D", "_FusedConv3D"}
 _CONV_BACKPROP_INPUT = {"Conv2DBackpropInput", "Conv2DBackpropInputV2", "Conv3DBackpropInput",
@@ -20,7 +21,7 @@ _BATCH_MATMUL = {"BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"}
 _FUNCTION_CALLS = {"PartitionedCall", "StatefulPartitionedCall"}
 
 
-class FlopCountError(ValueError):
+class FlopCountError(TfzooError):
     """A counted op has a dimension unknown at trace time (FLOPs need static shapes)."""
 
 

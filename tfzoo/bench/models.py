@@ -10,6 +10,7 @@ from tfzoo.bench.flops import count_graph_flops
 from tfzoo.bench.timing import (
     MATMUL_N, _load_average, _sync, compute_dtype, matmul_times, time_calls,
 )
+from tfzoo.utils import check_choice
 
 KERAS_TOLERANCE = 1.10  # issue #3: ours may be at most 10% slower per frame than keras.applications
 def _num(value) -> str:
@@ -172,8 +173,7 @@ def compare_keras(
 
     from tfzoo.backbones import STAGE_BLOCKS, VideoResNet
 
-    if depth not in KERAS_APPLICATIONS:
-        raise ValueError(f"--compare_depth must be one of {sorted(KERAS_APPLICATIONS)}, got {depth}")
+    check_choice("--compare_depth", depth, sorted(KERAS_APPLICATIONS))
     keras.backend.clear_session()
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)

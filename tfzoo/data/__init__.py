@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tfzoo.data.base import ClipSpec, DataError, DatasetInfo, VideoSource
+from tfzoo.utils import check_choice
 
 
 def clip_spec(config) -> ClipSpec:
@@ -35,8 +36,9 @@ def make_source(config) -> VideoSource:
         from tfzoo.data.conjunction import ConjunctionSource
 
         return ConjunctionSource(**config.dataset_options)
-    raise DataError(f"unknown dataset {config.dataset!r}; expected 'synthetic', 'records' or "
-                    f"'conjunction'")
+    check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction"),
+                 error=DataError)
+    raise AssertionError(f"dataset {config.dataset!r} has no source")
 
 
 def __getattr__(name):

@@ -18,7 +18,7 @@ imagenet_vid  ROOT/Data/VID/{train,val}/.../<snippet>/000000.JPEG with
               ROOT/Annotations/DET/train. Split "train" is the DET+VID mix of §8.5.1 (DET images
               of the 30 VID classes, at most 2000 per class; VID snippets whose training frames
               are 10 equally spaced ones, recorded as `sample_frames`); split "val" is VID val.
-folder        ROOT/<class>/<video> (one split "all" plus a deterministic 80/20 train/test
+folder        ROOT/<class>/<video> (one split "all" plus a deterministic per-class 80/20 train/test
               split), or ROOT/{train,test,val}/<class>/<video> to use your own split.
 """
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfzoo.data.base import DataError
+from tfzoo.utils import check_choice
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
                     ".wmv", ".3gp", ".ogv")
@@ -342,6 +343,12 @@ def _stable_fraction(key: str) -> float:
     return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) / 2**32
 
 
+def _test_count(n: int, test_fraction: float) -> int:
+    if n < 2 or test_fraction <= 0:
+        return 0
+    return min(max(1, round(test_fraction * n)), n - 1)
+
+
 def list_folder(root, *, test_fraction: float = 0.2) -> Listing:
     root = _need_dir(root, "folder with one sub-folder per class")
     own = [s for s in _OWN_SPLITS if (root / s).is_dir()]
@@ -358,10 +365,17 @@ def list_folder(root, *, test_fraction: float = 0.2) -> Listing:
     else:
         class_names = [c.name for c in _class_dirs(root)]
         for label, c in enumerate(class_names):
-            for p in sorted(filter(_is_video, (root / c).rglob("*"))):
-                vid = p.relative_to(root).with_suffix("").as_posix()
-                # hashing the id (not a shuffle) keeps each video's split when videos are added
-                kind = "test" if _stable_fraction(vid) < test_fraction else "train"
+            paths = sorted(filter(_is_video, (root / c).rglob("*")))
+            ids = [p.relative_to(root).with_suffix("").as_posix() for p in paths]
+            # Stratified: each class gives round(test_fraction * n) of its videos to test (at
+            # least one when it has two or more), so every class is in both splits; a per-video
+            # coin would split 16 videos 15/1 and could leave a class out of test. Which videos
+            # is decided by a hash of the id (not a shuffle), so it does not depend on the order
+            # of listing or on other classes.
+            n_test = _test_count(len(ids), test_fraction)
+            test = set(sorted(ids, key=_stable_fraction)[:n_test])
+            for p, vid in zip(paths, ids):
+                kind = "test" if vid in test else "train"
                 items.append(VideoItem(video_id=vid, label=label, splits=("all", kind),
                                        path=str(p)))
         splits = ["all", "train", "test"]
@@ -369,7 +383,8 @@ def list_folder(root, *, test_fraction: float = 0.2) -> Listing:
         raise DataError(f"{root}: no videos found (expected <class>/<video>{VIDEO_EXTENSIONS[:3]}"
                         f"... or train|val|test/<class>/<video>)")
     return Listing("folder", class_names, items, splits,
-                   params={} if own else {"test_fraction": test_fraction})
+                   params={} if own else {"test_fraction": test_fraction,
+                                          "split": "stratified per class"})
 
 
 ADAPTERS = {
@@ -382,8 +397,7 @@ ADAPTERS = {
 
 
 def list_dataset(name: str, root, **kwargs) -> Listing:
-    if name not in ADAPTERS:
-        raise DataError(f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)}")
+    check_choice("dataset", name, sorted(ADAPTERS), error=DataError)
     listing = ADAPTERS[name](root, **kwargs)
     ids = [it.video_id for it in listing.items]
     if len(set(ids)) != len(ids):

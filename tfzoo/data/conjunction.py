@@ -48,6 +48,7 @@ import tensorflow as tf
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
 from tfzoo.data.readers import scale_flow
+from tfzoo.utils import check_choice
 from tfzoo.video import test_indices
 
 
@@ -235,8 +236,7 @@ class ConjunctionSource:
         return int(self.config.flow_stack or spec.flow_stack)
 
     def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int = 0) -> tf.data.Dataset:
-        if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        check_choice("split", split, self.splits)
         videos, flows, labels = self.splits[split]
         n_frames, h, w = videos.shape[1:4]
         stack = self.flow_stack(spec)

@@ -29,8 +29,10 @@ import numpy as np
 from tfzoo.data import records
 from tfzoo.data.adapters import ADAPTERS, Listing, VideoItem, list_dataset, parse_voc_xml
 from tfzoo.data.base import DataError
-from tfzoo.video import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
+from tfzoo.errors import TfzooError, report
 from tfzoo.rundir import atomic_write_text
+from tfzoo.utils import check_choice
+from tfzoo.video import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
 
 FLOW_METHODS = ("none", "tvl1", "opencv")
 
@@ -40,8 +42,7 @@ class _FlowComputer:
     """Flow between consecutive stored frames, in pixels at the stored resolution."""
 
     def __init__(self, method: str):
-        if method not in FLOW_METHODS:
-            raise DataError(f"--flow {method!r}: expected one of {FLOW_METHODS}")
+        check_choice("--flow method", method, FLOW_METHODS, error=DataError)
         self.method = method
         self._impl = None
         if method == "opencv":
@@ -216,6 +217,19 @@ def _manifest(out: Path, plan: dict) -> dict:
     }
 
 
+def _check_out(out: Path) -> None:
+    """`out` must be new, empty, or a (possibly unfinished) preparation: never a file or an
+    unrelated folder, which prepare would otherwise fill with shards without a word."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {str(out)!r} is a file; expected a new or empty folder, or a "
+                        "folder prepared before (resumed)")
+    if out.is_dir() and not (out / records.PLAN).exists() and any(out.iterdir()):
+        found = sorted(p.name for p in out.iterdir())[:3]
+        raise DataError(f"--out {str(out)!r} is a non-empty folder that is not a prepared "
+                        f"dataset (it holds {found}..., no {records.PLAN}); pass a new or empty "
+                        "folder")
+
+
 def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
             short_side: int | None = DEFAULT_SHORT_SIDE, videos_per_shard: int = 64,
             jpeg_quality: int = 90, flow_quality: int = 95, max_frames: int | None = 10000,
@@ -224,8 +238,7 @@ def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
 
     Resumes an interrupted run into the same `out` when the parameters and the listing are
     unchanged (raises DataError otherwise, naming what differs)."""
-    if flow not in FLOW_METHODS:
-        raise DataError(f"--flow {flow!r}: expected one of {FLOW_METHODS}")
+    check_choice("--flow method", flow, FLOW_METHODS, error=DataError)
     if workers < 1 or videos_per_shard < 1:
         raise DataError(f"workers ({workers}) and videos_per_shard ({videos_per_shard}) must "
                         f"be >= 1")
@@ -234,8 +247,9 @@ def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
     if flow != "none":
         _FlowComputer(flow)  # fail now (missing OpenCV contrib) rather than in every worker
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
     listing = list_dataset(dataset, root, **(dataset_options or {}))
+    out.mkdir(parents=True, exist_ok=True)
     params = {"dataset": dataset, "root": str(Path(root).resolve()), "flow": flow,
               "short_side": short_side, "jpeg_quality": jpeg_quality,
               "flow_quality": flow_quality, "flow_bound": records.FLOW_BOUND,
@@ -321,9 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     jpeg_quality=a.jpeg_quality, flow_quality=a.flow_quality,
                     max_frames=a.max_frames or None, seed=a.seed, progress=not a.no_progress,
                     dataset_options=opts)
-    except DataError as e:
-        print(f"prepare: error: {e}", file=sys.stderr)
-        return 2
+    except TfzooError as e:
+        return report(e, "prepare")
     print(f"prepared {m['num_videos']} videos ({m['num_frames']} frames) into {a.out}: "
           f"splits {m['splits']}; skipped {len(m['skipped'])}"
           + (f" (see {Path(a.out) / records.MANIFEST})" if m["skipped"] else ""))

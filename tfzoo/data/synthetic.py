@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
+from tfzoo.utils import check_choice
 from tfzoo.video import test_indices
 
 CLASSES = ("static", "slow", "fast", "stop_and_go", "accelerate", "decelerate")
@@ -54,7 +55,8 @@ def speed_profile(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> n
         return moving * rng.uniform(*cfg.fast)
     if cls in ("accelerate", "decelerate"):
         return np.linspace(0.0, rng.uniform(*cfg.top_speed), n)
-    raise ValueError(f"unknown class {cls!r}; expected one of {CLASSES}")
+    check_choice("class", cls, CLASSES)
+    raise AssertionError(f"class {cls!r} is listed in CLASSES but has no speed profile")
 
 
 def render_video(cls: str, rng: np.random.Generator, cfg: SyntheticConfig) -> np.ndarray:
@@ -139,8 +141,7 @@ class SyntheticSource:
         )
 
     def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int = 0) -> tf.data.Dataset:
-        if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        check_choice("split", split, self.splits)
         videos, labels = self.splits[split]
         n_frames = videos.shape[1]
         ds = tf.data.Dataset.from_tensor_slices((videos, labels))

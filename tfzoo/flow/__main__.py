@@ -19,6 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tfzoo.errors import DataError, TfzooError, report
+
+
+class FlowCLIError(TfzooError):
+    """A bad --video / --out / option of the flow CLI."""
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -62,6 +68,9 @@ class _NpzSink:
         self.zf = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
         self.i = 0
 
+    def abort(self):
+        self.zf.close()
+
     def write(self, flow):
         buf = io.BytesIO()
         np.lib.format.write_array(buf, np.ascontiguousarray(flow, np.float32))
@@ -80,11 +89,12 @@ class _JpegSink:
 
         self.tf, self.encode, self.bound = tf, encode_flow, bound
         self.dirs = [Path(out) / "u", Path(out) / "v"]
-        for d in self.dirs:
-            d.mkdir(parents=True, exist_ok=True)
         self.i = 0
 
     def write(self, flow):
+        if self.i == 0:  # created on the first field: a failed run leaves no empty folders
+            for d in self.dirs:
+                d.mkdir(parents=True, exist_ok=True)
         code = self.encode(flow, self.bound)
         for c, d in enumerate(self.dirs):
             data = self.tf.io.encode_jpeg(code[..., c : c + 1], quality=95).numpy()
@@ -93,6 +103,8 @@ class _JpegSink:
 
     def close(self):
         pass
+
+    abort = close
 
 
 class _Mp4Sink:
@@ -122,11 +134,54 @@ class _Mp4Sink:
                 self.w.write(img)
         self.w.__exit__(None, None, None)
 
+    def abort(self):
+        try:
+            self.w.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001 - the partial file is deleted anyway
+            pass
+
 
 def load_npz(path) -> np.ndarray:
     """All flow fields of an npz written by this CLI, stacked: (T-1, H, W, 2)."""
     with np.load(path) as z:
         return np.stack([z[k] for k in sorted(z.files)])
+
+
+def _check_video(path) -> tuple[int | None, float]:
+    """(frame count, fps) of a readable video, else a FlowCLIError naming it."""
+    from tfzoo import video
+
+    if not Path(path).is_file():
+        raise FlowCLIError(f"--video {str(path)!r} does not exist; expected a video file "
+                           "(anything FFmpeg reads)")
+    try:
+        total, fps, _, _ = video.video_info(path)
+    except DataError as e:
+        raise FlowCLIError(f"--video {str(path)!r} is not a readable video ({e}); expected "
+                           "anything FFmpeg decodes") from None
+    return total, fps or 25.0  # containers that do not say
+
+
+def _open_sink(fmt, out: Path, tmp: Path, args, fps):
+    """The output sink, writing to `tmp` (renamed to `out` on success) for file formats."""
+    try:
+        if fmt == "jpeg":
+            if out.exists() and not out.is_dir():
+                raise FlowCLIError(f"--out {str(out)!r} is a file; --format jpeg writes a folder "
+                                   "(OUT/u, OUT/v)")
+            out.mkdir(parents=True, exist_ok=True)
+            if not os.access(out, os.W_OK):
+                raise PermissionError(f"{out} is not writable")
+            return _JpegSink(out, args.bound)
+        if out.is_dir():
+            raise FlowCLIError(f"--out {str(out)!r} is a folder; --format {fmt} writes a file")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "npz":
+            return _NpzSink(tmp)
+        return _Mp4Sink(tmp, fps, args.render, args.max_flow)
+    except OSError as e:
+        raise FlowCLIError(f"--out {str(out)!r} cannot be written ({e.strerror or e}); expected "
+                           "a writable path") from None
 
 
 def run(args) -> int:
@@ -135,13 +190,21 @@ def run(args) -> int:
     from tfzoo import video
     from tfzoo.flow.solver import _compiled_solver
 
-    fmt = args.format or {".mp4": "mp4", ".npz": "npz"}.get(Path(args.out).suffix.lower(), "jpeg")
-    if args.chunk < 1:
-        raise SystemExit(f"--chunk must be >= 1, got {args.chunk}")
-    total, fps, _, _ = video.video_info(args.video)
-    fps = fps or 25.0  # containers that do not say
+    out = Path(args.out)
+    fmt = args.format or {".mp4": "mp4", ".npz": "npz"}.get(out.suffix.lower(), "jpeg")
+    for name in ("chunk", "iterations", "warps", "max_scales"):
+        if getattr(args, name) < 1:
+            raise FlowCLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise FlowCLIError(f"--max-frames must be >= 2 (flow needs two frames), got {args.max_frames}")
+    # Everything a user can get wrong is checked before the solver is compiled.
+    total, fps = _check_video(args.video)
     if args.max_frames:
         total = min(total or args.max_frames, args.max_frames)
+    # Files are written under a temporary name and renamed at the end: a failed or killed run
+    # never leaves a file that looks finished. The suffix stays so FFmpeg picks the container.
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
+    sink = _open_sink(fmt, out, tmp, args, fps)
     params = dict(iterations=args.iterations, warps=args.warps, max_scales=args.max_scales,
                   tau=args.tau, lbda=args.lbda, theta=args.theta, zfactor=args.zfactor,
                   sigma=args.sigma)
@@ -149,19 +212,14 @@ def run(args) -> int:
         from tfzoo.flow.solver import OPENCV
 
         params.update(OPENCV)
-    solver = _compiled_solver(tuple(sorted(params.items())))
-    if fmt != "jpeg":
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "npz":
-        sink = _NpzSink(args.out)
-    elif fmt == "jpeg":
-        sink = _JpegSink(args.out, args.bound)
-    else:
-        sink = _Mp4Sink(args.out, fps, args.render, args.max_flow)
 
     import tensorflow as tf
 
+    solver = None
+
     def flush(buf):
+        nonlocal solver
+        solver = solver or _compiled_solver(tuple(sorted(params.items())))
         n = len(buf) - 1
         # Pad short chunks to the full length: one compiled shape for the whole video.
         padded = buf + [buf[-1]] * (args.chunk + 1 - len(buf))
@@ -171,27 +229,39 @@ def run(args) -> int:
 
     buf: list[np.ndarray] = []
     count = 0
+    done = False
     try:
         with tqdm(total=(total - 1) if total else None, unit="pair", desc="flow") as bar:
-            for frame in video.iter_frames(args.video, short_side=None, size=args.resize):
-                if buf and frame.shape != buf[0].shape:
-                    raise SystemExit(f"frame {count} has shape {frame.shape}, the first had "
-                                     f"{buf[0].shape}; use --resize")
-                buf.append(frame)
-                count += 1
-                if len(buf) == args.chunk + 1:
-                    flush(buf)
-                    bar.update(len(buf) - 1)
-                    buf = buf[-1:]
-                if args.max_frames and count >= args.max_frames:
-                    break
+            try:
+                for frame in video.iter_frames(args.video, short_side=None, size=args.resize):
+                    if buf and frame.shape != buf[0].shape:
+                        raise FlowCLIError(f"frame {count} of {args.video} has shape "
+                                           f"{frame.shape}, the first had {buf[0].shape}; "
+                                           "pass --resize HxW")
+                    buf.append(frame)
+                    count += 1
+                    if len(buf) == args.chunk + 1:
+                        flush(buf)
+                        bar.update(len(buf) - 1)
+                        buf = buf[-1:]
+                    if args.max_frames and count >= args.max_frames:
+                        break
+            except DataError as e:
+                raise FlowCLIError(f"--video {args.video!r}: {e}; expected a readable video") from None
+            if count < 2:
+                raise FlowCLIError(f"--video {args.video!r}: {count} frame(s) decoded; flow needs "
+                                   "at least 2")
             if len(buf) >= 2:
                 flush(buf)
                 bar.update(len(buf) - 1)
-    finally:
         sink.close()
-    if count < 2:
-        raise SystemExit(f"{args.video}: {count} frame(s) decoded; flow needs at least 2")
+        done = True
+    finally:
+        if not done:
+            sink.abort()
+            tmp.unlink(missing_ok=True)
+    if fmt != "jpeg":
+        os.replace(tmp, out)
     print(f"wrote {count - 1} flow fields to {args.out} ({fmt})")
     return 0
 
@@ -199,7 +269,10 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    return run(args)
+    try:
+        return run(args)
+    except TfzooError as e:
+        return report(e, "python -m tfzoo.flow")
 
 
 if __name__ == "__main__":

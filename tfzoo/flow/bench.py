@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfzoo.utils import check_choice
+
 BIKES = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
 CASES = ("translate_sub", "translate", "rotate", "zoom", "nonrigid")
 
@@ -51,7 +53,8 @@ def ground_truth_field(case: str, h: int, w: int) -> np.ndarray:
         u = 2.0 * np.sin(2 * np.pi * gx / (0.9 * w)) * np.cos(2 * np.pi * gy / (1.1 * h))
         v = 1.5 * np.cos(2 * np.pi * gx / (1.3 * w)) * np.sin(2 * np.pi * gy / (0.8 * h))
     else:
-        raise ValueError(f"unknown case {case!r}; expected one of {CASES}")
+        check_choice("case", case, CASES)
+        raise AssertionError(f"case {case!r} is listed in CASES but has no motion field")
     return np.stack([u, v], -1).astype(np.float32)
 
 

@@ -18,6 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+from tfzoo.utils import check_choice
+
 # Presmoothing of the input and per-level antialiasing follow the IPOL reference
 # (PRESMOOTHING_SIGMA 0.8; zoom-out sigma 0.6 * sqrt(1/z^2 - 1)).
 _ZOOM_SIGMA_FACTOR = 0.6
@@ -41,7 +44,7 @@ _RGB_TO_GREY = (0.299, 0.587, 0.114)
 OPENCV = {"sigma": 0.0, "antialias": False, "border": "zero"}
 
 
-class FlowInputError(ValueError):
+class FlowInputError(TfzooError):
     """Frames that cannot be turned into optical flow (shape, channels, values)."""
 
 
@@ -173,8 +176,7 @@ def _axis_taps(pos, n, offsets, weights, border):
 
 def _warp(img, flow, kernel, border):
     """Separable resampling of `img` (N, H, W, C) at x + flow; `kernel(t)` gives the taps."""
-    if border not in _BORDERS:
-        raise ValueError(f"unknown border {border!r}; expected one of {list(_BORDERS)}")
+    check_choice("border", border, _BORDERS)
     dt = img.dtype
     shape = tf.shape(img)
     n, h, w, c = shape[0], shape[1], shape[2], shape[3]
@@ -514,11 +516,8 @@ class TVL1(keras.layers.Layer):
         self.max_scales = int(max_scales)
         self.iterations = int(iterations)
         self.sigma = float(sigma)
-        if interpolation not in _WARPS:
-            raise ValueError(f"unknown interpolation {interpolation!r}; expected one of "
-                             f"{sorted(_WARPS)}")
-        if border not in _BORDERS:
-            raise ValueError(f"unknown border {border!r}; expected one of {list(_BORDERS)}")
+        check_choice("interpolation", interpolation, sorted(_WARPS))
+        check_choice("border", border, _BORDERS)
         self.interpolation = interpolation
         self.border = border
         self.antialias = bool(antialias)

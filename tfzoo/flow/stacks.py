@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tfzoo.flow.solver import TVL1, TVNet, FlowInputError, _check_frames_static
+from tfzoo.utils import check_choice
 from tfzoo.video import test_indices
 
 METHODS = {"tvl1": TVL1, "tvnet": TVNet}
@@ -52,8 +53,7 @@ class TwoStreamFrames(keras.layers.Layer):
         if int(num_chunks) < 1 or int(flow_stack) < 1:
             raise ValueError(f"num_chunks and flow_stack must be >= 1, got {num_chunks!r}, "
                              f"{flow_stack!r}")
-        if method not in METHODS:
-            raise ValueError(f"unknown flow method {method!r}; expected one of {sorted(METHODS)}")
+        check_choice("flow method", method, sorted(METHODS))
         self.num_chunks = int(num_chunks)
         self.flow_stack = int(flow_stack)
         self.method = method

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfzoo.utils import check_choice
+
 CROSS_STREAM_MODES = ("add", "multiply")
 
 
@@ -32,8 +34,7 @@ class CrossStreamConnection(keras.layers.Layer):
 
     def __init__(self, mode: str = "multiply", **kwargs):
         super().__init__(**kwargs)
-        if mode not in CROSS_STREAM_MODES:
-            raise ValueError(f"cross-stream mode must be one of {CROSS_STREAM_MODES}, got {mode!r}")
+        check_choice("cross-stream mode", mode, CROSS_STREAM_MODES)
         self.mode = mode
 
     def call(self, inputs):

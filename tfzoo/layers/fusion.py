@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfzoo.layers.pooling import _triple
+from tfzoo.utils import check_choice
 
 SPATIAL_FUSIONS = ("sum", "max", "concat")
 FUSION_METHODS = ("sum", "max", "concat", "conv", "bilinear")
@@ -81,11 +82,8 @@ class SpatialFusion(keras.layers.Layer):
 
     def __init__(self, method: str = "sum", **kwargs):
         super().__init__(**kwargs)
-        if method not in SPATIAL_FUSIONS:
-            raise ValueError(
-                f"unknown spatial fusion {method!r}; expected one of {SPATIAL_FUSIONS} "
-                "(use ConvFusion for 'conv' and BilinearFusion for 'bilinear')"
-            )
+        check_choice("spatial fusion", method, SPATIAL_FUSIONS,
+                     hint="(use ConvFusion for 'conv' and BilinearFusion for 'bilinear')")
         self.method = method
 
     def build(self, input_shape):
@@ -154,8 +152,7 @@ class ConvFusion(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if init not in CONV_FUSION_INITS:
-            raise ValueError(f"unknown conv fusion init {init!r}; expected one of {CONV_FUSION_INITS}")
+        check_choice("conv fusion init", init, CONV_FUSION_INITS)
         if len(tuple(init_weights)) != 2:
             raise ValueError(f"init_weights must be (w_appearance, w_motion), got {init_weights!r}")
         if filters is not None and int(filters) < 1:
@@ -298,8 +295,7 @@ class LateFusion(keras.layers.Layer):
 
     def __init__(self, mode: str = "logits", stream_weights=None, **kwargs):
         super().__init__(**kwargs)
-        if mode not in LATE_FUSIONS:
-            raise ValueError(f"unknown score fusion {mode!r}; expected one of {LATE_FUSIONS}")
+        check_choice("score fusion", mode, LATE_FUSIONS)
         if stream_weights is not None and (min(stream_weights) < 0 or sum(stream_weights) <= 0):
             raise ValueError(
                 f"stream_weights must be >= 0 with a positive sum, got {stream_weights!r}")
@@ -336,4 +332,5 @@ def fusion_layer(method: str, *, name: str, **kwargs) -> keras.layers.Layer:
         return ConvFusion(name=name, **kwargs)
     if method == "bilinear":
         return BilinearFusion(name=name, **kwargs)
-    raise ValueError(f"unknown fusion method {method!r}; expected one of {FUSION_METHODS}")
+    check_choice("fusion method", method, FUSION_METHODS)
+    raise AssertionError(f"fusion method {method!r} is listed in FUSION_METHODS but has no layer")

@@ -101,8 +101,7 @@ class SpatioTemporalMaxPooling(keras.layers.Layer):
         self.pool_size = _triple(pool_size, "pool_size")
         self.strides = _triple(strides, "strides")
         for what, p in (("temporal_padding", temporal_padding), ("spatial_padding", spatial_padding)):
-            if p not in _PADDINGS:
-                raise ValueError(f"{what} must be one of {_PADDINGS}, got {p!r}")
+            check_choice(what, p, _PADDINGS)
         self.temporal_padding = temporal_padding
         self.spatial_padding = spatial_padding
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfzoo.utils import check_choice
+
 # keras.applications ResNet ("caffe" mode): BGR channel order, ImageNet means, no scaling.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 NORMALIZATIONS = ("caffe", "flow_uint8", "none")
@@ -30,8 +32,7 @@ class VideoNormalization(keras.layers.Layer):
 
     def __init__(self, mode: str = "caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalization {mode!r}; expected one of {NORMALIZATIONS}")
+        check_choice("normalization", mode, NORMALIZATIONS)
         self.mode = mode
 
     def call(self, x):

@@ -6,6 +6,8 @@ import numpy as np
 import keras
 from keras import ops
 
+from tfzoo.utils import check_choice
+
 TEMPORAL_INITS = ("random", "avg", "diff", "center", "noise")
 
 
@@ -18,8 +20,7 @@ def temporal_kernel_initializer(mode: str, seed: int | None = None):
     - "diff": identity x [-1, 3, -1] (insert_temporal_res_layers.m option).
     - "noise": N(0, 0.01^2) (insert_temporal_res_layers.m option).
     """
-    if mode not in TEMPORAL_INITS:
-        raise ValueError(f"unknown temporal init {mode!r}; expected one of {TEMPORAL_INITS}")
+    check_choice("temporal init", mode, TEMPORAL_INITS)
     if mode == "random":
         return keras.initializers.HeNormal(seed=seed)
     if mode == "noise":
@@ -102,8 +103,7 @@ class TemporalConv(keras.layers.Layer):
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
                 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
-        if init not in TEMPORAL_INITS:
-            raise ValueError(f"unknown temporal init {init!r}; expected one of {TEMPORAL_INITS}")
+        check_choice("temporal init", init, TEMPORAL_INITS)
         if filters is not None and (not isinstance(filters, int) or filters < 1):
             raise ValueError(f"filters must be None or a positive integer, got {filters!r}")
         self.kernel_size = kernel_size
@@ -173,8 +173,7 @@ class TemporalPooling(keras.layers.Layer):
         for arg, value in (("pool_size", pool_size), ("strides", strides)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be a positive integer, got {value!r}")
-        if mode not in ("max", "avg"):
-            raise ValueError(f"temporal pooling mode must be 'max' or 'avg', got {mode!r}")
+        check_choice("temporal pooling mode", mode, ("max", "avg"))
         self.pool_size = pool_size
         self.strides = strides
         self.mode = mode

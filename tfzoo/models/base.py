@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+from tfzoo.utils import check_arguments
 
-class InputSpecError(ValueError):
+
+class InputSpecError(TfzooError):
     """A model input of the wrong rank, channel count or dtype."""
 
 
@@ -56,8 +57,10 @@ class VideoModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        params = inspect.signature(cls.__init__).parameters
-        return cls(**{k: v for k, v in config.items() if k in params or k == "name"})
+        # A key the constructor does not take is an error, not dropped: a config edited by hand
+        # or written by another version would otherwise build a different model.
+        check_arguments(f"{cls.__name__}.from_config", cls, config)
+        return cls(**config)
 
     def __call__(self, *args, **kwargs):
         if args:
@@ -132,8 +135,24 @@ def check_inputs(model: keras.Model, data) -> None:
             raise InputSpecError(
                 f"{model.name}: unknown inputs {sorted(unknown)}; expected {[s.name for s in specs]}"
             )
-    elif isinstance(data, (list, tuple)) and len(specs) > 1:
-        items = list(zip(specs, data))
+    elif len(specs) > 1:
+        names = [s.name for s in specs]
+        shown = sorted(names, key=lambda n: n != "rgb")  # {'rgb': ..., 'flow': ...} reads best
+        pass_dict = "pass {" + ", ".join(f"{n!r}: ..." for n in shown) + "}"
+        if not isinstance(data, (list, tuple)):
+            raise InputSpecError(
+                f"{model.name} takes {len(specs)} inputs {names}; got one "
+                f"{type(data).__name__}{_shape_of(data)}: {pass_dict}")
+        if isinstance(getattr(model, "_inputs_struct", None), dict) or len(data) != len(specs):
+            raise InputSpecError(
+                f"{model.name} takes {len(specs)} inputs {names}; got a {type(data).__name__} of "
+                f"{len(data)}: {pass_dict}")
+        try:
+            check_inputs(model, dict(zip(names, data)))
+        except InputSpecError as e:
+            raise InputSpecError(f"{e} (a {type(data).__name__} is read in the order {names}; "
+                                 f"{pass_dict})") from None
+        return
     else:
         items = [(specs[0], data)]
     for spec, value in items:
@@ -162,6 +181,30 @@ def check_inputs(model: keras.Model, data) -> None:
             )
         if not (dtype.is_floating or dtype.is_integer):
             raise InputSpecError(f"{what}: got dtype {dtype.name}; expected a float or integer type")
+    _check_same_clip(model, items)
+
+
+def _shape_of(value) -> str:
+    return f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
+
+
+def _check_same_clip(model, items) -> None:
+    """The streams of a two-stream model see the same clip: frames, height and width agree
+    (flow field t is between frames t and t + 1 of the RGB clip)."""
+    known = [(spec.name, tuple(value.shape)) for spec, value in items
+             if hasattr(value, "shape") and not isinstance(value, keras.KerasTensor)
+             and len(value.shape) == 5]
+    if len(known) < 2:
+        return
+    (first, a), *rest = known
+    for name, b in rest:
+        diff = [(axis, x, y) for axis, x, y in zip(("frames", "height", "width"), a[1:4], b[1:4])
+                if x is not None and y is not None and x != y]
+        if diff:
+            axis, x, y = diff[0]
+            raise InputSpecError(
+                f"{model.name}: input {first!r} has {x} {axis} (shape {a}) but {name!r} has {y} "
+                f"(shape {b}); expected the same clip: equal frames, height and width")
 
 
 def _fmt(shape) -> str:

@@ -66,9 +66,8 @@ class _VGGTowers:
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         per_stream = weights if isinstance(weights, dict) else {"rgb": weights, "flow": weights}
-        unknown = set(per_stream) - {"rgb", "flow"}
-        if unknown:
-            raise ValueError(f"weights keys must be among ['rgb', 'flow'], got {sorted(unknown)}")
+        for key in per_stream:
+            check_choice("weights key", key, ("rgb", "flow"))
         cfg = self._tfzoo_config
         done = []
         for stream, w in per_stream.items():

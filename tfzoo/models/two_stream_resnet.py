@@ -217,9 +217,8 @@ class TwoStreamResNet(VideoModel):
             else "center"
         )
         per_stream = weights if isinstance(weights, dict) else {s: weights for s in STREAMS}
-        unknown = set(per_stream) - set(STREAMS)
-        if unknown:
-            raise ValueError(f"weights keys must be among {STREAMS}, got {sorted(unknown)}")
+        for key in per_stream:
+            check_choice("weights key", key, STREAMS)
         done = []
         for s, w in per_stream.items():
             if w is None:

@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 
 import keras
 
+from tfzoo.utils import check_choice
+
 
 class Task(abc.ABC):
     """The contract between a model's outputs and the programs that use them.
@@ -84,6 +86,6 @@ def get_task(model_or_name) -> Task:
             else getattr(model_or_name, "TASK", "classification"))
     if name not in _TASKS:
         what = model_or_name if isinstance(model_or_name, str) else getattr(model_or_name, "name", model_or_name)
-        raise ValueError(f"{what!r} has task {name!r}; expected one of {sorted(_TASKS)} "
-                         "(a tfzoo model, whose class sets TASK)")
+        check_choice(f"task of {what!r}:", name, sorted(_TASKS),
+                     hint="(a tfzoo model, whose class sets TASK)")
     return _TASKS[name]
