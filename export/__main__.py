@@ -38,17 +38,19 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
-    from tfzoo.rundir import RunDirError, load_model, read_run_info
+    from tfzoo.errors import TfzooError, report
+    from tfzoo.rundir import load_model, read_run_info
 
     if not os.path.isdir(FLAGS.model_dir):
-        sys.exit(f"export: --model_dir={FLAGS.model_dir!r} is not a directory; expected a tfzoo "
-                 "model directory (run.json + model.keras)")
+        sys.exit(report(TfzooError(
+            f"--model_dir={FLAGS.model_dir!r} is not a directory; expected a tfzoo model "
+            "directory (run.json + model.keras)"), "export"))
     try:
         info = read_run_info(FLAGS.model_dir)
-    except RunDirError as e:
-        sys.exit(f"export: {e}")
+    except TfzooError as e:
+        sys.exit(report(e, "export"))
     # Imported after the cheap checks: TensorFlow takes seconds to import.
-    from export.saved_model import ExportError, export_saved_model, resolve_version_dir
+    from export.saved_model import export_saved_model, resolve_version_dir
 
     try:
         # Refuse an existing version before spending time loading the model.
@@ -59,8 +61,8 @@ def main(argv):
             top_k=FLAGS.top_k, warmup=FLAGS.warmup, flow_fn=FLAGS.in_graph_flow,
             encoded_short_side=FLAGS.encoded_short_side,
         )
-    except (ExportError, RunDirError) as e:
-        sys.exit(f"export: {e}")
+    except TfzooError as e:
+        sys.exit(report(e, "export"))
     print(path)
 
 
