@@ -132,7 +132,8 @@ def layer_geometry(model, name: str, *, frames: int = 8) -> LayerGeometry:
     specs = input_specs(model)
     rng = np.random.default_rng(0)
     channels = int(feat.output.shape[-1])
-    seen = _streams_seen(feat, specs, (frames, 32, 32), rng)
+    seen = _streams_seen(feat, specs, (frames, 32, 32), rng) if len(specs) > 1 else \
+        [specs[0][0]]
     stream = "+".join(seen) or "none"
     spatial = len(feat.output.shape) == 5
     if ep is not None and getattr(ep, "stride", None) is not None:
@@ -169,11 +170,14 @@ def list_layers(model, *, frames: int = 8, probe: bool = True) -> list[LayerGeom
     if endpoints:
         names = list(endpoints.keys())
     else:
+        inputs = {t.name.split(":")[0] for t in model.inputs}
         names = [l.name for l in model.layers
-                 if not l.name in {t.name.split(":")[0] for t in model.inputs}
-                 and not isinstance(l.output, (list, tuple, dict))
+                 if l.name not in inputs and not isinstance(l.output, (list, tuple, dict))
                  and len(l.output.shape) == 5 and "normalization" not in l.name
                  and not l.name.endswith(("_pad", "_bn"))]
+        # keras.applications-style names: the block outputs and pools are the feature maps.
+        blocks = [n for n in names if n.endswith(("_out", "_pool", "conv1_relu"))]
+        names = blocks or names
     if not probe:
         return names
     return [layer_geometry(model, n, frames=frames) for n in names]
