@@ -126,10 +126,10 @@ def test_deterministic_for_a_seed_and_batched_units_are_independent():
     c = maximize(model, "c2", [1, 4], seed=4, **kw)["rgb"]
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1.0
-    # one unit alone gives what it gives inside a batch (same seed -> different init, so
-    # compare the batch of [4] against the batch [4, 4]'s first element with seed-equal init)
-    one = maximize(model, "c2", [4, 4], seed=5, **kw)["rgb"]
-    assert one.shape == (2, 3, 24, 24, 3)
+    # examples do not interact: unit 1 alone equals unit 1 inside the batch [1, 4] (same
+    # initial noise for the first example, same jitter offsets for the seed)
+    alone = maximize(model, "c2", [1], seed=3, **kw)["rgb"]
+    np.testing.assert_allclose(alone[0], a[0], atol=1e-2)
 
 
 def test_geometry_probe_matches_the_analytic_stride_and_receptive_field():
