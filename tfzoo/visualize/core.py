@@ -147,7 +147,12 @@ def _build_step(model, feat, spec: _Spec):
             vs[i].assign(0.999 * vs[i] + 0.001 * tf.square(g))
             mh = ms[i] / (1 - 0.9 ** tf1)
             vh = vs[i] / (1 - 0.999 ** tf1)
-            new = p - hyper["lr"] * mh / (tf.sqrt(vh) + 1e-8)
+            # Cosine decay to 0: Adam's steps are ~lr per pixel whatever the gradient, so a
+            # constant rate leaves lr-sized speckle on the result ("adaptively decreasing
+            # learning rate until the input converges", §3).
+            lr = hyper["lr"] * 0.5 * (1.0 + tf.cos(np.pi * tf.minimum(
+                tf.cast(t, tf.float32) / hyper["total_steps"], 1.0)))
+            new = p - lr * mh / (tf.sqrt(vh) + 1e-8)
             if spec.parametrization == "pixel":
                 # The feasible set of R_B (eq. 2) and, for RGB, the 0..255 range.
                 new = R.project_local_norm(new, hyper["bound"])
@@ -315,6 +320,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
     if learning_rate is None:
         learning_rate = 2.0 if parametrization == "pixel" else 0.05
     hyper = {"lr": tf.constant(learning_rate, tf.float32),
+             "total_steps": tf.constant(float(steps), tf.float32),
              "lambda_b": tf.constant(lam_b, tf.float32),
              "lambda_tv": tf.constant(lam_tv, tf.float32),
              "kappa": tf.constant(kappa, tf.float32), "chi": tf.constant(chi, tf.float32),
