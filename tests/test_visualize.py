@@ -115,3 +115,111 @@ def test_planted_appearance_unit_is_recovered():
     assert _corr(rgb, COLOUR) > 0.7, _corr(rgb, COLOUR)
     red, green = rgb[:, 12:20, 7:13].mean((0, 1, 2)), rgb[:, 12:20, 19:25].mean((0, 1, 2))
     assert red[0] > red[1] + 50 and green[1] > green[0] + 50  # red blob left, green right
+
+
+def test_deterministic_for_a_seed_and_batched_units_are_independent():
+    x = keras.Input((None, None, None, 3), name="rgb")
+    h = keras.layers.Conv3D(4, (1, 3, 3), strides=(1, 2, 2), activation="relu", name="c1")(x)
+    y = keras.layers.Conv3D(6, 3, padding="same", name="c2")(h)
+    model = keras.Model(x, y)
+    kw = dict(steps=12, clip_shape=(3, 24, 24))
+    a = maximize(model, "c2", [1, 4], seed=3, **kw)["rgb"]
+    b = maximize(model, "c2", [1, 4], seed=3, **kw)["rgb"]
+    c = maximize(model, "c2", [1, 4], seed=4, **kw)["rgb"]
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1.0
+    # examples do not interact: unit 1 alone equals unit 1 inside the batch [1, 4] (same
+    # initial noise for the first example, same jitter offsets for the seed)
+    alone = maximize(model, "c2", [1], seed=3, **kw)["rgb"]
+    np.testing.assert_allclose(alone[0], a[0], atol=1e-2)
+
+
+def test_geometry_probe_matches_the_analytic_stride_and_receptive_field():
+    x = keras.Input((None, None, None, 3))
+    h = keras.layers.Conv3D(4, (1, 3, 3), strides=(1, 2, 2), padding="same", name="a")(x)
+    h = keras.layers.Conv3D(4, (3, 5, 5), padding="same", name="b")(h)
+    model = keras.Model(x, h)
+    g = layer_geometry(model, "b", frames=8)
+    # stride 2; RF = 3 + (5 - 1) * 2 = 11; temporal 3
+    assert (g.stride, g.receptive_field, g.temporal_receptive_field) == (2, (11, 11), 3)
+    assert g.source == "probe" and g.channels == 4
+
+
+def test_published_endpoints_are_accepted_by_name():
+    class Endpoint:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    x = keras.Input((None, None, None, 3), name="rgb")
+    y = keras.layers.Conv3D(5, (1, 3, 3), strides=(1, 2, 2), padding="same", name="conv_x")(x)
+    model = keras.Model(x, y)
+    model.endpoints = {"conv1": Endpoint(name="conv1", layer="conv_x", stride=2,
+                                         receptive_field=3, channels=5, stream="rgb")}
+    g = layer_geometry(model, "conv1")
+    assert (g.layer, g.stride, g.receptive_field, g.source) == ("conv_x", 2, (3, 3), "endpoint")
+    out = maximize(model, "conv1", [2], steps=3, clip_shape=(2, 16, 16))
+    assert out["rgb"].shape == (1, 2, 16, 16, 3)
+
+
+def test_max_activations_is_the_per_channel_maximum_and_is_cached(tmp_path):
+    x = keras.Input((None, None, None, 2), name="flow")
+    conv = keras.layers.Conv3D(3, 1, name="c")
+    model = keras.Model(x, conv(x))
+    data = [np.random.default_rng(i).normal(size=(2, 2, 4, 4, 2)).astype("float32")
+            for i in range(3)]
+    k, b = conv.get_weights()
+    want = np.max([np.einsum("bthwc,cd->bthwd", d, k[0, 0, 0]) + b for d in data],
+                  axis=(0, 1, 2, 3, 4))
+    cache = tmp_path / "a_hat.json"
+    got = max_activations(model, "c", data, cache=cache)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert json.loads(cache.read_text())["a_hat"] == pytest.approx(got.tolist())
+    conv.set_weights([k * 0, b])  # a cached value is reused, not recomputed
+    np.testing.assert_allclose(max_activations(model, "c", data, cache=cache), want, rtol=1e-5)
+
+
+def test_bad_arguments_are_clear_errors():
+    model, _ = _motion_model()
+    with pytest.raises(ValueError, match="'nope' is neither an endpoint nor a layer"):
+        maximize(model, "nope", [0], steps=1, clip_shape=(T, S, S))
+    with pytest.raises(ValueError, match=r"units \[3\] out of range; the layer has 1"):
+        maximize(model, "flow_unit", [3], steps=1, clip_shape=(T, S, S))
+    with pytest.raises(ValueError, match="unknown regularizer '4d'"):
+        maximize(model, "flow_unit", [0], regularizer="4d", clip_shape=(T, S, S))
+
+
+def test_motion_rendering_orders_stacked_flow_and_normalises_over_the_sequence(tmp_path):
+    rng = np.random.default_rng(0)
+    flow = rng.normal(size=(2, 6, 7, 4)).astype("float32")  # 2 chunks of L = 2 fields
+    seq = flow_sequence(flow)
+    np.testing.assert_array_equal(seq[1], flow[0, ..., 2:4])  # chunk 0, field 2
+    np.testing.assert_array_equal(seq[2], flow[1, ..., 0:2])
+    np.testing.assert_array_equal(motion_frames(flow, "uvm"), flow_to_uvm(seq))
+    u = motion_frames(flow, "u")[..., 0]
+    assert u.min() == 0 and u.max() == 255  # min-max over the whole sequence, not per frame
+    page = write_gallery(tmp_path, [{"unit": 3, "setting": "chi=1",
+                                     "inputs": {"flow": flow}, "kinds": {"flow": "motion"},
+                                     "activation": 1.5}],
+                         {"layer": "x", "settings": {}}, formats=("png", "gif", "mp4"),
+                         tensorboard=False)
+    text = page.read_text()
+    assert "u0003_chi_1_flow_uvm.gif" in text and "unit 3" in text
+    for ext in ("png", "gif", "mp4"):
+        assert (tmp_path / f"u0003_chi_1_flow_uvm.{ext}").stat().st_size > 0
+
+
+def test_cli_writes_a_gallery(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gallery"
+    cmd = [sys.executable, "-m", "tfzoo.visualize", "--model=resnet_small",
+           "--layer=pool1_pool", "--units=0:2", "--chi=0,5", "--steps=2",
+           "--a_hat=none", "--clip_shape=2,32,32", f"--out={out}"]
+    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["units"] == [0, 1] and meta["strengths"] == [0.0, 5.0]
+    assert [run["settings"]["chi"] for run in meta["runs"]] == [0.0, 5.0]
+    assert meta["geometry"]["stride"] == 4  # conv1 stride 2, pool stride 2
+    assert len(list(out.glob("u0001_chi_5_*.png"))) == 1
+    assert "%" in r.stderr  # the progress bar

@@ -91,6 +91,30 @@ def _validation_data(model_dir, info):
     raise ValueError(f"{model_dir}: no validation split found for a_hat; pass --a_hat=none")
 
 
+def run_stats(normalized, units, activation, a_hat) -> dict:
+    """What a setting changed, on the normalised inputs (RGB - 127.5, flow code units):
+    squared spatial / temporal forward differences per value, the activation relative to
+    a_hat, and the mean correlation between copies of the same unit (for --copies > 1)."""
+    import numpy as np
+
+    from tfzoo.visualize.regularizers import total_variation
+
+    z = {k: np.asarray(v, np.float64) for k, v in normalized.items()}
+    size = sum(v[0].size for v in z.values())
+    spatial = sum(total_variation(v, "2d").numpy() for v in z.values()) / size
+    temporal = sum(total_variation(v, "2d1d", chi=1.0).numpy()
+                   - total_variation(v, "2d").numpy() for v in z.values()) / size
+    act = np.asarray(activation, np.float64)
+    rel = act / (np.asarray(a_hat, np.float64)[units] if a_hat is not None else 1.0)
+    flat = np.concatenate([v.reshape(len(units), -1) for v in z.values()], axis=1)
+    pairs = [np.corrcoef(flat[i], flat[j])[0, 1] for i in range(len(units))
+             for j in range(i + 1, len(units)) if units[i] == units[j]]
+    return {"activation_over_a_hat": float(rel.mean()),
+            "spatial_tv_per_px": float(spatial.mean()),
+            "temporal_energy_per_px": float(temporal.mean()),
+            "copy_correlation": round(float(np.mean(pairs)), 3) if pairs else None}
+
+
 def print_layers(model, frames) -> None:
     from tfzoo.visualize.geometry import list_layers
 
@@ -171,8 +195,9 @@ def main(argv):
         label = (f"{variant} " if len(F.variants) > 1 else "") + (
             F.regularizer if F.regularizer == "2d" else
             f"{'kappa' if F.regularizer == '3d' else 'chi'}={s:g}")
-        inf.pop("normalized")
-        runs.append({"setting": label, "variant": variant, "seconds": time.time() - t0, **inf})
+        stats = run_stats(inf.pop("normalized"), batch_units, inf["activation"], a_hat)
+        runs.append({"setting": label, "variant": variant, "seconds": time.time() - t0,
+                     "stats": stats, **inf})
         for i, u in enumerate(batch_units):
             cells.append({"unit": u,
                           "setting": label + (f" #{i % F.copies}" if F.copies > 1 else ""),
@@ -189,6 +214,13 @@ def main(argv):
             "settings": runs[0]["settings"]}
     page = write_gallery(F.out, cells, meta, formats=tuple(F.formats),
                          modes=tuple(F.motion_modes))
+    print("| setting | activation / a_hat | spatial TV / px | temporal energy / px | "
+          "copy correlation |")
+    print("|---|---|---|---|---|")
+    for r in runs:
+        st = r["stats"]
+        print(f"| {r['setting']} | {st['activation_over_a_hat']:.3g} | {st['spatial_tv_per_px']:.3g}"
+              f" | {st['temporal_energy_per_px']:.3g} | {st['copy_correlation']} |")
     print(f"wrote {page}")
     return 0
 

@@ -318,7 +318,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
         raise ValueError(f"unknown weights keys {sorted(bad)}; expected 'lambda_b', "
                          f"'lambda_tv' or input names {[n for n, _ in specs]}")
     if learning_rate is None:
-        learning_rate = 2.0 if parametrization == "pixel" else 0.05
+        learning_rate = 2.0
     hyper = {"lr": tf.constant(learning_rate, tf.float32),
              "total_steps": tf.constant(float(steps), tf.float32),
              "lambda_b": tf.constant(lam_b, tf.float32),
