@@ -25,10 +25,8 @@ float rounding.
 
 Which model inputs the signature has is read from `model.inputs`: one input with 3 channels is
 `rgb`; one input with any other channel count is `flow`; two inputs must be named `rgb` and
-`flow`. A model that returns a dict of logits (two-stream models: {"rgb", "flow", maybe
-"fused"}) is reduced to one prediction by `select_logits`: the "fused" entry when there is one
-(the model's own test-time combination), else the mean of all entries' logits, i.e. averaging
-pre-softmax scores as the papers do at test time (thesis §4.3).
+`flow`. The outputs are built by the model's task (`tfzoo.tasks`, `Task.export_outputs`): a
+classifier's test-time score (a two-stream model's "fused" logits) through softmax and top-k.
 
 Flow from RGB in the graph: pass `flow_fn`, a callable, tf.Module or Keras layer mapping float32
 RGB (B, N, H, W, 3) in [0, 255] either to flow (B, N, H, W, 2L) for those frames, or to a dict
@@ -51,6 +49,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
+from tfzoo.tasks import get_task
 from export.warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
 
 SERVING_DEFAULT = "serving_default"
@@ -61,25 +60,6 @@ _TMP_PREFIX = ".tmp-export-"  # a dot name: TF Serving only treats all-digit nam
 
 class ExportError(ValueError):
     """A bad export request (model, name, version or destination); the message says why."""
-
-
-def select_logits(outputs: Any) -> tf.Tensor:
-    """One (B, C) logits tensor from a model output: a tensor, or a dict of logits per stream.
-
-    Rule: a dict's "fused" entry if present, else the mean of all its entries.
-    """
-    if isinstance(outputs, dict):
-        if not outputs:
-            raise ExportError("the model returned an empty dict; expected logits per stream")
-        if "fused" in outputs:
-            return outputs["fused"]
-        return tf.add_n([outputs[k] for k in sorted(outputs)]) / float(len(outputs))
-    if isinstance(outputs, (list, tuple)):
-        raise ExportError(
-            f"the model returns a {type(outputs).__name__} of {len(outputs)} outputs; expected "
-            "one logits tensor or a dict of logits per stream"
-        )
-    return outputs
 
 
 def input_layout(model) -> list[tuple[str, str, str, int]]:
@@ -125,17 +105,13 @@ class ServingModule(tf.Module):
         self._plain = _Untracked(model=model)
         self.model_variables = list(model.variables)
         self.layout = input_layout(model)
-        num_classes = _num_classes(model)
-        if len(class_names) != num_classes:
-            raise ExportError(
-                f"RunInfo.class_names has {len(class_names)} names but the model has "
-                f"{num_classes} outputs; they must match"
-            )
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ExportError(f"top_k={top_k!r}; expected a positive integer")
-        # k > C would make tf.math.top_k fail at request time; clip it once here.
-        self.top_k = min(top_k, num_classes)
-        self.class_names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+        self._plain.task = get_task(model)
+        try:
+            self._plain.task.check_export(model, class_names, top_k)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+        self.top_k = top_k
+        self._plain.class_names = list(class_names)
         if isinstance(flow_fn, keras.layers.Layer):  # models too; see self._plain above
             self._plain.flow_fn = flow_fn
             self.flow_variables = list(flow_fn.variables)
@@ -184,14 +160,8 @@ class ServingModule(tf.Module):
         # that cannot read symbolic tensors (it calls np.asarray on them), and the signature's
         # TensorSpecs already fix rank, channels and dtype.
         outputs = keras.Model.__call__(self._plain.model, model_inputs, training=False)
-        logits = tf.cast(select_logits(outputs), tf.float32)
-        probabilities = tf.nn.softmax(logits, axis=-1)
-        _, indices = tf.math.top_k(probabilities, k=self.top_k)
-        return {
-            "probabilities": probabilities,
-            "top_k_indices": indices,
-            "top_k_labels": tf.gather(self.class_names, indices),
-        }
+        return self._plain.task.export_outputs(outputs, class_names=self._plain.class_names,
+                                               top_k=self.top_k)
 
     def signatures(self) -> dict:
         out = {SERVING_DEFAULT: self.serve.get_concrete_function()}
@@ -211,18 +181,6 @@ class _Untracked:
 
     def __init__(self, **kwargs):
         self.__dict__.update(kwargs)
-
-
-def _num_classes(model) -> int:
-    outputs = model.outputs
-    shapes = [tuple(o.shape) for o in outputs]
-    classes = {s[-1] for s in shapes}
-    if len(classes) != 1 or None in classes:
-        raise ExportError(
-            f"model outputs have shapes {shapes}; expected (batch, classes) logits with one "
-            "fixed class count"
-        )
-    return int(classes.pop())
 
 
 def existing_versions(model_base: str | os.PathLike) -> list[int]:

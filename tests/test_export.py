@@ -15,7 +15,8 @@ import tensorflow as tf
 
 import tfzoo
 from export import saved_model as sm
-from export.saved_model import ExportError, export_saved_model, select_logits
+from export.saved_model import ExportError, export_saved_model
+from tfzoo.tasks import CLASSIFICATION
 from export.warmup import (
     WARMUP_DIR,
     WARMUP_FILE,
@@ -276,7 +277,8 @@ def test_fused_logits_win_and_flow_hook(tmp_path):
     assert sorted(decode_warmup_request(r.numpy())[1] for r in records) == sorted(sigs)
 
 
-def test_select_logits_rule():
+def test_classification_test_score_rule():
+    select_logits = CLASSIFICATION.test_score
     a, b, c = (tf.constant([[float(i), 0.0]]) for i in (1, 3, 8))
     np.testing.assert_allclose(select_logits({"rgb": a, "flow": b}), [[2.0, 0.0]])
     np.testing.assert_allclose(select_logits({"rgb": a, "flow": b, "fused": c}), [[8.0, 0.0]])
@@ -359,5 +361,5 @@ def test_registered_two_stream_models_round_trip(name, tmp_path):
     flow = np.random.RandomState(6).normal(0, 3, (1, t, s, s, 20)).astype("float32")
     out = fn(rgb=tf.constant(rgb), flow=tf.constant(flow))
     logits = model({"rgb": rgb.astype("float32"), "flow": flow})
-    want = _softmax(select_logits(logits).numpy())
+    want = _softmax(CLASSIFICATION.test_score(logits).numpy())
     np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)

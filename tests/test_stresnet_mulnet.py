@@ -15,6 +15,7 @@ import tfzoo
 from tfzoo.layers import CrossStreamConnection, GhostBatchNormalization, TemporalConv
 from tfzoo.layers.preprocessing import CAFFE_BGR_MEAN
 from tfzoo.models.two_stream_resnet import MulNet, STResNet
+from tfzoo.models.features import feature_extractor
 
 TINY = (2, 2, 2, 2)
 WIDTH = 4
@@ -45,6 +46,12 @@ def keras_style_resnet(blocks, width, seed):
                 rng.normal(0, 0.1, c), rng.uniform(0.5, 1.5, c),
             ])
     return model
+
+
+def stream_features(model, stream):
+    """The stream's maps conv1..conv5 (endpoints `<stream>/convN`), keyed convN."""
+    fe = feature_extractor(model, [f"{stream}/conv{i}" for i in range(1, 6)])
+    return lambda x, training=False: {k.split("/")[1]: v for k, v in fe(x, training=training).items()}
 
 
 def framewise(source, blocks, frames):
@@ -89,7 +96,7 @@ def sources():
 
 def check_streams_equal_framewise(model, sources, blocks, inputs, chunks=slice(None)):
     for stream in ("rgb", "flow"):
-        feats = model.feature_model(stream)(inputs, training=False)
+        feats = stream_features(model, stream)(inputs, training=False)
         frames = caffe(inputs["rgb"]) if stream == "rgb" else flow_as_rgb(inputs["flow"])
         ref = framewise(sources[stream], blocks[stream], frames)
         for k in ("conv1", "conv2", "conv3", "conv4", "conv5"):
@@ -124,7 +131,7 @@ def test_stresnet_average_init_on_constant_clip_is_framewise_on_interior_chunks(
     one = clip(1)
     const = {k: np.repeat(v, t, axis=1) for k, v in one.items()}
     for stream in ("rgb", "flow"):
-        feats = model.feature_model(stream)(const, training=False)
+        feats = stream_features(model, stream)(const, training=False)
         frames = caffe(one["rgb"]) if stream == "rgb" else flow_as_rgb(one["flow"])
         ref = framewise(sources[stream], TINY, frames)
         for k, radius in (("conv2", 2), ("conv3", 4), ("conv4", 6), ("conv5", 8)):
@@ -173,7 +180,7 @@ def receptive_fields(model, inputs, pairs):
     out = {}
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(list(x.values()))
-        feats = {s: model.feature_model(s)(x, training=False) for s in {p[0] for p in pairs}}
+        feats = {s: stream_features(model, s)(x, training=False) for s in {p[0] for p in pairs}}
         targets = {(s, k): tf.reduce_sum(feats[s][k][:, mid])
                    for s in feats for k in ("conv2", "conv3", "conv4", "conv5")}
     for stream, wrt in pairs:
@@ -337,7 +344,7 @@ def test_keras_round_trip_keeps_outputs(tmp_path, request, which):
     expected, got = model(inputs), loaded(inputs)
     for k in ("rgb", "flow", "fused"):
         np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-5)
-    assert loaded.stream_endpoints == model.stream_endpoints
+    assert loaded.endpoints == model.endpoints
 
 
 def test_registry_presets_carry_the_papers_settings():
@@ -392,7 +399,7 @@ def test_stresnet50_full_size_equals_keras_resnet50_framewise():
     source = keras.applications.ResNet50(weights=None, include_top=False)
     model.load_pretrained(source, temporal_init="center")
     inputs = clip(2)
-    feats = model.feature_model("rgb")(inputs, training=False)["conv5"].numpy()
+    feats = stream_features(model, "rgb")(inputs, training=False)["conv5"].numpy()
     ref = source(caffe(inputs["rgb"]).reshape(-1, SIZE, SIZE, 3)).numpy()
     assert_close(feats.reshape(ref.shape), ref, "rgb conv5")
 

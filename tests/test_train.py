@@ -72,6 +72,7 @@ def test_run_writes_the_model_dir_and_metrics(tmp_path):
 
 def test_flip_averaging_maps_mirrored_classes():
     from tfzoo.evaluate import predict_scores
+    from tfzoo.tasks import CLASSIFICATION
 
     class Echo(tf.keras.layers.Layer):  # a "model" whose score is the left-right asymmetry
         def call(self, x, training=False):
@@ -83,9 +84,11 @@ def test_flip_averaging_maps_mirrored_classes():
     x[..., :2, :] = 10.0
     ds = tf.data.Dataset.from_tensor_slices((x, [0])).batch(1)
     # Classes 0 and 1 are mirror images: the flipped view's scores are swapped back.
-    scores, _ = predict_scores(Echo(), ds, flip=True, flip_label_map=[1, 0, 2])
+    scores, _ = predict_scores(Echo(), ds, flip=True, flip_label_map=[1, 0, 2],
+                               task=CLASSIFICATION)
     np.testing.assert_allclose(scores[0], [10.0, -10.0, 0.0])
-    scores, _ = predict_scores(Echo(), ds, flip=True, flip_label_map=None)
+    scores, _ = predict_scores(Echo(), ds, flip=True, flip_label_map=None,
+                               task=CLASSIFICATION)
     np.testing.assert_allclose(scores[0], [0.0, 0.0, 0.0])
 
 

@@ -284,11 +284,6 @@ def synthetic_inputs(model, batch: int, frames: int, size: int):
     return values
 
 
-def _num_classes(model) -> int:
-    out = model.outputs[0] if isinstance(model.outputs, (list, tuple)) else model.outputs
-    return int(out.shape[-1])
-
-
 def bench_model(
     name: str,
     *,
@@ -347,16 +342,17 @@ def bench_model(
         )
 
         if train:
-            y = tf.zeros((batch,), tf.int32) % _num_classes(model)
+            from tfzoo.tasks import get_task
+
+            task = get_task(model)
+            y = tf.zeros((batch,), tf.int32)  # class 0: valid for any class count
             optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
             optimizer.build(model.trainable_variables)
-            loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
             @tf.function(jit_compile=jit)
             def train_step(v, labels):
                 with tf.GradientTape() as tape:
-                    logits = model(v, training=True)
-                    loss = loss_fn(labels, tf.cast(logits, tf.float32))
+                    loss = task.loss(model, model(v, training=True), labels)
                 grads = tape.gradient(loss, model.trainable_variables)
                 optimizer.apply_gradients(zip(grads, model.trainable_variables))
                 return loss
@@ -413,7 +409,7 @@ def compare_keras(
     import keras
     import tensorflow as tf
 
-    from tfzoo.backbones.resnet import STAGE_BLOCKS, VideoResNet
+    from tfzoo.backbones import STAGE_BLOCKS, VideoResNet
 
     if depth not in KERAS_APPLICATIONS:
         raise ValueError(f"--compare_depth must be one of {sorted(KERAS_APPLICATIONS)}, got {depth}")

@@ -27,37 +27,18 @@ def define_flags():
     flags.DEFINE_bool("flip", None, "Average with the horizontal flip (default: the config's).")
 
 
-def _flip(x):
+def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None):
+    """(scores (N, C), labels (N,)) over a batched dataset: the task's test-time prediction
+    (`Task.predict`, with the flipped view averaged in). `task` defaults to the model's."""
     import tensorflow as tf
 
-    from tfzoo.data.augment import flip_flow
+    from tfzoo.tasks import get_task
 
-    if isinstance(x, dict):
-        return {k: (flip_flow(v) if k == "flow" else tf.reverse(v, axis=[-2])) for k, v in x.items()}
-    return tf.reverse(x, axis=[-2])
-
-
-def _scores(out):
-    """Pre-softmax scores of a model output (the fused scores of a two-stream model)."""
-    if isinstance(out, dict):
-        return out["fused"] if "fused" in out else sum(out.values()) / len(out)
-    return out
-
-
-def predict_scores(model, dataset, *, flip: bool, flip_label_map=None):
-    """(scores (N, C), labels (N,)) over a batched dataset, with the flipped view averaged in."""
-    import tensorflow as tf
+    task = task or get_task(model)
 
     @tf.function(reduce_retracing=True)
     def forward(x):
-        s = tf.cast(_scores(model(x, training=False)), tf.float32)
-        if flip:
-            f = tf.cast(_scores(model(_flip(x), training=False)), tf.float32)
-            if flip_label_map is not None:
-                # A flipped clip of class c looks like class flip_label_map[c].
-                f = tf.gather(f, flip_label_map, axis=1)
-            s = (s + f) / 2
-        return s
+        return task.predict(model, x, flip=flip, flip_label_map=flip_label_map)
 
     scores, labels = [], []
     for x, y in dataset:

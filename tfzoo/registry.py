@@ -1,4 +1,4 @@
-"""Model registry: `create_model(name, **overrides)` and `list_models(pattern)`.
+"""Model registry: `create_model(name, **overrides)` and `list_models(pattern, task=...)`.
 
 A registered entry is a factory returning a Keras model; its keyword arguments are the model's
 constructor arguments, so `create_model("tresnet50", num_classes=20)` overrides the preset.
@@ -31,6 +31,8 @@ class ModelEntry:
     tags: tuple[str, ...] = ()
     # Clip geometry for the common tests: {"frames": T, "size": H = W}.
     test_input: dict[str, int] | None = None
+    # The task that owns the model's outputs (`tfzoo.tasks`); the builder's TASK by default.
+    task: str = "classification"
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -44,17 +46,22 @@ def register_model(
     test_overrides: dict[str, Any] | None = None,
     tags: tuple[str, ...] = (),
     test_input: dict[str, int] | None = None,
+    task: str | None = None,
     **defaults: Any,
 ) -> None:
     """Registers `builder(**defaults)` under `name`.
 
     `test_overrides` (constructor arguments) and `test_input` ({"frames": T, "size": S}) make
     the small variant that tests/test_models_common.py builds for every registered model.
+    `task` is the model's task (`tfzoo.tasks`); by default the builder class's `TASK`.
     """
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
+    task = task or getattr(builder, "TASK", None)
+    if not task:
+        raise ValueError(f"model {name!r}: no task; pass task=... or set {builder}.TASK")
     _REGISTRY[name] = ModelEntry(
-        name, builder, dict(defaults), description, test_overrides, tags, test_input
+        name, builder, dict(defaults), description, test_overrides, tags, test_input, task
     )
 
 
@@ -70,10 +77,11 @@ def get_entry(name: str) -> ModelEntry:
         ) from None
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern, sorted."""
+def list_models(pattern: str = "*", *, task: str | None = None) -> list[str]:
+    """Registered model names matching a shell-style pattern (and `task`, if given), sorted."""
     _ensure_loaded()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n, e in _REGISTRY.items()
+                  if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task))
 
 
 def create_model(name: str, *, weights: Any = None, **overrides: Any):

@@ -144,19 +144,11 @@ def make_optimizer(config, keras):
 
 
 def compile_model(model, config, keras):
-    loss = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True) if not config.label_smoothing else keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=config.label_smoothing)
-    if isinstance(model.output, dict):
-        # Two-stream models: one loss per stream (thesis §3.3.5, §4.3.5); accuracy of the fusion.
-        heads = [k for k in model.output if k != "fused"]
-        losses = {k: loss for k in heads}
-        metrics = {k: ["accuracy"] for k in model.output}
-        model.compile(optimizer=make_optimizer(config, keras), loss=losses, metrics=metrics,
-                      jit_compile=config.jit_compile)
-    else:
-        model.compile(optimizer=make_optimizer(config, keras), loss=loss, metrics=["accuracy"],
-                      jit_compile=config.jit_compile)
+    """Compiles `model` with its task's losses and metrics and the recipe's optimizer."""
+    from tfzoo.tasks import get_task
+
+    get_task(model).compile(model, optimizer=make_optimizer(config, keras),
+                            label_smoothing=config.label_smoothing, jit_compile=config.jit_compile)
 
 
 def init_from(model, source_dir: str) -> int:
@@ -193,24 +185,15 @@ def init_from(model, source_dir: str) -> int:
     return copied
 
 
-def prepare_labels(config, num_classes, outputs=None):
-    """The label transform: one-hot for label smoothing, and one label per output for models
-    with several heads (two-stream: {"rgb", "flow", "fused"})."""
-    import tensorflow as tf
-
-    encode = (lambda y: tf.one_hot(y, num_classes)) if config.label_smoothing else (lambda y: y)
-    if outputs:
-        return lambda x, y: (x, {k: encode(y) for k in outputs})
-    return lambda x, y: (x, encode(y))
-
-
-def build_datasets(source, config, strategy, outputs=None):
+def build_datasets(source, config, strategy, model):
     import tensorflow as tf
 
     from tfzoo.data import clip_spec
+    from tfzoo.tasks import get_task
 
     spec = clip_spec(config)
-    label_fn = prepare_labels(config, source.info.num_classes, outputs)
+    label_fn = get_task(model).targets(model, source.info.num_classes,
+                                       label_smoothing=config.label_smoothing)
     train = source.dataset(config.train_split, training=True, spec=spec, seed=config.seed)
     train = train.map(label_fn).batch(config.batch_size, drop_remainder=True)
     options = tf.data.Options()
@@ -262,8 +245,7 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
             print(f"[tfzoo] training streams {list(config.train_streams)}; froze {n} layers")
         compile_model(model, config, keras)
 
-    outputs = sorted(model.output) if isinstance(model.output, dict) else None
-    train, val = build_datasets(source, config, strategy, outputs)
+    train, val = build_datasets(source, config, strategy, model)
     steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
     callbacks = [
         keras.callbacks.BackupAndRestore(

@@ -28,7 +28,6 @@ from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; needed for an exact transplant.
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-ENDPOINTS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
 Tensor = keras.KerasTensor
 NormFactory = Callable[[str], keras.layers.Layer]
@@ -209,65 +208,3 @@ def resnet_body(
 
 def video_input(in_channels: int, name: str = "video") -> Tensor:
     return keras.Input(shape=(None, None, None, in_channels), name=name)
-
-
-@keras.saving.register_keras_serializable(package="tfzoo")
-class VideoResNet(keras.Model):
-    """ResNet v1 (He et al. 2016) applied to video, returning endpoints conv1 .. conv5.
-
-    Thesis §4.3.1. Input `(B, T, H, W, in_channels)`, raw values (RGB in [0, 255] for
-    `normalization="caffe"`). With `weights="imagenet"` (via `tfzoo.create_model`) every frame's
-    conv5 equals keras.applications' `conv5_block3_out`.
-
-    Args:
-      blocks: units per stage conv2..conv5; (3, 4, 6, 3) is ResNet-50.
-      width: filters of the first stage's bottleneck (64 in the paper; smaller for tests).
-      in_channels: 3 for RGB, 2L = 20 for a flow stack.
-      normalization: see `VideoNormalization`.
-      output_stride: 32, or 16 with a dilated conv5.
-
-    Example:
-    >>> import numpy as np
-    >>> net = VideoResNet(blocks=(1, 1, 1, 1), width=8)
-    >>> out = net(np.zeros((1, 2, 32, 32, 3), "float32"))
-    >>> tuple(out["conv5"].shape)
-    (1, 2, 1, 1, 256)
-    """
-
-    def __init__(
-        self,
-        blocks=STAGE_BLOCKS[50],
-        width: int = 64,
-        in_channels: int = 3,
-        normalization: str = "caffe",
-        output_stride: int = 32,
-        **kwargs,
-    ):
-        inputs = video_input(in_channels)
-        endpoints = resnet_body(
-            inputs,
-            blocks=tuple(blocks),
-            width=width,
-            normalization=normalization,
-            output_stride=output_stride,
-        )
-        super().__init__(inputs=inputs, outputs=endpoints, **kwargs)
-        self.blocks = tuple(blocks)
-        self.width = width
-        self.in_channels = in_channels
-        self.normalization = normalization
-        self.output_stride = output_stride
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "blocks": list(self.blocks),
-            "width": self.width,
-            "in_channels": self.in_channels,
-            "normalization": self.normalization,
-            "output_stride": self.output_stride,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

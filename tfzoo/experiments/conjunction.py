@@ -37,6 +37,7 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
     from tfzoo.data import clip_spec
     from tfzoo.evaluate import predict_scores
     from tfzoo.rundir import load_model
+    from tfzoo.tasks import CLASSIFICATION
 
     model, _ = load_model(model_dir)
     ds = source.dataset(config.test_split, training=False, spec=clip_spec(config),
@@ -50,7 +51,8 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
 
     fmap = np.asarray(source.info.flip_label_map)
     flip_map = np.concatenate([fmap + i * c for i in range(len(heads))]).tolist()
-    scores, labels = predict_scores(forward, ds, flip=config.test_flip, flip_label_map=flip_map)
+    scores, labels = predict_scores(forward, ds, flip=config.test_flip, flip_label_map=flip_map,
+                                    task=CLASSIFICATION)
     acc = {h: float((scores[:, i * c:(i + 1) * c].argmax(1) == labels).mean())
            for i, h in enumerate(heads)}
     return acc, model.count_params()

@@ -1,4 +1,4 @@
-"""What every tfzoo model shares: constructor-argument configs and input checks."""
+"""What every tfzoo model shares: constructor-argument configs, input checks, endpoints."""
 
 from __future__ import annotations
 
@@ -20,11 +20,27 @@ class VideoModel(keras.Model):
     `super().__init__(inputs, outputs, config=...)` with their arguments. Calling the model
     checks each input's rank, channels and dtype first, so a user mistake gives one clear
     message instead of a trace from deep inside the graph.
+
+    `endpoints` ({name: tensor or (tensor, stream)}, shallow to deep) are the feature maps the
+    model publishes as `model.endpoints` (see `tfzoo.models.features`). `TASK` names the task
+    that owns the model's outputs, losses, test-time score and export outputs
+    (`tfzoo.tasks.get_task`).
     """
 
-    def __init__(self, inputs, outputs, *, config: dict, **kwargs):
+    TASK = "classification"
+
+    def __init__(self, inputs, outputs, *, config: dict, endpoints: dict | None = None, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._tfzoo_config = dict(config)
+        from tfzoo.models.features import make_endpoints
+
+        # A tuple, not a dict: Keras would wrap a dict attribute in its tracking structures.
+        self._endpoints = tuple(make_endpoints(self, endpoints or {}).values())
+
+    @property
+    def endpoints(self) -> dict:
+        """{name: `Endpoint`} of the published feature maps, shallow to deep."""
+        return {e.name: e for e in self._endpoints}
 
     @staticmethod
     def capture(local_vars: dict) -> dict:

@@ -28,12 +28,12 @@ from tfzoo.layers.fusion import (
     BilinearFusion,
     ConvFusion,
     FUSION_METHODS,
-    LateFusion,
     SpatialFusion,
 )
-from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
+from tfzoo.layers.pooling import GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.models.base import VideoModel
+from tfzoo.models.heads import classification_head, two_stream_outputs
 from tfzoo.utils import check_choice
 
 FUSION_POINTS = ("relu1", "relu2", "relu3", "relu4", "relu5", "fc6", "fc7", "fc8")
@@ -100,9 +100,29 @@ def _normalize(rgb, flow, normalization: str, flow_scale: float):
 def _score_head(fc8, name: str):
     # Averaging the linear fc8 over locations and chunks = averaging the per-crop, per-chunk
     # predictions of the papers' fully convolutional test.
-    # float32 so that logits stay float32 under mixed precision (fc8 is float32 too).
-    x = GlobalSpatialPooling("avg", name=f"{name}_spatial_avg", dtype="float32")(fc8)
-    return GlobalTemporalPooling("avg", name=f"{name}_temporal_avg", dtype="float32")(x)
+    return classification_head(fc8, None, prefix=f"{name}_")
+
+
+# VGG tower endpoint -> the published name (relu5 is the output of conv5_3 / conv5).
+_TOWER_MAPS = {"relu1": "conv1", "relu2": "conv2", "relu3": "conv3", "relu4": "conv4",
+               "relu5": "conv5", "fc6": "fc6", "fc7": "fc7"}
+
+
+def _publish(maps: dict, stream: str, segment: dict) -> None:
+    for k, v in segment.items():
+        if k in _TOWER_MAPS:
+            maps[f"{stream}/{_TOWER_MAPS[k]}"] = v
+
+
+def _ordered(maps: dict) -> dict:
+    # rgb/ maps, then flow/, then fusion/, each shallow to deep (as the two-stream ResNets).
+    group, depth = ("rgb", "flow", "fusion"), list(_TOWER_MAPS.values())
+
+    def key(name):
+        head, tail = name.split("/")
+        return group.index(head), depth.index(tail)
+
+    return {n: maps[n] for n in sorted(maps, key=key)}
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -206,9 +226,12 @@ class TwoStreamFusion(_VGGTowers, VideoModel):
         rgb, flow = _inputs(flow_channels)
         x_a, x_b = _normalize(rgb, flow, normalization, flow_scale)
         start = "input"
+        maps = {}
         for p in points:
-            x_a = tower_a.build(x_a, start, p)[p]
-            x_b = tower_b.build(x_b, start, p)[p]
+            seg_a, seg_b = tower_a.build(x_a, start, p), tower_b.build(x_b, start, p)
+            _publish(maps, "rgb", seg_a)
+            _publish(maps, "flow", seg_b)
+            x_a, x_b = seg_a[p], seg_b[p]
             start = p
             x_b_aligned = x_b
             if spatial_arch != temporal_arch and p.startswith("relu"):
@@ -216,6 +239,8 @@ class TwoStreamFusion(_VGGTowers, VideoModel):
             x_a = self._fuse(
                 fusion, p, x_a, x_b_aligned, fusion_kernel, fusion_init, fusion_init_weights, fusion_sigma
             )
+            if fusion != "bilinear" and p in _TOWER_MAPS:  # bilinear pooling removes space
+                maps[f"fusion/{_TOWER_MAPS[p]}"] = (x_a, "rgb")
 
         last = points[-1]
         towers = {}
@@ -227,23 +252,24 @@ class TwoStreamFusion(_VGGTowers, VideoModel):
         elif last == "fc8":
             towers["rgb"] = _score_head(x_a, "spatial")
         else:
-            fc8 = tower_a.build(x_a, last, "fc8")["fc8"]
-            towers["rgb"] = _score_head(fc8, "spatial")
+            seg = tower_a.build(x_a, last, "fc8")
+            _publish(maps, "rgb", seg)
+            towers["rgb"] = _score_head(seg["fc8"], "spatial")
         if keep_temporal and last != "fc8":
-            fc8 = tower_b.build(x_b, last, "fc8")["fc8"]
-            towers["flow"] = _score_head(fc8, "temporal")
+            seg = tower_b.build(x_b, last, "fc8")
+            _publish(maps, "flow", seg)
+            towers["flow"] = _score_head(seg["fc8"], "temporal")
 
         if len(towers) == 1:
             outputs = towers["rgb"]
         else:
             # §3.4.4: "During testing, we average the FC8 predictions for both towers."
-            fused = LateFusion("logits", name="fused", dtype="float32")([towers["rgb"], towers["flow"]])
-            outputs = {**towers, "fused": fused}
+            outputs = two_stream_outputs(towers["rgb"], towers["flow"])
         if freeze_below_fusion:
             for layer in tower_a.layers_up_to(points[0]) + tower_b.layers_up_to(points[0]):
                 layer.trainable = False
         kwargs.setdefault("name", "two_stream_fusion")
-        super().__init__([rgb, flow], outputs, config=config, **kwargs)
+        super().__init__([rgb, flow], outputs, config=config, endpoints=_ordered(maps), **kwargs)
         self.fusion_points = tuple(points)
 
     @staticmethod
@@ -301,13 +327,15 @@ class TwoStreamNet(_VGGTowers, VideoModel):
         common = dict(num_classes=num_classes, width_multiplier=width_multiplier, fc6_kernel=fc6_kernel)
         rgb, flow = _inputs(flow_channels)
         x_a, x_b = _normalize(rgb, flow, normalization, flow_scale)
-        fc8_a = VGGTower(spatial_arch, prefix="spatial_", dropout=spatial_dropout, **common).build(x_a)["fc8"]
-        fc8_b = VGGTower(temporal_arch, prefix="temporal_", dropout=temporal_dropout, **common).build(x_b)["fc8"]
-        towers = {"rgb": _score_head(fc8_a, "spatial"), "flow": _score_head(fc8_b, "temporal")}
-        fused = LateFusion(score_fusion, name="fused", dtype="float32")([towers["rgb"], towers["flow"]])
-        outputs = {**towers, "fused": fused}
+        seg_a = VGGTower(spatial_arch, prefix="spatial_", dropout=spatial_dropout, **common).build(x_a)
+        seg_b = VGGTower(temporal_arch, prefix="temporal_", dropout=temporal_dropout, **common).build(x_b)
+        maps = {}
+        _publish(maps, "rgb", seg_a)
+        _publish(maps, "flow", seg_b)
+        outputs = two_stream_outputs(_score_head(seg_a["fc8"], "spatial"),
+                                     _score_head(seg_b["fc8"], "temporal"), mode=score_fusion)
         kwargs.setdefault("name", "two_stream")
-        super().__init__([rgb, flow], outputs, config=config, **kwargs)
+        super().__init__([rgb, flow], outputs, config=config, endpoints=_ordered(maps), **kwargs)
 
 
 def register() -> None:

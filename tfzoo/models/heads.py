@@ -1,28 +1,66 @@
-"""Classification heads on 5-D feature maps."""
+"""The classification head every tfzoo classifier ends in, and the two-stream score fusion."""
 
 from __future__ import annotations
 
 import keras
 
+from tfzoo.layers.fusion import LateFusion
 from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
+from tfzoo.layers.temporal import TemporalPooling
 
 
-def spacetime_pool_head(
-    x, num_classes: int, *, temporal_pool: str = "max", dropout: float = 0.0,
-    zero_init: bool = False, name: str = "predictions",
+def classification_head(
+    x, num_classes: int | None, *, prefix: str = "", temporal_pool: str = "avg",
+    chunk_pool=None, dropout: float = 0.0, zero_init: bool = False,
 ):
-    """Global spatial average, global temporal max (or average) pooling, a linear classifier.
+    """Global spatial average, optional sliding temporal max, global temporal pool, classifier.
 
-    Thesis §7.3.2: temporal max pooling beats averaging by ~2%. Returns logits (float32 under
-    mixed precision). Spatial averaging before a linear classifier equals averaging the
-    classifier's outputs over all locations, so running the model on a full frame is the
-    papers' fully convolutional test.
+    Returns (B, num_classes) logits, float32 under mixed precision. Spatial averaging before a
+    linear classifier equals averaging the classifier's outputs over all locations, so running
+    the model on a full frame is the papers' fully convolutional test; with
+    `temporal_pool="avg"` the logits are the average of the per-chunk logits too. Thesis §7.3.2:
+    temporal max pooling beats averaging by ~2% for T-ResNet.
+
+    Args:
+      x: a (B, T, H, W, C) feature map, or per-location class scores (a VGG tower's fc8) when
+        `num_classes` is None: then only the pooling is added (in float32).
+      num_classes: classifier outputs, or None (see `x`).
+      prefix: prepended to every layer name (one stream of a two-stream model).
+      temporal_pool: "avg" or "max" over the remaining chunks.
+      chunk_pool: (window, stride) of a sliding temporal max pool first (ST-ResNet*, §4.3.5).
+      dropout: before the classifier.
+      zero_init: start the classifier at zero, i.e. every clip at the uniform prediction; it
+        speeds up training from scratch (the embedded demo) and changes nothing for
+        transplanted backbones.
+
+    Example:
+    >>> import keras
+    >>> x = keras.Input((None, 7, 7, 32))
+    >>> tuple(classification_head(x, 5, prefix="rgb_").shape)
+    (None, 5)
     """
-    x = GlobalSpatialPooling("avg", name="spatial_pool")(x)
-    x = GlobalTemporalPooling(temporal_pool, name="temporal_pool")(x)
+    # Class scores stay float32: pooling them in bfloat16 would round the logits.
+    dtype = "float32" if num_classes is None else None
+    x = GlobalSpatialPooling("avg", name=f"{prefix}spatial_pool", dtype=dtype)(x)
+    if chunk_pool is not None:
+        size, stride = chunk_pool
+        x = TemporalPooling(int(size), int(stride), "max", name=f"{prefix}chunk_pool", dtype=dtype)(x)
+    x = GlobalTemporalPooling(temporal_pool, name=f"{prefix}temporal_pool", dtype=dtype)(x)
+    if num_classes is None:
+        return x
     if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    # A zero classifier starts every clip at the uniform prediction; it speeds up training from
-    # scratch (the embedded demo) and changes nothing for transplanted backbones.
+        x = keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x)
     init = "zeros" if zero_init else "glorot_uniform"
-    return keras.layers.Dense(num_classes, kernel_initializer=init, name=name, dtype="float32")(x)
+    return keras.layers.Dense(num_classes, kernel_initializer=init, name=f"{prefix}predictions",
+                              dtype="float32")(x)
+
+
+def two_stream_outputs(rgb, flow, *, mode: str = "logits", stream_weights=None) -> dict:
+    """{"rgb", "flow", "fused"} logits, all float32: the two-stream classification output.
+
+    "fused" is `LateFusion(mode, stream_weights)` of the two streams: the test-time score. It
+    gets no loss in training (one loss per stream; the thesis found one joint classifier
+    overfits to appearance, §4.4.1).
+    """
+    fused = LateFusion(mode, stream_weights=stream_weights, name="fused", dtype="float32")([rgb, flow])
+    return {"rgb": rgb, "flow": flow, "fused": fused}

@@ -8,7 +8,10 @@ import keras
 
 from tfzoo.backbones.resnet import STAGE_BLOCKS, batch_norm, resnet_body, video_input
 from tfzoo.models.base import VideoModel
-from tfzoo.models.heads import spacetime_pool_head
+from tfzoo.models.heads import classification_head
+
+# The variant the common model tests build (tests/test_models_common.py).
+TINY = dict(blocks=(1, 1, 1, 1), width=8)
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -46,13 +49,30 @@ class FrameResNet(VideoModel):
         config = self.capture(locals())
         norm = functools.partial(batch_norm, momentum=bn_momentum)
         inputs = video_input(in_channels)
-        features = resnet_body(
+        maps = resnet_body(
             inputs, blocks=tuple(blocks), width=width, normalization=normalization, norm=norm
-        )["conv5"]
+        )
         # Averaging pooled features over time before the linear classifier equals averaging
         # the per-frame logits.
-        logits = spacetime_pool_head(features, num_classes, temporal_pool="avg", dropout=dropout,
-                                     zero_init=zero_init_head)
+        logits = classification_head(maps["conv5"], num_classes, temporal_pool="avg",
+                                     dropout=dropout, zero_init=zero_init_head)
         kwargs.setdefault("name", "resnet")
-        super().__init__(inputs, logits, config=config, **kwargs)
+        super().__init__(inputs, logits, config=config, endpoints=maps, **kwargs)
         self.blocks = tuple(blocks)
+
+
+def register() -> None:
+    """Registers the frame-wise ResNet presets (called once by `tfzoo.models`)."""
+    from tfzoo.registry import register_model
+
+    for depth, blocks in STAGE_BLOCKS.items():
+        register_model(
+            f"resnet{depth}", FrameResNet, blocks=blocks,
+            description=f"Frame-wise ResNet-{depth} baseline (temporal average of frame scores)",
+            test_overrides=TINY, tags=("imagenet",),
+        )
+    # For the embedded demo and tests (no ImageNet weights).
+    register_model(
+        "resnet_small", FrameResNet, blocks=(2, 2, 2, 2), width=16, bn_momentum=0.9,
+        description="Small frame-wise ResNet for the embedded synthetic demo",
+    )

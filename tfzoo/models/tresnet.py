@@ -15,7 +15,7 @@ from tfzoo.backbones.resnet import (
     video_input,
 )
 from tfzoo.models.base import VideoModel
-from tfzoo.models.heads import spacetime_pool_head
+from tfzoo.models.heads import classification_head
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -75,14 +75,31 @@ class TResNet(VideoModel):
             return bottleneck_unit(x, spec, norm=norm, temporal_branch=st)
 
         inputs = video_input(in_channels)
-        features = resnet_body(
+        maps = resnet_body(
             inputs, blocks=tuple(blocks), width=width, normalization=normalization, unit_fn=unit_fn,
             norm=norm,
-        )["conv5"]
-        logits = spacetime_pool_head(
-            features, num_classes, temporal_pool=temporal_pool, dropout=dropout,
+        )
+        logits = classification_head(
+            maps["conv5"], num_classes, temporal_pool=temporal_pool, dropout=dropout,
             zero_init=zero_init_head,
         )
         kwargs.setdefault("name", "tresnet")
-        super().__init__(inputs, logits, config=config, **kwargs)
+        super().__init__(inputs, logits, config=config, endpoints=maps, **kwargs)
         self.blocks = tuple(blocks)
+
+
+def register() -> None:
+    """Registers the T-ResNet presets (called once by `tfzoo.models`)."""
+    from tfzoo.models.resnet import TINY
+    from tfzoo.registry import register_model
+
+    for depth, blocks in STAGE_BLOCKS.items():
+        register_model(
+            f"tresnet{depth}", TResNet, blocks=blocks,
+            description=f"T-ResNet-{depth}, thesis §7.3 (CVPR 2017)",
+            test_overrides=TINY, tags=("imagenet",),
+        )
+    register_model(
+        "tresnet_small", TResNet, blocks=(2, 2, 2, 2), width=16, temporal_units=(1, 2),
+        bn_momentum=0.9, description="Small T-ResNet for the embedded synthetic demo",
+    )

@@ -39,12 +39,11 @@ from tfzoo.backbones.resnet import (
     video_input,
 )
 from tfzoo.layers.cross_stream import CrossStreamConnection
-from tfzoo.layers.fusion import LateFusion
 from tfzoo.layers.ghost_bn import GhostBatchNormalization
-from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
-from tfzoo.layers.temporal import TEMPORAL_INITS, TemporalConv, TemporalPooling
+from tfzoo.layers.temporal import TEMPORAL_INITS, TemporalConv
 from tfzoo.models.base import VideoModel
+from tfzoo.models.heads import classification_head, two_stream_outputs
 from tfzoo.utils import check_choice
 
 STREAMS = ("rgb", "flow")
@@ -98,7 +97,7 @@ def build_two_streams(
     temporal_init: str,
     bn_group_size: dict[str, int | None],
 ):
-    """Inputs, per-stream conv5 features and endpoint layer names of a connected two-stream ResNet.
+    """Inputs, per-stream conv5 features and the endpoint maps of a connected two-stream ResNet.
 
     The connected ("second") unit of every stage gets `unit_temporal_kernels` (ST-ResNet:
     (3, 1, 3), eq. 4.5) and, with `temporal_filters="residual"`, an identity temporal filter
@@ -107,12 +106,12 @@ def build_two_streams(
     inputs = {"rgb": video_input(3, "rgb"), "flow": video_input(flow_channels, "flow")}
     norms = {s: _norm_factory(bn_group_size[s]) for s in STREAMS}
     receivers = _receivers(fusion, direction)
-    x, endpoints = {}, {s: {} for s in STREAMS}
+    x, maps, fused = {}, {}, {}
     for s in STREAMS:
         p = PREFIXES[s]
         y = VideoNormalization(normalization[s], name=f"{p}normalization")(inputs[s])
         x[s] = stem(y, width, norms[s], p)
-        endpoints[s]["conv1"] = f"{p}pool1_pool"
+        maps[f"{s}/conv1"] = x[s]
 
     units = {s: resnet_units(blocks[s], width) for s in STREAMS}
     for stage in (2, 3, 4, 5):
@@ -123,7 +122,7 @@ def build_two_streams(
         }
         for s in STREAMS:
             other = "flow" if s == "rgb" else "rgb"
-            x[s] = _connected_unit(
+            x[s], cross = _connected_unit(
                 first[s],
                 first[other] if s in receivers else None,
                 stage_units[s][1],
@@ -136,33 +135,37 @@ def build_two_streams(
                 or (temporal_filters == "conv5" and stage == 5),
                 temporal_init=temporal_init,
             )
+            if cross is not None:
+                fused[f"fusion/conv{stage}" + ("" if s == "rgb" else "_flow")] = (cross, s)
             for spec in stage_units[s][2:]:
                 x[s] = bottleneck_unit(x[s], spec, norm=norms[s], prefix=PREFIXES[s])
-            last = f"{PREFIXES[s]}{stage_units[s][-1].name}_out"
             if temporal_filters == "shortcut":
-                last = f"{PREFIXES[s]}conv{stage}_temporal"
-                x[s] = TemporalConv(3, init=temporal_init, name=last)(x[s])
-            endpoints[s][f"conv{stage}"] = last
-    return inputs, x, endpoints
+                x[s] = TemporalConv(3, init=temporal_init, name=f"{PREFIXES[s]}conv{stage}_temporal")(x[s])
+            maps[f"{s}/conv{stage}"] = x[s]
+    ordered = {f"{s}/conv{i}": maps[f"{s}/conv{i}"] for s in STREAMS for i in range(1, 6)}
+    return inputs, x, {**ordered, **fused}
 
 
 def _connected_unit(
     x, sender, spec: UnitSpec, *, prefix, norm, connection, fusion, temporal_kernels,
     temporal_filter, temporal_init,
 ):
-    cross = None
+    cross, fused = None, []
     if sender is not None:
         cross = CrossStreamConnection(fusion, name=f"{prefix}{spec.name}_cross")
     branch_input = None
     if cross is not None and connection == "direct":
         # Fig. 5.1a/b: the fused signal replaces the stream's signal on both paths.
         x = cross([x, sender])
+        fused.append(x)
     elif cross is not None:
-        branch_input = lambda y: cross([y, sender])  # noqa: E731
+        def branch_input(y):
+            fused.append(cross([y, sender]))
+            return fused[-1]
     after_spatial = None
     if temporal_filter:
         after_spatial = TemporalConv(3, init=temporal_init, name=f"{prefix}{spec.name}_temporal")
-    return bottleneck_unit(
+    y = bottleneck_unit(
         x,
         spec,
         norm=norm,
@@ -171,50 +174,24 @@ def _connected_unit(
         branch_input=branch_input,
         after_spatial=after_spatial,
     )
-
-
-def stream_head(
-    x, num_classes: int, prefix: str, *, chunk_pool=None, temporal_pool: str = "avg",
-    dropout: float = 0.0,
-):
-    """Spatial average, optional sliding temporal max pool, global temporal pool, classifier.
-
-    With `temporal_pool="avg"` the logits equal the average over chunks of per-chunk logits
-    (the classifier is linear), i.e. the papers' fully convolutional test.
-    """
-    x = GlobalSpatialPooling("avg", name=f"{prefix}spatial_pool")(x)
-    if chunk_pool is not None:
-        size, stride = chunk_pool
-        x = TemporalPooling(int(size), int(stride), "max", name=f"{prefix}chunk_pool")(x)
-    x = GlobalTemporalPooling(temporal_pool, name=f"{prefix}temporal_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x)
-    return keras.layers.Dense(num_classes, name=f"{prefix}predictions", dtype="float32")(x)
+    return y, (fused[0] if fused else None)
 
 
 class TwoStreamResNet(VideoModel):
-    """What ST-ResNet and MulNet share: two-stream outputs, weight transplant, feature taps."""
+    """What ST-ResNet and MulNet share: two-stream outputs and the weight transplant."""
 
     STREAM_PREFIXES = PREFIXES
 
     def _finish(self, inputs, features, endpoints, heads: dict, flow_weight: float, config, kwargs):
         logits = {
-            s: stream_head(features[s], _num_classes(config), PREFIXES[s], **heads[s])
+            s: classification_head(features[s], _num_classes(config), prefix=PREFIXES[s], **heads[s])
             for s in STREAMS
         }
-        logits["fused"] = LateFusion("logits", stream_weights=(1.0, flow_weight), name="fused")(
-            [logits["rgb"], logits["flow"]])
-        VideoModel.__init__(self, inputs, logits, config=config, **kwargs)
-        self.stream_endpoints = endpoints
+        outputs = two_stream_outputs(logits["rgb"], logits["flow"], stream_weights=(1.0, flow_weight))
+        VideoModel.__init__(self, inputs, outputs, config=config, endpoints=endpoints, **kwargs)
 
     def stream_blocks(self, stream: str) -> tuple[int, ...]:
         raise NotImplementedError
-
-    def feature_model(self, stream: str = "rgb") -> keras.Model:
-        """A model sharing this one's layers, returning the stream's endpoints conv1 .. conv5."""
-        check_choice("stream", stream, STREAMS)
-        outs = {k: self.get_layer(n).output for k, n in self.stream_endpoints[stream].items()}
-        return keras.Model(self.inputs, outs, name=f"{self.name}_{stream}_features")
 
     def load_pretrained(
         self, weights: Any, *, temporal_init: str | None = None, strict: bool = True, prefix=None
@@ -462,14 +439,10 @@ class MulNet(TwoStreamResNet):
 
 _TINY_ST = dict(blocks=(2, 2, 2, 2), width=4)
 _TINY_MUL = dict(rgb_blocks=(2, 2, 2, 2), flow_blocks=(2, 2, 2, 2), width=4)
-_registered = False
 
 
 def register() -> None:
     """Registers the presets with `tfzoo.registry` (called once by `tfzoo.models`)."""
-    global _registered
-    if _registered:
-        return
     from tfzoo.registry import register_model
 
     register_model(
@@ -493,4 +466,3 @@ def register() -> None:
         description="MulNet: ResNet-50 appearance x ResNet-152 motion, thesis ch. 5 final model",
         test_overrides=_TINY_MUL, tags=("imagenet", "two_stream"),
     )
-    _registered = True

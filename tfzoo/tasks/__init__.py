@@ -1,0 +1,6 @@
+"""Tasks: what a model's outputs mean to train, evaluate, export and bench (`Task`)."""
+
+from tfzoo.tasks.base import Task, get_task, register_task
+from tfzoo.tasks.classification import CLASSIFICATION, ClassificationTask
+
+__all__ = ["Task", "ClassificationTask", "CLASSIFICATION", "get_task", "register_task"]

@@ -1,0 +1,154 @@
+"""Video classification: the task of every model in the zoo so far.
+
+A classifier returns logits `(B, C)`, or, with two streams trained separately, the dict
+`{"rgb", "flow", "fused"}` of logits (`tfzoo.models.heads.two_stream_outputs`): one loss per
+stream, none on "fused" (thesis §3.3.5, §4.3.5), and "fused" is the test-time score. All
+outputs are float32 under mixed precision (`tfzoo.models.heads.classification_head`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from tfzoo.tasks.base import Task, register_task
+
+FUSED = "fused"
+
+
+def _flip_views(x):
+    # A horizontal flip negates every horizontal flow component (u), see tfzoo.data.augment.
+    from tfzoo.data.augment import flip_flow
+
+    if isinstance(x, dict):
+        return {k: (flip_flow(v) if k == "flow" else tf.reverse(v, axis=[-2])) for k, v in x.items()}
+    return tf.reverse(x, axis=[-2])
+
+
+class ClassificationTask(Task):
+    """Logits in, softmax cross-entropy, accuracy, softmax + top-k in serving.
+
+    Example:
+    >>> import numpy as np
+    >>> task = ClassificationTask()
+    >>> a, b, c = (np.array([[float(i), 0.0]], "float32") for i in (1, 3, 8))
+    >>> task.test_score({"rgb": a, "flow": b}).numpy().tolist()
+    [[2.0, 0.0]]
+    >>> task.test_score({"rgb": a, "flow": b, "fused": c}).numpy().tolist()
+    [[8.0, 0.0]]
+    """
+
+    name = "classification"
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def heads(model: keras.Model) -> list[str] | None:
+        """The output names that get a loss (None: one logits tensor)."""
+        if isinstance(model.output, dict):
+            return sorted(k for k in model.output if k != FUSED)
+        return None
+
+    def num_classes(self, model: keras.Model) -> int:
+        shapes = [tuple(o.shape) for o in model.outputs]
+        classes = {s[-1] for s in shapes}
+        if len(classes) != 1 or None in classes or any(len(s) != 2 for s in shapes):
+            raise ValueError(f"{model.name} outputs have shapes {shapes}; expected (batch, "
+                             "classes) logits with one fixed class count")
+        return int(classes.pop())
+
+    def check_outputs(self, model: keras.Model) -> None:
+        self.num_classes(model)
+        if isinstance(model.output, (list, tuple)):
+            raise ValueError(f"{model.name} returns a list of {len(model.output)} outputs; "
+                             "expected logits or a dict of logits per stream")
+        bad = {o.name: o.dtype for o in model.outputs if o.dtype != "float32"}
+        if bad:
+            raise ValueError(f"{model.name} outputs {bad} are not float32; build them with "
+                             "tfzoo.models.heads (float32 under mixed precision)")
+
+    # -- training -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _loss_fn(label_smoothing: float):
+        if label_smoothing:
+            return keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                        label_smoothing=label_smoothing)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def compile(self, model, *, optimizer, label_smoothing: float = 0.0, jit_compile: bool = False):
+        loss = self._loss_fn(label_smoothing)
+        heads = self.heads(model)
+        if heads is None:
+            model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+            return
+        # Two-stream models: one loss per stream (thesis §3.3.5, §4.3.5); accuracy of each
+        # output, the fusion's included.
+        model.compile(optimizer=optimizer, loss={k: loss for k in heads},
+                      metrics={k: ["accuracy"] for k in model.output}, jit_compile=jit_compile)
+
+    def targets(self, model, num_classes: int, *, label_smoothing: float = 0.0):
+        encode = (lambda y: tf.one_hot(y, num_classes)) if label_smoothing else (lambda y: y)
+        heads = self.heads(model)
+        if heads is None:
+            return lambda x, y: (x, encode(y))
+        return lambda x, y: (x, {k: encode(y) for k in model.output})
+
+    def loss(self, model, outputs, labels):
+        fn = self._loss_fn(0.0)
+        heads = self.heads(model)
+        if heads is None:
+            return fn(labels, outputs)
+        return tf.add_n([fn(labels, outputs[k]) for k in heads])
+
+    # -- test ---------------------------------------------------------------------------------
+
+    def test_score(self, outputs):
+        """The logits of one view: a dict's "fused" entry if present, else the mean of its
+        entries; float32."""
+        if isinstance(outputs, dict):
+            if not outputs:
+                raise ValueError("the model returned an empty dict; expected logits per stream")
+            outputs = outputs[FUSED] if FUSED in outputs else (
+                tf.add_n([tf.cast(outputs[k], tf.float32) for k in sorted(outputs)]) / len(outputs))
+        elif isinstance(outputs, (list, tuple)):
+            raise ValueError(f"the model returns a {type(outputs).__name__} of {len(outputs)} "
+                             "outputs; expected one logits tensor or a dict of logits per stream")
+        return tf.cast(outputs, tf.float32)
+
+    def predict(self, model, x, *, flip: bool = False, flip_label_map=None):
+        # Averaging logits over views, as over chunks and locations inside the model: the
+        # papers' test protocol (thesis §3.3.5, §4.3.5).
+        s = self.test_score(model(x, training=False))
+        if flip:
+            f = self.test_score(model(_flip_views(x), training=False))
+            if flip_label_map is not None:
+                # A flipped clip of class c looks like class flip_label_map[c].
+                f = tf.gather(f, flip_label_map, axis=1)
+            s = (s + f) / 2
+        return s
+
+    # -- export -------------------------------------------------------------------------------
+
+    def check_export(self, model, class_names: Sequence[str], top_k: int) -> None:
+        num_classes = self.num_classes(model)
+        if len(class_names) != num_classes:
+            raise ValueError(f"RunInfo.class_names has {len(class_names)} names but the model "
+                             f"has {num_classes} outputs; they must match")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k={top_k!r}; expected a positive integer")
+
+    def export_outputs(self, outputs, *, class_names, top_k: int) -> dict:
+        """probabilities (B, C) float32, top_k_indices (B, k) int32, top_k_labels (B, k)
+        string; k is clipped to the class count."""
+        probabilities = tf.nn.softmax(self.test_score(outputs), axis=-1)
+        k = min(top_k, int(probabilities.shape[-1]))
+        _, indices = tf.math.top_k(probabilities, k=k)
+        names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+        return {"probabilities": probabilities, "top_k_indices": indices,
+                "top_k_labels": tf.gather(names, indices)}
+
+
+CLASSIFICATION = register_task(ClassificationTask())
