@@ -145,6 +145,18 @@ def test_geometry_probe_matches_the_analytic_stride_and_receptive_field():
     assert g.source == "probe" and g.channels == 4
 
 
+def test_probe_agrees_with_the_endpoints_tfzoo_models_publish():
+    import tfzoo
+
+    model = tfzoo.create_model("resnet_small", num_classes=3)
+    for name in ("conv2", "conv3"):
+        ep = model.endpoints[name]
+        g = layer_geometry(model, ep.layer, frames=2)  # by Keras layer name: measured
+        assert g.source == "probe"
+        assert (g.stride, g.receptive_field) == (ep.stride, (ep.receptive_field,) * 2)
+        assert layer_geometry(model, name, frames=2).source == "endpoint"
+
+
 def test_published_endpoints_are_accepted_by_name():
     class Endpoint:
         def __init__(self, **kw):

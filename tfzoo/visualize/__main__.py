@@ -165,7 +165,8 @@ def main(argv):
         from pathlib import Path
 
         ds, split = _validation_data(F.model_dir, info)
-        cache = Path(F.model_dir) / "visualize" / f"a_hat_{F.layer}.json"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in F.layer)
+        cache = Path(F.model_dir) / "visualize" / f"a_hat_{safe}.json"
         a_hat = vis.max_activations(model, F.layer, ds, cache=cache,
                                     max_batches=F.a_hat_batches)
     settings = [(v, s) for v in F.variants for s in strengths]
