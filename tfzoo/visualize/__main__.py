@@ -82,13 +82,13 @@ def _validation_data(model_dir, info):
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
     source = make_source(config)
-    for split in ("validation", "val", "test"):
-        try:
-            ds = source.dataset(split, training=False, spec=clip_spec(config), seed=config.seed)
-            return ds.batch(config.batch_size), split
-        except Exception:  # a source without this split name: try the next
-            continue
-    raise ValueError(f"{model_dir}: no validation split found for a_hat; pass --a_hat=none")
+    splits = list(source.info.num_videos)
+    split = next((s for s in ("val", "validation", "test") if s in splits), None)
+    if split is None:
+        raise ValueError(f"{model_dir}: the data has splits {splits} and none of 'val', "
+                         f"'validation', 'test' for a_hat; pass --a_hat=none")
+    ds = source.dataset(split, training=False, spec=clip_spec(config), seed=config.seed)
+    return ds.batch(config.batch_size), split
 
 
 def run_stats(normalized, units, activation, a_hat) -> dict:
@@ -157,14 +157,14 @@ def main(argv):
     units = list(range(*units.indices(geo.channels))) if isinstance(units, slice) else units
     batch_units = [u for u in units for _ in range(F.copies)]
     strengths = [0.0] if F.regularizer == "2d" else [float(v) for v in F.chi.split(",")]
-    a_hat = None
+    a_hat, a_hat_split = None, None
     if F.a_hat == "validation":
         if info is None:
             raise ValueError("--a_hat=validation needs --model_dir (a trained run); "
                              "pass --a_hat=none")
         from pathlib import Path
 
-        ds, split = _validation_data(F.model_dir, info)
+        ds, a_hat_split = _validation_data(F.model_dir, info)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in F.layer)
         cache = Path(F.model_dir) / "visualize" / f"a_hat_{safe}.json"
         a_hat = vis.max_activations(model, F.layer, ds, cache=cache,
@@ -210,7 +210,7 @@ def main(argv):
             "layer": F.layer, "geometry": runs[0]["geometry"], "units": units,
             "regularizer": F.regularizer, "strengths": strengths, "variants": F.variants,
             "steps": F.steps, "seed": F.seed, "clip_shape": list(clip),
-            "a_hat": None if a_hat is None else a_hat[units].tolist(),
+            "a_hat": None if a_hat is None else a_hat[units].tolist(), "a_hat_split": a_hat_split,
             "command": " ".join(sys.argv), "runs": runs,
             "settings": runs[0]["settings"]}
     page = write_gallery(F.out, cells, meta, formats=tuple(F.formats),

@@ -397,7 +397,7 @@ def max_activations(model, layer, dataset, *, cache: str | Path | None = None,
                     max_batches: int | None = None) -> np.ndarray:
     """a_hat of eq. 1: each channel's maximum activation (over locations and clips) of
     `layer` on `dataset` (yielding `x` or `(x, y)`, x as the model takes it). With `cache`, a
-    JSON file is read if it holds this layer, else written atomically when done.
+    JSON file is read if it holds this layer and `max_batches`, else written atomically.
 
     Example:
     >>> import keras
@@ -411,7 +411,8 @@ def max_activations(model, layer, dataset, *, cache: str | Path | None = None,
     keras_layer, _ = resolve(model, layer)
     if cache is not None and Path(cache).exists():
         data = json.loads(Path(cache).read_text())
-        if data.get("layer") == layer and data.get("keras_layer") == keras_layer.name:
+        if (data.get("layer"), data.get("keras_layer"), data.get("max_batches")) == (
+                layer, keras_layer.name, max_batches):
             return np.asarray(data["a_hat"], np.float32)
     feat = feature_model(model, keras_layer)
     names = [n for n, _ in input_specs(model)]
@@ -432,6 +433,6 @@ def max_activations(model, layer, dataset, *, cache: str | Path | None = None,
         raise ValueError("max_activations: the dataset yielded no batches")
     if cache is not None:
         atomic_write_text(cache, json.dumps({"layer": layer, "keras_layer": keras_layer.name,
-                                             "batches": batches,
+                                             "batches": batches, "max_batches": max_batches,
                                              "a_hat": best.tolist()}) + "\n")
     return best.astype(np.float32)

@@ -132,10 +132,13 @@ def layer_geometry(model, name: str, *, frames: int = 8) -> LayerGeometry:
     specs = input_specs(model)
     rng = np.random.default_rng(0)
     channels = int(feat.output.shape[-1])
-    seen = _streams_seen(feat, specs, (frames, 32, 32), rng) if len(specs) > 1 else \
-        [specs[0][0]]
-    stream = "+".join(seen) or "none"
     spatial = len(feat.output.shape) == 5
+    if ep is not None and getattr(ep, "stream", None):
+        stream = ep.stream
+    elif len(specs) > 1:
+        stream = "+".join(_streams_seen(feat, specs, (frames, 32, 32), rng)) or "none"
+    else:
+        stream = specs[0][0]
     if ep is not None and getattr(ep, "stride", None) is not None:
         rf = ep.receptive_field
         rf = (int(rf), int(rf)) if np.isscalar(rf) else tuple(int(v) for v in rf)[-2:]
