@@ -235,3 +235,18 @@ def test_cli_writes_a_gallery(tmp_path):
     assert meta["geometry"]["stride"] == 4  # conv1 stride 2, pool stride 2
     assert len(list(out.glob("u0001_chi_5_*.png"))) == 1
     assert "%" in r.stderr  # the progress bar
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_list_layers_prints_measured_strides_and_receptive_fields(capsys):
+    from tfzoo.visualize.__main__ import print_layers
+
+    x = keras.Input((None, None, None, 3), name="rgb")
+    h = keras.layers.Conv3D(4, (1, 3, 3), strides=(1, 2, 2), padding="same", name="c1")(x)
+    h = keras.layers.Conv3D(4, (3, 3, 3), padding="same", name="c2")(h)
+    y = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling3D()(h))
+    print_layers(keras.Model(x, y), frames=4)
+    lines = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["c1"][2:5] == ["2", "3x3", "1"]  # stride, receptive field, frames
+    assert lines["c2"][2:5] == ["2", "7x7", "3"]
+    assert "logits" not in lines  # not a conv-like (5-D) layer
