@@ -132,6 +132,12 @@ def test_deterministic_for_a_seed_and_batched_units_are_independent():
     # initial noise for the first example, same jitter offsets for the seed)
     alone = maximize(model, "c2", [1], seed=3, **kw)["rgb"]
     np.testing.assert_allclose(alone[0], a[0], atol=1e-2)
+    # convergence stop: the loss changes by < 1% between checks long before 400 steps
+    _, info = maximize(model, "c2", [1], seed=3, steps=400, tol=1e-2, check_every=8,
+                       clip_shape=(3, 24, 24), return_info=True)
+    assert info["steps"] < 400
+    last = [loss for _, loss in info["losses"][-2:]]
+    assert abs(last[0] - last[1]) <= 1e-2 * abs(last[0])
 
 
 def test_geometry_probe_matches_the_analytic_stride_and_receptive_field():

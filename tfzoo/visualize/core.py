@@ -120,7 +120,7 @@ def _build_step(model, feat, spec: _Spec):
                         z = z * scale
                 z = z[:, :, off[0]:off[0] + h, off[1]:off[1] + w, :]
                 inputs.append(_to_raw(z, kind))
-            act = feat(inputs, training=False)
+            act = tf.cast(feat(inputs, training=False), tf.float32)  # mixed-precision models
             chan = tf.gather(act, units, axis=-1, batch_dims=1)  # (N, ...) this example's unit
             if len(act.shape) == 2:
                 value = chan
@@ -250,8 +250,8 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
     app_reg = check_choice("appearance_regularizer", appearance_regularizer or "2d", R.TV_KINDS)
     check_choice("unit_location", unit_location, UNIT_LOCATIONS)
     check_choice("parametrization", parametrization, PARAMETRIZATIONS)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if steps < 1 or check_every < 1:
+        raise ValueError(f"steps and check_every must be >= 1, got {steps}, {check_every}")
     for what, v in (("kappa", kappa), ("chi", chi), ("bound", bound), ("alpha", alpha)):
         if not v >= 0:
             raise ValueError(f"{what} must be >= 0, got {v!r}")
@@ -368,7 +368,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
         return out
     # The unit's raw activation on the returned (un-jittered) clip.
     raw_in = [tf.constant(out[n]) for n, *_ in stream_spec]
-    act = feat(raw_in, training=False)
+    act = tf.cast(feat(raw_in, training=False), tf.float32)
     chan = tf.gather(act, units_t, axis=-1, batch_dims=1)
     if len(act.shape) == 2 or unit_location == "sum":
         value = tf.reduce_sum(tf.reshape(chan, [spec.n, -1]), axis=1)
