@@ -31,8 +31,9 @@ Result (the JSON that `--json` writes, see docs/predict.md):
 
 `scores` are pre-softmax: logits for a Keras model, log-probabilities for a SavedModel (they
 differ from the logits by one constant per window, so the averaged prediction is the same).
-With `features=ENDPOINT` the result has "features" (num_windows, C): the endpoint's map averaged
-over time and space per window (`feature_pool="none"` keeps whole maps).
+With `features=ENDPOINT` the windows are not scored: the result has "features" (num_windows, C),
+the endpoint's map averaged over time and space per window (`feature_pool="none"` keeps the
+whole maps, (num_windows, T', H', W', C)), and no "video_prediction".
 
 Example:
 >>> import numpy as np, tfzoo
@@ -286,7 +287,7 @@ class Predictor:
 def _sampled_indices(step: float) -> Iterator[int]:
     k = 0
     while True:
-        yield int(round(k * step))
+        yield int(math.floor(k * step + 0.5))  # half up: even spacing for steps like 2.5
         k += 1
 
 
@@ -491,10 +492,9 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
             x = np.stack([w for _, w in batch])
             if predictor.features is not None:
                 features_out.extend(predictor.feature_batch(x))
-            sc = predictor.scores(x)
-            for (idx, _), row in zip(batch, sc):
-                scores_out.append(row)
-                windows_out.append((idx[0], idx[-1]))
+            else:
+                scores_out.extend(predictor.scores(x))
+            windows_out.extend((idx[0], idx[-1]) for idx, _ in batch)
             if bar is not None:
                 bar.update(counter[0] - bar.n)
     finally:
@@ -504,31 +504,31 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
         raise DataError(f"{name}: no frames to classify")
     names = predictor.class_names
     k = min(top_k, len(names))
-    scores = np.stack(scores_out)
-    windows = []
-    for (i0, i1), row in zip(windows_out, scores):
-        windows.append({
-            "start": i0 / video_fps if video_fps > 0 else None,
-            "end": (i1 + 1) / video_fps if video_fps > 0 else None,
-            "start_frame": int(i0), "end_frame": int(i1),
-            "scores": [float(v) for v in row], "top_k": _top_k(row, names, k)})
-    # The papers' video score: the average of the windows' pre-softmax scores.
-    mean = scores.astype(np.float64).mean(axis=0)
+    n = max(num_frames, counter[0])
     result = {
         "video": name, "model": predictor.name, "classes": list(names),
-        "fps": video_fps, "num_frames": max(num_frames, counter[0]),
-        "duration": (max(num_frames, counter[0]) / video_fps) if video_fps > 0 else None,
+        "fps": video_fps, "num_frames": n, "duration": n / video_fps if video_fps > 0 else None,
         "sampling": {**{k_: v for k_, v in s.items() if k_ != "frame_step"},
                      "frame_step": float(step), "flip": predictor.flip,
                      "flow": "tvl1 in the graph" if predictor.streams is not None else None},
-        "windows": windows,
-        "video_prediction": {"scores": [float(v) for v in mean],
-                             "probabilities": [float(v) for v in _softmax(mean)],
-                             "top_k": _top_k(mean, names, k)},
     }
+    windows = [{"start": i0 / video_fps if video_fps > 0 else None,
+                "end": (i1 + 1) / video_fps if video_fps > 0 else None,
+                "start_frame": int(i0), "end_frame": int(i1)} for i0, i1 in windows_out]
     if predictor.features is not None:
-        result["features"] = np.stack(features_out)
-        result["feature_endpoint"] = predictor.features
+        # Features instead of scores: one forward pass per window, through the endpoint only.
+        result.update(windows=windows, feature_endpoint=predictor.features,
+                      feature_pool=predictor.feature_pool, features=np.stack(features_out))
+        return result
+    scores = np.stack(scores_out)
+    for w, row in zip(windows, scores):
+        w.update(scores=[float(v) for v in row], top_k=_top_k(row, names, k))
+    # The papers' video score: the average of the windows' pre-softmax scores.
+    mean = scores.astype(np.float64).mean(axis=0)
+    result["windows"] = windows
+    result["video_prediction"] = {"scores": [float(v) for v in mean],
+                                  "probabilities": [float(v) for v in _softmax(mean)],
+                                  "top_k": _top_k(mean, names, k)}
     return result
 
 
