@@ -1,0 +1,322 @@
+"""tfzoo.predict: streamed window scores against the model on frames sampled by hand."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfzoo
+from tfzoo.data.base import DataError
+from tfzoo.data.decode import read_video
+from tfzoo.rundir import RunInfo, save_model, write_run_info
+from tfzoo.tasks import CLASSIFICATION
+
+BIKES = Path(__file__).parent / "data" / "bikes.mp4"
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ["walk", "ride", "jump"]
+SIDE = 32
+STRIDE_RANGE = (2, 3)  # tau = 2.5 frames at 25 fps
+
+
+def synthetic_frame(i: int, fps: float, h: int = 48, w: int = 64) -> np.ndarray:
+    """Bars moving at a speed that changes every 2 s, on a background that drifts in colour, so
+    that windows differ from one another."""
+    t = i / fps
+    speed = 1 + 4 * (int(t // 2) % 3)
+    x = np.arange(w)[None, :] + speed * i
+    y = np.arange(h)[:, None]
+    bars = ((x // 6) % 2).astype(np.float32) * np.ones((h, 1), np.float32)
+    img = np.stack([150 * bars + 50 * np.sin(t) + 60, 120 * bars[::-1] + y, 80 + 40 * np.cos(t / 3)
+                    + 0 * bars], axis=-1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_synthetic(path: Path, seconds: float, fps: int = 25, h: int = 48, w: int = 64) -> Path:
+    """Encodes the synthetic video frame by frame (never all of it in memory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.height, s.width, s.pix_fmt = h, w, "yuv420p"
+        s.bit_rate = 500_000
+        for i in range(int(round(seconds * fps))):
+            for p in s.encode(av.VideoFrame.from_ndarray(synthetic_frame(i, fps, h, w),
+                                                         format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def make_model_dir(path: Path, *, flip=True, num_frames=8):
+    model = tfzoo.create_model("tresnet_small", num_classes=3, blocks=(1, 1, 1, 1), width=8)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model, path)
+    info = RunInfo(model="tresnet_small", model_config=model.get_config(), class_names=CLASSES,
+                   num_frames=num_frames, image_size=(SIDE, SIDE),
+                   config={"stride_range": list(STRIDE_RANGE), "test_flip": flip,
+                           "test_short_side": SIDE})
+    write_run_info(path, info)
+    return model, info
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    model, info = make_model_dir(d)
+    return d, model, info
+
+
+@pytest.fixture(scope="module")
+def bikes_result(run):
+    # `tfzoo.predict` is callable although `python -m tfzoo.predict` is a module.
+    return tfzoo.predict(str(run[0]), BIKES, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("video") / "long.mp4", seconds=40)
+
+
+def hand_windows(frames: np.ndarray, step: float, window: int, stride: int):
+    """Indices of the windows the module docstring describes, computed independently."""
+    idx = [int(math.floor(k * step + 0.5)) for k in range(len(frames) + 1)]
+    idx = [i for i in idx if i < len(frames)]
+    n = len(idx)
+    starts = list(range(0, n - window + 1, stride))
+    wins = [idx[s:s + window] for s in starts]
+    if n < window:
+        wins = [idx + [idx[-1]] * (window - n)]
+    elif starts[-1] + window < n:
+        wins.append(idx[n - window:])
+    return wins
+
+
+def hand_scores(model, frames, wins, flip):
+    x = np.stack([frames[w] for w in wins]).astype("float32")
+    return CLASSIFICATION.predict(model, x, flip=flip).numpy()
+
+
+def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def check_against_hand(result, model, frames, *, step, window, stride, flip):
+    wins = hand_windows(frames, step, window, stride)
+    got = [(w["start_frame"], w["end_frame"]) for w in result["windows"]]
+    assert got == [(w[0], w[-1]) for w in wins]
+    want = hand_scores(model, frames, wins, flip)
+    scores = np.array([w["scores"] for w in result["windows"]])
+    assert np.ptp(want[:, 0]) > 1e-3  # the windows differ: a misaligned window would show
+    np.testing.assert_allclose(scores, want, atol=2e-4, rtol=1e-4)
+    # The whole video: the papers' average of pre-softmax scores, then softmax.
+    video = result["video_prediction"]
+    np.testing.assert_allclose(video["scores"], want.mean(0), atol=2e-4, rtol=1e-4)
+    np.testing.assert_allclose(video["probabilities"], softmax(want.mean(0)), atol=1e-5)
+    order = np.argsort(-want.mean(0))
+    assert [c["index"] for c in video["top_k"]] == order.tolist()
+    assert [c["label"] for c in video["top_k"]] == [CLASSES[i] for i in order]
+    return wins
+
+
+def test_bikes_windows_equal_the_model_on_hand_sampled_frames(run, bikes_result):
+    d, model, _ = run
+    result = bikes_result
+    frames = read_video(BIKES, short_side=SIDE)
+    assert result["fps"] == 25.0 and result["num_frames"] == len(frames) == 250
+    assert result["sampling"]["frame_step"] == 2.5 and result["sampling"]["flip"] is True
+    wins = check_against_hand(result, model, frames, step=2.5, window=8, stride=4, flip=True)
+    w = result["windows"][1]
+    assert (w["start"], w["end"]) == (wins[1][0] / 25, (wins[1][-1] + 1) / 25)
+    assert result["windows"][-1]["end_frame"] == wins[-1][-1] >= 245  # covers the whole video
+    # Frames in memory give the same result as the file (same frames, no resize needed).
+    arr = tfzoo.predict(model, frames, fps=25, run_info=run[2])
+    np.testing.assert_allclose([w["scores"] for w in arr["windows"]],
+                               [w["scores"] for w in result["windows"]], atol=1e-5)
+
+
+def test_long_synthetic_video_and_frame_rate(run, long_video, tmp_path):
+    d, model, info = run
+    from tfzoo.predict import Predictor
+
+    predictor = Predictor(d, flip=False)
+    result = tfzoo.predict(predictor, long_video, window=6, stride=5)
+    frames = read_video(long_video, short_side=SIDE)
+    assert len(frames) == 1000
+    check_against_hand(result, model, frames, step=2.5, window=6, stride=5, flip=False)
+    # 50 fps: twice as many frames per training stride (motion at its training speed).
+    fast = write_synthetic(tmp_path / "fast.mp4", seconds=2, fps=50)
+    r = tfzoo.predict(predictor, fast, window=4, stride=2)
+    assert r["sampling"]["frame_step"] == 5.0
+    assert [(w["start_frame"], w["end_frame"]) for w in r["windows"][:2]] == [(0, 15), (10, 25)]
+    # A video shorter than a window: one window, its last frame repeated.
+    short = tfzoo.predict(predictor, read_video(BIKES, num_frames=5, short_side=SIDE),
+                          window=8, frame_step=1)
+    assert [(w["start_frame"], w["end_frame"]) for w in short["windows"]] == [(0, 4)]
+    x = read_video(BIKES, num_frames=5, short_side=SIDE)[[0, 1, 2, 3, 4, 4, 4, 4]][None]
+    np.testing.assert_allclose(short["windows"][0]["scores"],
+                               CLASSIFICATION.predict(model, x.astype("float32"))[0], atol=2e-4)
+
+
+def test_saved_model_gives_the_keras_scores(run, bikes_result, tmp_path):
+    from export.saved_model import export_saved_model
+    from tfzoo.predict import Predictor
+
+    d, model, info = run
+    path = export_saved_model(model, info, tmp_path, warmup=False)
+    keras_result = bikes_result
+    # A loaded SavedModel here; the CLI test reads one from its path.
+    for source in (tf.saved_model.load(str(path)),):
+        saved = tfzoo.predict(Predictor(source, run_info=info), BIKES)
+        assert [w["start_frame"] for w in saved["windows"]] == [
+            w["start_frame"] for w in keras_result["windows"]]
+        # Log-probabilities differ from logits by a constant per window: same softmax.
+        np.testing.assert_allclose(softmax(np.array([w["scores"] for w in saved["windows"]])),
+                                   softmax(np.array([w["scores"] for w in keras_result["windows"]])),
+                                   atol=1e-5)
+        np.testing.assert_allclose(saved["video_prediction"]["probabilities"],
+                                   keras_result["video_prediction"]["probabilities"], atol=1e-5)
+        assert saved["classes"] == CLASSES
+
+
+def test_features_of_an_endpoint(run):
+    from tfzoo.models import feature_extractor
+
+    d, model, _ = run
+    result = tfzoo.predict(str(d), BIKES, features="conv4", window=4, stride=4, frame_step=5)
+    assert "video_prediction" not in result
+    frames = read_video(BIKES, short_side=SIDE)
+    wins = hand_windows(frames, 5.0, 4, 4)
+    maps = feature_extractor(model, ["conv4"])(np.stack([frames[w] for w in wins]).astype("float32"))
+    want = tf.reduce_mean(maps["conv4"], axis=[1, 2, 3]).numpy()
+    assert result["features"].shape == (len(wins), model.endpoints["conv4"].channels)
+    np.testing.assert_allclose(result["features"], want, atol=1e-4, rtol=1e-4)
+    whole = tfzoo.predict(str(d), BIKES, features="conv4", window=4, stride=4, frame_step=5,
+                          feature_pool="none")
+    np.testing.assert_allclose(whole["features"], maps["conv4"].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_errors_name_the_bad_value(run, tmp_path):
+    from tfzoo.predict import PredictError, Predictor
+    from tfzoo.tasks import ClassificationTask, register_task
+    from tfzoo.tasks.base import _TASKS
+
+    d, model, _ = run
+    with pytest.raises(PredictError, match=r"window=0; expected a positive integer"):
+        tfzoo.predict(str(d), BIKES, window=0)
+    with pytest.raises(ValueError, match=r"unknown endpoints \['conv9'\]"):
+        tfzoo.predict(str(d), BIKES, features="conv9")
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(os.urandom(5000))
+    with pytest.raises(DataError, match="corrupt.mp4"):
+        tfzoo.predict(str(d), bad)
+
+    class Localization(ClassificationTask):
+        name = "localization_test"
+
+    if "localization_test" not in _TASKS:
+        register_task(Localization())
+    model.TASK = "localization_test"
+    try:
+        with pytest.raises(PredictError, match=r"'localization_test' model.*tfzoo.detect"):
+            Predictor(model)
+    finally:
+        del model.TASK
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tfzoo.predict", "--noprogress", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def test_cli_one_video_json_csv_plot(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    d, _, _ = run
+    p = _cli(f"--model_dir={d}", f"--video={BIKES}", "--top_k=2", f"--json={tmp_path}/o.json",
+             f"--csv={tmp_path}/o.csv", f"--plot={tmp_path}/o.png")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    result = json.loads((tmp_path / "o.json").read_text())
+    api = tfzoo.predict(str(d), BIKES, top_k=2)
+    np.testing.assert_allclose([w["scores"] for w in result["windows"]],
+                               [w["scores"] for w in api["windows"]], atol=1e-5)
+    assert result["video_prediction"]["top_k"][0]["label"] in out.splitlines()[-2]
+    rows = list(csv.DictReader((tmp_path / "o.csv").open()))
+    assert len(rows) == len(api["windows"])
+    p0 = softmax(np.array(api["windows"][0]["scores"]))
+    assert [float(rows[0][c]) for c in CLASSES] == pytest.approx(p0.tolist(), abs=1e-5)
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_folder_kill_resume_and_corrupt_file(run, tmp_path):
+    d, _, _ = run
+    videos = tmp_path / "videos"
+    names = [f"clip{i}" for i in range(6)]
+    for i, n in enumerate(names):
+        write_synthetic((videos / ("sub" if i % 2 else "")) / f"{n}.mp4", seconds=4 + i)
+    (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
+    out = tmp_path / "out"
+    p = _cli(f"--model_dir={d}", f"--videos={videos}", f"--output_dir={out}", "--batch_size=1")
+    deadline = time.time() + 240
+    while not list(out.glob("*.json")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    first = {f.name: f.stat().st_mtime_ns for f in out.glob("*.json")}
+    assert first and not list(out.glob(".*.tmp"))  # atomic: no half-written result
+    p = _cli(f"--model_dir={d}", f"--videos={videos}", f"--output_dir={out}")
+    stdout, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert f"{len(first)} already done" in stdout and "1 failed" in stdout
+    assert {f.name: f.stat().st_mtime_ns for f in out.glob("*.json") if f.name in first} == first
+    summary = {Path(r["video"]).name: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert summary["broken.mp4"]["status"] == "failed" and summary["broken.mp4"]["error"]
+    assert "broken.mp4" in (out / "failed.txt").read_text()
+    for i, n in enumerate(names):
+        key = f"sub__{n}" if i % 2 else n
+        result = json.loads((out / f"{key}.json").read_text())
+        assert summary[f"{n}.mp4"]["status"] == "ok"
+        assert summary[f"{n}.mp4"]["label"] == result["video_prediction"]["top_k"][0]["label"]
+        assert result["duration"] == pytest.approx(4 + i)
+    # The resumed results are the ones an uninterrupted run gives.
+    last = json.loads((out / f"sub__{names[-1]}.json").read_text())
+    again = tfzoo.predict(str(d), videos / "sub" / f"{names[-1]}.mp4")
+    np.testing.assert_allclose(last["video_prediction"]["scores"],
+                               again["video_prediction"]["scores"], atol=1e-5)
+
+
+_RSS_SCRIPT = """
+import resource, sys, tfzoo
+r = tfzoo.predict(sys.argv[1], sys.argv[2], batch_size=4)
+print(len(r["windows"]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_video_length(run, tmp_path):
+    """1 min vs 10 min of synthetic video: the same peak RSS (streamed decode)."""
+    d, _, _ = run
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rss = {}
+    for minutes in (1, 10):
+        video = write_synthetic(tmp_path / f"{minutes}.mp4", seconds=60 * minutes)
+        out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(d), str(video)], env=env,
+                             capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        windows, kb = map(int, out.split())
+        rss[minutes] = kb / 1024
+        print(f"{minutes} min: {windows} windows, peak RSS {rss[minutes]:.0f} MB")
+    assert rss[10] < rss[1] * 1.05 + 20, rss
