@@ -16,23 +16,18 @@ Not from the paper: the epoch caps (its schedules stop on plateaus) and weight d
 """
 
 from tfzoo.config import TrainConfig
+from tfzoo.recipes import AUGMENTATION, SGD, TEST_PROTOCOL, TWO_STREAM_RECORDS
 
 CONFIG = TrainConfig(
     model="fusion_vgg16_conv_relu5",
-    dataset="records",
-    dataset_options={"streams": ("rgb", "flow")},
+    **TWO_STREAM_RECORDS,
+    **AUGMENTATION,
+    **SGD,
+    # "only the T = 5 frames (and their horizontal flips)", §3.3.5; full frames
+    **{**TEST_PROTOCOL, "test_num_frames": 5},
     num_frames=5,
     stride_range=(1, 10),
-    image_size=(224, 224),
-    test_num_frames=5,  # "only the T = 5 frames (and their horizontal flips)", §3.3.5
-    test_short_side=256,  # full frame, fully convolutional
-    test_flip=True,
-    scale_jitter=0.25,
-    border=0.25,
-    flip=True,
     batch_size=96,
-    optimizer="sgd",
-    momentum=0.9,
     learning_rate=1e-3,
     weight_decay=5e-4,
     lr_schedule="plateau",
@@ -45,7 +40,7 @@ CONFIG = TrainConfig(
             model="twostream_vgg16",
             weights="imagenet",
             num_frames=1,
-            test_num_frames=25,  # Simonyan & Zisserman's 25 test frames per video
+            test_num_frames=TEST_PROTOCOL["test_num_frames"],  # Simonyan & Zisserman's 25
             batch_size=256,
             learning_rate=5e-4,  # §3.4.3 for VGG-16 (printed as "50^-4")
             epochs=60,

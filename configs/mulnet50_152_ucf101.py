@@ -16,25 +16,19 @@ final model is "smaller" without a number: here BN sees the 32 clips of each for
 """
 
 from tfzoo.config import TrainConfig
+from tfzoo.recipes import AUGMENTATION, SGD, TEST_PROTOCOL, TWO_STREAM_RECORDS
 
 CONFIG = TrainConfig(
     model="mulnet50_152",
     weights="imagenet",
-    dataset="records",
-    dataset_options={"streams": ("rgb", "flow")},
+    **TWO_STREAM_RECORDS,
+    **AUGMENTATION,
+    **TEST_PROTOCOL,
+    **SGD,
     num_frames=5,
     stride_range=(5, 35),
-    image_size=(224, 224),
-    test_num_frames=25,
-    test_short_side=256,
-    test_flip=True,
-    scale_jitter=0.25,
-    border=0.25,
-    flip=True,
     batch_size=32,
     grad_accum_steps=4,
-    optimizer="sgd",
-    momentum=0.9,
     weight_decay=1e-4,
     learning_rate=1e-3,
     lr_schedule="steps",

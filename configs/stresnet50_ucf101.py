@@ -22,6 +22,7 @@ weights / 3 (the create_model transplant), not from the stream-trained ones.
 """
 
 from tfzoo.config import TrainConfig
+from tfzoo.recipes import AUGMENTATION, SGD, TEST_PROTOCOL, TWO_STREAM_RECORDS
 
 # Phase 1 (both stream stages): the two-stream baseline on single frames / flow stacks.
 STREAMS = dict(
@@ -35,20 +36,13 @@ STREAMS = dict(
 CONFIG = TrainConfig(
     model="stresnet50",
     weights="imagenet",
-    dataset="records",
-    dataset_options={"streams": ("rgb", "flow")},
+    **TWO_STREAM_RECORDS,
+    **AUGMENTATION,
+    **TEST_PROTOCOL,
+    **SGD,
     num_frames=5,
     stride_range=(5, 15),
-    image_size=(224, 224),
-    test_num_frames=25,
-    test_short_side=256,
-    test_flip=True,
-    scale_jitter=0.25,
-    border=0.25,
-    flip=True,
     batch_size=128,
-    optimizer="sgd",
-    momentum=0.9,
     weight_decay=1e-4,
     steps_per_epoch=1000,
     lr_schedule="steps",

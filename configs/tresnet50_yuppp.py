@@ -15,6 +15,7 @@ YUP++ has no validation split (10/90 train/test split), so the plateau is on the
 """
 
 from tfzoo.config import TrainConfig
+from tfzoo.recipes import AUGMENTATION, SGD
 
 CONFIG = TrainConfig(
     model="tresnet50",
@@ -22,15 +23,11 @@ CONFIG = TrainConfig(
     train_split="train",
     val_split=None,
     test_split="test",
-    image_size=(224, 224),
+    **AUGMENTATION,
+    **SGD,
     test_num_frames=16,
     test_short_side=256,
-    scale_jitter=0.25,
-    border=0.25,
-    flip=True,
-    optimizer="sgd",
     learning_rate=1e-2,
-    momentum=0.9,
     weight_decay=1e-4,
     lr_schedule="plateau",
     lr_decay=0.1,

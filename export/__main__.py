@@ -29,6 +29,9 @@ flags.DEFINE_enum("in_graph_flow", None, ["tvl1"],
                   "Two-stream models: serving_default takes a dense RGB clip only and computes "
                   "the flow stacks in the graph (tfzoo.flow.TwoStreamFrames); serving_rgb_flow "
                   "keeps the rgb + flow inputs.")
+flags.DEFINE_integer("encoded_short_side", None,
+                     "serving_encoded resizes decoded frames to this shorter side (0: keep the "
+                     "decoded size); default: run.json's test_short_side, else min(image_size).")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -54,6 +57,7 @@ def main(argv):
         path = export_saved_model(
             model, info, FLAGS.export_dir, name=FLAGS.name, version=FLAGS.version,
             top_k=FLAGS.top_k, warmup=FLAGS.warmup, flow_fn=FLAGS.in_graph_flow,
+            encoded_short_side=FLAGS.encoded_short_side,
         )
     except (ExportError, RunDirError) as e:
         sys.exit(f"export: {e}")

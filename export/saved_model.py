@@ -3,8 +3,9 @@
 `export_saved_model(model, info, export_dir)` writes `EXPORT_DIR/NAME/VERSION/`, the layout TF
 Serving's file-system source polls, with:
 
-  saved_model.pb, variables/     the graph and weights; loads with `tf.saved_model.load`
-                                 in a process that never imports tfzoo
+  saved_model.pb, variables/     the graph and weights; loads with the TF1 session loader
+                                 (TF Serving, `saved_model_cli run`) and with
+                                 `tf.saved_model.load`, in a process that never imports tfzoo
   assets.extra/tf_serving_warmup_requests
                                  PredictionLog records TF Serving replays at load time
 
@@ -18,6 +19,12 @@ Signature `serving_default` (method `tensorflow/serving/predict`):
   outputs  probabilities  float32 (B, C)    softmax of the model's logits
            top_k_indices  int32   (B, k)    classes by decreasing probability
            top_k_labels   string  (B, k)    RunInfo.class_names of those classes
+
+Signature `serving_encoded` (RGB-only models, and two-stream models with in-graph flow):
+
+  inputs   frames  string  (B, T)           one JPEG or PNG encoded RGB frame per element,
+                                            decoded and resized in the graph (`decode_frames`)
+  outputs  as serving_default
 
 Preprocessing in the graph is the uint8 -> float32 cast: every tfzoo model normalises its own
 input (DESIGN.md), so the exported graph and the Keras model see the same values and agree to
@@ -39,14 +46,18 @@ and precomputed `flow`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfzoo.tasks import get_task
@@ -54,8 +65,12 @@ from export.warmup import constant_tensor_proto, prediction_log_bytes, write_war
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
+SERVING_ENCODED = "serving_encoded"
+ENCODED_INPUT = "frames"
+MAX_FRAME_SIDE = 4096  # serving_encoded refuses larger frames before decoding them (4K video fits)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _TMP_PREFIX = ".tmp-export-"  # a dot name: TF Serving only treats all-digit names as versions
+logger = logging.getLogger(__name__)
 
 
 class ExportError(ValueError):
@@ -97,13 +112,17 @@ def input_layout(model) -> list[tuple[str, str, str, int]]:
 class ServingModule(tf.Module):
     """The exported object: the Keras model plus in-graph pre- and post-processing."""
 
-    def __init__(self, model, class_names, *, top_k: int = 5, flow_fn: Callable | None = None):
+    def __init__(self, model, class_names, *, top_k: int = 5, flow_fn: Callable | None = None,
+                 encoded_short_side: int = 0):
         super().__init__(name="tfzoo_serving")
-        # Only the Keras model's variables become SavedModel children. Tracking the model
-        # object itself makes TF save Keras' own default signature too, which retraces the
-        # model outside our control (and fails on tfzoo's eager input check).
+        # Neither the Keras model nor its variables are tracked: tracking the model makes TF
+        # save Keras' own default signature too (it retraces the model outside our control and
+        # fails on tfzoo's eager input check), and a Keras variable is a wrapper that exports
+        # as a second tf.Variable next to the one the graph reads, which the TF1 session loader
+        # (TF Serving, saved_model_cli) then leaves uninitialised. The tf.Variables the traced
+        # signatures capture are tracked instead, at the end of __init__, as Keras'
+        # ExportArchive does.
         self._plain = _Untracked(model=model)
-        self.model_variables = list(model.variables)
         self.layout = input_layout(model)
         self._plain.task = get_task(model)
         try:
@@ -114,12 +133,16 @@ class ServingModule(tf.Module):
         self._plain.class_names = list(class_names)
         if isinstance(flow_fn, keras.layers.Layer):  # models too; see self._plain above
             self._plain.flow_fn = flow_fn
-            self.flow_variables = list(flow_fn.variables)
         else:
             self.flow_fn = flow_fn  # a tf.Module or plain function: tracked as is
         self.has_flow_fn = flow_fn is not None
         if flow_fn is not None and len(self.layout) != 2:
             raise ExportError("flow_fn is only for models with both an 'rgb' and a 'flow' input")
+        if isinstance(encoded_short_side, bool) or not isinstance(encoded_short_side, int) \
+                or encoded_short_side < 0:
+            raise ExportError(f"encoded_short_side={encoded_short_side!r}; expected a positive "
+                              "integer, or 0 to keep the decoded frame size")
+        self.encoded_short_side = encoded_short_side
 
         specs = {
             sig: tf.TensorSpec([None, None, None, None, ch], getattr(tf, dtype), name=sig)
@@ -130,10 +153,24 @@ class ServingModule(tf.Module):
         else:
             self._plain.signature_specs = {SERVING_DEFAULT: [specs["rgb"]],
                                            SERVING_RGB_FLOW: list(specs.values())}
-        self.serve = self._signature(self._plain.signature_specs[SERVING_DEFAULT],
-                                     compute_flow=flow_fn is not None)
+        # The signature functions are not tracked either: they are saved as signatures only
+        # (tracked tf.functions would be traced again by tf.saved_model.save, doubling the
+        # export time, to be callable as attributes that no server uses).
+        functions = self._plain.functions = {}
+        functions[SERVING_DEFAULT] = self._signature(
+            self._plain.signature_specs[SERVING_DEFAULT], compute_flow=flow_fn is not None)
         if flow_fn is not None:
-            self.serve_rgb_flow = self._signature(self._plain.signature_specs[SERVING_RGB_FLOW])
+            functions[SERVING_RGB_FLOW] = self._signature(
+                self._plain.signature_specs[SERVING_RGB_FLOW])
+        # Encoded frames are RGB only: a model that also needs a flow input gets this signature
+        # when the flow is computed in the graph (a client-side flow tensor, 20 float32 channels
+        # per pixel, would dwarf the encoded frames it travels with).
+        if [sig for sig, *_ in self.layout] == ["rgb"] or flow_fn is not None:
+            frames = tf.TensorSpec([None, None], tf.string, name=ENCODED_INPUT)
+            self._plain.signature_specs[SERVING_ENCODED] = [frames]
+            functions[SERVING_ENCODED] = tf.function(self._serve_encoded,
+                                                     input_signature=[frames], autograph=False)
+        self.captured_variables = _captured_variables(self.signatures().values())
 
     def _signature(self, specs, compute_flow: bool = False):
         names = [s.name for s in specs]
@@ -142,6 +179,10 @@ class ServingModule(tf.Module):
             return self.predict(dict(zip(names, tensors)), compute_flow=compute_flow)
 
         return tf.function(serve, input_signature=specs, autograph=False)
+
+    def _serve_encoded(self, frames):
+        rgb = decode_frames(frames, self.encoded_short_side)
+        return self.predict({"rgb": rgb}, compute_flow=self.has_flow_fn)
 
     def predict(self, inputs: dict, compute_flow: bool = False) -> dict:
         frames = {sig: tf.cast(inputs[sig], tf.float32) for sig in inputs}
@@ -160,14 +201,97 @@ class ServingModule(tf.Module):
         # that cannot read symbolic tensors (it calls np.asarray on them), and the signature's
         # TensorSpecs already fix rank, channels and dtype.
         outputs = keras.Model.__call__(self._plain.model, model_inputs, training=False)
+        # What the outputs become in the signature is the model's task's (tfzoo.tasks); the
+        # rest of this module (inputs, encoded frames, in-graph flow, warmup, versions) is the
+        # same for any video model.
         return self._plain.task.export_outputs(outputs, class_names=self._plain.class_names,
                                                top_k=self.top_k)
 
     def signatures(self) -> dict:
-        out = {SERVING_DEFAULT: self.serve.get_concrete_function()}
-        if self.has_flow_fn:
-            out[SERVING_RGB_FLOW] = self.serve_rgb_flow.get_concrete_function()
-        return out
+        return {name: fn.get_concrete_function() for name, fn in self._plain.functions.items()}
+
+
+# --- Encoded frames ----------------------------------------------------------------------------
+
+
+def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
+    """(B, T) JPEG/PNG-encoded RGB frames -> float32 (B, T, H, W, 3) in [0, 255], in the graph.
+
+    Core TensorFlow ops only (stock TF Serving runs them). All frames of a request must have
+    the same size; they are resized so the shorter side is `short_side` (the evaluation
+    protocol's `tfzoo.data.augment.resize_short_side`: bilinear, aspect kept, not rounded back
+    to integers), or kept as decoded when `short_side` is 0. Bad input fails the request with
+    InvalidArgument naming the frame: an empty batch, a frame that is not JPEG or PNG, one larger
+    than MAX_FRAME_SIDE on a side (read from its header before decoding), frames of different
+    sizes.
+    """
+    from tfzoo.data.augment import resize_short_side
+
+    shape = tf.shape(encoded, out_type=tf.int32)
+    flat = tf.reshape(encoded, [-1])
+    n = tf.size(flat)
+    not_empty = tf.debugging.Assert(n > 0, [
+        f"{SERVING_ENCODED}: '{ENCODED_INPUT}' has shape", shape,
+        "; expected (B, T) encoded frames with B >= 1 and T >= 1"])
+    with tf.control_dependencies([not_empty]):
+        size = tf.shape(_decode_frame(flat, 0, shape))[:2]
+
+    def decode(i):
+        image = _decode_frame(flat, i, shape)
+        same = tf.debugging.Assert(tf.reduce_all(tf.equal(tf.shape(image)[:2], size)), [
+            f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1],
+            "has height, width", tf.shape(image)[:2], "but frames[0, 0] has", size,
+            "; all frames of a request must have the same size"], summarize=4)
+        with tf.control_dependencies([same]):
+            return tf.identity(image)
+
+    images = tf.map_fn(decode, tf.range(n),
+                       fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    if short_side:
+        images = resize_short_side(images, short_side)
+    else:
+        images = tf.cast(images, tf.float32)
+    return tf.reshape(images, tf.concat([shape, tf.shape(images)[1:]], axis=0))
+
+
+def _decode_frame(flat, i, shape):
+    data = flat[i]
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    known = tf.logical_or(is_jpeg, tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n"))
+    where = [f"{SERVING_ENCODED}: frames[b, t] for (b, t) =", i // shape[1], i % shape[1]]
+    check = tf.debugging.Assert(known, where + [
+        "is not a JPEG or PNG image (length in bytes:", tf.strings.length(data),
+        "); expected each element to be one encoded RGB frame"])
+    with tf.control_dependencies([check]):
+        # The size from the header, before decoding: a small PNG of a huge blank frame would
+        # otherwise allocate gigabytes.
+        size = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(data, tf.int64)[:2],
+                       lambda: _png_size(data))
+    small = tf.debugging.Assert(tf.reduce_max(size) <= MAX_FRAME_SIDE, where + [
+        "is", size, f"pixels (height, width); frames may be at most {MAX_FRAME_SIDE} pixels "
+        "on a side"])
+    with tf.control_dependencies([small]):
+        return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+
+
+def _png_size(data):
+    """(height, width) from a PNG's IHDR chunk (big-endian width, height at bytes 16-23)."""
+    header = tf.strings.substr(tf.strings.join([data, b"\0" * 24]), 16, 8)
+    b = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)  # int32 would wrap at 2**31
+    width = b[0] * 2**24 + b[1] * 2**16 + b[2] * 2**8 + b[3]
+    height = b[4] * 2**24 + b[5] * 2**16 + b[6] * 2**8 + b[7]
+    return tf.stack([height, width])
+
+
+def _captured_variables(concrete_fns) -> list[tf.Variable]:
+    """The tf.Variables the traced functions read, each once, in first-use order."""
+    seen, out = set(), []
+    for fn in concrete_fns:
+        for v in fn.variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+    return out
 
 
 def _umask() -> int:
@@ -201,6 +325,7 @@ def export_saved_model(
     *,
     warmup: bool = True,
     flow_fn: Callable | str | None = None,
+    encoded_short_side: int | None = None,
 ) -> Path:
     """Exports `model` to EXPORT_DIR/NAME/VERSION and returns that path.
 
@@ -214,9 +339,13 @@ def export_saved_model(
       warmup: write `assets.extra/tf_serving_warmup_requests`.
       flow_fn: in-graph flow from RGB for two-stream models: "tvl1", or a callable (see the
         module docstring).
+      encoded_short_side: `serving_encoded` resizes decoded frames so their shorter side is
+        this (0: keep the decoded size); defaults to `default_encoded_short_side(info)`.
 
     The version is written under a temporary name in the same directory and renamed into place,
     so a reader (TF Serving polls the directory) sees either nothing or a complete version.
+    Temporary directories that killed exports left behind are removed first
+    (`remove_stale_temporaries`).
     Raises ExportError for an existing version, a bad name, or a model/RunInfo mismatch.
     """
     final = resolve_version_dir(export_dir, info.model if name is None else name, version)
@@ -224,9 +353,13 @@ def export_saved_model(
 
     if isinstance(flow_fn, str):
         flow_fn = in_graph_flow(flow_fn, model, info)
-    module = ServingModule(model, info.class_names, top_k=top_k, flow_fn=flow_fn)
+    if encoded_short_side is None:
+        encoded_short_side = default_encoded_short_side(info)
+    module = ServingModule(model, info.class_names, top_k=top_k, flow_fn=flow_fn,
+                           encoded_short_side=encoded_short_side)
     base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-", dir=base))
+    remove_stale_temporaries(base)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(version), dir=base))
     try:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         if warmup:
@@ -240,6 +373,63 @@ def export_saved_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def default_encoded_short_side(info) -> int:
+    """The evaluation protocol's frame size: the run's `test_short_side`, else min(image_size)."""
+    configured = (info.config or {}).get("test_short_side")
+    return int(configured) if configured else int(min(info.image_size))
+
+
+# A temporary version directory is `.tmp-export-VERSION-HOST-PID-RANDOM`: whoever finds it later
+# can tell whether the export that writes it is still running.
+_TMP_RE = re.compile(rf"^{re.escape(_TMP_PREFIX)}\d+-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+STALE_AFTER_SECONDS = 3600
+
+
+def _tmp_prefix(version: int) -> str:
+    return f"{_TMP_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(model_base: str | os.PathLike, now: float | None = None) -> list[Path]:
+    """Removes `.tmp-export-*` directories of exports that were killed; returns them.
+
+    Rule: a directory written on this host is stale when its process (the pid in its name) no
+    longer runs, and never while it runs. One from another host (a shared file system) or with
+    a name we cannot parse is stale when it has not been modified for STALE_AFTER_SECONDS
+    (1 hour; exports write their files within minutes).
+    """
+    base = Path(model_base)
+    if not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    host, removed = socket.gethostname(), []
+    for path in base.iterdir():
+        if not (path.name.startswith(_TMP_PREFIX) and path.is_dir()):
+            continue
+        match = _TMP_RE.match(path.name)
+        if match and match["host"] == host:
+            stale = not _pid_running(int(match["pid"]))
+        else:
+            try:
+                stale = now - path.stat().st_mtime > STALE_AFTER_SECONDS
+            except FileNotFoundError:  # removed by another exporter meanwhile
+                continue
+        if stale:
+            logger.warning("removing %s, left by an export that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def in_graph_flow(kind: str, model, info):
@@ -284,7 +474,10 @@ def resolve_version_dir(export_dir: str | os.PathLike, name: str, version: int |
 
 
 def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
-    """One request per signature at the training clip geometry (mid-grey frames, zero flow)."""
+    """One request per signature at the training clip geometry (mid-grey frames, zero flow).
+
+    `serving_encoded` gets the same mid-grey frames as PNGs.
+    """
     h, w = (int(s) for s in info.image_size)
     records = []
     for sig_name, specs in module._plain.signature_specs.items():
@@ -293,6 +486,10 @@ def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
         t = int(info.num_frames) if len(specs) > 1 or not module.has_flow_fn else max(
             2, int(info.num_frames))
         for spec in specs:
+            if spec.dtype == tf.string:
+                png = tf.io.encode_png(tf.fill([h, w, 3], tf.constant(128, tf.uint8))).numpy()
+                inputs[spec.name] = tf.make_tensor_proto(np.full((1, t), png, dtype=object))
+                continue
             channels = int(spec.shape[-1])
             if spec.dtype == tf.uint8:
                 inputs[spec.name] = constant_tensor_proto((1, t, h, w, channels), "uint8", 128)

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tfzoo.data.decode import read_video
+from tfzoo.video import read_video
 
 _CACHE: dict = {}
 

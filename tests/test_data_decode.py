@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tfzoo.data.base import DataError
-from tfzoo.data.decode import read_video, scaled_size, video_info
+from tfzoo.video import read_video, scaled_size, video_info
 
 
 def test_video_info(bikes_path):

@@ -175,7 +175,7 @@ def test_cli_and_errors(tmp_path, base, capsys):
 def test_prepare_stores_tvl1_flow_of_the_stored_frames(tmp_path, base):
     import cv2
 
-    from tfzoo.data.decode import iter_frames
+    from tfzoo.video import iter_frames
     from tfzoo.flow import tvl1_video
 
     make_folder(tmp_path / "f", base, per_class=(1, 1))

@@ -8,7 +8,9 @@ import tensorflow as tf
 
 from tfzoo.data import augment, records
 from tfzoo.data.base import ClipSpec, DataError
-from tfzoo.data.readers import RecordSource, flow_indices
+from tfzoo.data.readers import RecordSource
+from tfzoo.flow.stacks import flow_indices
+from tfzoo import video
 
 
 def _seed(i):
@@ -39,7 +41,7 @@ def test_short_video_rule(n):
 
 
 def test_test_indices_equally_spaced():
-    np.testing.assert_array_equal(augment.test_indices(31, 4).numpy(), [0, 10, 20, 30])
+    np.testing.assert_array_equal(video.test_indices(31, 4).numpy(), [0, 10, 20, 30])
 
 
 def test_crop_resize_is_the_manual_crop_on_every_frame():

@@ -34,8 +34,8 @@ def test_real_clip_through_the_export_matches_keras(tiny_run, bikes_path, tmp_pa
     probs = [p for _, p in top]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
     # The export's top class is the Keras model's on the same frames.
-    from tfzoo.data.augment import test_indices
-    from tfzoo.data.decode import read_video
+    from tfzoo.video import test_indices
+    from tfzoo.video import read_video
 
     frames = read_video(bikes_path, short_side=32)
     clip = frames[test_indices(len(frames), 4).numpy()][None].astype(np.float32)

@@ -176,7 +176,7 @@ def test_failure_mid_export_leaves_nothing(loaded, tmp_path, monkeypatch):
 def test_warmup_records_parse_and_run(loaded, exported):
     model, info = loaded
     records = [r.numpy() for r in tf.data.TFRecordDataset(str(exported / WARMUP_DIR / WARMUP_FILE))]
-    assert len(records) == 1
+    assert len(records) == 2  # serving_default, serving_encoded
     name, signature, inputs = decode_warmup_request(records[0])
     assert (name, signature, list(inputs)) == ("tresnet_small", "serving_default", ["rgb"])
     rgb = tf.make_ndarray(inputs["rgb"])
@@ -212,16 +212,18 @@ def test_wire_format_fallback_matches_serving_api():
     assert (tf.make_ndarray(decoded["flow"]) == -1.5).all()
 
 
-def _two_stream(num_classes=3, with_fused=False):
+def _two_stream(num_classes=3, with_fused=False, flow_channels=20):
     rgb = keras.Input((None, None, None, 3), name="rgb")
-    flow = keras.Input((None, None, None, 20), name="flow")
+    flow = keras.Input((None, None, None, flow_channels), name="flow")
 
     def tower(x, prefix):
         x = keras.layers.Conv3D(4, (1, 3, 3), padding="same", name=f"{prefix}_conv")(x)
         x = keras.layers.GlobalAveragePooling3D()(x)
         return keras.layers.Dense(num_classes, name=f"{prefix}_fc")(x)
 
-    out = {"rgb": tower(rgb, "rgb"), "flow": tower(flow, "flow")}
+    # Inputs scaled to O(1), as real models normalise theirs, so the softmax is not saturated.
+    out = {"rgb": tower(keras.layers.Rescaling(1 / 64)(rgb), "rgb"),
+           "flow": tower(keras.layers.Rescaling(1 / 4)(flow), "flow")}
     if with_fused:
         out["fused"] = keras.layers.Dense(num_classes, name="fused_fc")(
             keras.layers.Concatenate()([out["rgb"], out["flow"]]))
@@ -230,7 +232,7 @@ def _two_stream(num_classes=3, with_fused=False):
 
 def _info(name="twostream"):
     return RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=2,
-                   image_size=(8, 8), input_kind="rgb+flow")
+                   image_size=(8, 8))
 
 
 def test_two_stream_signature_and_average_rule(tmp_path):
@@ -263,7 +265,7 @@ def test_fused_logits_win_and_flow_hook(tmp_path):
 
     path = export_saved_model(model, _info(), tmp_path, flow_fn=flow_fn)
     sigs = tf.saved_model.load(str(path)).signatures
-    assert sorted(sigs) == ["serving_default", "serving_rgb_flow"]
+    assert sorted(sigs) == ["serving_default", "serving_encoded", "serving_rgb_flow"]
     assert list(sigs["serving_default"].structured_input_signature[1]) == ["rgb"]
     rgb = _clip((1, 2, 8, 8, 3), 4)
     flow = flow_fn(tf.constant(rgb, tf.float32)).numpy()
@@ -316,27 +318,300 @@ def test_cli_errors(model_dir, exported, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_in_graph_tvl1_flow_serves_rgb_only(tmp_path, bikes_path):
-    from tfzoo.data.decode import read_video
+# --- The real consumer: TF Serving's TF1 session loader --------------------------------------
 
-    model = _two_stream(with_fused=True)  # flow input: 20 channels, L = 10
-    info = _info()  # num_frames=2: two chunks
-    path = export_saved_model(model, info, tmp_path, flow_fn="tvl1")
-    sigs = tf.saved_model.load(str(path)).signatures
-    assert list(sigs["serving_default"].structured_input_signature[1]) == ["rgb"]
-    clip = read_video(bikes_path, num_frames=12, short_side=24)[:, :, :32]  # (12, 24, 32, 3)
-    out = sigs["serving_default"](rgb=tf.constant(clip[None]))
-    # The same layer in Python picks the frames and stacks the flow the model is given.
+
+class SessionLoaded:
+    """A SavedModel loaded as TF Serving and `saved_model_cli run` load it: in a fresh graph
+    with `tf.compat.v1.saved_model.loader.load`, signatures run by their tensor names."""
+
+    def __init__(self, path):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(path))
+            self.uninitialized = self.session.run(tf.compat.v1.report_uninitialized_variables())
+        # `__saved_model_init_op` is an entry of signature_def but not a signature.
+        self.signatures = {k: v for k, v in meta.signature_def.items() if not k.startswith("__")}
+
+    def run(self, signature: str, **inputs) -> dict:
+        sig = self.signatures[signature]
+        assert sorted(inputs) == sorted(sig.inputs), (signature, list(sig.inputs))
+        fetches = {k: v.name for k, v in sig.outputs.items()}
+        return self.session.run(fetches, {sig.inputs[k].name: v for k, v in inputs.items()})
+
+    def close(self):
+        self.session.close()
+
+
+@pytest.fixture(scope="module")
+def session_loaded(exported):
+    loaded = SessionLoaded(exported)
+    yield loaded
+    loaded.close()
+
+
+def _check_against_keras(out, logits, k):
+    want = _softmax(np.asarray(CLASSIFICATION.test_score(logits), np.float64))
+    np.testing.assert_allclose(out["probabilities"], want, atol=1e-5)
+    # A saturated softmax (all but one class < 1e-5) would make the comparison meaningless.
+    assert np.sort(want, axis=-1)[:, -2].max() > 1e-4, want
+    np.testing.assert_array_equal(out["top_k_indices"], np.argsort(-want, axis=-1)[:, :k])
+
+
+def _warmup_requests(path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = tf.data.TFRecordDataset(str(path / WARMUP_DIR / WARMUP_FILE))
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()).predict_log.request
+            for r in records]
+
+
+def _replay_warmup(loaded, path):
+    """Runs every warmup request through the session loader, as TF Serving does at load."""
+    requests = _warmup_requests(path)
+    assert sorted(r.model_spec.signature_name for r in requests) == sorted(loaded.signatures)
+    outs = {}
+    for r in requests:
+        inputs = {k: tf.make_ndarray(v) for k, v in r.inputs.items()}
+        out = loaded.run(r.model_spec.signature_name, **inputs)
+        np.testing.assert_allclose(out["probabilities"].sum(-1), 1.0, atol=1e-5)
+        outs[r.model_spec.signature_name] = (inputs, out)
+    return outs
+
+
+def test_session_loader_matches_keras_and_replays_warmup(loaded, exported, session_loaded):
+    model, _ = loaded
+    assert list(session_loaded.uninitialized) == []
+    assert sorted(session_loaded.signatures) == ["serving_default", "serving_encoded"]
+    clip = _clip((2, 5, 32, 44, 3), 7)
+    out = session_loaded.run("serving_default", rgb=clip)
+    _check_against_keras(out, model(clip.astype("float32")), k=2)
+    np.testing.assert_array_equal(out["top_k_labels"].astype(str),
+                                  np.array(CLASSES)[out["top_k_indices"]])
+    replayed = _replay_warmup(session_loaded, exported)
+    rgb = replayed["serving_default"][0]["rgb"]
+    _check_against_keras(replayed["serving_default"][1], model(rgb.astype("float32")), k=2)
+    # The encoded warmup frames are the same mid-grey frames as PNGs.
+    np.testing.assert_allclose(replayed["serving_encoded"][1]["probabilities"],
+                               replayed["serving_default"][1]["probabilities"], atol=1e-5)
+
+
+def test_saved_model_cli_run(loaded, exported, tmp_path):
+    model, _ = loaded
+    clip = _clip((1, 4, 32, 40, 3), 8)
+    np.save(tmp_path / "clip.npy", clip)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    res = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run",
+         "--dir", str(exported), "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"rgb={tmp_path / 'clip.npy'}", "--outdir", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = {k: np.load(tmp_path / "out" / f"{k}.npy", allow_pickle=True)
+           for k in ("probabilities", "top_k_indices", "top_k_labels")}
+    _check_against_keras(out, model(clip.astype("float32")), k=2)
+    np.testing.assert_array_equal(out["top_k_labels"].astype(str),
+                                  np.array(CLASSES)[out["top_k_indices"]])
+
+
+def _encode(clip, fmt, quality=90):
+    enc = (lambda f: tf.io.encode_png(f)) if fmt == "png" else (
+        lambda f: tf.io.encode_jpeg(f, quality=quality))
+    return np.array([[enc(f).numpy() for f in c] for c in clip], dtype=object)
+
+
+def test_encoded_png_equals_raw_frames(session_loaded):
+    # Frames already at the export's short side (min(IMAGE_SIZE) = 32): no resize, and PNG is
+    # lossless, so both signatures see the same values.
+    clip = _clip((2, 4, 32, 48, 3), 9)
+    raw = session_loaded.run("serving_default", rgb=clip)
+    enc = session_loaded.run("serving_encoded", frames=_encode(clip, "png"))
+    np.testing.assert_allclose(enc["probabilities"], raw["probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(enc["top_k_labels"], raw["top_k_labels"])
+
+
+def test_encoded_jpeg_decodes_and_resizes_in_graph(loaded, session_loaded, bikes_path):
+    from tfzoo.video import read_video
+
+    model, _ = loaded
+    smooth = read_video(bikes_path, num_frames=6, short_side=64)[:, :, :96]  # real frames
+    jpeg = _encode(smooth.reshape(2, 3, 64, 96, 3), "jpeg")
+    decoded = np.stack([[tf.io.decode_jpeg(f).numpy() for f in c] for c in jpeg])
+    assert 0 < np.abs(decoded.astype(int) - smooth.reshape(decoded.shape)).max()  # lossy
+    # 64x96 frames, short side 64 -> 32: bilinear to 32x48, as the evaluation protocol does.
+    resized = tf.image.resize(decoded.reshape(6, 64, 96, 3).astype("float32"), (32, 48),
+                              method="bilinear").numpy().reshape(2, 3, 32, 48, 3)
+    enc = session_loaded.run("serving_encoded", frames=jpeg)
+    _check_against_keras(enc, model(resized), k=2)
+    # At the short side already, JPEG input equals the raw signature on the decoded frames.
+    jpeg32 = _encode(smooth[:, :32, :48].reshape(2, 3, 32, 48, 3), "jpeg")
+    decoded32 = np.stack([[tf.io.decode_jpeg(f).numpy() for f in c] for c in jpeg32])
+    np.testing.assert_allclose(session_loaded.run("serving_encoded", frames=jpeg32)["probabilities"],
+                               session_loaded.run("serving_default", rgb=decoded32)["probabilities"],
+                               atol=1e-5)
+
+
+def test_encoded_bad_input_names_the_frame(session_loaded):
+    good = _encode(_clip((1, 2, 32, 40, 3), 11), "png")
+    small = tf.io.encode_png(_clip((16, 40, 3), 12)).numpy()
+    huge = tf.io.encode_png(np.zeros((5000, 40, 3), np.uint8)).numpy()  # refused before decoding
+    wide = tf.io.encode_jpeg(np.zeros((40, 4097, 3), np.uint8)).numpy()
+    cases = {
+        "not a JPEG or PNG": np.array([[good[0, 0], b"GIF89a..."]], dtype=object),
+        "has shape.*0 2.*expected \\(B, T\\) encoded frames": np.zeros((0, 2), dtype=object),
+        "is\\] \\[5000 40\\] \\[pixels.*at most 4096": np.array([[huge]], dtype=object),
+        "is\\] \\[40 4097\\] \\[pixels.*at most 4096": np.array([[wide]], dtype=object),
+        "\\[0\\] \\[1\\] \\[has height, width\\] \\[16 40\\] \\[but frames\\[0, 0\\] has\\] \\[32 40\\]":
+            np.array([[good[0, 0], small]], dtype=object),
+    }
+    for message, frames in cases.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            session_loaded.run("serving_encoded", frames=frames)
+
+
+def _bikes_clip(bikes_path, frames=16, size=224):
+    from tfzoo.video import read_video
+
+    video = read_video(bikes_path, num_frames=frames, short_side=size)
+    left = (video.shape[2] - size) // 2
+    return video[:, :, left:left + size]
+
+
+def test_encoded_request_of_a_real_clip_fits_grpc_limit(loaded, session_loaded, bikes_path):
+    import cv2
+    from tensorflow_serving.apis import predict_pb2
+
+    model, _ = loaded
+    clip = _bikes_clip(bikes_path)  # (16, 224, 224, 3) uint8
+    jpeg = [cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+            for f in clip]
+
+    def request(signature, key, tensor):
+        r = predict_pb2.PredictRequest()
+        r.model_spec.name, r.model_spec.signature_name = "tresnet_small", signature
+        r.inputs[key].CopyFrom(tensor)
+        return r
+
+    raw = request("serving_default", "rgb", tf.make_tensor_proto(clip[None]))
+    encoded = request("serving_encoded", "frames", tf.make_tensor_proto([jpeg], dtype=tf.string))
+    assert raw.ByteSize() > 16 * 224 * 224 * 3  # 2.4 MB: near the 4 MB default limit
+    assert encoded.ByteSize() < 1_000_000 and encoded.ByteSize() < raw.ByteSize() / 4
+    # The request runs: JPEG decoded in the graph, 224 -> 32 (the export's short side).
+    out = session_loaded.run("serving_encoded", frames=tf.make_ndarray(encoded.inputs["frames"]))
+    decoded = np.stack([cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+                        for j in jpeg])
+    resized = tf.image.resize(decoded.astype("float32"), (32, 32), method="bilinear").numpy()
+    # OpenCV's libjpeg and TensorFlow's may round chroma differently: a looser tolerance.
+    want = _softmax(model(resized[None]).numpy().astype(np.float64))
+    np.testing.assert_allclose(out["probabilities"], want, atol=2e-3)
+
+
+def _doc_block(marker):
+    """The ```python block of docs/serving.md that contains `marker`."""
+    text = (REPO / "docs" / "serving.md").read_text()
+    blocks = text.split("```python\n")[1:]
+    found = [b.split("```")[0] for b in blocks if marker in b.split("```")[0]]
+    assert len(found) == 1, f"docs/serving.md: expected one python block with {marker!r}"
+    return found[0]
+
+
+def test_docs_encoded_examples_build_valid_requests(session_loaded, bikes_path):
+    import base64
+    import json
+
+    frames = _bikes_clip(bikes_path, frames=4, size=64)
+    # gRPC: the documented request, run through the session loader.
+    scope = {"frames": frames}
+    exec(_doc_block("# build an encoded-frames PredictRequest"), scope)
+    request = scope["request"]
+    assert request.model_spec.signature_name == "serving_encoded"
+    grpc_out = session_loaded.run("serving_encoded",
+                                  frames=tf.make_ndarray(request.inputs["frames"]))
+    # REST: the documented JSON body; TF Serving decodes {"b64": ...} into the string tensor.
+    scope = {"frames": frames}
+    exec(_doc_block("# build an encoded-frames REST body"), scope)
+    body = json.loads(scope["body"])
+    assert body["signature_name"] == "serving_encoded"
+    (instance,) = body["instances"]
+    strings = np.array([[base64.b64decode(f["b64"]) for f in instance["frames"]]], dtype=object)
+    rest_out = session_loaded.run("serving_encoded", frames=strings)
+    np.testing.assert_allclose(rest_out["probabilities"], grpc_out["probabilities"], atol=1e-6)
+
+
+# Every registered model family (models grouped by the class that builds them), tiny.
+def _families():
+    from tfzoo.registry import get_entry
+
+    first = {}
+    for name in tfzoo.list_models():
+        first.setdefault(get_entry(name).builder, name)
+    return sorted(first.values())
+
+
+@pytest.mark.parametrize("name", _families())
+def test_every_family_runs_in_the_session_loader(name, tmp_path):
+    from tfzoo.registry import get_entry
+
+    entry = get_entry(name)
+    keras.utils.set_random_seed(0)
+    model = tfzoo.create_model(name, num_classes=3, **(entry.test_overrides or {}))
+    geometry = {"frames": 3, "size": 32, **(entry.test_input or {})}
+    t, s = geometry["frames"], geometry["size"]
+    info = RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=t,
+                   image_size=(s, s))
+    path = export_saved_model(model, info, tmp_path)
+    feeds = {}
+    for spec in model.inputs:
+        if spec.shape[-1] == 3:
+            feeds["rgb"] = _clip((2, t, s, s + 8, 3), 5)
+        else:
+            feeds["flow"] = np.random.RandomState(6).normal(
+                0, 3, (2, t, s, s + 8, spec.shape[-1])).astype("float32")
+    keras_in = {k: v.astype("float32") for k, v in feeds.items()}
+    logits = model(keras_in if len(keras_in) > 1 else next(iter(keras_in.values())))
+    loaded = SessionLoaded(path)
+    try:
+        assert list(loaded.uninitialized) == []
+        _check_against_keras(loaded.run("serving_default", **feeds), logits, k=3)
+        _replay_warmup(loaded, path)
+        # RGB-only models also take encoded frames; two-stream models only with in-graph flow.
+        assert ("serving_encoded" in loaded.signatures) == (sorted(feeds) == ["rgb"])
+    finally:
+        loaded.close()
+
+
+def test_in_graph_flow_runs_in_the_session_loader(tmp_path, bikes_path):
     from tfzoo.flow import TwoStreamFrames
 
-    inputs = tf.function(TwoStreamFrames(num_chunks=2, flow_stack=10).__call__)(
-        clip[None].astype(np.float32))
+    model = _two_stream(with_fused=True, flow_channels=4)  # flow input: L = 2 fields
+    info = _info()  # num_frames=2: two chunks
+    # What flow_fn="tvl1" builds (`sm.in_graph_flow`), with a cheap TV-L1 for the test.
+    flow_fn = TwoStreamFrames(num_chunks=2, flow_stack=2,
+                              flow_params=dict(iterations=5, warps=1, max_scales=2))
+    default = sm.in_graph_flow("tvl1", model, info)
+    assert (default.num_chunks, default.flow_stack, default.method) == (2, 2, "tvl1")
+    path = export_saved_model(model, info, tmp_path, flow_fn=flow_fn, encoded_short_side=24)
+    clip = _bikes_clip(bikes_path, frames=6, size=24)[None]  # (1, 6, 24, 24, 3)
+    inputs = tf.function(flow_fn.__call__)(clip.astype(np.float32))
     assert np.abs(inputs["flow"].numpy()).mean() > 0.05
-    want = _softmax(model(inputs)["fused"].numpy())
-    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
-    again = sigs["serving_rgb_flow"](rgb=tf.constant(inputs["rgb"].numpy().astype(np.uint8)),
-                                     flow=inputs["flow"])
-    np.testing.assert_allclose(again["probabilities"].numpy(), want, atol=1e-5)
+    logits = model(inputs)
+    loaded = SessionLoaded(path)
+    try:
+        assert list(loaded.uninitialized) == []
+        assert sorted(loaded.signatures) == ["serving_default", "serving_encoded",
+                                             "serving_rgb_flow"]
+        out = loaded.run("serving_default", rgb=clip)
+        _check_against_keras(out, logits, k=3)
+        both = loaded.run("serving_rgb_flow", rgb=inputs["rgb"].numpy().astype(np.uint8),
+                          flow=inputs["flow"].numpy())
+        np.testing.assert_allclose(both["probabilities"], out["probabilities"], atol=1e-5)
+        # Encoded frames: flow computed from the decoded frames (PNG: the same values).
+        enc = loaded.run("serving_encoded", frames=_encode(clip, "png"))
+        np.testing.assert_allclose(enc["probabilities"], out["probabilities"], atol=1e-5)
+        _replay_warmup(loaded, path)
+    finally:
+        loaded.close()
     with pytest.raises(ExportError, match="two-stream models"):
         sm.in_graph_flow("tvl1", keras.Sequential([keras.Input((None, None, None, 3)),
                                                    keras.layers.Dense(3)]), info)
@@ -344,22 +619,21 @@ def test_in_graph_tvl1_flow_serves_rgb_only(tmp_path, bikes_path):
         sm.in_graph_flow("farneback", model, info)
 
 
-@pytest.mark.parametrize("name", ["fusion_vgg16_conv_relu5", "stresnet50", "mulnet50_152"])
-def test_registered_two_stream_models_round_trip(name, tmp_path):
-    from tfzoo.registry import get_entry
-
-    entry = get_entry(name)
-    keras.utils.set_random_seed(0)
-    model = tfzoo.create_model(name, num_classes=3, **entry.test_overrides)
-    geometry = {"frames": 3, "size": 32, **(entry.test_input or {})}
-    t, s = geometry["frames"], geometry["size"]
-    info = RunInfo(model=name, model_config={}, class_names=CLASSES, num_frames=t,
-                   image_size=(s, s), input_kind="rgb+flow")
+def test_stale_temporaries_are_removed(loaded, tmp_path):
+    model, info = loaded
+    base = tmp_path / "tresnet_small"
+    base.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    host = sm.socket.gethostname()
+    killed = base / f".tmp-export-3-{host}-{dead}-abc123"  # its process has exited
+    running = base / f".tmp-export-4-{host}-{os.getpid()}-def456"  # this process: running
+    foreign_old = base / ".tmp-export-5-otherhost-1-ghi789"
+    foreign_new = base / ".tmp-export-6-otherhost-1-jkl012"
+    for d in (killed, running, foreign_old, foreign_new):
+        (d / "variables").mkdir(parents=True)
+    old = foreign_old.stat().st_mtime - sm.STALE_AFTER_SECONDS - 60
+    os.utime(foreign_old, (old, old))
     path = export_saved_model(model, info, tmp_path, warmup=False)
-    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-    rgb = _clip((1, t, s, s, 3), 5)
-    flow = np.random.RandomState(6).normal(0, 3, (1, t, s, s, 20)).astype("float32")
-    out = fn(rgb=tf.constant(rgb), flow=tf.constant(flow))
-    logits = model({"rgb": rgb.astype("float32"), "flow": flow})
-    want = _softmax(CLASSIFICATION.test_score(logits).numpy())
-    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
+    assert path == base / "1"
+    assert sorted(p.name for p in base.iterdir()) == sorted(["1", running.name, foreign_new.name])

@@ -313,9 +313,9 @@ def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
         # JPEG (quality 95) on top of the uint8 code: within a couple of codes on average.
         assert np.abs(codes.astype(float) - encode_flow(flows[..., c])).mean() < 2.0
     # Chunked (2 pairs + a padded 1-pair chunk) equals one call over the whole clip.
-    from tfzoo.flow._video import iter_frames
+    from tfzoo.video import read_video
 
-    frames = np.stack([f for _, f in zip(range(4), iter_frames(bikes_path, (32, 48)))])
+    frames = read_video(bikes_path, num_frames=4, short_side=None, size=(32, 48))
     whole = tf.function(TVL1(**SMALL).__call__)(frames[None].astype(np.float32))[0].numpy()
     np.testing.assert_allclose(flows, whole, atol=2e-3)
     # --opencv is TVL1(**OPENCV).

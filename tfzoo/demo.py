@@ -33,8 +33,8 @@ def classify_with_export(export_path: Path, video: Path, num_frames: int, short_
     import numpy as np
     import tensorflow as tf
 
-    from tfzoo.data.augment import test_indices
-    from tfzoo.data.decode import read_video
+    from tfzoo.video import test_indices
+    from tfzoo.video import read_video
 
     frames = read_video(video, short_side=short_side)
     idx = test_indices(len(frames), num_frames).numpy()

@@ -35,7 +35,6 @@ class RunInfo:
     class_names: list[str]
     num_frames: int  # frames per clip at test time
     image_size: tuple[int, int]  # (height, width) the model was trained at
-    input_kind: str = "rgb"  # "rgb", "flow", or "rgb+flow" for two-stream models
     config: dict[str, Any] = field(default_factory=dict)  # resolved training config
     format_version: int = FORMAT_VERSION
 
@@ -72,6 +71,8 @@ def read_run_info(model_dir: str | os.PathLike) -> RunInfo:
             f"{path}: format_version {data.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
     data["image_size"] = tuple(data["image_size"])
+    # Written by tfzoo before the model's own inputs said it; nothing reads it.
+    data.pop("input_kind", None)
     return RunInfo(**data)
 
 

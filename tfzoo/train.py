@@ -155,34 +155,17 @@ def init_from(model, source_dir: str) -> int:
     """Copies weights by layer name from the model in `source_dir` (a previous stage).
 
     A (1, kh, kw, ...) kernel feeding a (k, kh, kw, ...) temporal conv is spread as w / k on
-    every tap (thesis eq. 4.5), so a stream trained on single frames starts ST-ResNet.
+    every tap (thesis eq. 4.5), so a stream trained on single frames starts ST-ResNet. Layers
+    whose weights do not convert keep their initialisation.
     """
-    import numpy as np
-
+    from tfzoo.backbones.transplant import copy_weights
     from tfzoo.rundir import load_model
 
     src, _ = load_model(source_dir)
-    by_name = {layer.name: layer for layer in src.layers}
-    copied = 0
-    for layer in model.layers:
-        other = by_name.get(layer.name)
-        if other is None or not layer.weights:
-            continue
-        values = []
-        for w, target in zip(other.get_weights(), layer.weights):
-            shape = tuple(target.shape)
-            if w.shape == shape:
-                values.append(w)
-            elif w.ndim == 5 and w.shape[0] == 1 and w.shape[1:] == shape[1:]:
-                values.append(np.repeat(w / shape[0], shape[0], axis=0))
-            else:
-                break
-        if len(values) == len(layer.weights):
-            layer.set_weights(values)
-            copied += 1
+    copied = copy_weights(src, model, temporal_init="avg", strict=False, skip_mismatched=True)
     if not copied:
         raise TrainError(f"init_from={source_dir}: no layer of {src.name} matches {model.name}")
-    return copied
+    return len(copied)
 
 
 def build_datasets(source, config, strategy, model):
@@ -265,7 +248,6 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
         num_frames=config.test_num_frames, image_size=tuple(config.image_size),
-        input_kind="+".join(info.streams),
         config={**config.to_json(), "train_seconds": elapsed,
                 "num_replicas_in_sync": strategy.num_replicas_in_sync},
     )

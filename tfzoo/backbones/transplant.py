@@ -100,9 +100,12 @@ def resolve_source(model: keras.Model, weights: Any) -> keras.Model:
 
 
 def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str = "avg") -> np.ndarray:
-    """A Conv2D kernel (kh, kw, cin, cout) as a Conv3D kernel of `target_shape`."""
+    """A Conv2D kernel (kh, kw, cin, cout), or a Conv3D one with one tap (1, kh, kw, cin,
+    cout), as a Conv3D kernel of `target_shape` (see the module docstring)."""
+    if kernel.ndim == 5 and kernel.shape[0] == 1:
+        kernel = kernel[0]
     kt, kh, kw, cin, cout = target_shape
-    if kernel.shape[:2] != (kh, kw) or kernel.shape[3] != cout:
+    if kernel.ndim != 4 or kernel.shape[:2] != (kh, kw) or kernel.shape[3] != cout:
         raise TransplantError(f"cannot map kernel {kernel.shape} onto {target_shape}")
     if kernel.shape[2] != cin:
         kernel = np.repeat(kernel.mean(axis=2, keepdims=True), cin, axis=2)
@@ -117,6 +120,71 @@ def convert_kernel(kernel: np.ndarray, target_shape: tuple, temporal_init: str =
     raise TransplantError(f"temporal_init must be 'avg' or 'center', got {temporal_init!r}")
 
 
+def convert_weight(value: np.ndarray, target_shape: tuple, temporal_init: str = "avg") -> np.ndarray:
+    """`value` as a weight of `target_shape`: as is, a 2-D kernel made 3-D (`convert_kernel`),
+    or a fully connected kernel as the equivalent convolution (keras flattens (h, w, c)
+    row-major, as numpy reshapes)."""
+    target_shape = tuple(target_shape)
+    if value.shape == target_shape:
+        return value
+    if len(target_shape) == 5 and value.ndim in (4, 5):
+        return convert_kernel(value, target_shape, temporal_init)
+    if value.ndim == 2 and value.size == int(np.prod(target_shape)) and value.shape[-1] == target_shape[-1]:
+        return value.reshape(target_shape)
+    raise TransplantError(f"cannot map a weight of shape {value.shape} onto {target_shape}")
+
+
+def copy_weights(
+    source: keras.Model,
+    target: keras.Model,
+    name_map=lambda name: name,
+    *,
+    temporal_init: str = "avg",
+    strict=True,
+    skip_mismatched: bool = False,
+) -> list[str]:
+    """The one weight-copy mechanism: every weighted layer of `source` into the layer
+    `name_map(name)` of `target` (None: not copied), each weight through `convert_weight`.
+
+    Args:
+      strict: True: every mapped source layer must exist in the target; a predicate on the
+        source layer: only those it accepts must; False: none must.
+      skip_mismatched: leave a layer whose weights do not convert alone instead of failing.
+
+    Returns the names of the target layers set.
+    """
+    target_layers = {layer.name: layer for layer in target.layers}
+    done, missing = [], []
+    for layer in source.layers:
+        weights = layer.get_weights()
+        name = name_map(layer.name) if weights else None
+        if name is None:
+            continue
+        dst = target_layers.get(name)
+        if dst is None or not dst.weights:
+            if strict is True or (callable(strict) and strict(layer)):
+                missing.append(name)
+            continue
+        try:
+            values = [convert_weight(w, tuple(t.shape), temporal_init)
+                      for w, t in zip(weights, dst.weights)]
+            if len(values) != len(dst.weights):
+                raise TransplantError(f"{layer.name} has {len(values)} weights, {name} "
+                                      f"{len(dst.weights)}")
+        except TransplantError as e:
+            if skip_mismatched:
+                continue
+            raise TransplantError(f"{layer.name} -> {name}: {e}") from None
+        dst.set_weights(values)
+        done.append(name)
+    if missing:
+        raise TransplantError(
+            f"{len(missing)} weighted layers of {source.name} have no counterpart in "
+            f"{target.name} (first: {missing[:5]})"
+        )
+    return done
+
+
 def transplant(
     source: keras.Model,
     target: keras.Model,
@@ -125,33 +193,13 @@ def transplant(
     prefix: str = "",
     strict: bool = True,
 ) -> list[str]:
-    """Copies every weighted layer of `source` into the layer `prefix + name` of `target`.
+    """keras.applications ResNet weights into `target`'s layers `prefix + name`.
 
     Returns the names of target layers that were set. With `strict`, every weighted source
     layer must exist in the target (a missing one means the structures diverged).
     """
-    target_layers = {layer.name: layer for layer in target.layers}
-    done, missing = [], []
-    for layer in source.layers:
-        weights = layer.get_weights()
-        if not weights:
-            continue
-        dst = target_layers.get(prefix + layer.name)
-        if dst is None:
-            missing.append(layer.name)
-            continue
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = convert_kernel(weights[0], tuple(dst.kernel.shape), temporal_init)
-            dst.set_weights([kernel, *weights[1:]])
-        else:
-            dst.set_weights(weights)
-        done.append(dst.name)
-    if strict and missing:
-        raise TransplantError(
-            f"{len(missing)} weighted layers of {source.name} have no counterpart in "
-            f"{target.name} (first: {missing[:5]})"
-        )
-    return done
+    return copy_weights(source, target, lambda n: prefix + n, temporal_init=temporal_init,
+                        strict=strict)
 
 
 def load_pretrained(model: keras.Model, weights: Any, **kwargs) -> list[str]:
@@ -207,31 +255,14 @@ def transplant_vgg16(source: keras.Model, target: keras.Model, *, prefix: str = 
     tower truncated after a fusion has none). A flow tower's conv1_1 gets the RGB filters
     averaged over colour and replicated over its 2L channels. Returns the layers set.
     """
-    target_layers = {layer.name: layer for layer in target.layers}
-    done, missing = [], []
-    for layer in source.layers:
-        weights = layer.get_weights()
-        name = vgg16_target_name(layer.name)
-        if not weights or name is None:
-            continue
-        dst = target_layers.get(prefix + name)
-        if dst is None:
-            if isinstance(layer, keras.layers.Conv2D):
-                missing.append(prefix + name)
-            continue
-        shape = tuple(dst.kernel.shape)
-        kernel = weights[0]
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel = convert_kernel(kernel, shape)
-        elif kernel.size == int(np.prod(shape)) and shape[-1] == kernel.shape[-1]:
-            kernel = kernel.reshape(shape)  # keras flattens (h, w, c) row-major, as reshape
-        else:
-            raise TransplantError(f"cannot map {layer.name} kernel {kernel.shape} onto "
-                                  f"{dst.name} {shape}: ImageNet VGG-16 needs fc6_kernel=7 "
-                                  "and width_multiplier=1")
-        dst.set_weights([kernel, *weights[1:]])
-        done.append(dst.name)
-    if missing:
-        raise TransplantError(f"{target.name} has no layers {missing[:5]}: not a VGG-16 tower "
-                              f"with prefix {prefix!r}")
-    return done
+
+    def name_map(name):
+        mapped = vgg16_target_name(name)
+        return None if mapped is None else prefix + mapped
+
+    try:
+        return copy_weights(source, target, name_map,
+                            strict=lambda layer: isinstance(layer, keras.layers.Conv2D))
+    except TransplantError as e:
+        raise TransplantError(f"{e}; ImageNet VGG-16 needs a VGG-16 tower with prefix "
+                              f"{prefix!r}, fc6_kernel=7 and width_multiplier=1") from None

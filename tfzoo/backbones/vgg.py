@@ -278,7 +278,3 @@ class VGGTower:
             name=self._name("pool5_3d"),
         )(x)
 
-
-def vgg_tower(x: Tensor, arch: str = "vggm", *, start="input", stop="fc8", **kwargs) -> dict[str, Tensor]:
-    """Functional shortcut: `VGGTower(arch, **kwargs).build(x, start, stop)`."""
-    return VGGTower(arch, **kwargs).build(x, start, stop)

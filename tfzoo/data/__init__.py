@@ -41,12 +41,12 @@ def make_source(config) -> VideoSource:
 
 def __getattr__(name):
     # Decoding and TFRecord helpers load on first use, so `import tfzoo.data` stays light.
-    lazy = {"read_video": "decode", "video_info": "decode", "RecordSource": "readers",
-            "list_dataset": "adapters"}
+    lazy = {"read_video": "tfzoo.video", "video_info": "tfzoo.video",
+            "RecordSource": "tfzoo.data.readers", "list_dataset": "tfzoo.data.adapters"}
     if name in lazy:
         import importlib
 
-        module = importlib.import_module(f"tfzoo.data.{lazy[name]}")
+        module = importlib.import_module(lazy[name])
         return getattr(module, name)
     raise AttributeError(f"module 'tfzoo.data' has no attribute {name!r}")
 

@@ -36,13 +36,6 @@ def train_indices(num_video_frames, num_frames: int, stride_range: tuple[int, in
     return tf.minimum(start + tau * tf.range(num_frames), n - 1)
 
 
-def test_indices(num_video_frames, num_frames: int):
-    """`num_frames` equally spaced frames covering the whole video (the test protocol)."""
-    n = tf.cast(num_video_frames, tf.float32)
-    pos = tf.linspace(0.0, n - 1.0, num_frames)
-    return tf.cast(tf.round(pos), tf.int32)
-
-
 def jitter_crop_box(height, width, seed, *, scale_jitter: float = 0.25, border: float = 0.25,
                     base_fraction: float = 224 / 256):
     """A crop box [y0, x0, y1, x1] (normalised) for the appearance augmentation.

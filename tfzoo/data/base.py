@@ -13,6 +13,8 @@ from typing import Protocol
 
 import tensorflow as tf
 
+from tfzoo.errors import DataError  # noqa: F401  (re-exported: tfzoo.data.DataError)
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -54,5 +56,3 @@ class VideoSource(Protocol):
         ...
 
 
-class DataError(ValueError):
-    """Unreadable or inconsistent data (with the offending path or value in the message)."""

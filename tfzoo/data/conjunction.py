@@ -48,6 +48,7 @@ import tensorflow as tf
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
 from tfzoo.data.readers import scale_flow
+from tfzoo.video import test_indices
 
 
 CLASSES = ("red_right_blue_left", "red_left_blue_right")
@@ -241,7 +242,7 @@ class ConjunctionSource:
         stack = self.flow_stack(spec)
         ds = tf.data.Dataset.from_tensor_slices((videos, flows, labels))
         if not training:
-            idx = augment.test_indices(n_frames, spec.test_num_frames)
+            idx = test_indices(n_frames, spec.test_num_frames)
 
             def test_map(v, f, y):
                 rgb = tf.cast(tf.gather(v, idx), tf.float32)

@@ -29,7 +29,7 @@ import numpy as np
 from tfzoo.data import records
 from tfzoo.data.adapters import ADAPTERS, Listing, VideoItem, list_dataset, parse_voc_xml
 from tfzoo.data.base import DataError
-from tfzoo.data.decode import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
+from tfzoo.video import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
 from tfzoo.rundir import atomic_write_text
 
 FLOW_METHODS = ("none", "tvl1", "opencv")

@@ -28,7 +28,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from tfzoo.data import augment, records
+from tfzoo.flow.stacks import flow_indices
 from tfzoo.data.base import ClipSpec, DatasetInfo, DataError
+from tfzoo.video import test_indices
 
 AUTOTUNE = tf.data.AUTOTUNE
 STREAMS = ("rgb", "flow")
@@ -50,13 +52,6 @@ def load_manifest(data_dir) -> dict:
 def _decode_jpegs(strings, channels: int):
     return tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=channels), strings,
                      fn_output_signature=tf.uint8)
-
-
-def flow_indices(frame_indices, num_video_frames, flow_stack: int):
-    """(T, L) flow-field indices of the motion chunks centred on `frame_indices`."""
-    offsets = tf.range(flow_stack) - flow_stack // 2
-    idx = frame_indices[:, None] + offsets[None, :]
-    return tf.clip_by_value(idx, 0, tf.maximum(tf.cast(num_video_frames, tf.int32) - 2, 0))
 
 
 def decode_flow_chunks(flow_u, flow_v, idx):
@@ -165,7 +160,7 @@ class RecordSource:
         if training:
             idx = augment.train_indices(n, spec.num_frames, spec.stride_range, s_idx)
         else:
-            idx = augment.test_indices(n, spec.test_num_frames)
+            idx = test_indices(n, spec.test_num_frames)
         h = tf.cast(ex["height"], tf.int32)
         w = tf.cast(ex["width"], tf.int32)
         out = {}

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
+from tfzoo.video import test_indices
 
 CLASSES = ("static", "slow", "fast", "stop_and_go", "accelerate", "decelerate")
 SPLITS = ("train", "val", "test")
@@ -121,7 +122,7 @@ class SyntheticSource:
     Example:
     >>> src = SyntheticSource(SyntheticConfig(videos_per_class=(2, 1, 1)))
     >>> src.info.class_names[:2], src.info.num_videos["train"]
-    (['pan_right', 'pan_left'], 16)
+    (['static', 'slow'], 12)
     """
 
     def __init__(self, config: SyntheticConfig | None = None, **overrides):
@@ -144,7 +145,7 @@ class SyntheticSource:
         n_frames = videos.shape[1]
         ds = tf.data.Dataset.from_tensor_slices((videos, labels))
         if not training:
-            idx = augment.test_indices(n_frames, spec.test_num_frames)
+            idx = test_indices(n_frames, spec.test_num_frames)
             return ds.map(lambda v, y: (tf.cast(tf.gather(v, idx), tf.float32), y))
 
         def train_map(v, y, s):

@@ -97,7 +97,7 @@ class _JpegSink:
 
 class _Mp4Sink:
     def __init__(self, out, fps, mode, max_flow):
-        from tfzoo.flow._video import VideoWriter
+        from tfzoo.video import VideoWriter
         from tfzoo.flow.encoding import render_flow
 
         self.render, self.mode, self.max_flow = render_flow, mode, max_flow
@@ -132,13 +132,14 @@ def load_npz(path) -> np.ndarray:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from tfzoo.flow import _video
+    from tfzoo import video
     from tfzoo.flow.solver import _compiled_solver
 
     fmt = args.format or {".mp4": "mp4", ".npz": "npz"}.get(Path(args.out).suffix.lower(), "jpeg")
     if args.chunk < 1:
         raise SystemExit(f"--chunk must be >= 1, got {args.chunk}")
-    total, fps = _video.probe(args.video)
+    total, fps, _, _ = video.video_info(args.video)
+    fps = fps or 25.0  # containers that do not say
     if args.max_frames:
         total = min(total or args.max_frames, args.max_frames)
     params = dict(iterations=args.iterations, warps=args.warps, max_scales=args.max_scales,
@@ -172,7 +173,7 @@ def run(args) -> int:
     count = 0
     try:
         with tqdm(total=(total - 1) if total else None, unit="pair", desc="flow") as bar:
-            for frame in _video.iter_frames(args.video, args.resize):
+            for frame in video.iter_frames(args.video, short_side=None, size=args.resize):
                 if buf and frame.shape != buf[0].shape:
                     raise SystemExit(f"frame {count} has shape {frame.shape}, the first had "
                                      f"{buf[0].shape}; use --resize")

@@ -24,15 +24,9 @@ CASES = ("translate_sub", "translate", "rotate", "zoom", "nonrigid")
 
 
 def read_frames(path=BIKES, start: int = 0, count: int = 2) -> np.ndarray:
-    from tfzoo.flow._video import iter_frames
+    from tfzoo.video import read_video
 
-    out = []
-    for i, f in enumerate(iter_frames(path)):
-        if i >= start:
-            out.append(f)
-        if len(out) == count:
-            break
-    return np.stack(out)
+    return read_video(path, start=start, num_frames=count, short_side=None)
 
 
 def ground_truth_field(case: str, h: int, w: int) -> np.ndarray:

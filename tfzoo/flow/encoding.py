@@ -115,7 +115,7 @@ def render_flow(flows, mode: str = "wheel", max_flow: float | None = None) -> np
 def write_flow_video(path, flows, mode: str = "wheel", fps: float = 25.0,
                      max_flow: float | None = None) -> None:
     """Writes a (T, H, W, 2) flow sequence as an H.264 video (one normalisation for all T)."""
-    from tfzoo.flow._video import VideoWriter
+    from tfzoo.video import VideoWriter
 
     flows = _check_flow(flows, "flows")
     if flows.ndim != 4:

@@ -6,8 +6,17 @@ import keras
 import tensorflow as tf
 
 from tfzoo.flow.solver import TVL1, TVNet, FlowInputError, _check_frames_static
+from tfzoo.video import test_indices
 
 METHODS = {"tvl1": TVL1, "tvnet": TVNet}
+
+
+def flow_indices(frame_indices, num_video_frames, flow_stack: int):
+    """(T, L) flow-field indices of the motion chunks centred on `frame_indices`."""
+    offsets = tf.range(flow_stack) - flow_stack // 2
+    idx = frame_indices[:, None] + offsets[None, :]
+    return tf.clip_by_value(idx, 0, tf.maximum(tf.cast(num_video_frames, tf.int32) - 2, 0))
+
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -18,7 +27,7 @@ class TwoStreamFrames(keras.layers.Layer):
     motion stream a stack of L consecutive optical-flow fields per chunk. This layer does what
     `tfzoo.data` does offline, inside the graph, so that an exported two-stream SavedModel takes
     raw RGB only: it picks `num_chunks` equally spaced frames of the clip (the test protocol,
-    `tfzoo.data.augment.test_indices`), and for each computes the L = `flow_stack` TV-L1 fields
+    `tfzoo.video.test_indices`), and for each computes the L = `flow_stack` TV-L1 fields
     centred on it (fields t-L/2 .. t+L/2-1, clamped at the clip's ends, as
     `tfzoo.data.readers.flow_indices`). Only those T*L frame pairs are solved.
     `method="tvnet"` computes the flow with a `TVNet` (trainable kernels; Fan et al. CVPR 2018),
@@ -52,9 +61,6 @@ class TwoStreamFrames(keras.layers.Layer):
         self.flow = METHODS[method](**self.flow_params, name=method)
 
     def call(self, frames):
-        from tfzoo.data.augment import test_indices
-        from tfzoo.data.readers import flow_indices
-
         _check_frames_static(frames, f"{type(self).__name__} {self.name!r}")
         frames = tf.cast(frames, self.compute_dtype)
         shape = tf.shape(frames)

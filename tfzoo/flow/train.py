@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     from tqdm import tqdm
 
-    from tfzoo.flow._video import iter_frames
+    from tfzoo.video import iter_frames
     from tfzoo.flow.solver import TVNet
 
     clips = []
     for path in args.video:
-        frames = [f for _, f in zip(range(args.max_frames), iter_frames(path, args.resize))]
+        frames = [f for _, f in zip(range(args.max_frames), iter_frames(path, short_side=None, size=args.resize))]
         if len(frames) < 2:
             raise SystemExit(f"{path}: {len(frames)} frame(s); training needs at least 2")
         clips.append(np.stack(frames))

@@ -45,7 +45,7 @@ class ChannelScale(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> ChannelScale(scale_init=0.01)(np.ones((1, 2, 3), "float32")).numpy()[0, 0, 0]
+    >>> float(ChannelScale(scale_init=0.01)(np.ones((1, 2, 3), "float32"))[0, 0, 0])
     0.01
     """
 

@@ -153,15 +153,17 @@ def _connected_unit(
     cross, fused = None, []
     if sender is not None:
         cross = CrossStreamConnection(fusion, name=f"{prefix}{spec.name}_cross")
+
+    def fuse(y):  # records the fused map: the endpoint fusion/convN
+        fused.append(cross([y, sender]))
+        return fused[-1]
+
     branch_input = None
     if cross is not None and connection == "direct":
         # Fig. 5.1a/b: the fused signal replaces the stream's signal on both paths.
-        x = cross([x, sender])
-        fused.append(x)
+        x = fuse(x)
     elif cross is not None:
-        def branch_input(y):
-            fused.append(cross([y, sender]))
-            return fused[-1]
+        branch_input = fuse
     after_spatial = None
     if temporal_filter:
         after_spatial = TemporalConv(3, init=temporal_init, name=f"{prefix}{spec.name}_temporal")
@@ -194,7 +196,7 @@ class TwoStreamResNet(VideoModel):
         raise NotImplementedError
 
     def load_pretrained(
-        self, weights: Any, *, temporal_init: str | None = None, strict: bool = True, prefix=None
+        self, weights: Any, *, temporal_init: str | None = None, strict: bool = True
     ) -> list[str]:
         """Transplants ImageNet ResNet weights into both streams.
 
@@ -209,7 +211,6 @@ class TwoStreamResNet(VideoModel):
         """
         from tfzoo.backbones.transplant import resolve_source, transplant
 
-        del prefix  # each stream has its own; accepted for load_pretrained(**kwargs) callers
         init = temporal_init or (
             self._tfzoo_config.get("temporal_init")
             if self._tfzoo_config.get("temporal_init") in ("avg", "center")

@@ -1,7 +1,9 @@
-"""Video decoding with PyAV: RGB uint8 frames, optionally rescaled to a given shorter side.
+"""Videos in and out, with PyAV: the one reader (RGB uint8 frames, optionally rescaled), the
+one writer (H.264) and the test protocol's frame sampling, for `tfzoo.data` and `tfzoo.flow`
+alike (neither imports the other for them).
 
-Every failure (missing, corrupt, truncated, unsupported, empty file) raises `DataError` naming
-the file and the reason, so batch jobs (`tfzoo.data.prepare`) can skip and report it.
+Every read failure (missing, corrupt, truncated, unsupported, empty file) raises `DataError`
+naming the file and the reason, so batch jobs (`tfzoo.data.prepare`) can skip and report it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from tfzoo.data.base import DataError
+from tfzoo.errors import DataError
 
 DEFAULT_SHORT_SIDE = 256  # the papers rescale so the smallest side is 256 (thesis §3.3.5)
 
@@ -86,20 +88,27 @@ def video_info(path) -> tuple[int, float, int, int]:
 
 
 def iter_frames(path, *, start: int = 0, num_frames: int | None = None,
-                short_side: int | None = DEFAULT_SHORT_SIDE, max_frames: int | None = None):
+                short_side: int | None = DEFAULT_SHORT_SIDE, max_frames: int | None = None,
+                size: tuple[int, int] | None = None):
     """Yields the frames `read_video` returns, one RGB uint8 (H, W, 3) array at a time (so long
     videos can be encoded frame by frame without holding them in memory). Same arguments and
     errors as `read_video`; the errors are raised when iteration reaches them."""
+    if size is not None:
+        if short_side is not None:
+            raise ValueError(f"pass size={size!r} or short_side={short_side!r}, not both "
+                             "(short_side=None with size)")
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"size must be (height, width) in pixels, got {size!r}")
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
-    return _iter_frames(path, start, num_frames, short_side, max_frames)
+    return _iter_frames(path, start, num_frames, short_side, max_frames, size)
 
 
-def _iter_frames(path, start, num_frames, short_side, max_frames):
+def _iter_frames(path, start, num_frames, short_side, max_frames, fixed_size):
     limit = min(x for x in (num_frames, max_frames, np.inf) if x is not None)
     av = _av()
     path_s = os.fspath(path)
@@ -122,7 +131,8 @@ def _iter_frames(path, start, num_frames, short_side, max_frames):
                 raise DataError(f"{path_s}: decoding failed after {index} frames ({e})") from e
             if index >= start:
                 if size is None:
-                    size = scaled_size(frame.height, frame.width, short_side)
+                    size = (tuple(fixed_size) if fixed_size is not None
+                            else scaled_size(frame.height, frame.width, short_side))
                     shrink = size[0] * size[1] <= frame.height * frame.width
                     interp = "AREA" if shrink else "BICUBIC"
                 if (frame.height, frame.width) == size:
@@ -144,7 +154,7 @@ def _iter_frames(path, start, num_frames, short_side, max_frames):
 
 def read_video(path, *, start: int = 0, num_frames: int | None = None,
                short_side: int | None = DEFAULT_SHORT_SIDE,
-               max_frames: int | None = None) -> np.ndarray:
+               max_frames: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decodes frames [start, start + num_frames) of a video as RGB uint8 (T, H, W, 3).
 
     start: index of the first frame (0-based, in decoding order).
@@ -154,9 +164,63 @@ def read_video(path, *, start: int = 0, num_frames: int | None = None,
     short_side: rescale (area interpolation when shrinking, bicubic when enlarging) so the
         shorter side has this many pixels; None keeps the stored size.
     max_frames: a memory guard for unexpectedly long files: stop after this many frames.
+    size: (height, width) to resize every frame to instead (with short_side=None).
 
     Raises DataError (naming the file and the reason) for missing, empty, corrupt, truncated
     or unsupported files, or when decoding fails part-way.
     """
     return np.stack(list(iter_frames(path, start=start, num_frames=num_frames,
-                                     short_side=short_side, max_frames=max_frames)))
+                                     short_side=short_side, max_frames=max_frames, size=size)))
+
+
+def test_indices(num_video_frames, num_frames: int):
+    """`num_frames` equally spaced frames covering the whole video (the test protocol)."""
+    import tensorflow as tf
+
+    n = tf.cast(num_video_frames, tf.float32)
+    pos = tf.linspace(0.0, n - 1.0, num_frames)
+    return tf.cast(tf.round(pos), tf.int32)
+
+
+class VideoWriter:
+    """H.264 (yuv420p) writer; odd frame sizes are padded by one pixel, which libx264 needs.
+
+    Example:
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "grey.mp4")
+    >>> with VideoWriter(path, fps=10) as w:
+    ...     for _ in range(3):
+    ...         w.write(np.full((15, 21, 3), 128, np.uint8))
+    >>> read_video(path, short_side=None).shape
+    (3, 16, 22, 3)
+    """
+
+    def __init__(self, path, fps: float = 25.0):
+        self.path = str(path)
+        self.fps = fps
+        self._c = None
+        self._s = None
+
+    def __enter__(self):
+        self._c = _av().open(self.path, "w")
+        return self
+
+    def write(self, rgb: np.ndarray) -> None:
+        av = _av()
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        h, w = rgb.shape[:2]
+        if self._s is None:
+            self._s = self._c.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            self._s.width, self._s.height = w + w % 2, h + h % 2
+            self._s.pix_fmt = "yuv420p"
+        if (h % 2) or (w % 2):
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        for packet in self._s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            self._c.mux(packet)
+
+    def __exit__(self, *exc):
+        if self._s is not None:
+            for packet in self._s.encode():
+                self._c.mux(packet)
+        self._c.close()
+        return False
