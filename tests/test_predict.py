@@ -12,14 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfzoo
-from tfzoo.data.base import DataError
-from tfzoo.data.decode import read_video
+from tfzoo.errors import DataError
+from tfzoo.video import VideoWriter, read_video
 from tfzoo.rundir import RunInfo, save_model, write_run_info
 from tfzoo.tasks import CLASSIFICATION
 
@@ -46,16 +45,9 @@ def synthetic_frame(i: int, fps: float, h: int = 48, w: int = 64) -> np.ndarray:
 def write_synthetic(path: Path, seconds: float, fps: int = 25, h: int = 48, w: int = 64) -> Path:
     """Encodes the synthetic video frame by frame (never all of it in memory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
-        s.height, s.width, s.pix_fmt = h, w, "yuv420p"
-        s.bit_rate = 500_000
+    with VideoWriter(path, fps=fps) as writer:
         for i in range(int(round(seconds * fps))):
-            for p in s.encode(av.VideoFrame.from_ndarray(synthetic_frame(i, fps, h, w),
-                                                         format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+            writer.write(synthetic_frame(i, fps, h, w))
     return path
 
 

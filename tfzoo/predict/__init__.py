@@ -57,7 +57,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from tfzoo.data.base import DataError
+from tfzoo.errors import DataError
 
 DEFAULT_TRAIN_FPS = 25.0  # UCF101 and most of HMDB51 (the papers' datasets)
 DEFAULT_WINDOW = 16
@@ -296,7 +296,7 @@ def _decode_sampled(path, step: float, short_side: int, counter: list) -> Iterat
     decoding; `counter[0]` counts decoded frames (for the progress bar)."""
     import av
 
-    from tfzoo.data.decode import _open, scaled_size
+    from tfzoo.video import _open, scaled_size
 
     path_s = os.fspath(path)
     container, stream = _open(path)
@@ -338,7 +338,7 @@ def _decode_sampled(path, step: float, short_side: int, counter: list) -> Iterat
 def _array_sampled(frames: np.ndarray, step: float, short_side: int, counter: list) -> Iterator:
     import tensorflow as tf
 
-    from tfzoo.data.decode import scaled_size
+    from tfzoo.video import scaled_size
 
     n, h, w = frames.shape[:3]
     size = scaled_size(h, w, short_side)
@@ -442,7 +442,7 @@ def _top_k(scores: np.ndarray, names: Sequence[str], k: int) -> list[dict]:
 
 
 def _video_meta(video) -> tuple[int, float]:
-    from tfzoo.data.decode import video_info
+    from tfzoo.video import video_info
 
     n, fps, _, _ = video_info(video)
     return n, fps

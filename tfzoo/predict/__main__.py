@@ -212,7 +212,7 @@ def run_folder(predictor, videos, output_dir, *, sampling: dict, top_k: int, bat
 
     Returns {"done": n, "skipped": n, "failed": [(path, reason)]}.
     """
-    from tfzoo.data.base import DataError
+    from tfzoo.errors import DataError
     from tfzoo.predict import predict_video
     from tfzoo.rundir import atomic_write_text
 
@@ -290,7 +290,7 @@ def main(argv):
     if FLAGS.features and (FLAGS.csv or FLAGS.plot):
         return _error("--features writes features instead of scores: no --csv or --plot")
     from tfzoo.config import ConfigError
-    from tfzoo.data.base import DataError
+    from tfzoo.errors import DataError
     from tfzoo.predict import Predictor, PredictError, predict_video
     from tfzoo.rundir import RunDirError, atomic_write_text, read_run_info
 
