@@ -12,7 +12,8 @@ from tfzoo.bench.models import KERAS_APPLICATIONS, KERAS_TOLERANCE, _num, bench_
 from tfzoo.bench.timing import _load_average, format_machine, machine_info
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-DISPATCH = {"--flow": "tfzoo.flow.bench", "--data": "tfzoo.data.bench"}
+DISPATCH = {"--flow": "tfzoo.flow.bench", "--data": "tfzoo.data.bench",
+            "--predict": "tfzoo.predict.bench"}
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
