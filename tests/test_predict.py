@@ -321,3 +321,28 @@ def test_peak_memory_does_not_grow_with_video_length(run, tmp_path):
         rss[minutes] = kb / 1024
         print(f"{minutes} min: {windows} windows, peak RSS {rss[minutes]:.0f} MB")
     assert rss[10] < rss[1] * 1.05 + 20, rss
+
+
+@pytest.mark.slow  # in-graph TV-L1: ~3 min on a loaded 2-core CPU
+def test_two_stream_model_gets_flow_in_the_graph(tmp_path):
+    """A two-stream model sees dense windows (consecutive frames), from which TV-L1 flow is
+    computed in the graph around run.num_frames chunk centres, as in the export."""
+    from tfzoo.flow import TwoStreamFrames
+
+    model = tfzoo.create_model("stresnet50", num_classes=3, blocks=(2, 2, 2, 2), width=4,
+                               flow_channels=4)
+    info = RunInfo(model="stresnet50", model_config={}, class_names=CLASSES, num_frames=2,
+                   image_size=(SIDE, SIDE), config={"stride_range": [2, 3], "test_flip": False,
+                                                    "test_short_side": SIDE})
+    frames = read_video(BIKES, num_frames=14, short_side=SIDE)
+    result = tfzoo.predict(model, frames, run_info=info, window=6, stride=4, fps=25)
+    assert result["sampling"]["frame_step"] == 1.0 and result["sampling"]["flow"]
+    wins = hand_windows(frames, 1.0, 6, 4)
+    assert [(w["start_frame"], w["end_frame"]) for w in result["windows"]] == [
+        (w[0], w[-1]) for w in wins]
+    streams = TwoStreamFrames(num_chunks=2, flow_stack=2)(
+        np.stack([frames[w] for w in wins]).astype("float32"))
+    assert float(tf.reduce_max(tf.abs(streams["flow"]))) > 0.1  # real motion in the clip
+    want = CLASSIFICATION.predict(model, streams).numpy()
+    np.testing.assert_allclose([w["scores"] for w in result["windows"]], want, atol=2e-4,
+                               rtol=1e-4)
