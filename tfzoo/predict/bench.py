@@ -27,7 +27,7 @@ def _write_video(path: Path, seconds: float, size: int) -> Path:
 
     from tfzoo.video import VideoWriter
 
-    h, w = size, size * 4 // 3
+    h, w = size, _width(size)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (h, 2 * w, 3), dtype=np.uint8)
     with VideoWriter(path, fps=25) as writer:
@@ -35,6 +35,11 @@ def _write_video(path: Path, seconds: float, size: int) -> Path:
             x = (3 * i) % w  # a translating texture: real motion for the encoder and the model
             writer.write(base[:, x:x + w])
     return path
+
+
+def _width(size: int) -> int:
+    # Even: H.264 pads odd sizes, and the model-alone batch must have the decoded frames' shape.
+    return size * 4 // 3 // 2 * 2
 
 
 def main(argv=None) -> int:
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
         video = _write_video(Path(tmp) / "bench.mp4", args.seconds, args.size)
         warm = predict_video(predictor, video, **sampling)  # traces the forward function
         n_windows, n_frames = len(warm["windows"]), warm["num_frames"]
-        h, w = args.size, args.size * 4 // 3
+        h, w = args.size, _width(args.size)
         x = np.random.default_rng(1).integers(0, 255, (args.batch, args.window, h, w, 3))
         x = x.astype(np.uint8)
         last = n_windows % args.batch
