@@ -351,3 +351,14 @@ def test_two_stream_model_gets_flow_in_the_graph(tmp_path):
     want = CLASSIFICATION.predict(model, streams).numpy()
     np.testing.assert_allclose([w["scores"] for w in result["windows"]], want, atol=2e-4,
                                rtol=1e-4)
+
+
+def test_bench_predict_runs_through_tfzoo_bench(capsys):
+    from tfzoo.bench.cli import main
+
+    assert main(["--predict", "--size=32", "--seconds=2", "--rounds=1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["predict"]
+    # 50 frames, every 2.5th -> 20 sampled, windows of 8 every 4 -> 4 windows.
+    assert (row["video_frames"], row["windows"], row["size"]) == (50, 4, "32x42")
+    assert row["ratio_pipeline_to_model"] == pytest.approx(
+        row["pipeline_windows_per_s"] / row["model_windows_per_s"])
