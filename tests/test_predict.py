@@ -188,6 +188,8 @@ def test_saved_model_gives_the_keras_scores(run, bikes_result, saved_path):
         np.testing.assert_allclose(saved["video_prediction"]["probabilities"],
                                    keras_result["video_prediction"]["probabilities"], atol=1e-5)
         assert saved["classes"] == CLASSES
+    # Without its run: classes from the signature's top-k labels (k >= 3 here), path given.
+    assert Predictor(str(path)).class_names == CLASSES
 
 
 def test_features_of_an_endpoint(run):

@@ -200,10 +200,12 @@ class Predictor:
             raise PredictError(f"the SavedModel's serving_default takes {sorted(spec)}; "
                                "expected an 'rgb' input")
         # A flow input that the graph does not compute would need precomputed flow per frame.
-        self.two_stream = "flow" in spec
-        if self.two_stream:
+        if "flow" in spec:
             raise PredictError("this SavedModel needs a precomputed 'flow' input; export it with "
                                "flow computed in the graph (python -m export --flow=tvl1)")
+        # Flow computed in the graph (export's flow_fn): it also has the rgb+flow signature and
+        # needs consecutive frames, as the Keras two-stream path.
+        self.two_stream = "serving_rgb_flow" in loaded.signatures
         self.name = self.run_info.model if self.run_info is not None else os.path.basename(
             os.path.normpath(self.source))
         self.task = None
@@ -211,10 +213,12 @@ class Predictor:
         rgb_dtype = spec["rgb"].dtype
         if class_names is None and self.run_info is not None:
             class_names = self.run_info.class_names
-        probe = fn(rgb=tf.zeros([1, 2, 8, 8, 3], rgb_dtype))
-        num_classes = int(probe["probabilities"].shape[-1])
+        num_classes = fn.structured_outputs["probabilities"].shape[-1]
+        if num_classes is None:
+            raise PredictError("the SavedModel's probabilities have no static class count")
         if class_names is None:
             # The signature names only its top-k classes; the rest get their index.
+            probe = fn(rgb=tf.zeros([1, 8, 64, 64, 3], rgb_dtype))
             labels = dict(zip(probe["top_k_indices"].numpy()[0].tolist(),
                               [s.decode() for s in probe["top_k_labels"].numpy()[0]]))
             class_names = [labels.get(i, str(i)) for i in range(num_classes)]
@@ -498,6 +502,7 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
             if bar is not None:
                 bar.update(counter[0] - bar.n)
     finally:
+        producer.stop.set()  # an error here must not leave the decoder blocked on the queue
         if bar is not None:
             bar.close()
     if not windows_out:
@@ -510,7 +515,7 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
         "fps": video_fps, "num_frames": n, "duration": n / video_fps if video_fps > 0 else None,
         "sampling": {**{k_: v for k_, v in s.items() if k_ != "frame_step"},
                      "frame_step": float(step), "flip": predictor.flip,
-                     "flow": "tvl1 in the graph" if predictor.streams is not None else None},
+                     "flow": "tvl1 in the graph" if predictor.two_stream else None},
     }
     windows = [{"start": i0 / video_fps if video_fps > 0 else None,
                 "end": (i1 + 1) / video_fps if video_fps > 0 else None,
