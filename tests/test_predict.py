@@ -355,6 +355,91 @@ def test_two_stream_model_gets_flow_in_the_graph(tmp_path):
                                rtol=1e-4)
 
 
+def two_stream_setup(num_chunks=3, flip=True):
+    model = tfzoo.create_model("stresnet50", num_classes=3, blocks=(2, 2, 2, 2), width=4,
+                               flow_channels=4)  # L = 2 fields per chunk
+    info = RunInfo(model="stresnet50", model_config={}, class_names=CLASSES,
+                   num_frames=num_chunks, image_size=(SIDE, SIDE),
+                   config={"stride_range": list(STRIDE_RANGE), "test_flip": flip,
+                           "test_short_side": SIDE})
+    return model, info
+
+
+def hand_flow_inputs(frames, flow, wins, num_chunks, stack, size):
+    """{rgb, flow} of each window built by hand: chunk centres equally spaced in the window,
+    L fields around each centre's video frame clamped to the video, bilinear resize, u scaled
+    by the width ratio and v by the height ratio."""
+    n, h, w = frames.shape[:3]
+    rgb, fl = [], []
+    for win in wins:
+        centres = np.round(np.linspace(0, len(win) - 1, num_chunks)).astype(int)
+        at = np.asarray(win)[centres]
+        fields = np.clip(at[:, None] + np.arange(stack)[None] - stack // 2, 0, n - 2)
+        stacks = []
+        for row in fields:
+            f = tf.image.resize(flow[row].astype("float32"), size, method="bilinear").numpy()
+            f = f * np.array([size[1] / w, size[0] / h], np.float32)
+            stacks.append(np.concatenate(list(f), axis=-1))  # u1, v1, u2, v2, ...
+        fl.append(np.stack(stacks))
+        img = tf.image.resize(frames[at], size, method="area").numpy()
+        rgb.append(np.clip(np.round(img), 0, 255))
+    return {"rgb": np.stack(rgb).astype("float32"), "flow": np.stack(fl)}
+
+
+def test_precomputed_flow_windows_equal_the_model_on_hand_gathered_stacks(tmp_path):
+    """flow=: each window's chunks get the L fields centred on their video frame (not on the
+    window), resized with the frames and scaled to pixels of the model's resolution."""
+    model, info = two_stream_setup()
+    n, h, w = 30, 40, 48
+    frames = np.stack([synthetic_frame(i, 25, h, w) for i in range(n)])
+    rng = np.random.default_rng(0)
+    # Smooth, distinct fields: a resize or a wrong field index changes the scores.
+    yy, xx = np.mgrid[0:h, 0:w] / 8.0
+    flow = np.stack([np.stack([np.sin(xx + i) * (1 + i % 4), np.cos(yy - 0.3 * i)], -1)
+                     for i in range(n - 1)]).astype("float32")
+    flow += rng.normal(0, 0.1, flow.shape).astype("float32")
+    result = tfzoo.predict(model, frames, run_info=info, window=4, stride=3, fps=25, flow=flow)
+    s = result["sampling"]
+    assert (s["flow"], s["frame_step"], s["flip"]) == ("precomputed", 2.5, True)
+    wins = hand_windows(frames, 2.5, 4, 3)
+    assert [(x["start_frame"], x["end_frame"]) for x in result["windows"]] == [
+        (x[0], x[-1]) for x in wins]
+    size = (SIDE, round(w * SIDE / h))
+    want = CLASSIFICATION.predict(model, hand_flow_inputs(frames, flow, wins, 3, 2, size),
+                                  flip=True).numpy()
+    got = np.array([x["scores"] for x in result["windows"]])
+    assert np.ptp(want[:, 0]) > 1e-4
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
+
+    # The same flow from the files python -m tfzoo.flow writes (npz), and as an .npy.
+    np.savez(tmp_path / "f.npz", **{f"flow_{i:06d}": f for i, f in enumerate(flow)})
+    np.save(tmp_path / "f.npy", np.concatenate([flow, flow[-1:]]))  # N fields: accepted
+    for path in (tmp_path / "f.npz", tmp_path / "f.npy"):
+        again = tfzoo.predict(model, frames, run_info=info, window=4, stride=3, fps=25,
+                              flow=str(path))
+        np.testing.assert_allclose([x["scores"] for x in again["windows"]], want, atol=2e-4,
+                                   rtol=1e-4)
+
+
+def test_precomputed_flow_errors_name_the_bad_value(run):
+    from tfzoo.predict import PredictError
+
+    model, info = two_stream_setup(flip=False)
+    frames = np.stack([synthetic_frame(i, 25, 40, 48) for i in range(10)])
+    flow = np.zeros((9, 40, 48, 2), np.float32)
+    kw = dict(run_info=info, window=4, fps=25)
+    with pytest.raises(PredictError, match=r"flow has 7 fields .* 10 frames; expected 9 \(or 10\)"):
+        tfzoo.predict(model, frames, flow=flow[:7], **kw)
+    with pytest.raises(PredictError, match=r"size \(40, 40\) .* frames of \(40, 48\)"):
+        tfzoo.predict(model, frames, flow=flow[:, :, :40], **kw)
+    with pytest.raises(PredictError, match=r"shape \(9, 40, 48, 3\); expected \(N-1 or N, H, W, 2\)"):
+        tfzoo.predict(model, frames, flow=np.zeros((9, 40, 48, 3), np.float32), **kw)
+    with pytest.raises(PredictError, match=r"flow='nope.txt': no such file"):
+        tfzoo.predict(model, frames, flow="nope.txt", **kw)
+    with pytest.raises(PredictError, match=r"takes RGB only"):
+        tfzoo.predict(run[1], frames, flow=flow, window=4)
+
+
 def test_bench_predict_runs_through_tfzoo_bench(capsys):
     from tfzoo.bench.cli import main
 

@@ -13,6 +13,12 @@ Sampling (all of it is reported in the result's "sampling" entry):
   (a + b) / 2 * fps / train_fps-th frame of a video at `fps` frames/s (rounded index by index),
   so motion has the speed it had in training whatever the video's frame rate. Two-stream models
   whose flow is computed in the graph take consecutive frames (flow is between adjacent frames).
+- precomputed flow (`flow=`, two-stream models): field i is frame i -> i+1 of the video, as
+  `python -m tfzoo.flow` writes it. Each window's `num_frames` chunk centres (equally spaced,
+  `tfzoo.video.test_indices`) get the L fields centred on their frame in the video
+  (`tfzoo.flow.stacks.flow_indices`: fields t-L/2 .. t+L/2-1, clamped to the video, as the data
+  reader), resized with the frames and scaled by the resize factor (pixels at the network
+  resolution, `tfzoo.data.readers.scale_flow`). The frames keep the training stride.
 - space: the full frame, shorter side rescaled to the run's `test_short_side` (else the shorter
   side of its training crop), as evaluate does: the models are fully convolutional.
 - windows: `window` sampled frames (default: the run's test clip length), one every `stride`
@@ -108,6 +114,10 @@ class Predictor:
         else:
             self.source = getattr(model, "name", type(model).__name__)
         self.run_info = run_info
+        # Chunks per window of a two-stream model (its flow stacks), as the export's
+        # TwoStreamFrames: the run's clip length.
+        self.num_chunks = run_info.num_frames if run_info is not None else 5
+        self.flow_stack = None
         config = dict(run_info.config) if run_info is not None else {}
         self.flip = bool(config.get("test_flip", False)) if flip is None else bool(flip)
         self.saved_model = not hasattr(model, "inputs") and hasattr(model, "signatures")
@@ -141,13 +151,13 @@ class Predictor:
                                f"{model.inputs[0].shape[-1]} channels); predict needs an RGB "
                                "input, or 'rgb' and 'flow' inputs")
         self.streams = None
+        self.needs_flow = False  # flow can be computed in the graph from the frames
         if self.two_stream:
             from tfzoo.flow import TwoStreamFrames
 
             flow_input = next(t for t in model.inputs if int(t.shape[-1]) != 3)
-            num_chunks = self.run_info.num_frames if self.run_info is not None else 5
-            self.streams = TwoStreamFrames(num_chunks=num_chunks,
-                                           flow_stack=int(flow_input.shape[-1]) // 2)
+            self.flow_stack = int(flow_input.shape[-1]) // 2
+            self.streams = TwoStreamFrames(num_chunks=self.num_chunks, flow_stack=self.flow_stack)
         if class_names is None and self.run_info is not None:
             class_names = self.run_info.class_names
         num_classes = task.num_classes(model)
@@ -173,15 +183,30 @@ class Predictor:
         def scores(x):
             return task.predict(model, inputs(x), flip=self.flip)
 
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def feature_maps(x):
-            f = extractor(inputs(x), training=False)[self.features]
+        def pool(f):
             if self.feature_pool == "mean":
                 f = tf.reduce_mean(tf.cast(f, tf.float32), axis=list(range(1, len(f.shape) - 1)))
             return f
 
+        @tf.function(input_signature=[spec], reduce_retracing=True)
+        def feature_maps(x):
+            return pool(extractor(inputs(x), training=False)[self.features])
+
+        rgb_spec = tf.TensorSpec([None, None, None, None, 3], tf.float32)
+        flow_spec = tf.TensorSpec([None, None, None, None, None], tf.float32)
+
+        @tf.function(input_signature=[rgb_spec, flow_spec], reduce_retracing=True)
+        def flow_scores(rgb, flow):
+            return task.predict(model, {"rgb": rgb, "flow": flow}, flip=self.flip)
+
+        @tf.function(input_signature=[rgb_spec, flow_spec], reduce_retracing=True)
+        def flow_feature_maps(rgb, flow):
+            return pool(extractor({"rgb": rgb, "flow": flow}, training=False)[self.features])
+
         self._scores = scores
         self._features = feature_maps if extractor is not None else None
+        self._flow_scores = flow_scores if self.two_stream else None
+        self._flow_features = flow_feature_maps if self.two_stream and extractor else None
 
     # -- SavedModel -------------------------------------------------------------------------
 
@@ -199,13 +224,17 @@ class Predictor:
         if "rgb" not in spec:
             raise PredictError(f"the SavedModel's serving_default takes {sorted(spec)}; "
                                "expected an 'rgb' input")
-        # A flow input that the graph does not compute would need precomputed flow per frame.
-        if "flow" in spec:
-            raise PredictError("this SavedModel needs a precomputed 'flow' input; export it with "
-                               "flow computed in the graph (python -m export --flow=tvl1)")
-        # Flow computed in the graph (export's flow_fn): it also has the rgb+flow signature and
-        # needs consecutive frames, as the Keras two-stream path.
-        self.two_stream = "serving_rgb_flow" in loaded.signatures
+        # A `flow` input in serving_default: the flow must come precomputed (flow=). Flow
+        # computed in the graph (export's flow_fn): serving_default takes consecutive RGB frames
+        # as the Keras two-stream path, and serving_rgb_flow takes precomputed flow.
+        self.needs_flow = "flow" in spec
+        flow_fn = fn if self.needs_flow else loaded.signatures.get("serving_rgb_flow")
+        self.two_stream = flow_fn is not None
+        if flow_fn is not None:
+            flow_spec = flow_fn.structured_input_signature[1]["flow"]
+            if flow_spec.shape[-1] is None:
+                raise PredictError("the SavedModel's 'flow' input has no static channel count")
+            self.flow_stack = int(flow_spec.shape[-1]) // 2
         self.name = self.run_info.model if self.run_info is not None else os.path.basename(
             os.path.normpath(self.source))
         self.task = None
@@ -218,7 +247,10 @@ class Predictor:
             raise PredictError("the SavedModel's probabilities have no static class count")
         if class_names is None:
             # The signature names only its top-k classes; the rest get their index.
-            probe = fn(rgb=tf.zeros([1, 8, 64, 64, 3], rgb_dtype))
+            probe_in = {"rgb": tf.zeros([1, 8, 64, 64, 3], rgb_dtype)}
+            if self.needs_flow:
+                probe_in["flow"] = tf.zeros([1, 8, 64, 64, 2 * self.flow_stack], tf.float32)
+            probe = fn(**probe_in)
             labels = dict(zip(probe["top_k_indices"].numpy()[0].tolist(),
                               [s.decode() for s in probe["top_k_labels"].numpy()[0]]))
             class_names = [labels.get(i, str(i)) for i in range(num_classes)]
@@ -228,11 +260,13 @@ class Predictor:
                                f"{num_classes} outputs; they must match")
         tiny = np.finfo(np.float32).tiny
 
-        def one_view(x):
-            p = fn(rgb=tf.cast(x, rgb_dtype))["probabilities"]
+        def log_p(p):
             # log p = logits - logsumexp(logits): a constant per window, so the averaged scores
             # give the same prediction as averaged logits.
             return tf.math.log(tf.maximum(tf.cast(p, tf.float32), tiny))
+
+        def one_view(x):
+            return log_p(fn(rgb=tf.cast(x, rgb_dtype))["probabilities"])
 
         def scores(x):
             s = one_view(x)
@@ -240,13 +274,27 @@ class Predictor:
                 s = (s + one_view(x[:, :, :, ::-1])) / 2
             return s
 
+        def flow_scores(rgb, flow):
+            from tfzoo.data.augment import flip_flow
+
+            def view(r, f):
+                r_dtype = flow_fn.structured_input_signature[1]["rgb"].dtype
+                return log_p(flow_fn(rgb=tf.cast(r, r_dtype), flow=f)["probabilities"])
+
+            s = view(rgb, flow)
+            if self.flip:
+                s = (s + view(rgb[:, :, :, ::-1], flip_flow(flow))) / 2
+            return s
+
         self._scores = scores
         self._features = None
+        self._flow_scores = flow_scores if self.two_stream else None
+        self._flow_features = None
 
     # -- geometry ---------------------------------------------------------------------------
 
     def default_sampling(self, *, window=None, stride=None, frame_step=None, short_side=None,
-                         train_fps=None) -> dict:
+                         train_fps=None, precomputed_flow: bool = False) -> dict:
         """The sampling parameters not given, from the run (see the module docstring)."""
         info = self.run_info
         config = dict(info.config) if info is not None else {}
@@ -258,7 +306,9 @@ class Predictor:
             short_side = config.get("test_short_side") or (
                 min(info.image_size) if info is not None else DEFAULT_SHORT_SIDE)
         tau = 1.0
-        if not self.two_stream and config.get("stride_range"):
+        # Flow computed in the graph is between the sampled frames, so they are consecutive;
+        # precomputed flow is between the video's frames, so the RGB keeps the training stride.
+        if (precomputed_flow or not self.two_stream) and config.get("stride_range"):
             a, b = config["stride_range"]
             tau = (float(a) + float(b)) / 2
         for what, v in (("window", window), ("stride", stride), ("short_side", short_side)):
@@ -282,6 +332,90 @@ class Predictor:
         import tensorflow as tf
 
         return np.asarray(self._features(tf.constant(batch, tf.float32)))
+
+    def flow_scores(self, rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """Scores of (B, T, H, W, 3) frames with their (B, T, H, W, 2L) precomputed flow."""
+        import tensorflow as tf
+
+        return np.asarray(self._flow_scores(tf.constant(rgb, tf.float32),
+                                            tf.constant(flow, tf.float32)), np.float32)
+
+    def flow_feature_batch(self, rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        return np.asarray(self._flow_features(tf.constant(rgb, tf.float32),
+                                              tf.constant(flow, tf.float32)))
+
+
+# --------------------------------------------------------------------------------------------
+# Precomputed flow
+# --------------------------------------------------------------------------------------------
+
+def load_flow(flow) -> np.ndarray:
+    """Per-frame flow fields (F, H, W, 2) in pixels from an array or a `.npy` / `.npz` path
+    (`python -m tfzoo.flow --format npz`); a `.npy` is memory-mapped."""
+    if isinstance(flow, (str, os.PathLike)):
+        path = os.fspath(flow)
+        if not os.path.isfile(path):
+            raise PredictError(f"flow={path!r}: no such file; expected a .npy or .npz of flow "
+                               "fields (python -m tfzoo.flow --format npz)")
+        if path.lower().endswith(".npz"):
+            from tfzoo.flow.__main__ import load_npz
+
+            flow = load_npz(path)
+        elif path.lower().endswith(".npy"):
+            flow = np.load(path, mmap_mode="r")
+        else:
+            raise PredictError(f"flow={path!r}; expected a .npy or .npz file")
+    elif not isinstance(flow, np.ndarray):
+        flow = np.asarray(flow)
+    if flow.ndim != 4 or flow.shape[-1] != 2 or flow.shape[0] < 1:
+        raise PredictError(f"flow of shape {flow.shape}; expected (N-1 or N, H, W, 2) flow "
+                           "fields (u, v) in pixels, field i from frame i to i+1")
+    if not np.issubdtype(flow.dtype, np.floating):
+        raise PredictError(f"flow of dtype {flow.dtype}; expected floating-point pixels")
+    return flow
+
+
+def check_flow(flow: np.ndarray, num_frames: int, height: int, width: int, name: str) -> None:
+    """Raises unless `flow` has N-1 or N fields of the video's (H, W)."""
+    if num_frames and flow.shape[0] not in (num_frames - 1, num_frames):
+        raise PredictError(f"flow has {flow.shape[0]} fields for {name} with {num_frames} "
+                           f"frames; expected {num_frames - 1} (or {num_frames})")
+    if tuple(flow.shape[1:3]) != (height, width):
+        raise PredictError(f"flow fields of size {tuple(flow.shape[1:3])} (H, W) for {name} with "
+                           f"frames of {(height, width)}; expected the frames' size")
+
+
+def flow_window(flow: np.ndarray, frame_indices: Sequence[int], num_video_frames: int,
+                num_chunks: int, flow_stack: int, size: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk positions in a window and their (T, H', W', 2L) flow stacks.
+
+    `frame_indices` are the window's frames in the video; the chunks are `num_chunks` equally
+    spaced of them, each with the `flow_stack` fields centred on its frame (clamped to the
+    video), channels u1, v1, u2, ..., resized to `size` and scaled by the resize factor.
+    """
+    import tensorflow as tf
+
+    from tfzoo.data.readers import scale_flow
+    from tfzoo.flow.stacks import flow_indices
+    from tfzoo.video import test_indices
+
+    centres = test_indices(len(frame_indices), num_chunks).numpy()
+    at = np.asarray(frame_indices)[centres]
+    if at.max() >= num_video_frames:
+        raise PredictError(f"frame {int(at.max())} decoded but the flow has {flow.shape[0]} "
+                           f"fields, for {num_video_frames} frames; expected one field per "
+                           "frame pair of the video")
+    idx = flow_indices(tf.constant(at, tf.int32), num_video_frames, flow_stack).numpy()
+    h, w = flow.shape[1:3]
+    x = np.asarray(flow[idx.reshape(-1)], np.float32).reshape(num_chunks, flow_stack, h, w, 2)
+    x = x.transpose(0, 2, 3, 1, 4).reshape(num_chunks, h, w, 2 * flow_stack)
+    if (h, w) != tuple(size):
+        x = tf.image.resize(x, size, method="bilinear")
+        x = scale_flow(x, size[0] / h, size[1] / w).numpy()
+    return centres, x
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,20 +579,23 @@ def _top_k(scores: np.ndarray, names: Sequence[str], k: int) -> list[dict]:
     return [{"index": int(i), "label": names[i], "probability": float(p[i])} for i in order]
 
 
-def _video_meta(video) -> tuple[int, float]:
-    from tfzoo.video import video_info
-
-    n, fps, _, _ = video_info(video)
-    return n, fps
-
-
 def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_k: int = 5,
                   frame_step=None, short_side=None, fps=None, train_fps=None,
-                  batch_size: int = 4, progress: bool = False, queue_frames: int | None = None
-                  ) -> dict:
+                  batch_size: int = 4, progress: bool = False, queue_frames: int | None = None,
+                  flow=None) -> dict:
     """`tfzoo.predict` with a ready `Predictor` (reuse it across videos)."""
+    if flow is not None:
+        if not predictor.two_stream:
+            raise PredictError(f"flow given for {predictor.name}, which takes RGB only; "
+                               "expected a two-stream model (an 'rgb' and a 'flow' input)")
+        flow = load_flow(flow)
+    elif predictor.needs_flow:
+        raise PredictError(f"{predictor.name}'s serving_default takes a 'flow' input; pass "
+                           "precomputed flow (flow=, --flow=PATH from python -m tfzoo.flow), or "
+                           "export with flow computed in the graph (python -m export --flow=tvl1)")
     s = predictor.default_sampling(window=window, stride=stride, frame_step=frame_step,
-                                   short_side=short_side, train_fps=train_fps)
+                                   short_side=short_side, train_fps=train_fps,
+                                   precomputed_flow=flow is not None)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise PredictError(f"top_k={top_k!r}; expected a positive integer")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -469,10 +606,17 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
             raise PredictError(f"frames of shape {video.shape}; expected (T, H, W, 3) RGB")
         num_frames, video_fps = int(video.shape[0]), float(fps or 0.0)
         name = "<array>"
+        size = video.shape[1:3]
     else:
-        num_frames, video_fps = _video_meta(video)
+        from tfzoo.video import video_info
+
+        num_frames, video_fps, *size = video_info(video)
         video_fps = float(fps or video_fps)
         name = os.fspath(video)
+    if flow is not None:
+        check_flow(flow, num_frames, *size, name)
+        # A container without a frame count: the flow says how many frames there are.
+        flow_frames = min(num_frames, flow.shape[0] + 1) if num_frames else flow.shape[0] + 1
     step = s["frame_step"]
     if step is None:
         ratio = video_fps / s["train_fps"] if video_fps > 0 else 1.0
@@ -494,7 +638,16 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
     try:
         for batch in _batches(iter_windows(iter(producer), s["window"], s["stride"]), batch_size):
             x = np.stack([w for _, w in batch])
-            if predictor.features is not None:
+            if flow is not None:
+                stacks = [flow_window(flow, idx, flow_frames, predictor.num_chunks,
+                                      predictor.flow_stack, x.shape[2:4]) for idx, _ in batch]
+                rgb = np.stack([w[c] for (_, w), (c, _) in zip(batch, stacks)])
+                f = np.stack([st for _, st in stacks])
+                if predictor.features is not None:
+                    features_out.extend(predictor.flow_feature_batch(rgb, f))
+                else:
+                    scores_out.extend(predictor.flow_scores(rgb, f))
+            elif predictor.features is not None:
                 features_out.extend(predictor.feature_batch(x))
             else:
                 scores_out.extend(predictor.scores(x))
@@ -515,7 +668,8 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
         "fps": video_fps, "num_frames": n, "duration": n / video_fps if video_fps > 0 else None,
         "sampling": {**{k_: v for k_, v in s.items() if k_ != "frame_step"},
                      "frame_step": float(step), "flip": predictor.flip,
-                     "flow": "tvl1 in the graph" if predictor.two_stream else None},
+                     "flow": None if not predictor.two_stream else (
+                         "tvl1 in the graph" if flow is None else "precomputed")},
     }
     windows = [{"start": i0 / video_fps if video_fps > 0 else None,
                 "end": (i1 + 1) / video_fps if video_fps > 0 else None,
@@ -542,7 +696,7 @@ def predict(model, video, *, window: int | None = None, stride: int | None = Non
             fps: float | None = None, train_fps: float | None = None, flip: bool | None = None,
             features: str | None = None, feature_pool: str = "mean", batch_size: int = 4,
             run_info=None, class_names: Sequence[str] | None = None,
-            progress: bool = False) -> dict:
+            progress: bool = False, flow=None) -> dict:
     """Classifies a video (a file, or RGB uint8 frames (T, H, W, 3)) with window scores.
 
     Args:
@@ -560,6 +714,9 @@ def predict(model, video, *, window: int | None = None, stride: int | None = Non
       features: an endpoint name (`model.endpoints`): adds "features" (num_windows, C).
       run_info: the `RunInfo` of a Keras model or SavedModel given as an object or path without
         its model directory (class names, geometry).
+      flow: two-stream models: precomputed flow, (N-1 or N, H, W, 2) float fields in pixels of
+        the video's N frames of (H, W) (field i: frame i -> i+1), or a `.npy` / `.npz` path
+        (`python -m tfzoo.flow --format npz`). Default: TV-L1 computed in the graph.
 
     Returns the result dict (see the module docstring); raises `DataError` for an unreadable
     video and `PredictError` for bad arguments.
@@ -569,7 +726,8 @@ def predict(model, video, *, window: int | None = None, stride: int | None = Non
         class_names=class_names)
     return predict_video(predictor, video, window=window, stride=stride, top_k=top_k,
                          frame_step=frame_step, short_side=short_side, fps=fps,
-                         train_fps=train_fps, batch_size=batch_size, progress=progress)
+                         train_fps=train_fps, batch_size=batch_size, progress=progress,
+                         flow=flow)
 
 
 # `tfzoo.predict(...)` calls `predict` while `python -m tfzoo.predict` runs this package.

@@ -4,6 +4,7 @@
         [--window=16] [--stride=8] [--top_k=5] [--json=OUT.json] [--csv=OUT.csv] [--plot=OUT.png]
     python -m tfzoo.predict --model_dir=DIR --videos=DIR_OR_LIST.txt --output_dir=OUT
     python -m tfzoo.predict --model_dir=DIR --video=IN.mp4 --features=conv5 [--npy=OUT.npy]
+    python -m tfzoo.predict --model_dir=DIR --video=IN.mp4 --flow=IN.npz   # two-stream models
 
 One video prints its windows' top class and the video's top-k. A folder (or a text file of
 paths, one per line) writes `OUT/<name>.json` per video (atomically; a rerun skips the videos
@@ -57,6 +58,9 @@ def define_flags():
                       "time and space (mean), or keep it whole (none).")
     flags.DEFINE_string("npy", None, "Features of --video (default: <video name>.<endpoint>.npy).")
     flags.DEFINE_bool("progress", True, "Show a progress bar (frames/s).")
+    flags.DEFINE_string("flow", None, "Two-stream models: precomputed flow of --video, a .npz "
+                        "(python -m tfzoo.flow --format npz) or .npy of (N-1, H, W, 2) fields "
+                        "(default: TV-L1 computed in the graph).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,6 +291,9 @@ def main(argv):
     if FLAGS.videos and (FLAGS.json or FLAGS.csv or FLAGS.plot or FLAGS.npy):
         return _error("--json/--csv/--plot/--npy are for --video; --videos writes into "
                       "--output_dir")
+    if FLAGS.videos and FLAGS.flow:
+        return _error("--flow is the flow of one --video; with --videos the flow is computed "
+                      "in the graph")
     if FLAGS.features and (FLAGS.csv or FLAGS.plot):
         return _error("--features writes features instead of scores: no --csv or --plot")
     from tfzoo.config import ConfigError
@@ -314,7 +321,8 @@ def main(argv):
                 print(f"  failed: {reason}")
             return 0
         result = predict_video(predictor, FLAGS.video, top_k=FLAGS.top_k,
-                               batch_size=FLAGS.batch_size, progress=FLAGS.progress, **sampling)
+                               batch_size=FLAGS.batch_size, progress=FLAGS.progress,
+                               flow=FLAGS.flow, **sampling)
     except (ConfigError, DataError, RunDirError, PredictError, ValueError) as e:
         return _error(e)
     if FLAGS.features:
