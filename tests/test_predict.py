@@ -398,7 +398,10 @@ def test_precomputed_flow_windows_equal_the_model_on_hand_gathered_stacks(tmp_pa
     flow = np.stack([np.stack([np.sin(xx + i) * (1 + i % 4), np.cos(yy - 0.3 * i)], -1)
                      for i in range(n - 1)]).astype("float32")
     flow += rng.normal(0, 0.1, flow.shape).astype("float32")
-    result = tfzoo.predict(model, frames, run_info=info, window=4, stride=3, fps=25, flow=flow)
+    from tfzoo.predict import Predictor
+
+    predictor = Predictor(model, run_info=info)  # traced once for the three calls
+    result = tfzoo.predict(predictor, frames, window=4, stride=3, fps=25, flow=flow)
     s = result["sampling"]
     assert (s["flow"], s["frame_step"], s["flip"]) == ("precomputed", 2.5, True)
     wins = hand_windows(frames, 2.5, 4, 3)
@@ -415,8 +418,7 @@ def test_precomputed_flow_windows_equal_the_model_on_hand_gathered_stacks(tmp_pa
     np.savez(tmp_path / "f.npz", **{f"flow_{i:06d}": f for i, f in enumerate(flow)})
     np.save(tmp_path / "f.npy", np.concatenate([flow, flow[-1:]]))  # N fields: accepted
     for path in (tmp_path / "f.npz", tmp_path / "f.npy"):
-        again = tfzoo.predict(model, frames, run_info=info, window=4, stride=3, fps=25,
-                              flow=str(path))
+        again = tfzoo.predict(predictor, frames, window=4, stride=3, fps=25, flow=str(path))
         np.testing.assert_allclose([x["scores"] for x in again["windows"]], want, atol=2e-4,
                                    rtol=1e-4)
 
@@ -438,6 +440,64 @@ def test_precomputed_flow_errors_name_the_bad_value(run):
         tfzoo.predict(model, frames, flow="nope.txt", **kw)
     with pytest.raises(PredictError, match=r"takes RGB only"):
         tfzoo.predict(run[1], frames, flow=flow, window=4)
+
+
+def test_precomputed_flow_through_a_saved_model_and_the_cli(tmp_path):
+    """A SavedModel whose serving_default takes `rgb` and `flow` gets the same stacks as the
+    Keras model (same probabilities); the CLI's --flow reads the npz of python -m tfzoo.flow."""
+    from export.saved_model import export_saved_model
+
+    model, info = two_stream_setup(num_chunks=2, flip=False)
+    video = write_synthetic(tmp_path / "v.mp4", seconds=0.8, h=40, w=48)  # 20 frames
+    flow = np.random.default_rng(1).normal(0, 2, (19, 40, 48, 2)).astype("float32")
+    np.savez(tmp_path / "v.npz", **{f"flow_{i:06d}": f for i, f in enumerate(flow)})
+    path = export_saved_model(model, info, tmp_path / "export", warmup=False)
+    loaded = tf.saved_model.load(str(path))
+    assert sorted(loaded.signatures["serving_default"].structured_input_signature[1]) == [
+        "flow", "rgb"]
+    with pytest.raises(ValueError, match=r"takes a 'flow' input; pass precomputed flow"):
+        tfzoo.predict(loaded, video, run_info=info)
+    kw = dict(run_info=info, window=4, stride=2)
+    keras_result = tfzoo.predict(model, video, flow=flow, **kw)
+    saved_result = tfzoo.predict(loaded, video, flow=flow, **kw)
+    assert len(keras_result["windows"]) >= 3
+
+    def probs(r):
+        return np.array([[c["probability"] for c in sorted(x["top_k"], key=lambda c: c["index"])]
+                         for x in r["windows"]])
+
+    np.testing.assert_allclose(probs(saved_result), probs(keras_result), atol=1e-5)
+
+    model_dir = tmp_path / "run"  # the run's classes and geometry for the SavedModel
+    model_dir.mkdir()
+    write_run_info(model_dir, info)
+    out = tmp_path / "out.json"
+    proc = _cli(f"--saved_model={path}", f"--model_dir={model_dir}", f"--video={video}",
+                f"--flow={tmp_path / 'v.npz'}", "--window=4", "--stride=2", f"--json={out}")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    cli = json.loads(out.read_text())
+    assert cli["sampling"]["flow"] == "precomputed"
+    np.testing.assert_allclose([x["scores"] for x in cli["windows"]],
+                               [x["scores"] for x in saved_result["windows"]], atol=1e-5)
+
+
+@pytest.mark.slow  # in-graph TV-L1
+def test_precomputed_tvl1_flow_gives_the_in_graph_scores():
+    """The flow tvl1_video computes, passed as flow=, gives the in-graph TV-L1 path's scores
+    when the chunks' stacks lie inside their windows (in the graph they are clamped to the
+    window; precomputed, to the video)."""
+    from tfzoo.flow import tvl1_video
+
+    model, info = two_stream_setup(num_chunks=2, flip=False)
+    frames = read_video(BIKES, num_frames=14, short_side=SIDE)
+    kw = dict(run_info=info, window=6, stride=4, fps=25, frame_step=1)
+    in_graph = tfzoo.predict(model, frames, **kw)
+    pre = tfzoo.predict(model, frames, flow=tvl1_video(frames), **kw)
+    assert [x["start_frame"] for x in pre["windows"]] == [x["start_frame"] for x in
+                                                          in_graph["windows"]]
+    np.testing.assert_allclose([x["scores"] for x in pre["windows"]],
+                               [x["scores"] for x in in_graph["windows"]], atol=1e-3, rtol=1e-3)
 
 
 def test_bench_predict_runs_through_tfzoo_bench(capsys):
