@@ -367,14 +367,15 @@ def two_stream_setup(num_chunks=3, flip=True):
 
 def hand_flow_inputs(frames, flow, wins, num_chunks, stack, size):
     """{rgb, flow} of each window built by hand: chunk centres equally spaced in the window,
-    L fields around each centre's video frame clamped to the video, bilinear resize, u scaled
-    by the width ratio and v by the height ratio."""
+    L consecutive fields around each centre's video frame clamped to the window's frames,
+    bilinear resize, u scaled by the width ratio and v by the height ratio."""
     n, h, w = frames.shape[:3]
     rgb, fl = [], []
     for win in wins:
         centres = np.round(np.linspace(0, len(win) - 1, num_chunks)).astype(int)
         at = np.asarray(win)[centres]
-        fields = np.clip(at[:, None] + np.arange(stack)[None] - stack // 2, 0, n - 2)
+        fields = at[:, None] + np.arange(stack)[None] - stack // 2
+        fields = np.clip(fields, win[0], win[-1] - 1)
         stacks = []
         for row in fields:
             f = tf.image.resize(flow[row].astype("float32"), size, method="bilinear").numpy()
@@ -387,8 +388,9 @@ def hand_flow_inputs(frames, flow, wins, num_chunks, stack, size):
 
 
 def test_precomputed_flow_windows_equal_the_model_on_hand_gathered_stacks(tmp_path):
-    """flow=: each window's chunks get the L fields centred on their video frame (not on the
-    window), resized with the frames and scaled to pixels of the model's resolution."""
+    """flow=: each window's chunks get the L consecutive fields of the video centred on their
+    frame (the frames are 2.5 apart), resized with the frames and scaled to pixels of the
+    model's resolution."""
     model, info = two_stream_setup()
     n, h, w = 30, 40, 48
     frames = np.stack([synthetic_frame(i, 25, h, w) for i in range(n)])
@@ -485,8 +487,7 @@ def test_precomputed_flow_through_a_saved_model_and_the_cli(tmp_path):
 @pytest.mark.slow  # in-graph TV-L1
 def test_precomputed_tvl1_flow_gives_the_in_graph_scores():
     """The flow tvl1_video computes, passed as flow=, gives the in-graph TV-L1 path's scores
-    when the chunks' stacks lie inside their windows (in the graph they are clamped to the
-    window; precomputed, to the video)."""
+    (consecutive frames: the same stacks, clamped to the window in both)."""
     from tfzoo.flow import tvl1_video
 
     model, info = two_stream_setup(num_chunks=2, flip=False)

@@ -15,10 +15,11 @@ Sampling (all of it is reported in the result's "sampling" entry):
   whose flow is computed in the graph take consecutive frames (flow is between adjacent frames).
 - precomputed flow (`flow=`, two-stream models): field i is frame i -> i+1 of the video, as
   `python -m tfzoo.flow` writes it. Each window's `num_frames` chunk centres (equally spaced,
-  `tfzoo.video.test_indices`) get the L fields centred on their frame in the video
-  (`tfzoo.flow.stacks.flow_indices`: fields t-L/2 .. t+L/2-1, clamped to the video, as the data
-  reader), resized with the frames and scaled by the resize factor (pixels at the network
-  resolution, `tfzoo.data.readers.scale_flow`). The frames keep the training stride.
+  `tfzoo.video.test_indices`) get the L consecutive fields centred on their frame
+  (`tfzoo.flow.stacks.flow_indices`: fields t-L/2 .. t+L/2-1, clamped to the window's frames,
+  as `TwoStreamFrames` clamps to its clip), resized with the frames and scaled by the resize
+  factor (pixels at the network resolution, `tfzoo.data.readers.scale_flow`). The frames keep
+  the training stride.
 - space: the full frame, shorter side rescaled to the run's `test_short_side` (else the shorter
   side of its training crop), as evaluate does: the models are fully convolutional.
 - windows: `window` sampled frames (default: the run's test clip length), one every `stride`
@@ -393,8 +394,10 @@ def flow_window(flow: np.ndarray, frame_indices: Sequence[int], num_video_frames
     """The chunk positions in a window and their (T, H', W', 2L) flow stacks.
 
     `frame_indices` are the window's frames in the video; the chunks are `num_chunks` equally
-    spaced of them, each with the `flow_stack` fields centred on its frame (clamped to the
-    video), channels u1, v1, u2, ..., resized to `size` and scaled by the resize factor.
+    spaced of them, each with the `flow_stack` consecutive fields of the video centred on its
+    frame, clamped to the window's span of frames (the window is the clip, as for
+    `TwoStreamFrames`, so consecutive frames get exactly the in-graph stacks), channels u1, v1,
+    u2, ..., resized to `size` and scaled by the resize factor.
     """
     import tensorflow as tf
 
@@ -402,13 +405,17 @@ def flow_window(flow: np.ndarray, frame_indices: Sequence[int], num_video_frames
     from tfzoo.flow.stacks import flow_indices
     from tfzoo.video import test_indices
 
+    frame_indices = np.asarray(frame_indices)
     centres = test_indices(len(frame_indices), num_chunks).numpy()
-    at = np.asarray(frame_indices)[centres]
-    if at.max() >= num_video_frames:
-        raise PredictError(f"frame {int(at.max())} decoded but the flow has {flow.shape[0]} "
-                           f"fields, for {num_video_frames} frames; expected one field per "
-                           "frame pair of the video")
-    idx = flow_indices(tf.constant(at, tf.int32), num_video_frames, flow_stack).numpy()
+    first, last = int(frame_indices[0]), int(frame_indices.max())
+    if last >= num_video_frames:
+        raise PredictError(f"frame {last} decoded but the flow has {flow.shape[0]} fields, for "
+                           f"{num_video_frames} frames; expected one field per frame pair of "
+                           "the video")
+    # The window's frames first..last as the "video" of flow_indices: fields clamped to it.
+    rel = tf.constant(frame_indices[centres] - first, tf.int32)
+    idx = flow_indices(rel, last - first + 1, flow_stack).numpy() + first
+    idx = np.clip(idx, 0, max(num_video_frames - 2, 0))  # a one-frame window at the video's end
     h, w = flow.shape[1:3]
     x = np.asarray(flow[idx.reshape(-1)], np.float32).reshape(num_chunks, flow_stack, h, w, 2)
     x = x.transpose(0, 2, 3, 1, 4).reshape(num_chunks, h, w, 2 * flow_stack)
