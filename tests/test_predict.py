@@ -436,7 +436,8 @@ def test_precomputed_flow_errors_name_the_bad_value(run):
         tfzoo.predict(model, frames, flow=flow[:7], **kw)
     with pytest.raises(PredictError, match=r"size \(40, 40\) .* frames of \(40, 48\)"):
         tfzoo.predict(model, frames, flow=flow[:, :, :40], **kw)
-    with pytest.raises(PredictError, match=r"shape \(9, 40, 48, 3\); expected \(N-1 or N, H, W, 2\)"):
+    with pytest.raises(PredictError,
+                       match=r"shape \(9, 40, 48, 3\); expected \(N-1 or N, H, W, 2\)"):
         tfzoo.predict(model, frames, flow=np.zeros((9, 40, 48, 3), np.float32), **kw)
     with pytest.raises(PredictError, match=r"flow='nope.txt': no such file"):
         tfzoo.predict(model, frames, flow="nope.txt", **kw)
