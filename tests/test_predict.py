@@ -498,8 +498,11 @@ def test_precomputed_tvl1_flow_gives_the_in_graph_scores():
     pre = tfzoo.predict(model, frames, flow=tvl1_video(frames), **kw)
     assert [x["start_frame"] for x in pre["windows"]] == [x["start_frame"] for x in
                                                           in_graph["windows"]]
-    np.testing.assert_allclose([x["scores"] for x in pre["windows"]],
-                               [x["scores"] for x in in_graph["windows"]], atol=1e-3, rtol=1e-3)
+    want = np.array([x["scores"] for x in in_graph["windows"]])
+    assert np.ptp(want[:, 0]) > 1e-2
+    # Measured: 1.1e-6 apart (tvl1_video is XLA-compiled, the in-graph layer is not).
+    np.testing.assert_allclose([x["scores"] for x in pre["windows"]], want, atol=2e-5,
+                               rtol=1e-5)
 
 
 def test_bench_predict_runs_through_tfzoo_bench(capsys):
