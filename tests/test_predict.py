@@ -505,6 +505,27 @@ def test_precomputed_tvl1_flow_gives_the_in_graph_scores():
                                rtol=1e-5)
 
 
+@pytest.mark.slow  # exporting the in-graph TV-L1 takes ~30 s
+def test_precomputed_flow_through_serving_rgb_flow(tmp_path):
+    """A SavedModel exported with in-graph flow takes precomputed flow through its
+    serving_rgb_flow signature: the Keras model's probabilities, flipped view included."""
+    from export.saved_model import export_saved_model
+
+    model, info = two_stream_setup(num_chunks=2, flip=True)
+    path = export_saved_model(model, info, tmp_path, warmup=False, flow_fn="tvl1")
+    loaded = tf.saved_model.load(str(path))
+    assert "flow" not in loaded.signatures["serving_default"].structured_input_signature[1]
+    frames = np.stack([synthetic_frame(i, 25, 40, 48) for i in range(20)])
+    flow = np.random.default_rng(1).normal(0, 2, (19, 40, 48, 2)).astype("float32")
+    kw = dict(run_info=info, window=4, stride=2, fps=25)
+    want = tfzoo.predict(model, frames, flow=flow, **kw)
+    got = tfzoo.predict(loaded, frames, flow=flow, **kw)
+    assert got["sampling"]["flow"] == "precomputed"
+    np.testing.assert_allclose(softmax(np.array([x["scores"] for x in got["windows"]])),
+                               softmax(np.array([x["scores"] for x in want["windows"]])),
+                               atol=1e-5)
+
+
 def test_bench_predict_runs_through_tfzoo_bench(capsys):
     from tfzoo.bench.cli import main
 

@@ -207,7 +207,8 @@ class Predictor:
         self._scores = scores
         self._features = feature_maps if extractor is not None else None
         self._flow_scores = flow_scores if self.two_stream else None
-        self._flow_features = flow_feature_maps if self.two_stream and extractor else None
+        self._flow_features = (flow_feature_maps if self.two_stream and extractor is not None
+                               else None)
 
     # -- SavedModel -------------------------------------------------------------------------
 
