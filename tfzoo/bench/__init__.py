@@ -5,6 +5,7 @@
     python -m tfzoo.bench --compare_keras --precision=float32,mixed_bfloat16
     python -m tfzoo.bench --flow ...   # -> tfzoo.flow.bench.main(rest)
     python -m tfzoo.bench --data ...   # -> tfzoo.data.bench.main(rest)
+    python -m tfzoo.bench --predict ...  # -> tfzoo.predict.bench.main(rest)
 
 What is measured (DESIGN.md, "Measuring"):
 - GFLOPs are counted from the traced graph of the concrete function, not by hand:
