@@ -164,7 +164,7 @@ def test_make_source_and_config_accept_conjunction():
     assert late.model_overrides["fusion"] == "none" and mul.model_overrides["fusion"] == "multiply"
     assert st.model_overrides["fusion"] == "add"
     # the same recipe apart from the model
-    strip = dict(model="", model_overrides={})
+    strip = dict(model="any", model_overrides={})
     assert late.replace(**strip) == mul.replace(**strip) == st.replace(**strip)
     assert late.model_overrides["flow_channels"] == 2 * late.dataset_options["flow_stack"]
 

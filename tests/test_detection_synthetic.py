@@ -118,3 +118,18 @@ def test_custom_layout(tmp_path):
 
     with pytest.raises(DataError, match="no such split"):
         read_detection_dataset(tmp_path, "val")
+
+
+def test_custom_layout_video_file_keeps_source_pixels(tmp_path):
+    from tfzoo.video import VideoWriter
+
+    (tmp_path / "val").mkdir()
+    with VideoWriter(tmp_path / "val" / "clip.mp4", fps=10) as w:
+        for t in range(4):
+            w.write(np.full((48, 320, 3), 60 * t, np.uint8))  # shorter side 48: no rescale
+    (tmp_path / "val" / "clip.csv").write_text("frame,track_id,class,x1,y1,x2,y2\n"
+                                               "1,0,car,100,10,300,40\n")
+    (video,) = list(read_detection_dataset(tmp_path, "val"))
+    assert video.frames.shape == (4, 48, 320, 3)  # boxes index these pixels
+    np.testing.assert_array_equal(video.boxes[1], [[100, 10, 300, 40]])
+    assert abs(int(video.frames[3].mean()) - 180) <= 3  # decoded, in order

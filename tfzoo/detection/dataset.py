@@ -216,10 +216,10 @@ class DetectionDataset:
     def _load(self, e: _Entry):
         frames, names, objects = [], [], []
         if e.video_path is not None:
-            from tfzoo.data.decode import read_video
+            from tfzoo.video import read_video
 
             try:
-                decoded = read_video(e.video_path)
+                decoded = read_video(e.video_path, short_side=None)  # boxes are in source pixels
             except Exception as err:  # any decoder failure: report the video, keep going
                 self.skipped.append({"path": e.video_path, "reason": f"unreadable video ({err})"})
                 return None

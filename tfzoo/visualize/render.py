@@ -98,7 +98,7 @@ def write_gif(path, frames, fps: float = 5.0, scale: int = 1) -> None:
 
 
 def write_mp4(path, frames, fps: float = 5.0, scale: int = 1) -> None:
-    from tfzoo.flow._video import VideoWriter
+    from tfzoo.video import VideoWriter
 
     def write(p):
         with VideoWriter(p, fps=fps) as w:
