@@ -1,6 +1,10 @@
 """MulNet, ResNet-50 appearance x ResNet-152 motion, UCF101 (thesis ch. 5; CVPR 2017).
 
-`python -m tfzoo.train --config=mulnet50_152_ucf101 --data=DIR`. §5.4.1:
+    python -m tfzoo.data.prepare --dataset=ucf101 --root=UCF101_DIR --out=DIR --flow=tvl1
+    python -m tfzoo.train --config=mulnet50_152_ucf101 --data=DIR
+
+Training on train1, testing on test1; no validation split, so stage 1's "when validation
+saturates" plateau is on the training loss, stage 2 decays on fixed epochs. §5.4.1:
 
 1. "streams": each stream from ImageNet (ResNet-50 RGB, ResNet-152 flow, conv1 inflated to 20
    channels), no connections, single chunks, LR 1e-2 lowered twice when validation saturates,
@@ -16,12 +20,13 @@ final model is "smaller" without a number: here BN sees the 32 clips of each for
 """
 
 from tfzoo.config import TrainConfig
-from tfzoo.recipes import AUGMENTATION, SGD, TEST_PROTOCOL, TWO_STREAM_RECORDS
+from tfzoo.recipes import AUGMENTATION, OFFICIAL_SPLIT_1, SGD, TEST_PROTOCOL, TWO_STREAM_RECORDS
 
 CONFIG = TrainConfig(
     model="mulnet50_152",
     weights="imagenet",
     **TWO_STREAM_RECORDS,
+    **OFFICIAL_SPLIT_1,
     **AUGMENTATION,
     **TEST_PROTOCOL,
     **SGD,

@@ -28,6 +28,16 @@ def test_train_strides_in_range_and_cover_it():
     assert taus == set(range(5, 16))
 
 
+def test_stride_jitter_is_uniform_over_the_strides_that_fit():
+    # thesis §7.3.3: tau in [5, 15]; a 5 s YUP++ clip (150 frames) fits 16 frames at tau <= 9,
+    # so tau is uniform on {5..9} (each ~1/5), not clamped to 9 for every draw above it
+    taus = [int(np.diff(augment.train_indices(150, 16, (5, 15), _seed(i)).numpy())[0])
+            for i in range(500)]
+    counts = np.bincount(taus, minlength=16)
+    assert set(taus) == set(range(5, 10))
+    assert counts[5:10].max() / counts[5:10].min() < 1.6, counts[5:10]
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 40])
 def test_short_video_rule(n):
     # T*tau exceeds the video: the largest stride that fits, then the last frame repeats

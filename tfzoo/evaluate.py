@@ -1,4 +1,14 @@
-"""Evaluate a trained model: `python -m tfzoo.evaluate --model_dir=DIR [--split=test]`.
+"""Evaluate a trained model: `python -m tfzoo.evaluate --model_dir=DIR [--split=test1]`.
+
+The papers' tables report the mean accuracy over the three official UCF101 / HMDB51 splits,
+one model trained per split (thesis §3.4, Tables 3.5, 4.3, 5.5):
+
+    for k in 1 2 3; do python -m tfzoo.train --config=stresnet50_ucf101 --data=DIR \
+        --set train_split=train$k --set test_split=test$k --model_dir=runs/st_split$k; done
+    python -m tfzoo.evaluate --model_dir='runs/st_split{split}' --splits=1,2,3
+
+evaluates each run on its own test split (`test<k>`, which must be the split it was trained
+for) and prints the per-split and mean accuracy (also `splits.json` next to the runs).
 
 The papers' test protocol (thesis §4.3.5, §7.3.3): `test_num_frames` equally spaced frames of
 each video, the full frame (fully convolutional: the model averages over all spatial and
@@ -22,7 +32,9 @@ FLAGS = flags.FLAGS
 def define_flags():
     """CLI flags; defined on demand so that importing this module defines none."""
     flags.DEFINE_string("model_dir", None, "A directory written by `python -m tfzoo.train`.")
-    flags.DEFINE_string("split", "test", "Split to evaluate.")
+    flags.DEFINE_string("split", None, "Split to evaluate (default: the run's test_split).")
+    flags.DEFINE_list("splits", None, "Official split numbers, e.g. 1,2,3: evaluates "
+                      "--model_dir with {split} replaced by each on test<k>; prints the mean.")
     flags.DEFINE_string("data", None, "Prepared data directory (default: the one trained on).")
     flags.DEFINE_bool("flip", None, "Average with the horizontal flip (default: the config's).")
 
@@ -67,9 +79,10 @@ def metrics_from_scores(scores, labels, class_names) -> dict:
     }
 
 
-def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=None,
+def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data_dir=None,
                        flip=None) -> dict:
-    """Evaluates the model in `model_dir` and writes `metrics.json`; returns the metrics."""
+    """Evaluates the model in `model_dir` on `split` (default: the run's `test_split`) and
+    writes `metrics.json`; returns the metrics."""
     from tfzoo import config as cfglib
     from tfzoo.data import clip_spec, make_source
     from tfzoo.rundir import atomic_write_text, load_model
@@ -87,6 +100,7 @@ def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=
             f"{source.info.class_names[:5]}..."
         )
     flip = config.test_flip if flip is None else flip
+    split = split or config.test_split
     spec = clip_spec(config)
     ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
     fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
@@ -103,6 +117,33 @@ def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=
     return metrics
 
 
+def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None) -> dict:
+    """Mean accuracy over official splits: `model_dir_pattern` with `{split}` replaced by each
+    k in `splits` is a run trained on `train<k>`; it is evaluated on `test<k>`."""
+    from tfzoo.config import ConfigError
+    from tfzoo.rundir import atomic_write_text, read_run_info
+
+    if "{split}" not in model_dir_pattern and len(splits) > 1:
+        raise ConfigError(f"--splits={','.join(map(str, splits))} needs a --model_dir with "
+                          f"{{split}} (one run per split), got {model_dir_pattern!r}")
+    per_split = {}
+    for k in splits:
+        d = Path(model_dir_pattern.replace("{split}", str(k)))
+        trained = read_run_info(d).config.get("test_split")
+        if trained != f"test{k}":
+            raise ConfigError(f"{d} was trained for test split {trained!r}, not 'test{k}': "
+                              f"each split needs its own run (train{k} / test{k})")
+        per_split[str(k)] = evaluate_model_dir(d, split=f"test{k}", data_dir=data_dir, flip=flip)
+    accs = [m["accuracy"] for m in per_split.values()]
+    summary = {"splits": {k: m["accuracy"] for k, m in per_split.items()},
+               "mean_accuracy": float(np.mean(accs)),
+               "mean_class_accuracy": float(np.mean([m["mean_class_accuracy"]
+                                                     for m in per_split.values()]))}
+    out = Path(model_dir_pattern.replace("{split}", "all")).parent / "splits.json"
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -113,6 +154,17 @@ def main(argv):
     from tfzoo.data.base import DataError
     from tfzoo.rundir import RunDirError
 
+    if FLAGS.splits:
+        try:
+            splits = [int(k) for k in FLAGS.splits]
+            s = evaluate_splits(FLAGS.model_dir, splits, data_dir=FLAGS.data, flip=FLAGS.flip)
+        except ValueError as e:  # ConfigError, DataError, RunDirError and bad numbers
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for k, acc in s["splits"].items():
+            print(f"split {k}: accuracy {acc:.4f}")
+        print(f"mean accuracy over splits {','.join(s['splits'])}: {s['mean_accuracy']:.4f}")
+        return 0
     try:
         m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data, flip=FLAGS.flip)
     except (ConfigError, DataError, RunDirError, ValueError) as e:
