@@ -365,6 +365,8 @@ class MulNet(TwoStreamResNet):
         or "none"; the symbols "double_dagger", "section", "dagger" are accepted too.
       temporal_init: "center" ([0, 1, 0], final model) or "avg" ([1/3, 1/3, 1/3]).
       temporal_pool: global pooling over time, "max" (eq. 5.10) or "avg".
+      pool_order: "time_first" (eq. 5.10: the temporal max of every conv5 location, then the
+        spatial average; paper) or "space_first" (spatial average, then over time).
       rgb_dropout, flow_dropout: dropout before each classifier (motion 0.8 in §5.4.1).
       rgb_bn_group_size, flow_bn_group_size, flow_weight: as in `STResNet`.
 
@@ -392,6 +394,7 @@ class MulNet(TwoStreamResNet):
         temporal_filters: str = "residual",
         temporal_init: str = "center",
         temporal_pool: str = "max",
+        pool_order: str = "time_first",
         rgb_dropout: float = 0.0,
         flow_dropout: float = 0.8,
         rgb_bn_group_size: int | None = None,
@@ -411,6 +414,7 @@ class MulNet(TwoStreamResNet):
                TEMPORAL_FILTERS + tuple(TEMPORAL_FILTER_SYMBOLS))
         check_choice("temporal_init", temporal_init, TEMPORAL_INITS)
         check_choice("temporal_pool", temporal_pool, ("max", "avg"))
+        check_choice("pool_order", pool_order, ("time_first", "space_first"))
         inputs, features, endpoints = build_two_streams(
             blocks={"rgb": rgb_blocks, "flow": flow_blocks},
             width=width,
@@ -424,9 +428,10 @@ class MulNet(TwoStreamResNet):
             temporal_init=temporal_init,
             bn_group_size={"rgb": rgb_bn_group_size, "flow": flow_bn_group_size},
         )
+        first = pool_order == "time_first"
         heads = {
-            "rgb": {"temporal_pool": temporal_pool, "dropout": rgb_dropout},
-            "flow": {"temporal_pool": temporal_pool, "dropout": flow_dropout},
+            "rgb": {"temporal_pool": temporal_pool, "dropout": rgb_dropout, "time_first": first},
+            "flow": {"temporal_pool": temporal_pool, "dropout": flow_dropout, "time_first": first},
         }
         kwargs.setdefault("name", "mulnet")
         self._finish(inputs, features, endpoints, heads, flow_weight, config, kwargs)

@@ -1,0 +1,36 @@
+"""The models follow the thesis's equations (issue 12), each checked against a numpy reference."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfzoo.models.heads import classification_head
+
+
+def test_eq_5_10_temporal_max_per_location_then_spatial_average():
+    # Each location peaks at a different time: max_t per location then mean_hw (eq. 5.10)
+    # differs from mean_hw then max_t.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3, 3, 4)).astype("float32")
+    inp = keras.Input((None, 3, 3, 4))
+    paper = keras.Model(inp, classification_head(inp, None, temporal_pool="max", time_first=True))
+    other = keras.Model(inp, classification_head(inp, None, temporal_pool="max"))
+    np.testing.assert_allclose(paper(x).numpy(), x.max(1).mean((1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(other(x).numpy(), x.mean((2, 3)).max(1), rtol=1e-6)
+    assert np.abs(x.max(1).mean((1, 2)) - x.mean((2, 3)).max(1)).min() > 1e-3
+
+
+def test_mulnet_logits_pool_conv5_by_eq_5_10():
+    from tfzoo.models.two_stream_resnet import MulNet
+
+    model = MulNet(num_classes=3, rgb_blocks=(2, 2, 2, 2), flow_blocks=(2, 2, 2, 2), width=4,
+                   flow_dropout=0.0)
+    assert model.get_config()["pool_order"] == "time_first"
+    rng = np.random.default_rng(1)
+    x = {"rgb": rng.uniform(0, 255, (2, 4, 64, 64, 3)).astype("float32"),
+         "flow": rng.normal(size=(2, 4, 64, 64, 20)).astype("float32")}
+    conv5 = keras.Model(model.inputs, model.get_layer("rgb_temporal_pool").input)(x).numpy()
+    w, b = model.get_layer("rgb_predictions").get_weights()
+    want = conv5.max(1).mean((1, 2)) @ w + b
+    np.testing.assert_allclose(model(x)["rgb"].numpy(), want, rtol=1e-4, atol=1e-5)
