@@ -34,3 +34,26 @@ def test_mulnet_logits_pool_conv5_by_eq_5_10():
     w, b = model.get_layer("rgb_predictions").get_weights()
     want = conv5.max(1).mean((1, 2)) @ w + b
     np.testing.assert_allclose(model(x)["rgb"].numpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_fusion_3d_pool5_covers_all_five_chunks():
+    # §3.3.4: after fusion the 3-D pooling operates on the T = 5 chunks; a response that only
+    # chunk t has reaches the pooled output for every t (window 3 / stride 2 dropped chunks
+    # 1 and 3 from the middle output and kept 3 outputs)
+    from tfzoo.layers.pooling import SpatioTemporalMaxPooling
+    from tfzoo.models.fusion import TwoStreamFusion
+
+    layer = SpatioTemporalMaxPooling((None, 2, 2), (1, 2, 2))
+    for t in range(5):
+        x = np.zeros((1, 5, 4, 4, 2), "float32")
+        x[0, t, 1, 2, 0] = 7.0
+        y = layer(x).numpy()
+        assert y.shape == (1, 1, 2, 2, 2) and y[0, 0, 0, 1, 0] == 7.0 and y.sum() == 7.0
+    model = TwoStreamFusion(num_classes=3, spatial_arch="vgg16", temporal_arch="vgg16",
+                            width_multiplier=1 / 32, fc6_kernel=1)
+    pools = [l for l in model.layers if isinstance(l, SpatioTemporalMaxPooling)]
+    assert pools and all(p.pool_size[0] is None for p in pools)
+    inner = keras.Model(model.inputs, [p.output for p in pools])
+    out = inner({"rgb": np.zeros((1, 5, 64, 64, 3), "float32"),
+                 "flow": np.zeros((1, 5, 64, 64, 20), "float32")})
+    assert all(o.shape[1] == 1 for o in out)
