@@ -57,3 +57,25 @@ def test_fusion_3d_pool5_covers_all_five_chunks():
     out = inner({"rgb": np.zeros((1, 5, 64, 64, 3), "float32"),
                  "flow": np.zeros((1, 5, 64, 64, 20), "float32")})
     assert all(o.shape[1] == 1 for o in out)
+
+
+def test_tresnet_random_temporal_filters_are_n_0_001():
+    # §7.3.3: W_t "initialized randomly"; the reference code draws N(0, 0.01^2)
+    from tfzoo.layers.temporal import temporal_kernel_initializer
+
+    w = temporal_kernel_initializer("random", seed=0)((3, 1, 1, 256, 256)).numpy()
+    assert abs(w.mean()) < 2e-4 and abs(w.std() - 0.01) < 2e-4
+    he = temporal_kernel_initializer("he_normal", seed=0)((3, 1, 1, 256, 256)).numpy()
+    assert abs(he.std() - np.sqrt(2 / (3 * 256))) < 3e-3  # the kept option
+
+
+def test_vgg_temporal_tower_dropout_is_0_9_spatial_0_85():
+    from tfzoo.models.fusion import TwoStreamFusion, TwoStreamNet
+
+    for cls in (TwoStreamNet, TwoStreamFusion):
+        model = cls(num_classes=3, spatial_arch="vggm", temporal_arch="vggm",
+                    width_multiplier=1 / 32, fc6_kernel=1)
+        rates = {l.name: l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)}
+        assert rates and all(r == (0.9 if n.startswith("temporal_") else 0.85)
+                             for n, r in rates.items()), rates
+        assert any(n.startswith("temporal_") for n in rates)
