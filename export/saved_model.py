@@ -54,7 +54,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np

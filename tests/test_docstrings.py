@@ -34,5 +34,5 @@ def test_docstring_examples(name):
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     failures = []
     for test in doctest.DocTestFinder(exclude_empty=True).find(module):
-        result = runner.run(test, out=failures.append)
+        runner.run(test, out=failures.append)
     assert runner.failures == 0, "".join(failures)

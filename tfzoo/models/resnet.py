@@ -6,7 +6,9 @@ import functools
 
 import keras
 
-from tfzoo.backbones.resnet import STAGE_BLOCKS, batch_norm, resnet_body, video_input
+from tfzoo.backbones.resnet import (
+    STAGE_BLOCKS, batch_norm, bottleneck_unit, resnet_body, video_input,
+)
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head
 
@@ -14,8 +16,32 @@ from tfzoo.models.heads import classification_head
 TINY = dict(blocks=(1, 1, 1, 1), width=8)
 
 
+class ResNetClassifier(VideoModel):
+    """What the single-stream ResNet classifiers share: a video ResNet body publishing
+    conv1..conv5, and the classification head on conv5."""
+
+    def _build(self, config: dict, *, temporal_pool: str, kwargs: dict, name: str,
+               temporal_branch=None):
+        """`temporal_branch(spec)`: the unit's T-ResNet branch, or None for a plain unit."""
+        norm = functools.partial(batch_norm, momentum=config["bn_momentum"])
+
+        def unit_fn(x, spec):
+            branch = temporal_branch(spec) if temporal_branch is not None else None
+            return bottleneck_unit(x, spec, norm=norm, temporal_branch=branch)
+
+        inputs = video_input(config["in_channels"])
+        maps = resnet_body(inputs, blocks=tuple(config["blocks"]), width=config["width"],
+                           normalization=config["normalization"], unit_fn=unit_fn, norm=norm)
+        logits = classification_head(maps["conv5"], config["num_classes"],
+                                     temporal_pool=temporal_pool, dropout=config["dropout"],
+                                     zero_init=config["zero_init_head"])
+        kwargs.setdefault("name", name)
+        VideoModel.__init__(self, inputs, logits, config=config, endpoints=maps, **kwargs)
+        self.blocks = tuple(config["blocks"])
+
+
 @keras.saving.register_keras_serializable(package="tfzoo")
-class FrameResNet(VideoModel):
+class FrameResNet(ResNetClassifier):
     """Frame-wise ResNet (He et al. 2016) classifier for video: the spatial baseline.
 
     Each frame goes through a ResNet v1 independently; the clip score is the temporal average
@@ -46,31 +72,28 @@ class FrameResNet(VideoModel):
         zero_init_head: bool = False,
         **kwargs,
     ):
-        config = self.capture(locals())
-        norm = functools.partial(batch_norm, momentum=bn_momentum)
-        inputs = video_input(in_channels)
-        maps = resnet_body(
-            inputs, blocks=tuple(blocks), width=width, normalization=normalization, norm=norm
-        )
         # Averaging pooled features over time before the linear classifier equals averaging
         # the per-frame logits.
-        logits = classification_head(maps["conv5"], num_classes, temporal_pool="avg",
-                                     dropout=dropout, zero_init=zero_init_head)
-        kwargs.setdefault("name", "resnet")
-        super().__init__(inputs, logits, config=config, endpoints=maps, **kwargs)
-        self.blocks = tuple(blocks)
+        self._build(self.capture(locals()), temporal_pool="avg", kwargs=kwargs, name="resnet")
+
+
+def register_depths(prefix: str, builder, description: str) -> None:
+    """Registers `builder` as `{prefix}50/101/152` (ImageNet depths; `description` may use
+    {depth}), each with the tiny test variant."""
+    from tfzoo.registry import register_model
+
+    for depth, blocks in STAGE_BLOCKS.items():
+        register_model(f"{prefix}{depth}", builder, blocks=blocks,
+                       description=description.format(depth=depth), test_overrides=TINY,
+                       tags=("imagenet",))
 
 
 def register() -> None:
     """Registers the frame-wise ResNet presets (called once by `tfzoo.models`)."""
     from tfzoo.registry import register_model
 
-    for depth, blocks in STAGE_BLOCKS.items():
-        register_model(
-            f"resnet{depth}", FrameResNet, blocks=blocks,
-            description=f"Frame-wise ResNet-{depth} baseline (temporal average of frame scores)",
-            test_overrides=TINY, tags=("imagenet",),
-        )
+    register_depths("resnet", FrameResNet,
+                    "Frame-wise ResNet-{depth} baseline (temporal average of frame scores)")
     # For the embedded demo and tests (no ImageNet weights).
     register_model(
         "resnet_small", FrameResNet, blocks=(2, 2, 2, 2), width=16, bn_momentum=0.9,

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-
 import keras
 
-from tfzoo.backbones.resnet import (
-    STAGE_BLOCKS,
-    batch_norm,
-    TemporalBranch,
-    bottleneck_unit,
-    resnet_body,
-    video_input,
-)
-from tfzoo.models.base import VideoModel
-from tfzoo.models.heads import classification_head
+from tfzoo.backbones.resnet import STAGE_BLOCKS, TemporalBranch
+from tfzoo.models.resnet import ResNetClassifier, register_depths
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
-class TResNet(VideoModel):
+class TResNet(ResNetClassifier):
     """Temporal residual network for dynamic scene / action recognition.
 
     Feichtenhofer, Pinz, Wildes, "Temporal Residual Networks for Dynamic Scene Recognition",
@@ -67,39 +57,17 @@ class TResNet(VideoModel):
         **kwargs,
     ):
         config = self.capture(locals())
-        norm = functools.partial(batch_norm, momentum=bn_momentum)
         branch = TemporalBranch(init=temporal_init, scale_init=temporal_scale_init)
         units = set(temporal_units)
-
-        def unit_fn(x, spec):
-            st = branch if spec.block in units else None
-            return bottleneck_unit(x, spec, norm=norm, temporal_branch=st)
-
-        inputs = video_input(in_channels)
-        maps = resnet_body(
-            inputs, blocks=tuple(blocks), width=width, normalization=normalization, unit_fn=unit_fn,
-            norm=norm,
-        )
-        logits = classification_head(
-            maps["conv5"], num_classes, temporal_pool=temporal_pool, dropout=dropout,
-            zero_init=zero_init_head,
-        )
-        kwargs.setdefault("name", "tresnet")
-        super().__init__(inputs, logits, config=config, endpoints=maps, **kwargs)
-        self.blocks = tuple(blocks)
+        self._build(config, temporal_pool=temporal_pool, kwargs=kwargs, name="tresnet",
+                    temporal_branch=lambda spec: branch if spec.block in units else None)
 
 
 def register() -> None:
     """Registers the T-ResNet presets (called once by `tfzoo.models`)."""
-    from tfzoo.models.resnet import TINY
     from tfzoo.registry import register_model
 
-    for depth, blocks in STAGE_BLOCKS.items():
-        register_model(
-            f"tresnet{depth}", TResNet, blocks=blocks,
-            description=f"T-ResNet-{depth}, thesis §7.3 (CVPR 2017)",
-            test_overrides=TINY, tags=("imagenet",),
-        )
+    register_depths("tresnet", TResNet, "T-ResNet-{depth}, thesis §7.3 (CVPR 2017)")
     register_model(
         "tresnet_small", TResNet, blocks=(2, 2, 2, 2), width=16, temporal_units=(1, 2),
         bn_momentum=0.9, description="Small T-ResNet for the embedded synthetic demo",

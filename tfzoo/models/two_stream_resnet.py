@@ -153,15 +153,17 @@ def _connected_unit(
     cross, fused = None, []
     if sender is not None:
         cross = CrossStreamConnection(fusion, name=f"{prefix}{spec.name}_cross")
+
+    def fuse(y):  # records the fused map: the endpoint fusion/convN
+        fused.append(cross([y, sender]))
+        return fused[-1]
+
     branch_input = None
     if cross is not None and connection == "direct":
         # Fig. 5.1a/b: the fused signal replaces the stream's signal on both paths.
-        x = cross([x, sender])
-        fused.append(x)
+        x = fuse(x)
     elif cross is not None:
-        def branch_input(y):
-            fused.append(cross([y, sender]))
-            return fused[-1]
+        branch_input = fuse
     after_spatial = None
     if temporal_filter:
         after_spatial = TemporalConv(3, init=temporal_init, name=f"{prefix}{spec.name}_temporal")
