@@ -79,3 +79,39 @@ def test_vgg_temporal_tower_dropout_is_0_9_spatial_0_85():
         assert rates and all(r == (0.9 if n.startswith("temporal_") else 0.85)
                              for n, r in rates.items()), rates
         assert any(n.startswith("temporal_") for n in rates)
+
+
+def test_cross_stream_gate_taps_the_pre_relu_appearance_output():
+    # eq. 4.2 / 5.5: the gated branch input is x^a_l * f(x^m_l) with x^a_l the appearance
+    # unit's output before its ReLU, so negative appearance responses pass the gate and get a
+    # gradient f(x^m_l) (a rectified x^a would give 0 and a zero gradient there).
+    import tensorflow as tf
+
+    from tfzoo.models.two_stream_resnet import MulNet
+
+    for model_cls, kw in ((MulNet, dict(rgb_blocks=(2, 2, 2, 2), flow_blocks=(2, 2, 2, 2))),):
+        model = model_cls(num_classes=3, width=4, **kw)
+        cross = model.get_layer("rgb_conv2_block2_cross")
+        pre = model.get_layer("rgb_conv2_block1_add").output
+        sub = keras.Model(model.inputs, [pre, *cross.input, cross.output])
+        rng = np.random.default_rng(2)
+        x = {"rgb": rng.uniform(0, 255, (1, 2, 32, 32, 3)).astype("float32"),
+             "flow": rng.normal(0, 5, (1, 2, 32, 32, 20)).astype("float32")}
+        p, a, m, out = (t.numpy() for t in sub(x))
+        np.testing.assert_array_equal(a, p)  # the gate's appearance input is the pre-ReLU map
+        assert (a < 0).mean() > 0.1
+        np.testing.assert_allclose(out, a * np.maximum(m, 0), rtol=1e-5, atol=1e-5)
+        assert ((out < 0) & (a < 0)).any()
+        # gradient at negative appearance values is f(x^m), not zero
+        a_t = tf.constant(a)
+        with tf.GradientTape() as tape:
+            tape.watch(a_t)
+            y = tf.reduce_sum(cross([a_t, tf.constant(m)]))
+        g = tape.gradient(y, a_t).numpy()
+        neg = a < 0
+        np.testing.assert_allclose(g[neg], np.maximum(m, 0)[neg], rtol=1e-6)
+        assert (g[neg] > 0).any()
+    post = MulNet(num_classes=3, width=4, rgb_blocks=(2, 2, 2, 2), flow_blocks=(2, 2, 2, 2),
+                  cross_input="post_relu")
+    c = post.get_layer("rgb_conv2_block2_cross")
+    assert c.input[0] is post.get_layer("rgb_conv2_block1_out").output

@@ -14,10 +14,11 @@ stream in training (the thesis found one joint classifier overfits to appearance
 pre-softmax average at test.
 
 A note on eq. 4.2 / 5.5: the thesis writes the residual branch input as `x^a_l ∘ f(x^m_l)`
-with `f(x^a_l)` on the skip path. Here `x^a` is the rectified output of the appearance unit,
-i.e. exactly what a plain ResNet feeds its next residual branch, so with the connection off the
-stream is the unmodified ResNet (the transplant invariant); `f(x^m)` is the rectified motion
-unit output.
+with `f(x^a_l)` on the skip path: `x^a_l` is the appearance unit's output *before* its ReLU (the
+reference code feeds `res2a` etc., not `res2a_relu`), `f(x^m_l)` the rectified motion unit
+output. That is `cross_input="pre_relu"` (default); "post_relu" feeds the rectified `f(x^a_l)`
+(this project's earlier behaviour, kept as an option). The skip path keeps `f(x^a_l)`, so
+with the connection off the stream is the unmodified ResNet (the transplant invariant).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def build_two_streams(
     temporal_filters: str,
     temporal_init: str,
     bn_group_size: dict[str, int | None],
+    cross_input: str = "pre_relu",
 ):
     """Inputs, per-stream conv5 features and the endpoint maps of a connected two-stream ResNet.
 
@@ -134,6 +136,7 @@ def build_two_streams(
                 temporal_filter=temporal_filters == "residual"
                 or (temporal_filters == "conv5" and stage == 5),
                 temporal_init=temporal_init,
+                cross_input=cross_input,
             )
             if cross is not None:
                 fused[f"fusion/conv{stage}" + ("" if s == "rgb" else "_flow")] = (cross, s)
@@ -148,7 +151,7 @@ def build_two_streams(
 
 def _connected_unit(
     x, sender, spec: UnitSpec, *, prefix, norm, connection, fusion, temporal_kernels,
-    temporal_filter, temporal_init,
+    temporal_filter, temporal_init, cross_input="pre_relu",
 ):
     cross, fused = None, []
     if sender is not None:
@@ -163,7 +166,8 @@ def _connected_unit(
         # Fig. 5.1a/b: the fused signal replaces the stream's signal on both paths.
         x = fuse(x)
     elif cross is not None:
-        branch_input = fuse
+        # eq. 4.2 / 5.5: the branch gets x^a_l (pre-ReLU) combined with f(x^m_l)
+        branch_input = (lambda y: fuse(_pre_relu(y))) if cross_input == "pre_relu" else fuse
     after_spatial = None
     if temporal_filter:
         after_spatial = TemporalConv(3, init=temporal_init, name=f"{prefix}{spec.name}_temporal")
@@ -177,6 +181,14 @@ def _connected_unit(
         after_spatial=after_spatial,
     )
     return y, (fused[0] if fused else None)
+
+
+def _pre_relu(x):
+    """The input of the ReLU that produced `x` (a unit's `_out` activation): eq. 4.2's x^a_l."""
+    op = x._keras_history.operation
+    if not (isinstance(op, keras.layers.Activation) and op.name.endswith("_out")):
+        raise ValueError(f"expected a residual unit's output ReLU, got {op.name!r}")
+    return op._inbound_nodes[x._keras_history.node_index].input_tensors[0]
 
 
 class TwoStreamResNet(VideoModel):
@@ -282,6 +294,8 @@ class STResNet(TwoStreamResNet):
       chunk_pool: its (window, stride).
       rgb_bn_group_size, flow_bn_group_size: sub-batch BN group sizes (§4.3.4); None = full batch.
       flow_weight: motion weight in the "fused" output (e.g. 3 on HMDB51).
+      cross_input: "pre_relu" (eq. 4.2: the appearance unit's output before its ReLU, paper)
+        or "post_relu" (its rectified output).
 
     Example:
     >>> import numpy as np
@@ -308,6 +322,7 @@ class STResNet(TwoStreamResNet):
         rgb_bn_group_size: int | None = None,
         flow_bn_group_size: int | None = None,
         flow_weight: float = 1.0,
+        cross_input: str = "pre_relu",
         **kwargs,
     ):
         config = self.capture(locals())
@@ -329,6 +344,7 @@ class STResNet(TwoStreamResNet):
             temporal_filters="none",
             temporal_init=temporal_init,
             bn_group_size={"rgb": rgb_bn_group_size, "flow": flow_bn_group_size},
+            cross_input=check_choice("cross_input", cross_input, ("pre_relu", "post_relu")),
         )
         head = {"chunk_pool": tuple(chunk_pool) if star else None, "temporal_pool": "avg"}
         kwargs.setdefault("name", "stresnet_star" if star else "stresnet")
@@ -370,7 +386,7 @@ class MulNet(TwoStreamResNet):
       pool_order: "time_first" (eq. 5.10: the temporal max of every conv5 location, then the
         spatial average; paper) or "space_first" (spatial average, then over time).
       rgb_dropout, flow_dropout: dropout before each classifier (motion 0.8 in §5.4.1).
-      rgb_bn_group_size, flow_bn_group_size, flow_weight: as in `STResNet`.
+      rgb_bn_group_size, flow_bn_group_size, flow_weight, cross_input: as in `STResNet`.
 
     Example:
     >>> import numpy as np
@@ -402,6 +418,7 @@ class MulNet(TwoStreamResNet):
         rgb_bn_group_size: int | None = None,
         flow_bn_group_size: int | None = None,
         flow_weight: float = 1.0,
+        cross_input: str = "pre_relu",
         **kwargs,
     ):
         config = self.capture(locals())
@@ -429,6 +446,7 @@ class MulNet(TwoStreamResNet):
             temporal_filters=temporal_filters,
             temporal_init=temporal_init,
             bn_group_size={"rgb": rgb_bn_group_size, "flow": flow_bn_group_size},
+            cross_input=check_choice("cross_input", cross_input, ("pre_relu", "post_relu")),
         )
         first = pool_order == "time_first"
         heads = {
