@@ -153,3 +153,14 @@ def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
     assert metrics["split"] == final.test_split
     manifest = json.loads((data / "manifest.json").read_text())
     assert metrics["num_videos"] == manifest["splits"][final.test_split] > 0
+
+
+@pytest.mark.parametrize("name", ["mulnet50_152_ucf101", "mulnet50_152_hmdb51"])
+def test_mulnet_stage_1_trains_the_streams_separately(name):
+    # §5.4.1: the streams are trained separately first, the appearance stream at batch 256
+    stages = dict(cfglib.stage_configs(cfglib.load_config_file(name)))
+    rgb, flow, final = stages["1-appearance"], stages["2-motion"], stages["3-mulnet"]
+    assert (rgb.train_streams, rgb.batch_size * rgb.grad_accum_steps) == (("rgb",), 256)
+    assert (flow.train_streams, flow.batch_size * flow.grad_accum_steps) == (("flow",), 128)
+    assert rgb.model_overrides["fusion"] == flow.model_overrides["fusion"] == "none"
+    assert final.train_streams is None and final.batch_size * final.grad_accum_steps == 128
