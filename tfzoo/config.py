@@ -66,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every_steps: int | None = None  # BackupAndRestore within an epoch; None: per epoch
     train_streams: tuple | None = None  # two-stream models: train only these ("rgb", "flow")
+    flow_rescale: bool = False  # scale stored flow by the crop-resize factor (not the paper's)
     # Multi-stage recipes
     stages: tuple = ()
     init_from: str | None = None  # a model_dir whose weights start this run
