@@ -115,3 +115,34 @@ def test_cross_stream_gate_taps_the_pre_relu_appearance_output():
                   cross_input="post_relu")
     c = post.get_layer("rgb_conv2_block2_cross")
     assert c.input[0] is post.get_layer("rgb_conv2_block1_out").output
+
+
+def test_stresnet_per_chunk_loss_is_the_mean_of_per_chunk_cross_entropies():
+    # §4.3.5: "no pooling over time ... a single loss for each of the 5 inputs"
+    import tensorflow as tf
+
+    from tfzoo.models.two_stream_resnet import STResNet
+    from tfzoo.tasks import get_task
+
+    model = STResNet(num_classes=4, blocks=(2, 2, 2, 2), width=4)
+    rng = np.random.default_rng(3)
+    x = {"rgb": rng.uniform(0, 255, (2, 5, 32, 32, 3)).astype("float32"),
+         "flow": rng.normal(0, 3, (2, 5, 32, 32, 20)).astype("float32")}
+    y = np.array([1, 3])
+    out = model(x, training=False)
+    task = get_task(model)
+    assert task.heads(model) == ["flow_chunks", "rgb_chunks"]
+    want = 0.0
+    for s in ("rgb", "flow"):
+        z = out[f"{s}_chunks"].numpy()
+        assert z.shape == (2, 5, 4)
+        np.testing.assert_allclose(out[s].numpy(), z.mean(1), rtol=1e-5, atol=1e-6)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        want += np.mean([-logp[b, t, y[b]] for b in range(2) for t in range(5)])
+    got = float(task.loss(model, out, tf.constant(y)))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # the loss of the averaged logits is a different number (what the code did before)
+    avg = sum(float(keras.losses.sparse_categorical_crossentropy(y, out[s], from_logits=True)
+                    .numpy().mean()) for s in ("rgb", "flow"))
+    assert abs(avg - want) > 1e-4
+    assert task.num_classes(model) == 4 and task.test_score(out).shape == (2, 4)

@@ -201,7 +201,12 @@ class TwoStreamResNet(VideoModel):
             s: classification_head(features[s], _num_classes(config), prefix=PREFIXES[s], **heads[s])
             for s in STREAMS
         }
+        chunks = {}
+        if any(h.get("return_chunks") for h in heads.values()):
+            chunks = {f"{s}_chunks": logits[s][1] for s in STREAMS}
+            logits = {s: logits[s][0] for s in STREAMS}
         outputs = two_stream_outputs(logits["rgb"], logits["flow"], stream_weights=(1.0, flow_weight))
+        outputs.update(chunks)
         VideoModel.__init__(self, inputs, outputs, config=config, endpoints=endpoints, **kwargs)
 
     def stream_blocks(self, stream: str) -> tuple[int, ...]:
@@ -296,6 +301,9 @@ class STResNet(TwoStreamResNet):
       flow_weight: motion weight in the "fused" output (e.g. 3 on HMDB51).
       cross_input: "pre_relu" (eq. 4.2: the appearance unit's output before its ReLU, paper)
         or "post_relu" (its rectified output).
+      chunk_loss: also output the per-chunk logits "rgb_chunks" / "flow_chunks" (B, T', C), on
+        which the task puts its losses: "a single loss for each of the 5 inputs" (§4.3.5,
+        paper); False: one loss on the chunk-averaged logits.
 
     Example:
     >>> import numpy as np
@@ -323,6 +331,7 @@ class STResNet(TwoStreamResNet):
         flow_bn_group_size: int | None = None,
         flow_weight: float = 1.0,
         cross_input: str = "pre_relu",
+        chunk_loss: bool = True,
         **kwargs,
     ):
         config = self.capture(locals())
@@ -346,7 +355,8 @@ class STResNet(TwoStreamResNet):
             bn_group_size={"rgb": rgb_bn_group_size, "flow": flow_bn_group_size},
             cross_input=check_choice("cross_input", cross_input, ("pre_relu", "post_relu")),
         )
-        head = {"chunk_pool": tuple(chunk_pool) if star else None, "temporal_pool": "avg"}
+        head = {"chunk_pool": tuple(chunk_pool) if star else None, "temporal_pool": "avg",
+                "return_chunks": bool(chunk_loss)}
         kwargs.setdefault("name", "stresnet_star" if star else "stresnet")
         self._finish(inputs, features, endpoints, {s: head for s in STREAMS}, flow_weight,
                      config, kwargs)
