@@ -1,4 +1,6 @@
-"""Two-stream fusion, VGG-16 towers, UCF101 (thesis ch. 3; CVPR 2016; Table 3.5: 92.5%).
+"""Two-stream fusion, VGG-16 towers, UCF101 (thesis ch. 3; CVPR 2016; Table 3.5: 92.5%, mean
+of three splits, tested on 20 densely sampled predictions + flips (§3.4.6); known gap: this
+config tests on the 5 training chunks + flips, the dense protocol is not yet offered).
 
     python -m tfzoo.data.prepare --dataset=ucf101 --root=UCF101_DIR --out=DIR --flow=tvl1
     python -m tfzoo.train --config=fusion_vgg16_ucf101 --data=DIR
