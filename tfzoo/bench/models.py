@@ -55,8 +55,12 @@ def bench_model(
     train: bool = True,
     overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = lambda s: None,
+    matmul_n: int = MATMUL_N,
 ) -> dict[str, Any]:
-    """One row: params, GFLOPs, forward / train-step latency, GFLOP/s, ratio to the matmul."""
+    """One row: params, GFLOPs, forward / train-step latency, GFLOP/s, ratio to the matmul.
+
+    `matmul_n`: size of the reference matmul (n x n by n x n); smaller references are less
+    efficient, so compare ratios only between rows of the same `matmul_n`."""
     import keras
     import tensorflow as tf
 
@@ -84,7 +88,7 @@ def bench_model(
         # load may change in between); the row uses the median of all samples.
         log(f"{name} [{precision}{', XLA' if jit else ''}]: matmul reference")
         mm_dtype = compute_dtype(precision)
-        mm_samples = matmul_times(mm_dtype, runs=max(runs, 3), warmup=2)
+        mm_samples = matmul_times(mm_dtype, runs=max(runs, 3), warmup=2, n=matmul_n)
 
         forward = tf.function(lambda v: model(v, training=False), jit_compile=jit)
         flops = count_graph_flops(forward.get_concrete_function(x))
@@ -126,9 +130,10 @@ def bench_model(
                 train_gflops_per_s=train_flops / step / 1e9,
             )
 
-        mm_samples += matmul_times(mm_dtype, runs=max(runs, 3), warmup=1)
-        mm = 2 * MATMUL_N**3 / statistics.median(mm_samples) / 1e9
+        mm_samples += matmul_times(mm_dtype, runs=max(runs, 3), warmup=1, n=matmul_n)
+        mm = 2 * matmul_n**3 / statistics.median(mm_samples) / 1e9
         row["matmul_dtype"] = mm_dtype
+        row["matmul_n"] = matmul_n
         row["matmul_gflops_per_s"] = mm
         row["forward_ratio_to_matmul"] = row["forward_gflops_per_s"] / mm
         if train:
