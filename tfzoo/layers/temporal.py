@@ -47,7 +47,7 @@ class ChannelScale(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> float(ChannelScale(scale_init=0.01)(np.ones((1, 2, 3), "float32"))[0, 0, 0])
+    >>> round(float(ChannelScale(scale_init=0.01)(np.ones((1, 2, 3), "float32"))[0, 0, 0]), 6)
     0.01
     """
 
