@@ -310,8 +310,8 @@ class STResNet(TwoStreamResNet):
     >>> model = STResNet(num_classes=5, blocks=(2, 2, 2, 2), width=4)
     >>> out = model({"rgb": np.zeros((1, 3, 32, 32, 3), "float32"),
     ...              "flow": np.zeros((1, 3, 32, 32, 20), "float32")})
-    >>> sorted(out), tuple(out["fused"].shape)
-    (['flow', 'fused', 'rgb'], (1, 5))
+    >>> sorted(out), tuple(out["fused"].shape), tuple(out["rgb_chunks"].shape)
+    (['flow', 'flow_chunks', 'fused', 'rgb', 'rgb_chunks'], (1, 5), (1, 3, 5))
     """
 
     def __init__(
