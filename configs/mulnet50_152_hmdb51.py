@@ -1,4 +1,8 @@
-"""MulNet, ResNet-50 appearance x ResNet-152 motion, HMDB51 (thesis ch. 5; CVPR 2017).
+"""MulNet, ResNet-50 appearance x ResNet-152 motion, HMDB51 (thesis ch. 5; CVPR 2017; Table
+5.5: 68.9%, mean over the three splits, 25 chunks + flips).
+
+    python -m tfzoo.data.prepare --dataset=hmdb51 --root=HMDB51_DIR --out=DIR --flow=tvl1
+    python -m tfzoo.train --config=mulnet50_152_hmdb51 --data=DIR
 
 The UCF101 recipe (configs/mulnet50_152_ucf101.py) on HMDB51, with the motion scores weighted
 3x in the fused output (§5.5.3); the class count comes from the prepared data.

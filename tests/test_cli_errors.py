@@ -103,6 +103,8 @@ def test_evaluate_table(places, tmp_path):
         ([f"--model_dir={places / 'run'}"], "model.keras"),
         ([f"--model_dir={places / 'run'}", "--flip=maybe"], "maybe"),
         ([f"--model_dir={places / 'run'}", f"--data={places / 'other'}"], "other"),
+        ([f"--model_dir={places / 'run'}", "--splits=1,two"], "two"),
+        ([f"--model_dir={places / 'run'}", "--splits=1,2"], "{split}"),
     ]
     _absl_table("tfzoo.evaluate", "python -m tfzoo.evaluate", rows, tmp_path)
 

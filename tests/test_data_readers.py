@@ -1,5 +1,6 @@
 """Sampling, augmentation and the tf.data reader of prepared records."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -26,6 +27,16 @@ def test_train_strides_in_range_and_cover_it():
         assert idx[0] >= 0 and idx[-1] < 400
         taus.add(int(d[0]))
     assert taus == set(range(5, 16))
+
+
+def test_stride_jitter_is_uniform_over_the_strides_that_fit():
+    # thesis §7.3.3: tau in [5, 15]; a 5 s YUP++ clip (150 frames) fits 16 frames at tau <= 9,
+    # so tau is uniform on {5..9} (each ~1/5), not clamped to 9 for every draw above it
+    taus = [int(np.diff(augment.train_indices(150, 16, (5, 15), _seed(i)).numpy())[0])
+            for i in range(500)]
+    counts = np.bincount(taus, minlength=16)
+    assert set(taus) == set(range(5, 10))
+    assert counts[5:10].max() / counts[5:10].min() < 1.6, counts[5:10]
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 40])
@@ -121,7 +132,8 @@ def _ramp_video(t=12, h=32, w=48):
 def test_same_crop_and_flip_for_all_frames_and_both_streams(tmp_path):
     rgb, flow = _ramp_video()
     d = _write_prepared(tmp_path, [(rgb, flow, 1)])
-    spec = ClipSpec(num_frames=4, stride_range=(1, 3), image_size=(16, 16), flow_stack=4)
+    spec = ClipSpec(num_frames=4, stride_range=(1, 3), image_size=(16, 16), flow_stack=4,
+                    flow_rescale=True)
     src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1)
     signs = set()
     for x, y in src.dataset("train", training=True, spec=spec, seed=0).take(24):
@@ -193,3 +205,25 @@ def test_reader_errors(tmp_path):
         RecordSource(d, streams=("rgb", "flow"))
     with pytest.raises(DataError, match="available"):
         RecordSource(d).dataset("val", training=False, spec=ClipSpec(), seed=0)
+
+
+def test_stored_flow_is_not_rescaled_by_default_and_motion_stage_uses_motion_crops(tmp_path):
+    # the reference code feeds the stored flow values unchanged after crop + resize; a stage
+    # training only the flow stream crops at corners/centre with sides {256,224,192,168}/256
+    from tfzoo.config import TrainConfig
+    from tfzoo.data import clip_spec
+
+    rgb, flow = _ramp_video(h=48, w=48)
+    d = _write_prepared(tmp_path, [(rgb, flow, 1)])
+    src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1)
+    base = TrainConfig(num_frames=2, stride_range=(1, 1), image_size=(16, 16))
+    assert clip_spec(base).crop == "auto" and not clip_spec(base).flow_rescale
+    motion = clip_spec(base.replace(train_streams=("flow",)))
+    assert motion.crop == "motion"
+    motion = dataclasses.replace(motion, flow_stack=4)
+    for x, _ in src.dataset("train", training=True, spec=motion, seed=0).take(30):
+        r, f = x["rgb"].numpy(), x["flow"].numpy()
+        col = r[0, ..., 0].ravel() / 5
+        u = f[0, ..., 0].ravel()
+        slope, _ = np.polyfit(col / 48 * 10 - 5, u, 1)
+        assert abs(abs(slope) - 1.0) < 0.06, slope  # raw stored values

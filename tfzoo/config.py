@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every_steps: int | None = None  # backup within an epoch (tfzoo/backup.py); None: per epoch
     train_streams: tuple | None = None  # two-stream models: train only these ("rgb", "flow")
+    flow_rescale: bool = False  # scale stored flow by the crop-resize factor (not the paper's)
     # Multi-stage recipes
     stages: tuple = ()
     init_from: str | None = None  # a model_dir whose weights start this run
@@ -257,3 +258,30 @@ def stage_configs(config: TrainConfig) -> list[tuple[str, TrainConfig]]:
         name = stage.pop("name", f"stage{i + 1}")
         out.append((f"{i + 1}-{name}", apply_overrides(dataclasses.replace(config, stages=()), stage)))
     return out
+
+
+def apply_cli_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Command-line overrides: applied to the base config and to every stage that sets the
+    key. Dict-valued keys (`model_overrides`, `dataset_options`) are merged into the existing
+    dicts, so `--set model_overrides={'width':8}` shrinks every stage's model and keeps each
+    stage's own options (e.g. `fusion='none'` in a streams stage)."""
+    merged = dict(overrides)
+    for key, value in overrides.items():
+        if key in ("model_overrides", "dataset_options"):
+            value = _coerce(key, value) if key in FIELDS else value
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {key!r}: got {value!r}; expected a dict")
+            merged[key] = {**getattr(config, key), **value}
+    result = apply_overrides(config, merged)
+    stages = []
+    for stage in result.stages:
+        stage = dict(stage)
+        for key in overrides:
+            if key not in stage:
+                continue
+            value = getattr(result, key)
+            if key in ("model_overrides", "dataset_options"):
+                value = {**stage[key], **_coerce(key, overrides[key])}
+            stage[key] = value
+        stages.append(stage)
+    return dataclasses.replace(result, stages=tuple(stages))

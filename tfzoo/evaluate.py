@@ -1,4 +1,14 @@
-"""Evaluate a trained model: `python -m tfzoo.evaluate --model_dir=DIR [--split=test]`.
+"""Evaluate a trained model: `python -m tfzoo.evaluate --model_dir=DIR [--split=test1]`.
+
+The papers' tables report the mean accuracy over the three official UCF101 / HMDB51 splits,
+one model trained per split (thesis §3.4, Tables 3.5, 4.3, 5.5):
+
+    for k in 1 2 3; do python -m tfzoo.train --config=stresnet50_ucf101 --data=DIR \
+        --set train_split=train$k --set test_split=test$k --model_dir=runs/st_split$k; done
+    python -m tfzoo.evaluate --model_dir='runs/st_split{split}' --splits=1,2,3
+
+evaluates each run on its own test split (`test<k>`, which must be the split it was trained
+for) and prints the per-split and mean accuracy (also `splits.json` next to the runs).
 
 The papers' test protocol (thesis §4.3.5, §7.3.3): `test_num_frames` equally spaced frames of
 each video, the full frame (fully convolutional: the model averages over all spatial and
@@ -22,7 +32,9 @@ FLAGS = flags.FLAGS
 def define_flags():
     """CLI flags; defined on demand so that importing this module defines none."""
     flags.DEFINE_string("model_dir", None, "A directory written by `python -m tfzoo.train`.")
-    flags.DEFINE_string("split", "test", "Split to evaluate.")
+    flags.DEFINE_string("split", None, "Split to evaluate (default: the run's test_split).")
+    flags.DEFINE_list("splits", None, "Official split numbers, e.g. 1,2,3: evaluates "
+                      "--model_dir with {split} replaced by each on test<k>; prints the mean.")
     flags.DEFINE_string("data", None, "Prepared data directory (default: the one trained on).")
     flags.DEFINE_bool("flip", None, "Average with the horizontal flip (default: the config's).")
 
@@ -67,10 +79,11 @@ def metrics_from_scores(scores, labels, class_names) -> dict:
     }
 
 
-def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=None,
+def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data_dir=None,
                        flip=None) -> dict:
-    """Evaluates `split` of the model in `model_dir`, stores it as that split's entry of
-    `metrics.json` (other splits' entries are kept) and returns its metrics."""
+    """Evaluates the model in `model_dir` on `split` (default: the run's `test_split`), stores
+    it as that split's entry of `metrics.json` (other splits' entries are kept) and returns its
+    metrics."""
     from tfzoo import config as cfglib
     from tfzoo.data import clip_spec, make_source
     from tfzoo.rundir import atomic_write_text, load_model, read_run_info
@@ -90,6 +103,7 @@ def evaluate_model_dir(model_dir, *, split: str = "test", source=None, data_dir=
             f"{model_dir} was trained on classes {info.class_names[:5]}...; the data has "
             f"{source.info.class_names[:5]}..."
         )
+    split = split or config.test_split
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     model, info = load_model(model_dir)
     flip = config.test_flip if flip is None else flip
@@ -123,11 +137,52 @@ def read_metrics(model_dir, split: str | None = None) -> dict:
     return by_split if split is None else by_split.get(split, {})
 
 
+def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None) -> dict:
+    """Mean accuracy over official splits: `model_dir_pattern` with `{split}` replaced by each
+    k in `splits` is a run trained on `train<k>`; it is evaluated on `test<k>`."""
+    from tfzoo.config import ConfigError
+    from tfzoo.rundir import atomic_write_text, read_run_info
+
+    if "{split}" not in model_dir_pattern and len(splits) > 1:
+        raise ConfigError(f"--splits={','.join(map(str, splits))} needs a --model_dir with "
+                          f"{{split}} (one run per split), got {model_dir_pattern!r}")
+    per_split = {}
+    for k in splits:
+        d = Path(model_dir_pattern.replace("{split}", str(k)))
+        trained = read_run_info(d).config.get("test_split")
+        if trained != f"test{k}":
+            raise ConfigError(f"{d} was trained for test split {trained!r}, not 'test{k}': "
+                              f"each split needs its own run (train{k} / test{k})")
+        per_split[str(k)] = evaluate_model_dir(d, split=f"test{k}", data_dir=data_dir, flip=flip)
+    accs = [m["accuracy"] for m in per_split.values()]
+    summary = {"splits": {k: m["accuracy"] for k, m in per_split.items()},
+               "mean_accuracy": float(np.mean(accs)),
+               "mean_class_accuracy": float(np.mean([m["mean_class_accuracy"]
+                                                     for m in per_split.values()]))}
+    out = Path(model_dir_pattern.replace("{split}", "all")).parent / "splits.json"
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from tfzoo.errors import TfzooError, report
 
+    if FLAGS.splits:
+        try:
+            bad = [k for k in FLAGS.splits if not k.isdigit()]
+            if bad:
+                raise TfzooError(f"--splits={','.join(FLAGS.splits)}: {bad[0]!r} is not a split "
+                                 "number; expected e.g. --splits=1,2,3")
+            splits = [int(k) for k in FLAGS.splits]
+            s = evaluate_splits(FLAGS.model_dir, splits, data_dir=FLAGS.data, flip=FLAGS.flip)
+        except TfzooError as e:
+            return report(e, "python -m tfzoo.evaluate")
+        for k, acc in s["splits"].items():
+            print(f"split {k}: accuracy {acc:.4f}")
+        print(f"mean accuracy over splits {','.join(s['splits'])}: {s['mean_accuracy']:.4f}")
+        return 0
     try:
         if not FLAGS.model_dir:
             raise TfzooError("--model_dir is required: a directory written by "

@@ -80,7 +80,7 @@ def resolve_config():
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
         overrides.update(dataset="records", data_dir=FLAGS.data)
-    config = config.replace(**overrides)
+    config = cfglib.apply_cli_overrides(config, overrides)
     for _, stage in cfglib.stage_configs(config):
         # Unknown model names and misspelt model_overrides fail before any work.
         check_arguments(f"model_overrides of {stage.model!r}", get_entry(stage.model).builder,
@@ -342,7 +342,7 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
         return None
     from tfzoo.evaluate import evaluate_model_dir
 
-    return evaluate_model_dir(model_dir, source=source)
+    return evaluate_model_dir(model_dir, split=stages[-1][1].test_split, source=source)
 
 
 def _check_streams(config, streams) -> None:

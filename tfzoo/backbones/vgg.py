@@ -115,7 +115,8 @@ class VGGTower:
       fc6_kernel: spatial size of fc6; None = the pretrained size (6 VGG-M, 7 VGG-16). 1 lets
         tiny test inputs through.
       temporal_pool: "2d" (pool5 per chunk) or "3d" (pool5 also over `temporal_pool_size`
-        chunks with stride `temporal_pool_stride`, "same" padding in time).
+        chunks with stride `temporal_pool_stride`, "same" padding in time; window None: all
+        chunks, the thesis's T' = T = 5, §3.3.4).
 
     Example:
     >>> import keras

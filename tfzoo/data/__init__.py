@@ -17,6 +17,9 @@ def clip_spec(config) -> ClipSpec:
         scale_jitter=config.scale_jitter,
         border=config.border,
         flip=config.flip,
+        # §4.3.5: the motion stream's base training uses corner/centre multi-scale crops
+        crop="motion" if tuple(config.train_streams or ()) == ("flow",) else "auto",
+        flow_rescale=getattr(config, "flow_rescale", False),
     )
 
 

@@ -29,6 +29,14 @@ class ClipSpec:
     border: float = 0.25  # max crop distance from the borders
     flip: bool = True  # random horizontal flip in training
     flow_stack: int = 10  # L: flow fields per motion chunk (2L channels)
+    # Training crop: "appearance" (jitter +/-25 %, <= 25 % from the borders), "motion" (sides
+    # from {256, 224, 192, 168} at a corner or the centre, §4.3.5) or "auto" (motion for a
+    # flow-only source). A stage training only the flow stream of a two-stream model uses
+    # "motion" (`tfzoo.data.clip_spec`).
+    crop: str = "auto"
+    # Multiply stored flow by the crop-resize factor (pixels at the network resolution). The
+    # reference code feeds the stored values as they are (False, the paper's).
+    flow_rescale: bool = False
 
 
 @dataclass

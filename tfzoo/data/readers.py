@@ -8,8 +8,9 @@ fields centred on its RGB frame t: fields t-L/2 .. t+L/2-1 (field i is frame i -
 clamped to the video, channels u1, v1, u2, v2, ... One crop box and one flip for every frame
 and for both streams: the appearance crop (width/height jitter +/-25%, at most 25% from the
 borders) for RGB and two-stream inputs; a flow-only source uses the motion crop (width and
-height from {256, 224, 192, 168} at a corner or the centre). Resized to `spec.image_size`;
-flow values are scaled by the resize factor (pixels at the network resolution) and a flip
+height from {256, 224, 192, 168} at a corner or the centre). `spec.crop="motion"` (a stage training only the motion stream) uses the motion crop for
+two-stream inputs too. Resized to `spec.image_size`; flow values stay as stored, as in the
+reference code (`spec.flow_rescale` scales them by the resize factor instead), and a flip
 negates u.
 
 Test: every video once, in the stored order, `spec.test_num_frames` equally spaced frames,
@@ -171,7 +172,7 @@ class RecordSource:
             out["flow"] = decode_flow_chunks(ex["flow_u"], ex["flow_v"], fidx)
         hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
         if training:
-            if self.streams == ("flow",):
+            if spec.crop == "motion" or (spec.crop == "auto" and self.streams == ("flow",)):
                 box = augment.multiscale_corner_box(h, w, s_crop)
             else:
                 box = augment.jitter_crop_box(h, w, s_crop, scale_jitter=spec.scale_jitter,
@@ -182,7 +183,7 @@ class RecordSource:
             flipped = tf.random.stateless_uniform([], s_flip) < 0.5 if spec.flip else False
             for k in out:
                 x = augment.crop_resize(out[k], box, spec.image_size)
-                if k == "flow":
+                if k == "flow" and spec.flow_rescale:
                     x = scale_flow(x, sy, sx)
                 if spec.flip:
                     mirrored = augment.flip_flow(x) if k == "flow" else tf.reverse(x, axis=[-2])
@@ -193,7 +194,7 @@ class RecordSource:
                 x = out[k]
                 if spec.test_short_side is not None:
                     x = augment.resize_short_side(x, spec.test_short_side)
-                    if k == "flow":
+                    if k == "flow" and spec.flow_rescale:
                         nh = tf.cast(tf.shape(x)[1], tf.float32)
                         nw = tf.cast(tf.shape(x)[2], tf.float32)
                         x = scale_flow(x, nh / hf, nw / wf)

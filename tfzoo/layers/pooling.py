@@ -57,11 +57,12 @@ class GlobalTemporalPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def _triple(value, what: str) -> tuple[int, int, int]:
+def _triple(value, what: str, *, all_time: bool = False) -> tuple:
     if isinstance(value, int):
         value = (value, value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 3 or min(value) < 1:
+    value = tuple(None if v is None and all_time and i == 0 else int(v)
+                  for i, v in enumerate(value))
+    if len(value) != 3 or min(v for v in value if v is not None) < 1:
         raise ValueError(f"{what} must be a positive int or 3 positive ints (T, H, W), got {value}")
     return value
 
@@ -79,7 +80,8 @@ class SpatioTemporalMaxPooling(keras.layers.Layer):
     this is a temporal pooling followed by a spatial one; that is what lets time use "same"
     padding (any number of chunks, T = 5 -> 3 with window 3, stride 2) while space keeps the
     towers' "valid" pool5 (13x13 -> 6x6 for VGG-M, so fc6 still sees its 6x6 input).
-    A temporal window of 1 is plain per-chunk 2-D pooling (Fig. 3.2(a)).
+    A temporal window of 1 is plain per-chunk 2-D pooling (Fig. 3.2(a)); a temporal window of
+    None pools all chunks into one (§3.3.4: the fusion net pools its T = 5 chunks).
 
     Example:
     >>> import numpy as np
@@ -98,7 +100,7 @@ class SpatioTemporalMaxPooling(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.pool_size = _triple(pool_size, "pool_size")
+        self.pool_size = _triple(pool_size, "pool_size", all_time=True)
         self.strides = _triple(strides, "strides")
         for what, p in (("temporal_padding", temporal_padding), ("spatial_padding", spatial_padding)):
             check_choice(what, p, _PADDINGS)
@@ -108,7 +110,9 @@ class SpatioTemporalMaxPooling(keras.layers.Layer):
     def call(self, x):
         kt, kh, kw = self.pool_size
         st, sh, sw = self.strides
-        if kt > 1 or st > 1:
+        if kt is None:
+            x = ops.max(x, axis=1, keepdims=True)
+        elif kt > 1 or st > 1:
             x = ops.max_pool(x, (kt, 1, 1), (st, 1, 1), padding=self.temporal_padding)
         if kh > 1 or kw > 1 or sh > 1 or sw > 1:
             x = ops.max_pool(x, (1, kh, kw), (1, sh, sw), padding=self.spatial_padding)
@@ -119,7 +123,9 @@ class SpatioTemporalMaxPooling(keras.layers.Layer):
         pads = (self.temporal_padding, self.spatial_padding, self.spatial_padding)
         out = []
         for n, k, s, pad in zip(dims, self.pool_size, self.strides, pads):
-            if n is None:
+            if k is None:
+                out.append(1)
+            elif n is None:
                 out.append(None)
             elif pad == "same":
                 out.append(-(-n // s))

@@ -8,22 +8,24 @@ from keras import ops
 
 from tfzoo.utils import check_choice
 
-TEMPORAL_INITS = ("random", "avg", "diff", "center", "noise")
+TEMPORAL_INITS = ("random", "avg", "diff", "center", "noise", "he_normal")
 
 
 def temporal_kernel_initializer(mode: str, seed: int | None = None):
     """Initializer for a (T, 1, 1, C, C) temporal conv kernel.
 
-    - "random": He-normal (T-ResNet, thesis §7.3.3).
+    - "random": N(0, 0.01^2) (T-ResNet's "initialized randomly", thesis §7.3.3; the value of
+      the reference code insert_temporal_res_layers.m).
+    - "he_normal": He-normal (this project's earlier "random"; an option, not the paper's).
     - "avg": identity x [1/3, 1/3, 1/3] (MulNet eq. 5.9, average).
     - "center": identity x [0, 1, 0] (MulNet eq. 5.8, reference code).
     - "diff": identity x [-1, 3, -1] (insert_temporal_res_layers.m option).
     - "noise": N(0, 0.01^2) (insert_temporal_res_layers.m option).
     """
     check_choice("temporal init", mode, TEMPORAL_INITS)
-    if mode == "random":
+    if mode == "he_normal":
         return keras.initializers.HeNormal(seed=seed)
-    if mode == "noise":
+    if mode in ("random", "noise"):
         return keras.initializers.RandomNormal(stddev=0.01, seed=seed)
 
     def init(shape, dtype=None):

@@ -148,8 +148,12 @@ class TwoStreamFusion(_VGGTowers, VideoModel):
       fusion_sigma: Gaussian sigma of the conv fusion init over its taps.
       keep_temporal: keep the fused-from tower after the last fusion ("ReLU5 +" in Table 3.4).
       temporal_pool: "3d" (3-D max pooling at pool5 of both towers) or "2d" (per chunk).
-      temporal_pool_size, temporal_pool_stride: temporal window/stride of the 3-D pool5.
-      spatial_dropout, temporal_dropout: dropout on fc6/fc7 of each tower (0.85, §3.3.5).
+      temporal_pool_size, temporal_pool_stride: temporal window/stride of the 3-D pool5; window
+        None (paper, §3.3.4) pools all T chunks into one; 3 with stride 2 and "same" padding
+        was this model's earlier default (5 chunks -> 3), kept as an option.
+      spatial_dropout, temporal_dropout: dropout on fc6/fc7 of each tower: 0.85 for the
+        spatial net (§3.3.5), 0.9 for the temporal net (Simonyan & Zisserman's, whose training
+        §3.3.5 follows, and the reference code's).
       freeze_below_fusion: make both towers' layers up to the first fusion point
         non-trainable: "We only propagate back to the injected fusion layer, since full
         backpropagation did not result in an improvement" (§3.3.5). Off by default.
@@ -182,10 +186,10 @@ class TwoStreamFusion(_VGGTowers, VideoModel):
         fusion_sigma: float = 1.0,
         keep_temporal: bool = True,
         temporal_pool: str = "3d",
-        temporal_pool_size: int = 3,
+        temporal_pool_size: int | None = None,
         temporal_pool_stride: int = 2,
         spatial_dropout: float = 0.85,
-        temporal_dropout: float = 0.85,
+        temporal_dropout: float = 0.9,
         freeze_below_fusion: bool = False,
         width_multiplier: float = 1.0,
         fc6_kernel: int | None = None,
@@ -313,7 +317,7 @@ class TwoStreamNet(_VGGTowers, VideoModel):
         flow_channels: int = 20,
         score_fusion: str = "softmax",
         spatial_dropout: float = 0.85,
-        temporal_dropout: float = 0.85,
+        temporal_dropout: float = 0.9,
         width_multiplier: float = 1.0,
         fc6_kernel: int | None = None,
         normalization: str = "caffe",

@@ -11,7 +11,8 @@ from tfzoo.layers.temporal import TemporalPooling
 
 def classification_head(
     x, num_classes: int | None, *, prefix: str = "", temporal_pool: str = "avg",
-    chunk_pool=None, dropout: float = 0.0, zero_init: bool = False,
+    chunk_pool=None, dropout: float = 0.0, zero_init: bool = False, time_first: bool = False,
+    return_chunks: bool = False,
 ):
     """Global spatial average, optional sliding temporal max, global temporal pool, classifier.
 
@@ -29,6 +30,12 @@ def classification_head(
       temporal_pool: "avg" or "max" over the remaining chunks.
       chunk_pool: (window, stride) of a sliding temporal max pool first (ST-ResNet*, §4.3.5).
       dropout: before the classifier.
+      time_first: pool time first, per spatial location, then space (MulNet eq. 5.10:
+        `max_t` of each conv5 location, then the spatial average; it differs from the default
+        order whenever locations peak at different times). Not with `chunk_pool`.
+      return_chunks: also return the per-chunk logits (B, T', C) (classified before the
+        temporal average, which is then the average of the per-chunk logits): ST-ResNet's
+        "single loss for each of the 5 inputs" (§4.3.5). Needs `temporal_pool="avg"`.
       zero_init: start the classifier at zero, i.e. every clip at the uniform prediction; it
         speeds up training from scratch (the embedded demo) and changes nothing for
         transplanted backbones.
@@ -41,11 +48,28 @@ def classification_head(
     """
     # Class scores stay float32: pooling them in bfloat16 would round the logits.
     dtype = "float32" if num_classes is None else None
+    if time_first:
+        if chunk_pool is not None:
+            raise ValueError("classification_head: time_first pools all chunks per location; "
+                             f"it takes no chunk_pool (got {chunk_pool})")
+        x = GlobalTemporalPooling(temporal_pool, name=f"{prefix}temporal_pool", dtype=dtype)(x)
+        x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}spatial_pool", dtype=dtype)(x)
+        return _classifier(x, num_classes, prefix, dropout, zero_init)
     x = GlobalSpatialPooling("avg", name=f"{prefix}spatial_pool", dtype=dtype)(x)
     if chunk_pool is not None:
         size, stride = chunk_pool
         x = TemporalPooling(int(size), int(stride), "max", name=f"{prefix}chunk_pool", dtype=dtype)(x)
+    if return_chunks:
+        if temporal_pool != "avg" or num_classes is None:
+            raise ValueError("return_chunks needs temporal_pool='avg' and a classifier")
+        chunks = _classifier(x, num_classes, prefix, dropout, zero_init)  # Dense per chunk
+        logits = GlobalTemporalPooling("avg", name=f"{prefix}temporal_pool", dtype="float32")(chunks)
+        return logits, chunks
     x = GlobalTemporalPooling(temporal_pool, name=f"{prefix}temporal_pool", dtype=dtype)(x)
+    return _classifier(x, num_classes, prefix, dropout, zero_init)
+
+
+def _classifier(x, num_classes, prefix, dropout, zero_init):
     if num_classes is None:
         return x
     if dropout:

@@ -24,7 +24,8 @@ class TResNet(ResNetClassifier):
       blocks, width, in_channels, normalization: see `tfzoo.backbones.VideoResNet`.
       temporal_units: 1-based unit indices transformed in every stage ((1, 3) in the paper);
         indices beyond a stage's length are skipped.
-      temporal_init: "random" (paper), "avg", "diff", "center" or "noise".
+      temporal_init: "random" (paper: N(0, 0.01^2)), "he_normal", "avg", "diff", "center" or
+        "noise" (= "random").
       temporal_scale_init: initial value of `S`.
       temporal_pool: "max" (paper) or "avg".
       dropout: before the classifier (0: the paper uses none).

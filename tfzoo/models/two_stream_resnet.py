@@ -14,10 +14,11 @@ stream in training (the thesis found one joint classifier overfits to appearance
 pre-softmax average at test.
 
 A note on eq. 4.2 / 5.5: the thesis writes the residual branch input as `x^a_l ∘ f(x^m_l)`
-with `f(x^a_l)` on the skip path. Here `x^a` is the rectified output of the appearance unit,
-i.e. exactly what a plain ResNet feeds its next residual branch, so with the connection off the
-stream is the unmodified ResNet (the transplant invariant); `f(x^m)` is the rectified motion
-unit output.
+with `f(x^a_l)` on the skip path: `x^a_l` is the appearance unit's output *before* its ReLU (the
+reference code feeds `res2a` etc., not `res2a_relu`), `f(x^m_l)` the rectified motion unit
+output. That is `cross_input="pre_relu"` (default); "post_relu" feeds the rectified `f(x^a_l)`
+(this project's earlier behaviour, kept as an option). The skip path keeps `f(x^a_l)`, so
+with the connection off the stream is the unmodified ResNet (the transplant invariant).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def build_two_streams(
     temporal_filters: str,
     temporal_init: str,
     bn_group_size: dict[str, int | None],
+    cross_input: str = "pre_relu",
 ):
     """Inputs, per-stream conv5 features and the endpoint maps of a connected two-stream ResNet.
 
@@ -134,6 +136,7 @@ def build_two_streams(
                 temporal_filter=temporal_filters == "residual"
                 or (temporal_filters == "conv5" and stage == 5),
                 temporal_init=temporal_init,
+                cross_input=cross_input,
             )
             if cross is not None:
                 fused[f"fusion/conv{stage}" + ("" if s == "rgb" else "_flow")] = (cross, s)
@@ -148,7 +151,7 @@ def build_two_streams(
 
 def _connected_unit(
     x, sender, spec: UnitSpec, *, prefix, norm, connection, fusion, temporal_kernels,
-    temporal_filter, temporal_init,
+    temporal_filter, temporal_init, cross_input="pre_relu",
 ):
     cross, fused = None, []
     if sender is not None:
@@ -163,7 +166,8 @@ def _connected_unit(
         # Fig. 5.1a/b: the fused signal replaces the stream's signal on both paths.
         x = fuse(x)
     elif cross is not None:
-        branch_input = fuse
+        # eq. 4.2 / 5.5: the branch gets x^a_l (pre-ReLU) combined with f(x^m_l)
+        branch_input = (lambda y: fuse(_pre_relu(y))) if cross_input == "pre_relu" else fuse
     after_spatial = None
     if temporal_filter:
         after_spatial = TemporalConv(3, init=temporal_init, name=f"{prefix}{spec.name}_temporal")
@@ -179,6 +183,14 @@ def _connected_unit(
     return y, (fused[0] if fused else None)
 
 
+def _pre_relu(x):
+    """The input of the ReLU that produced `x` (a unit's `_out` activation): eq. 4.2's x^a_l."""
+    op = x._keras_history.operation
+    if not (isinstance(op, keras.layers.Activation) and op.name.endswith("_out")):
+        raise ValueError(f"expected a residual unit's output ReLU, got {op.name!r}")
+    return op._inbound_nodes[x._keras_history.node_index].input_tensors[0]
+
+
 class TwoStreamResNet(VideoModel):
     """What ST-ResNet and MulNet share: two-stream outputs and the weight transplant."""
 
@@ -189,7 +201,12 @@ class TwoStreamResNet(VideoModel):
             s: classification_head(features[s], _num_classes(config), prefix=PREFIXES[s], **heads[s])
             for s in STREAMS
         }
+        chunks = {}
+        if any(h.get("return_chunks") for h in heads.values()):
+            chunks = {f"{s}_chunks": logits[s][1] for s in STREAMS}
+            logits = {s: logits[s][0] for s in STREAMS}
         outputs = two_stream_outputs(logits["rgb"], logits["flow"], stream_weights=(1.0, flow_weight))
+        outputs.update(chunks)
         VideoModel.__init__(self, inputs, outputs, config=config, endpoints=endpoints, **kwargs)
 
     def stream_blocks(self, stream: str) -> tuple[int, ...]:
@@ -281,14 +298,19 @@ class STResNet(TwoStreamResNet):
       chunk_pool: its (window, stride).
       rgb_bn_group_size, flow_bn_group_size: sub-batch BN group sizes (§4.3.4); None = full batch.
       flow_weight: motion weight in the "fused" output (e.g. 3 on HMDB51).
+      cross_input: "pre_relu" (eq. 4.2: the appearance unit's output before its ReLU, paper)
+        or "post_relu" (its rectified output).
+      chunk_loss: also output the per-chunk logits "rgb_chunks" / "flow_chunks" (B, T', C), on
+        which the task puts its losses: "a single loss for each of the 5 inputs" (§4.3.5,
+        paper); False: one loss on the chunk-averaged logits.
 
     Example:
     >>> import numpy as np
     >>> model = STResNet(num_classes=5, blocks=(2, 2, 2, 2), width=4)
     >>> out = model({"rgb": np.zeros((1, 3, 32, 32, 3), "float32"),
     ...              "flow": np.zeros((1, 3, 32, 32, 20), "float32")})
-    >>> sorted(out), tuple(out["fused"].shape)
-    (['flow', 'fused', 'rgb'], (1, 5))
+    >>> sorted(out), tuple(out["fused"].shape), tuple(out["rgb_chunks"].shape)
+    (['flow', 'flow_chunks', 'fused', 'rgb', 'rgb_chunks'], (1, 5), (1, 3, 5))
     """
 
     def __init__(
@@ -307,6 +329,8 @@ class STResNet(TwoStreamResNet):
         rgb_bn_group_size: int | None = None,
         flow_bn_group_size: int | None = None,
         flow_weight: float = 1.0,
+        cross_input: str = "pre_relu",
+        chunk_loss: bool = True,
         **kwargs,
     ):
         config = self.capture(locals())
@@ -328,8 +352,10 @@ class STResNet(TwoStreamResNet):
             temporal_filters="none",
             temporal_init=temporal_init,
             bn_group_size={"rgb": rgb_bn_group_size, "flow": flow_bn_group_size},
+            cross_input=check_choice("cross_input", cross_input, ("pre_relu", "post_relu")),
         )
-        head = {"chunk_pool": tuple(chunk_pool) if star else None, "temporal_pool": "avg"}
+        head = {"chunk_pool": tuple(chunk_pool) if star else None, "temporal_pool": "avg",
+                "return_chunks": bool(chunk_loss)}
         kwargs.setdefault("name", "stresnet_star" if star else "stresnet")
         self._finish(inputs, features, endpoints, {s: head for s in STREAMS}, flow_weight,
                      config, kwargs)
@@ -366,8 +392,10 @@ class MulNet(TwoStreamResNet):
         or "none"; the symbols "double_dagger", "section", "dagger" are accepted too.
       temporal_init: "center" ([0, 1, 0], final model) or "avg" ([1/3, 1/3, 1/3]).
       temporal_pool: global pooling over time, "max" (eq. 5.10) or "avg".
+      pool_order: "time_first" (eq. 5.10: the temporal max of every conv5 location, then the
+        spatial average; paper) or "space_first" (spatial average, then over time).
       rgb_dropout, flow_dropout: dropout before each classifier (motion 0.8 in §5.4.1).
-      rgb_bn_group_size, flow_bn_group_size, flow_weight: as in `STResNet`.
+      rgb_bn_group_size, flow_bn_group_size, flow_weight, cross_input: as in `STResNet`.
 
     Example:
     >>> import numpy as np
@@ -393,11 +421,13 @@ class MulNet(TwoStreamResNet):
         temporal_filters: str = "residual",
         temporal_init: str = "center",
         temporal_pool: str = "max",
+        pool_order: str = "time_first",
         rgb_dropout: float = 0.0,
         flow_dropout: float = 0.8,
         rgb_bn_group_size: int | None = None,
         flow_bn_group_size: int | None = None,
         flow_weight: float = 1.0,
+        cross_input: str = "pre_relu",
         **kwargs,
     ):
         config = self.capture(locals())
@@ -412,6 +442,7 @@ class MulNet(TwoStreamResNet):
                TEMPORAL_FILTERS + tuple(TEMPORAL_FILTER_SYMBOLS))
         check_choice("temporal_init", temporal_init, TEMPORAL_INITS)
         check_choice("temporal_pool", temporal_pool, ("max", "avg"))
+        check_choice("pool_order", pool_order, ("time_first", "space_first"))
         inputs, features, endpoints = build_two_streams(
             blocks={"rgb": rgb_blocks, "flow": flow_blocks},
             width=width,
@@ -424,10 +455,12 @@ class MulNet(TwoStreamResNet):
             temporal_filters=temporal_filters,
             temporal_init=temporal_init,
             bn_group_size={"rgb": rgb_bn_group_size, "flow": flow_bn_group_size},
+            cross_input=check_choice("cross_input", cross_input, ("pre_relu", "post_relu")),
         )
+        first = pool_order == "time_first"
         heads = {
-            "rgb": {"temporal_pool": temporal_pool, "dropout": rgb_dropout},
-            "flow": {"temporal_pool": temporal_pool, "dropout": flow_dropout},
+            "rgb": {"temporal_pool": temporal_pool, "dropout": rgb_dropout, "time_first": first},
+            "flow": {"temporal_pool": temporal_pool, "dropout": flow_dropout, "time_first": first},
         }
         kwargs.setdefault("name", "mulnet")
         self._finish(inputs, features, endpoints, heads, flow_weight, config, kwargs)

@@ -16,6 +16,33 @@ import tensorflow as tf
 from tfzoo.tasks.base import Task, register_task
 
 FUSED = "fused"
+CHUNKS = "_chunks"  # "<stream>_chunks": (B, T, C) per-chunk logits that carry the stream's loss
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class PerChunkCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy of every chunk's logits (B, T, C) against the clip's label, averaged
+    over chunks: ST-ResNet's "single loss for each of the 5 inputs" (thesis §4.3.5). Labels are
+    (B,) class ids, or (B, C) one-hot / smoothed targets."""
+
+    def __init__(self, label_smoothing: float = 0.0, name="per_chunk_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.cast(y_pred, tf.float32)
+        t = tf.shape(y_pred)[1]
+        if self.label_smoothing or y_true.shape.rank == 2:
+            y = tf.repeat(tf.cast(y_true, tf.float32)[:, None], t, axis=1)
+            ce = keras.losses.categorical_crossentropy(
+                y, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
+        else:
+            y = tf.repeat(tf.cast(tf.reshape(y_true, [-1]), tf.int32)[:, None], t, axis=1)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=y_pred)
+        return tf.reduce_mean(ce, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def _flip_views(x):
@@ -46,13 +73,21 @@ class ClassificationTask(Task):
 
     @staticmethod
     def heads(model: keras.Model) -> list[str] | None:
-        """The output names that get a loss (None: one logits tensor)."""
+        """The output names that get a loss (None: one logits tensor): each stream's logits, or
+        its per-chunk logits "<stream>_chunks" when the model has them."""
         if isinstance(model.output, dict):
-            return sorted(k for k in model.output if k != FUSED)
+            keys = [k for k in model.output if k != FUSED and not k.endswith(CHUNKS)]
+            return sorted(k + CHUNKS if k + CHUNKS in model.output else k for k in keys)
         return None
 
+    @staticmethod
+    def _scores(model: keras.Model) -> list:
+        if isinstance(model.output, dict):
+            return [v for k, v in model.output.items() if not k.endswith(CHUNKS)]
+        return list(model.outputs)
+
     def num_classes(self, model: keras.Model) -> int:
-        shapes = [tuple(o.shape) for o in model.outputs]
+        shapes = [tuple(o.shape) for o in self._scores(model)]
         classes = {s[-1] for s in shapes}
         if len(classes) != 1 or None in classes or any(len(s) != 2 for s in shapes):
             raise ValueError(f"{model.name} outputs have shapes {shapes}; expected (batch, "
@@ -64,7 +99,7 @@ class ClassificationTask(Task):
         if isinstance(model.output, (list, tuple)):
             raise ValueError(f"{model.name} returns a list of {len(model.output)} outputs; "
                              "expected logits or a dict of logits per stream")
-        bad = {o.name: o.dtype for o in model.outputs if o.dtype != "float32"}
+        bad = {o.name: o.dtype for o in model.outputs if o.dtype != "float32"}  # chunks too
         if bad:
             raise ValueError(f"{model.name} outputs {bad} are not float32; build them with "
                              "tfzoo.models.heads (float32 under mixed precision)")
@@ -86,8 +121,11 @@ class ClassificationTask(Task):
             return
         # Two-stream models: one loss per stream (thesis §3.3.5, §4.3.5); accuracy of each
         # output, the fusion's included.
-        model.compile(optimizer=optimizer, loss={k: loss for k in heads},
-                      metrics={k: ["accuracy"] for k in model.output}, jit_compile=jit_compile)
+        model.compile(optimizer=optimizer,
+                      loss={k: (PerChunkCrossEntropy(label_smoothing) if k.endswith(CHUNKS) else loss)
+                            for k in heads},
+                      metrics={k: ["accuracy"] for k in model.output if not k.endswith(CHUNKS)},
+                      jit_compile=jit_compile)
 
     def targets(self, model, num_classes: int, *, label_smoothing: float = 0.0):
         encode = (lambda y: tf.one_hot(y, num_classes)) if label_smoothing else (lambda y: y)
@@ -101,7 +139,8 @@ class ClassificationTask(Task):
         heads = self.heads(model)
         if heads is None:
             return fn(labels, outputs)
-        return tf.add_n([fn(labels, outputs[k]) for k in heads])
+        return tf.add_n([(PerChunkCrossEntropy() if k.endswith(CHUNKS) else fn)(labels, outputs[k])
+                         for k in heads])
 
     # -- test ---------------------------------------------------------------------------------
 
@@ -111,8 +150,9 @@ class ClassificationTask(Task):
         if isinstance(outputs, dict):
             if not outputs:
                 raise ValueError("the model returned an empty dict; expected logits per stream")
+            scores = sorted(k for k in outputs if not k.endswith(CHUNKS))
             outputs = outputs[FUSED] if FUSED in outputs else (
-                tf.add_n([tf.cast(outputs[k], tf.float32) for k in sorted(outputs)]) / len(outputs))
+                tf.add_n([tf.cast(outputs[k], tf.float32) for k in scores]) / len(scores))
         elif isinstance(outputs, (list, tuple)):
             raise ValueError(f"the model returns a {type(outputs).__name__} of {len(outputs)} "
                              "outputs; expected one logits tensor or a dict of logits per stream")
