@@ -149,8 +149,12 @@ def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
         # writes NA); the plateau then monitors the training loss, which is logged
         assert rows and all(float(r["loss"]) >= 0 for r in rows), rows
         assert all(v == "NA" for r in rows for k, v in r.items() if k.startswith("val_")), rows
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+    from tfzoo.evaluate import read_metrics
+
     final = stages[-1][1]
+    by_split = read_metrics(model_dir)
+    assert list(by_split) == [final.test_split], by_split  # evaluated on the run's test split only
+    metrics = by_split[final.test_split]
     assert metrics["split"] == final.test_split
     manifest = json.loads((data / "manifest.json").read_text())
     assert metrics["num_videos"] == manifest["splits"][final.test_split] > 0
