@@ -23,7 +23,6 @@ with the connection off the stream is the unmodified ResNet (the transplant inva
 
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -39,6 +38,7 @@ from tfzoo.backbones.resnet import (
     stem,
     video_input,
 )
+from tfzoo.backbones.transplant import units_per_stage
 from tfzoo.layers.cross_stream import CrossStreamConnection
 from tfzoo.layers.ghost_bn import GhostBatchNormalization
 from tfzoo.layers.preprocessing import VideoNormalization
@@ -250,13 +250,8 @@ class TwoStreamResNet(VideoModel):
 def _check_source_depth(source: keras.Model, blocks: tuple[int, ...], stream: str) -> None:
     # transplant() only checks that every source layer has a target; a shallower source would
     # silently leave the stream's extra units at random init.
-    found = [0, 0, 0, 0]
-    for layer in source.layers:
-        m = re.fullmatch(r"conv([2-5])_block(\d+)_out", layer.name)
-        if m:
-            i = int(m.group(1)) - 2
-            found[i] = max(found[i], int(m.group(2)))
-    if tuple(found) != tuple(blocks):
+    found = units_per_stage(source)
+    if found != tuple(blocks):
         raise ValueError(
             f"source {source.name!r} has units per stage {tuple(found)}, but the {stream} stream "
             f"has {tuple(blocks)}; pass a source of the same depth (weights={{'rgb': ..., "
