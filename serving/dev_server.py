@@ -738,6 +738,7 @@ def make_handler(api: RestApi, *, max_body_bytes: int = MAX_BODY_BYTES,
                 self.close_connection = True
                 self._reply(413, {"error": f"request body of {n} bytes exceeds the limit of "
                                   f"{max_body_bytes} bytes (--max_body_bytes)"})
+                self._linger(n)
                 return None
             body = bytearray()
             while len(body) < n:
@@ -749,6 +750,23 @@ def make_handler(api: RestApi, *, max_body_bytes: int = MAX_BODY_BYTES,
                     return None
                 body += chunk
             return bytes(body)
+
+        def _linger(self, n: int, seconds: float = 5.0):
+            # A "lingering close": closing while the client is still sending its refused body
+            # resets the connection, and the client sees EPIPE/ECONNRESET instead of the 413
+            # already sent. Read and discard the rest of the body, bounded in time (as nginx's
+            # lingering_time) so an endless body cannot hold the thread.
+            deadline = time.monotonic() + seconds
+            left = n
+            try:
+                while left > 0 and time.monotonic() < deadline:
+                    self.connection.settimeout(max(0.05, deadline - time.monotonic()))
+                    chunk = self.rfile.read1(min(1 << 20, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except OSError:
+                pass
 
         def do_POST(self):
             length = self.headers.get("Content-Length") or "0"

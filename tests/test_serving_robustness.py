@@ -183,6 +183,18 @@ def _malformed_requests(rng: random.Random) -> list[tuple[str, bytes, bool]]:
     return out
 
 
+def test_oversized_body_gets_its_413_not_a_reset(fuzz_server):
+    # Without a lingering close the server shuts the socket while the client is still sending
+    # the refused body, and the client sees EPIPE/ECONNRESET instead of the 413.
+    url, _ = fuzz_server
+    body = b"[" + b"0," * (6 << 20) + b"0]"  # 12 MB against a 2 MB limit
+    raw = (f"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
+           "\r\nConnection: close\r\n\r\n").encode() + body
+    for _ in range(3):
+        status, reply = _raw(url, raw)
+        assert status == 413 and "exceeds the limit" in reply["error"], reply
+
+
 def test_fuzz_every_malformed_request_gets_a_json_error_and_memory_returns(fuzz_server):
     url, target = fuzz_server
     good = {"inputs": {"rgb": _clip().tolist()}}
