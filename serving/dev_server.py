@@ -58,6 +58,7 @@ from serving.tensors import (  # noqa: E402
     check_inputs, json_to_inputs, loads, outputs_to_json, proto_to_array)
 
 DEFAULT_SIGNATURE = "serving_default"
+LINGER_SECONDS = 5.0
 MAX_BODY_BYTES = 32 * 1024 * 1024       # a 16x224x298 clip is ~10 MB of JSON, 3.2 MB of gRPC
 MAX_INFLIGHT_BYTES = 128 * 1024 * 1024  # large bodies read/parsed at once (admission control)
 LARGE_BODY_BYTES = 1024 * 1024          # bodies above this need admission; small ones never wait
@@ -738,7 +739,6 @@ def make_handler(api: RestApi, *, max_body_bytes: int = MAX_BODY_BYTES,
                 self.close_connection = True
                 self._reply(413, {"error": f"request body of {n} bytes exceeds the limit of "
                                   f"{max_body_bytes} bytes (--max_body_bytes)"})
-                self._linger(n)
                 return None
             body = bytearray()
             while len(body) < n:
@@ -750,23 +750,6 @@ def make_handler(api: RestApi, *, max_body_bytes: int = MAX_BODY_BYTES,
                     return None
                 body += chunk
             return bytes(body)
-
-        def _linger(self, n: int, seconds: float = 5.0):
-            # A "lingering close": closing while the client is still sending its refused body
-            # resets the connection, and the client sees EPIPE/ECONNRESET instead of the 413
-            # already sent. Read and discard the rest of the body, bounded in time (as nginx's
-            # lingering_time) so an endless body cannot hold the thread.
-            deadline = time.monotonic() + seconds
-            left = n
-            try:
-                while left > 0 and time.monotonic() < deadline:
-                    self.connection.settimeout(max(0.05, deadline - time.monotonic()))
-                    chunk = self.rfile.read1(min(1 << 20, left))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-            except OSError:
-                pass
 
         def do_POST(self):
             length = self.headers.get("Content-Length") or "0"
@@ -809,6 +792,23 @@ class _HTTPServer(ThreadingHTTPServer):
         except BaseException:
             self._slots.release()
             raise
+
+    def shutdown_request(self, request):
+        # A "lingering close" (as nginx's lingering_time): closing a socket that still holds
+        # unread client bytes (a refused 413 body still arriving, the rest of an over-long
+        # request line) sends a reset, and the client sees ECONNRESET/EPIPE instead of the
+        # error reply already written. Stop writing, then drain until the client closes,
+        # bounded in time so a client that keeps sending cannot hold the thread.
+        try:
+            request.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            while (left := deadline - time.monotonic()) > 0:
+                request.settimeout(left)
+                if not request.recv(1 << 20):
+                    break
+        except OSError:
+            pass
+        self.close_request(request)
 
     def process_request_thread(self, request, client_address):
         try:
