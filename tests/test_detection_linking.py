@@ -112,13 +112,15 @@ def test_linking_bad_input():
         link_tubes([d], [], alpha=0)
 
 
-@pytest.mark.parametrize("threshold", [0.5, 0.7, 0.3])
-def test_tracklet_overlap_candidates_are_exact(threshold):
-    # the centre-in-extent shortcut must find every pair above the threshold
+@pytest.mark.parametrize("threshold,spread", [(0.5, 40), (0.7, 40), (0.3, 40), (0.5, 1e5)])
+def test_tracklet_overlap_candidates_are_exact(threshold, spread):
+    # the centre-in-extent grid must find every pair above the threshold (also when a few far
+    # away boxes stretch the grid to its 256-cell cap)
     from tfzoo.detection.linking import _overlapping
 
     rng = np.random.default_rng(7)
     base = rng.uniform(0, 40, (300, 2)).round()
+    base[:5] *= spread / 40
     wh = rng.integers(1, 12, (300, 2))
     boxes = np.concatenate([base, base + wh - 1], 1)
     tracks = boxes[rng.permutation(300)] + rng.integers(-3, 4, (300, 4))
@@ -128,3 +130,23 @@ def test_tracklet_overlap_candidates_are_exact(threshold):
     want = {(i, m) for i in range(300) if alive[i] for m in range(300)
             if iou(boxes[i], tracks[m]) > threshold}
     assert got == want and len(want) > 20
+
+
+@pytest.mark.parametrize("online,history", [(False, None), (True, None), (True, 3)])
+def test_linking_matches_the_previous_numpy_implementation(online, history):
+    # cases too large to enumerate: the compiled kernels against the previous numpy version
+    # (dense Viterbi over every box pair), which the brute force checked the same way
+    from tfzoo.detection import _linking_numpy
+    from tfzoo.detection.bench import random_video
+
+    dets, tracks = random_video(12, 5, 9, seed=3)
+    rng = np.random.default_rng(3)
+    for d in dets:  # ragged: drop some boxes, so classes have different counts per frame
+        keep = rng.uniform(size=len(d["scores"])) < 0.8
+        d.update({k: v[keep] for k, v in d.items()})
+    tracks = [m[rng.uniform(size=len(m)) < 0.8] for m in tracks]
+    got, tubes = link_tubes(dets, tracks, online=online, history=history)
+    want, want_tubes = _linking_numpy.link_tubes(dets, tracks, online=online, history=history)
+    assert tubes == want_tubes and len(tubes) > 5
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)

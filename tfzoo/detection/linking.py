@@ -10,15 +10,17 @@ Viterbi), its boxes are removed and the next tube is extracted, while every fram
 box of the class. Each box of a tube then gets its score plus the mean of the ceil(alpha * T)
 highest scores of its tube; boxes in no tube keep their score.
 
-The Viterbi recursion runs for all classes at once on (classes, boxes, boxes) arrays, so the
-cost per frame is a few numpy calls per extracted tube, independent of the number of classes
-(`python -m tfzoo.detection.bench --what linking`).
+psi is binary, so the best predecessor of a box is either the best box of the previous frame or,
+one point higher, its best tracked neighbour: a Viterbi step costs O(boxes + tracked pairs) rather
+than O(boxes^2). The tracklet/box overlaps are searched on a grid of centres. Both run as numba
+kernels (`python -m tfzoo.detection.bench --what linking`: against the previous numpy version).
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 
@@ -55,8 +57,211 @@ def _check(detections, tracks):
     return out, trk
 
 
+# The kernels below are compiled with numba: the Viterbi extraction is a loop of tubes x frames
+# whose steps are a few hundred operations each, where numpy's per-call overhead dominated (8.4 ms
+# per frame for 30 classes x 25 boxes, against the goal of 1 ms; see docs/detection.md, Speed).
+# `cache=True` keeps the compiled code next to this module, so only the first run compiles.
+_jit = numba.njit(cache=True, nogil=True)
+
+
+@_jit
+def _iou_above(a, b, threshold):
+    """IoU(a, b) > threshold for two x1 y1 x2 y2 boxes (inclusive pixels), without a division."""
+    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1.0
+    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1.0
+    if iw <= 0.0 or ih <= 0.0:
+        return False
+    inter = iw * ih
+    union = (a[2] - a[0] + 1.0) * (a[3] - a[1] + 1.0) + (b[2] - b[0] + 1.0) * (b[3] - b[1] + 1.0)
+    return inter > threshold * (union - inter)
+
+
+@_jit
+def _overlapping(boxes, alive, tracks, threshold):
+    """(box index, track index) of every alive box / track pair with IoU > threshold.
+
+    IoU > 0.5 implies that each box's centre lies within the other's extent (per axis,
+    |c_a - c_b| < min(w_a, w_b) / 2). So for a threshold of 0.5 or more the tracks are bucketed
+    by centre on a grid (cells of half their mean size) and a box visits only the cells its
+    extent touches; the IoU test decides, the grid only prunes (floor of a float division is
+    monotone, so no track whose centre is inside the extent is missed). Below 0.5 that bound
+    does not hold and every pair is tested.
+    """
+    m = tracks.shape[0]
+    out = np.empty((2, 4 * boxes.shape[0] + 16), np.int64)
+    num = 0
+    if m == 0:
+        return out[0, :0].copy(), out[1, :0].copy()
+    cx = 0.5 * (tracks[:, 0] + tracks[:, 2])
+    cy = 0.5 * (tracks[:, 1] + tracks[:, 3])
+    x0, y0 = cx.min(), cy.min()
+    pruned = threshold >= 0.5
+    if pruned:
+        size = 0.25 * ((tracks[:, 2] - tracks[:, 0]).mean() + (tracks[:, 3] - tracks[:, 1]).mean())
+        # at most 256 x 256 cells, whatever the spread of the centres
+        cell = max(size, 1.0, (cx.max() - x0) / 256.0, (cy.max() - y0) / 256.0)
+        gx = np.floor((cx - x0) / cell).astype(np.int64)
+        gy = np.floor((cy - y0) / cell).astype(np.int64)
+        nx, ny = gx.max() + 1, gy.max() + 1
+    else:
+        cell = 1.0
+        gx = np.zeros(m, np.int64)
+        gy = np.zeros(m, np.int64)
+        nx, ny = 1, 1
+    # counting sort of the tracks by cell, with copies in that order (the scan reads in order)
+    start = np.zeros(nx * ny + 1, np.int64)
+    for k in range(m):
+        start[gy[k] * nx + gx[k] + 1] += 1
+    for c in range(nx * ny):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    order = np.empty(m, np.int64)
+    for k in range(m):
+        c = gy[k] * nx + gx[k]
+        order[fill[c]] = k
+        fill[c] += 1
+    tx1, ty1 = tracks[order, 0].copy(), tracks[order, 1].copy()
+    tx2, ty2 = tracks[order, 2].copy(), tracks[order, 3].copy()
+    tarea = (tx2 - tx1 + 1.0) * (ty2 - ty1 + 1.0)
+    for i in range(boxes.shape[0]):
+        if not alive[i]:
+            continue
+        x1, y1, x2, y2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        area = (x2 - x1 + 1.0) * (y2 - y1 + 1.0)
+        if pruned:
+            # inclusive pixels: the extent of [x1, x2] is [x1 - 0.5, x2 + 0.5] around centres
+            cx_lo = max(np.floor((x1 - 0.5 - x0) / cell), 0.0)
+            cx_hi = min(np.floor((x2 + 0.5 - x0) / cell), nx - 1.0)
+            cy_lo = max(np.floor((y1 - 0.5 - y0) / cell), 0.0)
+            cy_hi = min(np.floor((y2 + 0.5 - y0) / cell), ny - 1.0)
+        else:
+            cx_lo, cx_hi, cy_lo, cy_hi = 0.0, 0.0, 0.0, 0.0
+        for yy in range(int(cy_lo), int(cy_hi) + 1):
+            for p in range(start[yy * nx + int(cx_lo)], start[yy * nx + int(cx_hi) + 1]):
+                iw = min(x2, tx2[p]) - max(x1, tx1[p]) + 1.0
+                ih = min(y2, ty2[p]) - max(y1, ty1[p]) + 1.0
+                if iw <= 0.0 or ih <= 0.0:
+                    continue
+                inter = iw * ih
+                if inter > threshold * (area + tarea[p] - inter):
+                    if num == out.shape[1]:
+                        grown = np.empty((2, 2 * num), np.int64)
+                        grown[:, :num] = out
+                        out = grown
+                    out[0, num] = i
+                    out[1, num] = order[p]
+                    num += 1
+    return out[0, :num].copy(), out[1, :num].copy()
+
+
+@_jit
+def _neighbours(boxes, alive, tracks, track_start, threshold):
+    """psi of eq. 8.6 as lists of neighbours: for frame pair t, class c and box j at t+1, the
+    boxes i of class c at t such that one tracklet of (t, t+1) has IoU > threshold with i and
+    with j. CSR over the flat index ((t * C + c) * n + j): `ptr`, `idx` (i, ascending)."""
+    frames, num_c, n = alive.shape
+    pairs = max(frames - 1, 0)
+    psi = np.zeros((pairs, num_c, n, n), np.bool_)  # (t, c, to, from)
+    for t in range(pairs):
+        trk = tracks[track_start[t]:track_start[t + 1]]
+        if trk.shape[0] == 0:
+            continue
+        flat_boxes = boxes[t].reshape(num_c * n, 4)
+        box_i, trk_m = _overlapping(flat_boxes, alive[t].reshape(num_c * n),
+                                    np.ascontiguousarray(trk[:, :4]), threshold)
+        for q in range(box_i.shape[0]):
+            c, i = box_i[q] // n, box_i[q] % n
+            end = trk[trk_m[q], 4:]
+            for j in range(n):
+                if alive[t + 1, c, j] and not psi[t, c, j, i] and \
+                        _iou_above(end, boxes[t + 1, c, j], threshold):
+                    psi[t, c, j, i] = True
+    ptr = np.zeros(pairs * num_c * n + 1, np.int64)
+    flat = psi.reshape(pairs * num_c * n, n)
+    for r in range(flat.shape[0]):
+        ptr[r + 1] = ptr[r] + flat[r].sum()
+    idx = np.empty(ptr[-1], np.int64)
+    for r in range(flat.shape[0]):
+        q = ptr[r]
+        for i in range(n):
+            if flat[r, i]:
+                idx[q] = i
+                q += 1
+    return ptr, idx
+
+
+@_jit
+def _extract(scores, alive, ptr, idx, lo, hi):
+    """All tubes of frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every frame still
+    has a box of the class): (class slot per tube, path (tubes, hi - lo)), in extraction order
+    (all classes advance together; the caller sorts by class).
+
+    Edge score s_i + s_j + psi(i, j) with psi in {0, 1}, so the best predecessor of box j is
+    either the best box overall or, one point higher, its best tracked neighbour:
+    value(t+1, j) = s_j + max(max_i w_i, 1 + max_{i in psi(j)} w_i) with w_i = value(t, i) + s_i.
+    A step costs O(boxes + tracked pairs) instead of O(boxes^2).
+    """
+    _, num_c, n = alive.shape
+    frames = hi - lo
+    live = alive[lo:hi].copy()
+    left = np.zeros(num_c, np.int64)  # tubes the class can still give (min over frames)
+    for c in range(num_c):
+        left[c] = n
+        for t in range(frames):
+            left[c] = min(left[c], live[t, c].sum())
+    total = left.sum()
+    tube_class = np.empty(total, np.int64)
+    tube_path = np.empty((total, frames), np.int64)
+    w = np.empty((frames, n))  # value + own score, per frame (the backtracking reads it)
+    value = np.empty(n)
+    cand = np.empty(n)
+    num = 0
+    neg = -np.inf
+    for rnd in range(n):
+        for c in range(num_c):
+            if left[c] <= rnd:
+                continue
+            # forward
+            for i in range(n):
+                if live[0, c, i]:
+                    value[i] = scores[lo, c, i] if frames == 1 else 0.0
+                    w[0, i] = value[i] + scores[lo, c, i]
+                else:
+                    value[i] = neg
+                    w[0, i] = neg
+            for t in range(frames - 1):
+                best_all = neg
+                for i in range(n):
+                    best_all = max(best_all, w[t, i])
+                row = ((lo + t) * num_c + c) * n
+                for j in range(n):
+                    if not live[t + 1, c, j]:
+                        value[j] = neg
+                        w[t + 1, j] = neg
+                        continue
+                    b = best_all
+                    for q in range(ptr[row + j], ptr[row + j + 1]):
+                        b = max(b, w[t, idx[q]] + 1.0)
+                    value[j] = scores[lo + t + 1, c, j] + b
+                    w[t + 1, j] = value[j] + scores[lo + t + 1, c, j]
+            # backtrack: the first best index, as numpy's argmax
+            path = tube_path[num]
+            path[frames - 1] = np.argmax(value)
+            for t in range(frames - 2, -1, -1):
+                cand[:] = w[t]
+                row = ((lo + t) * num_c + c) * n + path[t + 1]
+                for q in range(ptr[row], ptr[row + 1]):
+                    cand[idx[q]] += 1.0
+                path[t] = np.argmax(cand)
+            for t in range(frames):
+                live[t, c, path[t]] = False
+            tube_class[num] = c
+            num += 1
+    return tube_class, tube_path
+
+
 class _Video:
-    """Per-class padded arrays of one video: scores, boxes, detection indices, edge scores."""
+    """Per-class padded arrays of one video: scores, boxes, detection indices, psi."""
 
     def __init__(self, dets, trk, iou_threshold):
         frames = len(dets)
@@ -67,129 +272,36 @@ class _Video:
             if len(c):
                 n = max(n, int(np.bincount(np.searchsorted(self.classes, c)).max()))
         self.scores = np.zeros((frames, num_c, n))
-        self.boxes = np.zeros((frames, num_c, n, 4))
+        boxes = np.zeros((frames, num_c, n, 4))
         self.index = np.full((frames, num_c, n), -1)
         for t, (b, s, c) in enumerate(dets):
             ci = np.searchsorted(self.classes, c)
             order = np.argsort(ci, kind="stable")
             rank = np.arange(len(c)) - np.searchsorted(ci[order], ci[order], side="left")
             self.scores[t, ci[order], rank] = s[order]
-            self.boxes[t, ci[order], rank] = b[order]
+            boxes[t, ci[order], rank] = b[order]
             self.index[t, ci[order], rank] = order
         self.alive = self.index >= 0
-        # edge scores (T-1, C, N_to, N_from) of eq. 8.5
-        self.edges = np.zeros((max(frames - 1, 0), num_c, n, n))
-        flat_boxes = self.boxes.reshape(frames, -1, 4)
-        flat_alive = self.alive.reshape(frames, -1)
-        for t in range(frames - 1):
-            psi = np.zeros((num_c * n, num_c * n), bool)
-            if len(trk[t]):
-                a_box, a_trk = _overlapping(flat_boxes[t], flat_alive[t], trk[t][:, :4],
-                                            iou_threshold)
-                b_box, b_trk = _overlapping(flat_boxes[t + 1], flat_alive[t + 1],
-                                            trk[t][:, 4:], iou_threshold)
-                # psi(i, j) = some tracklet m overlaps i at t and j at t+1: join on m
-                order = np.argsort(b_trk, kind="stable")
-                b_box, b_trk = b_box[order], b_trk[order]
-                lo = np.searchsorted(b_trk, a_trk, "left")
-                hi = np.searchsorted(b_trk, a_trk, "right")
-                i, pos = _ranges(lo, hi)
-                psi[a_box[i], b_box[pos]] = True
-            psi = psi.reshape(num_c, n, num_c, n)[np.arange(num_c), :, np.arange(num_c)]
-            # stored (class, to, from): the Viterbi max runs over the contiguous last axis
-            self.edges[t] = (self.scores[t, :, None, :] + self.scores[t + 1, :, :, None]
-                             + psi.transpose(0, 2, 1))
+        tracks = np.concatenate(trk[:frames - 1] + [np.zeros((0, 8))])
+        start = np.concatenate([[0], np.cumsum([len(m) for m in trk[:frames - 1]])])
+        self.ptr, self.idx = _neighbours(boxes, self.alive, tracks, start.astype(np.int64),
+                                         float(iou_threshold))
+
+    def tubes(self, lo, hi):
+        return _extract(self.scores, self.alive, self.ptr, self.idx, lo, hi)
 
 
-def _ranges(lo, hi):
-    """For ragged ranges [lo_k, hi_k): (k, position) of every element, vectorised."""
-    counts = hi - lo
-    k = np.repeat(np.arange(len(lo)), counts)
-    start = np.repeat(np.cumsum(counts) - counts, counts)
-    return k, np.arange(counts.sum()) - start + np.repeat(lo, counts)
-
-
-def _overlapping(boxes, alive, tracks, threshold):
-    """(box index, track index) of every pair with IoU > threshold (0.5 or more).
-
-    IoU > 0.5 implies that each box's centre lies within the other's extent (per axis,
-    |c_a - c_b| < min(w_a, w_b) / 2), so only the tracks whose centre falls inside a box's
-    x-range (then y-range) are candidates: a sort and two searchsorted calls instead of all
-    box x track pairs.
-    Below 0.5 that bound does not hold and every pair is tested.
-    """
-    idx = np.nonzero(alive)[0]
-    b = boxes[idx]
-    if threshold >= 0.5:
-        cx = 0.5 * (tracks[:, 0] + tracks[:, 2])
-        order = np.argsort(cx, kind="stable")
-        # inclusive pixels: the extent of [x1, x2] is [x1 - 0.5, x2 + 0.5] around centres
-        lo = np.searchsorted(cx[order], b[:, 0] - 0.5, "left")
-        hi = np.searchsorted(cx[order], b[:, 2] + 0.5, "right")
-        k, pos = _ranges(lo, hi)
-        m = order[pos]
-        cy = 0.5 * (tracks[:, 1] + tracks[:, 3])[m]  # the same bound along y
-        near = (cy >= b[:, 1][k] - 0.5) & (cy <= b[:, 3][k] + 0.5)
-        k, m = k[near], m[near]
-    else:
-        k = np.repeat(np.arange(len(b)), len(tracks))
-        m = np.tile(np.arange(len(tracks)), len(b))
-    bb, tt = b[k], tracks[m]
-    iw = np.minimum(bb[:, 2], tt[:, 2]) - np.maximum(bb[:, 0], tt[:, 0]) + 1
-    ih = np.minimum(bb[:, 3], tt[:, 3]) - np.maximum(bb[:, 1], tt[:, 1]) + 1
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    area_b = (bb[:, 2] - bb[:, 0] + 1) * (bb[:, 3] - bb[:, 1] + 1)
-    area_t = (tt[:, 2] - tt[:, 0] + 1) * (tt[:, 3] - tt[:, 1] + 1)
-    keep = inter > threshold * (area_b + area_t - inter)
-    return idx[k[keep]], m[keep]
-
-
-def _extract(scores, alive, edges):
-    """All tubes of frames [0, T) (arrays sliced to them): list of (class slot, path (T,))."""
-    frames, num_c, n = scores.shape
-    # a removed or missing box cannot be entered: its incoming edges are -inf (and frame 0
-    # starts from -inf), so a removal is one assignment instead of a mask at every step
-    edges = np.where(alive[1:, :, :, None], edges, -np.inf)
-    start = np.where(alive[0], scores[0] if frames == 1 else 0.0, -np.inf)
-    tubes = []
-    c_range = np.arange(num_c)
-    t_range = np.arange(frames)[:, None]
-    left = alive.sum(2)  # (T, C) boxes not yet in a tube
-    active = (left > 0).all(0)
-    cand = np.empty((num_c, n, n))
-    # forward values per frame; the argmax is recomputed only along the chosen path when
-    # backtracking (an argmax over every state at every step costs as much as the max)
-    values = np.empty((frames, num_c, n))
-    while active.any():
-        # a single frame has no edges: its best "path" is its best box
-        values[0] = start
-        for t in range(frames - 1):
-            np.add(values[t][:, None, :], edges[t], out=cand)
-            cand.max(2, out=values[t + 1])
-        path = np.empty((frames, num_c), np.int64)
-        path[-1] = values[-1].argmax(1)
-        for t in range(frames - 2, -1, -1):
-            path[t] = (values[t] + edges[t][c_range, path[t + 1]]).argmax(1)
-        cs = np.nonzero(active)[0]
-        for c in cs:
-            tubes.append((c, path[:, c].copy()))
-        edges[t_range[:-1], cs[None], path[1:, cs]] = -np.inf  # edges[t] enter frame t+1
-        start[cs, path[0, cs]] = -np.inf
-        left[:, cs] -= 1
-        active &= (left > 0).all(0)
-    return tubes
-
-
-def _rescore(video, tubes, lo, alpha, new_scores, only_last):
+def _rescore(video, tube_class, tube_path, lo, alpha, new_scores, only_last):
     """Adds to each tube box the mean of its ceil(alpha * len) highest scores."""
-    frames = tubes[0][1].shape[0] if tubes else 0
-    k = max(1, math.ceil(alpha * frames)) if frames else 0
+    frames = tube_path.shape[1]
+    if not len(tube_class):
+        return
+    k = max(1, math.ceil(alpha * frames))
     t_idx = np.arange(lo, lo + frames)
-    for c, path in tubes:
-        s = video.scores[t_idx, c, path]
-        bonus = np.sort(s)[::-1][:k].mean()
-        for t in ([frames - 1] if only_last else range(frames)):
-            new_scores[lo + t][video.index[lo + t, c, path[t]]] = s[t] + bonus
+    s = video.scores[t_idx, tube_class[:, None], tube_path]  # (tubes, frames)
+    bonus = np.sort(s, 1)[:, ::-1][:, :k].mean(1)
+    for t in ([frames - 1] if only_last else range(frames)):
+        new_scores[lo + t][video.index[lo + t, tube_class, tube_path[:, t]]] = s[:, t] + bonus
 
 
 def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float = 0.5,
@@ -238,16 +350,16 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
     if not any(len(s) for _, s, _ in dets):
         return rescored, []
     video = _Video(dets, trk, iou_threshold)
-    tubes = _extract(video.scores, video.alive, video.edges)
-    tubes.sort(key=lambda ct: ct[0])  # stable: class by class, extraction order within
+    tube_class, tube_path = video.tubes(0, frames)
+    order = np.argsort(tube_class, kind="stable")  # class by class, extraction order within
+    tube_class, tube_path = tube_class[order], tube_path[order]
     if online:
         for t in range(frames):
             lo = 0 if history is None else max(0, t - history + 1)
-            part = _extract(video.scores[lo:t + 1], video.alive[lo:t + 1], video.edges[lo:t])
-            _rescore(video, part, lo, alpha, rescored, only_last=True)
+            _rescore(video, *video.tubes(lo, t + 1), lo, alpha, rescored, only_last=True)
     else:
-        _rescore(video, tubes, 0, alpha, rescored, only_last=False)
-    out = [{"class": int(video.classes[c]),
-            "indices": [int(video.index[t, c, path[t]]) for t in range(frames)]}
-           for c, path in tubes]
+        _rescore(video, tube_class, tube_path, 0, alpha, rescored, only_last=False)
+    index = video.index[np.arange(frames), tube_class[:, None], tube_path]  # (tubes, frames)
+    out = [{"class": int(video.classes[c]), "indices": index[q].tolist()}
+           for q, c in enumerate(tube_class.tolist())]
     return rescored, out
