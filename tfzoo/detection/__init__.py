@@ -1,5 +1,5 @@
 """D&T building blocks (thesis ch. 8): box ops, training targets, VID evaluation, tube linking,
-the embedded synthetic detection set. The layers (PSRoIPooling, Correlation) are in
+the RoI tracking layer with its targets and loss, the embedded synthetic detection set. The layers (PSRoIPooling, Correlation) are in
 tfzoo.layers."""
 
 from tfzoo.detection.boxes import (
@@ -10,10 +10,14 @@ from tfzoo.detection.dataset import DetectionDataset, DetectionVideo, read_detec
 from tfzoo.detection.evaluation import evaluate_vid, motion_ious, voc_ap
 from tfzoo.detection.linking import link_tubes
 from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
+from tfzoo.detection.tracking import (
+    RoITracking, smooth_l1, tracking_loss, tracking_rois, tracking_targets,
+)
 
 __all__ = [
     "BOX_STDS", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "generate_anchors",
     "iou_matrix", "nms", "nms_box_voting", "remove_small_boxes", "shifted_anchors",
     "anchor_targets", "ohem_select", "roi_targets", "evaluate_vid", "motion_ious", "voc_ap",
     "link_tubes", "DetectionDataset", "DetectionVideo", "read_detection_dataset",
+    "RoITracking", "smooth_l1", "tracking_loss", "tracking_rois", "tracking_targets",
 ]
