@@ -340,6 +340,14 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
     >>> np.round(rescored[1], 2).tolist()  # 0.1 + max(0.9, 0.1); 0.8 + max(0.2, 0.8)
     [1.0, 1.6]
     """
+    rescored, tubes, _ = _link(detections, tracks, alpha, iou_threshold, online, history)
+    return rescored, tubes
+
+
+def _link(detections, tracks, alpha, iou_threshold, online, history):
+    """link_tubes, plus for the online variant the links its windows make: `links[t]` (t >= 1)
+    an (L, 2) array of (index at t-1, index at t) for every tube of the window ending at t (the
+    causal tube ids of `tfzoo.detection.inference` follow them); None offline."""
     if not 0 < alpha <= 1:
         raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
     if history is not None and (not isinstance(history, int) or history < 1):
@@ -347,8 +355,9 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
     dets, trk = _check(detections, tracks)
     frames = len(dets)
     rescored = [s.copy() for _, s, _ in dets]
+    links = [np.zeros((0, 2), np.int64) for _ in range(frames)] if online else None
     if not any(len(s) for _, s, _ in dets):
-        return rescored, []
+        return rescored, [], links
     video = _Video(dets, trk, iou_threshold)
     tube_class, tube_path = video.tubes(0, frames)
     order = np.argsort(tube_class, kind="stable")  # class by class, extraction order within
@@ -356,10 +365,14 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
     if online:
         for t in range(frames):
             lo = 0 if history is None else max(0, t - history + 1)
-            _rescore(video, *video.tubes(lo, t + 1), lo, alpha, rescored, only_last=True)
+            part_class, part_path = video.tubes(lo, t + 1)
+            _rescore(video, part_class, part_path, lo, alpha, rescored, only_last=True)
+            if t > lo:
+                links[t] = np.stack([video.index[t - 1, part_class, part_path[:, -2]],
+                                     video.index[t, part_class, part_path[:, -1]]], 1)
     else:
         _rescore(video, tube_class, tube_path, 0, alpha, rescored, only_last=False)
     index = video.index[np.arange(frames), tube_class[:, None], tube_path]  # (tubes, frames)
     out = [{"class": int(video.classes[c]), "indices": index[q].tolist()}
            for q, c in enumerate(tube_class.tolist())]
-    return rescored, out
+    return rescored, out, links

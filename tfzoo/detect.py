@@ -1,0 +1,348 @@
+"""Detect and track objects in a video with a D&T model: `python -m tfzoo.detect`.
+
+    python -m tfzoo.detect --model_dir=DIR (or --saved_model=PATH) --video=IN.mp4 \\
+        [--stride=1] [--online] [--history=N] --out=OUT.mp4 [--json=OUT.json] [--min_score=0.5]
+
+The detector runs on every `stride`-th frame (tau), on pairs of consecutive processed frames
+(both frames' detections and the tracklets between them), the detections are linked into tubes
+and rescored (`tfzoo.detection.link_video`, thesis §8.4), and the video is written with every
+box, class name, score and tube id drawn; the JSON lists, per frame, the boxes, classes, scores
+and track ids. Two passes over the video (detect, then draw), so memory does not grow with its
+length. See docs/detection.md ("Video detection") for the model contract.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import sys
+
+import numpy as np
+
+from tfzoo.errors import TfzooError
+
+
+class DetectError(TfzooError):
+    """A model that does not offer the D&T detection contract."""
+
+
+# --------------------------------------------------------------------------------------------
+# The model side: one adapter, two sources
+# --------------------------------------------------------------------------------------------
+
+def _frame_detections(boxes, scores, classes, num):
+    return {"boxes": np.asarray(boxes[:num], np.float64).reshape(-1, 4),
+            "scores": np.asarray(scores[:num], np.float64).reshape(-1),
+            "classes": np.asarray(classes[:num]).astype(np.int64).reshape(-1)}
+
+
+def _tracks(boxes_t, track_boxes, num):
+    """(M, 8) tracklets: each frame-t detection box and its tracked box at t+tau."""
+    return np.concatenate([np.asarray(boxes_t[:num], np.float64).reshape(-1, 4),
+                           np.asarray(track_boxes[:num], np.float64).reshape(-1, 4)], 1)
+
+
+class Detector:
+    """The one adapter between a D&T model and the video loop.
+
+    `detect_pairs(images)` with images (B, 2, H, W, 3) uint8 (pairs t, t+tau) returns
+    `(dets_t, dets_tau, tracks)`: per pair, both frames' detections (`{"boxes", "scores",
+    "classes"}`, boxes x1 y1 x2 y2 in input pixels, classes in [0, C)) and the tracklets (M, 8)
+    of frame t's detections. `class_names` lists the C classes.
+
+    Sources:
+    - a SavedModel (a path, or loaded with `tf.saved_model.load`) with the D&T signatures (see
+      docs/detection.md): `detect_track` on (B, 2, H, W, 3) uint8 pairs returning
+      `detection_boxes` (B, 2, M, 4), `detection_scores` (B, 2, M), `detection_classes`
+      (B, 2, M), `num_detections` (B, 2) and `track_boxes` (B, M, 4) (the boxes at t+tau of
+      frame t's detections; or `track_deltas` (B, M, 4) in `encode_boxes` units, decoded
+      here); class names from its `class_names` signature or attribute, or `class_names=`;
+    - a model directory of `python -m tfzoo.train` (run.json + model.keras) or a Keras model
+      with `detect_track(images)` returning the same dict (the `DetectTrack` model).
+    Any object with `detect_pairs` and `class_names` (e.g. a test oracle) is used as is.
+    """
+
+    def __init__(self, model, class_names=None):
+        import tensorflow as tf
+
+        self.source = model if isinstance(model, (str, os.PathLike)) else type(model).__name__
+        if isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+            if os.path.isfile(os.path.join(path, "saved_model.pb")):
+                model = tf.saved_model.load(path)
+            else:
+                from tfzoo.rundir import load_model
+
+                model, info = load_model(path)
+                class_names = class_names or info.class_names
+        if hasattr(model, "signatures") and "detect_track" in model.signatures:
+            fn = model.signatures["detect_track"]
+            name = list(fn.structured_input_signature[1])
+            if len(name) != 1:
+                raise DetectError(f"{self.source}: detect_track takes {name}; expected one "
+                                  "input, uint8 frame pairs (B, 2, H, W, 3)")
+            self._call = lambda x: fn(**{name[0]: tf.constant(x, tf.uint8)})
+            if class_names is None and "class_names" in model.signatures:
+                class_names = [c.decode() for c in
+                               model.signatures["class_names"]()["class_names"].numpy()]
+        elif hasattr(model, "detect_track"):
+            self._call = lambda x: model.detect_track(tf.constant(x))
+        else:
+            raise DetectError(
+                f"{self.source}: not a D&T model: it has no detect_track signature or method "
+                "(frame pairs -> both frames' detections + track boxes; docs/detection.md)")
+        if class_names is None:
+            class_names = getattr(model, "class_names", None)
+            if class_names is not None and hasattr(class_names, "numpy"):
+                class_names = [c.decode() for c in class_names.numpy()]
+        if class_names is None:
+            raise DetectError(f"{self.source}: no class names (pass class_names=, or export "
+                              "them with the model)")
+        self.class_names = [str(c) for c in class_names]
+
+    def detect_pairs(self, images, frame_indices=None):
+        from tfzoo.detection.boxes import decode_boxes
+
+        out = {k: np.asarray(v) for k, v in self._call(np.asarray(images, np.uint8)).items()}
+        for key in ("detection_boxes", "detection_scores", "detection_classes",
+                    "num_detections"):
+            if key not in out:
+                raise DetectError(f"{self.source}: detect_track returned {sorted(out)}, "
+                                  f"without {key!r}")
+        if "track_boxes" not in out:
+            if "track_deltas" not in out:
+                raise DetectError(f"{self.source}: detect_track returned neither track_boxes "
+                                  "nor track_deltas")
+            out["track_boxes"] = decode_boxes(out["detection_boxes"][:, 0],
+                                              out["track_deltas"]).numpy()
+        dets_t, dets_tau, tracks = [], [], []
+        for b in range(len(out["detection_boxes"])):
+            n_t, n_tau = (int(v) for v in out["num_detections"][b])
+            dets_t.append(_frame_detections(out["detection_boxes"][b, 0],
+                                            out["detection_scores"][b, 0],
+                                            out["detection_classes"][b, 0], n_t))
+            dets_tau.append(_frame_detections(out["detection_boxes"][b, 1],
+                                              out["detection_scores"][b, 1],
+                                              out["detection_classes"][b, 1], n_tau))
+            tracks.append(_tracks(out["detection_boxes"][b, 0], out["track_boxes"][b], n_t))
+        return dets_t, dets_tau, tracks
+
+
+def as_detector(model, class_names=None):
+    """`model` if it already offers `detect_pairs` and `class_names`, else a `Detector`."""
+    if hasattr(model, "detect_pairs") and hasattr(model, "class_names"):
+        return model
+    return Detector(model, class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# The video loop
+# --------------------------------------------------------------------------------------------
+
+def detect_video(detector, video, *, stride: int = 1, online: bool = False,
+                 history: int | None = None, batch_size: int = 4, progress: bool = True,
+                 max_frames: int | None = None) -> dict:
+    """Detects, tracks and links the objects of `video` (a path); returns
+    `{"video", "num_frames", "fps", "stride", "online", "class_names", "frames"}` with
+    `frames` as `tfzoo.detection.link_video` returns them.
+
+    Processed frames are 0, stride, 2 stride, ...; each pair (k, k+1) of processed frames goes
+    through `detector.detect_pairs` (batched); a processed frame's detections come from its
+    pair as frame t (the last one's from its pair as frame t+tau). A video with one processed
+    frame is paired with itself. Raises DataError for an unreadable video.
+    """
+    from tfzoo.detection.inference import link_video
+    from tfzoo.video import iter_frames, video_info
+
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    detector = as_detector(detector)
+    total, fps, _, _ = video_info(video)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(video)),
+                   leave=False, file=sys.stderr)
+    detections, tracks = [], []
+    pending = []  # processed frames (index, frame) not yet detected as frame t of a pair
+    last_tau = []  # the detections of the last frame sent, as frame t+tau
+    num_frames = 0
+
+    def flush(final):
+        # pairs (k, k+1) of the pending frames; the last frame stays for its own pair
+        while len(pending) >= 2 and (len(pending) > batch_size or final):
+            chunk = pending[:batch_size + 1]
+            pairs = np.stack([np.stack([a[1], b[1]]) for a, b in zip(chunk, chunk[1:])])
+            index = [(a[0], b[0]) for a, b in zip(chunk, chunk[1:])]
+            d_t, d_tau, trk = detector.detect_pairs(pairs, frame_indices=index)
+            detections.extend(d_t)
+            tracks.extend(trk)
+            last_tau[:] = [d_tau[-1]]
+            del pending[:len(chunk) - 1]
+
+    try:
+        for f, frame in enumerate(iter_frames(video, short_side=None, max_frames=max_frames)):
+            num_frames = f + 1
+            if f % stride == 0:
+                pending.append((f, frame))
+                flush(False)
+            if bar is not None:
+                bar.update(1)
+        if not detections and len(pending) == 1:  # one processed frame: paired with itself
+            pending.append(pending[0])
+            flush(True)
+            tracks.clear()
+        else:
+            flush(True)
+            detections.extend(last_tau)  # the last processed frame, from its pair as t+tau
+    finally:
+        if bar is not None:
+            bar.close()
+    frames = link_video(detections, tracks, stride=stride, num_frames=num_frames,
+                        online=online, history=history)
+    return {"video": os.fspath(video), "num_frames": num_frames, "fps": fps, "stride": stride,
+            "online": online, "class_names": list(detector.class_names), "frames": frames}
+
+
+# --------------------------------------------------------------------------------------------
+# Output: JSON and the drawn video
+# --------------------------------------------------------------------------------------------
+
+def result_json(result: dict, min_score: float = 0.0) -> str:
+    """The result as JSON: per frame its boxes (x1 y1 x2 y2), classes (index and name), scores
+    and track ids, keeping the boxes with score >= min_score."""
+    names = result["class_names"]
+    frames = []
+    for f, d in enumerate(result["frames"]):
+        keep = d["scores"] >= min_score
+        frames.append({
+            "frame": f, "processed": bool(d["processed"]),
+            "boxes": np.round(d["boxes"][keep], 2).tolist(),
+            "classes": d["classes"][keep].tolist(),
+            "class_names": [names[c] for c in d["classes"][keep].tolist()],
+            "scores": np.round(d["scores"][keep], 5).tolist(),
+            "track_ids": d["track_ids"][keep].tolist()})
+    head = {k: result[k] for k in ("video", "num_frames", "fps", "stride", "online",
+                                   "class_names")}
+    return json.dumps({**head, "min_score": min_score, "frames": frames}) + "\n"
+
+
+def _colour(track_id: int) -> tuple[int, int, int]:
+    """A stable, distinct colour per id (golden-ratio hue steps); grey for no tube."""
+    if track_id < 0:
+        return (160, 160, 160)
+    r, g, b = colorsys.hsv_to_rgb((track_id * 0.618033988749895) % 1.0, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_frame(frame: np.ndarray, detections: dict, class_names, min_score: float = 0.5):
+    """`frame` (H, W, 3) uint8 with the boxes of score >= min_score drawn, each labelled
+    "class score #id" in its tube's colour."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(frame, np.uint8))
+    draw = ImageDraw.Draw(img)
+    order = np.argsort(detections["scores"])  # the best on top
+    for i in order:
+        s = float(detections["scores"][i])
+        if s < min_score:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in detections["boxes"][i])
+        tid = int(detections["track_ids"][i])
+        colour = _colour(tid)
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
+        label = f"{class_names[int(detections['classes'][i])]} {s:.2f}" + (
+            f" #{tid}" if tid >= 0 else "")
+        tx, ty = x1, max(y1 - 11, 0)
+        left, top, right, bottom = draw.textbbox((tx, ty), label)
+        draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=colour)
+        draw.text((tx, ty), label, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
+def write_video(result: dict, out, *, min_score: float = 0.5, progress: bool = True) -> None:
+    """Draws `result` on its video (read again) into `out` (H.264 MP4, written to a temporary
+    name and renamed, so `out` is complete or absent)."""
+    from tfzoo.video import VideoWriter, iter_frames
+
+    out = os.fspath(out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    root, ext = os.path.splitext(out)
+    tmp = f"{root}.tmp{os.getpid()}{ext or '.mp4'}"
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=result["num_frames"], unit="frame", desc="drawing", leave=False,
+                   file=sys.stderr)
+    try:
+        with VideoWriter(tmp, fps=result["fps"] or 25.0) as w:
+            for f, frame in enumerate(iter_frames(result["video"], short_side=None,
+                                                  max_frames=result["num_frames"])):
+                w.write(draw_frame(frame, result["frames"][f], result["class_names"],
+                                   min_score))
+                if bar is not None:
+                    bar.update(1)
+        os.replace(tmp, out)
+    finally:
+        if bar is not None:
+            bar.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="tfzoo.detect", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model_dir", help="a directory written by python -m tfzoo.train")
+    src.add_argument("--saved_model", help="an exported D&T SavedModel directory")
+    p.add_argument("--video", required=True, help="the input video")
+    p.add_argument("--out", required=True, help="the output video (MP4) with the boxes drawn")
+    p.add_argument("--json", help="also write the detections per frame as JSON")
+    p.add_argument("--stride", type=int, default=1, help="run the detector on every "
+                   "stride-th frame (tau); the frames between get interpolated tube boxes")
+    p.add_argument("--online", action="store_true", help="causal linking: no frame's result "
+                   "depends on later frames")
+    p.add_argument("--history", type=int, default=None, help="with --online, the processed "
+                   "frames linked at each step (default: all so far)")
+    p.add_argument("--min_score", type=float, default=0.5, help="draw (and write to the "
+                   "JSON) only boxes with this rescored score or more")
+    p.add_argument("--batch_size", type=int, default=4, help="frame pairs per forward pass")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    from tfzoo.errors import report
+    from tfzoo.rundir import atomic_write_text
+
+    try:
+        if a.stride < 1:
+            raise ValueError(f"--stride={a.stride}: expected a positive number of frames")
+        if a.batch_size < 1:
+            raise ValueError(f"--batch_size={a.batch_size}: expected >= 1")
+        detector = Detector(a.saved_model or a.model_dir)
+        result = detect_video(detector, a.video, stride=a.stride, online=a.online,
+                              history=a.history, batch_size=a.batch_size,
+                              progress=not a.no_progress)
+        write_video(result, a.out, min_score=a.min_score, progress=not a.no_progress)
+        if a.json:
+            atomic_write_text(a.json, result_json(result, a.min_score))
+    except (TfzooError, ValueError, OSError) as e:
+        return report(e, "tfzoo.detect")
+    n = sum(int((d["scores"] >= a.min_score).sum()) for d in result["frames"])
+    ids = {int(t) for d in result["frames"] for t, s in zip(d["track_ids"], d["scores"])
+           if t >= 0 and s >= a.min_score}
+    print(f"{a.video}: {result['num_frames']} frames ({-(-result['num_frames'] // a.stride)} "
+          f"processed), {n} boxes with score >= {a.min_score} in {len(ids)} tubes -> {a.out}"
+          + (f", {a.json}" if a.json else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
