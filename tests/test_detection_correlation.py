@@ -27,7 +27,9 @@ def correlation_loop(x1, x2, d, stride=1, s2=1):
 
 @pytest.mark.parametrize("h, w, d, stride, s2", [(7, 9, 3, 1, 1), (7, 9, 4, 2, 1),
                                                  (8, 11, 4, 2, 2), (5, 6, 0, 1, 1),
-                                                 (4, 5, 6, 1, 1)])
+                                                 (4, 5, 6, 1, 1),
+                                                 # wider than one 32-column block
+                                                 (3, 70, 3, 1, 1), (4, 75, 4, 2, 2)])
 def test_correlation_matches_loop(h, w, d, stride, s2):
     rng = np.random.default_rng(h * w + d)
     x1 = rng.normal(size=(2, h, w, 5)).astype("float32")
@@ -46,11 +48,13 @@ def test_correlation_finds_the_shift():
     assert np.all(c.argmax(-1) == (2 + 3) * 7 + (-1 + 3))
 
 
-def test_correlation_gradient():
+@pytest.mark.parametrize("d, stride, s2", [(1, 2, 1), (1, 1, 1), (2, 2, 2)])
+def test_correlation_gradient(d, stride, s2):
+    # (1, 2, 1): the banded path; the others the blocked one (stride == displacement stride)
     rng = np.random.default_rng(1)
     x1 = tf.constant(rng.normal(size=(1, 3, 4, 2)), tf.float64)
     x2 = tf.constant(rng.normal(size=(1, 3, 4, 2)), tf.float64)
-    layer = Correlation(1, stride=2, dtype="float64")
+    layer = Correlation(d, stride=stride, displacement_stride=s2, dtype="float64")
     theo, num = tf.test.compute_gradient(tf.function(lambda a, b: layer([a, b])), [x1, x2])
     for t, n in zip(theo, num):
         np.testing.assert_allclose(t, n, atol=1e-6)
