@@ -121,6 +121,7 @@ def test_tracklet_overlap_candidates_are_exact(threshold, spread):
     rng = np.random.default_rng(7)
     base = rng.uniform(0, 40, (300, 2)).round()
     base[:5] *= spread / 40
+    base[5:10] -= spread  # boxes off the tracks' grid on the low side
     wh = rng.integers(1, 12, (300, 2))
     boxes = np.concatenate([base, base + wh - 1], 1)
     tracks = boxes[rng.permutation(300)] + rng.integers(-3, 4, (300, 4))

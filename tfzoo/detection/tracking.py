@@ -134,9 +134,9 @@ class RoITracking(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> f = lambda: {"conv3": np.random.rand(1, 8, 8, 4).astype("float32"),
-    ...              **{n: np.random.rand(1, 4, 4, 6).astype("float32") for n in ("conv4", "conv5")},
-    ...              "reg_maps": np.random.rand(1, 4, 4, 4 * 2 * 2).astype("float32")}
+    >>> r = lambda *shape: np.random.rand(*shape).astype("float32")
+    >>> f = lambda: {"conv3": r(1, 8, 8, 4), "conv4": r(1, 4, 4, 6), "conv5": r(1, 4, 4, 6),
+    ...              "reg_maps": r(1, 4, 4, 4 * 2 * 2)}
     >>> layer = RoITracking(k=2, spatial_scale=1 / 16, max_displacement=2)
     >>> layer([f(), f(), np.array([[0, 0, 0, 31, 31]], "float32")]).shape
     TensorShape([1, 4])
