@@ -162,6 +162,11 @@ class RoITracking(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(
             4 * k * k, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
             name="track_maps")
+        # the stack's depth depends only on k and d: built now, so a model holding this layer
+        # loads its weights before any call
+        r3 = max_displacement // conv3_stride
+        self.conv.build((None, None, None, 8 * k * k + 2 * (2 * max_displacement + 1) ** 2
+                         + (2 * r3 + 1) ** 2))
         self.pool = PSRoIPooling(k, 4, spatial_scale, name="track_psroi")
 
     def _check(self, shapes, which):
@@ -184,10 +189,6 @@ class RoITracking(keras.layers.Layer):
         shapes_t, shapes_tau, rois = input_shape
         self._check(shapes_t, "t")
         self._check(shapes_tau, "tau")
-        r3 = self.max_displacement // self.conv3_stride
-        channels = (8 * self.k * self.k + 2 * (2 * self.max_displacement + 1) ** 2
-                    + (2 * r3 + 1) ** 2)
-        self.conv.build((None, None, None, channels))
         self.pool.build([(None, None, None, 4 * self.k * self.k), tuple(rois)])
 
     def track_maps(self, features_t, features_tau):
