@@ -250,3 +250,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o.mp4"), "--no_progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not a D&T model" in err[0]
+    code = main(["--saved_model", str(tmp_path / "sm"), "--video", str(bad), "--history", "4",
+                 "--out", str(tmp_path / "o.mp4"), "--no_progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--history=4" in err[0] and "--online" in err[0]

@@ -326,6 +326,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--stride={a.stride}: expected a positive number of frames")
         if a.batch_size < 1:
             raise ValueError(f"--batch_size={a.batch_size}: expected >= 1")
+        if a.history is not None and (not a.online or a.history < 1):
+            raise ValueError(f"--history={a.history}: expected a positive number of processed "
+                             "frames, with --online (offline linking uses the whole video)")
         detector = Detector(a.saved_model or a.model_dir)
         result = detect_video(detector, a.video, stride=a.stride, online=a.online,
                               history=a.history, batch_size=a.batch_size,
