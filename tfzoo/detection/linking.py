@@ -65,18 +65,6 @@ _jit = numba.njit(cache=True, nogil=True)
 
 
 @_jit
-def _iou_above(a, b, threshold):
-    """IoU(a, b) > threshold for two x1 y1 x2 y2 boxes (inclusive pixels), without a division."""
-    iw = min(a[2], b[2]) - max(a[0], b[0]) + 1.0
-    ih = min(a[3], b[3]) - max(a[1], b[1]) + 1.0
-    if iw <= 0.0 or ih <= 0.0:
-        return False
-    inter = iw * ih
-    union = (a[2] - a[0] + 1.0) * (a[3] - a[1] + 1.0) + (b[2] - b[0] + 1.0) * (b[3] - b[1] + 1.0)
-    return inter > threshold * (union - inter)
-
-
-@_jit
 def _overlapping(boxes, alive, tracks, threshold):
     """(box index, track index) of every alive box / track pair with IoU > threshold.
 
@@ -166,10 +154,11 @@ def _overlapping(boxes, alive, tracks, threshold):
 def _neighbours(boxes, alive, tracks, track_start, threshold):
     """psi of eq. 8.6 as lists of neighbours: for frame pair t, class c and box j at t+1, the
     boxes i of class c at t such that one tracklet of (t, t+1) has IoU > threshold with i and
-    with j. CSR over the flat index ((t * C + c) * n + j): `ptr`, `idx` (i, ascending)."""
+    with j. CSR over the flat index ((t * C + c) * n + j): `ptr`, `idx` (i)."""
     frames, num_c, n = alive.shape
     pairs = max(frames - 1, 0)
     psi = np.zeros((pairs, num_c, n, n), np.bool_)  # (t, c, to, from)
+    ptr = np.zeros(pairs * num_c * n + 1, np.int64)  # row counts, then their running sum
     for t in range(pairs):
         trk = tracks[track_start[t]:track_start[t + 1]]
         if trk.shape[0] == 0:
@@ -179,17 +168,28 @@ def _neighbours(boxes, alive, tracks, track_start, threshold):
                                     np.ascontiguousarray(trk[:, :4]), threshold)
         for q in range(box_i.shape[0]):
             c, i = box_i[q] // n, box_i[q] % n
-            end = trk[trk_m[q], 4:]
+            m = trk_m[q]
+            u1, v1, u2, v2 = trk[m, 4], trk[m, 5], trk[m, 6], trk[m, 7]
+            area = (u2 - u1 + 1.0) * (v2 - v1 + 1.0)
+            nxt = boxes[t + 1, c]
             for j in range(n):
-                if alive[t + 1, c, j] and not psi[t, c, j, i] and \
-                        _iou_above(end, boxes[t + 1, c, j], threshold):
+                # the IoU test of _overlapping, inline: this loop runs pairs x n times
+                # without early exits: one well-predicted branch per box instead of several
+                iw = max(min(u2, nxt[j, 2]) - max(u1, nxt[j, 0]) + 1.0, 0.0)
+                ih = max(min(v2, nxt[j, 3]) - max(v1, nxt[j, 1]) + 1.0, 0.0)
+                inter = iw * ih
+                union = area + (nxt[j, 2] - nxt[j, 0] + 1.0) * (nxt[j, 3] - nxt[j, 1] + 1.0)
+                if (inter > threshold * (union - inter)) & alive[t + 1, c, j] & (inter > 0.0) \
+                        and not psi[t, c, j, i]:
                     psi[t, c, j, i] = True
-    ptr = np.zeros(pairs * num_c * n + 1, np.int64)
+                    ptr[((t * num_c + c) * n + j) + 1] += 1
+    for r in range(pairs * num_c * n):
+        ptr[r + 1] += ptr[r]
+    idx = np.empty(ptr[-1], np.int64)
     flat = psi.reshape(pairs * num_c * n, n)
     for r in range(flat.shape[0]):
-        ptr[r + 1] = ptr[r] + flat[r].sum()
-    idx = np.empty(ptr[-1], np.int64)
-    for r in range(flat.shape[0]):
+        if ptr[r + 1] == ptr[r]:
+            continue
         q = ptr[r]
         for i in range(n):
             if flat[r, i]:
