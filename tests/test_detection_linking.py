@@ -151,3 +151,18 @@ def test_linking_matches_the_previous_numpy_implementation(online, history):
     assert tubes == want_tubes and len(tubes) > 5
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_linking_matches_the_numpy_implementation_at_bench_size():
+    # the bench's video (30 classes x 25 boxes, 100 frames): same tubes and scores
+    from tfzoo.detection import _linking_numpy
+    from tfzoo.detection.bench import random_video
+
+    dets, tracks = random_video(100, 30, 25, seed=1)
+    for kw in ({}, {"online": True, "history": 8}):
+        got, tubes = link_tubes(dets, tracks, **kw)
+        want, want_tubes = _linking_numpy.link_tubes(dets, tracks, **kw)
+        assert tubes == want_tubes and len(tubes) == 750
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12)
