@@ -11,7 +11,8 @@ borders (the same for all frames of a stack), resized to 224, no colour jitter:
 2. spatiotemporal: the first and third unit of every stage become spatiotemporal residual units
    (eq. 7.6), training restarts from stage 1's weights on 16-frame stacks with temporal stride
    tau in [5, 15] and a random first frame, 256/32 = 8 videos per batch.
-Test: 16 equally spaced frames, the full frame (shorter side 256) and its flip, one pass.
+Test (`test_protocol="chunks16_flip"`, §7.3.3): 16 equally spaced frames, the full frame
+(shorter side 256) and its flip, one pass each.
 YUP++ has no validation split (10/90 train/test split), so the plateau is on the training loss.
 The thesis gives no iteration counts; its 120 training videos make an "epoch" of 256 frames
 a single SGD step, so an epoch here is 100 iterations (steps_per_epoch) and the plateau patience
@@ -32,7 +33,7 @@ CONFIG = TrainConfig(
     test_split="test",
     **AUGMENTATION,
     **SGD,
-    test_num_frames=16,
+    test_protocol="chunks16_flip",  # §7.3.3
     test_short_side=256,
     learning_rate=1e-2,
     weight_decay=1e-4,

@@ -20,6 +20,7 @@ from pathlib import Path
 from absl import app, flags
 
 from tfzoo.errors import TfzooError, report
+from tfzoo.protocols import protocol_of
 
 FLAGS = flags.FLAGS
 
@@ -267,7 +268,8 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     elapsed = time.time() - t0
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
-        num_frames=config.test_num_frames, image_size=tuple(config.image_size),
+        # chunks of one test prediction (the window predict and export classify)
+        num_frames=protocol_of(config).frames or config.num_frames, image_size=tuple(config.image_size),
         config={**config.to_json(), "train_seconds": elapsed,
                 "num_replicas_in_sync": strategy.num_replicas_in_sync},
     )

@@ -7,12 +7,15 @@ from tfzoo.utils import check_choice
 
 
 def clip_spec(config) -> ClipSpec:
-    """The ClipSpec of a `tfzoo.config.TrainConfig`."""
+    """The ClipSpec of a `tfzoo.config.TrainConfig`: test clips hold every chunk its test
+    protocol classifies (`tfzoo.protocols`)."""
+    from tfzoo.protocols import protocol_of
+
     return ClipSpec(
         num_frames=config.num_frames,
         stride_range=tuple(config.stride_range),
         image_size=tuple(config.image_size),
-        test_num_frames=config.test_num_frames,
+        test_num_frames=protocol_of(config).total_frames(config.num_frames),
         test_short_side=config.test_short_side,
         scale_jitter=config.scale_jitter,
         border=config.border,
