@@ -18,8 +18,13 @@ The thesis gives no iteration counts; its 120 training videos make an "epoch" of
 a single SGD step, so an epoch here is 100 iterations (steps_per_epoch) and the plateau patience
 200 iterations: not from the paper. tau in [5, 15] is drawn uniformly from the strides that fit
 a clip (16 frames of a 150-frame clip: tau in [5, 9]; tfzoo.data.augment.train_indices).
-Known gap: the split is prepare's seeded 10/90 draw, not the thesis's "split #1" (§7.4.2),
-whose file list we do not have.
+The split is NOT the thesis's: Table 7.3 uses YUP++'s "split #1" (§7.4.2), whose file list is
+not available here, so prepare draws its own seeded 10/90 split (10% of each class's static
+and moving videos train). With the official list, pass the training videos to prepare:
+    python -m tfzoo.data.prepare --dataset=yuppp --root=YUPPP_DIR --out=DIR \
+        --split-file=yuppp_split1_train.txt
+(one ROOT-relative path a line, e.g. camera_static/Beach/Beach_static_cam_01.mp4; every other
+video tests). Numbers on the seeded split are not comparable to Table 7.3's 89.0%.
 """
 
 from tfzoo.config import TrainConfig
