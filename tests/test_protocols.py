@@ -3,6 +3,10 @@ averaged prediction, against views cut by hand with numpy from the raw video."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -36,6 +40,7 @@ def _spaced(n, k):
     return np.round(np.linspace(0, n - 1, k)).astype(int)
 
 
+REPO = Path(__file__).resolve().parent.parent
 SYNTH = {"size": 16, "video_frames": 45, "videos_per_class": (1, 1, 1)}
 
 
@@ -125,6 +130,13 @@ def test_evaluate_protocol_overrides_the_runs(tmp_path):
         evaluate_model_dir(tmp_path, split="test", protocol="dense2")
     with pytest.raises(TfzooError, match="--flip applies to tests without a named protocol"):
         evaluate_model_dir(tmp_path, split="test", flip=False)
+    # the command line: --protocol overrides the run's
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tfzoo.evaluate",
+                                     f"--model_dir={tmp_path}", "--split=test", *a],
+                                    cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run("--protocol=dense20")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "dense20: 20 clips of 2 chunks (40 equally spaced)" in proc.stdout
 
 
 def test_a_named_protocol_owns_the_chunk_count_and_flips():
