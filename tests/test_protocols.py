@@ -131,10 +131,9 @@ def test_evaluate_protocol_overrides_the_runs(tmp_path):
     with pytest.raises(TfzooError, match="--flip applies to tests without a named protocol"):
         evaluate_model_dir(tmp_path, split="test", flip=False)
     # the command line: --protocol overrides the run's
-    run = lambda *a: subprocess.run([sys.executable, "-m", "tfzoo.evaluate",
-                                     f"--model_dir={tmp_path}", "--split=test", *a],
-                                    cwd=REPO, capture_output=True, text=True, timeout=300)
-    proc = run("--protocol=dense20")
+    proc = subprocess.run([sys.executable, "-m", "tfzoo.evaluate", f"--model_dir={tmp_path}",
+                           "--split=test", "--protocol=dense20"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "dense20: 20 clips of 2 chunks (40 equally spaced)" in proc.stdout
 
