@@ -16,9 +16,11 @@ chunks25_flip (thesis §4.3.5) takes 25 equally spaced chunks of each video, the
 (fully convolutional: the model averages over all spatial and temporal locations) and its
 horizontal flip, pre-softmax scores averaged, one forward pass per view; the task
 (`ClassificationTask.predict`) averages the views. A run without a named protocol tests
-`test_num_frames` chunks, full frame, + flip if `test_flip` (or `--flip`). Writes the metrics (accuracy, mean class accuracy, per-class accuracy,
-confusion matrix) into the model directory's `metrics.json`, one entry per split
-(`{"test": {...}, "val": {...}}`): evaluating another split never replaces a split's numbers.
+`test_num_frames` chunks, full frame, + flip if `test_flip` (or `--flip`).
+
+Writes the metrics (accuracy, mean class accuracy, per-class accuracy, confusion matrix) into
+the model directory's `metrics.json`, one entry per split (`{"test": {...}, "val": {...}}`):
+evaluating another split never replaces a split's numbers.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ One option, `TrainConfig.test_protocol` (a config's recipe) or `python -m tfzoo.
                  side, 256) at the four corners and the centre, and their flips: Simonyan &
                  Zisserman's 10-crop test, the alternative §5.4.1 reports as slightly better.
 
-Every prediction is the task's test score (pre-softmax logits; "fused" for two streams), and
+Crops are squares of 224/256 of the shorter side at the four corners and the centre
+(`ClassificationTask.predict`). Every prediction is the task's test score (pre-softmax logits; "fused" for two streams), and
 all of a video's predictions are averaged with equal weight (`ClassificationTask.predict`).
 The frames are full frames with the shorter side resized to the config's `test_short_side`
 (256 in the paper recipes); crops are taken from those frames. With no named protocol
@@ -30,8 +31,8 @@ Example:
 >>> p = get_protocol("dense20")
 >>> p.total_frames(clip_frames=5), p.clips, p.crops, p.flip
 (100, 20, 1, True)
->>> crop_boxes(256, 340, p=get_protocol("crop10"))[4]   # the centre crop (y0, x0, side)
-(16, 58, 224)
+>>> get_protocol("crop10").describe(clip_frames=5)
+'crop10: 25 equally spaced frames, 5 crops (corners + centre, 0.875 of the short side) + horizontal flip, scores averaged'
 """
 
 from __future__ import annotations
@@ -99,12 +100,3 @@ def protocol_of(config) -> TestProtocol:
         return get_protocol(config.test_protocol)
     return TestProtocol("custom", config.test_num_frames, flip=bool(config.test_flip))
 
-
-def crop_boxes(height: int, width: int, p: TestProtocol) -> list[tuple[int, int, int]]:
-    """(y0, x0, side) of each view's crop: the full frame (side = None) or the four corners
-    then the centre, squares of `p.crop_fraction` of the shorter side (rounded)."""
-    if p.crops == 1:
-        return [(0, 0, None)]
-    s = int(round(p.crop_fraction * min(height, width)))
-    return [(0, 0, s), (0, width - s, s), (height - s, 0, s), (height - s, width - s, s),
-            ((height - s) // 2, (width - s) // 2, s)]

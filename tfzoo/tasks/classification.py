@@ -54,7 +54,6 @@ def _flip_views(x):
     return tf.reverse(x, axis=[-2])
 
 
-
 def _map_views(fn, x):
     return {k: fn(v) for k, v in x.items()} if isinstance(x, dict) else fn(x)
 
@@ -74,7 +73,8 @@ def _split_clips(x, clips: int):
 
 
 def _crop_views(x, crops: int, crop_fraction: float):
-    # The full frame, or the corner and centre squares (tfzoo.protocols.crop_boxes).
+    # The full frame, or the four corner squares then the centre one, of side crop_fraction x
+    # the shorter side (224 of 256: Simonyan & Zisserman's 10-crop test with the flips).
     if crops == 1:
         return [x]
     ref = x["rgb"] if isinstance(x, dict) else x
