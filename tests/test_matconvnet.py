@@ -210,3 +210,10 @@ def test_vgg16_towers_refuse_the_vggm_mat(tmp_path):
     with pytest.raises(TransplantError, match="the spatial tower is 'vgg16'"):
         tfzoo.create_model("twostream_vgg16", num_classes=4, width_multiplier=WM,
                            weights={"rgb": str(path)})
+
+
+def test_a_resnet_refuses_a_mat(tmp_path):
+    path = tmp_path / "vggm.mat"
+    write_vggm_mat(path)
+    with pytest.raises(TransplantError, match="is a MatConvNet .mat: tfzoo reads those for VGG-M"):
+        tfzoo.create_model("resnet_small", num_classes=3, weights=str(path))

@@ -32,7 +32,7 @@ class TrainConfig:
     # Model
     model: str = "tresnet_small"  # registry name
     model_overrides: dict = field(default_factory=dict)  # constructor arguments
-    weights: str | None = None  # "imagenet" or a keras.applications .h5 path
+    weights: str | None = None  # "imagenet", a keras.applications .h5 path or (VGG-M) a MatConvNet .mat
     # Data
     dataset: str = "synthetic"  # "synthetic" or "records" (a prepared directory, see --data)
     data_dir: str | None = None

@@ -91,6 +91,10 @@ def resolve_source(model: keras.Model, weights: Any) -> keras.Model:
         path = Path(weights)
         if not path.exists():
             raise TransplantError(f"weights file {str(path)!r} does not exist")
+        if path.suffix.lower() == ".mat":
+            raise TransplantError(
+                f"{path} is a MatConvNet .mat: tfzoo reads those for VGG-M-2048 towers "
+                f"(twostream_vggm, fusion_vggm_*); {model.name} takes keras.applications .h5")
         depth = depth_of(model)
         try:
             return keras_resnet(depth, str(path))
