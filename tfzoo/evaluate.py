@@ -85,8 +85,9 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     it as that split's entry of `metrics.json` (other splits' entries are kept) and returns its
     metrics."""
     from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data import make_source
     from tfzoo.rundir import atomic_write_text, load_model, read_run_info
+    from tfzoo.tasks import get_task
     from tfzoo.utils import check_choice
 
     model_dir = Path(model_dir)
@@ -107,18 +108,10 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     model, info = load_model(model_dir)
     flip = config.test_flip if flip is None else flip
-    spec = clip_spec(config)
-    ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
-    fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
-    ds = ds.batch(config.batch_size if fixed else 1)
-    flip_map = source.info.flip_label_map
-    scores, labels = predict_scores(model, ds, flip=flip, flip_label_map=flip_map)
-    metrics = metrics_from_scores(scores, labels, info.class_names)
-    metrics.update(
-        split=split, model=info.model,
-        protocol=(f"{spec.test_num_frames} equally spaced frames, full frame"
-                  + (" + horizontal flip" if flip else "") + ", scores averaged"),
-    )
+    # What is measured, and how, is the model's task's (tfzoo.tasks): accuracy for a
+    # classifier, VID mAP for a detector.
+    metrics = get_task(model).evaluate(model, source, split, config, flip=flip)
+    metrics.update(split=split, model=info.model)
     by_split = read_metrics(model_dir)
     by_split[split] = metrics
     atomic_write_text(model_dir / METRICS_FILE, json.dumps(by_split, indent=2) + "\n")
@@ -190,10 +183,11 @@ def main(argv):
         m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data, flip=FLAGS.flip)
     except TfzooError as e:
         return report(e, "python -m tfzoo.evaluate")
-    print(f"accuracy {m['accuracy']:.4f}  mean class accuracy {m['mean_class_accuracy']:.4f}  "
-          f"({m['num_videos']} videos, {m['protocol']})")
-    for name, acc in m["per_class_accuracy"].items():
-        print(f"  {name:24s} {'n/a' if acc is None else f'{acc:.3f}'}")
+    from tfzoo.registry import get_entry
+    from tfzoo.tasks import get_task
+
+    for line in get_task(get_entry(m["model"]).task).describe(m):
+        print(line)
     return 0
 
 

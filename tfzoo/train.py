@@ -190,7 +190,7 @@ def build_datasets(source, config, strategy, model):
     label_fn = get_task(model).targets(model, source.info.num_classes,
                                        label_smoothing=config.label_smoothing)
     train = source.dataset(config.train_split, training=True, spec=spec, seed=config.seed)
-    train = train.map(label_fn).batch(config.batch_size, drop_remainder=True)
+    train = get_task(model).batch(train.map(label_fn), config.batch_size, drop_remainder=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train = train.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -431,8 +431,11 @@ def main(argv):
     except TfzooError as e:
         return report(e, "python -m tfzoo.train")
     if metrics:
-        print(f"[tfzoo] test accuracy {metrics['accuracy']:.4f} on {metrics['num_videos']} videos "
-              f"({metrics['protocol']}); wrote {model_dir / 'metrics.json'}")
+        from tfzoo.registry import get_entry
+        from tfzoo.tasks import get_task
+
+        lines = get_task(get_entry(metrics["model"]).task).describe(metrics)
+        print(f"[tfzoo] test {lines[0]}; wrote {model_dir / 'metrics.json'}")
     return 0
 
 
