@@ -46,3 +46,129 @@ def test_proposal_layer_matches_numpy_loop(pre, post):
     assert not boxes.numpy()[count:].any()  # zero padding
     kept = boxes.numpy()[:count]
     assert iou_loop(kept, kept)[np.triu_indices(count, 1)].max() <= 0.7 + 1e-6
+
+
+# ---------------------------------------------------------------------------------- model
+
+import keras  # noqa: E402
+
+import tfzoo  # noqa: E402
+from tfzoo.models.rfcn import TINY  # noqa: E402
+from tfzoo.tasks import get_task  # noqa: E402
+
+CLASSES = ["disc", "square", "triangle"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    model = tfzoo.create_model("rfcn", num_classes=len(CLASSES), **TINY)
+    # spread the untrained class scores, so that no two detections are near-ties
+    layer = model.get_layer("rfcn_cls")
+    layer.kernel.assign(layer.kernel * 300.0)
+    return model
+
+
+def frames(n=2, h=70, w=90, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3)).astype("uint8")
+
+
+def test_detect_is_per_class_nms_of_the_head_on_the_proposals(tiny):
+    """detect() against the same pieces assembled by hand with numpy: softmax of the voted
+    PS-RoI scores, boxes decoded from the class-agnostic offsets, greedy NMS 0.3 per class."""
+    from tfzoo.detection import BOX_STDS, clip_boxes, decode_boxes
+
+    x = frames(1)
+    out = tiny.detect(x, score_threshold=0.0, max_per_class=1000, max_detections=3000)
+    outputs = tiny(x.astype("float32"))
+    props, _, n = tiny.proposals(outputs, [[70, 90]])
+    n = int(n[0])
+    rois = np.concatenate([np.zeros((n, 1), "float32"), props[0, :n].numpy()], 1)
+    logits, deltas = tiny.head(outputs, rois)
+    probs = tf.nn.softmax(logits).numpy()[:, 1:]
+    boxes = clip_boxes(decode_boxes(rois[:, 1:], deltas, BOX_STDS), 70, 90).numpy()
+    want = []
+    for c in range(len(CLASSES)):
+        keep = nms_loop(boxes, probs[:, c], 0.3)
+        want += [(probs[i, c], c, *boxes[i]) for i in keep]
+    want.sort(key=lambda r: -r[0])
+    m = int(out["num_detections"][0])
+    assert m == len(want) > len(CLASSES)
+    got = np.concatenate([out["scores"][0, :m, None], out["classes"][0, :m, None],
+                          out["boxes"][0, :m]], 1)
+    want = np.array(want)
+
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert out["classes"].dtype == tf.int32 and out["boxes"].shape[-1] == 4
+
+
+def test_features_publish_the_maps_the_tracker_needs(tiny):
+    f = tiny.features(frames(2, 64, 96).astype("float32"))
+    assert {"conv3", "conv4", "conv5", "rfcn_features", "cls_maps", "reg_maps"} <= set(f)
+    assert tuple(f["conv3"].shape) == (2, 8, 12, f["conv3"].shape[-1])  # stride 8
+    assert tuple(f["conv5"].shape[1:3]) == (4, 6) == tuple(f["conv4"].shape[1:3])  # stride 16
+    k, c = 3, len(CLASSES) + 1
+    assert f["cls_maps"].shape[-1] == k * k * c and f["reg_maps"].shape[-1] == 4 * k * k
+    np.testing.assert_allclose(f["cls_maps"], tiny(frames(2, 64, 96).astype("float32"))["cls_maps"],
+                               atol=1e-5)
+    assert [tiny.endpoints[n].stride for n in ("conv3", "conv4", "conv5", "cls_maps")] == [8, 16, 16, 16]
+
+
+def synthetic_batch(seed=0, n=2):
+    from tfzoo.detection.synthetic import SyntheticDetectionConfig, render_video
+
+    cfg = SyntheticDetectionConfig(height=64, width=96, frames=n, size=(16, 28))
+    imgs, anns = render_video(np.random.default_rng(seed), cfg)
+    g = max(len(a) for a in anns)
+    boxes = np.zeros((n, g, 4), "float32")
+    classes = -np.ones((n, g), "int32")
+    for i, objs in enumerate(anns):
+        for j, (c, _, b, _, _) in enumerate(objs):
+            boxes[i, j], classes[i, j] = b, c
+    labels = {"gt_boxes": boxes, "gt_classes": classes, "image_size": np.array([[64, 96]] * n, "int32")}
+    return np.asarray(imgs, "float32"), labels
+
+
+def test_training_steps_decrease_the_loss():
+    keras.utils.set_random_seed(1)
+    model = tfzoo.create_model("rfcn", num_classes=4, **{**TINY, "freeze_bn": False})
+    task = get_task(model)
+    task.compile(model, optimizer=keras.optimizers.Adam(3e-3))
+    x, y = synthetic_batch()
+    before = {k: float(v) for k, v in task.losses(model, model(x, training=True), y).items()}
+    history = model.fit(x, y, batch_size=2, epochs=12, verbose=0).history["loss"]
+    after = {k: float(v) for k, v in task.losses(model, model(x, training=True), y).items()}
+    assert history[-1] < 0.6 * history[0], history
+    assert after["cls"] < before["cls"] and after["rpn_cls"] < before["rpn_cls"], (before, after)
+
+
+def test_export_runs_in_the_tf1_session_loader(tiny, tmp_path):
+    """serving_default through TF Serving's loader (fresh graph, signature by tensor names):
+    uint8 frames of any size -> the TF Object Detection API outputs, equal to detect()."""
+    from export.saved_model import export_saved_model
+    from tests.test_export import SessionLoaded
+    from tfzoo.rundir import RunInfo
+
+    info = RunInfo(model="rfcn", model_config=tiny.get_config(), class_names=CLASSES,
+                   num_frames=1, image_size=(64, 96))
+    path = export_saved_model(tiny, info, tmp_path)
+    loaded = SessionLoaded(path)
+    try:
+        assert not len(loaded.uninitialized)
+        assert sorted(loaded.signatures) == ["serving_default"]
+        for shape in ((2, 70, 90), (1, 50, 120)):
+            x = frames(*shape, seed=sum(shape))
+            got = loaded.run("serving_default", images=x)
+            want = tiny.detect(x)
+            n = want["num_detections"].numpy()
+            np.testing.assert_array_equal(got["num_detections"], n)
+            assert n.min() > 0
+            for i, k in enumerate(n):
+                np.testing.assert_allclose(got["detection_boxes"][i, :k], want["boxes"][i, :k], atol=1e-3)
+                np.testing.assert_allclose(got["detection_scores"][i, :k], want["scores"][i, :k], atol=1e-5)
+                np.testing.assert_array_equal(got["detection_classes"][i, :k], want["classes"][i, :k])
+                assert [c.decode() for c in got["detection_class_names"][i, :k]] == [
+                    CLASSES[c] for c in want["classes"][i, :k]]
+            assert (got["detection_boxes"][..., 2] < shape[2]).all()  # input pixels
+    finally:
+        loaded.close()
