@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.test_backbone import keras_resnet50  # noqa: F401  (a fixture)
 from tests.test_detection_boxes import iou_loop, nms_loop
 from tfzoo.detection import generate_anchors, shifted_anchors
 from tfzoo.detection.proposals import propose
@@ -172,3 +173,36 @@ def test_export_runs_in_the_tf1_session_loader(tiny, tmp_path):
             assert (got["detection_boxes"][..., 2] < shape[2]).all()  # input pixels
     finally:
         loaded.close()
+
+
+def test_keras_round_trip_keeps_config_and_detections(tiny, tmp_path):
+    from tfzoo.rundir import load_model, save_model, write_run_info, RunInfo
+
+    save_model(tiny, tmp_path)
+    write_run_info(tmp_path, RunInfo(model="rfcn", model_config=tiny.get_config(),
+                                     class_names=CLASSES, num_frames=1, image_size=(64, 96)))
+    loaded, _ = load_model(tmp_path)
+    assert loaded.get_config() == tiny.get_config()
+    x = frames(1, 64, 96, seed=3)
+    a, b = tiny.detect(x), loaded.detect(x)
+    for k in ("boxes", "scores", "classes", "num_detections"):
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5)
+
+
+def test_imagenet_transplant_into_the_detector_is_exact(keras_resnet50):
+    model = tfzoo.create_model("rfcn_resnet50", num_classes=2, weights=keras_resnet50)
+    x = frames(1, 64, 80, seed=4)
+    conv4 = keras.Model(keras_resnet50.inputs, keras_resnet50.get_layer("conv4_block6_out").output)
+    want = conv4(keras.applications.resnet.preprocess_input(x.astype("float32")))
+    np.testing.assert_allclose(model.features(x)["conv4"], want, atol=1e-4)
+    # R-FCN keeps the ImageNet BN statistics (one image per GPU): frozen
+    assert not any(l.trainable for l in model.layers if isinstance(l, keras.layers.BatchNormalization))
+
+
+def test_bad_input_is_one_clear_error(tiny):
+    from tfzoo.models.base import InputSpecError
+
+    with pytest.raises(InputSpecError, match="rank-5"):
+        tiny(np.zeros((1, 2, 64, 64, 3), "float32"))
+    with pytest.raises(InputSpecError, match="4 channels"):
+        tiny(np.zeros((1, 64, 64, 4), "float32"))

@@ -29,8 +29,8 @@ def define_flags():
     flags.DEFINE_string("model", None, "Registry name (see tfzoo.list_models()); `tresnet` and "
                         "`resnet` select the embedded synthetic demo recipes.")
     flags.DEFINE_string("config", None, "A config file (configs/NAME.py or a path).")
-    flags.DEFINE_string("data", None, "A directory prepared by `python -m tfzoo.data.prepare`; "
-                        "sets dataset=records.")
+    flags.DEFINE_string("data", None, "A directory prepared by `python -m tfzoo.data.prepare` "
+                        "(sets dataset=records), or a detection folder for a detection recipe.")
     flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "default: one device; mirrored: all local GPUs (or logical CPUs); "
@@ -79,7 +79,9 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
-        overrides.update(dataset="records", data_dir=FLAGS.data)
+        # A detection recipe reads its folder directly (ImageNet VID or custom layout).
+        direct = config.dataset == "detection"
+        overrides.update(dataset="detection" if direct else "records", data_dir=FLAGS.data)
     config = cfglib.apply_cli_overrides(config, overrides)
     for _, stage in cfglib.stage_configs(config):
         # Unknown model names and misspelt model_overrides fail before any work.
