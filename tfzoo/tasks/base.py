@@ -79,6 +79,14 @@ class Task(abc.ABC):
         """Batches a dataset of examples (`(inputs, targets)` from the source)."""
         return dataset.batch(batch_size, drop_remainder=drop_remainder)
 
+    def synthetic_targets(self, model: keras.Model, inputs) -> Any:
+        """Valid training targets for a batch of random `inputs` (benchmarks time a training
+        step with them): class 0 for every example."""
+        import tensorflow as tf
+
+        first = inputs if not isinstance(inputs, dict) else next(iter(inputs.values()))
+        return tf.zeros(tf.shape(first)[:1], tf.int32)
+
     def serve(self, model: keras.Model, inputs) -> Any:
         """What a serving signature computes from the (float32) model inputs before
         `export_outputs`: by default the model's outputs in inference mode. `keras.Model`'s
