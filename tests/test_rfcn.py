@@ -175,18 +175,41 @@ def test_export_runs_in_the_tf1_session_loader(tiny, tmp_path):
         loaded.close()
 
 
-def test_keras_round_trip_keeps_config_and_detections(tiny, tmp_path):
-    from tfzoo.rundir import load_model, save_model, write_run_info, RunInfo
+def test_evaluate_reads_the_saved_model_through_the_task(tiny, tmp_path):
+    """`tfzoo.evaluate` on a detection model directory: the model reloaded from model.keras
+    (same config), scored by DetectionTask.evaluate (VID mAP, per-class AP, motion speeds,
+    proposal recall), the same numbers as the in-memory model gives."""
+    from tfzoo.config import TrainConfig
+    from tfzoo.detection.source import DetectionSource
+    from tfzoo.evaluate import evaluate_model_dir, read_metrics
+    from tfzoo.rundir import RunInfo, load_model, save_model, write_run_info
+    from tfzoo.tasks.detection import evaluate_detector
 
-    save_model(tiny, tmp_path)
-    write_run_info(tmp_path, RunInfo(model="rfcn", model_config=tiny.get_config(),
-                                     class_names=CLASSES, num_frames=1, image_size=(64, 96)))
-    loaded, _ = load_model(tmp_path)
-    assert loaded.get_config() == tiny.get_config()
-    x = frames(1, 64, 96, seed=3)
-    a, b = tiny.detect(x), loaded.detect(x)
-    for k in ("boxes", "scores", "classes", "num_detections"):
-        np.testing.assert_allclose(a[k], b[k], atol=1e-5)
+    options = {"synthetic": {"videos": (1, 2), "frames": 3, "height": 64, "width": 96,
+                             "size": (16, 28)}}
+    config = TrainConfig(model="rfcn", dataset="detection_synthetic", dataset_options=options,
+                         val_split=None, test_split="val", test_flip=False, batch_size=2,
+                         model_overrides=TINY)
+    names = ["disc", "square", "triangle", "cross"]
+    keras.utils.set_random_seed(2)
+    model = tfzoo.create_model("rfcn", num_classes=4, **TINY)
+    save_model(model, tmp_path)
+    write_run_info(tmp_path, RunInfo(model="rfcn", model_config=model.get_config(),
+                                     class_names=names, num_frames=1, image_size=(64, 96),
+                                     config=config.to_json()))
+    assert load_model(tmp_path)[0].get_config() == model.get_config()
+    source = DetectionSource(None, **options)
+    metrics = evaluate_model_dir(tmp_path, source=source)
+    assert read_metrics(tmp_path, "val") == metrics
+    want = evaluate_detector(model, source.videos("val"), names, batch_size=2)
+    assert metrics["num_frames"] == 6 and metrics["num_videos"] == 2
+    assert metrics["mAP"] == pytest.approx(want["mAP"]) and metrics["AP"] == pytest.approx(want["AP"])
+    assert set(metrics["AP"]) <= set(names) and metrics["num_detections"] > 0
+    assert metrics["proposal_recall"] == pytest.approx(want["proposal_recall"])
+    assert {"mAP_slow", "mAP_medium", "mAP_fast"} <= set(metrics)
+    # the RPN replaced by jittered ground truth: every object has a proposal at IoU >= 0.5
+    gt = evaluate_detector(model, source.videos("val"), names, proposals="gt_jitter")
+    assert gt["proposal_recall"] == 1.0
 
 
 def test_imagenet_transplant_into_the_detector_is_exact(keras_resnet50):
@@ -206,3 +229,81 @@ def test_bad_input_is_one_clear_error(tiny):
         tiny(np.zeros((1, 2, 64, 64, 3), "float32"))
     with pytest.raises(InputSpecError, match="4 channels"):
         tiny(np.zeros((1, 64, 64, 4), "float32"))
+
+
+# ------------------------------------------------------------------ train / evaluate CLIs
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def run_cli(module, args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _tiny_demo_args(tmp_path, steps=2):
+    return ["--model=rfcn", f"--model_dir={tmp_path / 'run'}", "--epochs=1", f"--steps={steps}",
+            "--batch_size=2", "--verbose=0",
+            "--set", "image_size=(64,96)",
+            "--set", "dataset_options={'synthetic': {'videos': (2, 1), 'frames': 3, 'height': 64, 'width': 96, 'size': (16, 28)}}",
+            "--set", f"model_overrides={TINY!r}"]
+
+
+@pytest.mark.slow  # two CLI processes, ~1 min
+def test_train_and_evaluate_clis_on_the_embedded_set(tmp_path):
+    """`python -m tfzoo.train --model=rfcn` (the detection demo, shrunk) writes a model
+    directory whose metrics are VID mAP, per-class AP, motion-speed mAP and proposal recall,
+    and `python -m tfzoo.evaluate` reports them, all through the task."""
+    import json
+
+    code, out, err = run_cli("tfzoo.train", _tiny_demo_args(tmp_path))
+    assert code == 0, err[-3000:]
+    assert "VID mAP" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]
+    assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["num_frames"] == 3
+    assert set(metrics["AP"]) <= {"disc", "square", "triangle", "cross"} and metrics["AP"]
+    assert {"mAP_slow", "mAP_medium", "mAP_fast", "proposal_recall"} <= set(metrics)
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["class_names"] == ["disc", "square", "triangle", "cross"]
+    code, out, err = run_cli("tfzoo.evaluate", [f"--model_dir={tmp_path / 'run'}"])
+    assert code == 0, err[-3000:]
+    assert out.startswith("VID mAP") and "disc" in out
+
+
+def test_detect_with_box_voting_is_per_class_nms_box_voting(tiny):
+    """D&T's pre-linking option: per class, nms_box_voting (tested against a loop in
+    test_detection_boxes.py) of the same head outputs, merged by score, 25 per class."""
+    from tfzoo.detection import nms_box_voting
+
+    x = frames(1, seed=5)
+    plain = tiny.detect(x, score_threshold=0.0, max_per_class=1000, max_detections=3000)
+    voted = tiny.detect(x, box_voting=True, max_per_class=25, score_threshold=0.01)
+    outputs = tiny(x.astype("float32"))
+    props, _, n = tiny.proposals(outputs, [[70, 90]])
+    n = int(n[0])
+    rois = np.concatenate([np.zeros((n, 1), "float32"), props[0, :n].numpy()], 1)
+    logits, deltas = tiny.head(outputs, rois)
+    probs = tf.nn.softmax(logits).numpy()[:, 1:]
+    from tfzoo.detection import BOX_STDS, clip_boxes, decode_boxes
+
+    boxes = clip_boxes(decode_boxes(rois[:, 1:], deltas, BOX_STDS), 70, 90).numpy()
+    want = []
+    for c in range(len(CLASSES)):
+        keep = probs[:, c] > 0.01
+        vb, vs, _ = nms_box_voting(boxes[keep], probs[keep, c], 0.3, max_output=25)
+        assert len(vs) <= 25
+        want += [(s, c, *b) for s, b in zip(vs.numpy(), vb.numpy())]
+    want = np.array(sorted(want, key=lambda r: -r[0]))
+    m = int(voted["num_detections"][0])
+    assert m == len(want)
+    got = np.concatenate([voted["scores"][0, :m, None], voted["classes"][0, :m, None],
+                          voted["boxes"][0, :m]], 1)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert int(plain["num_detections"][0]) >= m

@@ -316,7 +316,8 @@ class RFCN(VideoModel):
         return resize_for_detection(images, cfg["short_side"], cfg["max_side"])
 
     def detect(self, images, image_sizes=None, *, proposals=None, nms_threshold=None,
-               max_per_class=None, max_detections=None, score_threshold=None) -> dict:
+               max_per_class=None, max_detections=None, score_threshold=None,
+               box_voting: bool = False) -> dict:
         """Detections of a batch of frames (B, H, W, 3) after per-class NMS.
 
         Returns padded per-image results: `boxes` (B, M, 4) x1 y1 x2 y2 in the input's pixels,
@@ -325,7 +326,9 @@ class RFCN(VideoModel):
         `image_sizes` (B, 2): the unpadded (height, width) of frames padded into one batch.
         `proposals`: (boxes (B, P, 4) in input pixels, counts (B,)) to use instead of the RPN's
         (e.g. ground-truth boxes, to measure the head alone). NMS options default to the
-        model's config (`test_nms` 0.3, `max_per_class`, `max_detections`).
+        model's config (`test_nms` 0.3, `max_per_class`, `max_detections`). `box_voting`:
+        NMS with box voting per class (`tfzoo.detection.nms_box_voting`), as D&T does before
+        linking (thesis §8.5.2; there with `max_per_class=25`).
         """
         cfg = self._tfzoo_config
         nms_threshold = cfg["test_nms"] if nms_threshold is None else nms_threshold
@@ -354,6 +357,13 @@ class RFCN(VideoModel):
         decoded = decode_boxes(tf.reshape(boxes, [-1, 4]), deltas, BOX_STDS)
         decoded = tf.reshape(decoded, [batch, p, 4])
         decoded = clip_boxes(decoded, sizes[:, 0, None], sizes[:, 1, None])
+        if box_voting:
+            boxes_out, scores, classes, n = self._voted(
+                decoded, probs, nms_threshold, max_per_class, max_detections, score_threshold)
+            keep = tf.range(max_detections)[None] < n[:, None]
+            return {"boxes": tf.where(keep[..., None], boxes_out / scale, 0.0), "scores": scores,
+                    "classes": classes, "num_detections": n,
+                    "proposals": boxes / scale, "num_proposals": counts}
         # Inclusive-pixel IoU: the far edges moved by +1 (as tfzoo.detection.nms does).
         yxyx = tf.stack([decoded[..., 1], decoded[..., 0], decoded[..., 3] + 1.0,
                          decoded[..., 2] + 1.0], -1)
@@ -370,6 +380,31 @@ class RFCN(VideoModel):
                 "classes": tf.cast(nmsed.nmsed_classes, tf.int32),
                 "num_detections": tf.cast(n, tf.int32),
                 "proposals": boxes / scale, "num_proposals": counts}
+
+
+    def _voted(self, boxes, probs, nms_threshold, max_per_class, max_detections, score_threshold):
+        """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores, the classes
+        merged by score: padded (B, M, 4), (B, M), (B, M), counts (B,)."""
+        from tfzoo.detection.boxes import nms_box_voting
+
+        def one(args):
+            b, p = args
+            parts = []
+            for c in range(self.num_classes):
+                keep = tf.reshape(tf.where(p[:, c] > score_threshold), [-1])
+                vb, vs, _ = nms_box_voting(tf.gather(b, keep), tf.gather(p[:, c], keep),
+                                           nms_threshold, max_output=max_per_class)
+                parts.append((vb, vs, tf.fill(tf.shape(vs), c)))
+            vb, vs, vc = (tf.concat([q[i] for q in parts], 0) for i in range(3))
+            top = tf.math.top_k(vs, k=tf.minimum(max_detections, tf.shape(vs)[0]))
+            n = tf.shape(top.indices)[0]
+            pad = max_detections - n
+            return (tf.pad(tf.gather(vb, top.indices), [[0, pad], [0, 0]]),
+                    tf.pad(top.values, [[0, pad]]), tf.pad(tf.gather(vc, top.indices), [[0, pad]]), n)
+
+        return tf.map_fn(one, (boxes, probs), fn_output_signature=(
+            tf.TensorSpec([max_detections, 4], tf.float32), tf.TensorSpec([max_detections], tf.float32),
+            tf.TensorSpec([max_detections], tf.int32), tf.TensorSpec([], tf.int32)))
 
 
 def register() -> None:

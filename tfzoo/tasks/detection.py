@@ -115,46 +115,10 @@ class DetectionTask(Task):
         """ImageNet VID mAP (IoU 0.5 with the devkit's small-object rule), AP per class, mAP by
         motion speed, and the RPN's recall at IoU 0.5 over its proposals per frame. Every frame
         of every video of `split`, at the model's test scale (`short_side`/`max_side`)."""
-        from tfzoo.detection import evaluate_vid, iou_matrix
-
         if flip:
             self.predict(model, None, flip=True)  # the one clear error
-        detect = tf.function(model.detect, reduce_retracing=True)
-        detections, annotations = [], {}
-        found = total = frames = videos = 0
-        for video in source.videos(split):
-            videos += 1
-            annotations.update(video.annotations())
-            for start in range(0, len(video.frames), config.batch_size):
-                out = {k: v.numpy() for k, v in detect(video.frames[start:start + config.batch_size]).items()}
-                for i in range(len(out["num_detections"])):
-                    t = start + i
-                    frames += 1
-                    fid = (video.video_id, t)
-                    for j in range(out["num_detections"][i]):
-                        detections.append((fid, int(out["classes"][i, j]),
-                                           float(out["scores"][i, j]), *map(float, out["boxes"][i, j])))
-                    gt = video.boxes[t]
-                    if len(gt):
-                        props = out["proposals"][i, :out["num_proposals"][i]]
-                        if len(props):
-                            found += int((iou_matrix(gt, props).numpy().max(1) >= 0.5).sum())
-                        total += len(gt)
-        result = evaluate_vid(detections, annotations)
-        names = list(source.info.class_names)
-        metrics = {
-            "mAP": result["mAP"],
-            "AP": {names[c]: v for c, v in result["AP"].items()},
-            **{f"mAP_{s}": result.get(f"mAP_{s}") for s in ("slow", "medium", "fast")},
-            **{f"AP_{s}": {names[c]: v for c, v in result.get(f"AP_{s}", {}).items()}
-               for s in ("slow", "medium", "fast")},
-            "num_gt": {names[c]: n for c, n in result["num_gt"].items()},
-            "proposal_recall": found / total if total else None,
-            "num_proposals": int(model.get_config()["test_post_nms"]),
-            "num_frames": frames, "num_videos": videos, "num_detections": len(detections),
-            "protocol": "ImageNet VID mAP (IoU 0.5, devkit small-object rule), every frame",
-        }
-        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+        return evaluate_detector(model, source.videos(split), source.info.class_names,
+                                 batch_size=config.batch_size)
 
     def describe(self, metrics: dict) -> list[str]:
         def fmt(v):
@@ -190,6 +154,81 @@ class DetectionTask(Task):
                 "detection_classes": classes,
                 "detection_class_names": tf.where(valid, tf.gather(names, classes), ""),
                 "num_detections": n}
+
+
+def jittered_ground_truth(boxes, copies: int = 20, jitter: float = 0.15, seed: int = 0):
+    """`copies` random perturbations of each ground-truth box (centre shifted by up to
+    `jitter` of the size, width and height scaled by exp(+-jitter)): proposals that stand in
+    for the RPN, so the detector's head is measured alone."""
+    rng = np.random.default_rng(seed)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    cx, cy = boxes[:, 0] + w / 2, boxes[:, 1] + h / 2
+    u = rng.uniform(-jitter, jitter, (copies, len(boxes), 4))
+    cx, cy = cx + u[..., 0] * w, cy + u[..., 1] * h
+    w, h = w * np.exp(u[..., 2]), h * np.exp(u[..., 3])
+    out = np.stack([cx - w / 2, cy - h / 2, cx + w / 2 - 1, cy + h / 2 - 1], -1)
+    return out.reshape(-1, 4).astype(np.float32)
+
+
+def evaluate_detector(model, videos, class_names, *, batch_size: int = 4,
+                      proposals: str = "rpn") -> dict:
+    """`DetectionTask.evaluate` on an iterable of `DetectionVideo`s.
+
+    `proposals`: "rpn" (the model's), or "gt_jitter": `jittered_ground_truth` of each frame's
+    ground truth instead (the detector without its RPN; an upper bound for the proposals).
+    """
+    from tfzoo.detection import evaluate_vid, iou_matrix
+    from tfzoo.utils import check_choice
+
+    check_choice("proposals", proposals, ("rpn", "gt_jitter"))
+    detect = tf.function(model.detect, reduce_retracing=True)
+    post = int(model.get_config()["test_post_nms"])
+    detections, annotations = [], {}
+    found = total = frames = videos_seen = 0
+    for video in videos:
+        videos_seen += 1
+        annotations.update(video.annotations())
+        for start in range(0, len(video.frames), batch_size):
+            x = video.frames[start:start + batch_size]
+            given = None
+            if proposals == "gt_jitter":
+                boxes = np.zeros((len(x), post, 4), np.float32)
+                counts = np.zeros(len(x), np.int32)
+                for i in range(len(x)):
+                    j = jittered_ground_truth(video.boxes[start + i], seed=start + i)[:post]
+                    boxes[i, :len(j)], counts[i] = j, len(j)
+                given = (boxes, counts)
+            out = {k: v.numpy() for k, v in detect(x, proposals=given).items()}
+            for i in range(len(x)):
+                t = start + i
+                frames += 1
+                fid = (video.video_id, t)
+                for j in range(out["num_detections"][i]):
+                    detections.append((fid, int(out["classes"][i, j]), float(out["scores"][i, j]),
+                                       *map(float, out["boxes"][i, j])))
+                gt = video.boxes[t]
+                props = out["proposals"][i, :out["num_proposals"][i]]
+                if len(gt):
+                    if len(props):
+                        found += int((iou_matrix(gt, props).numpy().max(1) >= 0.5).sum())
+                    total += len(gt)
+    result = evaluate_vid(detections, annotations)
+    names = list(class_names)
+    metrics = {
+        "mAP": result["mAP"],
+        "AP": {names[c]: v for c, v in result["AP"].items()},
+        **{f"mAP_{s}": result.get(f"mAP_{s}") for s in ("slow", "medium", "fast")},
+        **{f"AP_{s}": {names[c]: v for c, v in result.get(f"AP_{s}", {}).items()}
+           for s in ("slow", "medium", "fast")},
+        "num_gt": {names[c]: n for c, n in result["num_gt"].items()},
+        "proposals": proposals,
+        "proposal_recall": found / total if total else None,
+        "num_proposals": post,
+        "num_frames": frames, "num_videos": videos_seen, "num_detections": len(detections),
+        "protocol": "ImageNet VID mAP (IoU 0.5, devkit small-object rule), every frame",
+    }
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
 
 
 DETECTION = register_task(DetectionTask())
