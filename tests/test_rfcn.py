@@ -307,3 +307,15 @@ def test_detect_with_box_voting_is_per_class_nms_box_voting(tiny):
                           voted["boxes"][0, :m]], 1)
     np.testing.assert_allclose(got, want, atol=2e-3)
     assert int(plain["num_detections"][0]) >= m
+
+
+@pytest.mark.slow  # the detection demo as shipped: ~10 min on 2 cores
+def test_demo_recipe_trains_to_a_useful_map(tmp_path):
+    import json
+
+    code, out, err = run_cli("tfzoo.train", ["--model=rfcn", f"--model_dir={tmp_path / 'run'}",
+                                             "--verbose=0"])
+    assert code == 0, err[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]
+    assert metrics["proposal_recall"] > 0.9, metrics
+    assert metrics["mAP"] > 0.5, metrics
