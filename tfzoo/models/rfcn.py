@@ -23,7 +23,6 @@ from tfzoo.layers.roi_pooling import PSRoIPooling
 from tfzoo.models.base import VideoModel
 
 STRIDE = 16  # conv4 and the dilated conv5 (thesis §8.5.1)
-OUTPUTS = ("rpn_scores", "rpn_deltas", "cls_maps", "reg_maps")
 # The variant the tests build: tiny, trains in seconds on 64-128 px frames.
 TINY = dict(blocks=(1, 1, 1, 1), width=8, k=3, head_channels=32, rpn_channels=32,
             anchor_scales=(1, 2, 4), short_side=None, max_side=None)
@@ -92,7 +91,8 @@ class RFCN(VideoModel):
       max_per_class, max_detections, score_threshold: kept detections per class and image.
 
     Example:
-    >>>     >>> model = RFCN(num_classes=2, blocks=(1, 1, 1, 1), width=8, k=3, head_channels=16,
+    >>> import numpy as np
+    >>> model = RFCN(num_classes=2, blocks=(1, 1, 1, 1), width=8, k=3, head_channels=16,
     ...              rpn_channels=16, short_side=None, max_side=None)
     >>> out = model.detect(np.zeros((1, 64, 96, 3), "uint8"))
     >>> tuple(out["boxes"].shape[::2]), out["classes"].dtype.name

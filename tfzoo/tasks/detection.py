@@ -103,9 +103,7 @@ class DetectionTask(Task):
         return outputs
 
     def predict(self, model, x, *, flip: bool = False, flip_label_map=None):
-        if flip:
-            raise TfzooError("flip=True: the detector has no flipped-view test protocol (the "
-                             "thesis tests single frames); set test_flip=False / --noflip")
+        _refuse_flip(flip)
         return model.detect(x)
 
     def serve(self, model, inputs):
@@ -115,8 +113,7 @@ class DetectionTask(Task):
         """ImageNet VID mAP (IoU 0.5 with the devkit's small-object rule), AP per class, mAP by
         motion speed, and the RPN's recall at IoU 0.5 over its proposals per frame. Every frame
         of every video of `split`, at the model's test scale (`short_side`/`max_side`)."""
-        if flip:
-            self.predict(model, None, flip=True)  # the one clear error
+        _refuse_flip(flip)
         return evaluate_detector(model, source.videos(split), source.info.class_names,
                                  batch_size=config.batch_size)
 
@@ -154,6 +151,12 @@ class DetectionTask(Task):
                 "detection_classes": classes,
                 "detection_class_names": tf.where(valid, tf.gather(names, classes), ""),
                 "num_detections": n}
+
+
+def _refuse_flip(flip: bool) -> None:
+    if flip:
+        raise TfzooError("flip=True: the detector has no flipped-view test protocol (the thesis "
+                         "tests single frames); set test_flip=False or pass --noflip")
 
 
 def jittered_ground_truth(boxes, copies: int = 20, jitter: float = 0.15, seed: int = 0):
