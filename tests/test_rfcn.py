@@ -349,3 +349,17 @@ def test_training_frames_are_resized_and_flipped_with_their_boxes():
         np.testing.assert_array_equal(y["gt_classes"], video.classes[t[0]])
         seen += 1
     assert seen == 2
+
+
+def test_mixed_bfloat16_detects_and_trains_in_float32_heads():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = tfzoo.create_model("rfcn", num_classes=4, **TINY)
+        get_task(model).check_outputs(model)  # float32 outputs
+        x, y = synthetic_batch()
+        out = model.detect(x)
+        assert out["scores"].dtype == tf.float32 and out["boxes"].dtype == tf.float32
+        losses = get_task(model).losses(model, model(x, training=True), y)
+        assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in losses.values())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -144,9 +144,12 @@ class RFCN(VideoModel):
                            output_stride=STRIDE, norm=norm,
                            unit_fn=lambda x, spec: bottleneck_unit(x, spec, norm=norm))
         maps = {n: FrameAxis(False, name=f"{n}_frame")(body[n]) for n in ("conv4", "conv5")}
-        conv = functools.partial(keras.layers.Conv2D, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
+        # R-FCN's initialisation of the new layers: N(0, 0.01^2), the RPN's offsets N(0, 0.001^2)
+        conv = functools.partial(keras.layers.Conv2D,
+                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.01))
 
-        rpn = conv(rpn_channels, 3, padding="same", activation="relu", name="rpn_conv")(maps["conv4"])
+        rpn = conv(rpn_channels, 3, padding="same", activation="relu",
+                   name="rpn_conv")(maps["conv4"])
         rpn_scores = conv(num_anchors, 1, name="rpn_cls")(rpn)
         rpn_deltas = conv(4 * num_anchors, 1, name="rpn_bbox",
                           kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))(rpn)
@@ -172,8 +175,10 @@ class RFCN(VideoModel):
                     layer.trainable = False
         self.num_classes = num_classes
         self.base_anchors = generate_anchors(STRIDE, anchor_ratios, anchor_scales)
-        self.cls_pool = PSRoIPooling(k, num_classes + 1, 1.0 / STRIDE, name="psroi_cls")
-        self.reg_pool = PSRoIPooling(k, 4, 1.0 / STRIDE, name="psroi_bbox")
+        # float32 under mixed precision too: scores, losses and box offsets are read from them
+        self.cls_pool = PSRoIPooling(k, num_classes + 1, 1.0 / STRIDE, name="psroi_cls",
+                                     dtype="float32")
+        self.reg_pool = PSRoIPooling(k, 4, 1.0 / STRIDE, name="psroi_bbox", dtype="float32")
         self._features = None
 
     # ------------------------------------------------------------------------- features
