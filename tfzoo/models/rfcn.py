@@ -233,7 +233,8 @@ class RFCN(VideoModel):
         anchors), `rpn_box` (smooth L1, sigma 3, over positives / sampled), `cls` (softmax
         cross-entropy) and `box` (smooth L1 of foreground RoIs), both averaged over the OHEM
         selection. `labels`: gt_boxes (B, G, 4) in input pixels, gt_classes (B, G) int
-        (-1 = padding), image_size (B, 2) the unpadded (height, width)."""
+        (-1 = padding), image_size (B, 2) the unpadded (height, width) (`fit` fills it in
+        with the batch's frame size when absent)."""
         cfg = self._tfzoo_config
         gt_boxes = tf.cast(labels["gt_boxes"], tf.float32)
         gt_classes = tf.cast(labels["gt_classes"], tf.int32)
@@ -308,6 +309,10 @@ class RFCN(VideoModel):
         # regularisation losses the layers add.
         from tfzoo.tasks import get_task
 
+        if isinstance(y, dict) and "image_size" not in y and x is not None:
+            # unpadded frames: each frame's extent is the batch's
+            shape = tf.shape(x)
+            y = {**y, "image_size": tf.tile(shape[None, 1:3], [shape[0], 1])}
         step = self.optimizer.iterations if self.optimizer is not None else 0
         # a new anchor sample every step (anchor_targets draws it from a stateless seed)
         loss = get_task(self).loss(self, y_pred, y, seed=tf.stack([tf.cast(step, tf.int32), 0]))
