@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info["load_avg_1min_end"] = _load_average()
         print(json.dumps({"machine": info, "rows": rows, "compare_keras": comparisons}, indent=1))
     else:
-        settings = (f"batch {args.batch}, {args.frames} frames, {args.size[0]}x{args.size[1]}, "
+        settings = (f"batch {args.batch}, {args.frames} frames per clip (1 for frame models), "
+                    f"{args.size[0]}x{args.size[1]}, "
                     f"median of {args.runs} runs after {args.warmup} warm-up")
         if rows:
             print(f"\nModels ({settings}):\n" + format_table(rows))
