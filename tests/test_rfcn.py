@@ -263,14 +263,16 @@ def _tiny_demo_args(tmp_path, steps=2):
             "--set", f"model_overrides={TINY!r}"]
 
 
-@pytest.mark.slow  # two CLI processes, ~1 min
-def test_train_and_evaluate_clis_on_the_embedded_set(tmp_path):
+@pytest.mark.slow  # two CLI processes, ~1 min each
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_train_and_evaluate_clis_on_the_embedded_set(tmp_path, strategy):
     """`python -m tfzoo.train --model=rfcn` (the detection demo, shrunk) writes a model
     directory whose metrics are VID mAP, per-class AP, motion-speed mAP and proposal recall,
     and `python -m tfzoo.evaluate` reports them, all through the task."""
     import json
 
-    code, out, err = run_cli("tfzoo.train", _tiny_demo_args(tmp_path))
+    extra = ["--strategy=mirrored", "--logical_cpus=2"] if strategy == "mirrored" else []
+    code, out, err = run_cli("tfzoo.train", _tiny_demo_args(tmp_path) + extra)
     assert code == 0, err[-3000:]
     assert "VID mAP" in out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]

@@ -318,6 +318,11 @@ class RFCN(VideoModel):
         loss = get_task(self).loss(self, y_pred, y, seed=tf.stack([tf.cast(step, tf.int32), 0]))
         if self.losses:
             loss = loss + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
+        # Keras sums the replicas' gradients and multiplies the logged loss back: each replica
+        # returns its share (what Keras' own compiled losses do).
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            loss = loss / replica.num_replicas_in_sync
         return loss
 
     # ------------------------------------------------------------------------- test
