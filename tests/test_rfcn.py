@@ -264,14 +264,20 @@ def _tiny_demo_args(tmp_path, steps=2):
 
 
 @pytest.mark.slow  # two CLI processes, ~1 min each
-@pytest.mark.parametrize("strategy", ["default", "mirrored"])
-def test_train_and_evaluate_clis_on_the_embedded_set(tmp_path, strategy):
+@pytest.mark.parametrize("how", ["default", "mirrored", "folder"])
+def test_train_and_evaluate_clis_on_the_embedded_set(tmp_path, how):
     """`python -m tfzoo.train --model=rfcn` (the detection demo, shrunk) writes a model
     directory whose metrics are VID mAP, per-class AP, motion-speed mAP and proposal recall,
     and `python -m tfzoo.evaluate` reports them, all through the task."""
     import json
 
-    extra = ["--strategy=mirrored", "--logical_cpus=2"] if strategy == "mirrored" else []
+    extra = ["--strategy=mirrored", "--logical_cpus=2"] if how == "mirrored" else []
+    if how == "folder":  # --data=DIR: the same set written to disk, read as a VID layout
+        from tfzoo.detection.synthetic import SyntheticDetectionConfig, write_synthetic_vid
+
+        root = write_synthetic_vid(tmp_path / "set", SyntheticDetectionConfig(
+            videos=(2, 1), frames=3, height=64, width=96, size=(16, 28)))
+        extra = [f"--data={root}"]
     code, out, err = run_cli("tfzoo.train", _tiny_demo_args(tmp_path) + extra)
     assert code == 0, err[-3000:]
     assert "VID mAP" in out

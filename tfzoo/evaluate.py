@@ -96,8 +96,11 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     config = cfglib.TrainConfig().replace(**known)
     if data_dir:
         # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
-        options = config.dataset_options if config.dataset == "records" else {}
-        config = config.replace(dataset="records", data_dir=data_dir, dataset_options=options)
+        from tfzoo.data import folder_dataset
+
+        kind = folder_dataset(config.dataset)
+        options = config.dataset_options if config.dataset == kind else {}
+        config = config.replace(dataset=kind, data_dir=data_dir, dataset_options=options)
     source = source or make_source(config)
     if list(source.info.class_names) != list(info.class_names):
         raise cfglib.ConfigError(

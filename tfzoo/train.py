@@ -79,9 +79,13 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
+        from tfzoo.data import folder_dataset
+
         # A detection recipe reads its folder directly (ImageNet VID or custom layout).
-        direct = config.dataset == "detection"
-        overrides.update(dataset="detection" if direct else "records", data_dir=FLAGS.data)
+        kind = folder_dataset(config.dataset)
+        if kind == "detection" != config.dataset:  # the generated set's options do not apply
+            config = config.replace(dataset_options={})
+        overrides.update(dataset=kind, data_dir=FLAGS.data)
     config = cfglib.apply_cli_overrides(config, overrides)
     for _, stage in cfglib.stage_configs(config):
         # Unknown model names and misspelt model_overrides fail before any work.

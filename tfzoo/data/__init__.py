@@ -23,6 +23,12 @@ def clip_spec(config) -> ClipSpec:
     )
 
 
+def folder_dataset(dataset: str) -> str:
+    """The dataset kind that reads a `--data` folder for a run of `dataset`: a detection folder
+    as it is (ImageNet VID or custom layout), anything else prepared TFRecords."""
+    return "detection" if dataset in ("detection", "detection_synthetic") else "records"
+
+
 def make_source(config) -> VideoSource:
     """The VideoSource a TrainConfig names."""
     if config.dataset == "synthetic":
