@@ -255,11 +255,12 @@ def run_cli(module, args):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def _tiny_demo_args(tmp_path, steps=2):
+def _tiny_demo_args(tmp_path, steps=2, generated=True):
+    synthetic = ("{'synthetic': {'videos': (2, 1), 'frames': 3, 'height': 64, 'width': 96, "
+                 "'size': (16, 28)}}")
     return ["--model=rfcn", f"--model_dir={tmp_path / 'run'}", "--epochs=1", f"--steps={steps}",
-            "--batch_size=2", "--verbose=0",
-            "--set", "image_size=(64,96)",
-            "--set", "dataset_options={'synthetic': {'videos': (2, 1), 'frames': 3, 'height': 64, 'width': 96, 'size': (16, 28)}}",
+            "--batch_size=2", "--verbose=0", "--set", "image_size=(64,96)",
+            *(["--set", f"dataset_options={synthetic}"] if generated else []),
             "--set", f"model_overrides={TINY!r}"]
 
 
@@ -278,7 +279,8 @@ def test_train_and_evaluate_clis_on_the_embedded_set(tmp_path, how):
         root = write_synthetic_vid(tmp_path / "set", SyntheticDetectionConfig(
             videos=(2, 1), frames=3, height=64, width=96, size=(16, 28)))
         extra = [f"--data={root}"]
-    code, out, err = run_cli("tfzoo.train", _tiny_demo_args(tmp_path) + extra)
+    code, out, err = run_cli("tfzoo.train",
+                             _tiny_demo_args(tmp_path, generated=how != "folder") + extra)
     assert code == 0, err[-3000:]
     assert "VID mAP" in out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]
