@@ -90,7 +90,7 @@ CHOICES = {
     "optimizer": ("sgd", "adam"),
     "lr_schedule": ("plateau", "steps", "cosine", "constant"),
     "precision": ("float32", "mixed_bfloat16", "mixed_float16"),
-    "dataset": ("synthetic", "records", "conjunction"),
+    "dataset": ("synthetic", "records", "conjunction", "detection", "detection_synthetic"),
 }
 
 

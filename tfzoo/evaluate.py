@@ -100,9 +100,10 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     test protocol (or the named `protocol`), stores it as that split's entry of `metrics.json`
     (other splits' entries are kept) and returns its metrics."""
     from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data import make_source
     from tfzoo.protocols import protocol_of
     from tfzoo.rundir import atomic_write_text, load_model, read_run_info
+    from tfzoo.tasks import get_task
     from tfzoo.utils import check_choice
 
     model_dir = Path(model_dir)
@@ -117,8 +118,11 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
             f"{config.test_protocol!r} fixes its flips (pick a protocol instead)")
     if data_dir:
         # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
-        options = config.dataset_options if config.dataset == "records" else {}
-        config = config.replace(dataset="records", data_dir=data_dir, dataset_options=options)
+        from tfzoo.data import folder_dataset
+
+        kind = folder_dataset(config.dataset)
+        options = config.dataset_options if config.dataset == kind else {}
+        config = config.replace(dataset=kind, data_dir=data_dir, dataset_options=options)
     source = source or make_source(config)
     if list(source.info.class_names) != list(info.class_names):
         raise cfglib.ConfigError(
@@ -128,22 +132,12 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     split = split or config.test_split
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     model, info = load_model(model_dir)
-    test = protocol_of(config)
-    flip = test.flip if flip is None else flip
-    spec = clip_spec(config)
-    ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
-    fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
-    ds = ds.batch(config.batch_size if fixed else 1)
-    flip_map = source.info.flip_label_map
-    scores, labels = predict_scores(model, ds, flip=flip, flip_label_map=flip_map,
-                                    views=protocol_views(test))
-    metrics = metrics_from_scores(scores, labels, info.class_names)
-    if test.name == "custom":
-        described = (f"{spec.test_num_frames} equally spaced frames, full frame"
-                     + (" + horizontal flip" if flip else "") + ", scores averaged")
-    else:
-        described = test.describe(config.num_frames)
-    metrics.update(split=split, model=info.model, protocol=described)
+    flip = protocol_of(config).flip if flip is None else flip
+    # What is measured, and how, is the model's task's (tfzoo.tasks): accuracy with the run's
+    # test protocol for a classifier, VID mAP for a detector.
+    task = get_task(model)
+    metrics = task.evaluate(model, source, split, config, flip=flip)
+    metrics.update(split=split, model=info.model, task=task.name)
     by_split = read_metrics(model_dir)
     by_split[split] = metrics
     atomic_write_text(model_dir / METRICS_FILE, json.dumps(by_split, indent=2) + "\n")
@@ -219,10 +213,10 @@ def main(argv):
                                flip=FLAGS.flip, protocol=FLAGS.protocol)
     except TfzooError as e:
         return report(e, "python -m tfzoo.evaluate")
-    print(f"accuracy {m['accuracy']:.4f}  mean class accuracy {m['mean_class_accuracy']:.4f}  "
-          f"({m['num_videos']} videos, {m['protocol']})")
-    for name, acc in m["per_class_accuracy"].items():
-        print(f"  {name:24s} {'n/a' if acc is None else f'{acc:.3f}'}")
+    from tfzoo.tasks import get_task
+
+    for line in get_task(m["task"]).describe(m):
+        print(line)
     return 0
 
 

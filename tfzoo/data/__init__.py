@@ -26,6 +26,12 @@ def clip_spec(config) -> ClipSpec:
     )
 
 
+def folder_dataset(dataset: str) -> str:
+    """The dataset kind that reads a `--data` folder for a run of `dataset`: a detection folder
+    as it is (ImageNet VID or custom layout), anything else prepared TFRecords."""
+    return "detection" if dataset in ("detection", "detection_synthetic") else "records"
+
+
 def make_source(config) -> VideoSource:
     """The VideoSource a TrainConfig names."""
     if config.dataset == "synthetic":
@@ -38,11 +44,22 @@ def make_source(config) -> VideoSource:
         from tfzoo.data.readers import RecordSource
 
         return RecordSource(config.data_dir, **config.dataset_options)
+    if config.dataset in ("detection", "detection_synthetic"):
+        from tfzoo.detection.source import DetectionSource
+
+        if config.dataset == "detection" and not config.data_dir:
+            raise DataError("dataset 'detection' needs a folder (ImageNet VID or custom layout): "
+                            "pass --set data_dir=DIR")
+        options = dict(config.dataset_options)
+        if config.dataset == "detection_synthetic":
+            return DetectionSource(None, synthetic=options.pop("synthetic", None), **options)
+        return DetectionSource(config.data_dir, **options)
     if config.dataset == "conjunction":
         from tfzoo.data.conjunction import ConjunctionSource
 
         return ConjunctionSource(**config.dataset_options)
-    check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction"),
+    check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction", "detection",
+                                             "detection_synthetic"),
                  error=DataError)
     raise AssertionError(f"dataset {config.dataset!r} has no source")
 

@@ -213,6 +213,37 @@ class ClassificationTask(Task):
             return s
         return tf.reduce_mean(tf.reshape(s, [-1, clips, tf.shape(s)[-1]]), axis=1)
 
+    def evaluate(self, model, source, split, config, *, flip: bool) -> dict:
+        """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix with the
+        run's test protocol (`tfzoo.protocols`): its clips, crops and flips, scores averaged."""
+        from tfzoo.data import clip_spec
+        from tfzoo.evaluate import metrics_from_scores, predict_scores, protocol_views
+        from tfzoo.protocols import protocol_of
+
+        test = protocol_of(config)
+        spec = clip_spec(config)
+        ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
+        fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
+        ds = ds.batch(config.batch_size if fixed else 1)
+        scores, labels = predict_scores(model, ds, flip=flip, task=self,
+                                        flip_label_map=source.info.flip_label_map,
+                                        views=protocol_views(test))
+        metrics = metrics_from_scores(scores, labels, source.info.class_names)
+        if test.name == "custom":
+            metrics["protocol"] = (f"{spec.test_num_frames} equally spaced frames, full frame"
+                                   + (" + horizontal flip" if flip else "") + ", scores averaged")
+        else:
+            metrics["protocol"] = test.describe(config.num_frames)
+        return metrics
+
+    def describe(self, metrics: dict) -> list[str]:
+        lines = [f"accuracy {metrics['accuracy']:.4f}  mean class accuracy "
+                 f"{metrics['mean_class_accuracy']:.4f}  ({metrics['num_videos']} videos, "
+                 f"{metrics['protocol']})"]
+        for name, acc in metrics["per_class_accuracy"].items():
+            lines.append(f"  {name:24s} {'n/a' if acc is None else f'{acc:.3f}'}")
+        return lines
+
     # -- export -------------------------------------------------------------------------------
 
     def check_export(self, model, class_names: Sequence[str], top_k: int) -> None:
