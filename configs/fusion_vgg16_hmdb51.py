@@ -1,4 +1,5 @@
-"""Two-stream fusion, VGG-16 towers, HMDB51 (thesis ch. 3; Table 3.5: 65.4%).
+"""Two-stream fusion, VGG-16 towers, HMDB51 (thesis ch. 3; Table 3.5: 65.4%, tested
+with Table 3.5's dense protocol "dense20", §3.4.6).
 
     python -m tfzoo.data.prepare --dataset=hmdb51 --root=HMDB51_DIR --out=DIR --flow=tvl1
     python -m tfzoo.train --config=fusion_vgg16_hmdb51 --data=DIR

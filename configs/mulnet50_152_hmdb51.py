@@ -1,5 +1,5 @@
 """MulNet, ResNet-50 appearance x ResNet-152 motion, HMDB51 (thesis ch. 5; CVPR 2017; Table
-5.5: 68.9%, mean over the three splits, 25 chunks + flips).
+5.5: 68.9%, mean over the three splits, test protocol "chunks25_flip" (§5.4.1)).
 
     python -m tfzoo.data.prepare --dataset=hmdb51 --root=HMDB51_DIR --out=DIR --flow=tvl1
     python -m tfzoo.train --config=mulnet50_152_hmdb51 --data=DIR

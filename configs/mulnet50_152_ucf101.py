@@ -1,5 +1,6 @@
 """MulNet, ResNet-50 appearance x ResNet-152 motion, UCF101 (thesis ch. 5; CVPR 2017; Table
-5.5: 94.2%, mean over the three splits, 25 chunks + flips test protocol).
+5.5: 94.2%, mean over the three splits; test protocol `test_protocol="chunks25_flip"`, §5.4.1:
+25 chunks + flips, full frames).
 
     python -m tfzoo.data.prepare --dataset=ucf101 --root=UCF101_DIR --out=DIR --flow=tvl1
     python -m tfzoo.train --config=mulnet50_152_ucf101 --data=DIR

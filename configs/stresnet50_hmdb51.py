@@ -1,4 +1,5 @@
-"""ST-ResNet / ST-ResNet*, ResNet-50 streams, HMDB51 (thesis ch. 4; Table 4.3: 65.57% / 66.41%).
+"""ST-ResNet / ST-ResNet*, ResNet-50 streams, HMDB51 (thesis ch. 4; Table 4.3: 65.57% / 66.41%;
+test protocol "chunks25_flip", §4.3.5).
 
     python -m tfzoo.data.prepare --dataset=hmdb51 --root=HMDB51_DIR --out=DIR --flow=tvl1
     python -m tfzoo.train --config=stresnet50_hmdb51 --data=DIR

@@ -1,6 +1,6 @@
 """ST-ResNet / ST-ResNet*, two ResNet-50 streams, UCF101 (thesis ch. 4; NIPS 2016; Table 4.3:
-92.76% / 93.46% on split 1; Table 4.4: 93.4%, mean of three splits; test protocol: 25 chunks
-and their flips, full frames, one pass).
+92.76% / 93.46% on split 1; Table 4.4: 93.4%, mean of three splits; test protocol
+`test_protocol="chunks25_flip"`, §4.3.5: 25 chunks and their flips, full frames, one pass).
 
     python -m tfzoo.data.prepare --dataset=ucf101 --root=UCF101_DIR --out=DIR --flow=tvl1
     python -m tfzoo.train --config=stresnet50_ucf101 --data=DIR

@@ -84,6 +84,8 @@ def input_layout(model) -> list[tuple[str, str, str, int]]:
     if len(specs) == 1:
         spec = specs[0]
         channels = spec.shape[-1]
+        if len(spec.shape) == 4 and channels == 3:  # a detector's frames (B, H, W, 3)
+            return [("images", spec.name, "uint8", 3)]
         if len(spec.shape) != 5 or channels is None:
             raise ExportError(
                 f"model input {spec.name!r} has shape {tuple(spec.shape)}; expected a video "
@@ -146,8 +148,8 @@ class ServingModule(tf.Module):
         self.encoded_short_side = encoded_short_side
 
         specs = {
-            sig: tf.TensorSpec([None, None, None, None, ch], getattr(tf, dtype), name=sig)
-            for sig, _, dtype, ch in self.layout
+            sig: tf.TensorSpec([None] * (rank - 1) + [ch], getattr(tf, dtype), name=sig)
+            for (sig, _, dtype, ch), rank in zip(self.layout, self._input_ranks(model))
         }
         if flow_fn is None:
             self._plain.signature_specs = {SERVING_DEFAULT: list(specs.values())}
@@ -172,6 +174,10 @@ class ServingModule(tf.Module):
             functions[SERVING_ENCODED] = tf.function(self._serve_encoded,
                                                      input_signature=[frames], autograph=False)
         self.captured_variables = _captured_variables(self.signatures().values())
+
+    def _input_ranks(self, model) -> list[int]:
+        by_name = {s.name: len(s.shape) for s in model.inputs}
+        return [by_name[name] for _, name, *_ in self.layout]
 
     def _signature(self, specs, compute_flow: bool = False):
         names = [s.name for s in specs]
@@ -198,10 +204,9 @@ class ServingModule(tf.Module):
             model_inputs = frames[self.layout[0][0]]
         else:
             model_inputs = {model_name: frames[sig] for sig, model_name, *_ in self.layout}
-        # keras.Model.__call__ directly: tfzoo's VideoModel.__call__ adds an eager input check
-        # that cannot read symbolic tensors (it calls np.asarray on them), and the signature's
-        # TensorSpecs already fix rank, channels and dtype.
-        outputs = keras.Model.__call__(self._plain.model, model_inputs, training=False)
+        # The task runs the model (a classifier's forward pass, a detector's detect()); the
+        # signature's TensorSpecs already fix rank, channels and dtype.
+        outputs = self._plain.task.serve(self._plain.model, model_inputs)
         # What the outputs become in the signature is the model's task's (tfzoo.tasks); the
         # rest of this module (inputs, encoded frames, in-graph flow, warmup, versions) is the
         # same for any video model.
@@ -492,9 +497,10 @@ def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
                 inputs[spec.name] = tf.make_tensor_proto(np.full((1, t), png, dtype=object))
                 continue
             channels = int(spec.shape[-1])
+            shape = (1, t, h, w, channels) if spec.shape.rank == 5 else (1, h, w, channels)
             if spec.dtype == tf.uint8:
-                inputs[spec.name] = constant_tensor_proto((1, t, h, w, channels), "uint8", 128)
+                inputs[spec.name] = constant_tensor_proto(shape, "uint8", 128)
             else:
-                inputs[spec.name] = constant_tensor_proto((1, t, h, w, channels), "float32", 0.0)
+                inputs[spec.name] = constant_tensor_proto(shape, "float32", 0.0)
         records.append(prediction_log_bytes(name, sig_name, inputs))
     return records

@@ -159,3 +159,37 @@ def test_deep_resnets_equal_keras_applications(depth):
     clip = np.random.default_rng(0).uniform(0, 255, (1, 2, 45, 51, 3)).astype("float32")
     ours = _endpoint(model, LAST_UNIT[depth])(clip).numpy()
     np.testing.assert_allclose(ours, framewise_reference(src, clip), atol=1e-4)
+
+
+def _dilated_keras_resnet(model, dilation=2):
+    """keras.applications' ResNet with conv5 at stride 16: its first unit's stride moved to 1
+    and every conv5 3x3 conv dilated by `dilation` (D&T, thesis §8.5.1), same weights."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in ("conv5_block1_1_conv", "conv5_block1_0_conv"):
+            config["strides"] = (1, 1)
+        elif layer.name.startswith("conv5_") and layer.name.endswith("_2_conv"):
+            config["dilation_rate"] = (dilation, dilation)
+        return layer.__class__.from_config(config)
+
+    dilated = keras.models.clone_model(model, clone_function=clone)
+    dilated.set_weights(model.get_weights())
+    return dilated
+
+
+def test_output_stride_16_transplant_is_exact_on_conv4_and_dilated_conv5(keras_resnet50):
+    net = VideoResNet(output_stride=16)
+    transplant(keras_resnet50, net)
+    clip = np.random.default_rng(1).uniform(0, 255, (1, 1, 64, 80, 3)).astype("float32")
+    out = net(clip)
+    conv4 = keras.Model(keras_resnet50.inputs, keras_resnet50.get_layer("conv4_block6_out").output)
+    np.testing.assert_allclose(out["conv4"].numpy(), framewise_reference(conv4, clip),
+                               atol=1e-4, rtol=0)
+    dilated = _dilated_keras_resnet(keras_resnet50)
+    ref = framewise_reference(dilated, clip)
+    assert ref.shape[2:4] == (4, 5)  # stride 16, not 32
+    np.testing.assert_allclose(out["conv5"].numpy(), ref, atol=1e-4, rtol=0)
+    # the dilation matters: stride 1 without it gives other conv5 values
+    undilated = framewise_reference(_dilated_keras_resnet(keras_resnet50, 1), clip)
+    assert np.abs(undilated - ref).max() > 1e-2

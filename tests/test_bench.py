@@ -117,3 +117,19 @@ def test_missing_dispatch_target_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tfzoo.data.bench", None)  # import raises ModuleNotFoundError
     assert bench.main(["--data", "--runs=1"]) == 2
     assert "tfzoo.data.bench" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~20 s: FLOP counting of the detect and training-step graphs
+def test_detector_bench_times_detect_on_hxw_frames(capsys):
+    """--size=HxW frames (B, H, W, 3) through the served computation (detect: proposals, PS-RoI
+    pooling, NMS) and a training step on synthetic ground truth."""
+    from tfzoo.models.rfcn import TINY
+
+    overrides = [f"--override={k}={json.dumps(v)}" for k, v in TINY.items()]
+    code = bench.main(["--model=rfcn", *overrides, "--size=48x80", "--frames=3", "--runs=1",
+                       "--warmup=1", "--json"])
+    assert code == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["frames"] == 1 and row["forward_ms_per_frame"] == row["forward_ms"]
+    assert row["train_step_ms"] > 0
+    assert 1.5 * row["gflops_per_clip"] < row["train_gflops_per_step"]

@@ -168,6 +168,8 @@ def test_bench_table(capsys):
         (["--model=resnet_small", "--precision=float16"], "float16"),
         (["--model=resnet_small", "--override=widht=8"], "widht"),
         (["--model=resnet_small", "--frames=0"], "--frames"),
+        (["--model=rfcn", "--size=600by1000"], "600by1000"),
+        (["--model=rfcn", "--size=0x1000"], "--size"),
         (["--model=resnet_small", "--jit=maybe"], "maybe"),
         (["--model=resnet_small", "--compare_depth=34"], "34"),
         (["--flow", "--model=resnet50"], "--flow"),

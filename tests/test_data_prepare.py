@@ -86,6 +86,31 @@ def test_yuppp_ten_ninety_split_per_camera(tmp_path, base):
     assert [i.splits for i in other.items] != [i.splits for i in lst.items]
 
 
+def test_yuppp_split_file_gives_the_training_videos(tmp_path, base, capsys):
+    # the official split's list is not shipped: a user passes it; everything else tests
+    make_yuppp(tmp_path / "y", base, per_camera=2)
+    listed = tmp_path / "train.txt"
+    listed.write_text("# YUP++ training videos\n"
+                      "camera_static/Beach/Beach_static_cam_02.mp4\n"
+                      "camera_moving\\Fountain\\Fountain_moving_cam_01   # no extension, backslashes\n\n")
+    lst = list_dataset("yuppp", tmp_path / "y", split_file=str(listed))
+    train = sorted(i.video_id for i in lst.items if "train" in i.splits)
+    assert train == ["camera_moving/Fountain/Fountain_moving_cam_01",
+                     "camera_static/Beach/Beach_static_cam_02"]
+    assert sum("test" in i.splits for i in lst.items) == 6
+    assert {"train_moving", "train"} <= set(next(i for i in lst.items if i.video_id == train[0]).splits)
+    assert lst.params["train_videos"] == 2
+    listed.write_text("camera_static/Beach/Beach_static_cam_02.mp4\ncamera_static/Beach/nope.mp4\n")
+    with pytest.raises(DataError, match=r"train.txt:2: 'camera_static/Beach/nope.mp4' is not a "
+                                        r"video of the YUP\+\+ tree"):
+        list_dataset("yuppp", tmp_path / "y", split_file=str(listed))
+    from tfzoo.data.prepare import main
+
+    assert main(["--dataset=ucf101", f"--root={tmp_path}", f"--out={tmp_path / 'o'}",
+                 f"--split-file={listed}", "--no-progress"]) != 0
+    assert "--split-file applies to --dataset=yuppp" in capsys.readouterr().err
+
+
 def test_imagenet_vid_snippets_boxes_and_det_mix(tmp_path, base):
     snippets = make_imagenet_vid(tmp_path / "vid", base)
     lst = list_dataset("imagenet_vid", tmp_path / "vid")

@@ -545,12 +545,13 @@ def test_docs_encoded_examples_build_valid_requests(session_loaded, bikes_path):
     np.testing.assert_allclose(rest_out["probabilities"], grpc_out["probabilities"], atol=1e-6)
 
 
-# Every registered model family (models grouped by the class that builds them), tiny.
+# Every registered classifier family (models grouped by the class that builds them), tiny;
+# detectors (video frames in, boxes out) are exported in tests/test_rfcn.py.
 def _families():
     from tfzoo.registry import get_entry
 
     first = {}
-    for name in tfzoo.list_models():
+    for name in tfzoo.list_models(task="classification"):
         first.setdefault(get_entry(name).builder, name)
     return sorted(first.values())
 

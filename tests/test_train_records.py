@@ -35,7 +35,8 @@ def test_train_and_evaluate_on_prepared_records(prepared_yuppp, tmp_path):
     cmd = [sys.executable, "-m", "tfzoo.train", "--model=tresnet50",
            "--config=configs/tresnet50_yuppp.py", f"--data={prepared_yuppp}",
            f"--model_dir={tmp_path}", "--epochs=1", "--steps=2", "--verbose=2",
-           f"--set=stages={stages}", "--set=image_size=(32, 32)", "--set=test_num_frames=4",
+           f"--set=stages={stages}", "--set=image_size=(32, 32)",
+           "--set=test_protocol=None", "--set=test_num_frames=4",
            "--set=test_short_side=32", "--set=weights=None"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -32,7 +32,7 @@ class TrainConfig:
     # Model
     model: str = "tresnet_small"  # registry name
     model_overrides: dict = field(default_factory=dict)  # constructor arguments
-    weights: str | None = None  # "imagenet" or a keras.applications .h5 path
+    weights: str | None = None  # "imagenet", a keras.applications .h5 path or (VGG-M) a MatConvNet .mat
     # Data
     dataset: str = "synthetic"  # "synthetic" or "records" (a prepared directory, see --data)
     data_dir: str | None = None
@@ -46,6 +46,10 @@ class TrainConfig:
     test_num_frames: int = 8
     test_short_side: int | None = None
     test_flip: bool = True
+    # A named test protocol of tfzoo.protocols ("chunks25_flip", "dense20", "crop10", ...): which
+    # chunks and crops are classified and averaged. None: test_num_frames equally spaced chunks,
+    # full frame, + flip if test_flip (a named protocol fixes those two itself).
+    test_protocol: str | None = None
     scale_jitter: float = 0.25
     border: float = 0.25
     flip: bool = True
@@ -86,7 +90,7 @@ CHOICES = {
     "optimizer": ("sgd", "adam"),
     "lr_schedule": ("plateau", "steps", "cosine", "constant"),
     "precision": ("float32", "mixed_bfloat16", "mixed_float16"),
-    "dataset": ("synthetic", "records", "conjunction"),
+    "dataset": ("synthetic", "records", "conjunction", "detection", "detection_synthetic"),
 }
 
 
@@ -100,7 +104,7 @@ def _unknown(key: str) -> ConfigError:
 
 def _coerce(key: str, value: Any) -> Any:
     default = getattr(TrainConfig(), key) if key not in ("model_overrides", "dataset_options") else {}
-    if isinstance(value, str) and not isinstance(default, str) and key not in ("weights", "data_dir", "init_from", "val_split"):
+    if isinstance(value, str) and not isinstance(default, str) and key not in ("weights", "data_dir", "init_from", "val_split", "test_protocol"):
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -134,6 +138,13 @@ def _check_type(key: str, value: Any) -> Any:
     than as a TypeError deep in tracing (and before anything is written)."""
     if value is None and "None" in FIELDS[key].type:
         return value
+    if key == "test_protocol":
+        from tfzoo.protocols import PROTOCOLS
+
+        try:
+            return check_choice("config key 'test_protocol' value", value, PROTOCOLS)
+        except TfzooError as e:
+            raise ConfigError(str(e)) from None
     kind = FIELDS[key].type.split(" | ")[0]  # annotations are strings (PEP 563)
     hint = ""
     if key in PAIRS:
@@ -199,6 +210,12 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConf
             raise _unknown(key)
         clean[key] = _coerce(key, value)
     result = dataclasses.replace(config, **clean)
+    fixed = [k for k in ("test_num_frames", "test_flip") if k in clean]
+    if result.test_protocol is not None and fixed and "test_protocol" not in clean:
+        raise ConfigError(
+            f"{fixed[0]}={clean[fixed[0]]!r} would have no effect: test_protocol="
+            f"{result.test_protocol!r} fixes the test chunks and flips; set test_protocol to "
+            f"another protocol, or to None to test with test_num_frames / test_flip")
     for key in FIELDS:  # values written in a config file are checked too
         if key not in clean:
             _check_type(key, getattr(result, key))

@@ -10,12 +10,17 @@ one model trained per split (thesis §3.4, Tables 3.5, 4.3, 5.5):
 evaluates each run on its own test split (`test<k>`, which must be the split it was trained
 for) and prints the per-split and mean accuracy (also `splits.json` next to the runs).
 
-The papers' test protocol (thesis §4.3.5, §7.3.3): `test_num_frames` equally spaced frames of
-each video, the full frame (fully convolutional: the model averages over all spatial and
-temporal locations) and its horizontal flip, pre-softmax scores averaged, one forward pass per
-video and view. Writes the metrics (accuracy, mean class accuracy, per-class accuracy,
-confusion matrix) into the model directory's `metrics.json`, one entry per split
-(`{"test": {...}, "val": {...}}`): evaluating another split never replaces a split's numbers.
+The test protocol is the run's `test_protocol` (`tfzoo.protocols`: chunks5_flip,
+chunks16_flip, chunks25_flip, dense20, crop10), or another with `--protocol=NAME`: e.g.
+chunks25_flip (thesis §4.3.5) takes 25 equally spaced chunks of each video, the full frame
+(fully convolutional: the model averages over all spatial and temporal locations) and its
+horizontal flip, pre-softmax scores averaged, one forward pass per view; the task
+(`ClassificationTask.predict`) averages the views. A run without a named protocol tests
+`test_num_frames` chunks, full frame, + flip if `test_flip` (or `--flip`).
+
+Writes the metrics (accuracy, mean class accuracy, per-class accuracy, confusion matrix) into
+the model directory's `metrics.json`, one entry per split (`{"test": {...}, "val": {...}}`):
+evaluating another split never replaces a split's numbers.
 """
 
 from __future__ import annotations
@@ -36,12 +41,16 @@ def define_flags():
     flags.DEFINE_list("splits", None, "Official split numbers, e.g. 1,2,3: evaluates "
                       "--model_dir with {split} replaced by each on test<k>; prints the mean.")
     flags.DEFINE_string("data", None, "Prepared data directory (default: the one trained on).")
-    flags.DEFINE_bool("flip", None, "Average with the horizontal flip (default: the config's).")
+    flags.DEFINE_bool("flip", None, "Average with the horizontal flip (default: the config's); "
+                      "only without a named test protocol.")
+    flags.DEFINE_string("protocol", None, "Named test protocol (tfzoo.protocols: chunks5_flip, "
+                        "chunks16_flip, chunks25_flip, dense20, crop10); default: the run's.")
 
 
-def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None):
+def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None, views=None):
     """(scores (N, C), labels (N,)) over a batched dataset: the task's test-time prediction
-    (`Task.predict`, with the flipped view averaged in). `task` defaults to the model's."""
+    (`Task.predict`, with the flipped view averaged in; `views`: its clips / crops options,
+    `protocol_views`). `task` defaults to the model's."""
     import tensorflow as tf
 
     from tfzoo.tasks import get_task
@@ -50,13 +59,19 @@ def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None
 
     @tf.function(reduce_retracing=True)
     def forward(x):
-        return task.predict(model, x, flip=flip, flip_label_map=flip_label_map)
+        return task.predict(model, x, flip=flip, flip_label_map=flip_label_map, **(views or {}))
 
     scores, labels = [], []
     for x, y in dataset:
         scores.append(forward(x).numpy())
         labels.append(np.asarray(y))
     return np.concatenate(scores), np.concatenate(labels)
+
+
+def protocol_views(protocol) -> dict:
+    """`Task.predict`'s view options for a `tfzoo.protocols.TestProtocol`."""
+    return {"clips": protocol.clips, "crops": protocol.crops,
+            "crop_fraction": protocol.crop_fraction}
 
 
 def metrics_from_scores(scores, labels, class_names) -> dict:
@@ -80,23 +95,34 @@ def metrics_from_scores(scores, labels, class_names) -> dict:
 
 
 def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data_dir=None,
-                       flip=None) -> dict:
-    """Evaluates the model in `model_dir` on `split` (default: the run's `test_split`), stores
-    it as that split's entry of `metrics.json` (other splits' entries are kept) and returns its
-    metrics."""
+                       flip=None, protocol: str | None = None) -> dict:
+    """Evaluates the model in `model_dir` on `split` (default: the run's `test_split`) with its
+    test protocol (or the named `protocol`), stores it as that split's entry of `metrics.json`
+    (other splits' entries are kept) and returns its metrics."""
     from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data import make_source
+    from tfzoo.protocols import protocol_of
     from tfzoo.rundir import atomic_write_text, load_model, read_run_info
+    from tfzoo.tasks import get_task
     from tfzoo.utils import check_choice
 
     model_dir = Path(model_dir)
     info = read_run_info(model_dir)
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
+    if protocol is not None:
+        config = config.replace(test_protocol=protocol)
+    if flip is not None and config.test_protocol is not None:
+        raise cfglib.ConfigError(
+            f"--flip applies to tests without a named protocol; test protocol "
+            f"{config.test_protocol!r} fixes its flips (pick a protocol instead)")
     if data_dir:
         # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
-        options = config.dataset_options if config.dataset == "records" else {}
-        config = config.replace(dataset="records", data_dir=data_dir, dataset_options=options)
+        from tfzoo.data import folder_dataset
+
+        kind = folder_dataset(config.dataset)
+        options = config.dataset_options if config.dataset == kind else {}
+        config = config.replace(dataset=kind, data_dir=data_dir, dataset_options=options)
     source = source or make_source(config)
     if list(source.info.class_names) != list(info.class_names):
         raise cfglib.ConfigError(
@@ -106,19 +132,12 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     split = split or config.test_split
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     model, info = load_model(model_dir)
-    flip = config.test_flip if flip is None else flip
-    spec = clip_spec(config)
-    ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
-    fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
-    ds = ds.batch(config.batch_size if fixed else 1)
-    flip_map = source.info.flip_label_map
-    scores, labels = predict_scores(model, ds, flip=flip, flip_label_map=flip_map)
-    metrics = metrics_from_scores(scores, labels, info.class_names)
-    metrics.update(
-        split=split, model=info.model,
-        protocol=(f"{spec.test_num_frames} equally spaced frames, full frame"
-                  + (" + horizontal flip" if flip else "") + ", scores averaged"),
-    )
+    flip = protocol_of(config).flip if flip is None else flip
+    # What is measured, and how, is the model's task's (tfzoo.tasks): accuracy with the run's
+    # test protocol for a classifier, VID mAP for a detector.
+    task = get_task(model)
+    metrics = task.evaluate(model, source, split, config, flip=flip)
+    metrics.update(split=split, model=info.model, task=task.name)
     by_split = read_metrics(model_dir)
     by_split[split] = metrics
     atomic_write_text(model_dir / METRICS_FILE, json.dumps(by_split, indent=2) + "\n")
@@ -137,7 +156,8 @@ def read_metrics(model_dir, split: str | None = None) -> dict:
     return by_split if split is None else by_split.get(split, {})
 
 
-def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None) -> dict:
+def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None,
+                    protocol: str | None = None) -> dict:
     """Mean accuracy over official splits: `model_dir_pattern` with `{split}` replaced by each
     k in `splits` is a run trained on `train<k>`; it is evaluated on `test<k>`."""
     from tfzoo.config import ConfigError
@@ -153,7 +173,8 @@ def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None)
         if trained != f"test{k}":
             raise ConfigError(f"{d} was trained for test split {trained!r}, not 'test{k}': "
                               f"each split needs its own run (train{k} / test{k})")
-        per_split[str(k)] = evaluate_model_dir(d, split=f"test{k}", data_dir=data_dir, flip=flip)
+        per_split[str(k)] = evaluate_model_dir(d, split=f"test{k}", data_dir=data_dir, flip=flip,
+                                             protocol=protocol)
     accs = [m["accuracy"] for m in per_split.values()]
     summary = {"splits": {k: m["accuracy"] for k, m in per_split.items()},
                "mean_accuracy": float(np.mean(accs)),
@@ -176,7 +197,8 @@ def main(argv):
                 raise TfzooError(f"--splits={','.join(FLAGS.splits)}: {bad[0]!r} is not a split "
                                  "number; expected e.g. --splits=1,2,3")
             splits = [int(k) for k in FLAGS.splits]
-            s = evaluate_splits(FLAGS.model_dir, splits, data_dir=FLAGS.data, flip=FLAGS.flip)
+            s = evaluate_splits(FLAGS.model_dir, splits, data_dir=FLAGS.data, flip=FLAGS.flip,
+                                protocol=FLAGS.protocol)
         except TfzooError as e:
             return report(e, "python -m tfzoo.evaluate")
         for k, acc in s["splits"].items():
@@ -187,13 +209,14 @@ def main(argv):
         if not FLAGS.model_dir:
             raise TfzooError("--model_dir is required: a directory written by "
                              "`python -m tfzoo.train`")
-        m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data, flip=FLAGS.flip)
+        m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data,
+                               flip=FLAGS.flip, protocol=FLAGS.protocol)
     except TfzooError as e:
         return report(e, "python -m tfzoo.evaluate")
-    print(f"accuracy {m['accuracy']:.4f}  mean class accuracy {m['mean_class_accuracy']:.4f}  "
-          f"({m['num_videos']} videos, {m['protocol']})")
-    for name, acc in m["per_class_accuracy"].items():
-        print(f"  {name:24s} {'n/a' if acc is None else f'{acc:.3f}'}")
+    from tfzoo.tasks import get_task
+
+    for line in get_task(m["task"]).describe(m):
+        print(line)
     return 0
 
 

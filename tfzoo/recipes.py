@@ -19,8 +19,8 @@ TWO_STREAM_RECORDS = dict(dataset="records", dataset_options={"streams": ("rgb",
 AUGMENTATION = dict(image_size=(224, 224), scale_jitter=0.25, border=0.25, flip=True)
 
 # Test: 25 equally spaced chunks and their horizontal flips, on full frames (short side 256)
-# in one fully convolutional forward pass (thesis §4.3.5, §5.4.1).
-TEST_PROTOCOL = dict(test_num_frames=25, test_short_side=256, test_flip=True)
+# in one fully convolutional forward pass (thesis §4.3.5, §5.4.1; tfzoo.protocols).
+TEST_PROTOCOL = dict(test_protocol="chunks25_flip", test_short_side=256)
 
 # SGD with momentum 0.9, the optimiser of every paper recipe.
 SGD = dict(optimizer="sgd", momentum=0.9)

@@ -92,8 +92,9 @@ def create_model(name: str, *, weights: Any = None, **overrides: Any):
     Args:
       name: a registered name (see `list_models()`).
       weights: None (random init), "imagenet" (keras.applications weights from the Keras cache),
-        a path to a keras.applications ResNet `.h5` file, or a keras.applications model object.
-        Spatial kernels are transplanted 1:1 (see `tfzoo.backbones.transplant`).
+        a path to a keras.applications ResNet `.h5` file, or a keras.applications model object;
+        for VGG-M-2048 towers the path of MatConvNet's `imagenet-vgg-m-2048.mat`
+        (`tfzoo.backbones.matconvnet`). Spatial kernels are transplanted 1:1 (see `tfzoo.backbones.transplant`).
       **overrides: constructor arguments that replace the preset's.
     """
     from tfzoo.utils import check_arguments

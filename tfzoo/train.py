@@ -20,6 +20,7 @@ from pathlib import Path
 from absl import app, flags
 
 from tfzoo.errors import TfzooError, report
+from tfzoo.protocols import protocol_of
 
 FLAGS = flags.FLAGS
 
@@ -29,8 +30,8 @@ def define_flags():
     flags.DEFINE_string("model", None, "Registry name (see tfzoo.list_models()); `tresnet` and "
                         "`resnet` select the embedded synthetic demo recipes.")
     flags.DEFINE_string("config", None, "A config file (configs/NAME.py or a path).")
-    flags.DEFINE_string("data", None, "A directory prepared by `python -m tfzoo.data.prepare`; "
-                        "sets dataset=records.")
+    flags.DEFINE_string("data", None, "A directory prepared by `python -m tfzoo.data.prepare` "
+                        "(sets dataset=records), or a detection folder for a detection recipe.")
     flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "default: one device; mirrored: all local GPUs (or logical CPUs); "
@@ -79,7 +80,13 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
-        overrides.update(dataset="records", data_dir=FLAGS.data)
+        from tfzoo.data import folder_dataset
+
+        # A detection recipe reads its folder directly (ImageNet VID or custom layout).
+        kind = folder_dataset(config.dataset)
+        if kind == "detection" != config.dataset:  # the generated set's options do not apply
+            config = config.replace(dataset_options={})
+        overrides.update(dataset=kind, data_dir=FLAGS.data)
     config = cfglib.apply_cli_overrides(config, overrides)
     for _, stage in cfglib.stage_configs(config):
         # Unknown model names and misspelt model_overrides fail before any work.
@@ -190,7 +197,7 @@ def build_datasets(source, config, strategy, model):
     label_fn = get_task(model).targets(model, source.info.num_classes,
                                        label_smoothing=config.label_smoothing)
     train = source.dataset(config.train_split, training=True, spec=spec, seed=config.seed)
-    train = train.map(label_fn).batch(config.batch_size, drop_remainder=True)
+    train = get_task(model).batch(train.map(label_fn), config.batch_size, drop_remainder=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train = train.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -267,7 +274,8 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     elapsed = time.time() - t0
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
-        num_frames=config.test_num_frames, image_size=tuple(config.image_size),
+        # chunks of one test prediction (the window predict and export classify)
+        num_frames=protocol_of(config).frames or config.num_frames, image_size=tuple(config.image_size),
         config={**config.to_json(), "train_seconds": elapsed,
                 "num_replicas_in_sync": strategy.num_replicas_in_sync},
     )
@@ -431,8 +439,11 @@ def main(argv):
     except TfzooError as e:
         return report(e, "python -m tfzoo.train")
     if metrics:
-        print(f"[tfzoo] test accuracy {metrics['accuracy']:.4f} on {metrics['num_videos']} videos "
-              f"({metrics['protocol']}); wrote {model_dir / 'metrics.json'}")
+        from tfzoo.registry import get_entry
+        from tfzoo.tasks import get_task
+
+        lines = get_task(get_entry(metrics["model"]).task).describe(metrics)
+        print(f"[tfzoo] test {lines[0]}; wrote {model_dir / 'metrics.json'}")
     return 0
 
 

@@ -91,6 +91,10 @@ def resolve_source(model: keras.Model, weights: Any) -> keras.Model:
         path = Path(weights)
         if not path.exists():
             raise TransplantError(f"weights file {str(path)!r} does not exist")
+        if path.suffix.lower() == ".mat":
+            raise TransplantError(
+                f"{path} is a MatConvNet .mat: tfzoo reads those for VGG-M-2048 towers "
+                f"(twostream_vggm, fusion_vggm_*); {model.name} takes keras.applications .h5")
         depth = depth_of(model)
         try:
             return keras_resnet(depth, str(path))
@@ -139,7 +143,7 @@ def convert_weight(value: np.ndarray, target_shape: tuple, temporal_init: str = 
 
 
 def copy_weights(
-    source: keras.Model,
+    source,
     target: keras.Model,
     name_map=lambda name: name,
     *,
@@ -151,39 +155,46 @@ def copy_weights(
     `name_map(name)` of `target` (None: not copied), each weight through `convert_weight`.
 
     Args:
+      source: a keras.Model, or {layer name: [weights in Keras order]} (weights read from
+        another framework's file, e.g. `tfzoo.backbones.matconvnet`).
       strict: True: every mapped source layer must exist in the target; a predicate on the
-        source layer: only those it accepts must; False: none must.
+        source layer (keras sources): only those it accepts must; False: none must.
       skip_mismatched: leave a layer whose weights do not convert alone instead of failing.
 
     Returns the names of the target layers set.
     """
+    if isinstance(source, keras.Model):
+        source_name = source.name
+        items = [(layer.name, layer.get_weights(), layer) for layer in source.layers]
+    else:
+        source_name = "the source weights"
+        items = [(name, list(weights), None) for name, weights in source.items()]
     target_layers = {layer.name: layer for layer in target.layers}
     done, missing = [], []
-    for layer in source.layers:
-        weights = layer.get_weights()
-        name = name_map(layer.name) if weights else None
+    for layer_name, weights, layer in items:
+        name = name_map(layer_name) if weights else None
         if name is None:
             continue
         dst = target_layers.get(name)
         if dst is None or not dst.weights:
-            if strict is True or (callable(strict) and strict(layer)):
+            if strict is True or (callable(strict) and layer is not None and strict(layer)):
                 missing.append(name)
             continue
         try:
             values = [convert_weight(w, tuple(t.shape), temporal_init)
                       for w, t in zip(weights, dst.weights)]
             if len(values) != len(dst.weights):
-                raise TransplantError(f"{layer.name} has {len(values)} weights, {name} "
+                raise TransplantError(f"{layer_name} has {len(values)} weights, {name} "
                                       f"{len(dst.weights)}")
         except TransplantError as e:
             if skip_mismatched:
                 continue
-            raise TransplantError(f"{layer.name} -> {name}: {e}") from None
+            raise TransplantError(f"{layer_name} -> {name}: {e}") from None
         dst.set_weights(values)
         done.append(name)
     if missing:
         raise TransplantError(
-            f"{len(missing)} weighted layers of {source.name} have no counterpart in "
+            f"{len(missing)} weighted layers of {source_name} have no counterpart in "
             f"{target.name} (first: {missing[:5]})"
         )
     return done

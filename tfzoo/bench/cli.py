@@ -24,14 +24,15 @@ def _fmt(value, spec: str) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    header = ("model", "precision", "XLA", "params", "GFLOPs/clip", "fwd ms", "fwd GFLOP/s",
+    header = ("model", "precision", "XLA", "params", "GFLOPs/clip", "fwd ms", "fwd ms/frame",
+              "fwd GFLOP/s",
               "fwd/matmul", "train ms", "train GFLOP/s", "train/matmul", "matmul GFLOP/s", "load")
     lines = [header]
     for r in rows:
         lines.append((
             r["model"], r["precision"], "on" if r["jit"] else "off",
             f"{r['params'] / 1e6:.2f}M", _num(r["gflops_per_clip"]),
-            _num(r["forward_ms"]), _num(r["forward_gflops_per_s"]),
+            _num(r["forward_ms"]), _num(r["forward_ms_per_frame"]), _num(r["forward_gflops_per_s"]),
             _num(r["forward_ratio_to_matmul"]),
             _num(r.get("train_step_ms")), _num(r.get("train_gflops_per_s")),
             _num(r.get("train_ratio_to_matmul")), f"{r['matmul_gflops_per_s']:.0f}",
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registered model name (repeat or comma-separate); see --list")
     p.add_argument("--list", action="store_true", help="list registered models and exit")
     p.add_argument("--frames", type=int, default=16, help="T (default 16)")
-    p.add_argument("--size", type=int, default=224, help="H = W (default 224)")
+    p.add_argument("--size", type=_size, default=(224, 224),
+                   help="frame size: S (H = W) or HxW, e.g. 600x1000 (default 224)")
     p.add_argument("--batch", type=int, default=1, help="clips per batch (default 1)")
     p.add_argument("--precision", default="float32",
                    help="float32, mixed_bfloat16, or both comma-separated (default float32)")
@@ -113,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON document {machine, rows, compare_keras} on stdout")
     return p
+
+
+def _size(value: str) -> tuple[int, int]:
+    parts = value.lower().split("x")
+    if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+        h, w = (int(parts[0]), int(parts[-1]))
+        return h, w
+    raise argparse.ArgumentTypeError(f"expected S or HxW (e.g. 224 or 600x1000), got {value!r}")
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -178,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jits = _jit_modes(args.jit)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
-    for name, value in (("--frames", args.frames), ("--size", args.size), ("--batch", args.batch),
+    for name, value in (("--frames", args.frames), ("--size", min(args.size)), ("--batch", args.batch),
                         ("--runs", args.runs)):
         if value < 1:
             parser.error(f"{name} must be >= 1, got {value}")
@@ -222,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         info["load_avg_1min_end"] = _load_average()
         print(json.dumps({"machine": info, "rows": rows, "compare_keras": comparisons}, indent=1))
     else:
-        settings = (f"batch {args.batch}, {args.frames} frames, {args.size}x{args.size}, "
+        settings = (f"batch {args.batch}, {args.frames} frames per clip (1 for frame models), "
+                    f"{args.size[0]}x{args.size[1]}, "
                     f"median of {args.runs} runs after {args.warmup} warm-up")
         if rows:
             print(f"\nModels ({settings}):\n" + format_table(rows))

@@ -20,18 +20,32 @@ def _num(value) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
-def synthetic_inputs(model, batch: int, frames: int, size: int):
-    """Random inputs for every model input: (B, T, H, W, C) video, RGB-like values in [0, 255]."""
+def frame_size(size) -> tuple[int, int]:
+    """(H, W) from an int (square) or a pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def frames_per_input(model, frames: int) -> int:
+    """Frames in one input: `frames` for a video model, 1 for a model of single frames."""
+    return frames if all(len(s.shape) == 5 for s in model.inputs) else 1
+
+
+def synthetic_inputs(model, batch: int, frames: int, size):
+    """Random inputs for every model input, RGB-like values in [0, 255]: (B, T, H, W, C)
+    video, or (B, H, W, C) frames for a detector; `size` is H = W or (H, W)."""
     import tensorflow as tf
 
+    h, w = frame_size(size)
     values = {}
     for spec in model.inputs:
         shape = list(spec.shape)
-        if len(shape) != 5:
-            raise ValueError(
-                f"bench synthesizes (B, T, H, W, C) inputs; input {spec.name!r} has shape {shape}"
-            )
-        shape = [batch, frames, size, size, shape[-1] or 3]
+        if len(shape) == 4:
+            shape = [batch, h, w, shape[-1] or 3]
+        elif len(shape) == 5:
+            shape = [batch, frames, h, w, shape[-1] or 3]
+        else:
+            raise ValueError(f"bench synthesizes (B, T, H, W, C) or (B, H, W, C) inputs; input "
+                             f"{spec.name!r} has shape {shape}")
         dtype = tf.as_dtype(spec.dtype or "float32")
         if dtype.is_integer:
             x = tf.random.uniform(shape, 0, 256, dtype=tf.int32)
@@ -72,8 +86,12 @@ def bench_model(
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
     try:
+        from tfzoo.tasks import get_task
+
         model = tfzoo.create_model(name, **(overrides or {}))
+        task = get_task(model)
         x = synthetic_inputs(model, batch, frames, size)
+        frames = frames_per_input(model, frames)
         row: dict[str, Any] = {
             "model": name,
             "precision": precision,
@@ -91,7 +109,9 @@ def bench_model(
         mm_dtype = compute_dtype(precision)
         mm_samples = matmul_times(mm_dtype, runs=max(runs, 3), warmup=2, n=matmul_n)
 
-        forward = tf.function(lambda v: model(v, training=False), jit_compile=jit)
+        # What serving computes: a classifier's forward pass, a detector's detect() (proposals,
+        # PS-RoI pooling, NMS included).
+        forward = tf.function(lambda v: task.serve(model, v), jit_compile=jit)
         flops = count_graph_flops(forward.get_concrete_function(x))
         log(f"{name}: forward ({_num(flops / batch / 1e9)} GFLOPs/clip)")
         times = time_calls(lambda: forward(x), runs, warmup)
@@ -105,10 +125,7 @@ def bench_model(
         )
 
         if train:
-            from tfzoo.tasks import get_task
-
-            task = get_task(model)
-            y = tf.zeros((batch,), tf.int32)  # class 0: valid for any class count
+            y = task.synthetic_targets(model, x)
             optimizer = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
             optimizer.build(model.trainable_variables)
 
@@ -178,12 +195,13 @@ def compare_keras(
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
     try:
+        h, w = frame_size(size)
         ours = VideoResNet(blocks=STAGE_BLOCKS[depth])
         reference = getattr(keras.applications, KERAS_APPLICATIONS[depth])(
-            weights=None, include_top=False, input_shape=(size, size, 3)
+            weights=None, include_top=False, input_shape=(h, w, 3)
         )
-        video = tf.random.uniform((batch, frames, size, size, 3), 0.0, 255.0)
-        images = tf.reshape(video, (batch * frames, size, size, 3))
+        video = tf.random.uniform((batch, frames, h, w, 3), 0.0, 255.0)
+        images = tf.reshape(video, (batch * frames, h, w, 3))
         f_ours = tf.function(lambda v: ours(v, training=False)["conv5"], jit_compile=jit)
         f_ref = tf.function(lambda v: reference(v, training=False), jit_compile=jit)
         log(f"compare_keras ResNet-{depth} [{precision}{', XLA' if jit else ''}]")

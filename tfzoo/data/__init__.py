@@ -7,12 +7,15 @@ from tfzoo.utils import check_choice
 
 
 def clip_spec(config) -> ClipSpec:
-    """The ClipSpec of a `tfzoo.config.TrainConfig`."""
+    """The ClipSpec of a `tfzoo.config.TrainConfig`: test clips hold every chunk its test
+    protocol classifies (`tfzoo.protocols`)."""
+    from tfzoo.protocols import protocol_of
+
     return ClipSpec(
         num_frames=config.num_frames,
         stride_range=tuple(config.stride_range),
         image_size=tuple(config.image_size),
-        test_num_frames=config.test_num_frames,
+        test_num_frames=protocol_of(config).total_frames(config.num_frames),
         test_short_side=config.test_short_side,
         scale_jitter=config.scale_jitter,
         border=config.border,
@@ -21,6 +24,12 @@ def clip_spec(config) -> ClipSpec:
         crop="motion" if tuple(config.train_streams or ()) == ("flow",) else "auto",
         flow_rescale=getattr(config, "flow_rescale", False),
     )
+
+
+def folder_dataset(dataset: str) -> str:
+    """The dataset kind that reads a `--data` folder for a run of `dataset`: a detection folder
+    as it is (ImageNet VID or custom layout), anything else prepared TFRecords."""
+    return "detection" if dataset in ("detection", "detection_synthetic") else "records"
 
 
 def make_source(config) -> VideoSource:
@@ -35,11 +44,22 @@ def make_source(config) -> VideoSource:
         from tfzoo.data.readers import RecordSource
 
         return RecordSource(config.data_dir, **config.dataset_options)
+    if config.dataset in ("detection", "detection_synthetic"):
+        from tfzoo.detection.source import DetectionSource
+
+        if config.dataset == "detection" and not config.data_dir:
+            raise DataError("dataset 'detection' needs a folder (ImageNet VID or custom layout): "
+                            "pass --set data_dir=DIR")
+        options = dict(config.dataset_options)
+        if config.dataset == "detection_synthetic":
+            return DetectionSource(None, synthetic=options.pop("synthetic", None), **options)
+        return DetectionSource(config.data_dir, **options)
     if config.dataset == "conjunction":
         from tfzoo.data.conjunction import ConjunctionSource
 
         return ConjunctionSource(**config.dataset_options)
-    check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction"),
+    check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction", "detection",
+                                             "detection_synthetic"),
                  error=DataError)
     raise AssertionError(f"dataset {config.dataset!r} has no source")
 

@@ -9,9 +9,13 @@ ucf101        ROOT/UCF-101/<Class>/v_<Class>_gXX_cYY.avi and ROOT/ucfTrainTestli
 hmdb51        ROOT/<class>/<video>.avi (or ROOT/hmdb51_org/<class>/...) and
               testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt anywhere below ROOT,
               lines "<video>.avi <id>" with id 1 = train, 2 = test, 0 = unused.
-yuppp         ROOT/camera_static/<Class>/*.mp4 and ROOT/camera_moving/<Class>/*.mp4. The 10/90
-              split of thesis §7.4.2: per class, 10% of the static and 10% of the moving
-              videos train (chosen with a fixed seed), the rest test. Splits train, test,
+yuppp         ROOT/camera_static/<Class>/*.mp4 and ROOT/camera_moving/<Class>/*.mp4. A 10/90
+              split as in thesis §7.4.2: per class, 10% of the static and 10% of the moving
+              videos train (chosen with a fixed seed), the rest test. This is NOT the
+              thesis's "split #1" (its file list is not public here); with the list, pass
+              `split_file` (prepare's --split-file): a text file naming the training videos,
+              one ROOT-relative path a line (camera_static/Beach/x.mp4; the extension and
+              '#' comments optional), every other video tests. Splits train, test,
               train_static, test_static, train_moving, test_moving.
 imagenet_vid  ROOT/Data/VID/{train,val}/.../<snippet>/000000.JPEG with
               ROOT/Annotations/VID/... XML (boxes + track ids), optional ROOT/Data/DET/train and
@@ -198,7 +202,30 @@ def list_hmdb51(root) -> Listing:
 YUPPP_CAMERAS = ("static", "moving")
 
 
-def list_yuppp(root, *, train_fraction: float = 0.1, seed: int = 0) -> Listing:
+def _read_train_list(split_file, videos: dict[str, Path]) -> set[Path]:
+    """The videos a split file names (see the module docstring); a name that is no video of
+    the tree is an error naming it and the line."""
+    path = Path(split_file)
+    if not path.is_file():
+        raise DataError(f"split file {str(path)!r} does not exist")
+    by_stem = {k.rsplit(".", 1)[0]: p for k, p in videos.items()}
+    chosen = set()
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        entry = line.split("#", 1)[0].strip().replace("\\", "/").lstrip("./")
+        if not entry:
+            continue
+        p = videos.get(entry) or by_stem.get(entry)
+        if p is None:
+            raise DataError(f"{path}:{n}: {entry!r} is not a video of the YUP++ tree; expected "
+                            f"a ROOT-relative path such as {next(iter(videos), 'camera_static/C/v.mp4')!r}")
+        chosen.add(p)
+    if not chosen:
+        raise DataError(f"split file {path} names no video (one training video per line)")
+    return chosen
+
+
+def list_yuppp(root, *, train_fraction: float = 0.1, seed: int = 0,
+               split_file: str | None = None) -> Listing:
     root = _need_dir(root, "YUP++ root with camera_static/ and camera_moving/")
     by_class: dict[str, dict[str, list[Path]]] = {}
     for cam in YUPPP_CAMERAS:
@@ -213,23 +240,32 @@ def list_yuppp(root, *, train_fraction: float = 0.1, seed: int = 0) -> Listing:
     if not class_names:
         raise DataError(f"{root}: no class folders under camera_static/ or camera_moving/")
     items = []
+    given = None
+    if split_file is not None:
+        every = {p.relative_to(root).as_posix(): p for c in by_class.values()
+                 for ps in c.values() for p in ps}
+        given = _read_train_list(split_file, every)
     for label, cls in enumerate(class_names):
         for cam in YUPPP_CAMERAS:
             vids = by_class[cls].get(cam, [])
-            # a per-(class, camera) seed keeps the split of one class stable when others change
-            rng = random.Random(f"{seed}/{cls}/{cam}")
-            order = list(vids)
-            rng.shuffle(order)
-            n_train = max(1, round(train_fraction * len(vids))) if vids else 0
-            train = set(order[:n_train])
+            if given is not None:
+                train = given
+            else:
+                # a per-(class, camera) seed keeps the split of one class stable when others change
+                rng = random.Random(f"{seed}/{cls}/{cam}")
+                order = list(vids)
+                rng.shuffle(order)
+                n_train = max(1, round(train_fraction * len(vids))) if vids else 0
+                train = set(order[:n_train])
             for p in vids:
                 kind = "train" if p in train else "test"
                 items.append(VideoItem(
                     video_id=f"camera_{cam}/{cls}/{p.stem}", label=label,
                     splits=(kind, f"{kind}_{cam}"), path=str(p), attrs={"camera": cam}))
     splits = ["train", "test"] + [f"{k}_{c}" for c in YUPPP_CAMERAS for k in ("train", "test")]
-    return Listing("yuppp", class_names, items, splits,
-                   params={"train_fraction": train_fraction, "split_seed": seed})
+    params = ({"split_file": str(Path(split_file).resolve()), "train_videos": len(given)}
+              if given is not None else {"train_fraction": train_fraction, "split_seed": seed})
+    return Listing("yuppp", class_names, items, splits, params=params)
 
 
 # ---------------------------------------------------------------------------- ImageNet VID

@@ -322,6 +322,10 @@ def _parser():
     p.add_argument("--max-frames", type=int, default=10000,
                    help="keep at most this many frames of a video (0: no limit)")
     p.add_argument("--seed", type=int, default=0, help="shard assignment and YUP++ split seed")
+    p.add_argument("--split-file", default=None,
+                   help="YUP++ only: the training videos, one ROOT-relative path a line (e.g. "
+                        "the official split's list); the others test. Default: a seeded 10/90 "
+                        "split per class and camera, not the official one")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -330,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     opts = {"seed": a.seed} if a.dataset in ("yuppp", "imagenet_vid") else {}
     try:
+        if a.split_file is not None:
+            if a.dataset != "yuppp":
+                raise TfzooError(f"--split-file applies to --dataset=yuppp; {a.dataset} reads "
+                                 "its splits from the dataset's own files under --root")
+            opts = {"split_file": a.split_file}
         m = prepare(a.dataset, a.root, a.out, flow=a.flow, workers=a.workers,
                     short_side=a.short_side or None, videos_per_shard=a.videos_per_shard,
                     jpeg_quality=a.jpeg_quality, flow_quality=a.flow_quality,

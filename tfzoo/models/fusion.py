@@ -54,13 +54,16 @@ class _VGGTowers:
     STREAM_PREFIXES = {"rgb": "spatial_", "flow": "temporal_"}
 
     def load_pretrained(self, weights, **kwargs) -> list[str]:
-        """Transplants keras.applications VGG-16 weights into the VGG-16 towers.
+        """Transplants ImageNet weights into the towers: keras.applications VGG-16 weights into
+        VGG-16 towers, MatConvNet's `imagenet-vgg-m-2048.mat` into VGG-M-2048 towers.
 
-        `weights`: "imagenet" (the Keras cache), a local .h5 or a keras VGG16 model, for both
-        towers, or a dict {"rgb": ..., "flow": ...} (None skips a tower). The temporal tower's
-        conv1_1 gets the RGB filters averaged over colour and replicated 2L times (cross-modality
-        initialisation, thesis §3.3.5). fc8 and the fusion layers keep their initialisation.
+        `weights`: "imagenet" (the Keras cache; VGG-16), a local .h5 or a keras VGG16 model, or
+        a path ending in .mat (`tfzoo.backbones.matconvnet`), for both towers, or a dict
+        {"rgb": ..., "flow": ...} (None skips a tower). The temporal tower's conv1 gets the RGB
+        filters averaged over colour and replicated 2L times (cross-modality initialisation,
+        thesis §3.3.5). fc8 and the fusion layers keep their initialisation.
         """
+        from tfzoo.backbones import matconvnet
         from tfzoo.backbones.transplant import TransplantError, transplant_vgg16, vgg16_source
 
         if kwargs:
@@ -69,17 +72,28 @@ class _VGGTowers:
         for key in per_stream:
             check_choice("weights key", key, ("rgb", "flow"))
         cfg = self._tfzoo_config
-        done = []
+        done, read = [], {}
         for stream, w in per_stream.items():
             if w is None:
                 continue
             tower = "spatial" if stream == "rgb" else "temporal"
             arch = cfg[f"{tower}_arch"]
+            if matconvnet.is_matconvnet_file(w):
+                if arch != "vggm":
+                    raise TransplantError(
+                        f"{w} is a MatConvNet .mat, which tfzoo reads for VGG-M-2048 towers; "
+                        f"the {tower} tower is {arch!r} (VGG-16: keras.applications' weights)")
+                net = read.setdefault(str(w), None) or matconvnet.read_matconvnet(w)
+                read[str(w)] = net
+                done += matconvnet.load_matconvnet_vggm(
+                    net, self, prefix=f"{tower}_", rgb=stream == "rgb",
+                    normalization=cfg.get("normalization", "caffe"))
+                continue
             if arch != "vgg16":
                 raise TransplantError(
-                    f"the {tower} tower is {arch!r}: keras.applications has ImageNet weights "
-                    f"for VGG-16 only; pass weights={{'{'rgb' if stream == 'flow' else 'flow'}'"
-                    f": ...}} to initialise the other tower alone")
+                    f"the {tower} tower is {arch!r}: VGG-M-2048 weights are MatConvNet's "
+                    f"imagenet-vgg-m-2048.mat (pass its path); keras.applications has ImageNet "
+                    f"weights for VGG-16 only")
             source = vgg16_source(w)
             if cfg.get("width_multiplier", 1.0) != 1.0:
                 raise TransplantError(f"ImageNet weights need width_multiplier=1.0, got "

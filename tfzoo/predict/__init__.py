@@ -120,7 +120,15 @@ class Predictor:
         self.num_chunks = run_info.num_frames if run_info is not None else 5
         self.flow_stack = None
         config = dict(run_info.config) if run_info is not None else {}
-        self.flip = bool(config.get("test_flip", False)) if flip is None else bool(flip)
+        if flip is None:
+            named = config.get("test_protocol")
+            if named:
+                from tfzoo.protocols import get_protocol
+
+                flip = get_protocol(named).flip
+            else:
+                flip = config.get("test_flip", False)
+        self.flip = bool(flip)
         self.saved_model = not hasattr(model, "inputs") and hasattr(model, "signatures")
         if self.saved_model:
             self._init_saved_model(model, class_names)

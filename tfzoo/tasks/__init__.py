@@ -2,5 +2,6 @@
 
 from tfzoo.tasks.base import Task, get_task, register_task
 from tfzoo.tasks.classification import CLASSIFICATION, ClassificationTask
+from tfzoo.tasks.detection import DETECTION, DetectionTask
 
-__all__ = ["Task", "ClassificationTask", "CLASSIFICATION", "get_task", "register_task"]
+__all__ = ["Task", "ClassificationTask", "CLASSIFICATION", "DetectionTask", "DETECTION", "get_task", "register_task"]

@@ -64,6 +64,35 @@ class Task(abc.ABC):
     def check_export(self, model: keras.Model, class_names: Sequence[str], top_k: int) -> None:
         """Raises ValueError unless `class_names` and `top_k` fit `model` for export."""
 
+    @abc.abstractmethod
+    def evaluate(self, model: keras.Model, source, split: str, config, *, flip: bool) -> dict:
+        """The test metrics of `model` on `split` of `source` with the run's `config` (a
+        `tfzoo.config.TrainConfig`), a JSON-able dict."""
+
+    @abc.abstractmethod
+    def describe(self, metrics: dict) -> list[str]:
+        """Lines that report `evaluate`'s metrics on the console, headline first."""
+
+    # -- hooks whose default fits tasks with fixed-size examples ---------------------------
+
+    def batch(self, dataset, batch_size: int, *, drop_remainder: bool):
+        """Batches a dataset of examples (`(inputs, targets)` from the source)."""
+        return dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    def synthetic_targets(self, model: keras.Model, inputs) -> Any:
+        """Valid training targets for a batch of random `inputs` (benchmarks time a training
+        step with them): class 0 for every example."""
+        import tensorflow as tf
+
+        first = inputs if not isinstance(inputs, dict) else next(iter(inputs.values()))
+        return tf.zeros(tf.shape(first)[:1], tf.int32)
+
+    def serve(self, model: keras.Model, inputs) -> Any:
+        """What a serving signature computes from the (float32) model inputs before
+        `export_outputs`: by default the model's outputs in inference mode. `keras.Model`'s
+        `__call__` directly: tfzoo's eager input check cannot read symbolic tensors."""
+        return keras.Model.__call__(model, inputs, training=False)
+
 
 _TASKS: dict[str, Task] = {}
 

@@ -54,6 +54,36 @@ def _flip_views(x):
     return tf.reverse(x, axis=[-2])
 
 
+def _map_views(fn, x):
+    return {k: fn(v) for k, v in x.items()} if isinstance(x, dict) else fn(x)
+
+
+def _split_clips(x, clips: int):
+    # (B, clips * T, H, W, C) -> (B * clips, T, H, W, C): clip j holds chunks j*T .. j*T+T-1.
+    if clips == 1:
+        return x
+
+    def split(v):
+        shape = tf.shape(v)
+        tf.debugging.assert_equal(shape[1] % clips, 0, message=f"the chunks of a test video "
+                                  f"must split into {clips} clips of equal length")
+        return tf.reshape(v, tf.concat([[shape[0] * clips, shape[1] // clips], shape[2:]], 0))
+
+    return _map_views(split, x)
+
+
+def _crop_views(x, crops: int, crop_fraction: float):
+    # The full frame, or the four corner squares then the centre one, of side crop_fraction x
+    # the shorter side (224 of 256: Simonyan & Zisserman's 10-crop test with the flips).
+    if crops == 1:
+        return [x]
+    ref = x["rgb"] if isinstance(x, dict) else x
+    h, w = tf.shape(ref)[2], tf.shape(ref)[3]
+    s = tf.cast(tf.round(crop_fraction * tf.cast(tf.minimum(h, w), tf.float32)), tf.int32)
+    corners = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), ((h - s) // 2, (w - s) // 2)]
+    return [_map_views(lambda v, y=y, x0=x0: v[:, :, y:y + s, x0:x0 + s], x) for y, x0 in corners]
+
+
 class ClassificationTask(Task):
     """Logits in, softmax cross-entropy, accuracy, softmax + top-k in serving.
 
@@ -158,17 +188,61 @@ class ClassificationTask(Task):
                              "outputs; expected one logits tensor or a dict of logits per stream")
         return tf.cast(outputs, tf.float32)
 
-    def predict(self, model, x, *, flip: bool = False, flip_label_map=None):
-        # Averaging logits over views, as over chunks and locations inside the model: the
-        # papers' test protocol (thesis §3.3.5, §4.3.5).
-        s = self.test_score(model(x, training=False))
-        if flip:
-            f = self.test_score(model(_flip_views(x), training=False))
-            if flip_label_map is not None:
-                # A flipped clip of class c looks like class flip_label_map[c].
-                f = tf.gather(f, flip_label_map, axis=1)
-            s = (s + f) / 2
-        return s
+    def predict(self, model, x, *, flip: bool = False, flip_label_map=None, clips: int = 1,
+                crops: int = 1, crop_fraction: float = 224 / 256):
+        """The video's test score: `test_score` averaged over every view of a test protocol
+        (`tfzoo.protocols`): the T chunks of `x` cut into `clips` consecutive clips, each
+        clip's full frame (`crops=1`) or its four corner and centre crops (`crops=5`, squares
+        of `crop_fraction` of the shorter side), each view also flipped with `flip`; every
+        prediction has the same weight. Logits are averaged, as over chunks and locations
+        inside the model (thesis §3.3.5, §4.3.5)."""
+        if crops not in (1, 5):
+            raise ValueError(f"crops={crops!r}; expected 1 (full frame) or 5 (corners + centre)")
+        x = _split_clips(x, clips)
+        scores = []
+        for view in _crop_views(x, crops, crop_fraction):
+            scores.append(self.test_score(model(view, training=False)))
+            if flip:
+                f = self.test_score(model(_flip_views(view), training=False))
+                if flip_label_map is not None:
+                    # A flipped clip of class c looks like class flip_label_map[c].
+                    f = tf.gather(f, flip_label_map, axis=1)
+                scores.append(f)
+        s = tf.add_n(scores) / len(scores)
+        if clips == 1:
+            return s
+        return tf.reduce_mean(tf.reshape(s, [-1, clips, tf.shape(s)[-1]]), axis=1)
+
+    def evaluate(self, model, source, split, config, *, flip: bool) -> dict:
+        """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix with the
+        run's test protocol (`tfzoo.protocols`): its clips, crops and flips, scores averaged."""
+        from tfzoo.data import clip_spec
+        from tfzoo.evaluate import metrics_from_scores, predict_scores, protocol_views
+        from tfzoo.protocols import protocol_of
+
+        test = protocol_of(config)
+        spec = clip_spec(config)
+        ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
+        fixed = source.info.extra.get("fixed_frame_size", source.info.name == "synthetic")
+        ds = ds.batch(config.batch_size if fixed else 1)
+        scores, labels = predict_scores(model, ds, flip=flip, task=self,
+                                        flip_label_map=source.info.flip_label_map,
+                                        views=protocol_views(test))
+        metrics = metrics_from_scores(scores, labels, source.info.class_names)
+        if test.name == "custom":
+            metrics["protocol"] = (f"{spec.test_num_frames} equally spaced frames, full frame"
+                                   + (" + horizontal flip" if flip else "") + ", scores averaged")
+        else:
+            metrics["protocol"] = test.describe(config.num_frames)
+        return metrics
+
+    def describe(self, metrics: dict) -> list[str]:
+        lines = [f"accuracy {metrics['accuracy']:.4f}  mean class accuracy "
+                 f"{metrics['mean_class_accuracy']:.4f}  ({metrics['num_videos']} videos, "
+                 f"{metrics['protocol']})"]
+        for name, acc in metrics["per_class_accuracy"].items():
+            lines.append(f"  {name:24s} {'n/a' if acc is None else f'{acc:.3f}'}")
+        return lines
 
     # -- export -------------------------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""Detection data for train/evaluate: a folder in the ImageNet VID or custom layout
+(`read_detection_dataset`), or the embedded synthetic set generated on the fly.
+
+Training yields single frames (videos visited in a seeded random order, `frames_per_video`
+random frames of each per pass, as the thesis samples 10 frames per VID training video),
+resized so the shorter side is `image_size[0]` and the longer at most `image_size[1]`
+(R-FCN/D&T: 600 / 1000), randomly flipped with their boxes. Each element is
+`(image (H, W, 3) float32, {"gt_boxes" (G, 4), "gt_classes" (G,) int32, "gt_track_ids" (G,)
+int32, "image_size" (2,) int32})`; `DetectionTask.batch` pads a batch (images with zeros,
+ground truth with class -1).
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfzoo.data.base import DataError, DatasetInfo
+from tfzoo.detection.dataset import read_detection_dataset
+
+
+def resize_for_detection(images, short_side: int | None, max_side: int | None):
+    """Frames (..., H, W, 3) resized (bilinear) so the shorter side is `short_side` and the
+    longer at most `max_side`; returns (float32 frames, scale). None: unchanged, scale 1."""
+    images = tf.cast(images, tf.float32)
+    if not short_side:
+        return images, tf.constant(1.0)
+    size = tf.cast(tf.shape(images)[-3:-1], tf.float32)
+    scale = short_side / tf.reduce_min(size)
+    if max_side:
+        scale = tf.minimum(scale, max_side / tf.reduce_max(size))
+    new = tf.cast(tf.round(size * scale), tf.int32)
+    return tf.image.resize(images, new), scale
+
+
+def flip_boxes(boxes, width):
+    """Boxes (G, 4) of a frame `width` pixels wide after a horizontal flip (inclusive
+    pixels: x -> width - 1 - x)."""
+    w = tf.cast(width, tf.float32) - 1.0
+    return tf.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
+
+
+class DetectionSource:
+    """Detection videos of a folder, or of the embedded synthetic set (`root=None`).
+
+    Args:
+      root: an ImageNet VID or custom layout (docs/detection.md); None: the embedded synthetic
+        set, generated into a temporary folder (removed at exit) with `synthetic` options
+        (`tfzoo.detection.synthetic.SyntheticDetectionConfig` fields).
+      frames_per_video: frames drawn from each training video per pass (None: all).
+    """
+
+    def __init__(self, root=None, *, synthetic: dict | None = None,
+                 frames_per_video: int | None = None):
+        if root is None:
+            from tfzoo.detection.synthetic import SyntheticDetectionConfig, write_synthetic_vid
+
+            tmp = Path(tempfile.mkdtemp(prefix="tfzoo-detection-"))
+            atexit.register(shutil.rmtree, tmp, True)
+            root = write_synthetic_vid(tmp / "set", SyntheticDetectionConfig(**(synthetic or {})))
+            name = "detection_synthetic"
+        else:
+            name = "detection"
+            if synthetic:
+                raise DataError("synthetic options only apply to the embedded set (no data_dir)")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: not a folder (expected an ImageNet VID or custom "
+                            "detection layout, see docs/detection.md)")
+        self.frames_per_video = frames_per_video
+        base = self.root / "Data" / "VID" if (self.root / "Data" / "VID").is_dir() else self.root
+        splits = sorted(p.name for p in base.iterdir() if p.is_dir())
+        self.splits = {s: read_detection_dataset(self.root, s) for s in splits}
+        if not self.splits:
+            raise DataError(f"{self.root}: no split folders")
+        first = next(iter(self.splits.values()))
+        self.info = DatasetInfo(name=name, class_names=list(first.class_names),
+                                num_videos={s: len(d) for s, d in self.splits.items()},
+                                extra={"fixed_frame_size": False})
+        self._cache: dict = {}
+
+    def videos(self, split: str):
+        """The decoded videos of `split` (`DetectionVideo`s), in order."""
+        from tfzoo.utils import check_choice
+
+        check_choice("split", split, sorted(self.splits), error=DataError)
+        if self.info.name == "detection_synthetic":  # small: decoded once
+            if split not in self._cache:
+                self._cache[split] = list(self.splits[split])
+            return self._cache[split]
+        return iter(self.splits[split])
+
+    def _frames(self, split: str, seed: int):
+        rng = np.random.default_rng(seed)
+        while True:
+            entries = list(self.videos(split))
+            if not entries:
+                raise DataError(f"split {split!r} of {self.root} has no readable video")
+            for i in rng.permutation(len(entries)):
+                video = entries[i]
+                t = np.arange(len(video.frames))
+                if self.frames_per_video and len(t) > self.frames_per_video:
+                    t = rng.choice(t, self.frames_per_video, replace=False)
+                for j in t:
+                    yield (video.frames[j], video.boxes[j].reshape(-1, 4),
+                           video.classes[j].astype(np.int32),
+                           video.track_ids[j].astype(np.int32))
+
+    def dataset(self, split: str, *, training: bool, spec, seed: int = 0) -> tf.data.Dataset:
+        """Training frames of `split` (see the module docstring), shuffled, forever."""
+        if not training:
+            raise DataError("detection is evaluated per video (DetectionTask.evaluate reads "
+                            "DetectionSource.videos), not from a frame dataset")
+        short, longest = spec.image_size
+        ds = tf.data.Dataset.from_generator(
+            lambda: self._frames(split, seed),
+            output_signature=(tf.TensorSpec([None, None, 3], tf.uint8),
+                              tf.TensorSpec([None, 4], tf.float32),
+                              tf.TensorSpec([None], tf.int32),
+                              tf.TensorSpec([None], tf.int32)))
+        flip = spec.flip
+
+        def prepare(image, boxes, classes, tracks):
+            image, scale = resize_for_detection(image, short, longest)
+            boxes = boxes * scale
+            size = tf.shape(image)[:2]
+            if flip:
+                # a stateless draw per element keeps the stream reproducible under a seed
+                do = tf.random.uniform([], seed=seed) < 0.5
+                image = tf.cond(do, lambda: tf.reverse(image, [1]), lambda: image)
+                boxes = tf.cond(do, lambda: flip_boxes(boxes, size[1]), lambda: boxes)
+            return image, {"gt_boxes": boxes, "gt_classes": classes, "gt_track_ids": tracks,
+                           "image_size": size}
+
+        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).shuffle(64, seed=seed)

@@ -1,0 +1,237 @@
+"""Object detection in video frames: the task of `tfzoo.models.rfcn.RFCN` (D&T, thesis ch. 8).
+
+A detector's outputs are dense maps (`rpn_scores`, `rpn_deltas`, `cls_maps`, `reg_maps`);
+losses need the ground truth inside the step (anchor and RoI targets, OHEM), so `fit` calls the
+model's `compute_loss`, which is this task's `loss`. The test-time prediction is the model's
+`detect` (proposals, PS-RoI pooling, per-class NMS); evaluation is ImageNet VID mAP with the
+motion-speed breakdown (`tfzoo.detection.evaluate_vid`); the serving signature returns the TF
+Object Detection API's outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfzoo.errors import TfzooError
+from tfzoo.tasks.base import Task, register_task
+
+OUTPUTS = ("rpn_scores", "rpn_deltas", "cls_maps", "reg_maps")
+LABELS = {"gt_boxes": 0.0, "gt_classes": -1, "gt_track_ids": -1, "image_size": 0}
+
+
+class DetectionTask(Task):
+    """Detection: RPN + R-FCN losses, VID mAP, TF Object Detection API serving outputs.
+
+    Example:
+    >>> import numpy as np
+    >>> task = DetectionTask()
+    >>> out = task.export_outputs({"boxes": np.zeros((1, 2, 4), "float32"),
+    ...                            "scores": np.array([[0.9, 0.0]], "float32"),
+    ...                            "classes": np.array([[1, 0]], "int32"),
+    ...                            "num_detections": np.array([1], "int32")},
+    ...                           class_names=["cat", "dog"], top_k=1)
+    >>> out["detection_class_names"].numpy()[0, 0], int(out["num_detections"][0])
+    (b'dog', 1)
+    """
+
+    name = "detection"
+
+    # -- outputs ------------------------------------------------------------------------------
+
+    def check_outputs(self, model: keras.Model) -> None:
+        out = model.output
+        if not isinstance(out, dict) or sorted(out) != sorted(OUTPUTS):
+            keys = sorted(out) if isinstance(out, dict) else type(out).__name__
+            raise ValueError(f"{model.name} outputs {keys}; a detector returns the dict "
+                             f"{list(OUTPUTS)}")
+        bad = {k: v.dtype for k, v in out.items() if v.dtype != "float32"}
+        if bad:
+            raise ValueError(f"{model.name} outputs {bad} are not float32")
+        if not hasattr(model, "detect"):
+            raise ValueError(f"{model.name} has no detect(); see tfzoo.models.rfcn.RFCN")
+
+    # -- training -----------------------------------------------------------------------------
+
+    def compile(self, model, *, optimizer, label_smoothing: float = 0.0, jit_compile: bool = False):
+        if label_smoothing:
+            raise TfzooError(f"label_smoothing={label_smoothing} is for classifiers; a detector "
+                             "trains with the RPN/R-FCN losses (set it to 0)")
+        # No Keras loss: the model's compute_loss calls `loss` with the ground truth.
+        model.compile(optimizer=optimizer, jit_compile=jit_compile)
+
+    def targets(self, model, num_classes: int, *, label_smoothing: float = 0.0):
+        # Anchor and RoI targets depend on the proposals, so they are made inside the step.
+        return lambda x, y: (x, y)
+
+    def batch(self, dataset, batch_size: int, *, drop_remainder: bool):
+        """Frames of different sizes in one batch: zero-padded at the bottom/right (their
+        `image_size` keeps the real extent), ground truth padded with class -1."""
+        padding = (tf.constant(0.0), {k: tf.constant(v, tf.float32 if k == "gt_boxes" else tf.int32)
+                                      for k, v in LABELS.items()})
+        return dataset.padded_batch(batch_size, padding_values=padding,
+                                    drop_remainder=drop_remainder)
+
+    def synthetic_targets(self, model, inputs):
+        """One ground-truth box of class 0 per frame, centred, half the frame's size."""
+        shape = tf.shape(inputs)
+        b, h, w = shape[0], tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        box = tf.stack([w / 4, h / 4, 3 * w / 4 - 1, 3 * h / 4 - 1])
+        return {"gt_boxes": tf.tile(box[None, None], [b, 1, 1]),
+                "gt_classes": tf.zeros([b, 1], tf.int32),
+                "gt_track_ids": tf.zeros([b, 1], tf.int32),
+                "image_size": tf.tile(tf.stack([shape[1], shape[2]])[None], [b, 1])}
+
+    def losses(self, model, outputs, labels, *, seed=(0, 0)) -> dict:
+        """The four losses (`RFCN.detection_losses`): rpn_cls, rpn_box, cls, box."""
+        return model.detection_losses(outputs, labels, seed=seed)
+
+    def loss(self, model, outputs, labels, *, seed=(0, 0)):
+        """RPN and R-FCN losses summed with unit weights (Faster R-CNN's lambda = 1)."""
+        return tf.add_n(list(self.losses(model, outputs, labels, seed=seed).values()))
+
+    # -- test ---------------------------------------------------------------------------------
+
+    def test_score(self, outputs):
+        """A detector's test-time prediction is `RFCN.detect`'s dict; returned as is."""
+        if not isinstance(outputs, dict) or "boxes" not in outputs:
+            raise ValueError("a detector's test-time prediction is RFCN.detect's dict "
+                             "(boxes, scores, classes, num_detections)")
+        return outputs
+
+    def predict(self, model, x, *, flip: bool = False, flip_label_map=None):
+        _refuse_flip(flip)
+        return model.detect(x)
+
+    def serve(self, model, inputs):
+        return model.detect(inputs)
+
+    def evaluate(self, model, source, split, config, *, flip: bool) -> dict:
+        """ImageNet VID mAP (IoU 0.5 with the devkit's small-object rule), AP per class, mAP by
+        motion speed, and the RPN's recall at IoU 0.5 over its proposals per frame. Every frame
+        of every video of `split`, at the model's test scale (`short_side`/`max_side`)."""
+        _refuse_flip(flip)
+        return evaluate_detector(model, source.videos(split), source.info.class_names,
+                                 batch_size=config.batch_size)
+
+    def describe(self, metrics: dict) -> list[str]:
+        def fmt(v):
+            return "n/a" if v is None else f"{v:.4f}"
+
+        recall = metrics.get("proposal_recall")
+        lines = [f"VID mAP {fmt(metrics['mAP'])}  (slow {fmt(metrics.get('mAP_slow'))}, medium "
+                 f"{fmt(metrics.get('mAP_medium'))}, fast {fmt(metrics.get('mAP_fast'))}); "
+                 f"proposal recall@{metrics.get('num_proposals')} {fmt(recall)}  "
+                 f"({metrics['num_frames']} frames of {metrics['num_videos']} videos)"]
+        for name, ap in metrics["AP"].items():
+            lines.append(f"  {name:24s} {fmt(ap)}")
+        return lines
+
+    # -- export -------------------------------------------------------------------------------
+
+    def check_export(self, model, class_names: Sequence[str], top_k: int) -> None:
+        if len(class_names) != model.num_classes:
+            raise ValueError(f"RunInfo.class_names has {len(class_names)} names but the detector "
+                             f"has {model.num_classes} classes; they must match")
+
+    def export_outputs(self, outputs, *, class_names, top_k: int) -> dict:
+        """The TF Object Detection API names: detection_boxes (B, M, 4) x1 y1 x2 y2 in input
+        pixels, detection_scores (B, M), detection_classes (B, M) int32 (0-based),
+        detection_class_names (B, M) string, num_detections (B,) int32. `top_k` is unused:
+        the model's `max_detections` bounds M."""
+        names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+        classes = tf.cast(outputs["classes"], tf.int32)
+        n = tf.cast(outputs["num_detections"], tf.int32)
+        valid = tf.range(tf.shape(classes)[1])[None] < n[:, None]
+        return {"detection_boxes": tf.cast(outputs["boxes"], tf.float32),
+                "detection_scores": tf.cast(outputs["scores"], tf.float32),
+                "detection_classes": classes,
+                "detection_class_names": tf.where(valid, tf.gather(names, classes), ""),
+                "num_detections": n}
+
+
+def _refuse_flip(flip: bool) -> None:
+    if flip:
+        raise TfzooError("flip=True: the detector has no flipped-view test protocol (the thesis "
+                         "tests single frames); set test_flip=False or pass --noflip")
+
+
+def jittered_ground_truth(boxes, copies: int = 20, jitter: float = 0.15, seed: int = 0):
+    """`copies` random perturbations of each ground-truth box (centre shifted by up to
+    `jitter` of the size, width and height scaled by exp(+-jitter)): proposals that stand in
+    for the RPN, so the detector's head is measured alone."""
+    rng = np.random.default_rng(seed)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    cx, cy = boxes[:, 0] + w / 2, boxes[:, 1] + h / 2
+    u = rng.uniform(-jitter, jitter, (copies, len(boxes), 4))
+    cx, cy = cx + u[..., 0] * w, cy + u[..., 1] * h
+    w, h = w * np.exp(u[..., 2]), h * np.exp(u[..., 3])
+    out = np.stack([cx - w / 2, cy - h / 2, cx + w / 2 - 1, cy + h / 2 - 1], -1)
+    return out.reshape(-1, 4).astype(np.float32)
+
+
+def evaluate_detector(model, videos, class_names, *, batch_size: int = 4,
+                      proposals: str = "rpn") -> dict:
+    """`DetectionTask.evaluate` on an iterable of `DetectionVideo`s.
+
+    `proposals`: "rpn" (the model's), or "gt_jitter": `jittered_ground_truth` of each frame's
+    ground truth instead (the detector without its RPN; an upper bound for the proposals).
+    """
+    from tfzoo.detection import evaluate_vid, iou_matrix
+    from tfzoo.utils import check_choice
+
+    check_choice("proposals", proposals, ("rpn", "gt_jitter"))
+    detect = tf.function(model.detect, reduce_retracing=True)
+    post = int(model.get_config()["test_post_nms"])
+    detections, annotations = [], {}
+    found = total = frames = videos_seen = 0
+    for video in videos:
+        videos_seen += 1
+        annotations.update(video.annotations())
+        for start in range(0, len(video.frames), batch_size):
+            x = video.frames[start:start + batch_size]
+            given = None
+            if proposals == "gt_jitter":
+                boxes = np.zeros((len(x), post, 4), np.float32)
+                counts = np.zeros(len(x), np.int32)
+                for i in range(len(x)):
+                    j = jittered_ground_truth(video.boxes[start + i], seed=start + i)[:post]
+                    boxes[i, :len(j)], counts[i] = j, len(j)
+                given = (boxes, counts)
+            out = {k: v.numpy() for k, v in detect(x, proposals=given).items()}
+            for i in range(len(x)):
+                t = start + i
+                frames += 1
+                fid = (video.video_id, t)
+                for j in range(out["num_detections"][i]):
+                    detections.append((fid, int(out["classes"][i, j]), float(out["scores"][i, j]),
+                                       *map(float, out["boxes"][i, j])))
+                gt = video.boxes[t]
+                props = out["proposals"][i, :out["num_proposals"][i]]
+                if len(gt):
+                    if len(props):
+                        found += int((iou_matrix(gt, props).numpy().max(1) >= 0.5).sum())
+                    total += len(gt)
+    result = evaluate_vid(detections, annotations)
+    names = list(class_names)
+    metrics = {
+        "mAP": result["mAP"],
+        "AP": {names[c]: v for c, v in result["AP"].items()},
+        **{f"mAP_{s}": result.get(f"mAP_{s}") for s in ("slow", "medium", "fast")},
+        **{f"AP_{s}": {names[c]: v for c, v in result.get(f"AP_{s}", {}).items()}
+           for s in ("slow", "medium", "fast")},
+        "num_gt": {names[c]: n for c, n in result["num_gt"].items()},
+        "proposals": proposals,
+        "proposal_recall": found / total if total else None,
+        "num_proposals": post,
+        "num_frames": frames, "num_videos": videos_seen, "num_detections": len(detections),
+        "protocol": "ImageNet VID mAP (IoU 0.5, devkit small-object rule), every frame",
+    }
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+
+
+DETECTION = register_task(DetectionTask())
