@@ -64,7 +64,8 @@ def test_registry_lists_the_spine_models():
     for name in ("resnet50", "resnet101", "resnet152", "tresnet50", "tresnet_small", "resnet_small"):
         assert name in NAMES
     assert tfzoo.list_models("tresnet*") == [n for n in NAMES if n.startswith("tresnet")]
-    assert tfzoo.list_models(task="detection") == ["rfcn", "rfcn_resnet101", "rfcn_resnet50"]
+    assert tfzoo.list_models(task="detection") == ["dt", "dt_resnet101", "rfcn", "rfcn_resnet101",
+                                                   "rfcn_resnet50"]
     assert sorted(NAMES + tfzoo.list_models(task="detection")) == tfzoo.list_models()
 
 

@@ -1,8 +1,9 @@
 """Model families. Each family module registers its own presets in `register()`; importing
 this package calls them (in a fixed order, so `list_models()` is stable)."""
 
-from tfzoo.models import fusion, resnet, rfcn, tresnet, two_stream_resnet
+from tfzoo.models import dt, fusion, resnet, rfcn, tresnet, two_stream_resnet
 from tfzoo.models.base import VideoModel
+from tfzoo.models.dt import DetectTrack
 from tfzoo.models.features import Endpoint, feature_extractor
 from tfzoo.models.fusion import TwoStreamFusion, TwoStreamNet
 from tfzoo.models.resnet import FrameResNet
@@ -10,10 +11,10 @@ from tfzoo.models.rfcn import RFCN
 from tfzoo.models.tresnet import TResNet
 from tfzoo.models.two_stream_resnet import MulNet, STResNet
 
-for _family in (resnet, tresnet, fusion, two_stream_resnet, rfcn):
+for _family in (resnet, tresnet, fusion, two_stream_resnet, rfcn, dt):
     _family.register()
 
 __all__ = [
-    "Endpoint", "FrameResNet", "MulNet", "RFCN", "STResNet", "TResNet", "TwoStreamFusion",
+    "DetectTrack", "Endpoint", "FrameResNet", "MulNet", "RFCN", "STResNet", "TResNet", "TwoStreamFusion",
     "TwoStreamNet", "VideoModel", "feature_extractor",
 ]

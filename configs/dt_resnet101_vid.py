@@ -1,0 +1,24 @@
+"""D&T recipe, step 3 (thesis §8.5.2): the D&T ResNet-101 (R-FCN + correlation RoI tracking),
+fine-tuned from the R-FCN VID model (configs/rfcn_resnet101_vid.py) with a learning rate of
+1e-4 for 40K iterations then 1e-5 for 20K, batch 4, the thesis' DET+VID data:
+
+    python -m tfzoo.train --config=dt_resnet101_vid --data=DIR --set init_from=runs/rfcn_resnet101_vid --model_dir=runs/dt_resnet101_vid
+    python -m tfzoo.detect --model_dir=runs/dt_resnet101_vid --video=IN.mp4 --out=OUT.mp4
+
+Not yet the thesis' training: the detection data pipeline gives single frames, so this run
+optimises the detection terms of eq. 8.1 only; the tracking term needs pairs of adjacent
+frames (DET images as two copies), which `DetectTrack.tracking_loss` takes (layout in
+docs/detection.md, "Frame pairs") once the pipeline samples them.
+"""
+
+import dataclasses
+
+from tfzoo.config import load_config_file
+
+CONFIG = dataclasses.replace(
+    load_config_file("rfcn_resnet101_vid"),
+    model="dt_resnet101",
+    learning_rate=1e-4,
+    lr_boundaries=(40,),  # x 1000 steps per epoch: 40K at 1e-4, then 20K at 1e-5
+    epochs=60,
+)

@@ -1,0 +1,123 @@
+"""DetectTrack (D&T): the RoI tracking head on the R-FCN, its detect_track contract (what
+`python -m tfzoo.detect` consumes), the tracking loss, save/load."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfzoo.detection import decode_boxes, tracking_loss, tracking_rois, tracking_targets
+from tfzoo.models.dt import DetectTrack
+from tfzoo.models.rfcn import TINY
+
+
+@pytest.fixture(scope="module")
+def model():
+    return DetectTrack(num_classes=2, max_displacement=2, **TINY)
+
+
+def pairs(seed=0, b=1):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (b, 2, 64, 80, 3)).astype("uint8")
+
+
+def test_detect_track_is_detect_plus_the_tracker(model):
+    x = pairs()
+    out = model.detect_track(x)
+    # both frames' detections are the detector's (NMS with box voting, 25 per class)
+    det = model.detect(x.reshape(2, 64, 80, 3), box_voting=True, max_per_class=25)
+    n = det["num_detections"].numpy()
+    np.testing.assert_array_equal(out["num_detections"].numpy()[0], n)
+    for f in range(2):
+        np.testing.assert_allclose(out["detection_boxes"].numpy()[0, f, :n[f]],
+                                   det["boxes"].numpy()[f, :n[f]], atol=1e-4)
+    # the tracks are RoITracking on the two frames' features, decoded on frame t's boxes
+    feats = model.features(tf.cast(x.reshape(2, 64, 80, 3), tf.float32))
+    names = ("conv3", "conv4", "conv5", "reg_maps")
+    rois = np.concatenate([np.zeros((n[0], 1)), det["boxes"].numpy()[0, :n[0]]], 1)
+    deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
+                            rois.astype("float32")]).numpy()
+    np.testing.assert_allclose(out["track_deltas"].numpy()[0, :n[0]], deltas, atol=1e-4)
+    np.testing.assert_allclose(out["track_boxes"].numpy()[0, :n[0]],
+                               decode_boxes(rois[:, 1:], deltas).numpy(), atol=1e-3)
+    assert not out["track_boxes"].numpy()[0, n[0]:].any()
+
+
+def test_detector_adapter_and_save_load(model, tmp_path):
+    from tfzoo.detect import Detector
+
+    x = pairs(1)
+    want = model.detect_track(x)
+    model.save(tmp_path / "dt.keras")
+    again = keras.saving.load_model(tmp_path / "dt.keras")
+    assert isinstance(again, DetectTrack) and again.get_config() == model.get_config()
+    got = again.detect_track(x)
+    for k in want:
+        np.testing.assert_allclose(np.asarray(got[k], float), np.asarray(want[k], float),
+                                   atol=1e-5)
+    d_t, d_tau, tracks = Detector(again, class_names=["a", "b"]).detect_pairs(x)
+    n = int(want["num_detections"][0, 0])
+    np.testing.assert_allclose(tracks[0][:, 4:], want["track_boxes"].numpy()[0, :n], atol=1e-4)
+    np.testing.assert_allclose(d_tau[0]["scores"],
+                               want["detection_scores"].numpy()[0, 1][:len(d_tau[0]["scores"])])
+
+
+def test_tracking_loss_is_eq_8_1_on_the_model(model):
+    x = pairs(2).astype("float32")
+    boxes = np.array([[[[5, 5, 30, 40], [40, 10, 70, 50], [0, 0, 0, 0]],
+                       [[9, 6, 34, 41], [0, 0, 0, 0], [38, 12, 69, 52]]]], "float32")
+    ids = np.array([[[3, 5, -1], [3, -1, 5]]])
+    with tf.GradientTape() as tape:
+        loss = model.tracking_loss(x, boxes, ids)
+    targets, valid = tracking_targets(boxes, ids)
+    rois, idx = tracking_rois(boxes, valid)
+    feats = model.features(tf.constant(x.reshape(2, 64, 80, 3)))
+    names = ("conv3", "conv4", "conv5", "reg_maps")
+    deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
+                            rois])
+    np.testing.assert_allclose(float(loss),
+                               float(tracking_loss(deltas, tf.gather_nd(targets, idx))),
+                               rtol=1e-5)
+    grads = tape.gradient(loss, model.trainable_weights)
+    reached = {w.path.split("/")[0] for w, g in zip(model.trainable_weights, grads)
+               if g is not None and float(tf.reduce_sum(tf.abs(g))) > 0}
+    # the tracking term trains the tracker, the box maps and the backbone (through the
+    # correlations), as the thesis notes for the D (& T loss) gain
+    assert "track_maps" in reached and "rfcn_bbox" in reached
+    assert "rfcn_cls" not in reached and "rpn_cls" not in reached
+    assert len(reached) > 4
+
+
+def test_registered_presets():
+    from tfzoo.registry import create_model
+
+    m = create_model("dt", num_classes=3, short_side=None, max_side=None)
+    assert isinstance(m, DetectTrack) and m.get_config()["max_displacement"] == 4
+    with pytest.raises(ValueError, match="unknown argument 'max_displacment'"):
+        DetectTrack.from_config({**m.get_config(), "max_displacment": 3})
+
+
+@pytest.mark.slow
+def test_detect_cli_on_a_model_dir(model, tmp_path, capsys):
+    # ~20 s (loading the model, tracing detect on the video's size): slow
+    import json
+
+    from tfzoo.detect import main
+    from tfzoo.rundir import RunInfo, save_model, write_run_info
+    from tfzoo.video import VideoWriter
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(model, run)
+    write_run_info(run, RunInfo(model="dt", model_config=model.get_config(),
+                                class_names=["a", "b"], num_frames=1, image_size=(64, 80)))
+    with VideoWriter(tmp_path / "in.mp4", fps=5) as w:
+        for f in pairs(3)[0]:
+            w.write(f)
+    code = main(["--model_dir", str(run), "--video", str(tmp_path / "in.mp4"), "--out",
+                 str(tmp_path / "out.mp4"), "--json", str(tmp_path / "out.json"),
+                 "--min_score", "0", "--no_progress"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 2
+    assert all(set(c) <= {"a", "b"} for c in (f["class_names"] for f in doc["frames"]))
