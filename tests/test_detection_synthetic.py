@@ -5,6 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from tfzoo.data.base import DataError
 from tfzoo.detection import read_detection_dataset
 from tfzoo.detection.synthetic import (
     CLASSES, SyntheticDetectionConfig, render_video, write_synthetic_vid,
@@ -133,3 +134,45 @@ def test_custom_layout_video_file_keeps_source_pixels(tmp_path):
     assert video.frames.shape == (4, 48, 320, 3)  # boxes index these pixels
     np.testing.assert_array_equal(video.boxes[1], [[100, 10, 300, 40]])
     assert abs(int(video.frames[3].mean()) - 180) <= 3  # decoded, in order
+
+
+def test_imagenet_train_split_is_the_det_vid_mix(tmp_path):
+    from conftest import BIKES
+    from _data_fixtures import bikes_frames, make_imagenet_vid
+
+    root = tmp_path / "ilsvrc"
+    make_imagenet_vid(root, bikes_frames(BIKES, short_side=32, num=20))
+    train = read_detection_dataset(root, "train")
+    videos = list(train)
+    vid = [v for v in videos if v.video_id.startswith("train/")]
+    det = [v for v in videos if v.video_id.startswith("DET/")]
+    assert [len(v.frames) for v in vid] == [12, 15]
+    # The two bicycle DET images, one frame each; the image of a non-VID class is not in the
+    # mix, and its foreign objects are not reported as errors.
+    assert len(det) == 2 and all(len(v.frames) == 1 for v in det)
+    bicycle = train.class_names.index("bicycle")
+    for v in det:
+        np.testing.assert_array_equal(v.classes[0], [bicycle])
+        np.testing.assert_array_equal(v.boxes[0], [[1, 1, 20, 20]])
+        np.testing.assert_array_equal(v.track_ids[0], [-1])
+    assert not train.skipped
+    assert len(read_detection_dataset(root, "train", det_per_class=1)) == 2 + 1
+    assert len(read_detection_dataset(root, "train", det_per_class=0)) == 2
+    assert not [e for e in read_detection_dataset(root, "val").entries if "DET" in e.video_id]
+
+
+def test_prepare_reads_the_class_list_of_a_vid_layout(tmp_path):
+    from tfzoo.data.adapters import list_dataset
+
+    root = write_synthetic_vid(tmp_path / "syn", SMALL)
+    listing = list_dataset("imagenet_vid", root)
+    assert listing.class_names == list(CLASSES)
+    videos = {f"VID/{v.video_id}": v for split in ("train", "val")
+              for v in read_detection_dataset(root, split)}
+    assert sorted(videos) == sorted(item.video_id for item in listing.items)
+    for item in listing.items:  # each snippet's label is its most frequent class
+        counts = np.bincount(np.concatenate(videos[item.video_id].classes), minlength=len(CLASSES))
+        assert item.label == int(np.argmax(counts)), item.video_id
+    (root / "classes.txt").write_text("n1 disc\nbroken-line\n")
+    with pytest.raises(DataError, match=r"classes.txt:2: 'broken-line'; expected '<wnid> <name>'"):
+        list_dataset("imagenet_vid", root)

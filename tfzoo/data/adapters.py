@@ -308,13 +308,64 @@ def _snippet_dirs(d: Path) -> list[Path]:
     return sorted(out)
 
 
+def vid_classes(root) -> list[tuple[str, str]]:
+    """(wnid, name) of the classes of an ImageNet VID-layout root: ROOT/classes.txt
+    ("<wnid> <name>" lines, as the embedded synthetic set writes) or the 30 VID classes."""
+    path = Path(root) / "classes.txt"
+    if not path.exists():
+        return list(VID_CLASSES)
+    pairs = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=1)
+        if len(fields) != 2:
+            raise DataError(f"{path}:{n}: {line!r}; expected '<wnid> <name>'")
+        pairs.append((fields[0], fields[1].strip()))
+    return pairs
+
+
+def list_det_images(root, class_index: dict, *, per_class: int = 2000,
+                    seed: int = 0) -> list[tuple[Path, Path, int]]:
+    """(image, annotation, label) of the ImageNet DET training images in the thesis' DET+VID
+    mix (§8.5.1): images holding an object of `class_index` (wnid -> label), labelled by their
+    most frequent such class, at most `per_class` per class (a seeded sample), in path order.
+    Empty without ROOT/Data/DET/train."""
+    data, ann = Path(root) / "Data", Path(root) / "Annotations"
+    det = data / "DET" / "train"
+    if not det.is_dir() or not per_class:
+        return []
+    by_label: dict[int, list] = {}
+    for dirpath, dirnames, filenames in os.walk(det):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            if not fn.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            img = Path(dirpath) / fn
+            a = ann / img.relative_to(data).with_suffix(".xml")
+            if not a.exists():
+                continue
+            labels = [class_index[o["wnid"]] for o in parse_voc_xml(a)["objects"]
+                      if o["wnid"] in class_index]
+            if labels:  # only images of the mix's classes enter it
+                label = max(sorted(set(labels)), key=labels.count)
+                by_label.setdefault(label, []).append((img, a, label))
+    out = []
+    for label, imgs in sorted(by_label.items()):
+        rng = random.Random(f"{seed}/det/{label}")
+        out += sorted(imgs if len(imgs) <= per_class else rng.sample(imgs, per_class))
+    return out
+
+
 def list_imagenet_vid(root, *, vid_train_frames: int = 10, det_per_class: int = 2000,
                       seed: int = 0) -> Listing:
     root = _need_dir(root, "ILSVRC2015 root with Data/VID and Annotations/VID")
     data, ann = root / "Data", root / "Annotations"
     if not (data / "VID").is_dir():
         raise DataError(f"{root}: Data/VID/ missing (ILSVRC2015 VID layout)")
-    class_names = [name for _, name in VID_CLASSES]
+    classes = vid_classes(root)
+    class_names = [name for _, name in classes]
+    index = {wnid: i for i, (wnid, _) in enumerate(classes)}
     items, skipped = [], []
     for subset, split in (("train", "train"), ("val", "val")):
         base = data / "VID" / subset
@@ -328,7 +379,8 @@ def list_imagenet_vid(root, *, vid_train_frames: int = 10, det_per_class: int = 
             labels = []
             for a in anns[:: max(1, len(anns) // 20)]:  # a sample of frames decides the label
                 if a is not None:
-                    labels += [o["label"] for o in parse_voc_xml(a)["objects"] if o["label"] >= 0]
+                    labels += [index[o["wnid"]] for o in parse_voc_xml(a)["objects"]
+                               if o["wnid"] in index]
             label = max(sorted(set(labels)), key=labels.count) if labels else -1
             attrs = {"source": "VID"}
             if split == "train" and vid_train_frames:
@@ -339,32 +391,10 @@ def list_imagenet_vid(root, *, vid_train_frames: int = 10, det_per_class: int = 
             items.append(VideoItem(video_id=f"VID/{rel.as_posix()}", label=label, splits=(split,),
                                    frame_paths=[str(f) for f in frames], annotation_paths=anns,
                                    attrs=attrs))
-    det = data / "DET" / "train"
-    if det.is_dir() and det_per_class:
-        per_class: dict[int, list] = {}
-        for dirpath, dirnames, filenames in os.walk(det):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                if not fn.lower().endswith(IMAGE_EXTENSIONS):
-                    continue
-                img = Path(dirpath) / fn
-                rel = img.relative_to(data)
-                a = ann / rel.with_suffix(".xml")
-                if not a.exists():
-                    continue
-                objs = parse_voc_xml(a)["objects"]
-                vid_labels = [o["label"] for o in objs if o["label"] >= 0]
-                if not vid_labels:
-                    continue  # only the 30 VID classes enter the mix
-                label = max(sorted(set(vid_labels)), key=vid_labels.count)
-                per_class.setdefault(label, []).append((img, a, rel))
-        for label, imgs in sorted(per_class.items()):
-            rng = random.Random(f"{seed}/det/{label}")
-            chosen = imgs if len(imgs) <= det_per_class else rng.sample(imgs, det_per_class)
-            for img, a, rel in sorted(chosen):
-                items.append(VideoItem(video_id=rel.with_suffix("").as_posix(), label=label,
-                                       splits=("train",), frame_paths=[str(img)],
-                                       annotation_paths=[str(a)], attrs={"source": "DET"}))
+    for img, a, label in list_det_images(root, index, per_class=det_per_class, seed=seed):
+        items.append(VideoItem(video_id=img.relative_to(data).with_suffix("").as_posix(),
+                               label=label, splits=("train",), frame_paths=[str(img)],
+                               annotation_paths=[str(a)], attrs={"source": "DET"}))
     if not items:
         raise DataError(f"{root}: no snippets found under Data/VID/train or Data/VID/val")
     return Listing("imagenet_vid", class_names, items, ["train", "val"], skipped,

@@ -6,6 +6,9 @@ ImageNet VID layout (ILSVRC2015; `tfzoo.detection.synthetic` writes the same)::
     ROOT/Data/VID/<split>/[<group>/]<snippet>/<frame>.JPEG
     ROOT/Annotations/VID/<split>/[<group>/]<snippet>/<frame>.xml   (VOC XML, boxes + trackid)
     ROOT/classes.txt   optional "<wnid> <name>" lines; default: the 30 VID classes
+    ROOT/Data/DET/train/.../<image>.JPEG + ROOT/Annotations/DET/train/.../<image>.xml
+                       optional: split "train" adds these images (one-frame videos) for the
+                       DET+VID mix, at most `det_per_class` per class
 
 Custom layout (one folder per video, or one video file per video)::
 
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfzoo.data.adapters import IMAGE_EXTENSIONS, VID_CLASSES, parse_voc_xml
+from tfzoo.data.adapters import IMAGE_EXTENSIONS, list_det_images, parse_voc_xml, vid_classes
 from tfzoo.data.base import DataError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -70,6 +73,7 @@ class _Entry:
     annotation_paths: list[str | None] = field(default_factory=list)  # VID XML per frame
     video_path: str | None = None  # custom: a video file
     rows: dict = field(default_factory=dict)  # custom: frame key -> [(track, class, box)]
+    det: bool = False  # an ImageNet DET image: objects of other classes are not in the mix
 
 
 def _read_image(path):
@@ -88,9 +92,10 @@ class DetectionDataset:
     not be used; it grows while iterating (corrupt frames are found when decoded).
     """
 
-    def __init__(self, root, split: str):
+    def __init__(self, root, split: str, *, det_per_class: int = 2000, seed: int = 0):
         self.root = Path(root)
         self.split = split
+        self.det_per_class, self.seed = det_per_class, seed
         self.skipped: list[dict] = []
         if not self.root.is_dir():
             raise DataError(f"{self.root}: not a folder (expected an ImageNet VID layout with "
@@ -104,10 +109,8 @@ class DetectionDataset:
 
     # ---------------------------------------------------------------------- listing
     def _list_vid(self):
-        classes = self.root / "classes.txt"
-        pairs = ([tuple(line.split(maxsplit=1)) for line in classes.read_text().splitlines()
-                  if line.strip()] if classes.exists() else list(VID_CLASSES))
-        self.class_names = [name.strip() for _, name in pairs]
+        pairs = vid_classes(self.root)
+        self.class_names = [name for _, name in pairs]
         self._wnid = {wnid: i for i, (wnid, _) in enumerate(pairs)}
         base = self.root / "Data" / "VID" / self.split
         if not base.is_dir():
@@ -127,6 +130,14 @@ class DetectionDataset:
                 a = ann / (Path(f).stem + ".xml")
                 e.annotation_paths.append(str(a) if a.exists() else None)
             self.entries.append(e)
+        if self.split == "train":
+            # The thesis' DET+VID mix (§8.5.1): DET images of these classes, each a one-frame
+            # "video", at most `det_per_class` per class.
+            for img, a, _ in list_det_images(self.root, self._wnid,
+                                             per_class=self.det_per_class, seed=self.seed):
+                rel = img.relative_to(self.root / "Data").with_suffix("")
+                self.entries.append(_Entry(rel.as_posix(), frame_paths=[str(img)],
+                                           annotation_paths=[str(a)], det=True))
 
     def _list_custom(self):
         base = self.root / self.split
@@ -192,12 +203,14 @@ class DetectionDataset:
             if video is not None:
                 yield video
 
-    def _objects_vid(self, path):
+    def _objects_vid(self, path, det: bool = False):
         if path is None:
             return []
         objs = []
         for o in parse_voc_xml(path)["objects"]:
             if o["wnid"] not in self._wnid:
+                if det:
+                    continue
                 self.skipped.append({"path": path, "reason": f"unknown class {o['wnid']!r}"})
                 continue
             objs.append((o["trackid"], self._wnid[o["wnid"]], o["box"]))
@@ -232,7 +245,7 @@ class DetectionDataset:
                 try:
                     img = _read_image(path)
                     if self.layout == "imagenet_vid":
-                        objs = self._objects_vid(e.annotation_paths[t])
+                        objs = self._objects_vid(e.annotation_paths[t], e.det)
                     else:
                         objs = self._objects_custom(e, Path(path).name)
                 except DataError as err:
@@ -255,6 +268,9 @@ class DetectionDataset:
             track_ids=[np.array([k for k, _, _ in o], np.int64) for o in objects])
 
 
-def read_detection_dataset(root, split: str = "train") -> DetectionDataset:
-    """The videos of `split` under `root` (ImageNet VID or custom layout, see module doc)."""
-    return DetectionDataset(root, split)
+def read_detection_dataset(root, split: str = "train", *, det_per_class: int = 2000,
+                           seed: int = 0) -> DetectionDataset:
+    """The videos of `split` under `root` (ImageNet VID or custom layout, see module doc); an
+    ImageNet layout's "train" adds ROOT/Data/DET/train images of its classes, at most
+    `det_per_class` per class (a sample drawn with `seed`)."""
+    return DetectionDataset(root, split, det_per_class=det_per_class, seed=seed)
