@@ -20,8 +20,12 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/python -m tfzoo.demo --model_dir=$(RUN_DIR)
 
+# One pytest-xdist worker per core (TEST_WORKERS=0: serial); whole files per worker, so a
+# module's shared fixtures (trained runs, exports) are built once.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow tests

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from absl import app, flags  # noqa: E402
+
+from tfzoo.errors import quiet_tensorflow_start_up  # noqa: E402
+
+quiet_tensorflow_start_up()  # TF's C++ start-up lines before our one-line errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "tfzoo model directory (run.json + model.keras).")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tfzoo.rundir import RunInfo, write_run_info
+import tfzoo
+from tfzoo.rundir import RunInfo, save_model, write_run_info
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +34,15 @@ def places(tmp_path_factory):
                                                       "accelerate", "decelerate"],
                                          num_frames=4, image_size=(32, 32),
                                          config={"dataset_options": {"size": 32}}))
+    # A finished run of a tiny model, and a video cut short (its header only).
+    model = tfzoo.create_model("tresnet_small", num_classes=2, blocks=(1, 1, 1, 1), width=8)
+    (root / "model_run").mkdir()
+    save_model(model, root / "model_run")
+    write_run_info(root / "model_run", RunInfo(model="tresnet_small",
+                                               model_config=model.get_config(),
+                                               class_names=["a", "b"], num_frames=4,
+                                               image_size=(32, 32)))
+    (root / "corrupt.mp4").write_bytes((Path(__file__).parent / "data" / "bikes.mp4").read_bytes()[:20000])
     return root
 
 
@@ -198,14 +208,21 @@ def test_serving_client_table(places, tmp_path, capsys, bikes_path):
     (["-m", "tfzoo.flow", "--video", "/no/such/clip.mp4", "--out", "x.npz"], "clip.mp4"),
     (["-m", "tfzoo.train", "--model=tresnet_small", "--set=image_size=64"],
      "--set 'image_size=(64,64)'"),  # the hint is safe to paste into bash
+    # A real model and a corrupt video: TensorFlow is imported and its devices initialised
+    # before the error, which is when its C++ start-up lines (oneDNN, CUDA probing) appear.
+    (["-m", "tfzoo.predict", "--noprogress", "--model_dir={model_run}",
+      "--video={places}/corrupt.mp4"], "corrupt.mp4"),
 ])
-def test_real_processes(cmd, named, tmp_path):
+def test_real_processes(cmd, named, places, tmp_path):
+    cmd = [c.format(places=places, model_run=places / "model_run") for c in cmd]
+    # TF_CPP_MIN_LOG_LEVEL unset, as in a user's shell (conftest sets it for this process).
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, *cmd], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+                          timeout=300, env={**env, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2, proc.stderr
     assert named in proc.stderr and "Traceback" not in proc.stderr
-    # One line of ours (TensorFlow's C++ start-up log, when it is imported, is not ours).
-    ours = [line for line in proc.stderr.splitlines() if line.startswith("python -m ")]
-    assert len(ours) == 1 and named in ours[0], proc.stderr
+    # Exactly one line: ours, without TensorFlow's C++ start-up log before it.
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "error: " in lines[0] and named in lines[0], proc.stderr
     # Issue 11 item 7: a bad value leaves nothing behind (no runs/NAME/config.json, no output).
     assert not list(tmp_path.iterdir())

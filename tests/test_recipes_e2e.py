@@ -63,14 +63,18 @@ def test_every_config_on_a_real_dataset_documents_its_commands():
             assert splits == {"train"}, name
 
 
+LAYOUT_CLASSES = {"ucf101": ("ApplyEyeMakeup", "Biking"), "hmdb51": ("brush_hair", "cartwheel"),
+                  "yuppp": ("Beach", "Fountain")}
+
+
 def _layout(dataset: str, root: Path) -> Path:
     base = bikes_frames(CLIP, short_side=SHORT_SIDE, num=40)
     if dataset == "ucf101":
-        make_ucf101(root, base, classes=("ApplyEyeMakeup", "Biking"), groups=2)
+        make_ucf101(root, base, classes=LAYOUT_CLASSES[dataset], groups=2)
     elif dataset == "hmdb51":
-        make_hmdb51(root, base, classes=("brush_hair", "cartwheel"), per_class=3)
+        make_hmdb51(root, base, classes=LAYOUT_CLASSES[dataset], per_class=3)
     elif dataset == "yuppp":
-        make_yuppp(root, base, classes=("Beach", "Fountain"), per_camera=3)
+        make_yuppp(root, base, classes=LAYOUT_CLASSES[dataset], per_camera=3)
     else:
         raise AssertionError(f"no fixture layout for {dataset!r}")
     return root
@@ -154,12 +158,21 @@ def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
         assert rows and all(float(r["loss"]) >= 0 for r in rows), rows
         assert all(v == "NA" for r in rows for k, v in r.items() if k.startswith("val_")), rows
     from tfzoo.evaluate import read_metrics
+    from tfzoo.rundir import read_run_info
 
     final = stages[-1][1]
+    # every stage saved its model; each later stage started from the previous one's weights
+    for stage_name, _ in stages:
+        assert (model_dir / "stages" / stage_name / "model.keras").exists(), stage_name
+    assert proc.stdout.count("[tfzoo] initialised ") >= len(stages) - 1, proc.stdout[-3000:]
+    layout = next(a.split("=", 1)[1] for a in prep if a.startswith("--dataset="))
+    info = read_run_info(model_dir)
+    assert info.model == final.model and info.class_names == list(LAYOUT_CLASSES[layout])
     by_split = read_metrics(model_dir)
     assert list(by_split) == [final.test_split], by_split  # evaluated on the run's test split only
     metrics = by_split[final.test_split]
     assert metrics["split"] == final.test_split
+    assert metrics["protocol"].startswith(f"{final.test_num_frames} equally spaced frames")
     manifest = json.loads((data / "manifest.json").read_text())
     assert metrics["num_videos"] == manifest["splits"][final.test_split] > 0
 

@@ -25,6 +25,11 @@ def prepared_yuppp(tmp_path_factory):
     return root / "prepared"
 
 
+# The default suite runs the same recipe, prepared by the prepare CLI, through both stages with
+# the same checks (stage models, stage 2 initialised from stage 1, class names, every test video
+# once, the protocol): tests/test_recipes_e2e.py::test_config_runs_end_to_end_on_its_dataset_layout
+# [tresnet50_yuppp].
+@pytest.mark.slow
 def test_train_and_evaluate_on_prepared_records(prepared_yuppp, tmp_path):
     # The paper's two-stage YUP++ config, shrunk: tiny ResNet/T-ResNet, 32 px, few frames.
     small = "{'blocks': (1, 1, 1, 1), 'width': 4}"
