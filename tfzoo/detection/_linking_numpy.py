@@ -26,38 +26,7 @@ import math
 
 import numpy as np
 
-
-def _check(detections, tracks):
-    if not isinstance(detections, (list, tuple)) or not detections:
-        raise ValueError("detections must be a non-empty list (one dict per frame) of "
-                         "{'boxes': (N, 4), 'scores': (N,), 'classes': (N,)}")
-    frames = len(detections)
-    if len(tracks) not in (frames - 1, frames):
-        raise ValueError(f"tracks has {len(tracks)} entries for {frames} frames: expected "
-                         f"{frames - 1} (one per pair of consecutive frames) or {frames}")
-    out = []
-    for t, d in enumerate(detections):
-        try:
-            boxes = np.asarray(d["boxes"], np.float64).reshape(-1, 4)
-            scores = np.asarray(d["scores"], np.float64).reshape(-1)
-            classes = np.asarray(d["classes"]).astype(np.int64).reshape(-1)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"detections[{t}]: expected {{'boxes': (N, 4), 'scores': (N,), "
-                             f"'classes': (N,)}} ({e})") from e
-        if not len(boxes) == len(scores) == len(classes):
-            raise ValueError(f"detections[{t}]: {len(boxes)} boxes, {len(scores)} scores and "
-                             f"{len(classes)} classes; expected the same number")
-        out.append((boxes, scores, classes))
-    trk = []
-    for t in range(frames - 1):
-        m = np.asarray(tracks[t], np.float64)
-        if m.size == 0:
-            m = m.reshape(0, 8)
-        if m.ndim != 2 or m.shape[1] != 8:
-            raise ValueError(f"tracks[{t}] has shape {m.shape}: expected (M, 8), a box at t and "
-                             "at t+1 (x1 y1 x2 y2 each) per tracklet")
-        trk.append(m)
-    return out, trk
+from tfzoo.detection.linking import _check  # the same input contract
 
 
 class _Video:
