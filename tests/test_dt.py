@@ -121,3 +121,64 @@ def test_detect_cli_on_a_model_dir(model, tmp_path, capsys):
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 2
     assert all(set(c) <= {"a", "b"} for c in (f["class_names"] for f in doc["frames"]))
+
+
+def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_path, capsys):
+    """The D&T SavedModel as TF Serving loads it (fresh graph, signatures by tensor names):
+    `detect_track` equals the Keras method, `serving_default` is the per-frame detector, and
+    `class_names` is the run's; then `tfzoo.detect --saved_model` on frames of bikes.mp4."""
+    import json
+    from pathlib import Path
+
+    import cv2
+
+    from export.saved_model import export_saved_model
+    from tests.test_export import SessionLoaded
+    from tfzoo.detect import main
+    from tfzoo.rundir import RunInfo
+    from tfzoo.video import VideoWriter
+
+    info = RunInfo(model="dt", model_config=model.get_config(), class_names=["a", "b"],
+                   num_frames=1, image_size=(64, 80))
+    path = export_saved_model(model, info, tmp_path / "export")
+    loaded = SessionLoaded(path)
+    try:
+        assert not len(loaded.uninitialized)
+        assert sorted(loaded.signatures) == ["class_names", "detect_track", "serving_default"]
+        assert [c.decode() for c in loaded.run("class_names")["class_names"]] == ["a", "b"]
+        x = pairs(5, b=2)
+        got = loaded.run("detect_track", images=x)
+        want = {k: v.numpy() for k, v in model.detect_track(x).items()}
+        assert sorted(got) == sorted(want)
+        np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
+        assert want["num_detections"].min() > 0
+        for b in range(2):
+            for f in range(2):
+                n = want["num_detections"][b, f]
+                for k in ("detection_boxes", "detection_scores", "detection_classes"):
+                    np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n], atol=1e-4)
+            n = want["num_detections"][b, 0]
+            for k in ("track_boxes", "track_deltas"):
+                np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+        single = loaded.run("serving_default", images=x[:, 0])
+        det = model.detect(x[:, 0])
+        np.testing.assert_array_equal(single["num_detections"], det["num_detections"].numpy())
+    finally:
+        loaded.close()
+
+    video = Path(__file__).parent / "data" / "bikes.mp4"
+    cap = cv2.VideoCapture(str(video))
+    with VideoWriter(tmp_path / "in.mp4", fps=5) as w:
+        for _ in range(3):
+            ok, frame = cap.read()
+            assert ok
+            w.write(cv2.resize(frame, (80, 64))[..., ::-1])
+    cap.release()
+    code = main(["--saved_model", str(path), "--video", str(tmp_path / "in.mp4"), "--out",
+                 str(tmp_path / "out.mp4"), "--json", str(tmp_path / "out.json"),
+                 "--min_score", "0", "--no_progress"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 3
+    assert sum(len(f["class_names"]) for f in doc["frames"]) > 0
+    assert all(set(f["class_names"]) <= {"a", "b"} for f in doc["frames"])

@@ -153,6 +153,26 @@ class DetectionTask(Task):
                 "num_detections": n}
 
 
+    def extra_signatures(self, model, class_names) -> dict:
+        """For a detector with `detect_track` (`tfzoo.models.dt.DetectTrack`), the D&T
+        signatures `tfzoo.detect.Detector` reads (docs/detection.md, "The model contract"):
+        `detect_track` on uint8 frame pairs `images` (B, 2, H, W, 3) -> both frames'
+        detections, `track_boxes` and `track_deltas`; `class_names` (no input) -> (C,)
+        strings. A per-frame detector has only `serving_default`."""
+        if not hasattr(model, "detect_track"):
+            return {}
+        names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+
+        def detect_track(images):
+            out = model.detect_track(tf.cast(images, tf.float32))
+            ints = ("detection_classes", "num_detections")
+            return {k: tf.cast(v, tf.int32 if k in ints else tf.float32) for k, v in out.items()}
+
+        return {"detect_track": ([tf.TensorSpec([None, 2, None, None, 3], tf.uint8,
+                                                name="images")], detect_track),
+                "class_names": ([], lambda: {"class_names": tf.identity(names)})}
+
+
 def _refuse_flip(flip: bool) -> None:
     if flip:
         raise TfzooError("flip=True: the detector has no flipped-view test protocol (the thesis "
