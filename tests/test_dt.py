@@ -182,3 +182,65 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 3
     assert sum(len(f["class_names"]) for f in doc["frames"]) > 0
     assert all(set(f["class_names"]) <= {"a", "b"} for f in doc["frames"])
+
+
+def _pair_batch(batch=2, seed=0):
+    """One padded batch of frame pairs from the embedded synthetic set (the training source)."""
+    from types import SimpleNamespace
+
+    from tfzoo.detection.source import DetectionSource
+    from tfzoo.tasks import get_task
+
+    source = DetectionSource(None, pairs=True, synthetic={
+        "videos": (2, 1), "frames": 4, "height": 64, "width": 96, "size": (16, 28)})
+    spec = SimpleNamespace(image_size=(64, 96), flip=True)
+    ds = source.dataset("train", training=True, spec=spec, seed=seed)
+    return source, next(iter(get_task("detection").batch(ds, batch, drop_remainder=True)))
+
+
+def test_pair_source_gives_adjacent_frames_of_one_video():
+    source, (x, y) = _pair_batch()
+    assert x.shape[:2] == (2, 2) and y["gt_boxes"].shape[:2] == (2, 2)
+    frames = {v.video_id: v for v in source.videos("train")}
+    for b in range(2):
+        # the pair is frames (t, t+1) of one video, possibly flipped together
+        found = False
+        for video in frames.values():
+            for t in range(len(video.frames) - 1):
+                pair = np.stack([video.frames[t], video.frames[t + 1]]).astype("float32")
+                for img in (pair, pair[:, :, ::-1]):
+                    if np.array_equal(img, x[b].numpy()):
+                        flipped = img is not pair
+                        want = video.boxes[t + 1].reshape(-1, 4)
+                        if flipped:
+                            want = np.stack([95 - want[:, 2], want[:, 1], 95 - want[:, 0],
+                                             want[:, 3]], 1)
+                        got = y["gt_boxes"][b, 1].numpy()[y["gt_classes"][b, 1].numpy() >= 0]
+                        np.testing.assert_allclose(got, want, atol=1e-4)
+                        np.testing.assert_array_equal(
+                            np.sort(y["gt_track_ids"][b, 1].numpy()[y["gt_classes"][b, 1].numpy() >= 0]),
+                            np.sort(video.track_ids[t + 1]))
+                        found = True
+        assert found, b
+    np.testing.assert_array_equal(y["image_size"].numpy(), [[[64, 96]] * 2] * 2)
+
+
+def test_pair_training_trains_detection_and_tracking():
+    """fit on frame pairs (DetectTrack.train_step): eq. 8.1's total falls and so does its
+    tracking term, i.e. the tracking gradient reaches the tracker through fit."""
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(2)
+    m = DetectTrack(num_classes=4, max_displacement=2, **{**TINY, "freeze_bn": False})
+    get_task(m).compile(m, optimizer=keras.optimizers.Adam(3e-3))
+    _, (x, y) = _pair_batch()
+    track = lambda: float(m.tracking_loss(x, y["gt_boxes"], y["gt_track_ids"]))
+    before = track()
+    tracker = [w.numpy().copy() for w in m.tracker.trainable_weights]
+    assert before > 0
+    history = m.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), epochs=6, verbose=0,
+                    steps_per_epoch=2).history["loss"]
+    after = track()
+    assert history[-1] < history[0], history
+    assert after < before, (before, after)
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(tracker, m.tracker.trainable_weights))
