@@ -244,3 +244,39 @@ def test_pair_training_trains_detection_and_tracking():
     assert history[-1] < history[0], history
     assert after < before, (before, after)
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(tracker, m.tracker.trainable_weights))
+
+
+@pytest.mark.slow  # two training CLIs, ~70 s
+def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
+    """`python -m tfzoo.train --config=dt_synthetic --set init_from=RFCN_RUN` (shrunk): the
+    R-FCN's layers start the D&T, which trains on frame pairs and writes a model directory
+    whose DetectTrack loads and tracks."""
+    import csv
+
+    from tests.test_rfcn import run_cli
+    from tfzoo.rundir import load_model
+
+    synthetic = {"videos": (2, 1), "frames": 3, "height": 64, "width": 96, "size": (16, 28)}
+    common = ["--epochs=1", "--steps=2", "--batch_size=2", "--verbose=0",
+              "--set", "image_size=(64,96)"]
+    code, _, err = run_cli("tfzoo.train", [
+        "--config=rfcn_synthetic", f"--model_dir={tmp_path / 'rfcn'}", *common,
+        "--set", f"dataset_options={{'synthetic': {synthetic!r}}}",
+        "--set", f"model_overrides={TINY!r}"])
+    assert code == 0, err[-3000:]
+    code, out, err = run_cli("tfzoo.train", [
+        "--config=dt_synthetic", f"--model_dir={tmp_path / 'dt'}", *common,
+        "--set", f"dataset_options={{'pairs': True, 'synthetic': {synthetic!r}}}",
+        "--set", f"model_overrides={ {**TINY, 'max_displacement': 2}!r}",
+        "--set", f"init_from={tmp_path / 'rfcn'}"])
+    assert code == 0, err[-3000:]
+    assert "initialised" in out
+    rows = list(csv.DictReader(open(tmp_path / "dt" / "history.csv")))
+    assert np.isfinite(float(rows[-1]["loss"]))
+    dt, _ = load_model(tmp_path / "dt")
+    rfcn, _ = load_model(tmp_path / "rfcn")
+    assert isinstance(dt, DetectTrack)
+    # the detector's class maps started from the R-FCN run (same shape, moved by 2 steps)
+    w_dt = dt.get_layer("rfcn_cls").get_weights()[0]
+    w_rf = rfcn.get_layer("rfcn_cls").get_weights()[0]
+    assert np.abs(w_dt - w_rf).max() < 0.01 < np.abs(w_rf).max()
