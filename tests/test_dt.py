@@ -280,3 +280,35 @@ def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
     w_dt = dt.get_layer("rfcn_cls").get_weights()[0]
     w_rf = rfcn.get_layer("rfcn_cls").get_weights()[0]
     assert np.abs(w_dt - w_rf).max() < 0.01 < np.abs(w_rf).max()
+
+
+def test_evaluate_linked_scores_the_linked_tubes():
+    """`evaluate_linked` (what DetectionTask.evaluate adds for D&T) on noisy per-frame
+    detections: its offline/online mAP is `evaluate_vid` of `link_video`'s rescored boxes,
+    linking beats the unlinked detections, and tau = 2 scores the processed frames only."""
+    from tests._detection_oracle import NoisyOracleDetector
+    from tfzoo.detection import evaluate_vid, link_video
+    from tfzoo.detection.inference import evaluation_rows
+    from tfzoo.detection.synthetic import SyntheticDetectionConfig, render_video
+    from tfzoo.detection.dataset import DetectionVideo
+    from tfzoo.tasks.detection import evaluate_linked
+
+    cfg = SyntheticDetectionConfig(height=96, width=128, frames=12, size=(16, 28))
+    frames, ann = render_video(np.random.default_rng(3), cfg)
+    classes = ["disc", "square", "triangle", "cross"]
+    video = DetectionVideo(
+        video_id="v", frames=np.asarray(frames), frame_names=[str(f) for f in range(12)],
+        boxes=[np.array([b for _, _, b, *_ in a], "float32").reshape(-1, 4) for a in ann],
+        classes=[np.array([c for c, *_ in a], "int64") for a in ann],
+        track_ids=[np.array([k for _, k, *_ in a], "int64") for a in ann])
+    oracle = NoisyOracleDetector(ann, classes, seed=1)
+    got = evaluate_linked(oracle, [video], classes, strides=(1, 2), batch_size=3)
+    dets = [oracle.detections(f)[0] for f in range(12)]
+    tracks = [oracle.tracks(f, f + 1) for f in range(11)]
+    gt = video.annotations()
+    for mode in ("offline", "online"):
+        want = evaluate_vid(evaluation_rows(link_video(dets, tracks, online=mode == "online"),
+                                            [("v", f) for f in range(12)]), gt)["mAP"]
+        assert got[f"tau=1 {mode}"]["mAP"] == pytest.approx(want)
+    assert got["tau=1 offline"]["mAP"] > got["tau=1 offline"]["mAP_unlinked"] + 0.05, got
+    assert got["tau=2 offline"]["num_frames"] == 6 and got["tau=1 offline"]["num_frames"] == 12
