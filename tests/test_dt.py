@@ -246,12 +246,13 @@ def test_pair_training_trains_detection_and_tracking():
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(tracker, m.tracker.trainable_weights))
 
 
-@pytest.mark.slow  # two training CLIs, ~70 s
+@pytest.mark.slow  # two training CLIs and evaluate, ~80 s
 def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
     """`python -m tfzoo.train --config=dt_synthetic --set init_from=RFCN_RUN` (shrunk): the
     R-FCN's layers start the D&T, which trains on frame pairs and writes a model directory
     whose DetectTrack loads and tracks."""
     import csv
+    import json
 
     from tests.test_rfcn import run_cli
     from tfzoo.rundir import load_model
@@ -271,6 +272,14 @@ def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
         "--set", f"init_from={tmp_path / 'rfcn'}"])
     assert code == 0, err[-3000:]
     assert "initialised" in out
+    # the run's evaluation (DetectionTask.evaluate) reports D and the linked D&T mAP
+    metrics = json.loads((tmp_path / "dt" / "metrics.json").read_text())["val"]
+    assert set(metrics["linked"]) == {"tau=1 offline", "tau=1 online"}
+    assert all(0.0 <= v["mAP"] <= 1.0 for v in metrics["linked"].values())
+    code, out, err = run_cli("tfzoo.evaluate", [f"--model_dir={tmp_path / 'dt'}"])
+    assert code == 0, err[-3000:]
+    assert out.startswith("VID mAP") and "D&T tau=1 offline: VID mAP" in out
+    assert "D&T tau=1 online: VID mAP" in out
     rows = list(csv.DictReader(open(tmp_path / "dt" / "history.csv")))
     assert np.isfinite(float(rows[-1]["loss"]))
     dt, _ = load_model(tmp_path / "dt")
