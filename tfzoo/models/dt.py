@@ -9,6 +9,9 @@ evaluation) plus `tfzoo.detection.RoITracking`:
   t+tau of frame t's detections: the `detect_track` contract of `tfzoo.detect`.
 - `tracking_loss(pairs, labels)`: the third term of eq. 8.1 on a batch of pairs (ground-truth
   boxes present in both frames, `tfzoo.detection.tracking_targets`).
+- `fit` on frame pairs (the detection source with `pairs=True`) trains eq. 8.1 whole
+  (`train_step`, `compute_loss`); the export adds the `detect_track` and `class_names`
+  signatures (`DetectionTask.extra_signatures`).
 """
 
 from __future__ import annotations
