@@ -5,10 +5,10 @@ fine-tuned from the R-FCN VID model (configs/rfcn_resnet101_vid.py) with a learn
     python -m tfzoo.train --config=dt_resnet101_vid --data=DIR --set init_from=runs/rfcn_resnet101_vid --model_dir=runs/dt_resnet101_vid
     python -m tfzoo.detect --model_dir=runs/dt_resnet101_vid --video=IN.mp4 --out=OUT.mp4
 
-Not yet the thesis' training: the detection data pipeline gives single frames, so this run
-optimises the detection terms of eq. 8.1 only; the tracking term needs pairs of adjacent
-frames (DET images as two copies), which `DetectTrack.tracking_loss` takes (layout in
-docs/detection.md, "Frame pairs") once the pipeline samples them.
+Training elements are pairs of adjacent frames (`pairs=True`, tau = 1; DET images as two
+copies), so `fit` optimises eq. 8.1 whole: the detection terms on both frames and the tracking
+term on the pairs (`DetectTrack.train_step`); the batch counts pairs (the thesis: one pair per
+GPU, 4 GPUs).
 """
 
 import dataclasses
@@ -18,6 +18,8 @@ from tfzoo.config import load_config_file
 CONFIG = dataclasses.replace(
     load_config_file("rfcn_resnet101_vid"),
     model="dt_resnet101",
+    dataset_options={**load_config_file("rfcn_resnet101_vid").dataset_options, "pairs": True,
+                     "tau": 1},
     learning_rate=1e-4,
     lr_boundaries=(40,),  # x 1000 steps per epoch: 40K at 1e-4, then 20K at 1e-5
     epochs=60,

@@ -173,6 +173,14 @@ class ServingModule(tf.Module):
             self._plain.signature_specs[SERVING_ENCODED] = [frames]
             functions[SERVING_ENCODED] = tf.function(self._serve_encoded,
                                                      input_signature=[frames], autograph=False)
+        # Signatures of the task's own (a D&T detector's frame-pair `detect_track`).
+        for name, (sig_specs, fn) in self._plain.task.extra_signatures(
+                model, self._plain.class_names).items():
+            if name in functions:
+                raise ExportError(f"{type(self._plain.task).__name__}.extra_signatures returns "
+                                  f"{name!r}, a signature export already makes")
+            self._plain.signature_specs[name] = list(sig_specs)
+            functions[name] = tf.function(fn, input_signature=list(sig_specs), autograph=False)
         self.captured_variables = _captured_variables(self.signatures().values())
 
     def _input_ranks(self, model) -> list[int]:
@@ -487,6 +495,8 @@ def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
     h, w = (int(s) for s in info.image_size)
     records = []
     for sig_name, specs in module._plain.signature_specs.items():
+        if not specs:  # a constant (D&T's class_names): nothing to warm up
+            continue
         inputs = {}
         # An RGB-only signature with in-graph flow needs at least one frame pair.
         t = int(info.num_frames) if len(specs) > 1 or not module.has_flow_fn else max(
@@ -497,7 +507,9 @@ def warmup_records(module: ServingModule, name: str, info) -> list[bytes]:
                 inputs[spec.name] = tf.make_tensor_proto(np.full((1, t), png, dtype=object))
                 continue
             channels = int(spec.shape[-1])
-            shape = (1, t, h, w, channels) if spec.shape.rank == 5 else (1, h, w, channels)
+            # A fixed second axis (D&T's frame pairs) is taken as it is.
+            frames_axis = t if spec.shape.rank < 2 or spec.shape[1] is None else int(spec.shape[1])
+            shape = (1, frames_axis, h, w, channels) if spec.shape.rank == 5 else (1, h, w, channels)
             if spec.dtype == tf.uint8:
                 inputs[spec.name] = constant_tensor_proto(shape, "uint8", 128)
             else:

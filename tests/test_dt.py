@@ -121,3 +121,203 @@ def test_detect_cli_on_a_model_dir(model, tmp_path, capsys):
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 2
     assert all(set(c) <= {"a", "b"} for c in (f["class_names"] for f in doc["frames"]))
+
+
+def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_path, capsys):
+    """The D&T SavedModel as TF Serving loads it (fresh graph, signatures by tensor names):
+    `detect_track` equals the Keras method, `serving_default` is the per-frame detector, and
+    `class_names` is the run's; then `tfzoo.detect --saved_model` on frames of bikes.mp4."""
+    import json
+    from pathlib import Path
+
+    import cv2
+
+    from export.saved_model import export_saved_model
+    from tests.test_export import SessionLoaded
+    from tfzoo.detect import main
+    from tfzoo.rundir import RunInfo
+    from tfzoo.video import VideoWriter
+
+    info = RunInfo(model="dt", model_config=model.get_config(), class_names=["a", "b"],
+                   num_frames=1, image_size=(64, 80))
+    path = export_saved_model(model, info, tmp_path / "export")
+    loaded = SessionLoaded(path)
+    try:
+        assert not len(loaded.uninitialized)
+        assert sorted(loaded.signatures) == ["class_names", "detect_track", "serving_default"]
+        assert [c.decode() for c in loaded.run("class_names")["class_names"]] == ["a", "b"]
+        x = pairs(5, b=2)
+        got = loaded.run("detect_track", images=x)
+        want = {k: v.numpy() for k, v in model.detect_track(x).items()}
+        assert sorted(got) == sorted(want)
+        np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
+        assert want["num_detections"].min() > 0
+        for b in range(2):
+            for f in range(2):
+                n = want["num_detections"][b, f]
+                for k in ("detection_boxes", "detection_scores", "detection_classes"):
+                    np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n], atol=1e-4)
+            n = want["num_detections"][b, 0]
+            for k in ("track_boxes", "track_deltas"):
+                np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+        single = loaded.run("serving_default", images=x[:, 0])
+        det = model.detect(x[:, 0])
+        np.testing.assert_array_equal(single["num_detections"], det["num_detections"].numpy())
+    finally:
+        loaded.close()
+
+    video = Path(__file__).parent / "data" / "bikes.mp4"
+    cap = cv2.VideoCapture(str(video))
+    with VideoWriter(tmp_path / "in.mp4", fps=5) as w:
+        for _ in range(3):
+            ok, frame = cap.read()
+            assert ok
+            w.write(cv2.resize(frame, (80, 64))[..., ::-1])
+    cap.release()
+    code = main(["--saved_model", str(path), "--video", str(tmp_path / "in.mp4"), "--out",
+                 str(tmp_path / "out.mp4"), "--json", str(tmp_path / "out.json"),
+                 "--min_score", "0", "--no_progress"])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 3
+    assert sum(len(f["class_names"]) for f in doc["frames"]) > 0
+    assert all(set(f["class_names"]) <= {"a", "b"} for f in doc["frames"])
+
+
+def _pair_batch(batch=2, seed=0):
+    """One padded batch of frame pairs from the embedded synthetic set (the training source)."""
+    from types import SimpleNamespace
+
+    from tfzoo.detection.source import DetectionSource
+    from tfzoo.tasks import get_task
+
+    source = DetectionSource(None, pairs=True, synthetic={
+        "videos": (2, 1), "frames": 4, "height": 64, "width": 96, "size": (16, 28)})
+    spec = SimpleNamespace(image_size=(64, 96), flip=True)
+    ds = source.dataset("train", training=True, spec=spec, seed=seed)
+    return source, next(iter(get_task("detection").batch(ds, batch, drop_remainder=True)))
+
+
+def test_pair_source_gives_adjacent_frames_of_one_video():
+    source, (x, y) = _pair_batch()
+    assert x.shape[:2] == (2, 2) and y["gt_boxes"].shape[:2] == (2, 2)
+    frames = {v.video_id: v for v in source.videos("train")}
+    for b in range(2):
+        # the pair is frames (t, t+1) of one video, possibly flipped together
+        found = False
+        for video in frames.values():
+            for t in range(len(video.frames) - 1):
+                pair = np.stack([video.frames[t], video.frames[t + 1]]).astype("float32")
+                for img in (pair, pair[:, :, ::-1]):
+                    if np.array_equal(img, x[b].numpy()):
+                        flipped = img is not pair
+                        want = video.boxes[t + 1].reshape(-1, 4)
+                        if flipped:
+                            want = np.stack([95 - want[:, 2], want[:, 1], 95 - want[:, 0],
+                                             want[:, 3]], 1)
+                        got = y["gt_boxes"][b, 1].numpy()[y["gt_classes"][b, 1].numpy() >= 0]
+                        np.testing.assert_allclose(got, want, atol=1e-4)
+                        np.testing.assert_array_equal(
+                            np.sort(y["gt_track_ids"][b, 1].numpy()[y["gt_classes"][b, 1].numpy() >= 0]),
+                            np.sort(video.track_ids[t + 1]))
+                        found = True
+        assert found, b
+    np.testing.assert_array_equal(y["image_size"].numpy(), [[[64, 96]] * 2] * 2)
+
+
+def test_pair_training_trains_detection_and_tracking():
+    """fit on frame pairs (DetectTrack.train_step): eq. 8.1's total falls and so does its
+    tracking term, i.e. the tracking gradient reaches the tracker through fit."""
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(2)
+    m = DetectTrack(num_classes=4, max_displacement=2, **{**TINY, "freeze_bn": False})
+    get_task(m).compile(m, optimizer=keras.optimizers.Adam(3e-3))
+    _, (x, y) = _pair_batch()
+    track = lambda: float(m.tracking_loss(x, y["gt_boxes"], y["gt_track_ids"]))
+    before = track()
+    tracker = [w.numpy().copy() for w in m.tracker.trainable_weights]
+    assert before > 0
+    history = m.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), epochs=6, verbose=0,
+                    steps_per_epoch=2).history["loss"]
+    after = track()
+    assert history[-1] < history[0], history
+    assert after < before, (before, after)
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(tracker, m.tracker.trainable_weights))
+
+
+@pytest.mark.slow  # two training CLIs and evaluate, ~80 s
+def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
+    """`python -m tfzoo.train --config=dt_synthetic --set init_from=RFCN_RUN` (shrunk): the
+    R-FCN's layers start the D&T, which trains on frame pairs and writes a model directory
+    whose DetectTrack loads and tracks."""
+    import csv
+    import json
+
+    from tests.test_rfcn import run_cli
+    from tfzoo.rundir import load_model
+
+    synthetic = {"videos": (2, 1), "frames": 3, "height": 64, "width": 96, "size": (16, 28)}
+    common = ["--epochs=1", "--steps=2", "--batch_size=2", "--verbose=0",
+              "--set", "image_size=(64,96)"]
+    code, _, err = run_cli("tfzoo.train", [
+        "--config=rfcn_synthetic", f"--model_dir={tmp_path / 'rfcn'}", *common,
+        "--set", f"dataset_options={{'synthetic': {synthetic!r}}}",
+        "--set", f"model_overrides={TINY!r}"])
+    assert code == 0, err[-3000:]
+    code, out, err = run_cli("tfzoo.train", [
+        "--config=dt_synthetic", f"--model_dir={tmp_path / 'dt'}", *common,
+        "--set", f"dataset_options={{'pairs': True, 'synthetic': {synthetic!r}}}",
+        "--set", f"model_overrides={ {**TINY, 'max_displacement': 2}!r}",
+        "--set", f"init_from={tmp_path / 'rfcn'}"])
+    assert code == 0, err[-3000:]
+    assert "initialised" in out
+    # the run's evaluation (DetectionTask.evaluate) reports D and the linked D&T mAP
+    metrics = json.loads((tmp_path / "dt" / "metrics.json").read_text())["val"]
+    assert set(metrics["linked"]) == {"tau=1 offline", "tau=1 online"}
+    assert all(0.0 <= v["mAP"] <= 1.0 for v in metrics["linked"].values())
+    code, out, err = run_cli("tfzoo.evaluate", [f"--model_dir={tmp_path / 'dt'}"])
+    assert code == 0, err[-3000:]
+    assert out.startswith("VID mAP") and "D&T tau=1 offline: VID mAP" in out
+    assert "D&T tau=1 online: VID mAP" in out
+    rows = list(csv.DictReader(open(tmp_path / "dt" / "history.csv")))
+    assert np.isfinite(float(rows[-1]["loss"]))
+    dt, _ = load_model(tmp_path / "dt")
+    rfcn, _ = load_model(tmp_path / "rfcn")
+    assert isinstance(dt, DetectTrack)
+    # the detector's class maps started from the R-FCN run (same shape, moved by 2 steps)
+    w_dt = dt.get_layer("rfcn_cls").get_weights()[0]
+    w_rf = rfcn.get_layer("rfcn_cls").get_weights()[0]
+    assert np.abs(w_dt - w_rf).max() < 0.01 < np.abs(w_rf).max()
+
+
+def test_evaluate_linked_scores_the_linked_tubes():
+    """`evaluate_linked` (what DetectionTask.evaluate adds for D&T) on noisy per-frame
+    detections: its offline/online mAP is `evaluate_vid` of `link_video`'s rescored boxes,
+    linking beats the unlinked detections, and tau = 2 scores the processed frames only."""
+    from tests._detection_oracle import NoisyOracleDetector
+    from tfzoo.detection import evaluate_vid, link_video
+    from tfzoo.detection.inference import evaluation_rows
+    from tfzoo.detection.synthetic import SyntheticDetectionConfig, render_video
+    from tfzoo.detection.dataset import DetectionVideo
+    from tfzoo.tasks.detection import evaluate_linked
+
+    cfg = SyntheticDetectionConfig(height=96, width=128, frames=12, size=(16, 28))
+    frames, ann = render_video(np.random.default_rng(3), cfg)
+    classes = ["disc", "square", "triangle", "cross"]
+    video = DetectionVideo(
+        video_id="v", frames=np.asarray(frames), frame_names=[str(f) for f in range(12)],
+        boxes=[np.array([b for _, _, b, *_ in a], "float32").reshape(-1, 4) for a in ann],
+        classes=[np.array([c for c, *_ in a], "int64") for a in ann],
+        track_ids=[np.array([k for _, k, *_ in a], "int64") for a in ann])
+    oracle = NoisyOracleDetector(ann, classes, seed=1)
+    got = evaluate_linked(oracle, [video], classes, strides=(1, 2), batch_size=3)
+    dets = [oracle.detections(f)[0] for f in range(12)]
+    tracks = [oracle.tracks(f, f + 1) for f in range(11)]
+    gt = video.annotations()
+    for mode in ("offline", "online"):
+        want = evaluate_vid(evaluation_rows(link_video(dets, tracks, online=mode == "online"),
+                                            [("v", f) for f in range(12)]), gt)["mAP"]
+        assert got[f"tau=1 {mode}"]["mAP"] == pytest.approx(want)
+    assert got["tau=1 offline"]["mAP"] > got["tau=1 offline"]["mAP_unlinked"] + 0.05, got
+    assert got["tau=2 offline"]["num_frames"] == 6 and got["tau=1 offline"]["num_frames"] == 12

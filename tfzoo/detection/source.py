@@ -7,7 +7,8 @@ resized so the shorter side is `image_size[0]` and the longer at most `image_siz
 (R-FCN/D&T: 600 / 1000), randomly flipped with their boxes. Each element is
 `(image (H, W, 3) float32, {"gt_boxes" (G, 4), "gt_classes" (G,) int32, "gt_track_ids" (G,)
 int32, "image_size" (2,) int32})`; `DetectionTask.batch` pads a batch (images with zeros,
-ground truth with class -1).
+ground truth with class -1). With `pairs=True` (D&T) each element is a frame pair, every tensor
+with a pair axis first (images (2, H, W, 3), gt_boxes (2, G, 4), image_size (2, 2)).
 """
 
 from __future__ import annotations
@@ -53,10 +54,20 @@ class DetectionSource:
         set, generated into a temporary folder (removed at exit) with `synthetic` options
         (`tfzoo.detection.synthetic.SyntheticDetectionConfig` fields).
       frames_per_video: frames drawn from each training video per pass (None: all).
+      pairs: training elements are frame pairs (t, t+tau) for D&T (`tfzoo.models.dt`):
+        images (2, H, W, 3) and ground truth (2, G, ...) with the pair axis first (index 0 =
+        t), both frames resized and flipped alike; a one-frame video (a DET image) gives two
+        copies of itself whose objects get track ids 0..G-1 (WORKSPACE, "D&T frame pairs").
+      tau: the pairs' temporal offset (1: adjacent frames, as D&T trains).
     """
 
     def __init__(self, root=None, *, synthetic: dict | None = None,
-                 frames_per_video: int | None = None):
+                 frames_per_video: int | None = None, pairs: bool = False, tau: int = 1):
+        if not isinstance(pairs, bool):
+            raise DataError(f"pairs={pairs!r}; expected True (frame pairs for D&T) or False")
+        if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
+            raise DataError(f"tau={tau!r}; expected a positive integer (frames between a pair)")
+        self.pairs, self.tau = pairs, tau
         if root is None:
             from tfzoo.detection.synthetic import SyntheticDetectionConfig, write_synthetic_vid
 
@@ -111,29 +122,70 @@ class DetectionSource:
                            video.classes[j].astype(np.int32),
                            video.track_ids[j].astype(np.int32))
 
+    def _pairs(self, split: str, seed: int):
+        """(frames (2, H, W, 3), boxes (2, G, 4), classes (2, G), track ids (2, G)): frame t
+        and t+tau of a video, the two frames' ground truth padded to one G (class -1)."""
+        rng = np.random.default_rng(seed)
+        while True:
+            entries = list(self.videos(split))
+            if not entries:
+                raise DataError(f"split {split!r} of {self.root} has no readable video")
+            for i in rng.permutation(len(entries)):
+                video = entries[i]
+                n = len(video.frames)
+                if n == 1:  # a DET image: two copies, every object tracked onto itself
+                    g = len(video.classes[0])
+                    ids = np.arange(g, dtype=np.int32)
+                    yield (np.stack([video.frames[0]] * 2),
+                           np.stack([video.boxes[0].reshape(-1, 4)] * 2).astype(np.float32),
+                           np.stack([video.classes[0].astype(np.int32)] * 2), np.stack([ids] * 2))
+                    continue
+                tau = min(self.tau, n - 1)
+                t = np.arange(n - tau)
+                if self.frames_per_video and len(t) > self.frames_per_video:
+                    t = rng.choice(t, self.frames_per_video, replace=False)
+                for j in t:
+                    both = (j, j + tau)
+                    g = max(len(video.classes[f]) for f in both)
+                    boxes = np.zeros((2, g, 4), np.float32)
+                    classes = np.full((2, g), -1, np.int32)
+                    ids = np.full((2, g), -1, np.int32)
+                    for k, f in enumerate(both):
+                        m = len(video.classes[f])
+                        boxes[k, :m] = video.boxes[f].reshape(-1, 4)
+                        classes[k, :m] = video.classes[f]
+                        ids[k, :m] = video.track_ids[f]
+                    yield np.stack([video.frames[f] for f in both]), boxes, classes, ids
+
     def dataset(self, split: str, *, training: bool, spec, seed: int = 0) -> tf.data.Dataset:
         """Training frames of `split` (see the module docstring), shuffled, forever."""
         if not training:
             raise DataError("detection is evaluated per video (DetectionTask.evaluate reads "
                             "DetectionSource.videos), not from a frame dataset")
         short, longest = spec.image_size
+        pair = [2] if self.pairs else []
         ds = tf.data.Dataset.from_generator(
-            lambda: self._frames(split, seed),
-            output_signature=(tf.TensorSpec([None, None, 3], tf.uint8),
-                              tf.TensorSpec([None, 4], tf.float32),
-                              tf.TensorSpec([None], tf.int32),
-                              tf.TensorSpec([None], tf.int32)))
+            (lambda: self._pairs(split, seed)) if self.pairs else (lambda: self._frames(split, seed)),
+            output_signature=(tf.TensorSpec(pair + [None, None, 3], tf.uint8),
+                              tf.TensorSpec(pair + [None, 4], tf.float32),
+                              tf.TensorSpec(pair + [None], tf.int32),
+                              tf.TensorSpec(pair + [None], tf.int32)))
         flip = spec.flip
 
         def prepare(image, boxes, classes, tracks):
             image, scale = resize_for_detection(image, short, longest)
             boxes = boxes * scale
-            size = tf.shape(image)[:2]
+            size = tf.shape(image)[-3:-1]
             if flip:
-                # a stateless draw per element keeps the stream reproducible under a seed
+                # a stateless draw per element keeps the stream reproducible under a seed; a
+                # pair's frames flip together
                 do = tf.random.uniform([], seed=seed) < 0.5
-                image = tf.cond(do, lambda: tf.reverse(image, [1]), lambda: image)
-                boxes = tf.cond(do, lambda: flip_boxes(boxes, size[1]), lambda: boxes)
+                image = tf.cond(do, lambda: tf.reverse(image, [-2]), lambda: image)
+                flipped = lambda: tf.reshape(flip_boxes(tf.reshape(boxes, [-1, 4]), size[1]),
+                                             tf.shape(boxes))
+                boxes = tf.cond(do, flipped, lambda: boxes)
+            if self.pairs:
+                size = tf.stack([size, size])
             return image, {"gt_boxes": boxes, "gt_classes": classes, "gt_track_ids": tracks,
                            "image_size": size}
 

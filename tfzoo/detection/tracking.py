@@ -82,7 +82,7 @@ def tracking_rois(gt_boxes, valid):
 
 def smooth_l1(x, sigma: float = 1.0):
     """Fast R-CNN's smooth L1, elementwise: 0.5 (sigma x)^2 if |x| < 1 / sigma^2, else
-    |x| - 0.5 / sigma^2 (sigma = 1 for the R-FCN box and D&T tracking losses)."""
+    |x| - 0.5 / sigma^2 (sigma = 1 for the R-FCN box and D&T tracking losses, 3 for the RPN)."""
     x = tf.convert_to_tensor(x)
     s2 = sigma * sigma
     ax = tf.abs(x)

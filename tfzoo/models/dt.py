@@ -9,6 +9,9 @@ evaluation) plus `tfzoo.detection.RoITracking`:
   t+tau of frame t's detections: the `detect_track` contract of `tfzoo.detect`.
 - `tracking_loss(pairs, labels)`: the third term of eq. 8.1 on a batch of pairs (ground-truth
   boxes present in both frames, `tfzoo.detection.tracking_targets`).
+- `fit` on frame pairs (the detection source with `pairs=True`) trains eq. 8.1 whole
+  (`train_step`, `compute_loss`); the export adds the `detect_track` and `class_names`
+  signatures (`DetectionTask.extra_signatures`).
 """
 
 from __future__ import annotations
@@ -122,6 +125,37 @@ class DetectTrack(RFCN):
                 "num_detections": tf.reshape(det["num_detections"], [b, 2]),
                 "track_boxes": tf.where(valid[..., None], tf.reshape(moved, [b, m, 4]), 0.0),
                 "track_deltas": tf.where(valid[..., None], tf.reshape(deltas, [b, m, 4]), 0.0)}
+
+    # ------------------------------------------------------------------------- training
+    def train_step(self, data):
+        """A batch of frame pairs (images (B, 2, H, W, 3), ground truth (B, 2, ...); the
+        detection source with `pairs=True`) trains eq. 8.1 whole: the detection terms on the
+        2B frames and the tracking term on the pairs (`compute_loss`). Single frames
+        (B, H, W, 3) train the detection terms only, as an `RFCN`."""
+        x, y = data[0], data[1]
+        if x.shape.rank != 5:
+            return super().train_step(data)
+        if x.shape[1] != 2:
+            raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {x.shape}")
+        flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+        # pair-major: frame 2b is t, 2b + 1 is t+tau of pair b (compute_loss folds them back)
+        labels = {k: flat(v) for k, v in y.items()}
+        labels["pair_frames"] = tf.tile(tf.range(2), [tf.shape(x)[0]])
+        return super().train_step((flat(x), labels))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """`RFCN.compute_loss` (the detection terms) plus, for frames that `train_step`
+        unfolded from pairs, eq. 8.1's tracking term with lambda = 1."""
+        if not (isinstance(y, dict) and "pair_frames" in y):
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        y = {k: v for k, v in y.items() if k != "pair_frames"}
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        pair = lambda v: tf.reshape(v, tf.concat([[-1, 2], tf.shape(v)[1:]], 0))
+        tracking = self.tracking_loss(pair(x), pair(y["gt_boxes"]), pair(y["gt_track_ids"]))
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            tracking = tracking / replica.num_replicas_in_sync
+        return loss + tracking
 
     def tracking_loss(self, pairs, gt_boxes, gt_track_ids):
         """Eq. 8.1's tracking term on a batch of pairs (B, 2, H, W, 3) with their ground truth

@@ -19,6 +19,7 @@ from tfzoo.detection.boxes import BOX_STDS, clip_boxes, decode_boxes, generate_a
 from tfzoo.detection.proposals import propose
 from tfzoo.detection.source import resize_for_detection
 from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
+from tfzoo.detection.tracking import smooth_l1
 from tfzoo.layers.roi_pooling import PSRoIPooling
 from tfzoo.models.base import VideoModel
 
@@ -45,14 +46,6 @@ class FrameAxis(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "add": self.add}
-
-
-def smooth_l1(x, sigma: float = 1.0):
-    """Fast R-CNN's smooth L1 of `x` (elementwise), with Faster R-CNN's `sigma` (3 for the
-    RPN): 0.5 (sigma x)^2 if |x| < 1 / sigma^2, else |x| - 0.5 / sigma^2."""
-    s2 = sigma * sigma
-    a = tf.abs(x)
-    return tf.where(a < 1.0 / s2, 0.5 * s2 * x * x, a - 0.5 / s2)
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")

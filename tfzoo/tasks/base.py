@@ -93,6 +93,12 @@ class Task(abc.ABC):
         `__call__` directly: tfzoo's eager input check cannot read symbolic tensors."""
         return keras.Model.__call__(model, inputs, training=False)
 
+    def extra_signatures(self, model: keras.Model, class_names: Sequence[str]) -> dict:
+        """Serving signatures besides the per-input ones export makes for every model:
+        `{name: (input TensorSpecs, function of those inputs returning a dict of tensors)}`.
+        None by default; a D&T detector adds `detect_track` and `class_names`."""
+        return {}
+
 
 _TASKS: dict[str, Task] = {}
 

@@ -114,8 +114,13 @@ class DetectionTask(Task):
         motion speed, and the RPN's recall at IoU 0.5 over its proposals per frame. Every frame
         of every video of `split`, at the model's test scale (`short_side`/`max_side`)."""
         _refuse_flip(flip)
-        return evaluate_detector(model, source.videos(split), source.info.class_names,
-                                 batch_size=config.batch_size)
+        metrics = evaluate_detector(model, source.videos(split), source.info.class_names,
+                                    batch_size=config.batch_size)
+        if hasattr(model, "detect_track"):  # D&T: also the linked tubes (thesis Table 8.1)
+            metrics["linked"] = evaluate_linked(model, source.videos(split),
+                                                source.info.class_names,
+                                                batch_size=config.batch_size)
+        return metrics
 
     def describe(self, metrics: dict) -> list[str]:
         def fmt(v):
@@ -126,6 +131,11 @@ class DetectionTask(Task):
                  f"{fmt(metrics.get('mAP_medium'))}, fast {fmt(metrics.get('mAP_fast'))}); "
                  f"proposal recall@{metrics.get('num_proposals')} {fmt(recall)}  "
                  f"({metrics['num_frames']} frames of {metrics['num_videos']} videos)"]
+        for key, linked in metrics.get("linked", {}).items():
+            lines.append(f"D&T {key}: VID mAP {fmt(linked['mAP'])} (D before linking "
+                         f"{fmt(linked['mAP_unlinked'])}; slow {fmt(linked.get('mAP_slow'))}, "
+                         f"medium {fmt(linked.get('mAP_medium'))}, fast "
+                         f"{fmt(linked.get('mAP_fast'))})")
         for name, ap in metrics["AP"].items():
             lines.append(f"  {name:24s} {fmt(ap)}")
         return lines
@@ -151,6 +161,26 @@ class DetectionTask(Task):
                 "detection_classes": classes,
                 "detection_class_names": tf.where(valid, tf.gather(names, classes), ""),
                 "num_detections": n}
+
+
+    def extra_signatures(self, model, class_names) -> dict:
+        """For a detector with `detect_track` (`tfzoo.models.dt.DetectTrack`), the D&T
+        signatures `tfzoo.detect.Detector` reads (docs/detection.md, "The model contract"):
+        `detect_track` on uint8 frame pairs `images` (B, 2, H, W, 3) -> both frames'
+        detections, `track_boxes` and `track_deltas`; `class_names` (no input) -> (C,)
+        strings. A per-frame detector has only `serving_default`."""
+        if not hasattr(model, "detect_track"):
+            return {}
+        names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+
+        def detect_track(images):
+            out = model.detect_track(tf.cast(images, tf.float32))
+            ints = ("detection_classes", "num_detections")
+            return {k: tf.cast(v, tf.int32 if k in ints else tf.float32) for k, v in out.items()}
+
+        return {"detect_track": ([tf.TensorSpec([None, 2, None, None, 3], tf.uint8,
+                                                name="images")], detect_track),
+                "class_names": ([], lambda: {"class_names": tf.identity(names)})}
 
 
 def _refuse_flip(flip: bool) -> None:
@@ -231,6 +261,74 @@ def evaluate_detector(model, videos, class_names, *, batch_size: int = 4,
         "num_frames": frames, "num_videos": videos_seen, "num_detections": len(detections),
         "protocol": "ImageNet VID mAP (IoU 0.5, devkit small-object rule), every frame",
     }
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+
+
+def evaluate_linked(model, videos, class_names, *, strides=(1,), batch_size: int = 4) -> dict:
+    """D&T's video evaluation (thesis §8.4-8.5.3) of a model with `detect_track` (or any
+    `tfzoo.detect.Detector`-like object with `detect_pairs`, given the pairs' frame indices
+    in the video): per video, the
+    processed frames 0, tau, 2 tau, ... go through `detect_track` in pairs (k, k+1), their
+    detections and tracklets are linked (`tfzoo.detection.link_video`, offline and online) and
+    the rescored boxes of the processed frames are scored by `evaluate_vid`.
+
+    Returns `{"tau=T offline" | "tau=T online": {"mAP", "mAP_slow", "mAP_medium", "mAP_fast",
+    "AP", "mAP_unlinked", "num_frames"}}`; `mAP_unlinked` is the same detections before linking
+    (D with box voting, at most `link_max_per_class` per class), the baseline linking must beat.
+    """
+    from tfzoo.detect import as_detector
+    from tfzoo.detection import evaluate_vid, link_video
+    from tfzoo.detection.inference import evaluation_rows
+
+    for tau in strides:
+        if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
+            raise ValueError(f"strides={strides!r}: each stride must be a positive integer")
+    names = list(class_names)
+    detector = as_detector(model, names)
+    rows = {(tau, mode): [] for tau in strides for mode in ("offline", "online", "unlinked")}
+    annotations = {tau: {} for tau in strides}
+    for video in videos:
+        all_ann = video.annotations()
+        for tau in strides:
+            processed = list(range(0, len(video.frames), tau))
+            ids = [(video.video_id, f) for f in processed]
+            annotations[tau].update({i: all_ann[i] for i in ids})
+            index = processed * 2 if len(processed) == 1 else processed
+            detections, tracks, last = [], [], None
+            for start in range(0, len(index) - 1, batch_size):
+                chunk = index[start:start + batch_size + 1]
+                pairs = np.stack([np.stack([video.frames[a], video.frames[b]])
+                                  for a, b in zip(chunk, chunk[1:])])
+                d_t, d_tau, trk = detector.detect_pairs(pairs, list(zip(chunk, chunk[1:])))
+                detections.extend(d_t)
+                tracks.extend(trk)
+                last = d_tau[-1]
+            if len(processed) == 1:
+                tracks = []
+            else:
+                detections.append(last)
+            for d, fid in zip(detections, ids):
+                rows[tau, "unlinked"].extend(
+                    (fid, int(c), float(sc), *map(float, b))
+                    for b, sc, c in zip(d["boxes"], d["scores"], d["classes"]))
+            for mode in ("offline", "online"):
+                linked = link_video(detections, tracks, stride=1, online=mode == "online")
+                rows[tau, mode].extend(evaluation_rows(linked, ids))
+    out = {}
+    for tau in strides:
+        base = evaluate_vid(rows[tau, "unlinked"], annotations[tau])["mAP"]
+        for mode in ("offline", "online"):
+            r = evaluate_vid(rows[tau, mode], annotations[tau])
+            out[f"tau={tau} {mode}"] = _clean({
+                "mAP": r["mAP"], "mAP_unlinked": base,
+                **{f"mAP_{s}": r.get(f"mAP_{s}") for s in ("slow", "medium", "fast")},
+                "AP": {names[c]: v for c, v in r["AP"].items()},
+                "num_frames": len(annotations[tau])})
+    return out
+
+
+def _clean(metrics: dict) -> dict:
+    """NaN (no ground truth) as None, so the metrics are JSON."""
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
 
 
