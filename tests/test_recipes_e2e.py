@@ -158,6 +158,7 @@ def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
         assert rows and all(float(r["loss"]) >= 0 for r in rows), rows
         assert all(v == "NA" for r in rows for k, v in r.items() if k.startswith("val_")), rows
     from tfzoo.evaluate import read_metrics
+    from tfzoo.protocols import protocol_of
     from tfzoo.rundir import read_run_info
 
     final = stages[-1][1]
@@ -172,7 +173,11 @@ def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
     assert list(by_split) == [final.test_split], by_split  # evaluated on the run's test split only
     metrics = by_split[final.test_split]
     assert metrics["split"] == final.test_split
-    assert metrics["protocol"].startswith(f"{final.test_num_frames} equally spaced frames")
+    test = protocol_of(final)
+    if test.name == "custom":
+        assert metrics["protocol"].startswith(f"{final.test_num_frames} equally spaced frames")
+    else:  # a named protocol of tfzoo.protocols
+        assert metrics["protocol"] == test.describe(final.num_frames), metrics["protocol"]
     manifest = json.loads((data / "manifest.json").read_text())
     assert metrics["num_videos"] == manifest["splits"][final.test_split] > 0
 
