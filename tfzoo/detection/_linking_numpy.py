@@ -168,33 +168,8 @@ def _rescore(video, tubes, lo, alpha, new_scores, only_last):
 
 def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float = 0.5,
                online: bool = False, history: int | None = None):
-    """Links per-frame detections into class tubes with the tracklets and rescores them (§8.4).
-
-    Args:
-      detections: per frame t, `{"boxes": (N_t, 4) x1 y1 x2 y2, "scores": (N_t,),
-        "classes": (N_t,)}` (class-specific boxes after NMS; D&T: NMS with box voting, at most
-        25 boxes per frame and class).
-      tracks: per pair (t, t+1), `(M_t, 8)`: a box at t and its tracked box at t+1 (x1 y1 x2 y2
-        each). T-1 entries (a T-th is ignored).
-      alpha: fraction of a tube's highest scores whose mean is added (thesis: 50%).
-      iou_threshold: IoU a tracklet needs with both boxes for psi = 1 (eq. 8.6).
-      online: causal rescoring (the thesis' online variant, 78.7 vs 79.8 mAP): the scores of
-        frame t come from linking frames [0, t] only (or the last `history` frames), so no
-        future frame changes them. The tubes returned are the offline ones.
-      history: with `online`, the number of past frames (including t) linked at each t;
-        None = all. Bounds the per-frame cost of a long video.
-
-    Returns:
-      (rescored, tubes): `rescored[t]` the new scores (N_t,); `tubes` in extraction order
-      (class by class, then by extraction), `{"class": c, "indices": [i_0, ..., i_{T-1}]}` with
-      indices into each frame's detections.
-
-    """
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-    if history is not None and (not isinstance(history, int) or history < 1):
-        raise ValueError(f"history must be None or a positive integer, got {history!r}")
-    dets, trk = _check(detections, tracks)
+    """`tfzoo.detection.link_tubes` (same arguments, checks and results), in numpy."""
+    dets, trk = _check(detections, tracks, alpha, history)
     frames = len(dets)
     rescored = [s.copy() for _, s, _ in dets]
     if not any(len(s) for _, s, _ in dets):

@@ -24,7 +24,11 @@ import numba
 import numpy as np
 
 
-def _check(detections, tracks):
+def _check(detections, tracks, alpha=0.5, history=None):
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+    if history is not None and (not isinstance(history, int) or history < 1):
+        raise ValueError(f"history must be None or a positive integer, got {history!r}")
     if not isinstance(detections, (list, tuple)) or not detections:
         raise ValueError("detections must be a non-empty list (one dict per frame) of "
                          "{'boxes': (N, 4), 'scores': (N,), 'classes': (N,)}")
@@ -356,11 +360,7 @@ def _link(detections, tracks, alpha, iou_threshold, online, history):
     """link_tubes, plus for the online variant the links its windows make: `links[t]` (t >= 1)
     an (L, 2) array of (index at t-1, index at t) for every tube of the window ending at t (the
     causal tube ids of `tfzoo.detection.inference` follow them); None offline."""
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-    if history is not None and (not isinstance(history, int) or history < 1):
-        raise ValueError(f"history must be None or a positive integer, got {history!r}")
-    dets, trk = _check(detections, tracks)
+    dets, trk = _check(detections, tracks, alpha, history)
     frames = len(dets)
     rescored = [s.copy() for _, s, _ in dets]
     links = [np.zeros((0, 2), np.int64) for _ in range(frames)] if online else None
