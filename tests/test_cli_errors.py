@@ -98,6 +98,7 @@ def test_train_table(places, tmp_path):
         ([d, "--model=tresnet_small", "--epochs=two"], "two"),
         ([d, "--model=tresnet_small", "--data=/no/such/prepared"], "/no/such/prepared"),
         ([d, "--model=tresnet_small", "--set=train_streams=('depth',)"], "depth"),
+        ([d, "--model=tresnet_small", "--set=link_strides=(1,0)"], "link_strides"),
         ([d, "--model=stresnet50"], "stresnet_conjunction"),
         ([d, "--model=tresnet_small", "stray"], "stray"),
     ]
@@ -115,6 +116,7 @@ def test_evaluate_table(places, tmp_path):
         ([f"--model_dir={places / 'run'}", f"--data={places / 'other'}"], "other"),
         ([f"--model_dir={places / 'run'}", "--splits=1,two"], "two"),
         ([f"--model_dir={places / 'run'}", "--splits=1,2"], "{split}"),
+        ([f"--model_dir={places / 'run'}", "--link_strides=1,0"], "'0' is not a temporal stride"),
     ]
     _absl_table("tfzoo.evaluate", "python -m tfzoo.evaluate", rows, tmp_path)
 

@@ -1,5 +1,7 @@
 """evaluate_vid on cases whose APs are worked out by hand below."""
 
+import math
+
 import pytest
 
 from tfzoo.detection import evaluate_vid
@@ -66,3 +68,57 @@ def test_vid_eval_bad_input():
         evaluate_vid([], {0: [(0, 1, 2)]})
     with pytest.raises(ValueError, match="frame id 'a'"):
         evaluate_vid([], {"a": [(0, 1, 2, 3, 4, 7)]})
+
+
+def test_vid_map_on_a_subset_ignores_the_other_objects():
+    """`subsets` (e.g. the occluded objects) scores only the listed objects: detections that
+    find the others are neither true nor false positives, as for the motion speeds."""
+    ann = {0: [(0, 0, 0, 9, 9), (0, 40, 40, 59, 59)], 1: [(0, 0, 0, 9, 9)]}
+    occluded = {(0, 1), (1, 0)}  # the second object of frame 0, the object of frame 1
+    dets = [(0, 0, 0.9, 0, 0, 9, 9),  # finds an unlisted object: ignored
+            (0, 0, 0.8, 70, 70, 89, 89),  # nothing: FP
+            (0, 0, 0.7, 40, 40, 59, 59),  # TP
+            (1, 0, 0.6, 0, 0, 9, 9)]  # TP
+    # FP TP TP of 2 -> recall 0 1/2 1, precision 0 1/2 2/3 -> AP = 1/2 * 2/3 + 1/2 * 2/3
+    r = evaluate_vid(dets, ann, subsets={"occluded": occluded})
+    assert r["AP_occluded"][0] == pytest.approx(2 / 3)
+    assert r["num_gt_occluded"] == {0: 2}
+    # all three objects: TP FP TP TP of 3 -> 5/6 (as in the hand-computed case above)
+    assert r["mAP"] == pytest.approx(5 / 6)
+    assert math.isnan(evaluate_vid(dets, ann, subsets={"none": set()})["mAP_none"])
+    with pytest.raises(ValueError, match="'fast' is taken"):
+        evaluate_vid(dets, ann, subsets={"fast": set()})
+
+
+def test_track_consistency_hand_computed():
+    from tfzoo.detection import track_consistency
+
+    v = "vid"
+    ann = {(v, 0): [(0, 0, 0, 9, 9, 1), (1, 50, 0, 69, 19, 2), (0, 80, 0, 89, 9, 3)],
+           (v, 1): [(0, 2, 0, 11, 9, 1), (1, 52, 0, 71, 19, 2), (0, 80, 0, 89, 9, 3)],
+           (v, 2): [(0, 4, 0, 13, 9, 1), (1, 54, 0, 73, 19, 2)],
+           ("w", 0): [(0, 0, 0, 9, 9, 1), (0, 30, 0, 39, 9, -1)]}
+    dets = [
+        # track 1: tube 5 throughout; a lower-scoring tube-6 box on it in frame 1 does not count,
+        # nor does the higher-scoring box of the wrong class
+        ((v, 0), 0, 0.9, 0, 0, 9, 9, 5), ((v, 1), 0, 0.8, 2, 0, 11, 9, 5),
+        ((v, 1), 0, 0.3, 2, 0, 11, 9, 6), ((v, 1), 1, 0.95, 2, 0, 11, 9, 7),
+        ((v, 2), 0, 0.7, 5, 0, 14, 9, 5),
+        # track 2: tube 8, then the best match in frame 2 is tube 9: switched
+        ((v, 0), 1, 0.9, 50, 0, 69, 19, 8), ((v, 1), 1, 0.9, 52, 0, 71, 19, 8),
+        ((v, 2), 1, 0.5, 54, 0, 73, 19, 8), ((v, 2), 1, 0.6, 55, 1, 74, 20, 9),
+        # track 3: frame 1's box overlaps too little (IoU 4/16 < 0.5): lost
+        ((v, 0), 0, 0.9, 80, 0, 89, 9, 10), ((v, 1), 0, 0.9, 86, 0, 95, 9, 10),
+        # video w, track 1 (another track than vid's track 1): its box is in no tube: lost;
+        # the object without a track id (-1) is not a track
+        (("w", 0), 0, 0.9, 0, 0, 9, 9, -1), (("w", 0), 0, 0.9, 30, 0, 39, 9, 4),
+    ]
+    got = track_consistency(dets, ann)
+    assert got == {"track_consistency": 0.25, "num_tracks": 4, "num_consistent": 1,
+                   "num_switched": 1, "num_lost": 2}
+    # only the frames given count (a temporal stride): frames 0 and 1 -> track 2 is consistent
+    first = {k: a for k, a in ann.items() if k[0] == v and k[1] < 2}
+    assert track_consistency(dets, first)["num_consistent"] == 2
+    assert track_consistency([], {})["track_consistency"] is None
+    with pytest.raises(ValueError, match="tube_id"):
+        track_consistency([d[:7] for d in dets], ann)

@@ -53,6 +53,10 @@ class TrainConfig:
     scale_jitter: float = 0.25
     border: float = 0.25
     flip: bool = True
+    # D&T evaluation (thesis §8.5.3): the temporal strides tau at which the linked detections
+    # are scored, each offline and online (`tfzoo.tasks.detection.evaluate_linked`); other
+    # models ignore it
+    link_strides: tuple = (1, 10)
     # Optimisation
     batch_size: int = 16
     epochs: int = 10
@@ -177,6 +181,11 @@ def _check_type(key: str, value: Any) -> Any:
         if isinstance(value, tuple) and value and all(v in ("rgb", "flow") for v in value):
             return value
         expected = "a tuple of 'rgb' and/or 'flow'"
+    elif key == "link_strides":
+        if isinstance(value, tuple) and value and all(_is_int(v) and v >= 1 for v in value):
+            return value
+        expected = "a non-empty tuple of temporal strides >= 1, e.g. (1, 10)"
+        hint = " (quote it for the shell: --set 'link_strides=(1,4,10)')"
     elif key == "lr_boundaries":
         if isinstance(value, tuple) and all(_is_int(v) and v >= 0 for v in value):
             return value

@@ -18,6 +18,10 @@ horizontal flip, pre-softmax scores averaged, one forward pass per view; the tas
 (`ClassificationTask.predict`) averages the views. A run without a named protocol tests
 `test_num_frames` chunks, full frame, + flip if `test_flip` (or `--flip`).
 
+A D&T model (`dt`, `dt_resnet101`) is scored per frame (D) and after linking its detections
+into tubes, offline and online, at each temporal stride of the run's `link_strides` (default
+1 and 10) or of `--link_strides=1,4,10` (tfzoo.tasks.detection.evaluate_linked).
+
 Writes the metrics (accuracy, mean class accuracy, per-class accuracy, confusion matrix) into
 the model directory's `metrics.json`, one entry per split (`{"test": {...}, "val": {...}}`):
 evaluating another split never replaces a split's numbers.
@@ -45,6 +49,9 @@ def define_flags():
                       "only without a named test protocol.")
     flags.DEFINE_string("protocol", None, "Named test protocol (tfzoo.protocols: chunks5_flip, "
                         "chunks16_flip, chunks25_flip, dense20, crop10); default: the run's.")
+    flags.DEFINE_list("link_strides", None, "D&T models: temporal strides tau at which the "
+                      "linked detections are scored, e.g. 1,4,10 (default: the run's "
+                      "link_strides, (1, 10)).")
 
 
 def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None, views=None):
@@ -95,10 +102,11 @@ def metrics_from_scores(scores, labels, class_names) -> dict:
 
 
 def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data_dir=None,
-                       flip=None, protocol: str | None = None) -> dict:
+                       flip=None, protocol: str | None = None, link_strides=None) -> dict:
     """Evaluates the model in `model_dir` on `split` (default: the run's `test_split`) with its
     test protocol (or the named `protocol`), stores it as that split's entry of `metrics.json`
-    (other splits' entries are kept) and returns its metrics."""
+    (other splits' entries are kept) and returns its metrics. `link_strides`: a D&T model's
+    temporal strides (default: the run's `link_strides`)."""
     from tfzoo import config as cfglib
     from tfzoo.data import make_source
     from tfzoo.protocols import protocol_of
@@ -112,6 +120,8 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     config = cfglib.TrainConfig().replace(**known)
     if protocol is not None:
         config = config.replace(test_protocol=protocol)
+    if link_strides is not None:
+        config = config.replace(link_strides=tuple(link_strides))
     if flip is not None and config.test_protocol is not None:
         raise cfglib.ConfigError(
             f"--flip applies to tests without a named protocol; test protocol "
@@ -209,8 +219,16 @@ def main(argv):
         if not FLAGS.model_dir:
             raise TfzooError("--model_dir is required: a directory written by "
                              "`python -m tfzoo.train`")
+        strides = None
+        if FLAGS.link_strides:
+            bad = [k for k in FLAGS.link_strides if not k.isdigit() or int(k) < 1]
+            if bad:
+                raise TfzooError(f"--link_strides={','.join(FLAGS.link_strides)}: {bad[0]!r} is "
+                                 "not a temporal stride; expected positive integers, e.g. "
+                                 "--link_strides=1,4,10")
+            strides = [int(k) for k in FLAGS.link_strides]
         m = evaluate_model_dir(FLAGS.model_dir, split=FLAGS.split, data_dir=FLAGS.data,
-                               flip=FLAGS.flip, protocol=FLAGS.protocol)
+                               flip=FLAGS.flip, protocol=FLAGS.protocol, link_strides=strides)
     except TfzooError as e:
         return report(e, "python -m tfzoo.evaluate")
     from tfzoo.tasks import get_task

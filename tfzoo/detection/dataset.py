@@ -58,12 +58,20 @@ class DetectionVideo:
     boxes: list[np.ndarray]  # per frame (n, 4) float32 x1 y1 x2 y2
     classes: list[np.ndarray]  # per frame (n,) int32
     track_ids: list[np.ndarray]  # per frame (n,) int64
+    # per frame (n,) bool: the annotation's `occluded` flag (VID XML; None: not annotated)
+    occluded: list[np.ndarray] | None = None
+    det: bool = False  # an ImageNet DET image (a one-frame video from Data/DET)
 
     def annotations(self) -> dict:
         """`evaluate_vid` annotations: {(video_id, t): [(class, x1, y1, x2, y2, track), ...]}."""
         return {(self.video_id, t): [(int(c), *map(float, b), int(k))
                                      for c, b, k in zip(cs, bs, ks)]
                 for t, (bs, cs, ks) in enumerate(zip(self.boxes, self.classes, self.track_ids))}
+
+    def occluded_objects(self) -> set:
+        """The occluded objects as `evaluate_vid(subsets=...)` keys {((video_id, t), j)}."""
+        return {((self.video_id, t), j) for t, flags in enumerate(self.occluded or [])
+                for j in np.flatnonzero(flags).tolist()}
 
 
 @dataclass
@@ -203,6 +211,10 @@ class DetectionDataset:
             if video is not None:
                 yield video
 
+    def video(self, i: int) -> "DetectionVideo | None":
+        """The i-th entry decoded (None if nothing in it is readable; see `skipped`)."""
+        return self._load(self.entries[i])
+
     def _objects_vid(self, path, det: bool = False):
         if path is None:
             return []
@@ -213,7 +225,7 @@ class DetectionDataset:
                     continue
                 self.skipped.append({"path": path, "reason": f"unknown class {o['wnid']!r}"})
                 continue
-            objs.append((o["trackid"], self._wnid[o["wnid"]], o["box"]))
+            objs.append((o["trackid"], self._wnid[o["wnid"]], o["box"], bool(o["occluded"])))
         return objs
 
     def _objects_custom(self, e, key):
@@ -223,7 +235,7 @@ class DetectionDataset:
                 self.skipped.append({"path": e.video_id, "reason": f"class {cls!r} not in "
                                      "classes.txt"})
                 continue
-            objs.append((track, self._index[cls], box))
+            objs.append((track, self._index[cls], box, False))
         return objs
 
     def _load(self, e: _Entry):
@@ -263,9 +275,10 @@ class DetectionDataset:
             return None
         return DetectionVideo(
             video_id=e.video_id, frames=np.stack(frames), frame_names=names,
-            boxes=[np.array([b for _, _, b in o], np.float32).reshape(-1, 4) for o in objects],
-            classes=[np.array([c for _, c, _ in o], np.int32) for o in objects],
-            track_ids=[np.array([k for k, _, _ in o], np.int64) for o in objects])
+            boxes=[np.array([b for _, _, b, _ in o], np.float32).reshape(-1, 4) for o in objects],
+            classes=[np.array([c for _, c, _, _ in o], np.int32) for o in objects],
+            track_ids=[np.array([k for k, _, _, _ in o], np.int64) for o in objects],
+            occluded=[np.array([v for *_, v in o], bool) for o in objects], det=e.det)
 
 
 def read_detection_dataset(root, split: str = "train", *, det_per_class: int = 2000,

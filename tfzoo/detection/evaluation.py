@@ -143,7 +143,8 @@ def _ap_per_class(scored, positives):
     return ap, recall
 
 
-def evaluate_vid(detections, annotations, *, motion_window: int = 10) -> dict:
+def evaluate_vid(detections, annotations, *, motion_window: int = 10,
+                 subsets: dict | None = None) -> dict:
     """ImageNet VID mAP of `detections` on `annotations` (see the module docstring).
 
     Args:
@@ -153,12 +154,16 @@ def evaluate_vid(detections, annotations, *, motion_window: int = 10) -> dict:
         are ints (one video) or `(video_id, frame_index)` tuples; the latter are needed for the
         motion breakdown of several videos.
       motion_window: frames on each side for the motion IoU (FGFA: 10).
+      subsets: `{name: {(frame_id, object_index), ...}}`, e.g. the occluded objects: each
+        gets "mAP_<name>", "AP_<name>" and "num_gt_<name>", scored as the motion speeds are
+        (the objects outside the subset are ignored). An empty subset's mAP is NaN.
 
     Returns:
       {"mAP", "AP": {class: AP}, "recall": {class: recall at the last detection},
        "num_gt": {class: n}, "ignored_detections": detections on frames not in
        `annotations` (dropped, as the devkit does)}, and, when track ids are given,
-      "mAP_slow", "mAP_medium", "mAP_fast" with "AP_slow", ... per class and "num_gt_slow", ....
+      "mAP_slow", "mAP_medium", "mAP_fast" with "AP_slow", ... per class and "num_gt_slow", ...
+      (and the same for each of `subsets`).
 
     Example:
     >>> ann = {0: [(0, 10, 10, 59, 59)], 1: [(0, 12, 10, 61, 59)]}
@@ -179,8 +184,8 @@ def evaluate_vid(detections, annotations, *, motion_window: int = 10) -> dict:
     result = {"mAP": float(np.mean(list(ap.values()))) if ap else 0.0, "AP": ap,
               "recall": recall, "num_gt": dict(sorted(positives.items())),
               "ignored_detections": outside}
-    has_tracks = any(len(o) > 5 for objs in annotations.values() for o in objs)
-    if has_tracks:
+    ignored = {}  # breakdown name -> ignore(frame_id, object_index)
+    if any(len(o) > 5 for objs in annotations.values() for o in objs):
         miou = motion_ious(annotations, motion_window)
         for name, (lo, hi, closed) in SPEEDS.items():
             def outside_speed(f, j, lo=lo, hi=hi, closed=closed):
@@ -188,9 +193,78 @@ def evaluate_vid(detections, annotations, *, motion_window: int = 10) -> dict:
                 if np.isnan(m):
                     return True
                 return not ((lo <= m <= hi) if closed else (lo < m < hi))
-            s, p = _accumulate(by_frame, annotations, outside_speed)
-            sap, _ = _ap_per_class(s, p)
-            result[f"mAP_{name}"] = float(np.mean(list(sap.values()))) if sap else float("nan")
-            result[f"AP_{name}"] = sap
-            result[f"num_gt_{name}"] = {c: n for c, n in sorted(p.items()) if n}
+            ignored[name] = outside_speed
+    for name, keys in (subsets or {}).items():
+        if name in SPEEDS or name in ignored:
+            raise ValueError(f"subset name {name!r} is taken by a motion speed; pick another")
+        ignored[name] = lambda f, j, keys=frozenset(keys): (f, j) not in keys
+    for name, outside in ignored.items():
+        s, p = _accumulate(by_frame, annotations, outside)
+        sap, _ = _ap_per_class(s, p)
+        result[f"mAP_{name}"] = float(np.mean(list(sap.values()))) if sap else float("nan")
+        result[f"AP_{name}"] = sap
+        result[f"num_gt_{name}"] = {c: n for c, n in sorted(p.items()) if n}
     return result
+
+
+def track_consistency(detections, annotations, *, iou_threshold: float = 0.5) -> dict:
+    """How well tube ids follow the ground-truth tracks: the fraction of tracks that keep one
+    tube id from their first to their last annotated frame.
+
+    Definition: in each frame where a ground-truth track (video, track id) has a box, the
+    detection that *follows* it is the highest-scoring detection of its class with IoU >=
+    `iou_threshold` with that box (inclusive pixels). A track is **consistent** when in every
+    one of its annotated frames it is followed by a detection in a tube (id >= 0), always the
+    same id. Otherwise it is either *lost* (some frame has no such detection, or it is in no
+    tube) or *switched* (followed everywhere, by two or more ids).
+
+    Args:
+      detections: rows `(frame_id, class_index, score, x1, y1, x2, y2, tube_id)` (-1: in no
+        tube), e.g. `link_video`'s boxes with their `track_ids`.
+      annotations: `evaluate_vid`'s, with track ids; only the frames given are looked at
+        (with a temporal stride: the processed frames).
+
+    Returns:
+      {"track_consistency": consistent / tracks (None without tracks), "num_tracks",
+       "num_consistent", "num_switched", "num_lost"}.
+
+    Example:
+    >>> ann = {("v", 0): [(0, 0, 0, 9, 9, 7)], ("v", 1): [(0, 2, 0, 11, 9, 7)]}
+    >>> dets = [(("v", 0), 0, 0.9, 0, 0, 9, 9, 3), (("v", 1), 0, 0.8, 2, 0, 11, 9, 3),
+    ...         (("v", 1), 0, 0.5, 3, 0, 12, 9, 4)]
+    >>> track_consistency(dets, ann)["track_consistency"]
+    1.0
+    """
+    by_frame = defaultdict(list)
+    for d in detections:
+        if len(d) != 8:
+            raise ValueError(f"detection {d!r}: expected (frame_id, class_index, score, x1, y1, "
+                             "x2, y2, tube_id)")
+        by_frame[d[0]].append(d)
+    followed = defaultdict(list)  # (video, track) -> tube id per annotated frame (-1: lost)
+    for frame_id, objs in annotations.items():
+        video, _ = _frame_key(frame_id)
+        rows = by_frame.get(frame_id, [])
+        cls = np.array([int(r[1]) for r in rows], int)
+        scores = np.array([float(r[2]) for r in rows])
+        boxes = np.array([r[3:7] for r in rows], float).reshape(-1, 4)
+        tubes = np.array([int(r[7]) for r in rows], int)
+        for o in objs:
+            if len(o) < 6 or o[5] < 0:
+                continue  # no track id: not part of any track
+            ok = cls == int(o[0])
+            if ok.any():
+                ok[ok] = _iou(np.asarray(o[1:5], float), boxes[ok]) >= iou_threshold
+            tube = int(tubes[np.argmax(np.where(ok, scores, -np.inf))]) if ok.any() else -1
+            followed[(video, o[5])].append(tube)
+    consistent = switched = lost = 0
+    for ids in followed.values():
+        if min(ids) < 0:
+            lost += 1
+        elif len(set(ids)) == 1:
+            consistent += 1
+        else:
+            switched += 1
+    n = len(followed)
+    return {"track_consistency": consistent / n if n else None, "num_tracks": n,
+            "num_consistent": consistent, "num_switched": switched, "num_lost": lost}

@@ -9,6 +9,12 @@ resized so the shorter side is `image_size[0]` and the longer at most `image_siz
 int32, "image_size" (2,) int32})`; `DetectionTask.batch` pads a batch (images with zeros,
 ground truth with class -1). With `pairs=True` (D&T) each element is a frame pair, every tensor
 with a pair axis first (images (2, H, W, 3), gt_boxes (2, G, 4), image_size (2, 2)).
+
+DET/VID alternation (`alternate_det_vid=True`, D&T's training, thesis §8.5.2: "in each other
+iteration we also sample from the ImageNet DET training set"): the pairs come one by one from
+the VID videos and the DET images in turn (each kind in its own seeded random order), every
+element tagged `det_image` in its labels; `DetectionTask.batch` batches the two kinds apart,
+so the batches alternate VID, DET, VID, ... and a step never mixes them.
 """
 
 from __future__ import annotations
@@ -59,12 +65,23 @@ class DetectionSource:
         t), both frames resized and flipped alike; a one-frame video (a DET image) gives two
         copies of itself whose objects get track ids 0..G-1 (WORKSPACE, "D&T frame pairs").
       tau: the pairs' temporal offset (1: adjacent frames, as D&T trains).
+      alternate_det_vid: with `pairs`, training batches alternate between VID pairs and DET
+        pairs (module docstring); the training split must hold both (an ImageNet layout with
+        Data/DET/train, see `read_detection_dataset`).
     """
 
     def __init__(self, root=None, *, synthetic: dict | None = None,
-                 frames_per_video: int | None = None, pairs: bool = False, tau: int = 1):
+                 frames_per_video: int | None = None, pairs: bool = False, tau: int = 1,
+                 alternate_det_vid: bool = False):
         if not isinstance(pairs, bool):
             raise DataError(f"pairs={pairs!r}; expected True (frame pairs for D&T) or False")
+        if not isinstance(alternate_det_vid, bool):
+            raise DataError(f"alternate_det_vid={alternate_det_vid!r}; expected True (batches "
+                            "alternate DET and VID pairs) or False")
+        if alternate_det_vid and not pairs:
+            raise DataError("alternate_det_vid=True alternates D&T's frame pairs; it needs "
+                            "pairs=True")
+        self.alternate_det_vid = alternate_det_vid
         if isinstance(tau, bool) or not isinstance(tau, int) or tau < 1:
             raise DataError(f"tau={tau!r}; expected a positive integer (frames between a pair)")
         self.pairs, self.tau = pairs, tau
@@ -106,56 +123,75 @@ class DetectionSource:
             return self._cache[split]
         return iter(self.splits[split])
 
+    def _pool(self, split: str, det: bool | None = None):
+        """(load(i) -> DetectionVideo or None, indices) of the videos of `split` (only the DET
+        images, or only the others, when `det` is given), decoded one at a time when read (the
+        synthetic set: decoded once)."""
+        if self.info.name == "detection_synthetic":
+            videos = self.videos(split)
+            flags = [v.det for v in videos]
+            load = videos.__getitem__
+        else:
+            data = self.splits[split]
+            flags = [e.det for e in data.entries]
+            load = data.video
+        return load, [i for i, f in enumerate(flags) if det is None or f == det]
+
+    def _videos(self, split: str, rng, det: bool | None = None):
+        """The videos of `split` (see `_pool`), each pass in a new random order, forever."""
+        load, indices = self._pool(split, det)
+        while True:
+            found = False
+            for i in rng.permutation(indices):
+                video = load(i)
+                if video is not None:
+                    found = True
+                    yield video
+            if not found:
+                kind = {None: "", True: "DET ", False: "VID "}[det]
+                raise DataError(f"split {split!r} of {self.root} has no readable {kind}video")
+
     def _frames(self, split: str, seed: int):
         rng = np.random.default_rng(seed)
-        while True:
-            entries = list(self.videos(split))
-            if not entries:
-                raise DataError(f"split {split!r} of {self.root} has no readable video")
-            for i in rng.permutation(len(entries)):
-                video = entries[i]
-                t = np.arange(len(video.frames))
-                if self.frames_per_video and len(t) > self.frames_per_video:
-                    t = rng.choice(t, self.frames_per_video, replace=False)
-                for j in t:
-                    yield (video.frames[j], video.boxes[j].reshape(-1, 4),
-                           video.classes[j].astype(np.int32),
-                           video.track_ids[j].astype(np.int32))
+        for video in self._videos(split, rng):
+            t = np.arange(len(video.frames))
+            if self.frames_per_video and len(t) > self.frames_per_video:
+                t = rng.choice(t, self.frames_per_video, replace=False)
+            for j in t:
+                yield (video.frames[j], video.boxes[j].reshape(-1, 4),
+                       video.classes[j].astype(np.int32),
+                       video.track_ids[j].astype(np.int32))
 
-    def _pairs(self, split: str, seed: int):
+    def _pairs(self, split: str, seed: int, det: bool | None = None):
         """(frames (2, H, W, 3), boxes (2, G, 4), classes (2, G), track ids (2, G)): frame t
-        and t+tau of a video, the two frames' ground truth padded to one G (class -1)."""
+        and t+tau of a video, the two frames' ground truth padded to one G (class -1); `det`:
+        only DET images (True) or only the VID videos (False)."""
         rng = np.random.default_rng(seed)
-        while True:
-            entries = list(self.videos(split))
-            if not entries:
-                raise DataError(f"split {split!r} of {self.root} has no readable video")
-            for i in rng.permutation(len(entries)):
-                video = entries[i]
-                n = len(video.frames)
-                if n == 1:  # a DET image: two copies, every object tracked onto itself
-                    g = len(video.classes[0])
-                    ids = np.arange(g, dtype=np.int32)
-                    yield (np.stack([video.frames[0]] * 2),
-                           np.stack([video.boxes[0].reshape(-1, 4)] * 2).astype(np.float32),
-                           np.stack([video.classes[0].astype(np.int32)] * 2), np.stack([ids] * 2))
-                    continue
-                tau = min(self.tau, n - 1)
-                t = np.arange(n - tau)
-                if self.frames_per_video and len(t) > self.frames_per_video:
-                    t = rng.choice(t, self.frames_per_video, replace=False)
-                for j in t:
-                    both = (j, j + tau)
-                    g = max(len(video.classes[f]) for f in both)
-                    boxes = np.zeros((2, g, 4), np.float32)
-                    classes = np.full((2, g), -1, np.int32)
-                    ids = np.full((2, g), -1, np.int32)
-                    for k, f in enumerate(both):
-                        m = len(video.classes[f])
-                        boxes[k, :m] = video.boxes[f].reshape(-1, 4)
-                        classes[k, :m] = video.classes[f]
-                        ids[k, :m] = video.track_ids[f]
-                    yield np.stack([video.frames[f] for f in both]), boxes, classes, ids
+        for video in self._videos(split, rng, det):
+            n = len(video.frames)
+            if n == 1:  # a DET image: two copies, every object tracked onto itself
+                g = len(video.classes[0])
+                ids = np.arange(g, dtype=np.int32)
+                yield (np.stack([video.frames[0]] * 2),
+                       np.stack([video.boxes[0].reshape(-1, 4)] * 2).astype(np.float32),
+                       np.stack([video.classes[0].astype(np.int32)] * 2), np.stack([ids] * 2))
+                continue
+            tau = min(self.tau, n - 1)
+            t = np.arange(n - tau)
+            if self.frames_per_video and len(t) > self.frames_per_video:
+                t = rng.choice(t, self.frames_per_video, replace=False)
+            for j in t:
+                both = (j, j + tau)
+                g = max(len(video.classes[f]) for f in both)
+                boxes = np.zeros((2, g, 4), np.float32)
+                classes = np.full((2, g), -1, np.int32)
+                ids = np.full((2, g), -1, np.int32)
+                for k, f in enumerate(both):
+                    m = len(video.classes[f])
+                    boxes[k, :m] = video.boxes[f].reshape(-1, 4)
+                    classes[k, :m] = video.classes[f]
+                    ids[k, :m] = video.track_ids[f]
+                yield np.stack([video.frames[f] for f in both]), boxes, classes, ids
 
     def dataset(self, split: str, *, training: bool, spec, seed: int = 0) -> tf.data.Dataset:
         """Training frames of `split` (see the module docstring), shuffled, forever."""
@@ -164,12 +200,9 @@ class DetectionSource:
                             "DetectionSource.videos), not from a frame dataset")
         short, longest = spec.image_size
         pair = [2] if self.pairs else []
-        ds = tf.data.Dataset.from_generator(
-            (lambda: self._pairs(split, seed)) if self.pairs else (lambda: self._frames(split, seed)),
-            output_signature=(tf.TensorSpec(pair + [None, None, 3], tf.uint8),
-                              tf.TensorSpec(pair + [None, 4], tf.float32),
-                              tf.TensorSpec(pair + [None], tf.int32),
-                              tf.TensorSpec(pair + [None], tf.int32)))
+        signature = (tf.TensorSpec(pair + [None, None, 3], tf.uint8),
+                     tf.TensorSpec(pair + [None, 4], tf.float32),
+                     tf.TensorSpec(pair + [None], tf.int32), tf.TensorSpec(pair + [None], tf.int32))
         flip = spec.flip
 
         def prepare(image, boxes, classes, tracks):
@@ -189,4 +222,22 @@ class DetectionSource:
             return image, {"gt_boxes": boxes, "gt_classes": classes, "gt_track_ids": tracks,
                            "image_size": size}
 
-        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).shuffle(64, seed=seed)
+        def stream(generate):
+            ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+            return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).shuffle(64, seed=seed)
+
+        if not self.alternate_det_vid:
+            return stream((lambda: self._pairs(split, seed)) if self.pairs
+                          else (lambda: self._frames(split, seed)))
+        for det in (False, True):
+            if not self._pool(split, det)[1]:
+                kind = "DET images (ROOT/Data/DET/train)" if det else "VID videos"
+                raise DataError(f"alternate_det_vid=True: split {split!r} of {self.root} has no "
+                                f"{kind} to alternate with; set dataset_options "
+                                "alternate_det_vid=False to train on what it holds")
+        # one element of each kind in turn, tagged, so that DetectionTask.batch can batch them
+        # apart: then the batches alternate too (VID first)
+        kinds = [stream(lambda det=det: self._pairs(split, seed, det)).map(
+                     lambda x, y, det=det: (x, {**y, "det_image": tf.constant(det)}))
+                 for det in (False, True)]
+        return tf.data.Dataset.choose_from_datasets(kinds, tf.data.Dataset.range(2).repeat())
