@@ -122,3 +122,20 @@ def test_track_consistency_hand_computed():
     assert track_consistency([], {})["track_consistency"] is None
     with pytest.raises(ValueError, match="tube_id"):
         track_consistency([d[:7] for d in dets], ann)
+
+
+def test_motion_speed_of_a_strided_evaluation_comes_from_every_frame():
+    """Scoring every tau-th frame (D&T at tau = 10), an object's speed is still that of its
+    track in the frames around it: `motion_annotations` holds every frame."""
+    every = {("v", t): [(0, 3 * t, 0, 3 * t + 9, 9, 1)] for t in range(3)}  # 3 px / frame
+    scored = {("v", 0): every[("v", 0)], ("v", 2): every[("v", 2)]}
+    dets = [(("v", 0), 0, 0.9, 0, 0, 9, 9), (("v", 2), 0, 0.8, 6, 0, 15, 9)]
+    # frame 2's neighbours: IoU 4*10/(200-40) = 0.25 with frame 0 alone, (0.25 + 0.54) / 2
+    # with frame 1 too; frame 0 is 0.54 and 0.25: fast either way
+    alone = evaluate_vid(dets, scored, motion_window=2)
+    whole = evaluate_vid(dets, scored, motion_window=2, motion_annotations=every)
+    assert alone["num_gt_fast"] == whole["num_gt_fast"] == {0: 2}
+    # a 1-frame window: alone, no neighbour is scored (no speed); with every frame, both fast
+    assert "mAP_fast" in alone and math.isnan(evaluate_vid(dets, scored, motion_window=1)["mAP_fast"])
+    got = evaluate_vid(dets, scored, motion_window=1, motion_annotations=every)
+    assert got["num_gt_fast"] == {0: 2} and got["mAP_fast"] == 1.0

@@ -144,7 +144,7 @@ def _ap_per_class(scored, positives):
 
 
 def evaluate_vid(detections, annotations, *, motion_window: int = 10,
-                 subsets: dict | None = None) -> dict:
+                 subsets: dict | None = None, motion_annotations: dict | None = None) -> dict:
     """ImageNet VID mAP of `detections` on `annotations` (see the module docstring).
 
     Args:
@@ -154,6 +154,9 @@ def evaluate_vid(detections, annotations, *, motion_window: int = 10,
         are ints (one video) or `(video_id, frame_index)` tuples; the latter are needed for the
         motion breakdown of several videos.
       motion_window: frames on each side for the motion IoU (FGFA: 10).
+      motion_annotations: the annotations the motion IoUs are measured on (default:
+        `annotations`); evaluating every tau-th frame, pass all frames', so that an object's
+        speed is still that of its track in the frames around it (same frame ids).
       subsets: `{name: {(frame_id, object_index), ...}}`, e.g. the occluded objects: each
         gets "mAP_<name>", "AP_<name>" and "num_gt_<name>", scored as the motion speeds are
         (the objects outside the subset are ignored). An empty subset's mAP is NaN.
@@ -186,7 +189,8 @@ def evaluate_vid(detections, annotations, *, motion_window: int = 10,
               "ignored_detections": outside}
     ignored = {}  # breakdown name -> ignore(frame_id, object_index)
     if any(len(o) > 5 for objs in annotations.values() for o in objs):
-        miou = motion_ious(annotations, motion_window)
+        miou = motion_ious(annotations if motion_annotations is None else motion_annotations,
+                           motion_window)
         for name, (lo, hi, closed) in SPEEDS.items():
             def outside_speed(f, j, lo=lo, hi=hi, closed=closed):
                 m = miou.get((f, j), np.nan)
