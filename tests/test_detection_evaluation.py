@@ -136,6 +136,6 @@ def test_motion_speed_of_a_strided_evaluation_comes_from_every_frame():
     whole = evaluate_vid(dets, scored, motion_window=2, motion_annotations=every)
     assert alone["num_gt_fast"] == whole["num_gt_fast"] == {0: 2}
     # a 1-frame window: alone, no neighbour is scored (no speed); with every frame, both fast
-    assert "mAP_fast" in alone and math.isnan(evaluate_vid(dets, scored, motion_window=1)["mAP_fast"])
+    assert math.isnan(evaluate_vid(dets, scored, motion_window=1)["mAP_fast"])
     got = evaluate_vid(dets, scored, motion_window=1, motion_annotations=every)
     assert got["num_gt_fast"] == {0: 2} and got["mAP_fast"] == 1.0

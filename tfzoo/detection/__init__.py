@@ -18,7 +18,8 @@ from tfzoo.detection.tracking import (
 __all__ = [
     "BOX_STDS", "box_area", "clip_boxes", "decode_boxes", "encode_boxes", "generate_anchors",
     "iou_matrix", "nms", "nms_box_voting", "remove_small_boxes", "shifted_anchors",
-    "anchor_targets", "ohem_select", "roi_targets", "evaluate_vid", "motion_ious", "track_consistency", "voc_ap",
+    "anchor_targets", "ohem_select", "roi_targets", "evaluate_vid", "motion_ious",
+    "track_consistency", "voc_ap",
     "link_tubes", "link_video", "evaluation_rows", "DetectionDataset", "DetectionVideo", "read_detection_dataset",
     "RoITracking", "smooth_l1", "tracking_loss", "tracking_rois", "tracking_targets",
 ]

@@ -127,6 +127,9 @@ class DetectionSource:
         """(load(i) -> DetectionVideo or None, indices) of the videos of `split` (only the DET
         images, or only the others, when `det` is given), decoded one at a time when read (the
         synthetic set: decoded once)."""
+        from tfzoo.utils import check_choice
+
+        check_choice("split", split, sorted(self.splits), error=DataError)
         if self.info.name == "detection_synthetic":
             videos = self.videos(split)
             flags = [v.det for v in videos]
