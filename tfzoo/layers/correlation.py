@@ -13,6 +13,19 @@ def _check_int(name, v, low):
         raise ValueError(f"Correlation {name} must be an integer >= {low}, got {v!r}")
 
 
+def _subsample(x, s: int):
+    """x[:, ::s, ::s] of a (B, H, W, D) map, as a reshape of the map padded to multiples of s
+    and a slice of whole D-vectors: TF's strided slice copies element by element (a conv3 map
+    of a 600x1000 frame: 15 -> 4 ms CPU)."""
+    if s == 1:
+        return x
+    shape = tf.shape(x)
+    h, w = shape[1], shape[2]
+    x = tf.pad(x, [[0, 0], [0, (-h) % s], [0, (-w) % s], [0, 0]])
+    x = tf.reshape(x, [shape[0], (h + s - 1) // s, s, (w + s - 1) // s, s, shape[3]])
+    return x[:, :, 0, :, 0]
+
+
 def _blocked_correlation(a, b, r: int, block: int = 32):
     """Sum over channels of a(i, j) * b(i + p, j + q), |p|, |q| <= r, zero outside the map:
     (B, H, W, (2r+1)^2), channel (p + r) * (2r+1) + (q + r).
@@ -113,7 +126,7 @@ class Correlation(keras.layers.Layer):
         if s == s2:
             # positions and offsets on the same grid (stride 1, and the conv3 variant): the
             # correlation of the subsampled maps with radius R, whose offsets are contiguous
-            out = _blocked_correlation(x1[:, ::s, ::s], x2[:, ::s, ::s], self.radius)
+            out = _blocked_correlation(_subsample(x1, s), _subsample(x2, s), self.radius)
         else:
             out = self._banded(x1, x2)
         return tf.cast(out / tf.cast(tf.shape(x1)[3], out.dtype), x1.dtype)
@@ -124,7 +137,7 @@ class Correlation(keras.layers.Layer):
         d, s, s2, r = self.max_displacement, self.stride, self.displacement_stride, self.radius
         shape = tf.shape(x1)
         h = shape[1]
-        a = x1[:, ::s, ::s]  # (B, H', W', D)
+        a = _subsample(x1, s)  # (B, H', W', D)
         w_out = tf.shape(a)[2]
         # only columns j*s + q of x_t_tau are read, all multiples of g = gcd(s, s2)
         g = math.gcd(s, s2)
