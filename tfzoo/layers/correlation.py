@@ -89,15 +89,15 @@ class Correlation(keras.layers.Layer):
     (`stride_1: 2, stride_2: 2`, 81 channels): `Correlation(8, stride=2, displacement_stride=2)`.
 
     With stride == displacement_stride (stride 1, and the conv3 variant) this is the stride-1
-    correlation of the subsampled maps with radius R, computed in column blocks of 32: per
-    vertical offset one batched matmul of each block against the 32 + 2R columns it can
-    reach, then the band gathered (for d = 8, 48/17 = 2.8x the MACs of the direct sum, as
-    dense matmuls), on maps laid out rows first so that the rows an offset reads are a view
-    of the map, not a copy. Other stride pairs multiply whole rows (W x W products per row)
-    and gather the band. On the conv5 map of a 600x1000 frame (38x63x2048, d = 8) that is
-    about 120 ms of CPU time, 18x less than a shift-and-multiply loop and about 3% of R-FCN
-    ResNet-101's `detect` on the frame (`python -m tfzoo.detection.bench --what
-    correlation,tracking`; docs/detection.md, Speed).
+    correlation of the subsampled maps with radius R, computed on tiles of 4 x 16 positions
+    of x_t: per row of the (4 + 2R) x (16 + 2R) window of x_t_tau a tile can reach, one
+    batched matmul of all tiles against that row, then the band gathered (for d = 8,
+    640/289 = 2.2x the MACs of the direct sum, as dense matmuls). Other stride pairs multiply
+    whole rows (W x W products per row) and gather the band. On the conv5 map of a 600x1000
+    frame (38x63x2048, d = 8) that is 110-130 ms of CPU time on a shared 2-core machine, 18x
+    less than a shift-and-multiply loop and about 3% of R-FCN ResNet-101's `detect` on the
+    frame (`python -m tfzoo.detection.bench --what correlation,tracking`; docs/detection.md,
+    Speed).
 
     Args:
       max_displacement: d, the largest offset in pixels of the map.
