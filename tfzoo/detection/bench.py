@@ -5,7 +5,8 @@
 - correlation: `tfzoo.layers.Correlation` (d = 8) against a naive TF shift-and-multiply loop
   ((2d+1)^2 shifted products reduced over D) on conv5- and conv4-sized maps (38 x 63 x 2048 and
   x 1024, a 600 x 1000 frame at stride 16), both in one `tf.function`; also the reference conv3
-  variant (stride 2, displacement stride 2, on 75 x 125 x 512).
+  variant (stride 2, displacement stride 2, on 75 x 125 x 512); and its forward + backward time
+  (training).
 - psroi: `PSRoIPooling(7, 31)` on 300 RoIs of a 38 x 63 x 1519 map, against the 1x1 conv that
   produces that map from 512 channels (R-FCN's classification maps).
 - tracking: `RoITracking` on a 600 x 1000 frame pair against R-FCN ResNet-101 `detect` on a
