@@ -57,8 +57,8 @@ def _blocked_correlation(a, b, r: int, tile_rows: int = 4, tile_cols: int = 16):
     b_win = tf.signal.frame(b_pad, n + 2 * r, n, axis=2)  # (B, groups nh, tiles_w, n + 2r, D)
     b_win = tf.reshape(b_win, [batch, groups, nh, tiles_w, n + 2 * r, depth])
     b_win = tf.transpose(b_win, [2, 1, 3, 0, 4, 5])  # (nh, groups, tiles_w, B, n + 2r, D)
-    # unstacked once, and sliced with tf.slice, whose gradient is a pad: a strided slice's
-    # gradient (StridedSliceGrad) took 10x the forward pass
+    # unstacked once, and sliced with tf.slice, whose gradient is a pad: strided slices'
+    # gradients (StridedSliceGrad) made the backward pass 5x slower
     b_rows = tf.unstack(b_win, nh)
     prods = []
     for u in range(nh + 2 * r):
@@ -66,14 +66,14 @@ def _blocked_correlation(a, b, r: int, tile_rows: int = 4, tile_cols: int = 16):
         rows = tf.slice(b_rows[u % nh], [u // nh, 0, 0, 0, 0], [tiles_h, -1, -1, -1, -1])
         prods.append(tf.matmul(a_t, rows, transpose_b=True))  # (tiles_h, tiles_w, B, nh n, n + 2r)
     prod = tf.reshape(tf.stack(prods, 3), [tiles_h, tiles_w, batch, -1])
-    # position (y, x) of a tile, offset (p, q): window row u = y + p + r, column v = x + q + r
+    # position (y, x) of a tile, offset (p - r, q - r): window row u = y + p, column v = x + q
     y, x, p, q = np.meshgrid(np.arange(nh), np.arange(n), np.arange(k), np.arange(k),
                              indexing="ij")
     band = (((y + p) * nh + y) * n + x) * (n + 2 * r) + x + q  # into (u, y n + x, v)
     out = tf.gather(prod, band.reshape(nh * n, k * k), axis=3)  # (tiles_h, tiles_w, B, nh n, k^2)
     out = tf.reshape(out, [tiles_h, tiles_w, batch, nh, n, k * k])
     out = tf.reshape(tf.transpose(out, [2, 0, 3, 1, 4, 5]), [batch, hp, wp, k * k])
-    return out[:, :h, :w]
+    return tf.slice(out, [0, 0, 0, 0], [-1, h, w, -1])
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
