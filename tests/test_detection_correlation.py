@@ -38,6 +38,17 @@ def test_correlation_matches_loop(h, w, d, stride, s2):
     np.testing.assert_allclose(got, correlation_loop(x1, x2, d, stride, s2), atol=1e-5)
 
 
+def test_correlation_in_a_graph_of_unknown_sizes():
+    # a SavedModel with free image sizes traces the layer once with (None, None, None, D) maps
+    layer = Correlation(3)
+    spec = tf.TensorSpec((None, None, None, 4), tf.float32)
+    fn = tf.function(lambda a, b: layer([a, b]), input_signature=[spec, spec])
+    rng = np.random.default_rng(5)
+    for h, w in ((5, 21), (9, 6)):
+        x1, x2 = (rng.normal(size=(1, h, w, 4)).astype("float32") for _ in range(2))
+        np.testing.assert_allclose(fn(x1, x2).numpy(), correlation_loop(x1, x2, 3), atol=1e-5)
+
+
 def test_correlation_finds_the_shift():
     # x_tau is x_t moved down 2 and left 1: the response at (p, q) = (2, -1) is the largest
     rng = np.random.default_rng(0)

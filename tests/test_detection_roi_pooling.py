@@ -65,6 +65,20 @@ def test_psroi_pooling_matches_caffe_loop():
     assert np.any(got[-1] != 0)
 
 
+def test_psroi_pooling_in_a_graph_matches_caffe_loop():
+    # y from 60 to 213 at scale 1/16: extent 9.625, bins of 9.625 / 7 = 1.375, the end of bin 5
+    # exactly 12.0; a graph that divides by 7 as a multiplication by 1/7 gets 12.000001 -> 13
+    rng = np.random.default_rng(2)
+    k, c, scale = 7, 1, 1 / 16
+    maps = rng.normal(size=(1, 16, 16, k * k * c)).astype("float32")
+    rois = np.concatenate([np.array([[0, 0, 60, 100, 213]], "float32"),
+                           random_rois(rng, 20, 1, 256, 256)])
+    want = psroi_reference(maps, rois, k, c, scale)
+    layer = PSRoIPooling(k, c, scale)
+    got = tf.function(lambda m, r: layer([m, r]))(maps, rois).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_psroi_pooling_reads_the_position_sensitive_channel():
     # one constant value per input channel: bin (ph, pw) of output c must read channel
     # (c * k + ph) * k + pw, whatever the RoI

@@ -3,13 +3,15 @@
     python -m tfzoo.detection.bench [--what correlation,psroi,linking] [--repeats 5]
 
 - correlation: `tfzoo.layers.Correlation` (d = 8) against a naive TF shift-and-multiply loop
-  ((2d+1)^2 shifted products reduced over D) on conv4-sized maps (38 x 63 x 1024, a 600 x 1000
-  frame at stride 16), both in one `tf.function`; also the reference conv3 variant (stride 2,
-  displacement stride 2, on 75 x 125 x 512).
+  ((2d+1)^2 shifted products reduced over D) on conv5- and conv4-sized maps (38 x 63 x 2048 and
+  x 1024, a 600 x 1000 frame at stride 16), both in one `tf.function`; also the reference conv3
+  variant (stride 2, displacement stride 2, on 75 x 125 x 512); and its forward + backward time
+  (training).
 - psroi: `PSRoIPooling(7, 31)` on 300 RoIs of a 38 x 63 x 1519 map, against the 1x1 conv that
   produces that map from 512 channels (R-FCN's classification maps).
 - tracking: `RoITracking` on a 600 x 1000 frame pair against R-FCN ResNet-101 `detect` on a
-  frame (float32).
+  frame (float32), and each piece of the head alone (the three correlations, the stack and
+  its 1x1 conv, PS-RoI pooling with voting) as a share of `detect`.
 - linking: `link_tubes` per frame for 30 classes x 25 boxes per frame (offline and online),
   against the previous pure-numpy implementation (`tfzoo.detection._linking_numpy`).
 """
@@ -56,7 +58,8 @@ def bench_correlation(repeats: int) -> list[str]:
     from tfzoo.layers import Correlation
 
     lines = []
-    for name, (h, w, c, stride) in {"conv4 38x63x1024": (38, 63, 1024, 1),
+    for name, (h, w, c, stride) in {"conv5 38x63x2048": (38, 63, 2048, 1),
+                                    "conv4 38x63x1024": (38, 63, 1024, 1),
                                     "conv3 75x125x512, stride 2 (reference: displacement stride "
                                     "2)": (75, 125, 512, 2)}.items():
         x1 = tf.random.normal((1, h, w, c))
@@ -71,6 +74,19 @@ def bench_correlation(repeats: int) -> list[str]:
                      f"{c_ours * 1e3:.1f} ms CPU, naive shift-and-multiply {w_naive * 1e3:.1f} / "
                      f"{c_naive * 1e3:.1f} ms -> {w_naive / w_ours:.2f}x faster wall, "
                      f"{c_naive / c_ours:.2f}x CPU (max |diff| {diff:.1e})")
+        # training runs the backward pass too (the tracking loss reaches the backbone)
+        weights = tf.random.normal(tf.shape(ours(x1, x2)))
+
+        @tf.function
+        def train(a, b):
+            with tf.GradientTape() as tape:
+                tape.watch([a, b])
+                loss = tf.reduce_sum(layer([a, b]) * weights)
+            return tape.gradient(loss, [a, b])
+
+        w_train, c_train = _time(train, x1, x2, repeats=repeats)
+        lines.append(f"  forward + backward: {w_train * 1e3:.1f} ms wall / {c_train * 1e3:.1f} ms "
+                     f"CPU ({c_train / c_ours:.1f}x the forward's CPU)")
     return lines
 
 
@@ -154,9 +170,10 @@ def bench_tracking(repeats: int) -> list[str]:
     """The D&T tracking head on one 600 x 1000 frame pair against the R-FCN ResNet-101
     detector on one frame (`detect`, float32, 30 classes, random weights): in a video each
     frame is detected once and tracked once (as frame t of its pair), so the ratio is the
-    tracking overhead per frame (paper: 14 ms on 127 ms, 11%; goal <= 8%)."""
+    tracking overhead per frame (paper: 14 ms on 127 ms, 11%; goal <= 8%). Each piece of the
+    head is also timed alone, as a share of `detect`: where the time goes."""
     import tfzoo
-    from tfzoo.detection.tracking import RoITracking
+    from tfzoo.detection.tracking import CORRELATION_LEVELS, RoITracking
 
     rng = np.random.default_rng(0)
     k = 7
@@ -173,15 +190,27 @@ def bench_tracking(repeats: int) -> list[str]:
                           1).astype("float32")
     layer = RoITracking(k=k)
     track = tf.function(lambda a, b, r: layer([a, b, r]))
+    pieces = {f"correlation {n}": (tf.function(layer.correlations[n]), ([ft[n], fu[n]],))
+              for n in ("conv5", "conv4", "conv3")}
+    stack = [ft["reg_maps"], fu["reg_maps"]] + [
+        layer.correlations[n]([ft[n], fu[n]]) for n in CORRELATION_LEVELS]
+    pieces["stack + 1x1 conv"] = (tf.function(lambda s: layer.conv(tf.concat(s, -1))), (stack,))
+    pieces["PS-RoI + voting"] = (
+        tf.function(lambda m, r: tf.reduce_mean(layer.pool([m, r]), [1, 2])),
+        (layer.conv(tf.concat(stack, -1)), rois))
     detector = tfzoo.create_model("rfcn_resnet101", num_classes=30)
     image = tf.random.uniform((1, 600, 1000, 3), 0, 255)
     detect = tf.function(lambda x: detector.detect(x)["boxes"])
     w_t, c_t = _time(track, ft, fu, rois, repeats=repeats)
+    times = {name: _time(fn, *args, repeats=repeats) for name, (fn, args) in pieces.items()}
     w_d, c_d = _time(detect, image, repeats=min(repeats, 2))
-    return [f"RoI tracking (correlations conv3/4/5 + 1x1 conv + PS-RoI, 300 RoIs) on a 600x1000 "
-            f"pair: {w_t * 1e3:.0f} ms wall / {c_t * 1e3:.0f} ms CPU; R-FCN ResNet-101 detect on "
-            f"one frame: {w_d * 1e3:.0f} / {c_d * 1e3:.0f} ms -> overhead per frame "
-            f"{100 * w_t / w_d:.1f}% wall, {100 * c_t / c_d:.1f}% CPU (paper 11%, goal <= 8%)"]
+    lines = [f"RoI tracking (correlations conv3/4/5 + 1x1 conv + PS-RoI, 300 RoIs) on a 600x1000 "
+             f"pair: {w_t * 1e3:.0f} ms wall / {c_t * 1e3:.0f} ms CPU; R-FCN ResNet-101 detect on "
+             f"one frame: {w_d * 1e3:.0f} / {c_d * 1e3:.0f} ms -> overhead per frame "
+             f"{100 * w_t / w_d:.1f}% wall, {100 * c_t / c_d:.1f}% CPU (paper 11%, goal <= 8%)"]
+    lines += [f"  {name}: {w * 1e3:.1f} ms wall / {c * 1e3:.1f} ms CPU = {100 * w / w_d:.2f}% / "
+              f"{100 * c / c_d:.2f}% of detect" for name, (w, c) in times.items()]
+    return lines
 
 
 BENCHES = {"correlation": bench_correlation, "psroi": bench_psroi, "linking": bench_linking,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -13,35 +14,66 @@ def _check_int(name, v, low):
         raise ValueError(f"Correlation {name} must be an integer >= {low}, got {v!r}")
 
 
-def _blocked_correlation(a, b, r: int, block: int = 32):
+def _subsample(x, s: int):
+    """x[:, ::s, ::s] of a (B, H, W, D) map, as a reshape of the map padded to multiples of s
+    and a slice of whole D-vectors: TF's strided slice copies element by element (a conv3 map
+    of a 600x1000 frame: 15 -> 4 ms CPU)."""
+    if s == 1:
+        return x
+    shape = tf.shape(x)
+    h, w = shape[1], shape[2]
+    x = tf.pad(x, [[0, 0], [0, (-h) % s], [0, (-w) % s], [0, 0]])
+    x = tf.reshape(x, [shape[0], (h + s - 1) // s, s, (w + s - 1) // s, s, shape[3]])
+    return x[:, :, 0, :, 0]
+
+
+def _blocked_correlation(a, b, r: int, tile_rows: int = 4, tile_cols: int = 16):
     """Sum over channels of a(i, j) * b(i + p, j + q), |p|, |q| <= r, zero outside the map:
     (B, H, W, (2r+1)^2), channel (p + r) * (2r+1) + (q + r).
 
-    Columns go in blocks of n = max(block, 2r + 1): per vertical offset, a block of a's row is
-    multiplied with the n + 2r columns of b's shifted row it can reach (one batched matmul over
-    rows and blocks) and the |q| <= r band is gathered: (n + 2r) / (2r + 1) times the MACs of
-    the direct sum, as dense matmuls (n = 32 was the fastest of 2..63 on conv4/5-sized maps).
+    a is cut into tiles of nh x n positions (tile_rows x tile_cols); a tile reads the nh + 2r
+    rows of b around it, each in the n + 2r columns it can reach (its window). Per window row
+    u, one batched matmul of every tile against row u of its window, then the |p|, |q| <= r
+    band gathered from the products: (nh + 2r)(n + 2r) / (2r + 1)^2 times the MACs of the
+    direct sum (r = 8: 640 / 289 = 2.2x) as (nh n) x D by D x (n + 2r) matmuls. b's rows are
+    stored interleaved, [row mod nh][row div nh], so the rows that one u reads for all tile
+    rows are a slice of the outer axes, which TF passes as a view where another layout copies
+    them. (4 x 16 was the fastest tile of 4..16 x 8..32 on conv4/5-sized maps, 13% less CPU
+    than 1-D blocks of 32 columns per vertical offset; docs/detection.md, Speed.)
     """
     shape = tf.shape(a)
     batch, h, w, depth = shape[0], shape[1], shape[2], shape[3]
-    n, k = max(block, 2 * r + 1), 2 * r + 1
-    blocks = (w + n - 1) // n
-    wp = blocks * n
-    a_blk = tf.reshape(tf.pad(a, [[0, 0], [0, 0], [0, wp - w], [0, 0]]),
-                       [batch, h, blocks, n, depth])
-    # b padded by r rows and columns around (plus the last block's columns), then the
-    # overlapping column windows [k n - r, (k + 1) n + r) of every block k
-    b_pad = tf.pad(b, [[0, 0], [r, r], [r, wp - w + r], [0, 0]])
-    b_blk = tf.signal.frame(b_pad, n + 2 * r, n, axis=2)  # (B, H + 2r, blocks, n + 2r, D)
-    band = tf.range(n)[:, None] * (n + 2 * r + 1) + tf.range(k)[None, :]  # v = j + q + r
-    planes = []
-    for p in range(-r, r + 1):
-        rows = b_blk[:, r + p:r + p + h]
-        prod = tf.einsum("bhkjd,bhkvd->bhkjv", a_blk, rows)  # (B, H, blocks, n, n + 2r)
-        prod = tf.reshape(prod, [batch, h, blocks, n * (n + 2 * r)])
-        plane = tf.gather(prod, band, axis=3)  # (B, H, blocks, n, 2r + 1)
-        planes.append(tf.reshape(plane, [batch, h, wp, k])[:, :, :w])
-    return tf.concat(planes, -1)
+    nh, n, k = tile_rows, tile_cols, 2 * r + 1
+    tiles_h, tiles_w = (h + nh - 1) // nh, (w + n - 1) // n
+    hp, wp = tiles_h * nh, tiles_w * n
+    a_t = tf.pad(a, [[0, 0], [0, hp - h], [0, wp - w], [0, 0]])
+    a_t = tf.reshape(a_t, [batch, tiles_h, nh, tiles_w, n, depth])
+    a_t = tf.reshape(tf.transpose(a_t, [1, 3, 0, 2, 4, 5]),
+                     [tiles_h, tiles_w, batch, nh * n, depth])
+    # b padded by r around (rows up to a whole number of row groups of nh), cut into the
+    # overlapping column windows [t n - r, (t + 1) n + r) of every tile column t
+    groups = tiles_h + (2 * r + nh - 1) // nh
+    b_pad = tf.pad(b, [[0, 0], [r, groups * nh - h - r], [r, wp - w + r], [0, 0]])
+    b_win = tf.signal.frame(b_pad, n + 2 * r, n, axis=2)  # (B, groups nh, tiles_w, n + 2r, D)
+    b_win = tf.reshape(b_win, [batch, groups, nh, tiles_w, n + 2 * r, depth])
+    b_win = tf.transpose(b_win, [2, 1, 3, 0, 4, 5])  # (nh, groups, tiles_w, B, n + 2r, D)
+    # unstacked once, and sliced with tf.slice, whose gradient is a pad: strided slices'
+    # gradients (StridedSliceGrad) made the backward pass 5x slower
+    b_rows = tf.unstack(b_win, nh)
+    prods = []
+    for u in range(nh + 2 * r):
+        # padded row T nh + u of every tile row T
+        rows = tf.slice(b_rows[u % nh], [u // nh, 0, 0, 0, 0], [tiles_h, -1, -1, -1, -1])
+        prods.append(tf.matmul(a_t, rows, transpose_b=True))  # (tiles_h, tiles_w, B, nh n, n + 2r)
+    prod = tf.reshape(tf.stack(prods, 3), [tiles_h, tiles_w, batch, -1])
+    # position (y, x) of a tile, offset (p - r, q - r): window row u = y + p, column v = x + q
+    y, x, p, q = np.meshgrid(np.arange(nh), np.arange(n), np.arange(k), np.arange(k),
+                             indexing="ij")
+    band = (((y + p) * nh + y) * n + x) * (n + 2 * r) + x + q  # into (u, y n + x, v)
+    out = tf.gather(prod, band.reshape(nh * n, k * k), axis=3)  # (tiles_h, tiles_w, B, nh n, k^2)
+    out = tf.reshape(out, [tiles_h, tiles_w, batch, nh, n, k * k])
+    out = tf.reshape(tf.transpose(out, [2, 0, 3, 1, 4, 5]), [batch, hp, wp, k * k])
+    return tf.slice(out, [0, 0, 0, 0], [-1, h, w, -1])
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -61,12 +93,15 @@ class Correlation(keras.layers.Layer):
     (`stride_1: 2, stride_2: 2`, 81 channels): `Correlation(8, stride=2, displacement_stride=2)`.
 
     With stride == displacement_stride (stride 1, and the conv3 variant) this is the stride-1
-    correlation of the subsampled maps with radius R, computed in column blocks of 32: per
-    vertical offset one batched matmul of each block against the 32 + 2R columns it can
-    reach, then the band gathered (for d = 8, 48/17 = 2.8x the MACs of the direct sum, as
-    dense matmuls). Other stride
-    pairs multiply whole rows (W x W products per row) and gather the band (see
-    `python -m tfzoo.detection.bench`).
+    correlation of the subsampled maps with radius R, computed on tiles of 4 x 16 positions
+    of x_t: per row of the (4 + 2R) x (16 + 2R) window of x_t_tau a tile can reach, one
+    batched matmul of all tiles against that row, then the band gathered (for d = 8,
+    640/289 = 2.2x the MACs of the direct sum, as dense matmuls). Other stride pairs multiply
+    whole rows (W x W products per row) and gather the band. On the conv5 map of a 600x1000
+    frame (38x63x2048, d = 8) that is 110-130 ms of CPU time on a shared 2-core machine, 18x
+    less than a shift-and-multiply loop and about 3% of R-FCN ResNet-101's `detect` on the
+    frame (`python -m tfzoo.detection.bench --what correlation,tracking`; docs/detection.md,
+    Speed).
 
     Args:
       max_displacement: d, the largest offset in pixels of the map.
@@ -110,7 +145,7 @@ class Correlation(keras.layers.Layer):
         if s == s2:
             # positions and offsets on the same grid (stride 1, and the conv3 variant): the
             # correlation of the subsampled maps with radius R, whose offsets are contiguous
-            out = _blocked_correlation(x1[:, ::s, ::s], x2[:, ::s, ::s], self.radius)
+            out = _blocked_correlation(_subsample(x1, s), _subsample(x2, s), self.radius)
         else:
             out = self._banded(x1, x2)
         return tf.cast(out / tf.cast(tf.shape(x1)[3], out.dtype), x1.dtype)
@@ -121,7 +156,7 @@ class Correlation(keras.layers.Layer):
         d, s, s2, r = self.max_displacement, self.stride, self.displacement_stride, self.radius
         shape = tf.shape(x1)
         h = shape[1]
-        a = x1[:, ::s, ::s]  # (B, H', W', D)
+        a = _subsample(x1, s)  # (B, H', W', D)
         w_out = tf.shape(a)[2]
         # only columns j*s + q of x_t_tau are read, all multiples of g = gcd(s, s2)
         g = math.gcd(s, s2)

@@ -22,7 +22,11 @@ def psroi_bins(rois, k: int, spatial_scale: float, height, width):
         start = c_round(lo) * scale
         end = (c_round(hi) + 1.0) * scale
         extent = tf.maximum(end - start, 0.1)
-        step = extent / float(k)
+        # In a graph (tf.function, SavedModel) grappler turns a division by a constant into a
+        # multiplication by its reciprocal, which is not the IEEE quotient: 9.625 / 7 came out
+        # 1.3750001 and moved a bin edge at exactly 12 to ceil(12.000001) = 13. The float64
+        # quotient rounded to float32 is Caffe's float32 quotient, rewritten or not.
+        step = tf.cast(tf.cast(extent, tf.float64) / float(k), tf.float32)
         p = tf.range(k, dtype=tf.float32)
         s = tf.floor(p[None] * step[:, None] + start[:, None])
         e = tf.math.ceil((p[None] + 1.0) * step[:, None] + start[:, None])
