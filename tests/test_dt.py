@@ -125,16 +125,19 @@ def test_detect_cli_on_a_model_dir(model, tmp_path, capsys):
 
 def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_path, capsys):
     """The D&T SavedModel as TF Serving loads it (fresh graph, signatures by tensor names):
-    `detect_track` equals the Keras method, `serving_default` is the per-frame detector, and
-    `class_names` is the run's; then `tfzoo.detect --saved_model` on frames of bikes.mp4."""
+    `detect_track` and `detect_track_clip` equal the Keras methods, `serving_default` is the
+    per-frame detector, and `class_names` is the run's; then `tfzoo.detect --saved_model` on
+    frames of bikes.mp4 takes the clip signature, and its JSON is the pair path's (the same
+    export seen with `detect_track` only, as an export from before the clip signature)."""
     import json
     from pathlib import Path
+    from types import SimpleNamespace
 
     import cv2
 
     from export.saved_model import export_saved_model
     from tests.test_export import SessionLoaded
-    from tfzoo.detect import main
+    from tfzoo.detect import Detector, detect_video, main, result_json
     from tfzoo.rundir import RunInfo
     from tfzoo.video import VideoWriter
 
@@ -144,22 +147,39 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     loaded = SessionLoaded(path)
     try:
         assert not len(loaded.uninitialized)
-        assert sorted(loaded.signatures) == ["class_names", "detect_track", "serving_default"]
+        assert sorted(loaded.signatures) == ["class_names", "detect_track", "detect_track_clip",
+                                             "serving_default"]
         assert [c.decode() for c in loaded.run("class_names")["class_names"]] == ["a", "b"]
         x = pairs(5, b=2)
-        got = loaded.run("detect_track", images=x)
-        want = {k: v.numpy() for k, v in model.detect_track(x).items()}
-        assert sorted(got) == sorted(want)
-        np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
-        assert want["num_detections"].min() > 0
-        for b in range(2):
-            for f in range(2):
-                n = want["num_detections"][b, f]
-                for k in ("detection_boxes", "detection_scores", "detection_classes"):
-                    np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n], atol=1e-4)
-            n = want["num_detections"][b, 0]
-            for k in ("track_boxes", "track_deltas"):
-                np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+        clips = np.concatenate([x, pairs(6, b=2)], 1)  # (2, 4, H, W, 3)
+        for name, images, method in (("detect_track", x, model.detect_track),
+                                     ("detect_track_clip", clips, model.detect_track_clip)):
+            got = loaded.run(name, images=images)
+            want = {k: v.numpy() for k, v in method(images).items()}
+            assert sorted(got) == sorted(want)
+            np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
+            assert want["num_detections"].min() > 0
+            for b in range(2):
+                for f in range(images.shape[1]):
+                    n = want["num_detections"][b, f]
+                    for k in ("detection_boxes", "detection_scores", "detection_classes"):
+                        np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
+                                                   atol=1e-4)
+                    if name == "detect_track":
+                        continue
+                    if f < images.shape[1] - 1:
+                        for k in ("track_boxes", "track_deltas"):
+                            np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
+                                                       atol=1e-4)
+                n = want["num_detections"][b, 0]
+                if name == "detect_track":
+                    for k in ("track_boxes", "track_deltas"):
+                        np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+        # T = 2 of the clip signature is the pair signature
+        pair, clip = loaded.run("detect_track", images=x), loaded.run("detect_track_clip", images=x)
+        for k in pair:
+            np.testing.assert_allclose(clip[k][:, 0] if k.startswith("track") else clip[k],
+                                       pair[k], atol=1e-4)
         single = loaded.run("serving_default", images=x[:, 0])
         det = model.detect(x[:, 0])
         np.testing.assert_array_equal(single["num_detections"], det["num_detections"].numpy())
@@ -169,19 +189,35 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     video = Path(__file__).parent / "data" / "bikes.mp4"
     cap = cv2.VideoCapture(str(video))
     with VideoWriter(tmp_path / "in.mp4", fps=5) as w:
-        for _ in range(3):
+        for _ in range(5):
             ok, frame = cap.read()
             assert ok
             w.write(cv2.resize(frame, (80, 64))[..., ::-1])
     cap.release()
+    # runs of 2 frames: the tracks join the runs through the carried frame
     code = main(["--saved_model", str(path), "--video", str(tmp_path / "in.mp4"), "--out",
                  str(tmp_path / "out.mp4"), "--json", str(tmp_path / "out.json"),
-                 "--min_score", "0", "--no_progress"])
+                 "--min_score", "0", "--batch_size", "2", "--no_progress"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "out.json").read_text())
-    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 3
+    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 5
     assert sum(len(f["class_names"]) for f in doc["frames"]) > 0
     assert all(set(f["class_names"]) <= {"a", "b"} for f in doc["frames"])
+    import tensorflow as tf
+
+    sm = tf.saved_model.load(str(path))
+    assert Detector(sm).route == "clip"
+    old = Detector(SimpleNamespace(signatures={k: sm.signatures[k] for k in
+                                               ("detect_track", "class_names")}))
+    assert old.route == "pairs"
+    want = json.loads(result_json(detect_video(old, tmp_path / "in.mp4", batch_size=3,
+                                               progress=False), 0.0))
+    assert want["frames"][1]["track_ids"] and max(
+        max(f["track_ids"]) for f in want["frames"]) >= 0
+    for got, ref in zip(doc["frames"], want["frames"]):
+        assert got["classes"] == ref["classes"] and got["track_ids"] == ref["track_ids"]
+        np.testing.assert_allclose(got["boxes"], ref["boxes"], atol=0.02)
+        np.testing.assert_allclose(got["scores"], ref["scores"], atol=2e-5)
 
 
 def _pair_batch(batch=2, seed=0):
