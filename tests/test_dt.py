@@ -62,6 +62,82 @@ def test_detector_adapter_and_save_load(model, tmp_path):
                                want["detection_scores"].numpy()[0, 1][:len(d_tau[0]["scores"])])
 
 
+def _count_frames(model, monkeypatch):
+    """The frames that go through the backbone's first conv, call by call."""
+    layer = model.get_layer("conv1_conv")
+    seen, call = [], layer.call
+
+    def counted(x, *args, **kwargs):
+        seen.append(int(x.shape[0]))
+        return call(x, *args, **kwargs)
+
+    monkeypatch.setattr(layer, "call", counted)
+    return seen
+
+
+def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeypatch):
+    """detect_track_clip on T frames: one network pass a frame, and the numbers of the
+    previous path (detect + features again on each pair (t, t+1): 4 passes a pair); carrying
+    the last frame's state into the next call gives the same tracks without recomputing it."""
+    from tfzoo.detection.bench import four_pass_detect_track
+
+    x = np.concatenate([pairs(7), pairs(8)[:, :1]], 1)  # (1, 3, 64, 80, 3)
+    seen = _count_frames(model, monkeypatch)
+    out = {k: v.numpy() for k, v in model.detect_track_clip(x).items()}
+    assert seen == [3]
+    ref = {k: v.numpy() for k, v in four_pass_detect_track(
+        model, np.stack([x[0, :-1], x[0, 1:]], 1)).items()}
+    assert sum(seen[1:]) == 2 * 2 * 2  # detect on 4 frames, features on 4 frames
+    n = out["num_detections"][0]
+    np.testing.assert_array_equal(n, [*ref["num_detections"][:, 0], ref["num_detections"][1, 1]])
+    assert n.min() > 0
+    for t in range(3):
+        p, f = (t, 0) if t < 2 else (1, 1)
+        for k in ("detection_boxes", "detection_scores", "detection_classes"):
+            np.testing.assert_allclose(out[k][0, t, :n[t]], ref[k][p, f, :n[t]], atol=1e-5)
+    for t in range(2):
+        for k in ("track_boxes", "track_deltas"):
+            np.testing.assert_allclose(out[k][0, t], ref[k][t], atol=1e-5)
+    assert out["track_boxes"].shape == (1, 2) + ref["track_boxes"].shape[1:]
+    del seen[:]
+    first, state = model.detect_track_clip(x[:, :2], return_state=True)
+    rest = model.detect_track_clip(x[:, 2:], previous=state)
+    assert seen == [2, 1]
+    np.testing.assert_allclose(rest["track_boxes"].numpy()[:, 0], out["track_boxes"][:, 1],
+                               atol=1e-5)
+    np.testing.assert_allclose(first["track_deltas"].numpy(), out["track_deltas"][:, :1],
+                               atol=1e-5)
+    lone = model.detect_track_clip(x[:, :1])
+    assert lone["track_boxes"].shape[1] == 0
+    np.testing.assert_allclose(lone["detection_scores"].numpy()[0, 0],
+                               out["detection_scores"][0, 0], atol=1e-5)
+
+
+def test_detector_clips_carry_the_maps_and_equal_the_pair_path(model, monkeypatch):
+    """The Detector's Keras-model route: runs of frames with the last frame's maps carried
+    (5 frames, 5 passes) give the detections and tracklets of the pair path."""
+    from tfzoo.detect import Detector, detect_clip_in_pairs
+
+    video = np.concatenate([pairs(9)[0], pairs(10)[0], pairs(11)[0, :1]])  # 5 frames
+    detector = Detector(model, class_names=["a", "b"])
+    assert detector.route == "model"
+    seen = _count_frames(model, monkeypatch)
+    dets, tracks, state = [], [], None
+    for start in (0, 2, 4):
+        d, t, state = detector.detect_clip(video[start:start + 2], None, state)
+        dets += d
+        tracks += t
+    assert sum(seen) == 5 and len(dets) == 5 and len(tracks) == 4
+    want_dets, want_tracks, _ = detect_clip_in_pairs(detector, video, range(5))
+    for got, want in zip(dets, want_dets):
+        assert len(got["scores"]) == len(want["scores"]) > 0
+        np.testing.assert_array_equal(got["classes"], want["classes"])
+        np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)
+        np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
+    for got, want in zip(tracks, want_tracks):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_tracking_loss_is_eq_8_1_on_the_model(model):
     x = pairs(2).astype("float32")
     boxes = np.array([[[[5, 5, 30, 40], [40, 10, 70, 50], [0, 0, 0, 0]],
@@ -280,6 +356,26 @@ def test_pair_training_trains_detection_and_tracking():
     assert history[-1] < history[0], history
     assert after < before, (before, after)
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(tracker, m.tracker.trainable_weights))
+
+
+def test_pair_training_step_runs_the_backbone_once(monkeypatch):
+    """A pair train step runs the 2B frames through the network once (training mode) and its
+    loss is the detection terms plus the tracking term on those same maps."""
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(3)
+    m = DetectTrack(num_classes=4, max_displacement=2, **{**TINY, "freeze_bn": False})
+    get_task(m).compile(m, optimizer=keras.optimizers.SGD(0.0))
+    _, (x, y) = _pair_batch()
+    flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+    maps = m.features(flat(x), training=True)
+    want = float(m.compute_loss(flat(x), {k: flat(v) for k, v in y.items()},
+                                {n: maps[n] for n in m.output})
+                 + m.tracking_loss(x, y["gt_boxes"], y["gt_track_ids"], training=True))
+    seen = _count_frames(m, monkeypatch)
+    logs = m.train_step((x, y))
+    assert seen == [4]
+    assert float(logs["loss"]) == pytest.approx(want, rel=1e-5)
 
 
 @pytest.mark.slow  # two training CLIs and evaluate, ~80 s
