@@ -100,7 +100,12 @@ class Detector:
         elif hasattr(model, "detect_track"):
             self._call = lambda x: model.detect_track(tf.constant(x))
             if hasattr(model, "detect_track_clip"):
-                self._model = model
+                # one graph for the whole clip (the box voting's per-class loop and the
+                # correlations run eagerly op by op otherwise); traced per (T, previous or not)
+                self._model = tf.function(
+                    lambda clips, previous: model.detect_track_clip(clips, previous,
+                                                                    return_state=True),
+                    reduce_retracing=True)
             self.route = "pairs" if self._model is None else "model"
         else:
             raise DetectError(
@@ -166,8 +171,7 @@ class Detector:
         if self._model is not None:
             import tensorflow as tf
 
-            out, state = self._model.detect_track_clip(tf.constant(frames[None]), previous,
-                                                       return_state=True)
+            out, state = self._model(tf.constant(frames[None]), previous)
             out = {k: np.asarray(v) for k, v in out.items()}
             boxes = out["detection_boxes"][0]
             if previous is not None:  # tracks from the carried frame

@@ -222,8 +222,8 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     run) against detection only on the same frames (`detect` with D&T's NMS + box voting, 25
     per class), and against the previous pair path (`four_pass_detect_track` on the pairs
     (k, k + 1), as the loop sent them): dt_resnet101, 30 classes, random weights, 600 x 1000
-    frames, float32, eager as the loop runs. Each path runs once over the frames after a
-    warm-up (the frames are the repeats; ResNet-101 takes seconds a frame on a small CPU)."""
+    frames, float32, each path a `tf.function`. Each path runs once over the frames after a
+    warm-up run (the frames are the repeats; ResNet-101 takes seconds a frame on a small CPU)."""
     import tfzoo
     from tfzoo.detect import Detector
 
@@ -231,6 +231,10 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     video = np.random.default_rng(0).integers(0, 256, (frames, 600, 1000, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])
     per_class = model.get_config()["link_max_per_class"]
+    detect = tf.function(lambda x: model.detect(x, box_voting=True,
+                                                max_per_class=per_class)["boxes"])
+    old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
+    pair = np.stack([video[:-1], video[1:]], 1)
 
     def pipeline():
         state = None
@@ -239,21 +243,16 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
 
     def detect_only():
         for start in range(0, frames, batch_size):
-            model.detect(video[start:start + batch_size], box_voting=True,
-                         max_per_class=per_class)["boxes"].numpy()
+            detect(video[start:start + batch_size]).numpy()
 
     def pairs():
-        pair = np.stack([video[:-1], video[1:]], 1)
         for start in range(0, frames - 1, batch_size):
-            four_pass_detect_track(model, pair[start:start + batch_size])["track_boxes"].numpy()
+            old(pair[start:start + batch_size]).numpy()
 
-    detector.detect_clip(video[:1])  # warm-up: the kernels of these shapes
-    times = {}
-    for name, fn in (("pipeline", pipeline), ("detect", detect_only), ("pairs", pairs)):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        times[name] = ((time.perf_counter() - w) / frames, (time.process_time() - c) / frames)
-    (w_p, c_p), (w_d, c_d), (w_o, c_o) = times["pipeline"], times["detect"], times["pairs"]
+    times = {name: _time(fn, repeats=1)
+             for name, fn in (("pipeline", pipeline), ("detect", detect_only), ("pairs", pairs))}
+    (w_p, c_p), (w_d, c_d), (w_o, c_o) = (
+        (w / frames, c / frames) for w, c in (times["pipeline"], times["detect"], times["pairs"]))
     return [f"D&T video path (dt_resnet101, 30 classes, 600x1000, {frames} frames, runs of "
             f"{batch_size}) per frame: {w_p:.2f} s wall / {c_p:.2f} s CPU; detection only "
             f"(box voting) {w_d:.2f} / {c_d:.2f} s -> tracking overhead of the pipeline "
