@@ -165,6 +165,8 @@ class Detector:
         return dets_t, dets_tau, tracks
 
     def detect_clip(self, frames, frame_indices=None, previous=None):
+        """`(detections, tracks, state)` of a run of consecutive processed frames (T, H, W, 3)
+        (see the class); `frame_indices` only matter to a pair source's oracle."""
         frames = np.asarray(frames, np.uint8)
         if frames.ndim != 4 or not len(frames):
             raise ValueError(f"a clip is frames (T, H, W, 3) with T >= 1; got {frames.shape}")
@@ -404,7 +406,7 @@ def main(argv=None) -> int:
     p.add_argument("--min_score", type=float, default=0.5, help="draw (and write to the "
                    "JSON) only boxes with this rescored score or more")
     p.add_argument("--batch_size", type=int, default=4, help="processed frames per forward "
-                   "pass (frame pairs with an export that has only detect_track)")
+                   "pass (as many frame pairs with an export that has only detect_track)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     from tfzoo.errors import report
