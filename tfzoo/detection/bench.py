@@ -222,10 +222,14 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     run) against detection only on the same frames (`detect` with D&T's NMS + box voting, 25
     per class), and against the previous pair path (`four_pass_detect_track` on the pairs
     (k, k + 1), as the loop sent them): dt_resnet101, 30 classes, random weights, 600 x 1000
-    frames, float32, each path a `tf.function`. Each path runs once over the frames after a
-    warm-up run (the frames are the repeats; ResNet-101 takes seconds a frame on a small CPU)."""
+    frames, float32, each path a `tf.function`. After a warm-up run of each, the pipeline,
+    detection only and `RoITracking` alone (on one pair's maps and 300 RoIs) are timed in
+    turn `repeats` times (medians; interleaved, as the load of a shared machine drifts), the
+    previous path once (ResNet-101 takes seconds a frame on a small CPU: keep `frames` and
+    `repeats` small)."""
     import tfzoo
     from tfzoo.detect import Detector
+    from tfzoo.models.dt import TRACK_MAPS
 
     if frames < 2:
         raise ValueError(f"frames={frames}: the pipeline bench needs at least one pair")
@@ -236,7 +240,11 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     detect = tf.function(lambda x: model.detect(x, box_voting=True,
                                                 max_per_class=per_class)["boxes"])
     old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
+    track = tf.function(lambda a, b, r: model.tracker([a, b, r]))
     pair = np.stack([video[:-1], video[1:]], 1)
+    maps = model.features(tf.cast(video[:2], tf.float32))
+    maps_t, maps_tau = ({n: maps[n][i:i + 1] for n in TRACK_MAPS} for i in (0, 1))
+    rois = tf.concat([tf.zeros([300, 1]), detect(video[:1])[0]], 1)
 
     def pipeline():
         state = None
@@ -247,14 +255,27 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
         for start in range(0, frames, batch_size):
             detect(video[start:start + batch_size]).numpy()
 
+    def tracker():
+        track(maps_t, maps_tau, rois).numpy()
+
     def pairs():
         for start in range(0, frames - 1, batch_size):
             old(pair[start:start + batch_size]).numpy()
 
-    times = {name: _time(fn, repeats=1)
-             for name, fn in (("pipeline", pipeline), ("detect", detect_only), ("pairs", pairs))}
-    (w_p, c_p), (w_d, c_d), (w_o, c_o) = (
-        (w / frames, c / frames) for w, c in (times["pipeline"], times["detect"], times["pairs"]))
+    runs = {"pipeline": pipeline, "detect": detect_only, "tracker": tracker, "pairs": pairs}
+    times = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()
+    for r in range(max(repeats, 1)):
+        for name, fn in runs.items():
+            if name == "pairs" and r:
+                continue
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append((time.perf_counter() - w, time.process_time() - c))
+    med = {name: np.median(np.asarray(t), 0) for name, t in times.items()}
+    (w_p, c_p), (w_d, c_d), (w_o, c_o) = (med[n] / frames for n in ("pipeline", "detect", "pairs"))
+    w_t, c_t = med["tracker"]
     # F frames have F - 1 tracked pairs: per pair is the per-frame overhead of a long video
     pair_w, pair_c = ((p - d) * frames / (frames - 1) for p, d in ((w_p, w_d), (c_p, c_d)))
     return [f"D&T video path (dt_resnet101, 30 classes, 600x1000, {frames} frames, runs of "
@@ -262,10 +283,13 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
             f"(box voting) {w_d:.2f} / {c_d:.2f} s -> tracking overhead of the pipeline "
             f"{100 * (w_p / w_d - 1):.1f}% wall, {100 * (c_p / c_d - 1):.1f}% CPU; per tracked "
             f"pair {pair_w:.2f} s wall / {pair_c:.2f} s CPU = {100 * pair_w / w_d:.1f}% / "
-            f"{100 * pair_c / c_d:.1f}% of a frame's detection (paper 11%, goal <= 8%)",
+            f"{100 * pair_c / c_d:.1f}% of a frame's detection (paper 11%, goal <= 8%); "
+            f"RoITracking alone on a pair {w_t:.2f} / {c_t:.2f} s = {100 * w_t / w_d:.1f}% / "
+            f"{100 * c_t / c_d:.1f}%",
             f"previous pair path (4 network passes a pair, pairs (k, k+1)): {w_o:.2f} s wall / "
             f"{c_o:.2f} s CPU per frame -> the shared maps are {w_o / w_p:.2f}x faster wall, "
-            f"{c_o / c_p:.2f}x CPU"]
+            f"{c_o / c_p:.2f}x CPU (a long video: about (4 + r) / (1 + r), r the tracker's "
+            f"share of a frame)"]
 
 
 BENCHES = {"correlation": bench_correlation, "psroi": bench_psroi, "linking": bench_linking,
