@@ -3,15 +3,18 @@ ch. 8): the R-FCN detector with the RoI tracking head (correlation features of c
 frames' box maps, PS-RoI pooled to the box deltas t -> t+tau).
 
 `DetectTrack` is an `RFCN` (same constructor arguments, same per-frame detection, export and
-evaluation) plus `tfzoo.detection.RoITracking`:
-- `detect_track(pairs)`: frame pairs (B, 2, H, W, 3) -> both frames' detections (NMS with box
-  voting, at most `link_max_per_class` per class, as D&T links) and `track_boxes`, the boxes at
-  t+tau of frame t's detections: the `detect_track` contract of `tfzoo.detect`.
-- `tracking_loss(pairs, labels)`: the third term of eq. 8.1 on a batch of pairs (ground-truth
-  boxes present in both frames, `tfzoo.detection.tracking_targets`).
+evaluation) plus `tfzoo.detection.RoITracking`, and runs each frame's network once for both:
+- `detect_track_clip(clips)`: clips (B, T, H, W, 3) -> every frame's detections (NMS with box
+  voting, at most `link_max_per_class` per class, as D&T links) and the tracks between
+  consecutive frames; it can carry the last frame's maps into the next call (a video in runs).
+- `detect_track(pairs)`: the same on frame pairs (B, 2, H, W, 3), `track_boxes` (B, M, 4) the
+  boxes at t+tau of frame t's detections: the `detect_track` contract of `tfzoo.detect`.
+- `tracking_loss(pairs, gt_boxes, gt_track_ids)`: the third term of eq. 8.1 on a batch of
+  pairs (ground-truth boxes present in both frames, `tfzoo.detection.tracking_targets`).
 - `fit` on frame pairs (the detection source with `pairs=True`) trains eq. 8.1 whole
-  (`train_step`, `compute_loss`); the export adds the `detect_track` and `class_names`
-  signatures (`DetectionTask.extra_signatures`).
+  (`train_step`: one forward pass of the 2B frames feeds the detection and tracking terms);
+  the export adds the `detect_track`, `detect_track_clip` and `class_names` signatures
+  (`DetectionTask.extra_signatures`).
 """
 
 from __future__ import annotations
