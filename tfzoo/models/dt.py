@@ -188,7 +188,7 @@ class DetectTrack(RFCN):
         an `RFCN`."""
         from keras.src.losses.loss import unscale_loss_for_distribution
 
-        from tfzoo.models.base import check_inputs
+        from tfzoo.models.base import _multi_worker_logs, check_inputs
 
         x, y = data[0], data[1]
         if x.shape.rank != 5:
@@ -215,7 +215,7 @@ class DetectTrack(RFCN):
             loss = self.optimizer.scale_loss(loss)
         weights = self.trainable_weights
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        return self.compute_metrics(x, labels, y_pred)
+        return _multi_worker_logs(self, self.compute_metrics(x, labels, y_pred))
 
     def _tracking_loss(self, maps, gt_boxes, gt_track_ids):
         """Eq. 8.1's tracking term from the maps of 2B frames, pair-major (frame 2b is t and
