@@ -205,7 +205,8 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     `detect_track` and `detect_track_clip` equal the Keras methods, `serving_default` is the
     per-frame detector, and `class_names` is the run's; then `tfzoo.detect --saved_model` on
     frames of bikes.mp4 takes the clip signature, and its JSON is the pair path's (the same
-    export seen with `detect_track` only, as an export from before the clip signature)."""
+    export seen with `detect_track` only, as an export from before the clip signature). The
+    warmup requests replay."""
     import json
     from pathlib import Path
     from types import SimpleNamespace
@@ -213,7 +214,7 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     import cv2
 
     from export.saved_model import export_saved_model
-    from tests.test_export import SessionLoaded
+    from tests.test_export import SessionLoaded, _warmup_requests
     from tfzoo.detect import Detector, detect_video, main, result_json
     from tfzoo.rundir import RunInfo
     from tfzoo.video import VideoWriter
@@ -260,6 +261,18 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
         single = loaded.run("serving_default", images=x[:, 0])
         det = model.detect(x[:, 0])
         np.testing.assert_array_equal(single["num_detections"], det["num_detections"].numpy())
+        # the warmup requests replay as TF Serving does at load (a one-frame clip: no track)
+        requests = _warmup_requests(Path(path))
+        assert sorted(r.model_spec.signature_name for r in requests) == [
+            "detect_track", "detect_track_clip", "serving_default"]
+        for r in requests:
+            inputs = {k: tf.make_ndarray(v) for k, v in r.inputs.items()}
+            out = loaded.run(r.model_spec.signature_name, **inputs)
+            if r.model_spec.signature_name == "detect_track_clip":
+                want = model.detect_track_clip(inputs["images"])
+                assert out["track_boxes"].shape[1] == inputs["images"].shape[1] - 1
+                np.testing.assert_array_equal(out["num_detections"],
+                                              want["num_detections"].numpy())
     finally:
         loaded.close()
 
@@ -280,8 +293,6 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 5
     assert sum(len(f["class_names"]) for f in doc["frames"]) > 0
     assert all(set(f["class_names"]) <= {"a", "b"} for f in doc["frames"])
-    import tensorflow as tf
-
     sm = tf.saved_model.load(str(path))
     assert Detector(sm).route == "clip"
     old = Detector(SimpleNamespace(signatures={k: sm.signatures[k] for k in
