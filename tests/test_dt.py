@@ -390,6 +390,22 @@ def test_pair_training_step_runs_the_backbone_once(monkeypatch):
     assert float(logs["loss"]) == pytest.approx(want, rel=1e-5)
 
 
+@pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model
+def test_pipeline_bench_runs_on_a_tiny_model():
+    """`python -m tfzoo.detection.bench --what pipeline` at test size: it times the three
+    paths and reports finite per-frame times and ratios."""
+    import re
+
+    from tfzoo.detection.bench import bench_pipeline
+
+    lines = bench_pipeline(1, frames=3, batch_size=2, size=(64, 80),
+                           overrides={**TINY, "max_displacement": 2})
+    assert len(lines) == 2 and "64x80, 3 frames, runs of 2" in lines[0]
+    numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", " ".join(lines))]
+    assert len(numbers) >= 14 and all(np.isfinite(numbers))
+    assert float(re.search(r"per frame: (\d+\.\d+) s wall", lines[0]).group(1)) > 0
+
+
 @pytest.mark.slow  # two training CLIs and evaluate, ~80 s
 def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
     """`python -m tfzoo.train --config=dt_synthetic --set init_from=RFCN_RUN` (shrunk): the

@@ -216,7 +216,8 @@ def four_pass_detect_track(model, pairs) -> dict:
             "track_deltas": tf.where(valid, tf.reshape(deltas, [b, m, 4]), 0.0)}
 
 
-def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[str]:
+def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600, 1000),
+                   overrides: dict | None = None) -> list[str]:
     """The whole D&T video path per frame (`tfzoo.detect`'s loop: `Detector.detect_clip` in
     runs of `batch_size` frames, each frame's maps computed once and carried into the next
     run) against detection only on the same frames (`detect` with D&T's NMS + box voting, 25
@@ -226,15 +227,15 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     detection only and `RoITracking` alone (on one pair's maps and 300 RoIs) are timed in
     turn `repeats` times (medians; interleaved, as the load of a shared machine drifts), the
     previous path once (ResNet-101 takes seconds a frame on a small CPU: keep `frames` and
-    `repeats` small)."""
+    `repeats` small). `size` and `overrides` (of the model's config) shrink it for a test."""
     import tfzoo
     from tfzoo.detect import Detector
     from tfzoo.models.dt import TRACK_MAPS
 
     if frames < 2:
         raise ValueError(f"frames={frames}: the pipeline bench needs at least one pair")
-    model = tfzoo.create_model("dt_resnet101", num_classes=30)
-    video = np.random.default_rng(0).integers(0, 256, (frames, 600, 1000, 3), dtype=np.uint8)
+    model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
+    video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])
     per_class = model.get_config()["link_max_per_class"]
     detect = tf.function(lambda x: model.detect(x, box_voting=True,
@@ -242,9 +243,10 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
     track = tf.function(lambda a, b, r: model.tracker([a, b, r]))
     pair = np.stack([video[:-1], video[1:]], 1)
-    maps = model.features(tf.cast(video[:2], tf.float32))
+    maps = model.features(model._resize(video[:2])[0])
     maps_t, maps_tau = ({n: maps[n][i:i + 1] for n in TRACK_MAPS} for i in (0, 1))
-    rois = tf.concat([tf.zeros([300, 1]), detect(video[:1])[0]], 1)
+    boxes = detect(video[:1])[0] * model._resize(video[:1])[1]  # in the maps' pixels
+    rois = tf.concat([tf.zeros([tf.shape(boxes)[0], 1]), boxes], 1)
 
     def pipeline():
         state = None
@@ -278,7 +280,8 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2) -> list[s
     w_t, c_t = med["tracker"]
     # F frames have F - 1 tracked pairs: per pair is the per-frame overhead of a long video
     pair_w, pair_c = ((p - d) * frames / (frames - 1) for p, d in ((w_p, w_d), (c_p, c_d)))
-    return [f"D&T video path (dt_resnet101, 30 classes, 600x1000, {frames} frames, runs of "
+    return [f"D&T video path (dt_resnet101, 30 classes, {size[0]}x{size[1]}, {frames} frames, "
+            f"runs of "
             f"{batch_size}) per frame: {w_p:.2f} s wall / {c_p:.2f} s CPU; detection only "
             f"(box voting) {w_d:.2f} / {c_d:.2f} s -> tracking overhead of the pipeline "
             f"{100 * (w_p / w_d - 1):.1f}% wall, {100 * (c_p / c_d - 1):.1f}% CPU; per tracked "
