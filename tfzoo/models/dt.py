@@ -49,6 +49,9 @@ class DetectTrack(RFCN):
     >>> out = model.detect_track(np.zeros((1, 2, 64, 64, 3), "uint8"))
     >>> tuple(out["detection_boxes"].shape[:2]), tuple(out["track_boxes"].shape[-1:])
     ((1, 2), (4,))
+    >>> clip = model.detect_track_clip(np.zeros((1, 3, 64, 64, 3), "uint8"))  # 3 passes
+    >>> tuple(clip["num_detections"].shape), tuple(clip["track_boxes"].shape[:2])
+    ((1, 3), (1, 2))
     """
 
     def __init__(
