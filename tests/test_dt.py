@@ -62,6 +62,83 @@ def test_detector_adapter_and_save_load(model, tmp_path):
                                want["detection_scores"].numpy()[0, 1][:len(d_tau[0]["scores"])])
 
 
+def _count_frames(model, monkeypatch):
+    """The frames that go through the backbone's first conv, run by run (eager or in a
+    tf.function: the count is an op of the graph)."""
+    layer = model.get_layer("conv1_conv")
+    seen, call = [], layer.call
+
+    def counted(x, *args, **kwargs):
+        tf.py_function(lambda n: seen.append(int(n)) or n, [tf.shape(x)[0]], tf.int32)
+        return call(x, *args, **kwargs)
+
+    monkeypatch.setattr(layer, "call", counted)
+    return seen
+
+
+def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeypatch):
+    """detect_track_clip on T frames: one network pass a frame, and the numbers of the
+    previous path (detect + features again on each pair (t, t+1): 4 passes a pair); carrying
+    the last frame's state into the next call gives the same tracks without recomputing it."""
+    from tfzoo.detection.bench import four_pass_detect_track
+
+    x = np.concatenate([pairs(7), pairs(8)[:, :1]], 1)  # (1, 3, 64, 80, 3)
+    seen = _count_frames(model, monkeypatch)
+    out = {k: v.numpy() for k, v in model.detect_track_clip(x).items()}
+    assert seen == [3]
+    ref = {k: v.numpy() for k, v in four_pass_detect_track(
+        model, np.stack([x[0, :-1], x[0, 1:]], 1)).items()}
+    assert sum(seen[1:]) == 2 * 2 * 2  # detect on 4 frames, features on 4 frames
+    n = out["num_detections"][0]
+    np.testing.assert_array_equal(n, [*ref["num_detections"][:, 0], ref["num_detections"][1, 1]])
+    assert n.min() > 0
+    for t in range(3):
+        p, f = (t, 0) if t < 2 else (1, 1)
+        for k in ("detection_boxes", "detection_scores", "detection_classes"):
+            np.testing.assert_allclose(out[k][0, t, :n[t]], ref[k][p, f, :n[t]], atol=1e-5)
+    for t in range(2):
+        for k in ("track_boxes", "track_deltas"):
+            np.testing.assert_allclose(out[k][0, t], ref[k][t], atol=1e-5)
+    assert out["track_boxes"].shape == (1, 2) + ref["track_boxes"].shape[1:]
+    del seen[:]
+    first, state = model.detect_track_clip(x[:, :2], return_state=True)
+    rest = model.detect_track_clip(x[:, 2:], previous=state)
+    assert seen == [2, 1]
+    np.testing.assert_allclose(rest["track_boxes"].numpy()[:, 0], out["track_boxes"][:, 1],
+                               atol=1e-5)
+    np.testing.assert_allclose(first["track_deltas"].numpy(), out["track_deltas"][:, :1],
+                               atol=1e-5)
+    lone = model.detect_track_clip(x[:, :1])
+    assert lone["track_boxes"].shape[1] == 0
+    np.testing.assert_allclose(lone["detection_scores"].numpy()[0, 0],
+                               out["detection_scores"][0, 0], atol=1e-5)
+
+
+def test_detector_clips_carry_the_maps_and_equal_the_pair_path(model, monkeypatch):
+    """The Detector's Keras-model route: runs of frames with the last frame's maps carried
+    (4 frames, 4 passes) give the detections and tracklets of the pair path."""
+    from tfzoo.detect import Detector, detect_clip_in_pairs
+
+    video = np.concatenate([pairs(9)[0], pairs(10)[0]])  # 4 frames
+    detector = Detector(model, class_names=["a", "b"])
+    assert detector.route == "model"
+    seen = _count_frames(model, monkeypatch)
+    dets, tracks, state = [], [], None
+    for start in (0, 2):
+        d, t, state = detector.detect_clip(video[start:start + 2], None, state)
+        dets += d
+        tracks += t
+    assert sum(seen) == 4 and len(dets) == 4 and len(tracks) == 3
+    want_dets, want_tracks, _ = detect_clip_in_pairs(detector, video, range(4))
+    for got, want in zip(dets, want_dets):
+        assert len(got["scores"]) == len(want["scores"]) > 0
+        np.testing.assert_array_equal(got["classes"], want["classes"])
+        np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)
+        np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
+    for got, want in zip(tracks, want_tracks):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_tracking_loss_is_eq_8_1_on_the_model(model):
     x = pairs(2).astype("float32")
     boxes = np.array([[[[5, 5, 30, 40], [40, 10, 70, 50], [0, 0, 0, 0]],
@@ -125,16 +202,20 @@ def test_detect_cli_on_a_model_dir(model, tmp_path, capsys):
 
 def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_path, capsys):
     """The D&T SavedModel as TF Serving loads it (fresh graph, signatures by tensor names):
-    `detect_track` equals the Keras method, `serving_default` is the per-frame detector, and
-    `class_names` is the run's; then `tfzoo.detect --saved_model` on frames of bikes.mp4."""
+    `detect_track` and `detect_track_clip` equal the Keras methods, `serving_default` is the
+    per-frame detector, and `class_names` is the run's; then `tfzoo.detect --saved_model` on
+    frames of bikes.mp4 takes the clip signature, and its JSON is the pair path's (the same
+    export seen with `detect_track` only, as an export from before the clip signature). The
+    warmup requests replay."""
     import json
     from pathlib import Path
+    from types import SimpleNamespace
 
     import cv2
 
     from export.saved_model import export_saved_model
-    from tests.test_export import SessionLoaded
-    from tfzoo.detect import main
+    from tests.test_export import SessionLoaded, _warmup_requests
+    from tfzoo.detect import Detector, detect_video, main, result_json
     from tfzoo.rundir import RunInfo
     from tfzoo.video import VideoWriter
 
@@ -144,44 +225,87 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     loaded = SessionLoaded(path)
     try:
         assert not len(loaded.uninitialized)
-        assert sorted(loaded.signatures) == ["class_names", "detect_track", "serving_default"]
+        assert sorted(loaded.signatures) == ["class_names", "detect_track", "detect_track_clip",
+                                             "serving_default"]
         assert [c.decode() for c in loaded.run("class_names")["class_names"]] == ["a", "b"]
         x = pairs(5, b=2)
-        got = loaded.run("detect_track", images=x)
-        want = {k: v.numpy() for k, v in model.detect_track(x).items()}
-        assert sorted(got) == sorted(want)
-        np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
-        assert want["num_detections"].min() > 0
-        for b in range(2):
-            for f in range(2):
-                n = want["num_detections"][b, f]
-                for k in ("detection_boxes", "detection_scores", "detection_classes"):
-                    np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n], atol=1e-4)
-            n = want["num_detections"][b, 0]
-            for k in ("track_boxes", "track_deltas"):
-                np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+        clips = np.concatenate([x, pairs(6, b=2)], 1)  # (2, 4, H, W, 3)
+        for name, images, method in (("detect_track", x, model.detect_track),
+                                     ("detect_track_clip", clips, model.detect_track_clip)):
+            got = loaded.run(name, images=images)
+            want = {k: v.numpy() for k, v in method(images).items()}
+            assert sorted(got) == sorted(want)
+            np.testing.assert_array_equal(got["num_detections"], want["num_detections"])
+            assert want["num_detections"].min() > 0
+            for b in range(2):
+                for f in range(images.shape[1]):
+                    n = want["num_detections"][b, f]
+                    for k in ("detection_boxes", "detection_scores", "detection_classes"):
+                        np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
+                                                   atol=1e-4)
+                    if name == "detect_track":
+                        continue
+                    if f < images.shape[1] - 1:
+                        for k in ("track_boxes", "track_deltas"):
+                            np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
+                                                       atol=1e-4)
+                n = want["num_detections"][b, 0]
+                if name == "detect_track":
+                    for k in ("track_boxes", "track_deltas"):
+                        np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+        # T = 2 of the clip signature is the pair signature
+        pair, clip = loaded.run("detect_track", images=x), loaded.run("detect_track_clip", images=x)
+        for k in pair:
+            np.testing.assert_allclose(clip[k][:, 0] if k.startswith("track") else clip[k],
+                                       pair[k], atol=1e-4)
         single = loaded.run("serving_default", images=x[:, 0])
         det = model.detect(x[:, 0])
         np.testing.assert_array_equal(single["num_detections"], det["num_detections"].numpy())
+        # the warmup requests replay as TF Serving does at load (a one-frame clip: no track)
+        requests = _warmup_requests(Path(path))
+        assert sorted(r.model_spec.signature_name for r in requests) == [
+            "detect_track", "detect_track_clip", "serving_default"]
+        for r in requests:
+            inputs = {k: tf.make_ndarray(v) for k, v in r.inputs.items()}
+            out = loaded.run(r.model_spec.signature_name, **inputs)
+            if r.model_spec.signature_name == "detect_track_clip":
+                want = model.detect_track_clip(inputs["images"])
+                assert out["track_boxes"].shape[1] == inputs["images"].shape[1] - 1
+                np.testing.assert_array_equal(out["num_detections"],
+                                              want["num_detections"].numpy())
     finally:
         loaded.close()
 
     video = Path(__file__).parent / "data" / "bikes.mp4"
     cap = cv2.VideoCapture(str(video))
     with VideoWriter(tmp_path / "in.mp4", fps=5) as w:
-        for _ in range(3):
+        for _ in range(5):
             ok, frame = cap.read()
             assert ok
             w.write(cv2.resize(frame, (80, 64))[..., ::-1])
     cap.release()
+    # runs of 2 frames: the tracks join the runs through the carried frame
     code = main(["--saved_model", str(path), "--video", str(tmp_path / "in.mp4"), "--out",
                  str(tmp_path / "out.mp4"), "--json", str(tmp_path / "out.json"),
-                 "--min_score", "0", "--no_progress"])
+                 "--min_score", "0", "--batch_size", "2", "--no_progress"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "out.json").read_text())
-    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 3
+    assert doc["class_names"] == ["a", "b"] and len(doc["frames"]) == 5
     assert sum(len(f["class_names"]) for f in doc["frames"]) > 0
     assert all(set(f["class_names"]) <= {"a", "b"} for f in doc["frames"])
+    sm = tf.saved_model.load(str(path))
+    assert Detector(sm).route == "clip"
+    old = Detector(SimpleNamespace(signatures={k: sm.signatures[k] for k in
+                                               ("detect_track", "class_names")}))
+    assert old.route == "pairs"
+    want = json.loads(result_json(detect_video(old, tmp_path / "in.mp4", batch_size=3,
+                                               progress=False), 0.0))
+    assert want["frames"][1]["track_ids"] and max(
+        max(f["track_ids"]) for f in want["frames"]) >= 0
+    for got, ref in zip(doc["frames"], want["frames"]):
+        assert got["classes"] == ref["classes"] and got["track_ids"] == ref["track_ids"]
+        np.testing.assert_allclose(got["boxes"], ref["boxes"], atol=0.02)
+        np.testing.assert_allclose(got["scores"], ref["scores"], atol=2e-5)
 
 
 def _pair_batch(batch=2, seed=0):
@@ -244,6 +368,42 @@ def test_pair_training_trains_detection_and_tracking():
     assert history[-1] < history[0], history
     assert after < before, (before, after)
     assert any(not np.allclose(a, w.numpy()) for a, w in zip(tracker, m.tracker.trainable_weights))
+
+
+def test_pair_training_step_runs_the_backbone_once(monkeypatch):
+    """A pair train step runs the 2B frames through the network once (training mode) and its
+    loss is the detection terms plus the tracking term on those same maps."""
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(3)
+    m = DetectTrack(num_classes=4, max_displacement=2, **{**TINY, "freeze_bn": False})
+    get_task(m).compile(m, optimizer=keras.optimizers.SGD(0.0))
+    _, (x, y) = _pair_batch()
+    flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+    maps = m.features(flat(x), training=True)
+    want = float(m.compute_loss(flat(x), {k: flat(v) for k, v in y.items()},
+                                {n: maps[n] for n in m.output})
+                 + m.tracking_loss(x, y["gt_boxes"], y["gt_track_ids"], training=True))
+    seen = _count_frames(m, monkeypatch)
+    logs = m.train_step((x, y))
+    assert seen == [4]
+    assert float(logs["loss"]) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model
+def test_pipeline_bench_runs_on_a_tiny_model():
+    """`python -m tfzoo.detection.bench --what pipeline` at test size: it times the three
+    paths and reports finite per-frame times and ratios."""
+    import re
+
+    from tfzoo.detection.bench import bench_pipeline
+
+    lines = bench_pipeline(1, frames=3, batch_size=2, size=(64, 80),
+                           overrides={**TINY, "max_displacement": 2})
+    assert len(lines) == 2 and "64x80, 3 frames, runs of 2" in lines[0]
+    numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", " ".join(lines))]
+    assert len(numbers) >= 14 and all(np.isfinite(numbers))
+    assert float(re.search(r"per frame: (\d+\.\d+) s wall", lines[0]).group(1)) > 0
 
 
 @pytest.mark.slow  # two training CLIs and evaluate, ~80 s

@@ -46,21 +46,31 @@ def _tracks(boxes_t, track_boxes, num):
 class Detector:
     """The one adapter between a D&T model and the video loop.
 
-    `detect_pairs(images)` with images (B, 2, H, W, 3) uint8 (pairs t, t+tau) returns
-    `(dets_t, dets_tau, tracks)`: per pair, both frames' detections (`{"boxes", "scores",
-    "classes"}`, boxes x1 y1 x2 y2 in input pixels, classes in [0, C)) and the tracklets (M, 8)
-    of frame t's detections. `class_names` lists the C classes.
+    `detect_clip(frames, frame_indices, previous=None)` with frames (T, H, W, 3) uint8, a run of
+    consecutive processed frames, returns `(detections, tracks, state)`: the T frames'
+    detections (`{"boxes", "scores", "classes"}`, boxes x1 y1 x2 y2 in input pixels, classes
+    in [0, C)), the tracklets (M, 8) of each frame's detections to the next frame, and the
+    state to pass as `previous` with the video's next frames (the tracks then start at the
+    last frame of this call). `detect_pairs(images)` with images (B, 2, H, W, 3) uint8 (pairs
+    t, t+tau) returns `(dets_t, dets_tau, tracks)` per pair. `class_names` lists the C
+    classes.
 
     Sources:
     - a SavedModel (a path, or loaded with `tf.saved_model.load`) with the D&T signatures (see
-      docs/detection.md): `detect_track` on (B, 2, H, W, 3) uint8 pairs returning
-      `detection_boxes` (B, 2, M, 4), `detection_scores` (B, 2, M), `detection_classes`
-      (B, 2, M), `num_detections` (B, 2) and `track_boxes` (B, M, 4) (the boxes at t+tau of
-      frame t's detections; or `track_deltas` (B, M, 4) in `encode_boxes` units, decoded
-      here); class names from its `class_names` signature or attribute, or `class_names=`;
+      docs/detection.md): `detect_track_clip` on (B, T, H, W, 3) uint8 clips returning
+      `detection_boxes` (B, T, M, 4), `detection_scores`, `detection_classes` (B, T, M),
+      `num_detections` (B, T) and `track_boxes` (B, T - 1, M, 4) (or `track_deltas` in
+      `encode_boxes` units, decoded here), used for clips (each frame once, plus the carried
+      frame of `previous` again: (T + 1) / T network passes a frame); and `detect_track`, the
+      same on (B, 2, H, W, 3) pairs with `track_boxes` (B, M, 4), used for pairs, and for
+      clips when the export has no `detect_track_clip` (two passes a frame); class names
+      from its `class_names` signature or attribute, or `class_names=`;
     - a model directory of `python -m tfzoo.train` (run.json + model.keras) or a Keras model
-      with `detect_track(images)` returning the same dict (the `DetectTrack` model).
-    Any object with `detect_pairs` and `class_names` (e.g. a test oracle) is used as is.
+      with `detect_track_clip` and `detect_track` (the `DetectTrack` model): the previous
+      frame's maps are carried, one network pass a frame.
+    `route` says which: "model" (maps carried), "clip" (the clip signature) or "pairs".
+    Any object with `detect_pairs` and `class_names` (e.g. a test oracle) is used as is
+    (`detect_clip_in_pairs` makes its clips).
     """
 
     def __init__(self, model, class_names=None):
@@ -76,18 +86,27 @@ class Detector:
 
                 model, info = load_model(path)
                 class_names = class_names or info.class_names
-        if hasattr(model, "signatures") and "detect_track" in model.signatures:
-            fn = model.signatures["detect_track"]
-            name = list(fn.structured_input_signature[1])
-            if len(name) != 1:
-                raise DetectError(f"{self.source}: detect_track takes {name}; expected one "
-                                  "input, uint8 frame pairs (B, 2, H, W, 3)")
-            self._call = lambda x: fn(**{name[0]: tf.constant(x, tf.uint8)})
-            if class_names is None and "class_names" in model.signatures:
-                class_names = [c.decode() for c in
-                               model.signatures["class_names"]()["class_names"].numpy()]
+        self._model = self._clip = None
+        signatures = getattr(model, "signatures", None) or {}
+        if "detect_track" in signatures:
+            self._call = self._signature(signatures["detect_track"], "detect_track",
+                                         "uint8 frame pairs (B, 2, H, W, 3)")
+            if "detect_track_clip" in signatures:
+                self._clip = self._signature(signatures["detect_track_clip"],
+                                             "detect_track_clip", "uint8 clips (B, T, H, W, 3)")
+            self.route = "pairs" if self._clip is None else "clip"
+            if class_names is None and "class_names" in signatures:
+                class_names = [c.decode() for c in signatures["class_names"]()["class_names"].numpy()]
         elif hasattr(model, "detect_track"):
             self._call = lambda x: model.detect_track(tf.constant(x))
+            if hasattr(model, "detect_track_clip"):
+                # one graph for the whole clip (the box voting's per-class loop and the
+                # correlations run eagerly op by op otherwise); traced per (T, previous or not)
+                self._model = tf.function(
+                    lambda clips, previous: model.detect_track_clip(clips, previous,
+                                                                    return_state=True),
+                    reduce_retracing=True)
+            self.route = "pairs" if self._model is None else "model"
         else:
             raise DetectError(
                 f"{self.source}: not a D&T model: it has no detect_track signature or method "
@@ -101,21 +120,38 @@ class Detector:
                               "them with the model)")
         self.class_names = [str(c) for c in class_names]
 
-    def detect_pairs(self, images, frame_indices=None):
+    def _signature(self, fn, name, what):
+        import tensorflow as tf
+
+        inputs = list(fn.structured_input_signature[1])
+        if len(inputs) != 1:
+            raise DetectError(f"{self.source}: {name} takes {inputs}; expected one input, {what}")
+        return lambda x: fn(**{inputs[0]: tf.constant(x, tf.uint8)})
+
+    def _outputs(self, out, name, first):
+        """The signature's outputs as numpy, checked, with `track_boxes` decoded from
+        `track_deltas` if needed (`first`: the tracked frames' boxes)."""
         from tfzoo.detection.boxes import decode_boxes
 
-        out = {k: np.asarray(v) for k, v in self._call(np.asarray(images, np.uint8)).items()}
+        out = {k: np.asarray(v) for k, v in out.items()}
         for key in ("detection_boxes", "detection_scores", "detection_classes",
                     "num_detections"):
             if key not in out:
-                raise DetectError(f"{self.source}: detect_track returned {sorted(out)}, "
+                raise DetectError(f"{self.source}: {name} returned {sorted(out)}, "
                                   f"without {key!r}")
         if "track_boxes" not in out:
             if "track_deltas" not in out:
-                raise DetectError(f"{self.source}: detect_track returned neither track_boxes "
+                raise DetectError(f"{self.source}: {name} returned neither track_boxes "
                                   "nor track_deltas")
-            out["track_boxes"] = decode_boxes(out["detection_boxes"][:, 0],
-                                              out["track_deltas"]).numpy()
+            boxes = first(out["detection_boxes"])
+            out["track_boxes"] = np.reshape(
+                decode_boxes(boxes.reshape(-1, 4), out["track_deltas"].reshape(-1, 4)).numpy(),
+                boxes.shape)
+        return out
+
+    def detect_pairs(self, images, frame_indices=None):
+        out = self._outputs(self._call(np.asarray(images, np.uint8)), "detect_track",
+                            lambda boxes: boxes[:, 0])
         dets_t, dets_tau, tracks = [], [], []
         for b in range(len(out["detection_boxes"])):
             n_t, n_tau = (int(v) for v in out["num_detections"][b])
@@ -127,6 +163,64 @@ class Detector:
                                               out["detection_classes"][b, 1], n_tau))
             tracks.append(_tracks(out["detection_boxes"][b, 0], out["track_boxes"][b], n_t))
         return dets_t, dets_tau, tracks
+
+    def detect_clip(self, frames, frame_indices=None, previous=None):
+        """`(detections, tracks, state)` of a run of consecutive processed frames (T, H, W, 3)
+        (see the class); `frame_indices` only matter to a pair source's oracle."""
+        frames = np.asarray(frames, np.uint8)
+        if frames.ndim != 4 or not len(frames):
+            raise ValueError(f"a clip is frames (T, H, W, 3) with T >= 1; got {frames.shape}")
+        if self._model is not None:
+            import tensorflow as tf
+
+            out, state = self._model(tf.constant(frames[None]), previous)
+            out = {k: np.asarray(v) for k, v in out.items()}
+            boxes = out["detection_boxes"][0]
+            if previous is not None:  # tracks from the carried frame
+                boxes = np.concatenate([np.asarray(previous["boxes"]), boxes])
+                counts = np.concatenate([np.asarray(previous["num_detections"]),
+                                         out["num_detections"][0]])
+            else:
+                counts = out["num_detections"][0]
+            dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
+                                      out["detection_classes"][0, t], out["num_detections"][0, t])
+                    for t in range(len(frames))]
+            tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
+                      for t in range(len(boxes) - 1)]
+            return dets, tracks, state
+        if self._clip is None:
+            return detect_clip_in_pairs(self, frames, frame_indices, previous)
+        # the export path: the previous frame is computed again as the clip's first
+        clip = frames if previous is None else np.concatenate([previous[None], frames])
+        out = self._outputs(self._clip(clip[None]), "detect_track_clip",
+                            lambda boxes: boxes[:, :-1])
+        n = out["num_detections"][0]
+        dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
+                                  out["detection_classes"][0, t], n[t])
+                for t in range(len(clip) - len(frames), len(clip))]
+        tracks = [_tracks(out["detection_boxes"][0, t], out["track_boxes"][0, t], n[t])
+                  for t in range(len(clip) - 1)]
+        return dets, tracks, frames[-1]
+
+
+def detect_clip_in_pairs(detector, frames, frame_indices=None, previous=None):
+    """`Detector.detect_clip` through `detector.detect_pairs` (an export with only the
+    `detect_track` pair signature, a test oracle): the pairs (k, k + 1) of the previous call's
+    last frame and `frames` (two network passes a frame); a lone first frame is paired with
+    itself. `previous` and the returned state are (frame index, frame)."""
+    index = list(range(len(frames))) if frame_indices is None else list(frame_indices)
+    frames = list(frames)
+    if previous is not None:
+        index, frames = [previous[0], *index], [previous[1], *frames]
+    pairs = list(zip(range(len(frames) - 1), range(1, len(frames)))) or [(0, 0)]
+    d_t, d_tau, tracks = detector.detect_pairs(
+        np.stack([np.stack([frames[a], frames[b]]) for a, b in pairs]),
+        frame_indices=[(index[a], index[b]) for a, b in pairs])
+    if len(frames) == 1:
+        dets, tracks = d_t, []
+    else:  # each frame's detections from its pair as frame t, the last one's as t+tau
+        dets = [*d_t, d_tau[-1]]
+    return dets[1:] if previous is not None else dets, tracks, (index[-1], frames[-1])
 
 
 def as_detector(model, class_names=None):
@@ -147,17 +241,22 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
     `{"video", "num_frames", "fps", "stride", "online", "class_names", "frames"}` with
     `frames` as `tfzoo.detection.link_video` returns them.
 
-    Processed frames are 0, stride, 2 stride, ...; each pair (k, k+1) of processed frames goes
-    through `detector.detect_pairs` (batched); a processed frame's detections come from its
-    pair as frame t (the last one's from its pair as frame t+tau). A video with one processed
-    frame is paired with itself. Raises DataError for an unreadable video.
+    Processed frames are 0, stride, 2 stride, ...; they go through `detector.detect_clip` in
+    runs of `batch_size`, each run continuing the previous one (so the tracks join the runs):
+    with a D&T model each frame's network runs once (`Detector`). A detector with only
+    `detect_pairs` gets pairs of consecutive processed frames (`detect_clip_in_pairs`).
+    Raises DataError for an unreadable video.
     """
     from tfzoo.detection.inference import link_video
     from tfzoo.video import iter_frames, video_info
 
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     detector = as_detector(detector)
+    clip = getattr(detector, "detect_clip", None) or (
+        lambda *args: detect_clip_in_pairs(detector, *args))
     total, fps, _, _ = video_info(video)
     bar = None
     if progress:
@@ -166,37 +265,28 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
         bar = tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(video)),
                    leave=False, file=sys.stderr)
     detections, tracks = [], []
-    pending = []  # processed frames (index, frame) not yet detected as frame t of a pair
-    last_tau = []  # the detections of the last frame sent, as frame t+tau
+    pending = []  # processed frames (index, frame) not yet detected
+    state = [None]  # what the last run hands to the next
     num_frames = 0
 
-    def flush(final):
-        # pairs (k, k+1) of the pending frames; the last frame stays for its own pair
-        while len(pending) >= 2 and (len(pending) > batch_size or final):
-            chunk = pending[:batch_size + 1]
-            pairs = np.stack([np.stack([a[1], b[1]]) for a, b in zip(chunk, chunk[1:])])
-            index = [(a[0], b[0]) for a, b in zip(chunk, chunk[1:])]
-            d_t, d_tau, trk = detector.detect_pairs(pairs, frame_indices=index)
-            detections.extend(d_t)
-            tracks.extend(trk)
-            last_tau[:] = [d_tau[-1]]
-            del pending[:len(chunk) - 1]
+    def flush():
+        dets, trk, state[0] = clip(np.stack([f for _, f in pending]),
+                                   [i for i, _ in pending], state[0])
+        detections.extend(dets)
+        tracks.extend(trk)
+        pending.clear()
 
     try:
         for f, frame in enumerate(iter_frames(video, short_side=None, max_frames=max_frames)):
             num_frames = f + 1
             if f % stride == 0:
                 pending.append((f, frame))
-                flush(False)
+                if len(pending) == batch_size:
+                    flush()
             if bar is not None:
                 bar.update(1)
-        if not detections and len(pending) == 1:  # one processed frame: paired with itself
-            pending.append(pending[0])
-            flush(True)
-            tracks.clear()
-        else:
-            flush(True)
-            detections.extend(last_tau)  # the last processed frame, from its pair as t+tau
+        if pending:
+            flush()
     finally:
         if bar is not None:
             bar.close()
@@ -315,7 +405,8 @@ def main(argv=None) -> int:
                    "frames linked at each step (default: all so far)")
     p.add_argument("--min_score", type=float, default=0.5, help="draw (and write to the "
                    "JSON) only boxes with this rescored score or more")
-    p.add_argument("--batch_size", type=int, default=4, help="frame pairs per forward pass")
+    p.add_argument("--batch_size", type=int, default=4, help="processed frames per forward "
+                   "pass (as many frame pairs with an export that has only detect_track)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     from tfzoo.errors import report

@@ -213,8 +213,119 @@ def bench_tracking(repeats: int) -> list[str]:
     return lines
 
 
+def four_pass_detect_track(model, pairs) -> dict:
+    """`DetectTrack.detect_track` as it was before each frame's maps were shared: `detect` on
+    the 2B frames, then `features` of both frames again for the tracker (4 network passes a
+    pair). The before of `bench_pipeline`, and the reference the shared path must equal."""
+    from tfzoo.detection.boxes import BOX_STDS, decode_boxes
+    from tfzoo.models.dt import TRACK_MAPS
+
+    pairs = tf.convert_to_tensor(pairs)
+    shape = tf.shape(pairs)
+    b = shape[0]
+    flat = tf.reshape(pairs, tf.concat([[2 * b], shape[2:]], 0))
+    det = model.detect(flat, box_voting=True,
+                       max_per_class=model.get_config()["link_max_per_class"])
+    m = tf.shape(det["boxes"])[1]
+    resized, scale = model._resize(pairs[:, 0])
+    resized_tau, _ = model._resize(pairs[:, 1])
+    maps = model.features(tf.concat([resized, resized_tau], 0))
+    boxes = tf.reshape(det["boxes"], [b, 2, m, 4])
+    rois = tf.concat([tf.cast(tf.repeat(tf.range(b), m), tf.float32)[:, None],
+                      tf.reshape(boxes[:, 0], [-1, 4]) * scale], 1)
+    deltas = model.tracker([{n: tf.cast(maps[n][:b], tf.float32) for n in TRACK_MAPS},
+                            {n: tf.cast(maps[n][b:], tf.float32) for n in TRACK_MAPS}, rois])
+    moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
+    valid = (tf.range(m)[None] < tf.reshape(det["num_detections"], [b, 2])[:, :1])[..., None]
+    return {"detection_boxes": boxes,
+            "detection_scores": tf.reshape(det["scores"], [b, 2, m]),
+            "detection_classes": tf.reshape(det["classes"], [b, 2, m]),
+            "num_detections": tf.reshape(det["num_detections"], [b, 2]),
+            "track_boxes": tf.where(valid, tf.reshape(moved, [b, m, 4]), 0.0),
+            "track_deltas": tf.where(valid, tf.reshape(deltas, [b, m, 4]), 0.0)}
+
+
+def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600, 1000),
+                   overrides: dict | None = None) -> list[str]:
+    """The whole D&T video path per frame (`tfzoo.detect`'s loop: `Detector.detect_clip` in
+    runs of `batch_size` frames, each frame's maps computed once and carried into the next
+    run) against detection only on the same frames (`detect` with D&T's NMS + box voting, 25
+    per class), and against the previous pair path (`four_pass_detect_track` on the pairs
+    (k, k + 1), as the loop sent them): dt_resnet101, 30 classes, random weights, 600 x 1000
+    frames, float32, each path a `tf.function`. After a warm-up run of each, the pipeline,
+    detection only and `RoITracking` alone (on one pair's maps and 300 RoIs) are timed in
+    turn `repeats` times (medians; interleaved, as the load of a shared machine drifts), the
+    previous path once (ResNet-101 takes seconds a frame on a small CPU: keep `frames` and
+    `repeats` small). `size` and `overrides` (of the model's config) shrink it for a test."""
+    import tfzoo
+    from tfzoo.detect import Detector
+    from tfzoo.models.dt import TRACK_MAPS
+
+    if frames < 2:
+        raise ValueError(f"frames={frames}: the pipeline bench needs at least one pair")
+    model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
+    video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
+    detector = Detector(model, class_names=[str(c) for c in range(30)])
+    per_class = model.get_config()["link_max_per_class"]
+    detect = tf.function(lambda x: model.detect(x, box_voting=True,
+                                                max_per_class=per_class)["boxes"])
+    old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
+    track = tf.function(lambda a, b, r: model.tracker([a, b, r]))
+    pair = np.stack([video[:-1], video[1:]], 1)
+    maps = model.features(model._resize(video[:2])[0])
+    maps_t, maps_tau = ({n: maps[n][i:i + 1] for n in TRACK_MAPS} for i in (0, 1))
+    boxes = detect(video[:1])[0] * model._resize(video[:1])[1]  # in the maps' pixels
+    rois = tf.concat([tf.zeros([tf.shape(boxes)[0], 1]), boxes], 1)
+
+    def pipeline():
+        state = None
+        for start in range(0, frames, batch_size):
+            _, _, state = detector.detect_clip(video[start:start + batch_size], None, state)
+
+    def detect_only():
+        for start in range(0, frames, batch_size):
+            detect(video[start:start + batch_size]).numpy()
+
+    def tracker():
+        track(maps_t, maps_tau, rois).numpy()
+
+    def pairs():
+        for start in range(0, frames - 1, batch_size):
+            old(pair[start:start + batch_size]).numpy()
+
+    runs = {"pipeline": pipeline, "detect": detect_only, "tracker": tracker, "pairs": pairs}
+    times = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()
+    for r in range(max(repeats, 1)):
+        for name, fn in runs.items():
+            if name == "pairs" and r:
+                continue
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append((time.perf_counter() - w, time.process_time() - c))
+    med = {name: np.median(np.asarray(t), 0) for name, t in times.items()}
+    (w_p, c_p), (w_d, c_d), (w_o, c_o) = (med[n] / frames for n in ("pipeline", "detect", "pairs"))
+    w_t, c_t = med["tracker"]
+    # F frames have F - 1 tracked pairs: per pair is the per-frame overhead of a long video
+    pair_w, pair_c = ((p - d) * frames / (frames - 1) for p, d in ((w_p, w_d), (c_p, c_d)))
+    return [f"D&T video path (dt_resnet101, 30 classes, {size[0]}x{size[1]}, {frames} frames, "
+            f"runs of "
+            f"{batch_size}) per frame: {w_p:.2f} s wall / {c_p:.2f} s CPU; detection only "
+            f"(box voting) {w_d:.2f} / {c_d:.2f} s -> tracking overhead of the pipeline "
+            f"{100 * (w_p / w_d - 1):.1f}% wall, {100 * (c_p / c_d - 1):.1f}% CPU; per tracked "
+            f"pair {pair_w:.2f} s wall / {pair_c:.2f} s CPU = {100 * pair_w / w_d:.1f}% / "
+            f"{100 * pair_c / c_d:.1f}% of a frame's detection (paper 11%, goal <= 8%); "
+            f"RoITracking alone on a pair {w_t:.2f} / {c_t:.2f} s = {100 * w_t / w_d:.1f}% / "
+            f"{100 * c_t / c_d:.1f}%",
+            f"previous pair path (4 network passes a pair, pairs (k, k+1)): {w_o:.2f} s wall / "
+            f"{c_o:.2f} s CPU per frame -> the shared maps are {w_o / w_p:.2f}x faster wall, "
+            f"{c_o / c_p:.2f}x CPU (a long video: about (4 + r) / (1 + r), r the tracker's "
+            f"share of a frame)"]
+
+
 BENCHES = {"correlation": bench_correlation, "psroi": bench_psroi, "linking": bench_linking,
-           "tracking": bench_tracking}
+           "tracking": bench_tracking, "pipeline": bench_pipeline}
 
 
 def main(argv=None):

@@ -3,15 +3,18 @@ ch. 8): the R-FCN detector with the RoI tracking head (correlation features of c
 frames' box maps, PS-RoI pooled to the box deltas t -> t+tau).
 
 `DetectTrack` is an `RFCN` (same constructor arguments, same per-frame detection, export and
-evaluation) plus `tfzoo.detection.RoITracking`:
-- `detect_track(pairs)`: frame pairs (B, 2, H, W, 3) -> both frames' detections (NMS with box
-  voting, at most `link_max_per_class` per class, as D&T links) and `track_boxes`, the boxes at
-  t+tau of frame t's detections: the `detect_track` contract of `tfzoo.detect`.
-- `tracking_loss(pairs, labels)`: the third term of eq. 8.1 on a batch of pairs (ground-truth
-  boxes present in both frames, `tfzoo.detection.tracking_targets`).
+evaluation) plus `tfzoo.detection.RoITracking`, and runs each frame's network once for both:
+- `detect_track_clip(clips)`: clips (B, T, H, W, 3) -> every frame's detections (NMS with box
+  voting, at most `link_max_per_class` per class, as D&T links) and the tracks between
+  consecutive frames; it can carry the last frame's maps into the next call (a video in runs).
+- `detect_track(pairs)`: the same on frame pairs (B, 2, H, W, 3), `track_boxes` (B, M, 4) the
+  boxes at t+tau of frame t's detections: the `detect_track` contract of `tfzoo.detect`.
+- `tracking_loss(pairs, gt_boxes, gt_track_ids)`: the third term of eq. 8.1 on a batch of
+  pairs (ground-truth boxes present in both frames, `tfzoo.detection.tracking_targets`).
 - `fit` on frame pairs (the detection source with `pairs=True`) trains eq. 8.1 whole
-  (`train_step`, `compute_loss`); the export adds the `detect_track` and `class_names`
-  signatures (`DetectionTask.extra_signatures`).
+  (`train_step`: one forward pass of the 2B frames feeds the detection and tracking terms);
+  the export adds the `detect_track`, `detect_track_clip` and `class_names` signatures
+  (`DetectionTask.extra_signatures`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.models.rfcn import RFCN, STRIDE, TINY
 
 DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class")
+# the maps of a frame the tracker reads (RoITracking)
+TRACK_MAPS = ("conv3", "conv4", "conv5", "reg_maps")
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -44,6 +49,9 @@ class DetectTrack(RFCN):
     >>> out = model.detect_track(np.zeros((1, 2, 64, 64, 3), "uint8"))
     >>> tuple(out["detection_boxes"].shape[:2]), tuple(out["track_boxes"].shape[-1:])
     ((1, 2), (4,))
+    >>> clip = model.detect_track_clip(np.zeros((1, 3, 64, 64, 3), "uint8"))  # 3 passes
+    >>> tuple(clip["num_detections"].shape), tuple(clip["track_boxes"].shape[:2])
+    ((1, 3), (1, 2))
     """
 
     def __init__(
@@ -88,83 +96,147 @@ class DetectTrack(RFCN):
                                    max_displacement=max_displacement, conv3_stride=conv3_stride,
                                    name="roi_tracking", dtype="float32")
 
-    def _track(self, images_t, images_tau, rois):
-        """Deltas (N, 4) of `rois` (N, 5) of frame t, on frames already resized."""
-        both = self.features(tf.concat([images_t, images_tau], 0))
-        b = tf.shape(images_t)[0]
-        names = ("conv3", "conv4", "conv5", "reg_maps")
-        ft = {n: tf.cast(both[n][:b], tf.float32) for n in names}
-        fu = {n: tf.cast(both[n][b:], tf.float32) for n in names}
-        return self.tracker([ft, fu, rois])
+    # ------------------------------------------------------------------------- test
+    def _frame_maps(self, frames):
+        """One forward pass of frames (N, H, W, 3): their tracking maps (float32, at the
+        resized scale), detections (NMS with box voting, `link_max_per_class`) in input
+        pixels, and the resize scale."""
+        frames = tf.convert_to_tensor(frames)
+        resized, scale = self._resize(frames)
+        maps = self.features(resized)
+        sizes = tf.tile(tf.shape(frames)[None, 1:3], [tf.shape(frames)[0], 1])
+        det = self.detect_from_maps(maps, sizes, scale, box_voting=True,
+                                    max_per_class=self._tfzoo_config["link_max_per_class"])
+        return {n: tf.cast(maps[n], tf.float32) for n in TRACK_MAPS}, det, scale
+
+    def _track(self, maps_t, maps_tau, boxes, num, scale):
+        """Frame-t detections `boxes` (N, M, 4) (input pixels, `num` (N,) valid) tracked from
+        `maps_t` to `maps_tau` (N frames each): boxes at t+tau and deltas, (N, M, 4) each,
+        zero past `num`."""
+        n, m = tf.shape(boxes)[0], tf.shape(boxes)[1]
+        index = tf.repeat(tf.range(n), m)
+        rois = tf.concat([tf.cast(index, tf.float32)[:, None],
+                          tf.reshape(boxes, [-1, 4]) * scale], 1)
+        deltas = self.tracker([maps_t, maps_tau, rois])
+        moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
+        valid = (tf.range(m)[None] < num[:, None])[..., None]
+        return (tf.where(valid, tf.reshape(moved, [n, m, 4]), 0.0),
+                tf.where(valid, tf.reshape(deltas, [n, m, 4]), 0.0))
+
+    def detect_track_clip(self, clips, previous=None, *, return_state: bool = False):
+        """Clips of consecutive frames (B, T, H, W, 3) -> every frame's detections and the
+        tracks between consecutive frames, each frame's network run once (T passes for T
+        frames and T - 1 tracked pairs): `detection_boxes` (B, T, M, 4) in input pixels,
+        `detection_scores`, `detection_classes` (B, T, M), `num_detections` (B, T),
+        `track_boxes` (B, T - 1, M, 4) (frame t's detections at t + 1; zero past
+        `num_detections`) and `track_deltas` (B, T - 1, M, 4) (`encode_boxes` units).
+
+        `return_state=True` also returns the last frames' state, and `previous=` that state
+        from the call on each clip's preceding frames: the tracks then start at that frame
+        (B, T, M, 4), whose maps are not recomputed (a video in chunks, each frame once).
+        """
+        clips = tf.convert_to_tensor(clips)
+        if clips.shape.rank != 5 or clips.shape[-1] not in (None, 3):
+            raise ValueError(f"clips have shape (B, T, H, W, 3); got {clips.shape}")
+        shape = tf.shape(clips)
+        b, t = shape[0], shape[1]
+        maps, det, scale = self._frame_maps(tf.reshape(clips, tf.concat([[b * t], shape[2:]], 0)))
+        per_clip = lambda v: tf.reshape(v, tf.concat([[b, t], tf.shape(v)[1:]], 0))
+        maps = {n: per_clip(v) for n, v in maps.items()}
+        det = {k: per_clip(det[k]) for k in ("boxes", "scores", "classes", "num_detections")}
+        state = {"maps": {n: v[:, -1] for n, v in maps.items()}, "boxes": det["boxes"][:, -1],
+                 "num_detections": det["num_detections"][:, -1]}
+        boxes, num = det["boxes"], det["num_detections"]
+        if previous is not None:
+            maps = {n: tf.concat([tf.cast(previous["maps"][n], tf.float32)[:, None], v], 1)
+                    for n, v in maps.items()}
+            boxes = tf.concat([tf.cast(previous["boxes"], tf.float32)[:, None], boxes], 1)
+            num = tf.concat([tf.cast(previous["num_detections"], tf.int32)[:, None], num], 1)
+        # pair p of clip i is its frames (p, p + 1); a one-frame clip has no pair, but a layer
+        # cannot run on an empty batch: its frame is paired with itself and the result dropped
+        frames = tf.shape(boxes)[1]
+        pairs = tf.maximum(frames - 1, 1)
+        first = tf.reshape(tf.range(b)[:, None] * frames + tf.range(pairs)[None], [-1])
+        second = first + tf.minimum(frames - 1, 1)
+        flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+        moved, deltas = self._track({n: tf.gather(flat(v), first) for n, v in maps.items()},
+                                    {n: tf.gather(flat(v), second) for n, v in maps.items()},
+                                    tf.gather(flat(boxes), first), tf.gather(flat(num), first),
+                                    scale)
+        m = tf.shape(boxes)[2]
+        per_pair = lambda v: tf.reshape(v, [b, pairs, m, 4])[:, :frames - 1]
+        out = {"detection_boxes": det["boxes"], "detection_scores": det["scores"],
+               "detection_classes": det["classes"], "num_detections": det["num_detections"],
+               "track_boxes": per_pair(moved), "track_deltas": per_pair(deltas)}
+        return (out, state) if return_state else out
 
     def detect_track(self, pairs) -> dict:
         """Frame pairs (B, 2, H, W, 3) -> the `tfzoo.detect` contract: `detection_boxes`
         (B, 2, M, 4) in input pixels, `detection_scores`, `detection_classes` (B, 2, M),
         `num_detections` (B, 2), `track_boxes` (B, M, 4) (frame t's detections at t+tau) and
-        `track_deltas` (B, M, 4)."""
+        `track_deltas` (B, M, 4): `detect_track_clip` with T = 2 (2 network passes a pair)."""
         pairs = tf.convert_to_tensor(pairs)
-        shape = tf.shape(pairs)
-        b = shape[0]
-        flat = tf.reshape(pairs, tf.concat([[2 * b], shape[2:]], 0))
-        per_class = self._tfzoo_config["link_max_per_class"]
-        det = self.detect(flat, box_voting=True, max_per_class=per_class)
-        m = tf.shape(det["boxes"])[1]
-        frames = tf.reshape(flat, tf.concat([[b, 2], shape[2:]], 0))
-        resized, scale = self._resize(frames[:, 0])
-        resized_tau, _ = self._resize(frames[:, 1])
-        boxes = tf.reshape(det["boxes"], [b, 2, m, 4])
-        index = tf.repeat(tf.range(b), m)
-        rois = tf.concat([tf.cast(index, tf.float32)[:, None],
-                          tf.reshape(boxes[:, 0], [-1, 4]) * scale], 1)
-        deltas = self._track(resized, resized_tau, rois)
-        moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
-        valid = tf.range(m)[None] < tf.reshape(det["num_detections"], [b, 2])[:, :1]
-        return {"detection_boxes": boxes,
-                "detection_scores": tf.reshape(det["scores"], [b, 2, m]),
-                "detection_classes": tf.reshape(det["classes"], [b, 2, m]),
-                "num_detections": tf.reshape(det["num_detections"], [b, 2]),
-                "track_boxes": tf.where(valid[..., None], tf.reshape(moved, [b, m, 4]), 0.0),
-                "track_deltas": tf.where(valid[..., None], tf.reshape(deltas, [b, m, 4]), 0.0)}
+        if pairs.shape.rank != 5 or pairs.shape[1] not in (None, 2):
+            raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {pairs.shape}")
+        out = self.detect_track_clip(pairs)
+        return {**out, "track_boxes": out["track_boxes"][:, 0],
+                "track_deltas": out["track_deltas"][:, 0]}
 
     # ------------------------------------------------------------------------- training
     def train_step(self, data):
         """A batch of frame pairs (images (B, 2, H, W, 3), ground truth (B, 2, ...); the
         detection source with `pairs=True`) trains eq. 8.1 whole: the detection terms on the
-        2B frames and the tracking term on the pairs (`compute_loss`). Single frames
-        (B, H, W, 3) train the detection terms only, as an `RFCN`."""
+        2B frames and the tracking term on the pairs, both from one forward pass (training
+        mode) of the 2B frames. Single frames (B, H, W, 3) train the detection terms only, as
+        an `RFCN`."""
+        from keras.src.losses.loss import unscale_loss_for_distribution
+
+        from tfzoo.models.base import _multi_worker_logs, check_inputs
+
         x, y = data[0], data[1]
         if x.shape.rank != 5:
             return super().train_step(data)
         if x.shape[1] != 2:
             raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {x.shape}")
         flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
-        # pair-major: frame 2b is t, 2b + 1 is t+tau of pair b (compute_loss folds them back)
-        labels = {k: flat(v) for k, v in y.items()}
-        labels["pair_frames"] = tf.tile(tf.range(2), [tf.shape(x)[0]])
-        return super().train_step((flat(x), labels))
+        # pair-major: frame 2b is t, 2b + 1 is t+tau of pair b
+        x, labels = flat(x), {k: flat(v) for k, v in y.items()}
+        check_inputs(self, x)
+        # Keras' train step, with the forward pass through `features` so the tracking term
+        # reads the same maps as the detection terms (no second backbone pass)
+        with tf.GradientTape() as tape:
+            maps = self.features(x, training=True)
+            y_pred = {n: maps[n] for n in self.output}
+            loss = self.compute_loss(x, labels, y_pred, training=True)
+            tracking = self._tracking_loss(maps, y["gt_boxes"], y["gt_track_ids"])
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replica.num_replicas_in_sync > 1:
+                tracking = tracking / replica.num_replicas_in_sync
+            loss = loss + tracking
+            self._loss_tracker.update_state(unscale_loss_for_distribution(loss),
+                                            sample_weight=tf.shape(x)[0])
+            loss = self.optimizer.scale_loss(loss)
+        weights = self.trainable_weights
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return _multi_worker_logs(self, self.compute_metrics(x, labels, y_pred))
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """`RFCN.compute_loss` (the detection terms) plus, for frames that `train_step`
-        unfolded from pairs, eq. 8.1's tracking term with lambda = 1."""
-        if not (isinstance(y, dict) and "pair_frames" in y):
-            return super().compute_loss(x, y, y_pred, sample_weight, training)
-        y = {k: v for k, v in y.items() if k != "pair_frames"}
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
-        pair = lambda v: tf.reshape(v, tf.concat([[-1, 2], tf.shape(v)[1:]], 0))
-        tracking = self.tracking_loss(pair(x), pair(y["gt_boxes"]), pair(y["gt_track_ids"]))
-        replica = tf.distribute.get_replica_context()
-        if replica is not None and replica.num_replicas_in_sync > 1:
-            tracking = tracking / replica.num_replicas_in_sync
-        return loss + tracking
-
-    def tracking_loss(self, pairs, gt_boxes, gt_track_ids):
-        """Eq. 8.1's tracking term on a batch of pairs (B, 2, H, W, 3) with their ground truth
-        (B, 2, G, 4) / (B, 2, G) in the pairs' pixels (frames used at the size given)."""
+    def _tracking_loss(self, maps, gt_boxes, gt_track_ids):
+        """Eq. 8.1's tracking term from the maps of 2B frames, pair-major (frame 2b is t and
+        2b + 1 is t+tau of pair b), with the pairs' ground truth (B, 2, G, 4) / (B, 2, G)."""
         targets, valid = tracking_targets(gt_boxes, gt_track_ids)
         rois, idx = tracking_rois(gt_boxes, valid)
-        pairs = tf.cast(pairs, tf.float32)
-        deltas = self._track(pairs[:, 0], pairs[:, 1], rois)
+        deltas = self.tracker([{n: tf.cast(maps[n][0::2], tf.float32) for n in TRACK_MAPS},
+                               {n: tf.cast(maps[n][1::2], tf.float32) for n in TRACK_MAPS},
+                               rois])
         return tracking_loss(deltas, tf.gather_nd(targets, idx))
+
+    def tracking_loss(self, pairs, gt_boxes, gt_track_ids, training: bool = False):
+        """Eq. 8.1's tracking term on a batch of pairs (B, 2, H, W, 3) with their ground truth
+        (B, 2, G, 4) / (B, 2, G) in the pairs' pixels (frames used at the size given)."""
+        pairs = tf.cast(pairs, tf.float32)
+        maps = self.features(tf.reshape(pairs, tf.concat([[-1], tf.shape(pairs)[2:]], 0)),
+                             training=training)
+        return self._tracking_loss(maps, gt_boxes, gt_track_ids)
 
 
 def register() -> None:

@@ -176,12 +176,17 @@ class RFCN(VideoModel):
 
     # ------------------------------------------------------------------------- features
     def features(self, images, training: bool = False) -> dict:
-        """{conv1..conv5, rfcn_features, cls_maps, reg_maps} of a batch of frames (B, H, W, 3),
-        the maps the D&T tracking head is built on."""
+        """Every map of a batch of frames (B, H, W, 3) from one forward pass: the endpoints
+        conv1..conv5 and rfcn_features, and the outputs rpn_scores, rpn_deltas, cls_maps and
+        reg_maps (float32). What `detect_from_maps` and the D&T tracking head read, so a
+        frame's backbone runs once for both."""
         if self._features is None:
             from tfzoo.models.features import feature_extractor
 
-            self._features = feature_extractor(self)
+            endpoints = feature_extractor(self)
+            # the outputs (float32 under mixed precision) replace the endpoints' cls/reg maps
+            self._features = keras.Model(self.inputs[0], {**endpoints.output, **self.output},
+                                         name=f"{self.name}_features")
         maps = self._features(tf.cast(images, tf.float32), training=training)
         return {n: (m[:, 0] if m.shape.rank == 5 else m) for n, m in maps.items()}
 
@@ -338,19 +343,42 @@ class RFCN(VideoModel):
         NMS with box voting per class (`tfzoo.detection.nms_box_voting`), as D&T does before
         linking (thesis §8.5.2; there with `max_per_class=25`).
         """
+        images = tf.convert_to_tensor(images)
+        if image_sizes is None:
+            image_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
+        resized, scale = self._resize(images)
+        outputs = keras.Model.__call__(self, resized, training=False)
+        return self.detect_from_maps(outputs, image_sizes, scale, proposals=proposals,
+                                     nms_threshold=nms_threshold, max_per_class=max_per_class,
+                                     max_detections=max_detections,
+                                     score_threshold=score_threshold, box_voting=box_voting)
+
+    def detect_from_maps(self, maps, image_sizes, scale, *, proposals=None, nms_threshold=None,
+                         max_per_class=None, max_detections=None, score_threshold=None,
+                         box_voting: bool = False) -> dict:
+        """`detect` from the maps of frames already resized by `scale` (`features` or the
+        model's outputs: rpn_scores, rpn_deltas, cls_maps, reg_maps), so a caller that needs
+        the maps for more than detection (D&T's tracker) runs the network once.
+        `image_sizes` (B, 2) and the returned boxes are in the input's (unresized) pixels.
+
+        Example:
+        >>> import numpy as np
+        >>> model = RFCN(num_classes=2, blocks=(1, 1, 1, 1), width=8, k=3, head_channels=16,
+        ...              rpn_channels=16, short_side=None, max_side=None)
+        >>> x = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 3)).astype("float32")
+        >>> out = model.detect_from_maps(model.features(x), [[64, 96]], 1.0)
+        >>> np.allclose(out["scores"], model.detect(x)["scores"], atol=1e-6)
+        True
+        """
         cfg = self._tfzoo_config
         nms_threshold = cfg["test_nms"] if nms_threshold is None else nms_threshold
         max_per_class = max_per_class or cfg["max_per_class"]
         max_detections = max_detections or cfg["max_detections"]
         score_threshold = cfg["score_threshold"] if score_threshold is None else score_threshold
-        images = tf.convert_to_tensor(images)
-        if image_sizes is None:
-            image_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
-        resized, scale = self._resize(images)
+        scale = tf.cast(scale, tf.float32)
         sizes = tf.round(tf.cast(image_sizes, tf.float32) * scale)
-        outputs = keras.Model.__call__(self, resized, training=False)
         if proposals is None:
-            boxes, _, counts = self.proposals(outputs, sizes, training=False)
+            boxes, _, counts = self.proposals(maps, sizes, training=False)
         else:
             boxes, counts = proposals
             boxes = tf.cast(boxes, tf.float32) * scale
@@ -358,7 +386,7 @@ class RFCN(VideoModel):
         batch, p = tf.shape(boxes)[0], tf.shape(boxes)[1]
         index = tf.repeat(tf.range(batch), p)
         rois = tf.concat([tf.cast(index, tf.float32)[:, None], tf.reshape(boxes, [-1, 4])], 1)
-        logits, deltas = self.head(outputs, rois)
+        logits, deltas = self.head(maps, rois)
         probs = tf.reshape(tf.nn.softmax(logits)[:, 1:], [batch, p, self.num_classes])
         valid = tf.range(p)[None] < counts[:, None]
         probs = tf.where(valid[..., None], probs, 0.0)
@@ -388,7 +416,6 @@ class RFCN(VideoModel):
                 "classes": tf.cast(nmsed.nmsed_classes, tf.int32),
                 "num_detections": tf.cast(n, tf.int32),
                 "proposals": boxes / scale, "num_proposals": counts}
-
 
     def _voted(self, boxes, probs, nms_threshold, max_per_class, max_detections, score_threshold):
         """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores, the classes

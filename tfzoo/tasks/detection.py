@@ -192,19 +192,28 @@ class DetectionTask(Task):
         """For a detector with `detect_track` (`tfzoo.models.dt.DetectTrack`), the D&T
         signatures `tfzoo.detect.Detector` reads (docs/detection.md, "The model contract"):
         `detect_track` on uint8 frame pairs `images` (B, 2, H, W, 3) -> both frames'
-        detections, `track_boxes` and `track_deltas`; `class_names` (no input) -> (C,)
-        strings. A per-frame detector has only `serving_default`."""
+        detections, `track_boxes` and `track_deltas` (B, M, 4); `detect_track_clip` on uint8
+        clips `images` (B, T, H, W, 3) -> all T frames' detections (B, T, ...) and the tracks
+        between consecutive frames (B, T - 1, M, 4), each frame's network run once;
+        `class_names` (no input) -> (C,) strings. A per-frame detector has only
+        `serving_default`."""
         if not hasattr(model, "detect_track"):
             return {}
         names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+        ints = ("detection_classes", "num_detections")
 
-        def detect_track(images):
-            out = model.detect_track(tf.cast(images, tf.float32))
-            ints = ("detection_classes", "num_detections")
+        def typed(out):
             return {k: tf.cast(v, tf.int32 if k in ints else tf.float32) for k, v in out.items()}
 
-        return {"detect_track": ([tf.TensorSpec([None, 2, None, None, 3], tf.uint8,
-                                                name="images")], detect_track),
+        def detect_track(images):
+            return typed(model.detect_track(tf.cast(images, tf.float32)))
+
+        def detect_track_clip(images):
+            return typed(model.detect_track_clip(tf.cast(images, tf.float32)))
+
+        frames = lambda t: [tf.TensorSpec([None, t, None, None, 3], tf.uint8, name="images")]
+        return {"detect_track": (frames(2), detect_track),
+                "detect_track_clip": (frames(None), detect_track_clip),
                 "class_names": ([], lambda: {"class_names": tf.identity(names)})}
 
 
