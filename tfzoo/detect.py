@@ -234,6 +234,40 @@ def as_detector(model, class_names=None):
 # The video loop
 # --------------------------------------------------------------------------------------------
 
+def detect_frames(detector, frames, *, batch_size: int = 4):
+    """Detections and tracklets of a sequence of processed frames: `frames` yields
+    `(frame index, frame (H, W, 3) uint8)` in order; returns `(detections, tracks)` as
+    `tfzoo.detection.link_video` takes them (one tracklet set per consecutive pair).
+
+    The frames go through `detector.detect_clip` in runs of `batch_size`, each run continuing
+    the previous one (so the tracks join the runs): with a D&T model each frame's network runs
+    once (`Detector`). A detector with only `detect_pairs` gets pairs of consecutive frames
+    (`detect_clip_in_pairs`). One frame alone gets its detections and no tracks.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    detector = as_detector(detector)
+    clip = getattr(detector, "detect_clip", None) or (
+        lambda *args: detect_clip_in_pairs(detector, *args))
+    detections, tracks, pending, state = [], [], [], None
+
+    def flush():
+        nonlocal state
+        dets, trk, state = clip(np.stack([f for _, f in pending]), [i for i, _ in pending],
+                                state)
+        detections.extend(dets)
+        tracks.extend(trk)
+        pending.clear()
+
+    for item in frames:
+        pending.append(item)
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    return detections, tracks
+
+
 def detect_video(detector, video, *, stride: int = 1, online: bool = False,
                  history: int | None = None, batch_size: int = 4, progress: bool = True,
                  max_frames: int | None = None) -> dict:
@@ -241,22 +275,16 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
     `{"video", "num_frames", "fps", "stride", "online", "class_names", "frames"}` with
     `frames` as `tfzoo.detection.link_video` returns them.
 
-    Processed frames are 0, stride, 2 stride, ...; they go through `detector.detect_clip` in
-    runs of `batch_size`, each run continuing the previous one (so the tracks join the runs):
-    with a D&T model each frame's network runs once (`Detector`). A detector with only
-    `detect_pairs` gets pairs of consecutive processed frames (`detect_clip_in_pairs`).
-    Raises DataError for an unreadable video.
+    Processed frames are 0, stride, 2 stride, ...; they go through `detect_frames` in runs of
+    `batch_size` (with a D&T model, each frame's network runs once). Raises DataError for an
+    unreadable video.
     """
     from tfzoo.detection.inference import link_video
     from tfzoo.video import iter_frames, video_info
 
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     detector = as_detector(detector)
-    clip = getattr(detector, "detect_clip", None) or (
-        lambda *args: detect_clip_in_pairs(detector, *args))
     total, fps, _, _ = video_info(video)
     bar = None
     if progress:
@@ -264,29 +292,19 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
 
         bar = tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(video)),
                    leave=False, file=sys.stderr)
-    detections, tracks = [], []
-    pending = []  # processed frames (index, frame) not yet detected
-    state = [None]  # what the last run hands to the next
     num_frames = 0
 
-    def flush():
-        dets, trk, state[0] = clip(np.stack([f for _, f in pending]),
-                                   [i for i, _ in pending], state[0])
-        detections.extend(dets)
-        tracks.extend(trk)
-        pending.clear()
-
-    try:
+    def processed():
+        nonlocal num_frames
         for f, frame in enumerate(iter_frames(video, short_side=None, max_frames=max_frames)):
             num_frames = f + 1
             if f % stride == 0:
-                pending.append((f, frame))
-                if len(pending) == batch_size:
-                    flush()
+                yield f, frame
             if bar is not None:
                 bar.update(1)
-        if pending:
-            flush()
+
+    try:
+        detections, tracks = detect_frames(detector, processed(), batch_size=batch_size)
     finally:
         if bar is not None:
             bar.close()

@@ -304,11 +304,11 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
     """D&T's video evaluation (thesis §8.4-8.5.3) of a model with `detect_track` (or any
     `tfzoo.detect.Detector`-like object with `detect_pairs`, given the pairs' frame indices
     in the video), at each temporal stride tau of `strides`: per video, the processed frames
-    0, tau, 2 tau, ... go through `detect_track` in pairs (k, k+1), their detections and
-    tracklets are linked (`tfzoo.detection.link_video`, offline and online) and the rescored
-    boxes of the processed frames are scored by `evaluate_vid`. Only the processed frames are
-    scored, as the thesis' tau = 10 row ("evaluated only at every tau-th frame", §8.5.3); at
-    tau = 1 that is every frame.
+    0, tau, 2 tau, ... go through `tfzoo.detect.detect_frames` (each frame's network once with
+    a D&T model), their detections and tracklets are linked (`tfzoo.detection.link_video`,
+    offline and online) and the rescored boxes of the processed frames are scored by
+    `evaluate_vid`. Only the processed frames are scored, as the thesis' tau = 10 row
+    ("evaluated only at every tau-th frame", §8.5.3); at tau = 1 that is every frame.
 
     Returns `{"tau=T offline" | "tau=T online": {"mAP", "mAP_slow", "mAP_medium", "mAP_fast",
     "mAP_occluded", "num_gt_slow", ..., "AP", "mAP_unlinked", "unlinked", "tracks",
@@ -318,7 +318,7 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
     `link_max_per_class` per class), the baseline linking must beat; `tracks` is
     `tfzoo.detection.track_consistency` of the tube ids.
     """
-    from tfzoo.detect import as_detector
+    from tfzoo.detect import as_detector, detect_frames
     from tfzoo.detection import evaluate_vid, link_video, track_consistency
 
     if not strides or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in strides):
@@ -336,20 +336,8 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
             processed = list(range(0, len(video.frames), tau))
             ids = [(video.video_id, f) for f in processed]
             annotations[tau].update({i: all_ann[i] for i in ids})
-            index = processed * 2 if len(processed) == 1 else processed
-            detections, tracks, last = [], [], None
-            for start in range(0, len(index) - 1, batch_size):
-                chunk = index[start:start + batch_size + 1]
-                pairs = np.stack([np.stack([video.frames[a], video.frames[b]])
-                                  for a, b in zip(chunk, chunk[1:])])
-                d_t, d_tau, trk = detector.detect_pairs(pairs, list(zip(chunk, chunk[1:])))
-                detections.extend(d_t)
-                tracks.extend(trk)
-                last = d_tau[-1]
-            if len(processed) == 1:
-                tracks = []
-            else:
-                detections.append(last)
+            detections, tracks = detect_frames(
+                detector, ((f, video.frames[f]) for f in processed), batch_size=batch_size)
             for d, fid in zip(detections, ids):
                 rows[tau, "unlinked"].extend(
                     (fid, int(c), float(sc), *map(float, b))
