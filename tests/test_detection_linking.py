@@ -133,7 +133,7 @@ def test_tracklet_overlap_candidates_are_exact(threshold, spread):
     assert got == want and len(want) > 20
 
 
-@pytest.mark.parametrize("online,history", [(False, None), (True, None), (True, 3)])
+@pytest.mark.parametrize("online,history", [(False, None), (True, None), (True, 3), (True, 1)])
 def test_linking_matches_the_previous_numpy_implementation(online, history):
     # cases too large to enumerate: the compiled kernels against the previous numpy version
     # (dense Viterbi over every box pair), which the brute force checked the same way
@@ -153,6 +153,40 @@ def test_linking_matches_the_previous_numpy_implementation(online, history):
         np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
+def _ragged_video(frames, classes, boxes, seed):
+    from tfzoo.detection.bench import random_video
+
+    dets, tracks = random_video(frames, classes, boxes, seed=seed)
+    rng = np.random.default_rng(seed)
+    for d in dets:  # some classes lose boxes, so the number of tubes changes over time
+        keep = rng.uniform(size=len(d["scores"])) < 0.85
+        d.update({k: v[keep] for k, v in d.items()})
+    return dets, [m[rng.uniform(size=len(m)) < 0.8] for m in tracks]
+
+
+@pytest.mark.parametrize("ring", [3, 64])
+def test_online_full_history_reuse_is_exact(monkeypatch, ring):
+    # Full-history online linking continues window [0, t-1]'s extraction into [0, t] (and
+    # recomputes a round from frame 0 when a change is older than the `ring` frames it keeps;
+    # 3 forces that often): it must give what linking every window from scratch gives (the
+    # numpy reference, and the finite-history kernel with a history as long as the video)
+    from tfzoo.detection import _linking_numpy, linking
+
+    monkeypatch.setattr(linking, "_RING", ring)
+    dets, tracks = _ragged_video(20, 3, 7, seed=5)
+    got, tubes = link_tubes(dets, tracks, online=True)
+    want, want_tubes = _linking_numpy.link_tubes(dets, tracks, online=True)
+    assert tubes == want_tubes and len(tubes) > 5
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    video = linking._Video(*linking._check(dets, tracks), 0.5)
+    arrays = (video.scores, video.alive, video.first, video.more, video.idx)
+    full = linking._online_full(*arrays, 0.5, ring)
+    windows = linking._online_window(*arrays, 20, 0.5)
+    for a, b in zip(full[:3], windows):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_linking_matches_the_numpy_implementation_at_bench_size():
     # the bench's video (30 classes x 25 boxes, 100 frames): same tubes and scores
@@ -160,7 +194,7 @@ def test_linking_matches_the_numpy_implementation_at_bench_size():
     from tfzoo.detection.bench import random_video
 
     dets, tracks = random_video(100, 30, 25, seed=1)
-    for kw in ({}, {"online": True, "history": 8}):
+    for kw in ({}, {"online": True, "history": 8}, {"online": True}):
         got, tubes = link_tubes(dets, tracks, **kw)
         want, want_tubes = _linking_numpy.link_tubes(dets, tracks, **kw)
         assert tubes == want_tubes and len(tubes) == 750

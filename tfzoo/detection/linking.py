@@ -137,20 +137,18 @@ def _overlapping(boxes, alive, tracks, threshold):
             cx_lo, cx_hi, cy_lo, cy_hi = 0.0, 0.0, 0.0, 0.0
         for yy in range(int(cy_lo), int(cy_hi) + 1):
             for p in range(start[yy * nx + int(cx_lo)], start[yy * nx + int(cx_hi) + 1]):
-                iw = min(x2, tx2[p]) - max(x1, tx1[p]) + 1.0
-                ih = min(y2, ty2[p]) - max(y1, ty1[p]) + 1.0
-                if iw <= 0.0 or ih <= 0.0:
-                    continue
+                if num == out.shape[1]:
+                    grown = np.empty((2, 2 * num), np.int64)
+                    for q in range(num):  # a loop: a slice copy takes seconds to compile
+                        grown[0, q], grown[1, q] = out[0, q], out[1, q]
+                    out = grown
+                # branch-free: whether a candidate overlaps is a coin flip for the predictor
+                iw = max(min(x2, tx2[p]) - max(x1, tx1[p]) + 1.0, 0.0)
+                ih = max(min(y2, ty2[p]) - max(y1, ty1[p]) + 1.0, 0.0)
                 inter = iw * ih
-                if inter > threshold * (area + tarea[p] - inter):
-                    if num == out.shape[1]:
-                        grown = np.empty((2, 2 * num), np.int64)
-                        for q in range(num):  # a loop: a slice copy takes seconds to compile
-                            grown[0, q], grown[1, q] = out[0, q], out[1, q]
-                        out = grown
-                    out[0, num] = i
-                    out[1, num] = order[p]
-                    num += 1
+                out[0, num] = i
+                out[1, num] = order[p]
+                num += (inter > threshold * (area + tarea[p] - inter)) & (inter > 0.0)
     return out[0, :num].copy(), out[1, :num].copy()
 
 
@@ -278,63 +276,138 @@ def _end(sc, tk, r, b):
     return arg
 
 
+@_inline
+def _step_free(w_prev, best, arg, sc, free, count, first, more, idx, row, w_out, p_out, b_out):
+    """`_step` over the free boxes only, `free[:count]` (ascending): the other boxes' w stays
+    -inf from their removal."""
+    nbest, narg = -np.inf, 0
+    for q in range(count):
+        j = free[q]
+        i = first[row + j]
+        v = w_prev[i] + 1.0
+        up = (v > best) | ((v == best) & (i < arg))
+        b = v if up else best
+        p = i if up else arg
+        for e in range(more[row + j], more[row + j + 1]):
+            i = idx[e]
+            v = w_prev[i] + 1.0
+            up = (v > b) | ((v == b) & (i < p))
+            b = v if up else b
+            p = i if up else p
+        b_out[j] = b
+        x = sc[j] + b + sc[j]
+        w_out[j] = x
+        p_out[j] = p
+        up = x > nbest
+        nbest = x if up else nbest
+        narg = j if up else narg
+    return nbest, narg
+
+
+@_inline
+def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count, w, pred, value):
+    """The tubes of class c in frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every
+    frame still has a box of the class) into paths[r] in extraction order; returns how many.
+
+    Each frame keeps the list of its free boxes, so a round's steps only visit those (a class
+    of n boxes costs n (n + 1) / 2 box updates per frame over its n rounds, not n^2). The
+    other arguments are work arrays: free (T, n), count (T,), w (T, n + 1), pred (T, n), value
+    (n,)."""
+    num_c, n = alive.shape[1], alive.shape[2]
+    frames = hi - lo
+    left = n
+    for t in range(frames):
+        count[t] = 0
+        for j in range(n):
+            w[t, j] = -np.inf
+            if alive[lo + t, c, j]:
+                free[t, count[t]] = j
+                count[t] += 1
+        w[t, n] = -np.inf
+        left = min(left, count[t])
+    for r in range(left):
+        best, arg = -np.inf, 0
+        for q in range(count[0]):
+            j = free[0, q]
+            w[0, j] = scores[lo, c, j]
+            up = w[0, j] > best
+            best = w[0, j] if up else best
+            arg = j if up else arg
+        end = arg
+        for t in range(1, frames):
+            best, arg = _step_free(w[t - 1], best, arg, scores[lo + t, c], free[t], count[t],
+                                   first, more, idx, ((lo + t - 1) * num_c + c) * n, w[t],
+                                   pred[t], value)
+        if frames > 1:
+            top = -np.inf
+            for q in range(count[frames - 1]):
+                j = free[frames - 1, q]
+                x = scores[hi - 1, c, j] + value[j]
+                up = x > top
+                top = x if up else top
+                end = j if up else end
+        path = paths[r]
+        path[frames - 1] = end
+        for t in range(frames - 1, 0, -1):
+            path[t - 1] = pred[t, path[t]]
+        for t in range(frames):  # remove the tube's boxes
+            j = path[t]
+            w[t, j] = -np.inf
+            q = 0
+            while free[t, q] != j:
+                q += 1
+            count[t] -= 1
+            for e in range(q, count[t]):
+                free[t, e] = free[t, e + 1]
+    return left
+
+
 @_jit
 def _window(scores, alive, first, more, idx, lo, hi):
-    """All tubes of frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every frame still
-    has a box of the class): (tubes per class (C,), paths (C, rounds, hi - lo)); the tube of
-    round r of class c is paths[c, r] (a class's rounds in extraction order)."""
+    """All tubes of frames [lo, hi): (tubes per class (C,), paths (C, rounds, hi - lo)); the
+    tube of round r of class c is paths[c, r] (a class's rounds in extraction order)."""
     _, num_c, n = alive.shape
     frames = hi - lo
     rounds = np.zeros(num_c, np.int64)
     paths = np.zeros((num_c, n, frames), np.int64)
-    tk = np.empty((frames, n), np.int32)  # the round that took a box (of this class)
-    w = np.full((frames, n + 1), -np.inf)
+    free = np.empty((frames, n), np.int64)
+    count = np.empty(frames, np.int64)
+    w = np.empty((frames, n + 1))
     pred = np.empty((frames, n), np.int64)
     value = np.empty(n)
     for c in range(num_c):
-        left = n
-        for t in range(frames):
-            count = 0
-            for j in range(n):
-                tk[t, j] = _NONE if alive[lo + t, c, j] else -1
-                count += alive[lo + t, c, j]
-            left = min(left, count)
-        rounds[c] = left
-        for r in range(left):
-            best, arg = _start(scores[lo, c], tk[0], r, w[0])
-            end = arg
-            for t in range(1, frames):
-                best, arg = _step(w[t - 1], best, arg, scores[lo + t, c], tk[t], r, first, more,
-                                  idx, ((lo + t - 1) * num_c + c) * n, w[t], pred[t], value)
-            if frames > 1:
-                end = _end(scores[hi - 1, c], tk[frames - 1], r, value)
-            path = paths[c, r]
-            path[frames - 1] = end
-            for t in range(frames - 1, 0, -1):
-                path[t - 1] = pred[t, path[t]]
-            for t in range(frames):
-                tk[t, path[t]] = r
+        rounds[c] = _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths[c], free,
+                                 count, w, pred, value)
     return rounds, paths
 
 
 @_jit
 def _online_window(scores, alive, first, more, idx, history, alpha):
     """Online linking with a finite history: frame t rescored by the tubes of the window
-    [t - history + 1, t], each window linked from scratch. Per frame t and (round, class) slot:
-    the tube's box at t (-1: no tube), at t-1 (-1 for a one-frame window) and its new score."""
+    [t - history + 1, t], each window linked from scratch. Per frame t and
+    (round, class) slot: the tube's box at t (-1: no tube), at t-1 (-1 for a one-frame window)
+    and its new score."""
     frames, num_c, n = scores.shape
     cur = np.full((frames, n, num_c), -1, np.int64)
     prev = np.full((frames, n, num_c), -1, np.int64)
     new = np.zeros((frames, n, num_c))
-    for t in range(frames):
-        lo = max(0, t - history + 1)
-        length = t - lo + 1
-        k = max(1, math.ceil(alpha * length))
-        rounds, paths = _window(scores, alive, first, more, idx, lo, t + 1)
-        ranked = np.empty(length)
-        for c in range(num_c):
-            for r in range(rounds[c]):
-                path = paths[c, r]
+    size = min(history, frames)
+    for c in range(num_c):
+        paths = np.zeros((n, size), np.int64)
+        free = np.empty((size, n), np.int64)
+        count = np.empty(size, np.int64)
+        w = np.empty((size, n + 1))
+        pred = np.empty((size, n), np.int64)
+        value = np.empty(n)
+        ranked = np.empty(size)
+        for t in range(frames):
+            lo = max(0, t - history + 1)
+            length = t - lo + 1
+            k = max(1, math.ceil(alpha * length))
+            rounds = _class_tubes(scores, alive, first, more, idx, lo, t + 1, c, paths, free,
+                                  count, w, pred, value)
+            for r in range(rounds):
+                path = paths[r]
                 for s in range(length):  # insertion sort: a window is short
                     x = scores[lo + s, c, path[s]]
                     q = s
