@@ -200,3 +200,44 @@ def test_linking_matches_the_numpy_implementation_at_bench_size():
         assert tubes == want_tubes and len(tubes) == 750
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_online_history_cost_on_the_noisy_oracle():
+    # What bounding the online history costs in frame mAP (docs/detection.md, Speed): the noisy
+    # ground-truth oracle (a test oracle, not a model; tests/_detection_oracle.py) on 10
+    # synthetic videos of 64 frames. `pytest -s -m slow -k history_cost` prints the table.
+    from _detection_oracle import NoisyOracleDetector
+
+    from tfzoo.detection import evaluate_vid
+    from tfzoo.detection.inference import evaluation_rows, link_video
+    from tfzoo.detection.synthetic import CLASSES, SyntheticDetectionConfig, render_video
+
+    cfg = SyntheticDetectionConfig(height=128, width=192, frames=64, objects=(2, 3),
+                                   speed=(0.3, 1.5))
+    rng = np.random.default_rng(11)
+    videos = [render_video(rng, cfg)[1] for _ in range(10)]
+    truth = {(v, f): [(c, *box, track) for c, track, box, *_ in ann[f]]
+             for v, ann in enumerate(videos) for f in range(len(ann))}
+
+    def frame_map(**kw):
+        rows = []
+        for v, ann in enumerate(videos):
+            oracle = NoisyOracleDetector(ann, CLASSES, seed=v, size=(cfg.height, cfg.width))
+            dets = [oracle.detections(f)[0] for f in range(len(ann))]
+            if kw:
+                tracks = [oracle.tracks(f, f + 1) for f in range(len(ann) - 1)]
+                out = link_video(dets, tracks, **kw)
+            else:
+                out = [{**d, "processed": True} for d in dets]
+            rows += evaluation_rows(out, [(v, f) for f in range(len(ann))])
+        return evaluate_vid(rows, truth)["mAP"]
+
+    got = {"unlinked": frame_map(), "offline": frame_map(online=False)}
+    for history in (None, 1, 4, 8, 16):
+        got[f"online, history {history or 'all'}"] = frame_map(online=True, history=history)
+    print("\n".join(f"{k}: {v:.4f}" for k, v in got.items()))
+    # a one-frame window only doubles each score: the ranking, hence the mAP, is unlinked's
+    assert got["online, history 1"] == pytest.approx(got["unlinked"], abs=1e-12)
+    assert got["online, history all"] > got["unlinked"] + 0.1
+    assert abs(got["online, history 8"] - got["online, history all"]) < 0.005
