@@ -479,13 +479,13 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
     paths = np.zeros((num_c, n, frames), np.int64)
     ranked = np.empty((num_c, n, frames))  # each tube's scores so far, ascending
     w_ring = np.full((num_c, n, ring, n + 1), -np.inf)
-    p_ring = np.empty((num_c, n, ring, n), np.int64)
+    p_ring = np.empty((num_c, n, ring, n), np.int32)
     best_ring = np.empty((num_c, n, ring))
     arg_ring = np.empty((num_c, n, ring), np.int64)
     w_all = np.full((frames, n + 1), -np.inf)  # a round recomputed from frame 0
-    p_all = np.empty((frames, n), np.int64)
+    p_all = np.empty((frames, n), np.int32)
     w_new = np.full(n + 1, -np.inf)
-    p_new = np.empty(n, np.int64)
+    p_new = np.empty(n, np.int32)
     value = np.empty(n)
     new_path = np.empty(frames, np.int64)
     moved = np.zeros(frames, np.bool_)  # frames where an earlier round's path changed
