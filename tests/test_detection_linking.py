@@ -234,10 +234,35 @@ def test_online_history_cost_on_the_noisy_oracle():
         return evaluate_vid(rows, truth)["mAP"]
 
     got = {"unlinked": frame_map(), "offline": frame_map(online=False)}
-    for history in (None, 1, 4, 8, 16):
+    for history in (None, 1, 4, 6, 8, 16):
         got[f"online, history {history or 'all'}"] = frame_map(online=True, history=history)
     print("\n".join(f"{k}: {v:.4f}" for k, v in got.items()))
     # a one-frame window only doubles each score: the ranking, hence the mAP, is unlinked's
     assert got["online, history 1"] == pytest.approx(got["unlinked"], abs=1e-12)
     assert got["online, history all"] > got["unlinked"] + 0.1
     assert abs(got["online, history 8"] - got["online, history all"]) < 0.005
+
+
+def test_detect_cli_online_history(monkeypatch, capsys):
+    # `tfzoo.detect --online` links the last ONLINE_HISTORY processed frames unless told a
+    # number or 'all' (the full history); a bad value is one clear error before any work
+    import tfzoo.detect as cli
+
+    seen = []
+
+    def fake_detect_video(detector, video, **kw):
+        seen.append(kw["history"])
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "Detector", lambda path: object())
+    monkeypatch.setattr(cli, "detect_video", fake_detect_video)
+    base = ["--saved_model", "m", "--video", "v.mp4", "--out", "o.mp4"]
+    for extra, want in (([], None), (["--online"], cli.ONLINE_HISTORY),
+                        (["--online", "--history", "12"], 12),
+                        (["--online", "--history", "all"], None)):
+        assert cli.main(base + extra) == 2
+        assert seen.pop() == want
+    for bad in (["--online", "--history", "0"], ["--online", "--history", "x"],
+                ["--history", "all"]):
+        assert cli.main(base + bad) == 2 and not seen
+        assert f"--history={bad[-1]}" in capsys.readouterr().err

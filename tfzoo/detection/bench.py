@@ -134,6 +134,7 @@ def bench_linking(repeats: int) -> list[str]:
 
     lines = []
     for label, kw in (("offline", {}), ("online, full history", {"online": True}),
+                      ("online, history 6", {"online": True, "history": 6}),
                       ("online, history 8", {"online": True, "history": 8}),
                       ("online, history 16", {"online": True, "history": 16})):
         new_scores, new_tubes = link_tubes(dets, tracks, **kw)

@@ -696,9 +696,10 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
       history: with `online`, the number of past frames (including t) linked at each t;
         None = all. The full history reuses each window's work in the next, so its cost per
         frame follows how much the tubes change (30 classes x 25 boxes of i.i.d. random
-        scores: ~7x offline); a finite history adds ~`history` x the offline extraction per
-        frame whatever the video (8: ~2.3x offline). On the noisy ground-truth oracle,
-        history 8 loses 0.001 frame mAP against the full history (docs/detection.md, Speed).
+        scores: ~8x offline); a finite history adds ~`history` x the offline extraction per
+        frame whatever the video (6: 2x offline, 0.9 ms, what `tfzoo.detect --online` uses;
+        on the noisy ground-truth oracle it loses 0.006 frame mAP against the full history;
+        docs/detection.md, Speed).
 
     Returns:
       (rescored, tubes): `rescored[t]` the new scores (N_t,); `tubes` in extraction order
