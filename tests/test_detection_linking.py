@@ -133,7 +133,7 @@ def test_tracklet_overlap_candidates_are_exact(threshold, spread):
     assert got == want and len(want) > 20
 
 
-@pytest.mark.parametrize("online,history", [(False, None), (True, None), (True, 3)])
+@pytest.mark.parametrize("online,history", [(False, None), (True, None), (True, 3), (True, 1)])
 def test_linking_matches_the_previous_numpy_implementation(online, history):
     # cases too large to enumerate: the compiled kernels against the previous numpy version
     # (dense Viterbi over every box pair), which the brute force checked the same way
@@ -153,6 +153,40 @@ def test_linking_matches_the_previous_numpy_implementation(online, history):
         np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
+def _ragged_video(frames, classes, boxes, seed):
+    from tfzoo.detection.bench import random_video
+
+    dets, tracks = random_video(frames, classes, boxes, seed=seed)
+    rng = np.random.default_rng(seed)
+    for d in dets:  # some classes lose boxes, so the number of tubes changes over time
+        keep = rng.uniform(size=len(d["scores"])) < 0.85
+        d.update({k: v[keep] for k, v in d.items()})
+    return dets, [m[rng.uniform(size=len(m)) < 0.8] for m in tracks]
+
+
+@pytest.mark.parametrize("ring", [3, 64])
+def test_online_full_history_reuse_is_exact(monkeypatch, ring):
+    # Full-history online linking continues window [0, t-1]'s extraction into [0, t] (and
+    # recomputes a round from frame 0 when a change is older than the `ring` frames it keeps;
+    # 3 forces that often): it must give what linking every window from scratch gives (the
+    # numpy reference, and the finite-history kernel with a history as long as the video)
+    from tfzoo.detection import _linking_numpy, linking
+
+    monkeypatch.setattr(linking, "_RING", ring)
+    dets, tracks = _ragged_video(20, 3, 7, seed=5)
+    got, tubes = link_tubes(dets, tracks, online=True)
+    want, want_tubes = _linking_numpy.link_tubes(dets, tracks, online=True)
+    assert tubes == want_tubes and len(tubes) > 5
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    video = linking._Video(*linking._check(dets, tracks), 0.5)
+    arrays = (video.scores, video.alive, video.first, video.more, video.idx)
+    full = linking._online_full(*arrays, 0.5, ring)
+    windows = linking._online_window(*arrays, 20, 0.5)
+    for a, b in zip(full[:3], windows):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_linking_matches_the_numpy_implementation_at_bench_size():
     # the bench's video (30 classes x 25 boxes, 100 frames): same tubes and scores
@@ -160,9 +194,75 @@ def test_linking_matches_the_numpy_implementation_at_bench_size():
     from tfzoo.detection.bench import random_video
 
     dets, tracks = random_video(100, 30, 25, seed=1)
-    for kw in ({}, {"online": True, "history": 8}):
+    for kw in ({}, {"online": True, "history": 8}, {"online": True}):
         got, tubes = link_tubes(dets, tracks, **kw)
         want, want_tubes = _linking_numpy.link_tubes(dets, tracks, **kw)
         assert tubes == want_tubes and len(tubes) == 750
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_online_history_cost_on_the_noisy_oracle():
+    # What bounding the online history costs in frame mAP (docs/detection.md, Speed): the noisy
+    # ground-truth oracle (a test oracle, not a model; tests/_detection_oracle.py) on 10
+    # synthetic videos of 64 frames. `pytest -s -m slow -k history_cost` prints the table.
+    from _detection_oracle import NoisyOracleDetector
+
+    from tfzoo.detection import evaluate_vid
+    from tfzoo.detection.inference import evaluation_rows, link_video
+    from tfzoo.detection.synthetic import CLASSES, SyntheticDetectionConfig, render_video
+
+    cfg = SyntheticDetectionConfig(height=128, width=192, frames=64, objects=(2, 3),
+                                   speed=(0.3, 1.5))
+    rng = np.random.default_rng(11)
+    videos = [render_video(rng, cfg)[1] for _ in range(10)]
+    truth = {(v, f): [(c, *box, track) for c, track, box, *_ in ann[f]]
+             for v, ann in enumerate(videos) for f in range(len(ann))}
+
+    def frame_map(**kw):
+        rows = []
+        for v, ann in enumerate(videos):
+            oracle = NoisyOracleDetector(ann, CLASSES, seed=v, size=(cfg.height, cfg.width))
+            dets = [oracle.detections(f)[0] for f in range(len(ann))]
+            if kw:
+                tracks = [oracle.tracks(f, f + 1) for f in range(len(ann) - 1)]
+                out = link_video(dets, tracks, **kw)
+            else:
+                out = [{**d, "processed": True} for d in dets]
+            rows += evaluation_rows(out, [(v, f) for f in range(len(ann))])
+        return evaluate_vid(rows, truth)["mAP"]
+
+    got = {"unlinked": frame_map(), "offline": frame_map(online=False)}
+    for history in (None, 1, 4, 6, 8, 16):
+        got[f"online, history {history or 'all'}"] = frame_map(online=True, history=history)
+    print("\n".join(f"{k}: {v:.4f}" for k, v in got.items()))
+    # a one-frame window only doubles each score: the ranking, hence the mAP, is unlinked's
+    assert got["online, history 1"] == pytest.approx(got["unlinked"], abs=1e-12)
+    assert got["online, history all"] > got["unlinked"] + 0.1
+    assert abs(got["online, history 8"] - got["online, history all"]) < 0.005
+
+
+def test_detect_cli_online_history(monkeypatch, capsys):
+    # `tfzoo.detect --online` links the last ONLINE_HISTORY processed frames unless told a
+    # number or 'all' (the full history); a bad value is one clear error before any work
+    import tfzoo.detect as cli
+
+    seen = []
+
+    def fake_detect_video(detector, video, **kw):
+        seen.append(kw["history"])
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "Detector", lambda path: object())
+    monkeypatch.setattr(cli, "detect_video", fake_detect_video)
+    base = ["--saved_model", "m", "--video", "v.mp4", "--out", "o.mp4"]
+    for extra, want in (([], None), (["--online"], cli.ONLINE_HISTORY),
+                        (["--online", "--history", "12"], 12),
+                        (["--online", "--history", "all"], None)):
+        assert cli.main(base + extra) == 2
+        assert seen.pop() == want
+    for bad in (["--online", "--history", "0"], ["--online", "--history", "x"],
+                ["--history", "all"]):
+        assert cli.main(base + bad) == 2 and not seen
+        assert f"--history={bad[-1]}" in capsys.readouterr().err
