@@ -246,27 +246,34 @@ def _start(sc, tk, r, w_out):
 
 
 @_inline
+def _predecessor(w_prev, best, arg, first, more, idx, row, j):
+    """Box j's best predecessor (its w + psi, its index): the first argmax of w_prev + psi(., j),
+    so either `arg` (the first argmax of w_prev, value `best`) or, one point higher, a tracked
+    neighbour (row `row + j` of first/more/idx, ascending)."""
+    i = first[row + j]
+    v = w_prev[i] + 1.0
+    up = (v > best) | ((v == best) & (i < arg))  # the first index among equal maxima
+    b = v if up else best
+    p = i if up else arg
+    for q in range(more[row + j], more[row + j + 1]):
+        i = idx[q]
+        v = w_prev[i] + 1.0
+        up = (v > b) | ((v == b) & (i < p))
+        b = v if up else b
+        p = i if up else p
+    return b, p
+
+
+@_inline
 def _step(w_prev, best, arg, sc, tk, r, first, more, idx, row, w_out, p_out, b_out):
-    """One Viterbi step of round r into a frame (eq. 8.7) with psi in {0, 1}: the best
-    predecessor of box j is the first argmax of w_prev + psi(., j), so either `arg` (the first
-    argmax of w_prev, value `best`) or, one point higher, a tracked neighbour (row `row + j` of
-    first/more/idx, ascending). Writes w = value + own score (w_out), the predecessor (p_out)
+    """One Viterbi step of round r into a frame (eq. 8.7) with psi in {0, 1}
+    (`_predecessor`). Writes w = value + own score (w_out), the predecessor (p_out)
     and the best predecessor's w (+ psi) (b_out; value = own score + b_out) of every box;
     returns the first argmax of w_out. Branch-free selects (which boxes are free and which
     neighbour wins are data-dependent), and no flag in the loop: either cost half the step."""
     nbest, narg = -np.inf, 0
     for j in range(sc.shape[0]):
-        i = first[row + j]
-        v = w_prev[i] + 1.0
-        up = (v > best) | ((v == best) & (i < arg))  # the first index among equal maxima
-        b = v if up else best
-        p = i if up else arg
-        for q in range(more[row + j], more[row + j + 1]):
-            i = idx[q]
-            v = w_prev[i] + 1.0
-            up = (v > b) | ((v == b) & (i < p))
-            b = v if up else b
-            p = i if up else p
+        b, p = _predecessor(w_prev, best, arg, first, more, idx, row, j)
         b_out[j] = b
         x = sc[j] + b
         x = x + sc[j] if tk[j] >= r else -np.inf
@@ -297,17 +304,7 @@ def _step_free(w_prev, best, arg, sc, free, count, first, more, idx, row, w_out,
     nbest, narg = -np.inf, 0
     for q in range(count):
         j = free[q]
-        i = first[row + j]
-        v = w_prev[i] + 1.0
-        up = (v > best) | ((v == best) & (i < arg))
-        b = v if up else best
-        p = i if up else arg
-        for e in range(more[row + j], more[row + j + 1]):
-            i = idx[e]
-            v = w_prev[i] + 1.0
-            up = (v > b) | ((v == b) & (i < p))
-            b = v if up else b
-            p = i if up else p
+        b, p = _predecessor(w_prev, best, arg, first, more, idx, row, j)
         b_out[j] = b
         x = sc[j] + b + sc[j]
         w_out[j] = x
