@@ -117,6 +117,7 @@ def test_evaluate_table(places, tmp_path):
         ([f"--model_dir={places / 'run'}", "--splits=1,two"], "two"),
         ([f"--model_dir={places / 'run'}", "--splits=1,2"], "{split}"),
         ([f"--model_dir={places / 'run'}", "--link_strides=1,0"], "'0' is not a temporal stride"),
+        ([f"--model_dir={places / 'model_run'}", "--link_strides=1,4"], "not a D&T model"),
     ]
     _absl_table("tfzoo.evaluate", "python -m tfzoo.evaluate", rows, tmp_path)
 

@@ -109,13 +109,13 @@ def test_track_consistency_hand_computed():
         ((v, 2), 1, 0.5, 54, 0, 73, 19, 8), ((v, 2), 1, 0.6, 55, 1, 74, 20, 9),
         # track 3: frame 1's box overlaps too little (IoU 4/16 < 0.5): lost
         ((v, 0), 0, 0.9, 80, 0, 89, 9, 10), ((v, 1), 0, 0.9, 86, 0, 95, 9, 10),
-        # video w, track 1 (another track than vid's track 1): its box is in no tube: lost;
-        # the object without a track id (-1) is not a track
+        # video w, track 1 (another track than vid's track 1) has one scored frame: counted
+        # apart, not as consistent or lost; the object without a track id (-1) is not a track
         (("w", 0), 0, 0.9, 0, 0, 9, 9, -1), (("w", 0), 0, 0.9, 30, 0, 39, 9, 4),
     ]
     got = track_consistency(dets, ann)
-    assert got == {"track_consistency": 0.25, "num_tracks": 4, "num_consistent": 1,
-                   "num_switched": 1, "num_lost": 2}
+    assert got == {"track_consistency": 1 / 3, "num_tracks": 3, "num_consistent": 1,
+                   "num_switched": 1, "num_lost": 1, "num_single_frame": 1}
     # only the frames given count (a temporal stride): frames 0 and 1 -> track 2 is consistent
     first = {k: a for k, a in ann.items() if k[0] == v and k[1] < 2}
     assert track_consistency(dets, first)["num_consistent"] == 2

@@ -133,6 +133,13 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
         kind = folder_dataset(config.dataset)
         options = config.dataset_options if config.dataset == kind else {}
         config = config.replace(dataset=kind, data_dir=data_dir, dataset_options=options)
+    model = None
+    if link_strides is not None:  # before the data: strides apply to D&T models only
+        model, info = load_model(model_dir)
+        if not hasattr(model, "detect_track"):
+            raise cfglib.ConfigError(
+                f"link_strides={tuple(link_strides)}: {info.model} is not a D&T model (no "
+                "detect_track); temporal strides apply to D&T's linked evaluation only")
     source = source or make_source(config)
     if list(source.info.class_names) != list(info.class_names):
         raise cfglib.ConfigError(
@@ -141,7 +148,8 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
         )
     split = split or config.test_split
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
-    model, info = load_model(model_dir)
+    if model is None:
+        model, info = load_model(model_dir)
     flip = protocol_of(config).flip if flip is None else flip
     # What is measured, and how, is the model's task's (tfzoo.tasks): accuracy with the run's
     # test protocol for a classifier, VID mAP for a detector.

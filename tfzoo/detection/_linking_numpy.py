@@ -1,7 +1,7 @@
-"""The previous, pure-numpy `link_tubes` (8x slower than `tfzoo.detection.linking`'s compiled
-kernels): kept as the reference that `python -m tfzoo.detection.bench --what linking` times
-the new one against in the same run, and that the tests compare it with on cases too large to
-enumerate. Same semantics as `tfzoo.detection.link_tubes`.
+"""The previous, pure-numpy `link_tubes` (13x slower offline and 22-26x online than
+`tfzoo.detection.linking`'s compiled kernels): kept as the reference that
+`python -m tfzoo.detection.bench --what linking` times the new one against in the same run,
+and that the tests compare it with on cases too large to enumerate. Same semantics as `tfzoo.detection.link_tubes`.
 
 Linking detections and tracklets into object tubes and rescoring them (thesis §8.4).
 

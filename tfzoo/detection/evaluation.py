@@ -220,7 +220,9 @@ def track_consistency(detections, annotations, *, iou_threshold: float = 0.5) ->
     `iou_threshold` with that box (inclusive pixels). A track is **consistent** when in every
     one of its annotated frames it is followed by a detection in a tube (id >= 0), always the
     same id. Otherwise it is either *lost* (some frame has no such detection, or it is in no
-    tube) or *switched* (followed everywhere, by two or more ids).
+    tube) or *switched* (followed everywhere, by two or more ids). Only tracks with two or more
+    scored frames count: one frame cannot show an id held (with a temporal stride, a short
+    track may have one processed frame); they are counted apart.
 
     Args:
       detections: rows `(frame_id, class_index, score, x1, y1, x2, y2, tube_id)` (-1: in no
@@ -229,8 +231,9 @@ def track_consistency(detections, annotations, *, iou_threshold: float = 0.5) ->
         (with a temporal stride: the processed frames).
 
     Returns:
-      {"track_consistency": consistent / tracks (None without tracks), "num_tracks",
-       "num_consistent", "num_switched", "num_lost"}.
+      {"track_consistency": consistent / tracks (None without tracks), "num_tracks" (those
+       with two or more scored frames), "num_consistent", "num_switched", "num_lost",
+       "num_single_frame" (tracks with one scored frame, not in the others)}.
 
     Example:
     >>> ann = {("v", 0): [(0, 0, 0, 9, 9, 7)], ("v", 1): [(0, 2, 0, 11, 9, 7)]}
@@ -261,14 +264,17 @@ def track_consistency(detections, annotations, *, iou_threshold: float = 0.5) ->
                 ok[ok] = _iou(np.asarray(o[1:5], float), boxes[ok]) >= iou_threshold
             tube = int(tubes[np.argmax(np.where(ok, scores, -np.inf))]) if ok.any() else -1
             followed[(video, o[5])].append(tube)
-    consistent = switched = lost = 0
+    consistent = switched = lost = single = 0
     for ids in followed.values():
-        if min(ids) < 0:
+        if len(ids) < 2:  # one scored frame cannot show an id held (or switched)
+            single += 1
+        elif min(ids) < 0:
             lost += 1
         elif len(set(ids)) == 1:
             consistent += 1
         else:
             switched += 1
-    n = len(followed)
+    n = len(followed) - single
     return {"track_consistency": consistent / n if n else None, "num_tracks": n,
-            "num_consistent": consistent, "num_switched": switched, "num_lost": lost}
+            "num_consistent": consistent, "num_switched": switched, "num_lost": lost,
+            "num_single_frame": single}

@@ -140,12 +140,16 @@ def _positions(ids, wanted):
     return order[np.searchsorted(ids[order], wanted)]
 
 
-def evaluation_rows(frames, frame_ids=None) -> list[tuple]:
+def evaluation_rows(frames, frame_ids=None, *, track_ids: bool = False) -> list[tuple]:
     """`evaluate_vid` detection rows `(frame_id, class, score, x1, y1, x2, y2)` of `link_video`
-    frames (frame ids: the frame indices, or `frame_ids[f]`)."""
+    frames, or of any per-frame `{"boxes", "scores", "classes"}` (frame ids: the frame indices,
+    or `frame_ids[f]`); `track_ids=True` appends each box's tube id, the rows
+    `tfzoo.detection.track_consistency` reads."""
     rows = []
     for f, d in enumerate(frames):
         fid = f if frame_ids is None else frame_ids[f]
-        for box, s, c in zip(d["boxes"], d["scores"], d["classes"]):
-            rows.append((fid, int(c), float(s), *map(float, box)))
+        ids = d["track_ids"] if track_ids else [None] * len(d["boxes"])
+        for box, s, c, k in zip(d["boxes"], d["scores"], d["classes"], ids):
+            row = (fid, int(c), float(s), *map(float, box))
+            rows.append(row + (int(k),) if track_ids else row)
     return rows

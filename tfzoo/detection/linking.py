@@ -26,6 +26,7 @@ not t (see `_online_full`). Both give exactly the results of the definition.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numba
 import numpy as np
@@ -34,7 +35,8 @@ import numpy as np
 def _check(detections, tracks, alpha=0.5, history=None):
     if not 0 < alpha <= 1:
         raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-    if history is not None and (not isinstance(history, int) or history < 1):
+    if history is not None and (isinstance(history, bool)
+                                or not isinstance(history, numbers.Integral) or history < 1):
         raise ValueError(f"history must be None or a positive integer, got {history!r}")
     if not isinstance(detections, (list, tuple)) or not detections:
         raise ValueError("detections must be a non-empty list (one dict per frame) of "

@@ -225,9 +225,10 @@ class DetectionSource:
             return image, {"gt_boxes": boxes, "gt_classes": classes, "gt_track_ids": tracks,
                            "image_size": size}
 
-        def stream(generate):
+        def stream(generate, order_seed=seed):
             ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
-            return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).shuffle(64, seed=seed)
+            return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).shuffle(
+                64, seed=order_seed)
 
         if not self.alternate_det_vid:
             return stream((lambda: self._pairs(split, seed)) if self.pairs
@@ -240,7 +241,8 @@ class DetectionSource:
                                 "alternate_det_vid=False to train on what it holds")
         # one element of each kind in turn, tagged, so that DetectionTask.batch can batch them
         # apart: then the batches alternate too (VID first)
-        kinds = [stream(lambda det=det: self._pairs(split, seed, det)).map(
+        # (the DET order gets its own seed, so the two kinds are not drawn alike)
+        kinds = [stream(lambda det=det: self._pairs(split, seed + det, det), seed + det).map(
                      lambda x, y, det=det: (x, {**y, "det_image": tf.constant(det)}))
                  for det in (False, True)]
         return tf.data.Dataset.choose_from_datasets(kinds, tf.data.Dataset.range(2).repeat())

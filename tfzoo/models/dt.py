@@ -136,8 +136,14 @@ class DetectTrack(RFCN):
         (B, T, M, 4), whose maps are not recomputed (a video in chunks, each frame once).
         """
         clips = tf.convert_to_tensor(clips)
-        if clips.shape.rank != 5 or clips.shape[-1] not in (None, 3):
-            raise ValueError(f"clips have shape (B, T, H, W, 3); got {clips.shape}")
+        if clips.shape.rank != 5 or clips.shape[-1] not in (None, 3) or 0 in clips.shape[:2]:
+            raise ValueError(f"clips have shape (B, T, H, W, 3) with B, T >= 1; got "
+                             f"{clips.shape}")
+        if previous is not None:
+            for n, v in previous.get("maps", {}).items():
+                if n in TRACK_MAPS and v.shape[0] not in (None, clips.shape[0]):
+                    raise ValueError(f"previous state is for {v.shape[0]} clips, the clips "
+                                     f"are {clips.shape[0]}")
         shape = tf.shape(clips)
         b, t = shape[0], shape[1]
         maps, det, scale = self._frame_maps(tf.reshape(clips, tf.concat([[b * t], shape[2:]], 0)))
@@ -193,9 +199,12 @@ class DetectTrack(RFCN):
 
         from tfzoo.models.base import _multi_worker_logs, check_inputs
 
-        x, y = data[0], data[1]
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if x.shape.rank != 5:
             return super().train_step(data)
+        if sample_weight is not None:
+            raise ValueError("D&T pair training takes no sample weights (eq. 8.1 weighs its "
+                             "terms itself); got a third element in the batch")
         if x.shape[1] != 2:
             raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {x.shape}")
         flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
@@ -225,9 +234,12 @@ class DetectTrack(RFCN):
         2b + 1 is t+tau of pair b), with the pairs' ground truth (B, 2, G, 4) / (B, 2, G)."""
         targets, valid = tracking_targets(gt_boxes, gt_track_ids)
         rois, idx = tracking_rois(gt_boxes, valid)
-        deltas = self.tracker([{n: tf.cast(maps[n][0::2], tf.float32) for n in TRACK_MAPS},
-                               {n: tf.cast(maps[n][1::2], tf.float32) for n in TRACK_MAPS},
-                               rois])
+        # unstack, not maps[n][0::2]: a strided slice's gradient is a slow StridedSliceGrad
+        pairs = {n: tf.unstack(tf.reshape(tf.cast(maps[n], tf.float32),
+                                          tf.concat([[-1, 2], tf.shape(maps[n])[1:]], 0)),
+                               2, axis=1) for n in TRACK_MAPS}
+        deltas = self.tracker([{n: v[0] for n, v in pairs.items()},
+                               {n: v[1] for n, v in pairs.items()}, rois])
         return tracking_loss(deltas, tf.gather_nd(targets, idx))
 
     def tracking_loss(self, pairs, gt_boxes, gt_track_ids, training: bool = False):

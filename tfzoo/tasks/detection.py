@@ -319,7 +319,7 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
     `tfzoo.detection.track_consistency` of the tube ids.
     """
     from tfzoo.detect import as_detector, detect_frames
-    from tfzoo.detection import evaluate_vid, link_video, track_consistency
+    from tfzoo.detection import evaluate_vid, evaluation_rows, link_video, track_consistency
 
     if not strides or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in strides):
         raise ValueError(f"strides={strides!r}: expected positive integers, e.g. (1, 10)")
@@ -338,16 +338,10 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
             annotations[tau].update({i: all_ann[i] for i in ids})
             detections, tracks = detect_frames(
                 detector, ((f, video.frames[f]) for f in processed), batch_size=batch_size)
-            for d, fid in zip(detections, ids):
-                rows[tau, "unlinked"].extend(
-                    (fid, int(c), float(sc), *map(float, b))
-                    for b, sc, c in zip(d["boxes"], d["scores"], d["classes"]))
+            rows[tau, "unlinked"].extend(evaluation_rows(detections, ids))
             for mode in ("offline", "online"):
                 linked = link_video(detections, tracks, stride=1, online=mode == "online")
-                rows[tau, mode].extend(
-                    (fid, int(c), float(sc), *map(float, b), int(k))
-                    for d, fid in zip(linked, ids)
-                    for b, sc, c, k in zip(d["boxes"], d["scores"], d["classes"], d["track_ids"]))
+                rows[tau, mode].extend(evaluation_rows(linked, ids, track_ids=True))
     out = {}
     for tau in strides:
         options = {"subsets": {"occluded": {k for k in occluded if k[0] in annotations[tau]}},
