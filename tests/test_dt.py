@@ -434,8 +434,8 @@ def test_train_cli_fine_tunes_dt_on_pairs_from_an_rfcn_run(tmp_path):
     assert "initialised" in out
     # the run's evaluation (DetectionTask.evaluate) reports D and the linked D&T mAP
     metrics = json.loads((tmp_path / "dt" / "metrics.json").read_text())["val"]
-    assert set(metrics["linked"]) == {"tau=1 offline", "tau=1 online", "tau=10 offline",
-                                      "tau=10 online"}  # the default link_strides
+    assert set(metrics["linked"]) == {"tau=1 offline", "tau=1 online", "tau=4 offline",
+                                      "tau=4 online"}  # dt_synthetic's link_strides
     assert all(0.0 <= v["mAP"] <= 1.0 for v in metrics["linked"].values())
     code, out, err = run_cli("tfzoo.evaluate", [f"--model_dir={tmp_path / 'dt'}"])
     assert code == 0, err[-3000:]
