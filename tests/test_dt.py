@@ -390,6 +390,29 @@ def test_pair_training_step_runs_the_backbone_once(monkeypatch):
     assert float(logs["loss"]) == pytest.approx(want, rel=1e-5)
 
 
+def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
+    """With the detection terms switched off, one SGD step of the pair train step (eq. 8.1's
+    tracking term alone, on the maps of the step's own training pass) moves the tracker, the
+    box maps and the backbone's first conv, and not the class maps or the RPN, which the
+    tracking term does not read."""
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(4)
+    m = DetectTrack(num_classes=4, max_displacement=2, **{**TINY, "freeze_bn": False})
+    get_task(m).compile(m, optimizer=keras.optimizers.SGD(1.0))
+    _, (x, y) = _pair_batch()
+    monkeypatch.setattr(m, "compute_loss", lambda *args, **kwargs: tf.constant(0.0))
+    names = ("conv1_conv", "rfcn_bbox", "rfcn_cls", "rpn_cls")
+    before = {n: m.get_layer(n).get_weights()[0] for n in names}
+    tracker = m.tracker.conv.get_weights()[0]
+    logs = m.train_step((x, y))
+    assert float(logs["loss"]) > 0  # the tracking term alone
+    moved = {n: float(np.abs(m.get_layer(n).get_weights()[0] - before[n]).max()) for n in names}
+    assert np.abs(m.tracker.conv.get_weights()[0] - tracker).max() > 0
+    assert moved["conv1_conv"] > 0 and moved["rfcn_bbox"] > 0, moved
+    assert moved["rfcn_cls"] == 0 and moved["rpn_cls"] == 0, moved
+
+
 @pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model
 def test_pipeline_bench_runs_on_a_tiny_model():
     """`python -m tfzoo.detection.bench --what pipeline` at test size: it times the three
