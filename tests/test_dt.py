@@ -406,7 +406,8 @@ def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     before = {n: m.get_layer(n).get_weights()[0] for n in names}
     tracker = m.tracker.conv.get_weights()[0]
     logs = m.train_step((x, y))
-    assert float(logs["loss"]) > 0  # the tracking term alone
+    assert float(logs["loss"]) > 0  # the tracking term alone, also logged on its own
+    assert float(logs["tracking_loss"]) == pytest.approx(float(logs["loss"]), rel=1e-6)
     moved = {n: float(np.abs(m.get_layer(n).get_weights()[0] - before[n]).max()) for n in names}
     assert np.abs(m.tracker.conv.get_weights()[0] - tracker).max() > 0
     assert moved["conv1_conv"] > 0 and moved["rfcn_bbox"] > 0, moved

@@ -95,6 +95,8 @@ class DetectTrack(RFCN):
         self.tracker = RoITracking(k=k, spatial_scale=1.0 / STRIDE,
                                    max_displacement=max_displacement, conv3_stride=conv3_stride,
                                    name="roi_tracking", dtype="float32")
+        # the tracking term's running mean in the training logs, next to the total loss
+        self.tracking_loss_tracker = keras.metrics.Mean(name="tracking_loss")
 
     # ------------------------------------------------------------------------- test
     def _frame_maps(self, frames):
@@ -193,8 +195,8 @@ class DetectTrack(RFCN):
         """A batch of frame pairs (images (B, 2, H, W, 3), ground truth (B, 2, ...); the
         detection source with `pairs=True`) trains eq. 8.1 whole: the detection terms on the
         2B frames and the tracking term on the pairs, both from one forward pass (training
-        mode) of the 2B frames. Single frames (B, H, W, 3) train the detection terms only, as
-        an `RFCN`."""
+        mode) of the 2B frames; the logs add `tracking_loss`, the tracking term's running
+        mean. Single frames (B, H, W, 3) train the detection terms only, as an `RFCN`."""
         from keras.src.losses.loss import unscale_loss_for_distribution
 
         from tfzoo.models.base import _multi_worker_logs, check_inputs
@@ -222,6 +224,7 @@ class DetectTrack(RFCN):
             if replica is not None and replica.num_replicas_in_sync > 1:
                 tracking = tracking / replica.num_replicas_in_sync
             loss = loss + tracking
+            self.tracking_loss_tracker.update_state(unscale_loss_for_distribution(tracking))
             self._loss_tracker.update_state(unscale_loss_for_distribution(loss),
                                             sample_weight=tf.shape(x)[0])
             loss = self.optimizer.scale_loss(loss)
