@@ -30,14 +30,14 @@ def test_detect_track_is_detect_plus_the_tracker(model):
     np.testing.assert_array_equal(out["num_detections"].numpy()[0], n)
     for f in range(2):
         np.testing.assert_allclose(out["detection_boxes"].numpy()[0, f, :n[f]],
-                                   det["boxes"].numpy()[f, :n[f]], atol=1e-4)
+                                   det["boxes"].numpy()[f, :n[f]], atol=1e-4, rtol=1e-6)
     # the tracks are RoITracking on the two frames' features, decoded on frame t's boxes
     feats = model.features(tf.cast(x.reshape(2, 64, 80, 3), tf.float32))
     names = ("conv3", "conv4", "conv5", "reg_maps")
     rois = np.concatenate([np.zeros((n[0], 1)), det["boxes"].numpy()[0, :n[0]]], 1)
     deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
                             rois.astype("float32")]).numpy()
-    np.testing.assert_allclose(out["track_deltas"].numpy()[0, :n[0]], deltas, atol=1e-4)
+    np.testing.assert_allclose(out["track_deltas"].numpy()[0, :n[0]], deltas, atol=1e-4, rtol=1e-6)
     np.testing.assert_allclose(out["track_boxes"].numpy()[0, :n[0]],
                                decode_boxes(rois[:, 1:], deltas).numpy(), atol=1e-3)
     assert not out["track_boxes"].numpy()[0, n[0]:].any()
@@ -57,7 +57,8 @@ def test_detector_adapter_and_save_load(model, tmp_path):
                                    atol=1e-5)
     d_t, d_tau, tracks = Detector(again, class_names=["a", "b"]).detect_pairs(x)
     n = int(want["num_detections"][0, 0])
-    np.testing.assert_allclose(tracks[0][:, 4:], want["track_boxes"].numpy()[0, :n], atol=1e-4)
+    np.testing.assert_allclose(tracks[0][:, 4:], want["track_boxes"].numpy()[0, :n],
+                               atol=1e-4, rtol=1e-6)
     np.testing.assert_allclose(d_tau[0]["scores"],
                                want["detection_scores"].numpy()[0, 1][:len(d_tau[0]["scores"])])
 
@@ -133,10 +134,10 @@ def test_detector_clips_carry_the_maps_and_equal_the_pair_path(model, monkeypatc
     for got, want in zip(dets, want_dets):
         assert len(got["scores"]) == len(want["scores"]) > 0
         np.testing.assert_array_equal(got["classes"], want["classes"])
-        np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)
+        np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4, rtol=1e-6)
         np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
     for got, want in zip(tracks, want_tracks):
-        np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-6)
 
 
 def test_tracking_loss_is_eq_8_1_on_the_model(model):
@@ -242,22 +243,23 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
                     n = want["num_detections"][b, f]
                     for k in ("detection_boxes", "detection_scores", "detection_classes"):
                         np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
-                                                   atol=1e-4)
+                                                   atol=1e-4, rtol=1e-6)
                     if name == "detect_track":
                         continue
                     if f < images.shape[1] - 1:
                         for k in ("track_boxes", "track_deltas"):
                             np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
-                                                       atol=1e-4)
+                                                       atol=1e-4, rtol=1e-6)
                 n = want["num_detections"][b, 0]
                 if name == "detect_track":
                     for k in ("track_boxes", "track_deltas"):
-                        np.testing.assert_allclose(got[k][b, :n], want[k][b, :n], atol=1e-4)
+                        np.testing.assert_allclose(got[k][b, :n], want[k][b, :n],
+                                                   atol=1e-4, rtol=1e-6)
         # T = 2 of the clip signature is the pair signature
         pair, clip = loaded.run("detect_track", images=x), loaded.run("detect_track_clip", images=x)
         for k in pair:
             np.testing.assert_allclose(clip[k][:, 0] if k.startswith("track") else clip[k],
-                                       pair[k], atol=1e-4)
+                                       pair[k], atol=1e-4, rtol=1e-6)
         single = loaded.run("serving_default", images=x[:, 0])
         det = model.detect(x[:, 0])
         np.testing.assert_array_equal(single["num_detections"], det["num_detections"].numpy())
@@ -340,7 +342,7 @@ def test_pair_source_gives_adjacent_frames_of_one_video():
                             want = np.stack([95 - want[:, 2], want[:, 1], 95 - want[:, 0],
                                              want[:, 3]], 1)
                         got = y["gt_boxes"][b, 1].numpy()[y["gt_classes"][b, 1].numpy() >= 0]
-                        np.testing.assert_allclose(got, want, atol=1e-4)
+                        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-6)
                         np.testing.assert_array_equal(
                             np.sort(y["gt_track_ids"][b, 1].numpy()[y["gt_classes"][b, 1].numpy() >= 0]),
                             np.sort(video.track_ids[t + 1]))

@@ -97,7 +97,8 @@ class Detector:
                                              "detect_track_clip", "uint8 clips (B, T, H, W, 3)")
             self.route = "pairs" if self._clip is None else "clip"
             if class_names is None and "class_names" in signatures:
-                class_names = [c.decode() for c in signatures["class_names"]()["class_names"].numpy()]
+                names = signatures["class_names"]()["class_names"].numpy()
+                class_names = [c.decode() for c in names]
         elif hasattr(model, "detect_track"):
             self._call = lambda x: model.detect_track(tf.constant(x))
             if hasattr(model, "detect_track_clip"):
@@ -176,32 +177,34 @@ class Detector:
 
             out, state = self._model(tf.constant(frames[None]), previous)
             out = {k: np.asarray(v) for k, v in out.items()}
-            boxes = out["detection_boxes"][0]
-            if previous is not None:  # tracks from the carried frame
-                boxes = np.concatenate([np.asarray(previous["boxes"]), boxes])
-                counts = np.concatenate([np.asarray(previous["num_detections"]),
-                                         out["num_detections"][0]])
-            else:
-                counts = out["num_detections"][0]
-            dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
-                                      out["detection_classes"][0, t], out["num_detections"][0, t])
-                    for t in range(len(frames))]
-            tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
-                      for t in range(len(boxes) - 1)]
-            return dets, tracks, state
+            # the tracks start at the carried frame, whose boxes come with the state
+            carried = ([] if previous is None else
+                       [(np.asarray(previous["boxes"]), np.asarray(previous["num_detections"]))])
+            return (*_clip_results(out, len(frames), carried), state)
         if self._clip is None:
             return detect_clip_in_pairs(self, frames, frame_indices, previous)
         # the export path: the previous frame is computed again as the clip's first
         clip = frames if previous is None else np.concatenate([previous[None], frames])
         out = self._outputs(self._clip(clip[None]), "detect_track_clip",
                             lambda boxes: boxes[:, :-1])
-        n = out["num_detections"][0]
-        dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
-                                  out["detection_classes"][0, t], n[t])
-                for t in range(len(clip) - len(frames), len(clip))]
-        tracks = [_tracks(out["detection_boxes"][0, t], out["track_boxes"][0, t], n[t])
-                  for t in range(len(clip) - 1)]
-        return dets, tracks, frames[-1]
+        return (*_clip_results(out, len(frames)), frames[-1])
+
+
+def _clip_results(out, new, carried=()):
+    """`(detections, tracks)` of one clip's outputs (batch of 1): the detections of its last
+    `new` frames, and the tracklets of each tracked frame (the `carried` (boxes, counts) first,
+    then the clip's frames) to the next."""
+    boxes, counts = out["detection_boxes"][0], out["num_detections"][0]
+    if carried:
+        boxes = np.concatenate([carried[0][0], boxes])
+        counts = np.concatenate([carried[0][1], counts])
+    t0 = len(out["detection_boxes"][0]) - new
+    dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
+                              out["detection_classes"][0, t], out["num_detections"][0, t])
+            for t in range(t0, t0 + new)]
+    tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
+              for t in range(len(out["track_boxes"][0]))]
+    return dets, tracks
 
 
 def detect_clip_in_pairs(detector, frames, frame_indices=None, previous=None):

@@ -1,19 +1,8 @@
 """The previous, pure-numpy `link_tubes` (13x slower offline and 22-26x online than
 `tfzoo.detection.linking`'s compiled kernels): kept as the reference that
 `python -m tfzoo.detection.bench --what linking` times the new one against in the same run,
-and that the tests compare it with on cases too large to enumerate. Same semantics as `tfzoo.detection.link_tubes`.
-
-Linking detections and tracklets into object tubes and rescoring them (thesis §8.4).
-
-Per class, the score of linking box i at frame t to box j at frame t+1 is (eq. 8.5)
-
-    s = p_i^t + p_j^{t+1} + psi(i, j),   psi = 1 if some tracklet of (t, t+1) has IoU >
-    `iou_threshold` with box i at t and with box j at t+1, else 0 (eq. 8.6),
-
-the tube is the path with one box per frame maximising the sum of s over the video (eq. 8.7,
-Viterbi), its boxes are removed and the next tube is extracted, while every frame still has a
-box of the class. Each box of a tube then gets its score plus the mean of the ceil(alpha * T)
-highest scores of its tube; boxes in no tube keep their score.
+and that the tests compare it with on cases too large to enumerate. Same semantics as
+`tfzoo.detection.link_tubes` (eq. 8.5-8.7: see `tfzoo.detection.linking`).
 
 The Viterbi recursion runs for all classes at once on (classes, boxes, boxes) arrays, so the
 cost per frame is a few numpy calls per extracted tube, independent of the number of classes
