@@ -59,7 +59,8 @@ def _ids_online(links, sizes, history):
 
 def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = None,
                online: bool = False, alpha: float = 0.5, iou_threshold: float = 0.5,
-               history: int | None = None, interpolate: bool = True) -> list[dict]:
+               history: int | None = None, interpolate: bool = True,
+               num_classes: int | None = None) -> list[dict]:
     """Links per-processed-frame detections into tubes and returns every video frame's boxes.
 
     Args:
@@ -73,10 +74,13 @@ def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = 
       online, alpha, iou_threshold, history: as `link_tubes`; see the module docstring for
         what online changes here.
       interpolate: offline, fill the frames between processed frames (else they are empty).
+      num_classes: the model's number of classes (class ids are checked against it).
 
     Returns:
-      per video frame, `{"boxes" (N, 4), "scores" (N,), "classes" (N,) int, "track_ids" (N,)
-      int (-1: in no tube), "processed": bool}`.
+      per video frame, `{"boxes" (N, 4), "scores" (N,) (rescored: up to 2), "probabilities"
+      (N,) (the detector's own scores, what a person reads), "classes" (N,) int, "track_ids"
+      (N,) int (-1: in no tube), "processed": bool}`; interpolated boxes get both scores
+      interpolated.
 
     Example:
     >>> import numpy as np
@@ -100,15 +104,17 @@ def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = 
         num_frames = last + 1
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    rescored, tubes, links = _link(detections, tracks, alpha, iou_threshold, online, history)
+    rescored, tubes, links = _link(detections, tracks, alpha, iou_threshold, online, history,
+                                   num_classes)
     sizes = [len(s) for s in rescored]
     ids = _ids_online(links, sizes, history) if online else _ids_offline(tubes, sizes)
     frames = []
-    for k, (boxes, _, classes) in enumerate(dets):
-        frames.append({"boxes": boxes, "scores": rescored[k], "classes": classes,
-                       "track_ids": ids[k], "processed": True})
-    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "classes": np.zeros(0, np.int64),
-             "track_ids": np.zeros(0, np.int64), "processed": False}
+    for k, (boxes, scores, classes) in enumerate(dets):
+        frames.append({"boxes": boxes, "scores": rescored[k], "probabilities": scores,
+                       "classes": classes, "track_ids": ids[k], "processed": True})
+    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "probabilities": np.zeros(0),
+             "classes": np.zeros(0, np.int64), "track_ids": np.zeros(0, np.int64),
+             "processed": False}
     out = []
     for f in range(num_frames):
         k, r = divmod(f, stride)
@@ -134,6 +140,7 @@ def _between(a, b, w):
     pa, pb = _positions(ia, common), _positions(ib, common)
     return {"boxes": (1 - w) * a["boxes"][pa] + w * b["boxes"][pb],
             "scores": (1 - w) * a["scores"][pa] + w * b["scores"][pb],
+            "probabilities": (1 - w) * a["probabilities"][pa] + w * b["probabilities"][pb],
             "classes": a["classes"][pa], "track_ids": common.astype(np.int64),
             "processed": False}
 
