@@ -275,8 +275,7 @@ def four_pass_detect_track(model, pairs) -> dict:
     shape = tf.shape(pairs)
     b = shape[0]
     flat = tf.reshape(pairs, tf.concat([[2 * b], shape[2:]], 0))
-    det = model.detect(flat, box_voting=True,
-                       max_per_class=model.get_config()["link_max_per_class"])
+    det = model.detect(flat, **model.link_detection_options())
     m = tf.shape(det["boxes"])[1]
     resized, scale = model._resize(pairs[:, 0])
     resized_tau, _ = model._resize(pairs[:, 1])
@@ -317,9 +316,7 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600
     model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
     video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])
-    per_class = model.get_config()["link_max_per_class"]
-    detect = tf.function(lambda x: model.detect(x, box_voting=True,
-                                                max_per_class=per_class)["boxes"])
+    detect = tf.function(lambda x: model.detect(x, **model.link_detection_options())["boxes"])
     old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
     track = tf.function(lambda a, b, r: model.tracker([a, b, r]))
     pair = np.stack([video[:-1], video[1:]], 1)
