@@ -364,6 +364,9 @@ class RestServer:
                 except asyncio.TimeoutError:
                     now = loop.time()
                     raise self._too_slow(received, now - start, now >= deadline) from None
+                except Exception as e:  # the client went away or broke the framing
+                    raise _HttpError(400, f"the body ended after {received} bytes "
+                                     f"({type(e).__name__})", close=True) from None
                 if not chunk:
                     break
                 received += len(chunk)

@@ -147,9 +147,9 @@ def _malformed_requests(rng: random.Random) -> list[tuple[str, bytes, bool]]:
         out.append(("size", raw, False))
     for i in range(20):  # truncated bodies: Content-Length promises more than is sent
         body = good[: rng.randint(0, len(good) - 1)]
-        raw = (f"POST {ok} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(good)}\r\n\r\n"
-               ).encode() + body
-        out.append(("truncated", raw, True))
+        raw = (f"POST {ok} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(good)}\r\n\r\n").encode() + body
+        out.append(("truncated", raw, False))  # the body deadline (1 s) answers 408
     names = ["nope", "tiny/versions/9", "tiny/versions/99999999999999999999999",
              "tiny/labels/stable", "tiny/versions/1/labels/x", "%ff%fe", "tiny/versions/-1",
              "ti%00ny", "tiny/versions/\u0661", "\u00e9\u00e8", "\u6a21\u578b", "tiny/labels/\u2603",
@@ -197,7 +197,7 @@ def test_oversized_body_gets_its_413_not_a_reset(fuzz_server):
     url, _ = fuzz_server
     body = b"[" + b"0," * (6 << 20) + b"0]"  # 12 MB against a 2 MB limit
     raw = (f"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}"
-           "\r\nConnection: close\r\n\r\n").encode() + body
+           "\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n").encode() + body
     for _ in range(3):
         status, reply = _raw(url, raw)
         assert status == 413 and "exceeds the limit" in reply["error"], reply
@@ -262,37 +262,40 @@ def test_fuzz_every_malformed_request_gets_a_json_error_and_memory_returns(fuzz_
     assert _rss_mb() < rss_before + 200, (rss_before, _rss_mb())
 
 
-def test_stalled_and_giant_requests_do_not_starve_small_ones(fuzz_server):
+def test_stalled_requests_end_within_their_deadlines_and_do_not_starve_small_ones(fuzz_server):
     url, _ = fuzz_server
     host, port = url.split("//")[1].split(":")
-    # 40 stalled connections: half mid-headers, half mid-body of a body that fills the large-
-    # request budget (2 MB). Each must end in a 408/503 JSON reply, not hold a thread forever.
+    # 40 stalled connections: half mid-headers, half mid-body. Headers have an absolute
+    # deadline (socket_timeout = 1 s from the connection going idle: closed), bodies too (408).
     stalled = []
     for i in range(40):
         s = socket.create_connection((host, int(port)))
         if i % 2:
             s.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         else:
-            s.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 2000000\r\n"
-                      b"\r\n" + b"[" * 1000)
+            s.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+                      + b"[" * 1000)
         stalled.append(s)
+    opened = time.monotonic()
     # Small requests are answered while those wait.
-    start = time.monotonic()
     for _ in range(5):
         status, reply = _post(url, "/v1/models/tiny:predict", {"inputs": {"rgb": _clip().tolist()}})
         assert status == 200
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - opened < 5
     codes = []
     for s in stalled:
         s.settimeout(10)
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = s.recv(4096)
-            assert chunk, "a stalled connection was dropped without a reply"
+            if not chunk:
+                break
             data += chunk
-        codes.append(int(data.split()[1]))
+        codes.append(int(data.split()[1]) if data else "closed")
         s.close()
-    assert set(codes) <= {408, 503} and 408 in codes, codes
+    assert time.monotonic() - opened < 8  # deadlines of 1 s (+ 5 s lingering at most)
+    assert codes == ["closed" if i % 2 else 408 for i in range(40)], codes
 
 
 def test_versions_swap_under_load_without_a_failed_request(tmp_path):
