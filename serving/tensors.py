@@ -183,20 +183,30 @@ class NumericArray:
 # Found with bytes.translate + bytes.find (linear), not a regex (quadratic on adversarial input).
 _RUN_MASK = bytes(49 if chr(i) in "[]0123456789eE+-., \t\r\n" else 48 for i in range(256))
 _MIN_RUN = 4096
-# What numpy accepts but JSON does not: a leading zero ('+' is checked with `in`).
-_LEADING_ZERO = re.compile(rb",-?0[0-9]")
+# What numpy accepts but JSON does not: a leading '+' or zero, whitespace inside a number.
+_LEADING_ZERO = re.compile(rb"-?0[0-9]")
+_LEADING_ZERO_AFTER_COMMA = re.compile(rb",-?0[0-9]")
+_SPACED_NUMBER = re.compile(rb"[0-9.eE+-][ \t\r\n]+[0-9.eE+-]")
 _INT64 = np.iinfo(np.int64)
 
 
-def _numeric(run: bytes) -> NumericArray | None:
-    """A rectangular JSON array of numbers, or None (then the generic parser handles it)."""
-    run = run.translate(None, b" \t\r\n")
-    skeleton = run.translate(None, b"0123456789eE+-.")
-    text = run.translate(None, b"[]")
-    rank = len(skeleton) - len(skeleton.lstrip(b"["))
-    if not 1 <= rank <= MAX_JSON_DEPTH:
+def _numeric(body: bytes, start: int, end: int) -> NumericArray | None:
+    """body[start:end] as a rectangular JSON array of numbers, or None (then the generic
+    parser handles it). Peak memory is about 3 x the run plus the int64/float64 result."""
+    run = body[start:end]
+    # Whitespace inside a number ("1 2") is not JSON; only look for it when there is
+    # whitespace other than json.dumps' ", " (counting is memchr-fast, a regex is not).
+    if (run.count(b" ") != run.count(b", ") or b"\n" in run or b"\t" in run
+            or b"\r" in run) and _SPACED_NUMBER.search(run):
         return None
-    if not text or b",+" in b"," + text or _LEADING_ZERO.search(b"," + text):
+    skeleton = run.translate(None, b"0123456789eE+-. \t\r\n")
+    text = run.translate(None, b"[] \t\r\n")
+    del run
+    rank = len(skeleton) - len(skeleton.lstrip(b"["))
+    if not 1 <= rank <= MAX_JSON_DEPTH or b"[]" in skeleton:
+        return None
+    if (not text or text[:1] == b"+" or b",+" in text or _LEADING_ZERO.match(text)
+            or _LEADING_ZERO_AFTER_COMMA.search(text)):
         return None
     dims, child = [], b""
     for level in range(rank - 1, -1, -1):  # innermost list first: count its children
@@ -231,15 +241,18 @@ def loads(body: bytes):
     if len(body) > 65536:
         nonce = os.urandom(8).hex()
         subs, parts, last, pos = {}, [], 0, 0
-        mask = body.translate(_RUN_MASK)
+        mask, runs = body.translate(_RUN_MASK), []
         while (i := mask.find(b"1" * _MIN_RUN, pos)) >= 0:
             j = mask.find(b"0", i)
             j = len(body) if j < 0 else j
             pos = j
+            runs.append((i, j))
+        del mask
+        for i, j in runs:
             start, end = body.find(b"[", i, j), body.rfind(b"]", i, j) + 1
             if start < 0 or end <= start:
                 continue
-            parsed = _numeric(body[start:end])
+            parsed = _numeric(body, start, end)
             if parsed is None:
                 continue
             key = f"__tfzoo_{nonce}_{len(subs)}"
