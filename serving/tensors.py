@@ -184,9 +184,32 @@ class NumericArray:
 _RUN_MASK = bytes(49 if chr(i) in "[]0123456789eE+-., \t\r\n" else 48 for i in range(256))
 _MIN_RUN = 4096
 # What numpy accepts but JSON does not: a leading '+' or zero, whitespace inside a number.
-_LEADING_ZERO = re.compile(rb"-?0[0-9]")
-_LEADING_ZERO_AFTER_COMMA = re.compile(rb",-?0[0-9]")
+_LEADING_ZERO = re.compile(rb" *-?0[0-9]")
+_LEADING_ZERO_AFTER_COMMA = re.compile(rb", *-?0[0-9]")
 _SPACED_NUMBER = re.compile(rb"[0-9.eE+-][ \t\r\n]+[0-9.eE+-]")
+
+
+def _json_numbers(text: bytes, spaced: bool) -> bool:
+    """False if comma-separated `text` has a number numpy reads but JSON forbids.
+
+    spaced: every comma is followed by one space (json.dumps' ", ").
+    """
+    if b"+" in text and text.count(b"+") != text.count(b"e+") + text.count(b"E+"):
+        return False  # a '+' anywhere but in an exponent
+    if _LEADING_ZERO.match(text):
+        return False
+    if not spaced:
+        return not _LEADING_ZERO_AFTER_COMMA.search(text)
+    # " 0" starts a number; substring counts (memchr speed, unlike a regex over megabytes)
+    # tell whether each such 0 is a whole number or starts "0.", "0e".
+    ends = (b",", b".", b"e", b"E") if any(c in text for c in (b".", b"e", b"E")) else (b",",)
+    for zero in (b" 0", b" -0"):
+        n = text.count(zero)
+        if n and n != sum(text.count(zero + c) for c in ends) + text.endswith(zero):
+            return False
+    return True
+
+
 _INT64 = np.iinfo(np.int64)
 
 
@@ -194,19 +217,23 @@ def _numeric(body: bytes, start: int, end: int) -> NumericArray | None:
     """body[start:end] as a rectangular JSON array of numbers, or None (then the generic
     parser handles it). Peak memory is about 3 x the run plus the int64/float64 result."""
     run = body[start:end]
-    # Whitespace inside a number ("1 2") is not JSON; only look for it when there is
-    # whitespace other than json.dumps' ", " (counting is memchr-fast, a regex is not).
-    if (run.count(b" ") != run.count(b", ") or b"\n" in run or b"\t" in run
-            or b"\r" in run) and _SPACED_NUMBER.search(run):
-        return None
     skeleton = run.translate(None, b"0123456789eE+-. \t\r\n")
-    text = run.translate(None, b"[] \t\r\n")
-    del run
     rank = len(skeleton) - len(skeleton.lstrip(b"["))
     if not 1 <= rank <= MAX_JSON_DEPTH or b"[]" in skeleton:
         return None
-    if (not text or text[:1] == b"+" or b",+" in text or _LEADING_ZERO.match(text)
-            or _LEADING_ZERO_AFTER_COMMA.search(text)):
+    spaces, comma_spaces = run.count(b" "), run.count(b", ")
+    spaced = spaces == comma_spaces == len(skeleton) - 2 * skeleton.count(b"[")
+    if spaces == comma_spaces and not any(c in run for c in (b"\n", b"\t", b"\r")):
+        # Spaces only after commas (json.dumps' ", "): numpy's parser skips them, and stops
+        # early (a count mismatch below) at anything else.
+        text = run.translate(None, b"[]")
+    else:
+        # Whitespace anywhere (indented JSON): whitespace inside a number ("1 2") is not JSON.
+        if _SPACED_NUMBER.search(run):
+            return None
+        text = run.translate(None, b"[] \t\r\n")
+    del run
+    if not text or not _json_numbers(text, spaced):
         return None
     dims, child = [], b""
     for level in range(rank - 1, -1, -1):  # innermost list first: count its children

@@ -174,6 +174,21 @@ def test_rest_rows_stop_at_the_first_bad_one_and_values_are_bounded(server):
     assert status == 400 and "the limit is 33554432 bytes" in reply["error"], reply
 
 
+@pytest.mark.parametrize("bad", [b"007", b"+5", b"1 2", b"-01", b"0x1", b"1e", b"--1"])
+@pytest.mark.parametrize("sep", [b",", b", ", b",\n  "])
+def test_the_numpy_json_path_refuses_what_json_refuses(bad, sep):
+    from serving.tensors import NumericArray, loads
+
+    good = sep.join([b"[" + sep.join([b"12", b"0", b"-0.5e+3", b"7"]) + b"]"] * 5000)
+    body = b'{"inputs": [' + good + sep + b"[1, " + bad + b", 3, 4]]}"
+    assert len(body) > 65536
+    with pytest.raises(ValueError):  # json.JSONDecodeError: the generic parser's refusal
+        loads(body)
+    parsed = loads(b'{"inputs": [' + good + b"]}")["inputs"]
+    assert isinstance(parsed, NumericArray) and parsed.array.shape == (5000, 4)
+    assert parsed.array[0].tolist() == [12, 0, -500, 7]
+
+
 def test_a_large_json_request_grows_the_server_by_at_most_four_times_its_size(server):
     url, _, pid = server
     clip = _clip(batch=4, t=16, size=96, seed=1)  # 1.8 M numbers
