@@ -200,7 +200,7 @@ class DetectionTask(Task):
         if not hasattr(model, "detect_track"):
             return {}
         names = tf.constant([str(c) for c in class_names], dtype=tf.string)
-        ints = ("detection_classes", "num_detections")
+        ints = ("detection_classes", "num_detections", "num_tracklets")
 
         def typed(out):
             return {k: tf.cast(v, tf.int32 if k in ints else tf.float32) for k, v in out.items()}
