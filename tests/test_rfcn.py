@@ -440,3 +440,31 @@ def test_box_normalisation_is_the_models_in_the_loss_and_detect(tiny):
     assert all(np.abs(want - g).max(1).min() < 1e-3 for g in got), (got, want)
     with pytest.raises(ValueError, match="expected 4 finite numbers"):
         model.set_box_normalisation(means, (0.1, 0.1, 0.2))
+
+
+def test_multiscale_proposals_and_their_recall(tiny):
+    """One scale is the model's own proposals at that size (in input pixels); several scales
+    merge by NMS 0.7 and objectness into at most 300; the recall equals a brute-force IoU count
+    over every (ground truth, proposal) pair."""
+    from test_detection_boxes import iou_loop
+
+    from tfzoo.detection.proposals import multiscale_proposals, proposal_recall
+    from tfzoo.detection.source import resize_for_detection
+
+    x = frames(2, 64, 96)
+    boxes, scores, counts = multiscale_proposals(tiny, x, (96,))
+    resized, scale = resize_for_detection(x, 96, None)
+    want, want_scores, want_counts = tiny.proposals(tiny(resized), [[96, 144]] * 2)
+    np.testing.assert_array_equal(counts, want_counts.numpy())
+    for i in range(2):
+        in_pixels = np.minimum(want.numpy()[i, :counts[i]] / float(scale), [95, 63, 95, 63])
+        np.testing.assert_allclose(boxes[i, :counts[i]], in_pixels, atol=1e-3)
+    np.testing.assert_allclose(scores, want_scores.numpy(), atol=1e-6)
+    multi, multi_scores, n = multiscale_proposals(tiny, x, (48, 64, 96), post_nms=50)
+    assert multi.shape == (2, 50, 4) and (n <= 50).all() and (n > 0).all()
+    assert (np.diff(multi_scores[0, :n[0]]) <= 0).all()  # by objectness
+    assert multi[..., 2].max() <= 95 and multi[..., 3].max() <= 63  # in the frames' pixels
+    gt = [np.array([[10, 10, 40, 40], [50, 5, 90, 60]], "float32"), np.zeros((0, 4), "float32")]
+    found, total = proposal_recall(multi, n, gt)
+    iou = iou_loop(gt[0], multi[0, :n[0]])
+    assert total == 2 and found == int((iou.max(1) >= 0.5).sum())
