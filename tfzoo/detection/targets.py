@@ -116,10 +116,12 @@ def box_target_statistics(frames, *, threshold: float = 0.5):
 
     Example:
     >>> import numpy as np
-    >>> gt = np.array([[10, 10, 29, 29]], "float32")
-    >>> means, stds = box_target_statistics([(gt + [[2, 0, 2, 0]], gt)])  # moved 2 px right
-    >>> [round(v, 3) for v in means]  # RoIs: the moved box (target -0.1) and the gt itself (0)
-    [-0.05, 0.0, 0.0, 0.0]
+    >>> gt = np.array([[10, 10, 29, 29]], "float32")        # 20 x 20
+    >>> rois = np.array([[12, 10, 31, 29], [10, 12, 29, 31],  # moved 2 px right, 2 px down
+    ...                  [8, 10, 31, 29], [10, 8, 29, 31]], "float32")  # 4 px wider, higher
+    >>> means, stds = box_target_statistics([(rois, gt)])  # the 4 RoIs and the gt itself
+    >>> [round(v, 3) for v in means]  # (-0.1, 0, 0, 0), (0, -0.1, 0, 0), ..., 0 over 5
+    [-0.02, -0.02, -0.036, -0.036]
     """
     total = np.zeros(4)
     squares = np.zeros(4)
