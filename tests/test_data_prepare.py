@@ -259,3 +259,27 @@ def test_prepare_stores_tvl1_flow_of_the_stored_frames(tmp_path, base):
         back = records.decode_flow(stored.astype(np.float32))
         # Quantisation (40/255 px per code) and JPEG only.
         assert np.abs(back - np.clip(ref, -20, 20)).mean() < 0.2
+
+
+def test_box_without_a_coordinate_skips_and_reports_its_annotation(tmp_path, base):
+    """Issue 24 item 5: a VOC box missing <ymax> was a TypeError that aborted prepare; now the
+    snippet (or DET image) is skipped and reported naming the annotation file, the rest is
+    prepared."""
+    make_imagenet_vid(tmp_path / "vid", base)
+    ann = tmp_path / "vid" / "Annotations"
+    # frame 3 of a training snippet (not among the frames sampled for its label) ...
+    bad_vid = next((ann / "VID" / "train").rglob("ILSVRC2015_train_00001000/000003.xml"))
+    bad_vid.write_text(bad_vid.read_text().replace("<ymax>20</ymax>", "", 1))
+    # ... and one DET image, read while listing
+    bad_det = sorted((ann / "DET").rglob("n02834778_1.xml"))[0]
+    bad_det.write_text(bad_det.read_text().replace("<xmin>1</xmin>", "<xmin></xmin>"))
+    m = prep.prepare("imagenet_vid", tmp_path / "vid", tmp_path / "out", short_side=16,
+                     videos_per_shard=2, progress=False)
+    reasons = {s["video_id"]: s["reason"] for s in m["skipped"]}
+    assert set(reasons) == {"VID/train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00001000",
+                            "DET/train/ILSVRC2013_train/n02834778/n02834778_1"}, reasons
+    assert all(("000003.xml" in r and "ymax" in r) or ("n02834778_1.xml" in r and "xmin" in r)
+               for r in reasons.values()), reasons
+    assert m["splits"] == {"train": 2, "val": 1}
+    ids = {r["video_id"] for r in _all_records(tmp_path / "out")}
+    assert not ids & set(reasons) and len(ids) == 3
