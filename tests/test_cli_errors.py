@@ -149,8 +149,15 @@ def test_prepare_table(places, tmp_path, capsys):
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--workers", "0"], "0"),
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--flow", "farneback"],
          "farneback"),
-        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "101"],
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg_quality", "101"],
          "101"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "0"],
+         "0"),
+        (["--dataset", "folder", *root], "--out"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--videos_per_shard=x"],
+         "x"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"),
+          "--beam_pipeline_options=runner"], "runner"),
         (["--dataset", "ucf101", *root, "--out", str(tmp_path / "o")], "classInd.txt"),
     ]
     _in_process(main, rows, capsys)

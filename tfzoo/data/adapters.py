@@ -13,7 +13,7 @@ yuppp         ROOT/camera_static/<Class>/*.mp4 and ROOT/camera_moving/<Class>/*.
               split as in thesis §7.4.2: per class, 10% of the static and 10% of the moving
               videos train (chosen with a fixed seed), the rest test. This is NOT the
               thesis's "split #1" (its file list is not public here); with the list, pass
-              `split_file` (prepare's --split-file): a text file naming the training videos,
+              `split_file` (prepare's --split_file): a text file naming the training videos,
               one ROOT-relative path a line (camera_static/Beach/x.mp4; the extension and
               '#' comments optional), every other video tests. Splits train, test,
               train_static, test_static, train_moving, test_moving.
