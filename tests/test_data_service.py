@@ -94,3 +94,23 @@ def test_unreachable_dispatcher_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err
     assert service.main(["dispatch"]) == 2 and "'dispatch'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_multi_worker_training_through_the_service(dispatcher, tmp_path):
+    """Two trainer processes (MultiWorkerMirroredStrategy) consume one service job."""
+    import json
+
+    from test_train import _free_port
+
+    hosts = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        procs.append(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=1",
+                         "--steps=2", "--strategy=multi_worker", "--noevaluate",
+                         f"--data_service={dispatcher}",
+                         env={"TF_CONFIG": json.dumps(tf_config)}))
+    for code, out in [finish(p) for p in procs]:
+        assert code == 0, out
+    assert read_run_info(tmp_path).config["num_replicas_in_sync"] == 2

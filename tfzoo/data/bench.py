@@ -2,7 +2,10 @@
 next to the training step throughput of a model, on this machine.
 
     python -m tfzoo.bench --data [--video tests/data/bikes.mp4] [--clips 32] [--model tresnet50]
-        [--batch 2] [--steps 3] [--no-model]
+        [--batch 2] [--steps 3] [--no_model] [--json]
+    python -m tfzoo.bench --data --memory [--json]   # prepare's peak RSS, 1- vs 10-minute video
+
+A table like the other benches; --json prints one JSON document instead.
 """
 
 from __future__ import annotations
@@ -63,6 +66,79 @@ def _model_bench(name: str, spec, batch: int, steps: int) -> float:
     return batch * steps / (time.perf_counter() - t)
 
 
+def format_report(res: dict) -> str:
+    """The --data results as the other benches print them: a table."""
+    from tfzoo.bench.cli import _markdown
+
+    lines = [("stage", "what", "throughput")]
+    lines.append(("prepare", f"{res['prepared_frames']} frames of {res['video']} -> "
+                  f"{res['short_side']} px JPEG, no flow", f"{res['prepare_frames_per_s']:.1f} "
+                  "frames/s"))
+    lines.append(("reader", f"{res['clip']} clips, full augmentation",
+                  f"{res['reader_clips_per_s']:.2f} clips/s"))
+    model = next((k for k in res if k.endswith("_train_clips_per_s")), None)
+    if model:
+        lines.append(("model", f"{model[:-len('_train_clips_per_s')]} training step, batch "
+                      f"{res['batch']}", f"{res[model]:.3f} clips/s"))
+    text = f"Data throughput ({res['cores']} cores):\n" + _markdown(lines)
+    if model:
+        text += (f"\nreader / model: {res['reader_to_model_ratio']:.1f}x; reader cores needed "
+                 f"to feed the model: {res['reader_cores_needed']:.2f}")
+    if "model_error" in res:
+        text += f"\nmodel not timed: {res['model_error']}"
+    return text
+
+
+def _synthetic_video(path: Path, seconds: float, size=(240, 320), fps: int = 25) -> Path:
+    """A moving textured clip (so its JPEGs are not trivially small), MPEG-4 in AVI."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (size[0] * 2, size[1] * 2, 3), np.uint8)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.height, s.width, s.pix_fmt = size[0], size[1], "yuv420p"
+        for t in range(int(seconds * fps)):
+            dy, dx = (3 * t) % size[0], (5 * t) % size[1]
+            img = np.ascontiguousarray(texture[dy:dy + size[0], dx:dx + size[1]])
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+_RSS_CHILD = """
+import resource, sys
+from tfzoo.data.prepare import prepare
+m = prepare("folder", sys.argv[1], sys.argv[2], videos_per_shard=1, max_frames=None,
+            progress=False)
+print(m["num_frames"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory_bench(minutes=(1, 10), work: Path | None = None) -> list[dict]:
+    """Peak RSS of `prepare` (one process, no flow, no frame limit) on a 1- and a 10-minute
+    320x240 video: streamed frames keep it flat (issue 24 item 4)."""
+    import subprocess
+    import sys
+
+    rows = []
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        for m in minutes:
+            root = Path(tmp) / f"v{m}" / "clips"
+            root.mkdir(parents=True)
+            video = _synthetic_video(root / f"{m}min.avi", 60 * m)
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+            out = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(root.parent),
+                                  str(Path(tmp) / f"out{m}")], capture_output=True, text=True,
+                                 env=env, check=True).stdout.split()
+            rows.append({"minutes": m, "frames": int(out[0]), "video_mb": video.stat().st_size / 1e6,
+                         "peak_rss_mb": int(out[1]) / 1024})
+    return rows
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m tfzoo.bench --data")
     p.add_argument("--data", action="store_true", help=argparse.SUPPRESS)
@@ -72,17 +148,37 @@ def main(argv: list[str]) -> int:
     p.add_argument("--model", default="tresnet50")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--no-model", action="store_true")
+    p.add_argument("--no_model", "--no-model", action="store_true")
+    p.add_argument("--memory", action="store_true",
+                   help="instead: peak RSS of prepare on a 1- and a 10-minute video")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
     a = p.parse_args(argv)
+    if a.memory:
+        rows = memory_bench()
+        ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+        if a.json:
+            print(json.dumps({"prepare_peak_rss": rows, "ratio_10_to_1": ratio}, indent=1))
+        else:
+            from tfzoo.bench.cli import _markdown
+
+            lines = [("video", "frames", "file MB", "prepare peak RSS MB")]
+            lines += [(f"{r['minutes']} min 320x240", str(r["frames"]), f"{r['video_mb']:.1f}",
+                       f"{r['peak_rss_mb']:.0f}") for r in rows]
+            print("Peak RSS of prepare (one process, no flow):\n" + _markdown(lines)
+                  + f"\n10 min / 1 min: {ratio:.3f} (goal: within 10%)")
+        return 0
     from tfzoo.data.base import ClipSpec
+    from tfzoo.video import DEFAULT_SHORT_SIDE
 
     spec = ClipSpec()  # T-ResNet: 16 frames, tau in [5, 15], 224x224, jitter crop, flip
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         fps, frames, prepared = _prepare_bench(Path(a.video), Path(tmp), a.copies)
         clips = _reader_bench(prepared, a.clips, spec)
-    res = {"cores": cores, "prepare_frames_per_s": round(fps, 1), "prepared_frames": frames,
-           "reader_clips_per_s": round(clips, 2), "clip": f"{spec.num_frames}x224x224"}
+    res = {"cores": cores, "video": Path(a.video).name, "short_side": DEFAULT_SHORT_SIDE,
+           "prepare_frames_per_s": round(fps, 1), "prepared_frames": frames,
+           "reader_clips_per_s": round(clips, 2), "clip": f"{spec.num_frames}x224x224",
+           "batch": a.batch}
     if not a.no_model:
         try:
             steps = _model_bench(a.model, spec, a.batch, a.steps)
@@ -92,5 +188,5 @@ def main(argv: list[str]) -> int:
             res["reader_cores_needed"] = round(cores * steps / clips, 2)
         except Exception as e:  # noqa: BLE001 - the data numbers stand on their own
             res["model_error"] = f"{type(e).__name__}: {e}"
-    print(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1) if a.json else format_report(res))
     return 0
