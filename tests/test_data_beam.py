@@ -109,3 +109,15 @@ def test_beam_prepare_matches_local_resumes_and_reports(tmp_path, base, flow):
         for k in ("flow_u", "flow_v"):
             diff = np.abs(_planes(ra, k).astype(int) - _planes(rb, k).astype(int))
             assert diff.max() <= 1, (vid, k, diff.max())
+
+
+def test_beam_options_are_checked_before_any_work(tmp_path):
+    pytest.importorskip("apache_beam")
+    from tfzoo.data.base import DataError
+
+    for text, named in (("runner=DirectRunner,direct_num_wrokers=2", "direct_num_wrokers"),
+                        ("DirectRunner", "DirectRunner")):
+        with pytest.raises(DataError, match=named):
+            prep.prepare("folder", tmp_path / "nowhere", tmp_path / "o",
+                         beam_pipeline_options=text)
+    assert not (tmp_path / "o").exists()

@@ -51,9 +51,10 @@ def pipeline_options(text: str):
     known = options.get_all_options(retain_unknown_options=False)
     unknown = [p.split("=", 1)[0] for p in pairs if p.split("=", 1)[0] not in known]
     if unknown:
-        raise DataError(f"--beam_pipeline_options: unknown Beam option(s) {unknown}; see "
-                        f"`python -m apache_beam.runners.runner --help` (Beam "
-                        f"{beam.__version__}) for the runner's options")
+        raise DataError(f"--beam_pipeline_options: unknown Beam option(s) {unknown}; the "
+                        f"options of Beam {beam.__version__} are the flags of "
+                        "apache_beam.options.pipeline_options (runner, direct_num_workers, "
+                        "flink_master, project, ...)")
     if options.view_as(StandardOptions).runner is None:
         options.view_as(StandardOptions).runner = "DirectRunner"
     return options

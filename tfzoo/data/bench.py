@@ -139,6 +139,57 @@ def memory_bench(minutes=(1, 10), work: Path | None = None) -> list[dict]:
     return rows
 
 
+# Dataset sizes for the projections: UCF101 13,320 clips of 7.21 s on average at 25 fps;
+# Kinetics-400 ~240,000 training clips of 10 s (~25-30 fps: 275 frames taken).
+DATASETS = {"UCF101": (13_320, 180), "Kinetics-400": (240_000, 275)}
+
+_PREPARE_CHILD = """
+import resource, sys, time
+from tfzoo.data.prepare import prepare
+beam = sys.argv[3] or None
+t = time.perf_counter()
+m = prepare("folder", sys.argv[1], sys.argv[2], flow="tvl1", videos_per_shard=1, progress=False,
+            beam_pipeline_options=beam)
+wall = time.perf_counter() - t
+self, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = self.ru_utime + self.ru_stime + kids.ru_utime + kids.ru_stime
+print(m["num_videos"], m["num_frames"], wall, cpu)
+"""
+
+
+def tvl1_bench(clips: int = 4, seconds: float = 2.0, beam: str | None = None) -> list[dict]:
+    """prepare with TV-L1 flow on `clips` UCF101-size clips (320x240, 25 fps), locally (one
+    process) and, given Beam options, as a Beam pipeline; CPU of every process involved (the
+    XLA compilation of each process included: a conservative per-clip figure)."""
+    import subprocess
+    import sys
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "clips"
+        for k in range(clips):
+            (root / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+            _synthetic_video(root / f"c{k % 2}" / f"v{k}.avi", seconds)
+        for name, options in (("local, 1 process", ""), ("Beam " + (beam or ""), beam)):
+            if options is None:
+                continue
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+            out = subprocess.run([sys.executable, "-c", _PREPARE_CHILD, str(root),
+                                  str(Path(tmp) / f"out{len(rows)}"), options or ""],
+                                 capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                raise RuntimeError(f"{name}: {out.stderr[-2000:]}")
+            videos, frames, wall, cpu = out.stdout.split()[-4:]
+            videos, frames, wall, cpu = int(videos), int(frames), float(wall), float(cpu)
+            row = {"run": name, "clips": videos, "frames": frames, "wall_s": wall,
+                   "cpu_s": cpu, "clips_per_core_hour": videos * 3600 / cpu,
+                   "frames_per_core_hour": frames * 3600 / cpu}
+            for ds, (n, per_clip) in DATASETS.items():
+                row[f"{ds}_core_hours"] = n * per_clip / row["frames_per_core_hour"]
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m tfzoo.bench --data")
     p.add_argument("--data", action="store_true", help=argparse.SUPPRESS)
@@ -151,8 +202,28 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no_model", "--no-model", action="store_true")
     p.add_argument("--memory", action="store_true",
                    help="instead: peak RSS of prepare on a 1- and a 10-minute video")
+    p.add_argument("--tvl1", action="store_true",
+                   help="instead: prepare with TV-L1 on UCF101-size clips, clips per core-hour")
+    p.add_argument("--beam_pipeline_options", default=None,
+                   help="with --tvl1: also run prepare as this Beam pipeline")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     a = p.parse_args(argv)
+    if a.tvl1:
+        rows = tvl1_bench(clips=a.copies if a.copies != 2 else 4, beam=a.beam_pipeline_options)
+        if a.json:
+            print(json.dumps({"prepare_tvl1": rows, "datasets": DATASETS}, indent=1))
+        else:
+            from tfzoo.bench.cli import _markdown
+
+            lines = [("run", "clips", "frames", "wall s", "CPU s", "clips/core-hour",
+                      "UCF101 core-h", "Kinetics-400 core-h")]
+            lines += [(r["run"], str(r["clips"]), str(r["frames"]), f"{r['wall_s']:.0f}",
+                       f"{r['cpu_s']:.0f}", f"{r['clips_per_core_hour']:.1f}",
+                       f"{r['UCF101_core_hours']:.0f}", f"{r['Kinetics-400_core_hours']:.0f}")
+                      for r in rows]
+            print("prepare with TV-L1, 320x240 clips stored at 256x341 (projections by frames: "
+                  "UCF101 13,320 x 180, Kinetics-400 240,000 x 275):\n" + _markdown(lines))
+        return 0
     if a.memory:
         rows = memory_bench()
         ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
