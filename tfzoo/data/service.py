@@ -160,11 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     fv = flags.FlagValues()
     define_flags(fv)
-    if not argv or argv[0] in ("-h", "--help", "--helpfull"):
+    if argv and argv[0] in ("-h", "--help", "--helpfull"):
         print(__doc__.split("\n\n")[1] + "\n" + fv.get_help(include_special_flags=False))
-        return 0 if argv else 2
-    role = argv[0]
+        return 0
+    role = argv[0] if argv else None
     try:
+        if role is None:
+            raise ServiceError(f"give a role first: {PROG} dispatcher --port=P | worker "
+                               "--dispatcher=HOST:P (--help lists the flags)")
         if role not in ("dispatcher", "worker"):
             raise ServiceError(f"{role!r} is not a role; expected `dispatcher` or `worker` "
                                f"first: {PROG} dispatcher --port=P | worker --dispatcher=HOST:P")
