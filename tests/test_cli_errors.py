@@ -101,6 +101,7 @@ def test_train_table(places, tmp_path):
         ([d, "--model=tresnet_small", "--set=link_strides=(1,0)"], "link_strides"),
         ([d, "--model=stresnet50"], "stresnet_conjunction"),
         ([d, "--model=tresnet_small", "stray"], "stray"),
+        ([d, "--model=tresnet_small", "--data_service=localhost"], "localhost"),
     ]
     _absl_table("tfzoo.train", "python -m tfzoo.train", rows, tmp_path)
     assert not (tmp_path / "run" / "config.json").exists()  # nothing recorded for a bad run
@@ -163,9 +164,31 @@ def test_prepare_table(places, tmp_path, capsys):
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--workers", "0"], "0"),
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--flow", "farneback"],
          "farneback"),
-        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "101"],
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg_quality", "101"],
          "101"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "0"],
+         "0"),
+        (["--dataset", "folder", *root], "--out"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--videos_per_shard=x"],
+         "x"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"),
+          "--beam_pipeline_options=runner"], "runner"),
         (["--dataset", "ucf101", *root, "--out", str(tmp_path / "o")], "classInd.txt"),
+    ]
+    _in_process(main, rows, capsys)
+
+
+def test_data_service_table(capsys):
+    from tfzoo.data.service import main
+
+    rows = [
+        ([], "dispatcher"),
+        (["dispatch"], "dispatch"),
+        (["worker"], "--dispatcher"),
+        (["worker", "--dispatcher=nohost"], "nohost"),
+        (["dispatcher", "--port=70000"], "70000"),
+        (["dispatcher", "--dispatcher=localhost:1"], "--dispatcher"),
+        (["worker", "--dispatcher=localhost:1", "--work_dir=/tmp"], "--work_dir"),
     ]
     _in_process(main, rows, capsys)
 
