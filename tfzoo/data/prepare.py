@@ -301,7 +301,7 @@ def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
         bar.close()
     manifest = _manifest(out, plan)
     manifest["seconds_this_run"] = round(time.time() - t0, 3)
-    atomic_write_text(out / records.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out / records.MANIFEST, json.dumps(manifest, indent=1) + "\n", durable=True)
     return manifest
 
 
