@@ -3,14 +3,14 @@ process (issue 24 item 0).
 
 Each model is trained for one step into a run directory; then one fresh Python process per
 entry point (predict, visualize, evaluate, export) opens every run directory; each of them
-loads it as docs/visualize.md's snippet does, with `tfzoo.rundir.load_model`. A fresh process is the point: the training process has
-imported everything, so a class that only training registers (ST-ResNet's saved compile state
-names `PerChunkCrossEntropy`, a task loss) loads there and nowhere else. Predictions of the
-fresh predict process are compared with the trained model's own, so the weights that loaded
-are the ones trained.
+loads it as docs/visualize.md's snippet does, with `tfzoo.rundir.load_model`. A fresh process
+is the point: the training process has imported everything, so a class that only training
+registers (ST-ResNet's saved compile state names `PerChunkCrossEntropy`, a task loss) loads
+there and nowhere else. Predictions of the fresh predict process are compared with the trained
+model's own, so the weights that loaded are the ones trained.
 
-By default a single-stream and a two-stream model (the one with the per-chunk loss); every
-other registered model with `-m slow`.
+By default the two-stream ST-ResNet (the per-chunk loss; single-stream runs load in
+tests/test_export.py and tests/test_predict.py); every other registered model with `-m slow`.
 """
 
 from __future__ import annotations
