@@ -39,8 +39,10 @@ def test_detect_track_is_detect_plus_the_tracker(model):
     deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
                             rois.astype("float32")]).numpy()
     np.testing.assert_allclose(out["track_deltas"].numpy()[0, :n[0]], deltas, atol=1e-4, rtol=1e-6)
+    # eq. 8.2-8.3 as written: the deltas decode without the detector's box stds
+    assert model.get_config()["tracking_stds"] == [1.0, 1.0, 1.0, 1.0]
     np.testing.assert_allclose(out["track_boxes"].numpy()[0, :n[0]],
-                               decode_boxes(rois[:, 1:], deltas).numpy(), atol=1e-3)
+                               decode_boxes(rois[:, 1:], deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
     assert not out["track_boxes"].numpy()[0, n[0]:].any()
     # the tracklets (test_track_reg): every proposal's regressed box at t whose best class
     # probability is above 0.01, and that box tracked to t + 1
@@ -411,8 +413,8 @@ def test_pair_training_step_runs_the_backbone_once(monkeypatch):
 def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     """With the detection terms switched off, one SGD step of the pair train step (eq. 8.1's
     tracking term alone, on the maps of the step's own training pass) moves the tracker, the
-    box maps and the backbone's first conv, and not the class maps or the RPN, which the
-    tracking term does not read."""
+    box maps and the backbone from conv3 on, and not the class maps or the RPN, which the
+    tracking term does not read, nor conv1 (frozen, as the authors' prototxt)."""
     from tfzoo.tasks import get_task
 
     keras.utils.set_random_seed(4)
@@ -420,7 +422,7 @@ def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     get_task(m).compile(m, optimizer=keras.optimizers.SGD(1.0))
     _, (x, y) = _pair_batch()
     monkeypatch.setattr(m, "compute_loss", lambda *args, **kwargs: tf.constant(0.0))
-    names = ("conv1_conv", "rfcn_bbox", "rfcn_cls", "rpn_cls")
+    names = ("conv1_conv", "conv3_block1_1_conv", "rfcn_bbox", "rfcn_cls", "rpn_cls")
     before = {n: m.get_layer(n).get_weights()[0] for n in names}
     tracker = m.tracker.conv.get_weights()[0]
     logs = m.train_step((x, y))
@@ -428,8 +430,65 @@ def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     assert float(logs["tracking_loss"]) == pytest.approx(float(logs["loss"]), rel=1e-6)
     moved = {n: float(np.abs(m.get_layer(n).get_weights()[0] - before[n]).max()) for n in names}
     assert np.abs(m.tracker.conv.get_weights()[0] - tracker).max() > 0
-    assert moved["conv1_conv"] > 0 and moved["rfcn_bbox"] > 0, moved
-    assert moved["rfcn_cls"] == 0 and moved["rpn_cls"] == 0, moved
+    assert moved["conv3_block1_1_conv"] > 0 and moved["rfcn_bbox"] > 0, moved
+    assert moved["rfcn_cls"] == 0 and moved["rpn_cls"] == 0 and moved["conv1_conv"] == 0, moved
+
+
+def test_pair_train_step_leaves_conv1_res2_and_batchnorm_unchanged():
+    """D&T fine-tuning as the authors' prototxt (conv1, res2 lr_mult 0; BN frozen): one SGD step
+    (lr 1) of eq. 8.1 on pairs changes conv3..conv5, the heads and the tracker, and no weight
+    of conv1, res2 or any BN layer (moving statistics included)."""
+    from tests.test_rfcn import frozen_state
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(6)
+    m = DetectTrack(num_classes=4, max_displacement=2, **TINY)
+    get_task(m).compile(m, optimizer=keras.optimizers.SGD(1.0))
+    _, (x, y) = _pair_batch()
+    frozen = frozen_state(m)
+    assert any("conv2_block1" in p for p in frozen) and any("moving_var" in p for p in frozen)
+    names = ("conv3_block1_1_conv", "conv4_block1_2_conv", "rfcn_cls", "rfcn_bbox")
+    before = {n: m.get_layer(n).get_weights()[0] for n in names}
+    tracker = m.tracker.conv.get_weights()[0]
+    m.train_step((x, y))
+    after = frozen_state(m)
+    for path, value in frozen.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+    for n in names:
+        assert np.abs(m.get_layer(n).get_weights()[0] - before[n]).max() > 0, n
+    assert np.abs(m.tracker.conv.get_weights()[0] - tracker).max() > 0
+
+
+def test_runs_saved_before_keep_their_tracking_normalisation(model):
+    """A D&T config written before `tracking_stds` existed (its tracker trained on targets
+    divided by the detector's stds) loads with those stds, and its tracks decode with them;
+    `tracking_weight` (lambda) scales the term and 0 turns it off."""
+    from tfzoo.detection import BOX_STDS
+
+    old = {k: v for k, v in model.get_config().items()
+           if k not in ("tracking_stds", "tracking_weight", "box_means", "box_stds",
+                        "frozen_stages")}
+    legacy = DetectTrack.from_config(old)
+    assert legacy.get_config()["tracking_stds"] == list(BOX_STDS)
+    legacy.set_weights(model.get_weights())
+    x = pairs(2)
+    got, want = legacy.detect_track(x), model.detect_track(x)
+    np.testing.assert_allclose(got["track_deltas"].numpy(), want["track_deltas"].numpy(),
+                               atol=1e-5)
+    n = int(want["num_detections"][0, 0])
+    rois = want["detection_boxes"].numpy()[0, 0, :n]
+    np.testing.assert_allclose(got["track_boxes"].numpy()[0, :n],
+                               decode_boxes(rois, want["track_deltas"].numpy()[0, :n],
+                                            BOX_STDS).numpy(), atol=1e-3)
+    boxes = np.array([[[[5, 5, 30, 40]], [[9, 6, 34, 41]]]], "float32")
+    ids = np.array([[[3], [3]]])
+    xs = pairs(3).astype("float32")
+    full = float(model.tracking_loss(xs, boxes, ids))
+    half = DetectTrack.from_config({**model.get_config(), "tracking_weight": 0.5})
+    half.set_weights(model.get_weights())
+    assert float(half.tracking_loss(xs, boxes, ids)) == pytest.approx(0.5 * full, rel=1e-5)
+    with pytest.raises(ValueError, match="tracking_weight=-1"):
+        DetectTrack.from_config({**model.get_config(), "tracking_weight": -1})
 
 
 @pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model

@@ -268,7 +268,7 @@ def four_pass_detect_track(model, pairs) -> dict:
     """`DetectTrack.detect_track` as it was before each frame's maps were shared: `detect` on
     the 2B frames, then `features` of both frames again for the tracker (4 network passes a
     pair). The before of `bench_pipeline`, and the reference the shared path must equal."""
-    from tfzoo.detection.boxes import BOX_STDS, decode_boxes
+    from tfzoo.detection.boxes import decode_boxes
     from tfzoo.models.dt import TRACK_MAPS
 
     pairs = tf.convert_to_tensor(pairs)
@@ -285,7 +285,7 @@ def four_pass_detect_track(model, pairs) -> dict:
                       tf.reshape(boxes[:, 0], [-1, 4]) * scale], 1)
     deltas = model.tracker([{n: tf.cast(maps[n][:b], tf.float32) for n in TRACK_MAPS},
                             {n: tf.cast(maps[n][b:], tf.float32) for n in TRACK_MAPS}, rois])
-    moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
+    moved = decode_boxes(rois[:, 1:], deltas, model.get_config()["tracking_stds"]) / scale
     valid = (tf.range(m)[None] < tf.reshape(det["num_detections"], [b, 2])[:, :1])[..., None]
     return {"detection_boxes": boxes,
             "detection_scores": tf.reshape(det["scores"], [b, 2, m]),

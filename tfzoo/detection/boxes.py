@@ -67,23 +67,26 @@ def _centre_size(b):
     return b[..., 0] + 0.5 * w, b[..., 1] + 0.5 * h, w, h
 
 
-def encode_boxes(boxes, targets, stds=BOX_STDS):
+def encode_boxes(boxes, targets, stds=BOX_STDS, means=(0.0, 0.0, 0.0, 0.0)):
     """R-CNN regression targets that move `boxes` onto `targets` (both (..., 4)):
-    `((tx - x) / w, (ty - y) / h, log(tw / w), log(th / h)) / stds` with centres x, y and sizes
-    w, h (Girshick et al. 2014, App. C; the D&T tracking targets eq. 8.2-8.3 have this form)."""
+    `((tx - x) / w, (ty - y) / h, log(tw / w), log(th / h)) - means) / stds` with centres x, y
+    and sizes w, h (Girshick et al. 2014, App. C; the D&T tracking targets eq. 8.2-8.3 are this
+    form with means 0 and stds 1). `means`/`stds`: the normalisation of the box regressor's
+    targets (`tfzoo.detection.box_target_statistics` computes them from training data)."""
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     targets = tf.convert_to_tensor(targets, tf.float32)
     x, y, w, h = _centre_size(boxes)
     tx, ty, tw, th = _centre_size(targets)
     d = tf.stack([(tx - x) / w, (ty - y) / h, tf.math.log(tw / w), tf.math.log(th / h)], -1)
-    return d / tf.constant(stds, tf.float32)
+    return (d - tf.constant(means, tf.float32)) / tf.constant(stds, tf.float32)
 
 
-def decode_boxes(boxes, deltas, stds=BOX_STDS):
-    """Inverse of `encode_boxes`: applies (..., 4) `deltas` (in units of `stds`) to `boxes`.
-    Differentiable in `deltas`; the log-scales are clamped at log(1000/16)."""
+def decode_boxes(boxes, deltas, stds=BOX_STDS, means=(0.0, 0.0, 0.0, 0.0)):
+    """Inverse of `encode_boxes`: applies (..., 4) `deltas` (normalised by `means` and `stds`)
+    to `boxes`. Differentiable in `deltas`; the log-scales are clamped at log(1000/16)."""
     boxes = tf.convert_to_tensor(boxes, tf.float32)
-    deltas = tf.convert_to_tensor(deltas, tf.float32) * tf.constant(stds, tf.float32)
+    deltas = (tf.convert_to_tensor(deltas, tf.float32) * tf.constant(stds, tf.float32)
+              + tf.constant(means, tf.float32))
     x, y, w, h = _centre_size(boxes)
     cx = x + deltas[..., 0] * w
     cy = y + deltas[..., 1] * h

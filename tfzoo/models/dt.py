@@ -23,11 +23,13 @@ import keras
 import tensorflow as tf
 
 from tfzoo.detection.boxes import BOX_STDS, decode_boxes
-from tfzoo.detection.tracking import RoITracking, tracking_loss, tracking_rois, tracking_targets
+from tfzoo.detection.tracking import (
+    TRACK_STDS, RoITracking, tracking_loss, tracking_rois, tracking_targets)
 from tfzoo.backbones.resnet import STAGE_BLOCKS
-from tfzoo.models.rfcn import RFCN, STRIDE, TINY
+from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
 
-DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms")
+DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms",
+                "tracking_stds", "tracking_weight")
 # test_track_reg: a tracklet starts at every proposal's regressed box whose best class
 # probability is above this
 TRACKLET_MIN_SCORE = 0.01
@@ -45,6 +47,11 @@ class DetectTrack(RFCN):
       link_max_per_class: detections per class and frame kept for linking (25; NMS with box
         voting, no score floor and no cap across classes: the authors' make_tubes).
       link_nms: the IoU of that NMS (0.4, make_tubes; the thesis gives none for it).
+      tracking_stds: a normalisation of the tracking targets and deltas; (1, 1, 1, 1) is eq.
+        8.2-8.3 as written (and the authors' code). Runs saved before this argument existed
+        load with the detector's (0.1, 0.1, 0.2, 0.2), which they were trained with.
+      tracking_weight: lambda of eq. 8.1, the tracking term's weight (1); 0 trains the
+        detector alone on the same pairs ("D" in a controlled comparison).
 
     Example:
     >>> import numpy as np
@@ -66,6 +73,7 @@ class DetectTrack(RFCN):
         normalization: str = "caffe",
         bn_momentum: float = 0.99,
         freeze_bn: bool = True,
+        frozen_stages=("conv1", "conv2"),
         k: int = 7,
         head_channels: int = 512,
         head_dilation: int = 6,
@@ -86,13 +94,21 @@ class DetectTrack(RFCN):
         max_per_class: int = 100,
         max_detections: int = 300,
         score_threshold: float = 0.001,
+        box_means=(0.0, 0.0, 0.0, 0.0),
+        box_stds=BOX_STDS,
         max_displacement: int = 8,
         conv3_stride: int = 2,
         link_max_per_class: int = 25,
         link_nms: float = 0.4,
+        tracking_stds=TRACK_STDS,
+        tracking_weight: float = 1.0,
         **kwargs,
     ):
         config = self.capture(locals())
+        check_box_normalisation((0, 0, 0, 0), tracking_stds)
+        if not (isinstance(tracking_weight, (int, float)) and tracking_weight >= 0):
+            raise ValueError(f"tracking_weight={tracking_weight!r}: expected a number >= 0 "
+                             "(lambda of eq. 8.1)")
         kwargs.setdefault("name", "dt")
         super().__init__(**{n: v for n, v in config.items() if n not in DT_ARGUMENTS},
                          **kwargs)
@@ -102,6 +118,14 @@ class DetectTrack(RFCN):
                                    name="roi_tracking", dtype="float32")
         # the tracking term's running mean in the training logs, next to the total loss
         self.tracking_loss_tracker = keras.metrics.Mean(name="tracking_loss")
+
+    @classmethod
+    def from_config(cls, config):
+        # runs saved before `tracking_stds` existed trained the tracker on targets divided by
+        # the detector's fixed stds; they keep decoding with them
+        config = dict(config)
+        config.setdefault("tracking_stds", list(BOX_STDS))
+        return super().from_config(config)
 
     # ------------------------------------------------------------------------- test
     def link_detection_options(self) -> dict:
@@ -135,7 +159,7 @@ class DetectTrack(RFCN):
         rois = tf.concat([tf.cast(index, tf.float32)[:, None],
                           tf.reshape(boxes, [-1, 4]) * scale], 1)
         deltas = self.tracker([maps_t, maps_tau, rois])
-        moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
+        moved = decode_boxes(rois[:, 1:], deltas, self._tfzoo_config["tracking_stds"]) / scale
         valid = valid[..., None]
         return (tf.where(valid, tf.reshape(moved, [n, m, 4]), 0.0),
                 tf.where(valid, tf.reshape(deltas, [n, m, 4]), 0.0))
@@ -274,7 +298,8 @@ class DetectTrack(RFCN):
     def _tracking_loss(self, maps, gt_boxes, gt_track_ids):
         """Eq. 8.1's tracking term from the maps of 2B frames, pair-major (frame 2b is t and
         2b + 1 is t+tau of pair b), with the pairs' ground truth (B, 2, G, 4) / (B, 2, G)."""
-        targets, valid = tracking_targets(gt_boxes, gt_track_ids)
+        cfg = self._tfzoo_config
+        targets, valid = tracking_targets(gt_boxes, gt_track_ids, cfg["tracking_stds"])
         rois, idx = tracking_rois(gt_boxes, valid)
         # unstack, not maps[n][0::2]: a strided slice's gradient is a slow StridedSliceGrad
         pairs = {n: tf.unstack(tf.reshape(tf.cast(maps[n], tf.float32),
@@ -282,7 +307,7 @@ class DetectTrack(RFCN):
                                2, axis=1) for n in TRACK_MAPS}
         deltas = self.tracker([{n: v[0] for n, v in pairs.items()},
                                {n: v[1] for n, v in pairs.items()}, rois])
-        return tracking_loss(deltas, tf.gather_nd(targets, idx))
+        return tracking_loss(deltas, tf.gather_nd(targets, idx), weight=cfg["tracking_weight"])
 
     def tracking_loss(self, pairs, gt_boxes, gt_track_ids, training: bool = False):
         """Eq. 8.1's tracking term on a batch of pairs (B, 2, H, W, 3) with their ground truth
@@ -302,7 +327,8 @@ def register() -> None:
                    test_overrides={**TINY, "max_displacement": 2},
                    tags=("imagenet", "detection"))
     register_model(
-        "dt", DetectTrack, blocks=(1, 1, 1, 1), width=16, bn_momentum=0.9, freeze_bn=False, k=3,
+        "dt", DetectTrack, blocks=(1, 1, 1, 1), width=16, bn_momentum=0.9, freeze_bn=False,
+        frozen_stages=(), k=3,
         head_channels=64, rpn_channels=64, anchor_scales=(2, 4, 8), short_side=192,
         max_side=256, max_displacement=4,
         description="Small D&T for the embedded synthetic detection demo",
