@@ -54,8 +54,8 @@ def test_detect_track_is_detect_plus_the_tracker(model):
                             rois]).numpy()
     got = out["tracklets"].numpy()[0]
     np.testing.assert_allclose(got[:len(starts), :4], starts, atol=1e-4, rtol=1e-6)
-    np.testing.assert_allclose(got[:len(starts), 4:], decode_boxes(starts, deltas).numpy(),
-                               atol=1e-3)
+    np.testing.assert_allclose(got[:len(starts), 4:],
+                               decode_boxes(starts, deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
     assert not got[len(starts):].any()
 
 
@@ -124,9 +124,11 @@ def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeyp
     rest = model.detect_track_clip(x[:, 2:], previous=state)
     assert seen == [2, 1]
     np.testing.assert_allclose(rest["track_boxes"].numpy()[:, 0], out["track_boxes"][:, 1],
-                               atol=1e-5)
+                               atol=1e-3, rtol=1e-5)  # other RoI batches: float32 order
+    np.testing.assert_allclose(rest["tracklets"].numpy()[:, 0], out["tracklets"][:, 1],
+                               atol=1e-3, rtol=1e-5)
     np.testing.assert_allclose(first["track_deltas"].numpy(), out["track_deltas"][:, :1],
-                               atol=1e-5)
+                               atol=1e-3, rtol=1e-5)
     lone = model.detect_track_clip(x[:, :1])
     assert lone["track_boxes"].shape[1] == 0
     np.testing.assert_allclose(lone["detection_scores"].numpy()[0, 0],
