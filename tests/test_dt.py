@@ -54,8 +54,8 @@ def test_detect_track_is_detect_plus_the_tracker(model):
                             rois]).numpy()
     got = out["tracklets"].numpy()[0]
     np.testing.assert_allclose(got[:len(starts), :4], starts, atol=1e-4, rtol=1e-6)
-    np.testing.assert_allclose(got[:len(starts), 4:], decode_boxes(starts, deltas).numpy(),
-                               atol=1e-3)
+    np.testing.assert_allclose(got[:len(starts), 4:],
+                               decode_boxes(starts, deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
     assert not got[len(starts):].any()
 
 
