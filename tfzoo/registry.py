@@ -2,7 +2,7 @@
 
 A registered entry is a factory returning a Keras model; its keyword arguments are the model's
 constructor arguments, so `create_model("tresnet50", num_classes=20)` overrides the preset.
-Every registered name is enrolled in the common model tests (tests/test_models_common.py).
+Every registered name is enrolled in the common model tests (tests/models/test_models_common.py).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def register_model(
     """Registers `builder(**defaults)` under `name`.
 
     `test_overrides` (constructor arguments) and `test_input` ({"frames": T, "size": S}) make
-    the small variant that tests/test_models_common.py builds for every registered model.
+    the small variant that tests/models/test_models_common.py builds for every registered model.
     `task` is the model's task (`tfzoo.tasks`); by default the builder class's `TASK`.
     """
     if name in _REGISTRY:

@@ -12,7 +12,7 @@ from tfzoo.backbones.resnet import (
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head
 
-# The variant the common model tests build (tests/test_models_common.py).
+# The variant the common model tests build (tests/models/test_models_common.py).
 TINY = dict(blocks=(1, 1, 1, 1), width=8)
 
 
