@@ -8,7 +8,6 @@ loader from the server's TF1 session loader).
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
