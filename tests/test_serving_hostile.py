@@ -308,8 +308,8 @@ def test_admission_is_charged_by_bytes_received_not_claimed(rest):
 @pytest.mark.parametrize("name, raw", [
     # Row 5: a GET whose body is itself a request was answered twice (request smuggling).
     ("GET with a body", b"GET /v1/models/tiny HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        b"Content-Length: 44\r\n\r\n"
-                        b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\n\r\n"),
+                        b"Content-Length: 49\r\n\r\n"
+                        b"GET /v1/models/tiny HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
     ("Transfer-Encoding and Content-Length",
      b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
      b"application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
