@@ -363,22 +363,32 @@ class RestServer:
         chunks, received, held = [], 0, 0
         try:
             while True:
-                now = loop.time()
-                # Past its first second the body must average min_upload_rate bytes/s.
-                rate_end = start + _GRACE_SECONDS + received / max(self.min_upload_rate, 1)
-                wait = min(deadline, rate_end) - now
-                if wait <= 0:
-                    raise self._too_slow(received, now - start, now >= deadline)
+                # What has arrived is read first: only a wait for more data can be too slow
+                # (the server's own delays under load must not count against the client).
                 try:
-                    chunk = await asyncio.wait_for(request.content.readany(), wait)
-                except asyncio.TimeoutError:
-                    now = loop.time()
-                    raise self._too_slow(received, now - start, now >= deadline) from None
-                except Exception as e:  # the client went away or broke the framing
+                    chunk = request.content.read_nowait()
+                except Exception as e:  # the stream's error: the client went away
                     raise _HttpError(400, f"the body ended after {received} bytes "
                                      f"({type(e).__name__})", close=True) from None
                 if not chunk:
-                    break
+                    if request.content.is_eof():
+                        break
+                    now = loop.time()
+                    # Past its first second the body must average min_upload_rate bytes/s.
+                    rate_end = start + _GRACE_SECONDS + received / max(self.min_upload_rate, 1)
+                    wait = min(deadline, rate_end) - now
+                    if wait <= 0:
+                        raise self._too_slow(received, now - start, now >= deadline)
+                    try:
+                        chunk = await asyncio.wait_for(request.content.readany(), wait)
+                    except asyncio.TimeoutError:
+                        now = loop.time()
+                        raise self._too_slow(received, now - start, now >= deadline) from None
+                    except Exception as e:  # the client went away or broke the framing
+                        raise _HttpError(400, f"the body ended after {received} bytes "
+                                         f"({type(e).__name__})", close=True) from None
+                    if not chunk:
+                        break
                 received += len(chunk)
                 if received > limit:  # a chunked or compressed body past the limit
                     raise _HttpError(413, f"request body exceeds the limit of {limit} bytes "
