@@ -62,7 +62,7 @@ import tensorflow as tf
 
 from tfzoo.errors import TfzooError
 from tfzoo.tasks import get_task
-from export.warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
+from .warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
