@@ -308,6 +308,22 @@ def test_admission_is_charged_by_bytes_received_not_claimed(rest):
         liar.close()
 
 
+def test_max_body_bytes_counts_the_body_after_decompression(rest):
+    import gzip
+
+    url, _, _ = rest(max_body_bytes=1 << 20, max_inflight_bytes=1 << 20)
+    clip = _clip(seed=6)
+    status, reply, _ = _post(url, gzip.compress(_clip_body(clip)),
+                             {"Content-Encoding": "gzip"})
+    assert status == 200, reply
+    np.testing.assert_allclose(reply["outputs"]["probabilities"], reference(clip, 1),
+                               atol=1e-6)
+    bomb = gzip.compress(b'{"inputs": [' + b"0, " * (1 << 20) + b"0]}")  # 3 MB in 3 KB
+    assert len(bomb) < 20_000
+    status, reply, _ = _post(url, bomb, {"Content-Encoding": "gzip"})
+    assert status == 413 and "after decompression" in reply["error"], reply
+
+
 @pytest.mark.parametrize("name, raw", [
     # Row 5: a GET whose body is itself a request was answered twice (request smuggling).
     ("GET with a body", b"GET /v1/models/tiny HTTP/1.1\r\nHost: 127.0.0.1\r\n"
