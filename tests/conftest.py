@@ -33,3 +33,35 @@ def _seed():
 @pytest.fixture
 def bikes_path() -> Path:
     return BIKES
+
+
+@pytest.fixture
+def absl_main():
+    """`absl_main(module, argv) -> exit code`: an absl program's `main` run in this process as
+    `app.run(main, flags_parser=tfzoo.utils.parse_flags)` runs it (flags defined by the module's
+    `define_flags`, parsed, removed afterwards so that the next program may define its own; a
+    parsing error is printed as absl prints it, exit code 1)."""
+    import sys
+
+    from absl import flags
+
+    from tfzoo.utils import underscore_flags
+
+    def run(module, argv, prog="prog"):
+        FLAGS = flags.FLAGS
+        before = set(FLAGS)
+        module.define_flags()
+        added = set(FLAGS) - before
+        try:
+            try:
+                rest = FLAGS(underscore_flags([prog, *argv], quiet=True))
+            except flags.Error as e:
+                print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
+                return 1
+            return module.main(rest) or 0
+        finally:
+            FLAGS.unparse_flags()
+            for name in added:
+                delattr(FLAGS, name)
+
+    return run

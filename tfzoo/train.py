@@ -80,7 +80,7 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
-        from tfzoo.data import folder_dataset
+        from tfzoo.sources import folder_dataset
 
         # A detection recipe reads its folder directly (ImageNet VID or custom layout).
         kind = folder_dataset(config.dataset)
@@ -320,7 +320,7 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     A `model_dir` that holds a run with the same config resumes it (finished stages are kept);
     one with another config is refused, unless `restart` deletes that run first."""
     from tfzoo import config as cfglib
-    from tfzoo.data import make_source
+    from tfzoo.sources import make_source
     from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text
 
     _check_model_dir(model_dir, config, restart=restart)

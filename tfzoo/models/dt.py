@@ -26,6 +26,7 @@ from tfzoo.detection.boxes import BOX_STDS, decode_boxes
 from tfzoo.detection.tracking import RoITracking, tracking_loss, tracking_rois, tracking_targets
 from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.models.rfcn import RFCN, STRIDE, TINY
+from tfzoo.models._registry import register_model
 
 DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class")
 # the maps of a frame the tracker reads (RoITracking)
@@ -256,8 +257,6 @@ class DetectTrack(RFCN):
 
 def register() -> None:
     """Registers the D&T presets (called once by `tfzoo.models`)."""
-    from tfzoo.registry import register_model
-
     register_model("dt_resnet101", DetectTrack, blocks=STAGE_BLOCKS[101],
                    description="D&T: R-FCN ResNet-101 + correlation RoI tracking (thesis ch. 8)",
                    test_overrides={**TINY, "max_displacement": 2},
