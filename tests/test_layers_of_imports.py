@@ -111,11 +111,13 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 # `python -m` programs: they stand above the library whatever folder they sit in.
 PROGRAMS = {"tfzoo.train", "tfzoo.evaluate", "tfzoo.detect", "tfzoo.demo", "tfzoo.scripts",
-            "tfzoo.data.prepare", "tfzoo.data.throughput_bench", "tfzoo.export.__main__",
+            "tfzoo.data.prepare", "tfzoo.data.throughput_bench", "tfzoo.data.input_bench",
+            "tfzoo.export.__main__",
             "tfzoo.predict.__main__", "tfzoo.bench.prediction", "tfzoo.visualize.__main__",
             "tfzoo.visualize.maximize_bench", "tfzoo.bench.__main__", "tfzoo.bench.cli",
             "tfzoo.flow.__main__", "tfzoo.flow.tvl1_bench", "tfzoo.flow.train",
-            "tfzoo.detection.dt_blocks_bench", "tfzoo.experiments.conjunction",
+            "tfzoo.detection.dt_blocks_bench", "tfzoo.detection.proposal_recall",
+            "tfzoo.experiments.conjunction",
             "tfzoo.serving.dev_server", "tfzoo.serving.client", "tfzoo.serving.loadtest",
             # the benches' old names, aliases for one release
             "tfzoo.data.bench", "tfzoo.detection.bench", "tfzoo.flow.bench",

@@ -62,14 +62,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from tfzoo.errors import DataError
+from tfzoo.errors import DataError, TfzooError
 
 DEFAULT_TRAIN_FPS = 25.0  # UCF101 and most of HMDB51 (the papers' datasets)
 DEFAULT_WINDOW = 16
 DEFAULT_SHORT_SIDE = 256  # a SavedModel without its run directory: the papers' test scale
 
 
-class PredictError(ValueError):
+class PredictError(TfzooError):
     """Bad model, arguments or task for prediction (the message says what was expected)."""
 
 

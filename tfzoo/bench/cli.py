@@ -17,7 +17,7 @@ from tfzoo.utils import check_arguments, parse_flags, underscore_flags
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DISPATCH = {"--flow": "tfzoo.flow.tvl1_bench", "--data": "tfzoo.data.throughput_bench",
-            "--predict": "tfzoo.bench.prediction"}
+            "--input": "tfzoo.data.input_bench", "--predict": "tfzoo.bench.prediction"}
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)

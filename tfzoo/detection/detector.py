@@ -45,8 +45,11 @@ class Detector:
     - a SavedModel (a path, or loaded with `tf.saved_model.load`) with the D&T signatures (see
       docs/detection.md): `detect_track_clip` on (B, T, H, W, 3) uint8 clips returning
       `detection_boxes` (B, T, M, 4), `detection_scores`, `detection_classes` (B, T, M),
-      `num_detections` (B, T) and `track_boxes` (B, T - 1, M, 4) (or `track_deltas` in
-      `encode_boxes` units, decoded here), used for clips (each frame once, plus the carried
+      `num_detections` (B, T) and `tracklets` (B, T - 1, P, 8) with `num_tracklets`
+      (B, T - 1) (every confident proposal's box at t and at t + 1, the authors'
+      test_track_reg); an export from before them gives `track_boxes` (B, T - 1, M, 4) (or
+      `track_deltas` in `encode_boxes` units, decoded here), the detections' tracks; used
+      for clips (each frame once, plus the carried
       frame of `previous` again: (T + 1) / T network passes a frame); and `detect_track`, the
       same on (B, 2, H, W, 3) pairs with `track_boxes` (B, M, 4), used for pairs, and for
       clips when the export has no `detect_track_clip` (two passes a frame); class names
@@ -86,7 +89,7 @@ class Detector:
             if key not in out:
                 raise DetectError(f"{self.source}: {name} returned {sorted(out)}, "
                                   f"without {key!r}")
-        if "track_boxes" not in out:
+        if "track_boxes" not in out and "tracklets" not in out:
             if "track_deltas" not in out:
                 raise DetectError(f"{self.source}: {name} returned neither track_boxes "
                                   "nor track_deltas")
@@ -108,7 +111,11 @@ class Detector:
             dets_tau.append(_frame_detections(out["detection_boxes"][b, 1],
                                               out["detection_scores"][b, 1],
                                               out["detection_classes"][b, 1], n_tau))
-            tracks.append(_tracks(out["detection_boxes"][b, 0], out["track_boxes"][b], n_t))
+            if "tracklets" in out:  # every confident proposal's tracklet (test_track_reg)
+                tracks.append(out["tracklets"][b, :int(out["num_tracklets"][b])].astype(
+                    np.float64))
+            else:  # an export from before them: the detections' tracks
+                tracks.append(_tracks(out["detection_boxes"][b, 0], out["track_boxes"][b], n_t))
         return dets_t, dets_tau, tracks
 
     def detect_clip(self, frames, frame_indices=None, previous=None):
@@ -136,8 +143,12 @@ def _clip_results(out, new, carried=()):
     dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
                               out["detection_classes"][0, t], out["num_detections"][0, t])
             for t in range(t0, t0 + new)]
-    tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
-              for t in range(len(out["track_boxes"][0]))]
+    if "tracklets" in out:  # every confident proposal's tracklet (test_track_reg)
+        tracks = [out["tracklets"][0, t, :int(out["num_tracklets"][0, t])].astype(np.float64)
+                  for t in range(len(out["tracklets"][0]))]
+    else:  # an export from before them: the detections' tracks
+        tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
+                  for t in range(len(out["track_boxes"][0]))]
     return dets, tracks
 
 

@@ -14,37 +14,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.models.heads import PerChunkCrossEntropy
 from tfzoo.protocols import protocol_of, protocol_views
 from tfzoo.tasks.base import Task, get_task, register_task
 
 FUSED = "fused"
 CHUNKS = "_chunks"  # "<stream>_chunks": (B, T, C) per-chunk logits that carry the stream's loss
-
-
-@keras.saving.register_keras_serializable(package="tfzoo")
-class PerChunkCrossEntropy(keras.losses.Loss):
-    """Softmax cross-entropy of every chunk's logits (B, T, C) against the clip's label, averaged
-    over chunks: ST-ResNet's "single loss for each of the 5 inputs" (thesis §4.3.5). Labels are
-    (B,) class ids, or (B, C) one-hot / smoothed targets."""
-
-    def __init__(self, label_smoothing: float = 0.0, name="per_chunk_cross_entropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.label_smoothing = label_smoothing
-
-    def call(self, y_true, y_pred):
-        y_pred = tf.cast(y_pred, tf.float32)
-        t = tf.shape(y_pred)[1]
-        if self.label_smoothing or y_true.shape.rank == 2:
-            y = tf.repeat(tf.cast(y_true, tf.float32)[:, None], t, axis=1)
-            ce = keras.losses.categorical_crossentropy(
-                y, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
-        else:
-            y = tf.repeat(tf.cast(tf.reshape(y_true, [-1]), tf.int32)[:, None], t, axis=1)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=y_pred)
-        return tf.reduce_mean(ce, axis=1)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def _flip_views(x):
