@@ -1,4 +1,4 @@
-"""SavedModel export for TensorFlow Serving (DESIGN.md, "Export contract").
+"""SavedModel export for TensorFlow Serving (docs/design.md, "Export contract").
 
 `export_saved_model(model, info, export_dir)` writes `EXPORT_DIR/NAME/VERSION/`, the layout TF
 Serving's file-system source polls, with:
@@ -15,7 +15,7 @@ Signature `serving_default` (method `tensorflow/serving/predict`):
            flow  float32 (B, T, H, W, 2L)   only for models with a flow input: a stack of L
                                             flow fields per frame in pixels at the resolution
                                             of `rgb`, channels u1, v1, ..., uL, vL, centred on
-                                            RGB frame t (DESIGN.md "Tensor conventions")
+                                            RGB frame t (docs/design.md, "Tensor conventions")
   outputs  probabilities  float32 (B, C)    softmax of the model's logits
            top_k_indices  int32   (B, k)    classes by decreasing probability
            top_k_labels   string  (B, k)    RunInfo.class_names of those classes
@@ -27,7 +27,7 @@ Signature `serving_encoded` (RGB-only models, and two-stream models with in-grap
   outputs  as serving_default
 
 Preprocessing in the graph is the uint8 -> float32 cast: every tfzoo model normalises its own
-input (DESIGN.md), so the exported graph and the Keras model see the same values and agree to
+input (docs/design.md), so the exported graph and the Keras model see the same values and agree to
 float rounding.
 
 Which model inputs the signature has is read from `model.inputs`: one input with 3 channels is

@@ -48,3 +48,35 @@ def keras_resnet50():
             layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
                                rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2.0, v.shape)])
     return model
+
+
+@pytest.fixture
+def absl_main():
+    """`absl_main(module, argv) -> exit code`: an absl program's `main` run in this process as
+    `app.run(main, flags_parser=tfzoo.utils.parse_flags)` runs it (flags defined by the module's
+    `define_flags`, parsed, removed afterwards so that the next program may define its own; a
+    parsing error is printed as absl prints it, exit code 1)."""
+    import sys
+
+    from absl import flags
+
+    from tfzoo.utils import underscore_flags
+
+    def run(module, argv, prog="prog"):
+        FLAGS = flags.FLAGS
+        before = set(FLAGS)
+        module.define_flags()
+        added = set(FLAGS) - before
+        try:
+            try:
+                rest = FLAGS(underscore_flags([prog, *argv], quiet=True))
+            except flags.Error as e:
+                print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
+                return 1
+            return module.main(rest) or 0
+        finally:
+            FLAGS.unparse_flags()
+            for name in added:
+                delattr(FLAGS, name)
+
+    return run

@@ -83,7 +83,7 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
-        from tfzoo.data import folder_dataset
+        from tfzoo.sources import folder_dataset
 
         # A detection recipe reads its folder directly (ImageNet VID or custom layout).
         kind = folder_dataset(config.dataset)
@@ -353,7 +353,7 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     `data_service`: grpc://HOST:PORT of a tf.data service dispatcher that runs the training
     input (tfzoo.data.service); checked to answer, with a worker, before anything is built."""
     from tfzoo import config as cfglib
-    from tfzoo.data import make_source
+    from tfzoo.sources import make_source
     from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text
 
     if data_service:

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfzoo import bench
+from tfzoo.bench import cli
 
 
 def _graph(fn, *specs):
@@ -63,8 +64,8 @@ def test_dynamic_shape_is_a_clear_error():
         bench.count_graph_flops(cf)
 
 
-def test_json_output_of_a_tiny_model(capsys):
-    code = bench.main([
+def test_json_output_of_a_tiny_model(capsys, absl_main):
+    code = absl_main(cli, [
         "--model=resnet_small", "--override=blocks=[1,1,1,1]", "--override=width=8",
         "--frames=2", "--size=32", "--runs=1", "--warmup=1", "--json",
     ])
@@ -88,46 +89,63 @@ def test_compare_keras_row():
     assert row["ours_ms_per_frame"] > 0 and row["keras_ms_per_frame"] > 0 and row["ratio"] > 0
 
 
-def test_unknown_model_is_a_clear_error(capsys):
-    assert bench.main(["--model=resnet5O"]) == 2
+def test_unknown_model_is_a_clear_error(capsys, absl_main):
+    assert absl_main(cli, ["--model=resnet5O"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'resnet5O'" in err and "resnet50" in err
 
 
-def test_bad_precision_is_rejected():
-    with pytest.raises(SystemExit):
-        bench.main(["--model=resnet50", "--precision=float16"])
+def test_bad_precision_is_rejected(capsys, absl_main):
+    assert absl_main(cli, ["--model=resnet50", "--precision=float16"]) == 2
+    assert "float16" in capsys.readouterr().err
 
 
-def test_flow_and_data_dispatch(monkeypatch):
+def test_flow_and_data_dispatch(monkeypatch, capsys):
+    from absl import flags
+
     seen = {}
-    fake = types.ModuleType("tfzoo.flow.bench")
+    fake = types.ModuleType("tfzoo.flow.tvl1_bench")
+
+    def define_flags():  # once per process in a real run; dispatched twice here
+        if "fake_size" not in flags.FLAGS:
+            flags.DEFINE_string("fake_size", None, "")
 
     def fake_main(argv):
-        seen["argv"] = argv
+        seen["argv"], seen["size"] = argv, flags.FLAGS.fake_size
         return 0
 
-    fake.main = fake_main
-    monkeypatch.setitem(sys.modules, "tfzoo.flow.bench", fake)
-    assert bench.main(["--flow", "--size=64", "--json"]) == 0
-    assert seen["argv"] == ["--size=64", "--json"]
+    fake.main, fake.define_flags = fake_main, define_flags
+    plain = types.ModuleType("tfzoo.data.throughput_bench")  # a program with its own parser
+    plain.main = lambda argv: seen.setdefault("plain", argv) and 0
+    monkeypatch.setitem(sys.modules, "tfzoo.flow.tvl1_bench", fake)
+    monkeypatch.setitem(sys.modules, "tfzoo.data.throughput_bench", plain)
+    try:
+        # the old dashed spelling still reaches the flag
+        assert cli.dispatch("--flow", ["--fake-size=64"]) == 0
+        assert seen["size"] == "64" and seen["argv"] == ["python -m tfzoo.bench --flow"]
+        assert cli.dispatch("--flow", ["--model=resnet50"]) == 2
+        assert "--flow" in capsys.readouterr().err
+    finally:
+        flags.FLAGS.unparse_flags()
+        delattr(flags.FLAGS, "fake_size")
+    assert cli.dispatch("--data", ["--runs=1"]) == 0 and seen["plain"] == ["--runs=1"]
 
 
 def test_missing_dispatch_target_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "tfzoo.data.bench", None)  # import raises ModuleNotFoundError
-    assert bench.main(["--data", "--runs=1"]) == 2
-    assert "tfzoo.data.bench" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "tfzoo.data.throughput_bench", None)  # import raises ModuleNotFoundError
+    assert cli.dispatch("--data", ["--runs=1"]) == 2
+    assert "tfzoo.data.throughput_bench" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # ~20 s: FLOP counting of the detect and training-step graphs
-def test_detector_bench_times_detect_on_hxw_frames(capsys):
+def test_detector_bench_times_detect_on_hxw_frames(capsys, absl_main):
     """--size=HxW frames (B, H, W, 3) through the served computation (detect: proposals, PS-RoI
     pooling, NMS) and a training step on synthetic ground truth."""
     from tfzoo.models.rfcn import TINY
 
     overrides = [f"--override={k}={json.dumps(v)}" for k, v in TINY.items()]
-    code = bench.main(["--model=rfcn", *overrides, "--size=48x80", "--frames=3", "--runs=1",
-                       "--warmup=1", "--json"])
+    code = absl_main(cli, ["--model=rfcn", *overrides, "--size=48x80", "--frames=3",
+                           "--runs=1", "--warmup=1", "--json"])
     assert code == 0
     (row,) = json.loads(capsys.readouterr().out)["rows"]
     assert row["frames"] == 1 and row["forward_ms_per_frame"] == row["forward_ms"]

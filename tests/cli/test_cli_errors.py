@@ -2,12 +2,15 @@
 
 Each row is (arguments, the bad value the message must name). Every row must exit non-zero,
 print no `Traceback`, and name the value. The rows are rejected before any model is built or
-traced (or any server is contacted), so the table is cheap: argparse CLIs run in this process
-(`main(argv)`), each absl CLI runs its whole table in one subprocess (tests/_cli_driver.py), and
-two rows also run as real `python -m` processes.
+traced (or any server is contacted), so the table is cheap: argparse CLIs and the absl CLIs whose
+modules import no TensorFlow run in this process (`main(argv)`, `absl_main`), the other absl CLIs
+run their whole table in one subprocess each (tests/_cli_driver.py), and three rows also run as
+real `python -m` processes.
 """
 
+import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -192,8 +195,11 @@ def test_data_service_table(capsys):
     _in_process(main, rows, capsys)
 
 
-def test_flow_table(places, tmp_path, capsys, bikes_path):
-    from tfzoo.flow.__main__ import main
+def test_flow_table(places, tmp_path, capsys, bikes_path, absl_main):
+    import tfzoo.flow.__main__ as cli
+
+    def main(argv):
+        return absl_main(cli, argv, "python -m tfzoo.flow")
 
     out = ["--out", str(tmp_path / "f.npz")]
     rows = [
@@ -209,8 +215,13 @@ def test_flow_table(places, tmp_path, capsys, bikes_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_bench_table(capsys):
-    from tfzoo.bench import main
+def test_bench_table(capsys, absl_main):
+    from tfzoo.bench import cli
+
+    def main(argv):
+        if argv[0] in cli.DISPATCH:
+            return cli.dispatch(argv[0], argv[1:])
+        return absl_main(cli, argv, "python -m tfzoo.bench")
 
     rows = [
         (["--model=resnet5O"], "resnet5O"),
@@ -223,7 +234,15 @@ def test_bench_table(capsys):
         (["--model=resnet_small", "--compare_depth=34"], "34"),
         (["--flow", "--model=resnet50"], "--flow"),
     ]
-    _in_process(main, rows, capsys)
+    from absl import flags
+
+    before = set(flags.FLAGS)
+    try:
+        _in_process(main, rows, capsys)
+    finally:  # the --flow row defined the flow bench's flags
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
 
 
 def test_serving_client_table(places, tmp_path, capsys, bikes_path):
@@ -264,4 +283,25 @@ def test_real_processes(cmd, named, places, tmp_path):
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and "error: " in lines[0] and named in lines[0], proc.stderr
     # Issue 11 item 7: a bad value leaves nothing behind (no runs/NAME/config.json, no output).
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("module,flag", [
+    ("tfzoo.flow", "--max_frames"),
+    ("tfzoo.flow.train", "--max_scales"),
+    ("tfzoo.flow.tvl1_bench", "--accuracy_size"),
+    ("tfzoo.experiments.conjunction", "--verbose"),
+])
+def test_programs_answer_help_alike(module, flag, tmp_path):
+    """Every program is an absl program: `--help` prints the module's description and its own
+    flags, spelled with underscores, on stdout and exits (absl's status 1) before any work."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    program = importlib.import_module(module if module != "tfzoo.flow" else "tfzoo.flow.__main__")
+    for help_flag in ("--help", "--helpfull"):
+        proc = subprocess.run([sys.executable, "-m", module, help_flag], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert flag + ":" in proc.stdout or flag + "=" in proc.stdout, proc.stdout
+        assert flag.replace("_", "-") + ":" not in proc.stdout or "_" not in flag
+        assert program.__doc__.strip().splitlines()[0] in proc.stdout
     assert not list(tmp_path.iterdir())

@@ -152,7 +152,7 @@ def test_training_pipeline_crops_both_streams_alike_and_flips_labels():
 
 def test_make_source_and_config_accept_conjunction():
     from tfzoo.config import TrainConfig, load_config_file
-    from tfzoo.data import make_source
+    from tfzoo.sources import make_source
 
     src = make_source(TrainConfig(dataset="conjunction",
                                   dataset_options={"videos_per_class": (1, 1, 1), "size": 40,

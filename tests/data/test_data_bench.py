@@ -6,9 +6,14 @@ import json
 import pytest
 
 from _data_fixtures import bikes_frames, make_folder
-from tfzoo.bench import main as bench_main
+from tfzoo.bench.cli import dispatch
 from tfzoo.data import prepare as prep
 from _paths import BIKES
+
+
+def bench_main(args):
+    """`python -m tfzoo.bench --data|--input ...` in this process."""
+    return dispatch(args[0], args[1:])
 
 
 def test_data_bench_prints_a_table_and_json_on_request(capsys):

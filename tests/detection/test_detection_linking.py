@@ -145,7 +145,7 @@ def test_linking_matches_the_previous_numpy_implementation(online, history):
     # cases too large to enumerate: the compiled kernels against the previous numpy version
     # (dense Viterbi over every box pair), which the brute force checked the same way
     from tfzoo.detection import _linking_numpy
-    from tfzoo.detection.bench import random_video
+    from tfzoo.detection.dt_blocks_bench import random_video
 
     dets, tracks = random_video(12, 5, 9, seed=3)
     rng = np.random.default_rng(3)
@@ -161,7 +161,7 @@ def test_linking_matches_the_previous_numpy_implementation(online, history):
 
 
 def _ragged_video(frames, classes, boxes, seed):
-    from tfzoo.detection.bench import random_video
+    from tfzoo.detection.dt_blocks_bench import random_video
 
     dets, tracks = random_video(frames, classes, boxes, seed=seed)
     rng = np.random.default_rng(seed)
@@ -198,7 +198,7 @@ def test_online_full_history_reuse_is_exact(monkeypatch, ring):
 def test_linking_matches_the_numpy_implementation_at_bench_size():
     # the bench's video (30 classes x 25 boxes, 100 frames): same tubes and scores
     from tfzoo.detection import _linking_numpy
-    from tfzoo.detection.bench import random_video
+    from tfzoo.detection.dt_blocks_bench import random_video
 
     dets, tracks = random_video(100, 30, 25, seed=1)
     for kw in ({}, {"online": True, "history": 8}, {"online": True}):
@@ -254,6 +254,7 @@ def test_detect_cli_online_history(monkeypatch, capsys):
     # `tfzoo.detect --online` links the last ONLINE_HISTORY processed frames unless told a
     # number or 'all' (the full history); a bad value is one clear error before any work
     import tfzoo.detect as cli
+    import tfzoo.detection.detector
 
     seen = []
 
@@ -261,7 +262,7 @@ def test_detect_cli_online_history(monkeypatch, capsys):
         seen.append(kw["history"])
         raise ValueError("stop here")
 
-    monkeypatch.setattr(cli, "Detector", lambda path: object())
+    monkeypatch.setattr(tfzoo.detection.detector, "Detector", lambda path: object())
     monkeypatch.setattr(cli, "detect_video", fake_detect_video)
     base = ["--saved_model", "m", "--video", "v.mp4", "--out", "o.mp4"]
     for extra, want in (([], None), (["--online"], cli.ONLINE_HISTORY),

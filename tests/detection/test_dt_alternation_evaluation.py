@@ -40,7 +40,7 @@ def test_pair_batches_alternate_vid_and_det(ilsvrc):
     """The D&T recipe's source on a tree with Data/DET and Data/VID: batches of 3 pairs, all
     VID, then all DET, in turn."""
     from tfzoo.config import load_config_file
-    from tfzoo.data import make_source
+    from tfzoo.sources import make_source
 
     recipe = load_config_file("dt_resnet101_vid").replace(data_dir=str(ilsvrc))
     source = make_source(recipe)

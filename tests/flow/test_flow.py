@@ -15,7 +15,7 @@ from tfzoo.flow import (
     OPENCV, TVL1, TVNet, FlowInputError, bicubic_warp, bilinear_warp, decode_flow, encode_flow,
     flow_to_color, flow_to_uvm, tvl1, tvl1_video, write_flow_video,
 )
-from tfzoo.flow import bench
+from tfzoo.flow import tvl1_bench as bench
 from tfzoo.flow.solver import _compiled_solver
 
 cv2 = pytest.importorskip("cv2")
@@ -296,12 +296,15 @@ def test_uniform_images_give_zero_flow_not_nan():
     assert all(np.isfinite(v.numpy()).all() for v in g)
 
 
-def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
-    from tfzoo.flow.__main__ import load_npz, main
+def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path, absl_main):
+    import tfzoo.flow.__main__ as cli
+    from tfzoo.flow import load_npz
 
-    common = ["--video", str(bikes_path), "--resize", "32x48", "--max-frames", "4",
-              "--chunk", "2"] + [a for k, v in SMALL.items()
-                                 for a in (f"--{k.replace('_', '-')}", str(v))]
+    def main(argv):
+        return absl_main(cli, argv)
+
+    common = ["--video", str(bikes_path), "--resize", "32x48", "--max_frames", "4",
+              "--chunk", "2"] + [a for k, v in SMALL.items() for a in (f"--{k}", str(v))]
     assert main(common + ["--out", str(tmp_path / "new" / "f.npz")]) == 0  # makes the folder
     flows = load_npz(tmp_path / "new" / "f.npz")
     assert flows.shape == (3, 32, 48, 2) and np.isfinite(flows).all()
@@ -325,10 +328,14 @@ def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path):
     assert np.abs(load_npz(tmp_path / "cv.npz") - flows).max() > 1e-3  # a different setting
 
 
-def test_cli_bad_video_or_out_is_one_line_and_leaves_no_output(bikes_path, tmp_path, capsys):
+def test_cli_bad_video_or_out_is_one_line_and_leaves_no_output(bikes_path, tmp_path, capsys,
+                                                              absl_main):
     """Issue 11 item 10: missing, corrupt, empty or too short videos and unwritable --out are
     one-line errors (exit 2, no traceback), and a failed run leaves no output file behind."""
-    from tfzoo.flow.__main__ import main
+    import tfzoo.flow.__main__ as cli
+
+    def main(argv):
+        return absl_main(cli, argv)
 
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
@@ -337,12 +344,12 @@ def test_cli_bad_video_or_out_is_one_line_and_leaves_no_output(bikes_path, tmp_p
     one_frame = tmp_path / "one.npz"
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    small = ["--resize", "16x16", "--iterations", "1", "--warps", "1", "--max-scales", "1"]
+    small = ["--resize", "16x16", "--iterations", "1", "--warps", "1", "--max_scales", "1"]
     cases = [
         (tmp_path / "nope.mp4", tmp_path / "x.npz", [], "nope.mp4"),
         (corrupt, tmp_path / "c.npz", [], "corrupt.mp4"),
         (empty, tmp_path / "e.npz", [], "empty.mp4"),
-        (bikes_path, one_frame, ["--max-frames", "1"], "--max-frames"),
+        (bikes_path, one_frame, ["--max_frames", "1"], "--max_frames"),
         (bikes_path, a_file / "sub" / "f.npz", [], "a_file"),
         (bikes_path, a_file, ["--format", "jpeg"], "a_file"),
     ]
@@ -356,12 +363,14 @@ def test_cli_bad_video_or_out_is_one_line_and_leaves_no_output(bikes_path, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "corrupt.mp4", "empty.mp4"]
 
 
-def test_train_cli_writes_a_loadable_tvnet(bikes_path, tmp_path):
-    from tfzoo.flow.train import load_tvnet, main
+def test_train_cli_writes_a_loadable_tvnet(bikes_path, tmp_path, absl_main):
+    import tfzoo.flow.train as cli
+    from tfzoo.flow.train import load_tvnet
 
     out = tmp_path / "tvnet.keras"
-    assert main(["--video", str(bikes_path), "--out", str(out), "--steps", "2", "--crop",
-                 "16x16", "--iterations", "3", "--max-frames", "4", "--batch", "2"]) == 0
+    assert absl_main(cli, ["--video", str(bikes_path), "--out", str(out), "--steps", "2",
+                           "--crop", "16x16", "--iterations", "3", "--max_frames", "4",
+                           "--batch", "2"]) == 0
     layer = load_tvnet(out)
     assert isinstance(layer, TVNet) and layer.iterations == 3
     x = np.stack([_texture(16, 16)[None].repeat(2, 0)])
@@ -392,10 +401,10 @@ def test_two_stream_frames_sample_like_the_reader(bikes_path):
         layer(clip[None, :1].astype(np.float32))
 
 
-def test_flow_bench_runs_and_reports_both_configurations(capsys):
-    assert bench.main(["--sizes", "24x32", "--accuracy-size", "24x32", "--iterations", "2",
-                       "--warps", "1", "--max-scales", "1", "--repeats", "1",
-                       "--batch", "2"]) == 0
+def test_flow_bench_runs_and_reports_both_configurations(capsys, absl_main):
+    assert absl_main(bench, ["--sizes", "24x32", "--accuracy_size", "24x32", "--iterations", "2",
+                             "--warps", "1", "--max_scales", "1", "--repeats", "1",
+                             "--batch", "2"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert len([r for r in rows if r.startswith("| bikes ")]) == 5

@@ -98,7 +98,7 @@ def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeyp
     """detect_track_clip on T frames: one network pass a frame, and the numbers of the
     previous path (detect + features again on each pair (t, t+1): 4 passes a pair); carrying
     the last frame's state into the next call gives the same tracks without recomputing it."""
-    from tfzoo.detection.bench import four_pass_detect_track
+    from tfzoo.detection.dt_blocks_bench import four_pass_detect_track
 
     x = np.concatenate([pairs(7), pairs(8)[:, :1]], 1)  # (1, 3, 64, 80, 3)
     seen = _count_frames(model, monkeypatch)
@@ -495,11 +495,11 @@ def test_runs_saved_before_keep_their_tracking_normalisation(model):
 
 @pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model
 def test_pipeline_bench_runs_on_a_tiny_model():
-    """`python -m tfzoo.detection.bench --what pipeline` at test size: it times the three
+    """`python -m tfzoo.detection.dt_blocks_bench --what pipeline` at test size: it times the three
     paths and reports finite per-frame times and ratios."""
     import re
 
-    from tfzoo.detection.bench import bench_pipeline
+    from tfzoo.detection.dt_blocks_bench import bench_pipeline
 
     lines = bench_pipeline(1, frames=3, batch_size=2, size=(64, 80),
                            overrides={**TINY, "max_displacement": 2})

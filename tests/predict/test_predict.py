@@ -148,7 +148,7 @@ def test_bikes_windows_equal_the_model_on_hand_sampled_frames(run, bikes_result)
 
 def test_long_synthetic_video_and_frame_rate(run, long_video, tmp_path):
     d, model, info = run
-    from tfzoo.predict import Predictor
+    from tfzoo.prediction import Predictor
 
     predictor = Predictor(d, flip=False)
     result = tfzoo.predict(predictor, long_video, window=6, stride=5)
@@ -170,7 +170,7 @@ def test_long_synthetic_video_and_frame_rate(run, long_video, tmp_path):
 
 
 def test_saved_model_gives_the_keras_scores(run, bikes_result, saved_path):
-    from tfzoo.predict import Predictor
+    from tfzoo.prediction import Predictor
 
     d, model, info = run
     path = saved_path
@@ -209,7 +209,7 @@ def test_features_of_an_endpoint(run):
 
 
 def test_errors_name_the_bad_value(run, tmp_path):
-    from tfzoo.predict import PredictError, Predictor
+    from tfzoo.prediction import PredictError, Predictor
     from tfzoo.tasks import ClassificationTask, register_task
     from tfzoo.tasks.base import _TASKS
 
@@ -399,7 +399,7 @@ def test_precomputed_flow_windows_equal_the_model_on_hand_gathered_stacks(tmp_pa
     flow = np.stack([np.stack([np.sin(xx + i) * (1 + i % 4), np.cos(yy - 0.3 * i)], -1)
                      for i in range(n - 1)]).astype("float32")
     flow += rng.normal(0, 0.1, flow.shape).astype("float32")
-    from tfzoo.predict import Predictor
+    from tfzoo.prediction import Predictor
 
     predictor = Predictor(model, run_info=info)  # traced once for the three calls
     result = tfzoo.predict(predictor, frames, window=4, stride=3, fps=25, flow=flow)
@@ -425,7 +425,7 @@ def test_precomputed_flow_windows_equal_the_model_on_hand_gathered_stacks(tmp_pa
 
 
 def test_precomputed_flow_errors_name_the_bad_value(run):
-    from tfzoo.predict import PredictError
+    from tfzoo.prediction import PredictError
 
     model, info = two_stream_setup(flip=False)
     frames = np.stack([synthetic_frame(i, 25, 40, 48) for i in range(10)])

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 
 from tfzoo import config as cfglib
-from tfzoo.data import clip_spec, make_source
+from tfzoo.data import clip_spec
+from tfzoo.sources import make_source
 from tfzoo.errors import TfzooError
-from tfzoo.evaluate import evaluate_model_dir, predict_scores, protocol_views
+from tfzoo.evaluate import evaluate_model_dir
+from tfzoo.protocols import protocol_views
+from tfzoo.tasks.classification import predict_scores
 from tfzoo.protocols import PROTOCOLS, get_protocol, protocol_of
 from tfzoo.rundir import RunInfo, save_model, write_run_info
 from tfzoo.tasks.classification import CLASSIFICATION

@@ -47,7 +47,7 @@ def test_run_writes_the_model_dir_and_metrics(tmp_path):
 
 
 def test_flip_averaging_maps_mirrored_classes():
-    from tfzoo.evaluate import predict_scores
+    from tfzoo.tasks.classification import predict_scores
     from tfzoo.tasks import CLASSIFICATION
 
     class Echo(tf.keras.layers.Layer):  # a "model" whose score is the left-right asymmetry

@@ -77,7 +77,8 @@ def _load(model_dir, model_name):
 
 def _validation_data(model_dir, info):
     from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data import clip_spec
+    from tfzoo.sources import make_source
 
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)

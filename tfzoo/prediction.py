@@ -1,4 +1,5 @@
-"""Run a trained model on your own videos: `tfzoo.predict(...)` and `python -m tfzoo.predict`.
+"""Run a trained model on your own videos: `tfzoo.predict(...)` (this module's `predict`) and
+`python -m tfzoo.predict` (the program, tfzoo/predict/__main__.py).
 
 A video is classified the way the papers test (thesis §3.3.5, §4.3.5): the model scores
 windows taken along the whole video and the video's prediction is the average of the windows'
@@ -56,11 +57,8 @@ from __future__ import annotations
 import math
 import os
 import queue
-import sys
 import threading
-import types
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -69,7 +67,6 @@ from tfzoo.errors import DataError, TfzooError
 DEFAULT_TRAIN_FPS = 25.0  # UCF101 and most of HMDB51 (the papers' datasets)
 DEFAULT_WINDOW = 16
 DEFAULT_SHORT_SIDE = 256  # a SavedModel without its run directory: the papers' test scale
-FEATURE_POOLS = ("mean", "none")
 
 
 class PredictError(TfzooError):
@@ -77,48 +74,33 @@ class PredictError(TfzooError):
 
 
 # --------------------------------------------------------------------------------------------
-# Models: a Keras model (with its run.json when there is one) or an exported SavedModel
+# Models: anything tfzoo.runnable takes (a Keras model with its run.json, or an export)
 # --------------------------------------------------------------------------------------------
-
-def _is_saved_model_dir(path) -> bool:
-    return os.path.isfile(os.path.join(os.fspath(path), "saved_model.pb"))
-
 
 class Predictor:
     """A model ready to score windows: `scores(batch) -> (B, C)` pre-softmax, float32.
 
     Built once per model (the `tf.function` traces are reused across videos). `model` is a
     Keras model, a model directory (run.json + model.keras), a SavedModel directory, or a
-    SavedModel loaded with `tf.saved_model.load`; `run_info` (a `tfzoo.rundir.RunInfo`)
-    supplies class names and the test geometry when `model` is not a model directory.
+    SavedModel loaded with `tf.saved_model.load` (`tfzoo.runnable.load_runnable`); `run_info`
+    (a `tfzoo.rundir.RunInfo`) supplies class names and the test geometry when `model` is not a
+    model directory.
     """
 
     def __init__(self, model, *, run_info=None, flip: bool | None = None,
                  features: str | None = None, feature_pool: str = "mean",
                  class_names: Sequence[str] | None = None):
-        import tensorflow as tf
+        from tfzoo.runnable import RunnableError, load_runnable
 
-        from tfzoo.utils import check_choice
-
-        check_choice("feature_pool", feature_pool, FEATURE_POOLS)
-        self.feature_pool = feature_pool
-        self.features = features
-        if isinstance(model, (str, os.PathLike)):
-            if _is_saved_model_dir(model):
-                self.source = os.fspath(model)
-                model = tf.saved_model.load(os.fspath(model))
-            else:
-                from tfzoo.rundir import load_model
-
-                self.source = os.fspath(model)
-                model, run_info = load_model(model)
-        else:
-            self.source = getattr(model, "name", type(model).__name__)
-        self.run_info = run_info
+        try:
+            self.runnable = load_runnable(model, run_info=run_info)
+        except RunnableError as e:
+            raise PredictError(str(e)) from None
+        self.source = self.runnable.source
+        self.run_info = run_info = self.runnable.run_info
         # Chunks per window of a two-stream model (its flow stacks), as the export's
         # TwoStreamFrames: the run's clip length.
         self.num_chunks = run_info.num_frames if run_info is not None else 5
-        self.flow_stack = None
         config = dict(run_info.config) if run_info is not None else {}
         if flip is None:
             named = config.get("test_protocol")
@@ -129,177 +111,18 @@ class Predictor:
             else:
                 flip = config.get("test_flip", False)
         self.flip = bool(flip)
-        self.saved_model = not hasattr(model, "inputs") and hasattr(model, "signatures")
-        if self.saved_model:
-            self._init_saved_model(model, class_names)
-        else:
-            self._init_keras(model, class_names)
-
-    # -- Keras ------------------------------------------------------------------------------
-
-    def _init_keras(self, model, class_names):
-        import keras
-        import tensorflow as tf
-
-        from tfzoo.tasks import get_task
-
-        if not isinstance(model, keras.Model):
-            raise PredictError(f"model is a {type(model).__name__}; expected a keras.Model, a "
-                               "model directory, or a SavedModel (path or tf.saved_model.load)")
-        task = get_task(model)
-        if task.name != "classification":
-            raise PredictError(
-                f"{model.name} is a {task.name!r} model; tfzoo.predict classifies videos. Use "
-                "python -m tfzoo.detect (tfzoo.detect.Detector) for detection models")
-        self.model, self.task = model, task
-        self.name = self.run_info.model if self.run_info is not None else model.name
-        names = [t.name for t in model.inputs]
-        self.two_stream = len(model.inputs) == 2
-        if len(model.inputs) == 1 and int(model.inputs[0].shape[-1]) != 3:
-            raise PredictError(f"{model.name} takes flow only (input {names[0]!r} with "
-                               f"{model.inputs[0].shape[-1]} channels); predict needs an RGB "
-                               "input, or 'rgb' and 'flow' inputs")
-        self.streams = None
-        self.needs_flow = False  # flow can be computed in the graph from the frames
-        if self.two_stream:
-            from tfzoo.flow import TwoStreamFrames
-
-            flow_input = next(t for t in model.inputs if int(t.shape[-1]) != 3)
-            self.flow_stack = int(flow_input.shape[-1]) // 2
-            self.streams = TwoStreamFrames(num_chunks=self.num_chunks, flow_stack=self.flow_stack)
-        if class_names is None and self.run_info is not None:
-            class_names = self.run_info.class_names
-        num_classes = task.num_classes(model)
-        self.class_names = list(class_names) if class_names is not None else [
-            str(i) for i in range(num_classes)]
-        if len(self.class_names) != num_classes:
-            raise PredictError(f"{len(self.class_names)} class names for a model with "
-                               f"{num_classes} outputs; they must match")
-        extractor = None
-        if self.features is not None:
-            from tfzoo.models import feature_extractor
-
-            if not hasattr(model, "endpoints"):
-                raise PredictError(f"{model.name} publishes no endpoints; --features needs a "
-                                   "tfzoo model")
-            extractor = feature_extractor(model, [self.features])
-        spec = tf.TensorSpec([None, None, None, None, 3], tf.float32)
-
-        def inputs(x):
-            return self.streams(x) if self.streams is not None else x
-
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def scores(x):
-            return task.predict(model, inputs(x), flip=self.flip)
-
-        def pool(f):
-            if self.feature_pool == "mean":
-                f = tf.reduce_mean(tf.cast(f, tf.float32), axis=list(range(1, len(f.shape) - 1)))
-            return f
-
-        @tf.function(input_signature=[spec], reduce_retracing=True)
-        def feature_maps(x):
-            return pool(extractor(inputs(x), training=False)[self.features])
-
-        rgb_spec = tf.TensorSpec([None, None, None, None, 3], tf.float32)
-        flow_spec = tf.TensorSpec([None, None, None, None, None], tf.float32)
-
-        @tf.function(input_signature=[rgb_spec, flow_spec], reduce_retracing=True)
-        def flow_scores(rgb, flow):
-            return task.predict(model, {"rgb": rgb, "flow": flow}, flip=self.flip)
-
-        @tf.function(input_signature=[rgb_spec, flow_spec], reduce_retracing=True)
-        def flow_feature_maps(rgb, flow):
-            return pool(extractor({"rgb": rgb, "flow": flow}, training=False)[self.features])
-
-        self._scores = scores
-        self._features = feature_maps if extractor is not None else None
-        self._flow_scores = flow_scores if self.two_stream else None
-        self._flow_features = (flow_feature_maps if self.two_stream and extractor is not None
-                               else None)
-
-    # -- SavedModel -------------------------------------------------------------------------
-
-    def _init_saved_model(self, loaded, class_names):
-        import tensorflow as tf
-
-        if self.features is not None:
-            raise PredictError("features need the Keras model (--model_dir): a SavedModel "
-                               "exports class scores only")
-        fn = loaded.signatures.get("serving_default")
-        if fn is None:
-            raise PredictError(f"the SavedModel has signatures {list(loaded.signatures)}; "
-                               "expected 'serving_default' (python -m export)")
-        spec = fn.structured_input_signature[1]
-        if "rgb" not in spec:
-            raise PredictError(f"the SavedModel's serving_default takes {sorted(spec)}; "
-                               "expected an 'rgb' input")
-        # A `flow` input in serving_default: the flow must come precomputed (flow=). Flow
-        # computed in the graph (export's flow_fn): serving_default takes consecutive RGB frames
-        # as the Keras two-stream path, and serving_rgb_flow takes precomputed flow.
-        self.needs_flow = "flow" in spec
-        flow_fn = fn if self.needs_flow else loaded.signatures.get("serving_rgb_flow")
-        self.two_stream = flow_fn is not None
-        if flow_fn is not None:
-            flow_spec = flow_fn.structured_input_signature[1]["flow"]
-            if flow_spec.shape[-1] is None:
-                raise PredictError("the SavedModel's 'flow' input has no static channel count")
-            self.flow_stack = int(flow_spec.shape[-1]) // 2
-        self.name = self.run_info.model if self.run_info is not None else os.path.basename(
-            os.path.normpath(self.source))
-        self.task = None
-        self.streams = None
-        rgb_dtype = spec["rgb"].dtype
-        if class_names is None and self.run_info is not None:
-            class_names = self.run_info.class_names
-        num_classes = fn.structured_outputs["probabilities"].shape[-1]
-        if num_classes is None:
-            raise PredictError("the SavedModel's probabilities have no static class count")
-        if class_names is None:
-            # The signature names only its top-k classes; the rest get their index.
-            probe_in = {"rgb": tf.zeros([1, 8, 64, 64, 3], rgb_dtype)}
-            if self.needs_flow:
-                probe_in["flow"] = tf.zeros([1, 8, 64, 64, 2 * self.flow_stack], tf.float32)
-            probe = fn(**probe_in)
-            labels = dict(zip(probe["top_k_indices"].numpy()[0].tolist(),
-                              [s.decode() for s in probe["top_k_labels"].numpy()[0]]))
-            class_names = [labels.get(i, str(i)) for i in range(num_classes)]
-        self.class_names = list(class_names)
-        if len(self.class_names) != num_classes:
-            raise PredictError(f"{len(self.class_names)} class names for a SavedModel with "
-                               f"{num_classes} outputs; they must match")
-        tiny = np.finfo(np.float32).tiny
-
-        def log_p(p):
-            # log p = logits - logsumexp(logits): a constant per window, so the averaged scores
-            # give the same prediction as averaged logits.
-            return tf.math.log(tf.maximum(tf.cast(p, tf.float32), tiny))
-
-        def one_view(x):
-            return log_p(fn(rgb=tf.cast(x, rgb_dtype))["probabilities"])
-
-        def scores(x):
-            s = one_view(x)
-            if self.flip:
-                s = (s + one_view(x[:, :, :, ::-1])) / 2
-            return s
-
-        def flow_scores(rgb, flow):
-            from tfzoo.data.augment import flip_flow
-
-            def view(r, f):
-                r_dtype = flow_fn.structured_input_signature[1]["rgb"].dtype
-                return log_p(flow_fn(rgb=tf.cast(r, r_dtype), flow=f)["probabilities"])
-
-            s = view(rgb, flow)
-            if self.flip:
-                s = (s + view(rgb[:, :, :, ::-1], flip_flow(flow))) / 2
-            return s
-
-        self._scores = scores
-        self._features = None
-        self._flow_scores = flow_scores if self.two_stream else None
-        self._flow_features = None
+        self.features, self.feature_pool = features, feature_pool
+        try:
+            clf = self.runnable.classifier(flip=self.flip, num_chunks=self.num_chunks,
+                                           class_names=class_names, features=features,
+                                           feature_pool=feature_pool)
+        except RunnableError as e:
+            raise PredictError(str(e)) from None
+        self.name, self.class_names = clf.name, clf.class_names
+        self.two_stream, self.flow_stack, self.needs_flow = (clf.two_stream, clf.flow_stack,
+                                                             clf.needs_flow)
+        self._scores, self._flow_scores = clf.scores, clf.flow_scores
+        self._features, self._flow_features = clf.features, clf.flow_features
 
     # -- geometry ---------------------------------------------------------------------------
 
@@ -370,7 +193,7 @@ def load_flow(flow) -> np.ndarray:
             raise PredictError(f"flow={path!r}: no such file; expected a .npy or .npz of flow "
                                "fields (python -m tfzoo.flow --format npz)")
         if path.lower().endswith(".npz"):
-            from tfzoo.flow.__main__ import load_npz
+            from tfzoo.flow.encoding import load_npz
 
             flow = load_npz(path)
         elif path.lower().endswith(".npy"):
@@ -746,10 +569,5 @@ def predict(model, video, *, window: int | None = None, stride: int | None = Non
                          flow=flow)
 
 
-# `tfzoo.predict(...)` calls `predict` while `python -m tfzoo.predict` runs this package.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# docs/predict.md's `tfzoo.predict.Predictor(model_dir)`: the function offers the class too.
+predict.Predictor = Predictor

@@ -46,7 +46,8 @@ def test_every_package_is_listed():
     new subpackage of tfzoo must be added there or the wheel would miss it."""
     tool = _pyproject()["tool"]["setuptools"]
     mapped = {name: REPO / folder for name, folder in tool["package-dir"].items()}
-    on_disk = {".".join(p.relative_to(REPO).parts[:-1]) for p in (REPO / "tfzoo").rglob("__init__.py")
+    on_disk = {".".join(p.relative_to(REPO).parts[:-1])
+               for name in ("__init__.py", "__main__.py") for p in (REPO / "tfzoo").rglob(name)
                if "__pycache__" not in p.parts}
     assert set(tool["packages"]) == on_disk | set(mapped)
     from tfzoo._checkout import MAPPED
@@ -95,6 +96,7 @@ def test_wheel_installs_only_tfzoo(tmp_path):
     assert len(added) == 2, added
     for folder in ("export", "serving", "configs"):
         assert (site / "tfzoo" / folder / "__init__.py").is_file()
+    assert (site / "tfzoo" / "predict" / "__main__.py").is_file()  # the program's folder
     assert (site / "tfzoo" / "serving" / "models.config").is_file()  # package data
     scripts = set(_pyproject()["project"]["scripts"])
     assert scripts <= set(os.listdir(venv / "bin"))

@@ -14,12 +14,16 @@ decode alone (frames/s, no model) to show how much the overlap hides. Medians ov
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
 import time
+import types
 from pathlib import Path
+
+from absl import app, flags
+
+from tfzoo.utils import parse_flags
 
 
 def _write_video(path: Path, seconds: float, size: int) -> Path:
@@ -42,25 +46,33 @@ def _width(size: int) -> int:
     return size * 4 // 3 // 2 * 2
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfzoo.bench --predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tresnet_small", help="registry name")
-    p.add_argument("--size", type=int, default=112, help="shorter side of video and model input")
-    p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--window", type=int, default=8)
-    p.add_argument("--stride", type=int, default=None, help="default: window // 2")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--frame_step", type=float, default=2.5)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The program's flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_string("model", "tresnet_small", "Registry name.")
+    flags.DEFINE_integer("size", 112, "Shorter side of the video and the model input.")
+    flags.DEFINE_float("seconds", 20.0, "Length of the synthetic video.")
+    flags.DEFINE_integer("window", 8, "Sampled frames per window.")
+    flags.DEFINE_integer("stride", None, "Sampled frames between windows (default: window // 2).")
+    flags.DEFINE_integer("batch", 4, "Windows per forward pass.")
+    flags.DEFINE_float("frame_step", 2.5, "Video frames per sampled frame.")
+    flags.DEFINE_integer("rounds", 3, "Alternating rounds (medians are reported).")
+    flags.DEFINE_bool("json", False, "Print the row as JSON.")
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    args = types.SimpleNamespace(**{k: FLAGS[k].value for k in (
+        "model", "size", "seconds", "window", "stride", "batch", "frame_step", "rounds", "json")})
 
     import numpy as np
 
     import tfzoo
     from tfzoo.bench.timing import format_machine, machine_info
-    from tfzoo.predict import Predictor, _decode_sampled, predict_video
+    from tfzoo.prediction import Predictor, _decode_sampled, predict_video
 
     model = tfzoo.create_model(args.model, num_classes=10)
     predictor = Predictor(model, flip=False)
@@ -115,4 +127,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
