@@ -285,8 +285,8 @@ def main(argv=None) -> int:
         rest = fv(["tfzoo.detect", *argv])
         if len(rest) > 1:
             raise TfzooError(f"unexpected argument {rest[1]!r}: every option is a --flag")
-    except flags.Error as e:
-        return report(TfzooError(str(e)), "tfzoo.detect")
+    except (flags.Error, TfzooError) as e:
+        return report(e if isinstance(e, TfzooError) else TfzooError(str(e)), "tfzoo.detect")
     a = fv
     try:
         if bool(a.model_dir) == bool(a.saved_model):

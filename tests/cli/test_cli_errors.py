@@ -245,6 +245,30 @@ def test_bench_table(capsys, absl_main):
             delattr(flags.FLAGS, name)
 
 
+def test_detect_and_detection_bench_tables(places, tmp_path, capsys):
+    from tfzoo.detect import main as detect
+    from tfzoo.detection.bench import main as bench
+
+    out = f"--out={tmp_path / 'o.mp4'}"
+    video = f"--video={places / 'videos' / 'a' / 'v.mp4'}"
+    rows = [
+        ([video, out], "--model_dir"),
+        ([f"--model_dir={places / 'run'}", f"--saved_model={places}", video, out], "not both"),
+        ([f"--saved_model={places}", out], "--video"),
+        ([f"--saved_model={places}", video, out, "--stride=0"], "--stride=0"),
+        ([f"--saved_model={places}", video, out, "--stride=two"], "two"),
+        ([f"--saved_model={places}", video, out, "--batch_size=0"], "--batch_size=0"),
+        ([f"--saved_model={places}", video, out, "--history=4"], "--history=4"),
+        ([f"--saved_model={places}", video, out, "--online", "--history=x"], "--history=x"),
+        ([f"--saved_model={places}", video, out, "--min_scor=0.2"], "min_scor"),
+        ([f"--saved_model={places}", video, out, "stray"], "stray"),
+    ]
+    _in_process(detect, rows, capsys)
+    rows = [(["--what=linkin"], "linkin"), (["--repeats=0"], "--repeats=0"),
+            (["--repeats=x"], "x"), (["--wat=linking"], "wat")]
+    _in_process(bench, rows, capsys)
+
+
 def test_serving_client_table(places, tmp_path, capsys, bikes_path):
     from serving.client import main
 

@@ -177,6 +177,15 @@ def test_detect_video_draws_and_writes_json(videos, tmp_path):
         assert entry["class_names"] == [CLASSES[c] for c in entry["classes"]]
         np.testing.assert_allclose(entry["boxes"], result["frames"][f]["boxes"][keep].reshape(
             -1, 4), atol=0.01)
+        np.testing.assert_allclose(entry["probabilities"],
+                                   result["frames"][f]["probabilities"][keep], atol=1e-5)
+    # each tube's frames: every frame where its id appears, whatever the score
+    assert doc["tubes"] and [t["id"] for t in doc["tubes"]] == sorted(
+        {int(i) for d in result["frames"] for i in d["track_ids"] if i >= 0})
+    for tube in doc["tubes"]:
+        assert tube["frames"] == [f for f, d in enumerate(result["frames"])
+                                  if tube["id"] in d["track_ids"].tolist()]
+        assert tube["class_name"] == CLASSES[tube["class"]]
 
 
 class _BlobModel(tf.Module):

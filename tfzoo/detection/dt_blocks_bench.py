@@ -1,7 +1,7 @@
 """Speed of the D&T building blocks, as ratios measured in one run.
 
-    python -m tfzoo.detection.dt_blocks_bench [--what correlation,psroi,tracking,linking,pipeline]
-        [--repeats 5]
+    python -m tfzoo.detection.dt_blocks_bench [--what=correlation,psroi,tracking,linking,pipeline]
+        [--repeats=5]
 
 - correlation: `tfzoo.layers.Correlation` (d = 8) against a naive TF shift-and-multiply loop
   ((2d+1)^2 shifted products reduced over D) on conv5- and conv4-sized maps (38 x 63 x 2048 and
@@ -14,7 +14,8 @@
   frame (float32), and each piece of the head alone (the three correlations, the stack and
   its 1x1 conv, PS-RoI pooling with voting) as a share of `detect`.
 - linking: `link_tubes` per frame for 30 classes x 25 boxes per frame (offline and online),
-  against the previous pure-numpy implementation (`tfzoo.detection._linking_numpy`).
+  against the previous pure-numpy implementation (`tfzoo.detection._linking_numpy`), and on
+  the same video with each class missing from some frames (the tubes pass over them).
 - pipeline: the D&T video path (each frame's network once, tracks between consecutive
   frames) per frame against detection only on the same frames, and against the previous
   4-pass pair path (dt_resnet101 at 600 x 1000: several minutes on 2 cores).
@@ -24,7 +25,6 @@ Without `--what`, every bench runs.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -376,23 +376,46 @@ BENCHES = {"correlation": bench_correlation, "psroi": bench_psroi, "linking": be
            "tracking": bench_tracking, "pipeline": bench_pipeline}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--what", default=",".join(BENCHES),
-                   help=f"comma-separated subset of {', '.join(BENCHES)}")
-    p.add_argument("--repeats", type=int, default=5)
-    a = p.parse_args(argv)
-    names = [n.strip() for n in a.what.split(",") if n.strip()]
-    for n in names:
-        if n not in BENCHES:
-            p.error(f"--what {n!r}: expected some of {', '.join(BENCHES)}")
+def main(argv=None) -> int:
+    """`python -m tfzoo.detection.dt_blocks_bench ARGS`; `argv` without the program name (None:
+    sys.argv's). absl-py flags in their own FlagValues (callable in-process)."""
     import os
+    import sys
 
+    from absl import flags
+
+    from tfzoo.errors import TfzooError, report
+
+    fv = flags.FlagValues()
+    flags.DEFINE_string("what", ",".join(BENCHES),
+                        f"Comma-separated subset of {', '.join(BENCHES)}.", flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (medians).", flag_values=fv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull", "-?") for a in argv):
+        print(__doc__ + "\n" + fv.get_help())
+        return 0
+    try:
+        rest = fv(["tfzoo.detection.dt_blocks_bench", *argv])
+        if len(rest) > 1:
+            raise TfzooError(f"unexpected argument {rest[1]!r}: every option is a --flag")
+        names = [n.strip() for n in fv.what.split(",") if n.strip()]
+        for n in names:
+            if n not in BENCHES:
+                raise TfzooError(f"--what={fv.what}: {n!r} is not a bench; expected some of "
+                                 f"{', '.join(BENCHES)}")
+        if fv.repeats < 1:
+            raise TfzooError(f"--repeats={fv.repeats}: expected >= 1")
+    except (flags.Error, TfzooError) as e:
+        return report(e if isinstance(e, TfzooError) else TfzooError(str(e)),
+                      "tfzoo.detection.dt_blocks_bench")
     print(f"machine: {os.cpu_count()} CPUs, TF {tf.__version__}")
     for n in names:
-        for line in BENCHES[n](a.repeats):
+        for line in BENCHES[n](fv.repeats):
             print(line, flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.exit(main())

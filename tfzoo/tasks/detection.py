@@ -409,7 +409,8 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
                 detector, ((f, video.frames[f]) for f in processed), batch_size=batch_size)
             rows[tau, "unlinked"].extend(evaluation_rows(detections, ids))
             for mode in ("offline", "online"):
-                linked = link_video(detections, tracks, stride=1, online=mode == "online")
+                linked = link_video(detections, tracks, stride=1, online=mode == "online",
+                                    num_classes=len(names))
                 rows[tau, mode].extend(evaluation_rows(linked, ids, track_ids=True))
     out = {}
     for tau in strides:
