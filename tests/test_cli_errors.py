@@ -101,6 +101,7 @@ def test_train_table(places, tmp_path):
         ([d, "--model=tresnet_small", "--set=link_strides=(1,0)"], "link_strides"),
         ([d, "--model=stresnet50"], "stresnet_conjunction"),
         ([d, "--model=tresnet_small", "stray"], "stray"),
+        ([d, "--model=tresnet_small", "--data_service=localhost"], "localhost"),
     ]
     _absl_table("tfzoo.train", "python -m tfzoo.train", rows, tmp_path)
     assert not (tmp_path / "run" / "config.json").exists()  # nothing recorded for a bad run
@@ -163,9 +164,31 @@ def test_prepare_table(places, tmp_path, capsys):
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--workers", "0"], "0"),
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--flow", "farneback"],
          "farneback"),
-        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "101"],
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg_quality", "101"],
          "101"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "0"],
+         "0"),
+        (["--dataset", "folder", *root], "--out"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--videos_per_shard=x"],
+         "x"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"),
+          "--beam_pipeline_options=runner"], "runner"),
         (["--dataset", "ucf101", *root, "--out", str(tmp_path / "o")], "classInd.txt"),
+    ]
+    _in_process(main, rows, capsys)
+
+
+def test_data_service_table(capsys):
+    from tfzoo.data.service import main
+
+    rows = [
+        ([], "dispatcher"),
+        (["dispatch"], "dispatch"),
+        (["worker"], "--dispatcher"),
+        (["worker", "--dispatcher=nohost"], "nohost"),
+        (["dispatcher", "--port=70000"], "70000"),
+        (["dispatcher", "--dispatcher=localhost:1"], "--dispatcher"),
+        (["worker", "--dispatcher=localhost:1", "--work_dir=/tmp"], "--work_dir"),
     ]
     _in_process(main, rows, capsys)
 
@@ -202,6 +225,30 @@ def test_bench_table(capsys):
         (["--flow", "--model=resnet50"], "--flow"),
     ]
     _in_process(main, rows, capsys)
+
+
+def test_detect_and_detection_bench_tables(places, tmp_path, capsys):
+    from tfzoo.detect import main as detect
+    from tfzoo.detection.bench import main as bench
+
+    out = f"--out={tmp_path / 'o.mp4'}"
+    video = f"--video={places / 'videos' / 'a' / 'v.mp4'}"
+    rows = [
+        ([video, out], "--model_dir"),
+        ([f"--model_dir={places / 'run'}", f"--saved_model={places}", video, out], "not both"),
+        ([f"--saved_model={places}", out], "--video"),
+        ([f"--saved_model={places}", video, out, "--stride=0"], "--stride=0"),
+        ([f"--saved_model={places}", video, out, "--stride=two"], "two"),
+        ([f"--saved_model={places}", video, out, "--batch_size=0"], "--batch_size=0"),
+        ([f"--saved_model={places}", video, out, "--history=4"], "--history=4"),
+        ([f"--saved_model={places}", video, out, "--online", "--history=x"], "--history=x"),
+        ([f"--saved_model={places}", video, out, "--min_scor=0.2"], "min_scor"),
+        ([f"--saved_model={places}", video, out, "stray"], "stray"),
+    ]
+    _in_process(detect, rows, capsys)
+    rows = [(["--what=linkin"], "linkin"), (["--repeats=0"], "--repeats=0"),
+            (["--repeats=x"], "x"), (["--wat=linking"], "wat")]
+    _in_process(bench, rows, capsys)
 
 
 def test_serving_client_table(places, tmp_path, capsys, bikes_path):

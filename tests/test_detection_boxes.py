@@ -101,15 +101,17 @@ def test_nms_box_voting_matches_loop():
     rng = np.random.default_rng(3)
     b = random_boxes(rng, 40, size=50)
     s = rng.permutation(40).astype("float32") / 40
-    voted, scores, keep = nms_box_voting(b, s, 0.4, 0.5)
-    keep = keep.numpy()
-    assert keep.tolist() == nms_loop(b, s, 0.4)
-    for row, k in zip(voted.numpy(), keep):
-        ov = iou_loop(b, b[[k]])[:, 0]
-        m = ov >= 0.5
-        wgt = np.maximum(s[m] + 1.5, 0)
-        np.testing.assert_allclose(row, (b[m] * wgt[:, None]).sum(0) / wgt.sum(), rtol=1e-5)
-    np.testing.assert_array_equal(scores, s[keep])
+    # the defaults are the authors' make_tubes: NMS 0.4, votes weighted by the score
+    for kw, iou_thr, add in (({}, 0.4, 0.0), ({"iou_threshold": 0.3, "add_val": 1.5}, 0.3, 1.5)):
+        voted, scores, keep = nms_box_voting(b, s, **kw)
+        keep = keep.numpy()
+        assert keep.tolist() == nms_loop(b, s, iou_thr)
+        for row, k in zip(voted.numpy(), keep):
+            ov = iou_loop(b, b[[k]])[:, 0]
+            m = ov >= 0.5
+            wgt = np.maximum(s[m] + add, 0) + 1e-12
+            np.testing.assert_allclose(row, (b[m] * wgt[:, None]).sum(0) / wgt.sum(), rtol=1e-5)
+        np.testing.assert_array_equal(scores, s[keep])
 
 
 def anchor_labels_loop(anchors, gt, h, w, pos=0.7, neg=0.3):

@@ -24,8 +24,9 @@ def pairs(seed=0, b=1):
 def test_detect_track_is_detect_plus_the_tracker(model):
     x = pairs()
     out = model.detect_track(x)
-    # both frames' detections are the detector's (NMS with box voting, 25 per class)
-    det = model.detect(x.reshape(2, 64, 80, 3), box_voting=True, max_per_class=25)
+    # both frames' detections are the detector's with the authors' make_tubes options (NMS
+    # 0.4 with box voting, 25 per class, no score floor: 2 classes x 25 boxes here)
+    det = model.detect(x.reshape(2, 64, 80, 3), **model.link_detection_options())
     n = det["num_detections"].numpy()
     np.testing.assert_array_equal(out["num_detections"].numpy()[0], n)
     for f in range(2):
@@ -43,6 +44,19 @@ def test_detect_track_is_detect_plus_the_tracker(model):
     np.testing.assert_allclose(out["track_boxes"].numpy()[0, :n[0]],
                                decode_boxes(rois[:, 1:], deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
     assert not out["track_boxes"].numpy()[0, n[0]:].any()
+    # the tracklets (test_track_reg): every proposal's regressed box at t whose best class
+    # probability is above 0.01, and that box tracked to t + 1
+    best = det["best_scores"].numpy()[0]
+    starts = det["regressed_boxes"].numpy()[0][best > 0.01]
+    assert 0 < len(starts) and int(out["num_tracklets"][0]) == len(starts)
+    rois = np.concatenate([np.zeros((len(starts), 1)), starts], 1).astype("float32")
+    deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
+                            rois]).numpy()
+    got = out["tracklets"].numpy()[0]
+    np.testing.assert_allclose(got[:len(starts), :4], starts, atol=1e-4, rtol=1e-6)
+    np.testing.assert_allclose(got[:len(starts), 4:], decode_boxes(starts, deltas).numpy(),
+                               atol=1e-3)
+    assert not got[len(starts):].any()
 
 
 def test_detector_adapter_and_save_load(model, tmp_path):
@@ -58,9 +72,9 @@ def test_detector_adapter_and_save_load(model, tmp_path):
         np.testing.assert_allclose(np.asarray(got[k], float), np.asarray(want[k], float),
                                    atol=1e-5)
     d_t, d_tau, tracks = Detector(again, class_names=["a", "b"]).detect_pairs(x)
-    n = int(want["num_detections"][0, 0])
-    np.testing.assert_allclose(tracks[0][:, 4:], want["track_boxes"].numpy()[0, :n],
-                               atol=1e-4, rtol=1e-6)
+    n = int(want["num_tracklets"][0])
+    np.testing.assert_allclose(tracks[0], want["tracklets"].numpy()[0, :n], atol=1e-4,
+                               rtol=1e-6)
     np.testing.assert_allclose(d_tau[0]["scores"],
                                want["detection_scores"].numpy()[0, 1][:len(d_tau[0]["scores"])])
 
@@ -99,11 +113,12 @@ def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeyp
         p, f = (t, 0) if t < 2 else (1, 1)
         for k in ("detection_boxes", "detection_scores", "detection_classes"):
             np.testing.assert_allclose(out[k][0, t, :n[t]], ref[k][p, f, :n[t]], atol=1e-5)
+    # the tracker runs the detections together with the tracklet starts (more RoIs than the
+    # reference): float32 sums in another order, ~1e-4 apart; the unnormalised deltas of the
+    # untrained tracker decode to boxes of hundreds of pixels
     for t in range(2):
-        # unnormalised deltas of the untrained tracker decode to boxes of hundreds of pixels:
-        # float32 rounding of those (1.5e-5 seen), as the other box comparisons allow
         for k in ("track_boxes", "track_deltas"):
-            np.testing.assert_allclose(out[k][0, t], ref[k][t], atol=1e-4, rtol=1e-6)
+            np.testing.assert_allclose(out[k][0, t], ref[k][t], atol=1e-3, rtol=1e-5)
     assert out["track_boxes"].shape == (1, 2) + ref["track_boxes"].shape[1:]
     del seen[:]
     first, state = model.detect_track_clip(x[:, :2], return_state=True)
@@ -253,16 +268,16 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
                     if f < images.shape[1] - 1:
                         for k in ("track_boxes", "track_deltas"):
                             np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
-                                                       atol=1e-4, rtol=1e-6)
+                                                       atol=1e-3, rtol=1e-5)
                 n = want["num_detections"][b, 0]
                 if name == "detect_track":
                     for k in ("track_boxes", "track_deltas"):
                         np.testing.assert_allclose(got[k][b, :n], want[k][b, :n],
-                                                   atol=1e-4, rtol=1e-6)
+                                                   atol=1e-3, rtol=1e-5)
         # T = 2 of the clip signature is the pair signature
         pair, clip = loaded.run("detect_track", images=x), loaded.run("detect_track_clip", images=x)
         for k in pair:
-            np.testing.assert_allclose(clip[k][:, 0] if k.startswith("track") else clip[k],
+            np.testing.assert_allclose(clip[k][:, 0] if "track" in k else clip[k],
                                        pair[k], atol=1e-4, rtol=1e-6)
         single = loaded.run("serving_default", images=x[:, 0])
         det = model.detect(x[:, 0])

@@ -1,7 +1,7 @@
 """Speed of the D&T building blocks, as ratios measured in one run.
 
-    python -m tfzoo.detection.bench [--what correlation,psroi,tracking,linking,pipeline]
-        [--repeats 5]
+    python -m tfzoo.detection.bench [--what=correlation,psroi,tracking,linking,pipeline]
+        [--repeats=5]
 
 - correlation: `tfzoo.layers.Correlation` (d = 8) against a naive TF shift-and-multiply loop
   ((2d+1)^2 shifted products reduced over D) on conv5- and conv4-sized maps (38 x 63 x 2048 and
@@ -14,7 +14,8 @@
   frame (float32), and each piece of the head alone (the three correlations, the stack and
   its 1x1 conv, PS-RoI pooling with voting) as a share of `detect`.
 - linking: `link_tubes` per frame for 30 classes x 25 boxes per frame (offline and online),
-  against the previous pure-numpy implementation (`tfzoo.detection._linking_numpy`).
+  against the previous pure-numpy implementation (`tfzoo.detection._linking_numpy`), and on
+  the same video with each class missing from some frames (the tubes pass over them).
 - pipeline: the D&T video path (each frame's network once, tracks between consecutive
   frames) per frame against detection only on the same frames, and against the previous
   4-pass pair path (dt_resnet101 at 600 x 1000: several minutes on 2 cores).
@@ -24,7 +25,6 @@ Without `--what`, every bench runs.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -154,7 +154,26 @@ def bench_linking(repeats: int) -> list[str]:
             cpu.append(time.process_time() - c)
         return np.median(wall) / frames, np.median(cpu) / frames
 
+    # the same video where each class is missing from ~20% of the frames (runs of 1-5 frames):
+    # the tubes pass over those frames (index -1)
+    rng = np.random.default_rng(2)
+    missing = np.zeros((frames, classes), bool)
+    for c in range(classes):
+        for _ in range(4):
+            a = rng.integers(0, frames)
+            missing[a:a + rng.integers(1, 6), c] = True
+    gappy = [{k: v[~missing[t, d["classes"]]] for k, v in d.items()}
+             for t, d in enumerate(dets)]
+
     lines = []
+    for label, kw in (("offline", {}), ("online, history 6", {"online": True, "history": 6}),
+                      ("online, full history", {"online": True})):
+        w_full, c_full = per_frame(link_tubes, kw)
+        w_gap, c_gap = per_frame(lambda d, *a, **k: link_tubes(gappy, *a, **k), kw)
+        lines.append(f"link_tubes ({label}) with classes missing from "
+                     f"{100 * missing.mean():.0f}% of the frames: {w_gap * 1e3:.3f} ms wall / "
+                     f"{c_gap * 1e3:.3f} ms CPU per frame; without gaps {w_full * 1e3:.3f} / "
+                     f"{c_full * 1e3:.3f} ms")
     for label, kw in (("offline", {}), ("online, full history", {"online": True}),
                       ("online, history 6", {"online": True, "history": 6}),
                       ("online, history 8", {"online": True, "history": 8}),
@@ -187,7 +206,7 @@ def bench_linking(repeats: int) -> list[str]:
         arrays = (v.scores, v.alive, v.first, v.more, v.idx)
         reuse = functools.partial(linking._online_full, *arrays, 0.5, linking._RING)
         scratch = functools.partial(linking._online_window, *arrays, frames, 0.5)
-        same = all(np.array_equal(a, b) for a, b in zip(reuse()[:3], scratch()))
+        same = all(np.array_equal(a, b) for a, b in zip(reuse()[:4], scratch()))
         w_r, c_r = _time(reuse, repeats=repeats)
         w_s, c_s = _time(scratch, repeats=repeats)
         lines.append(f"online full-history extraction ({label}), per frame: reusing the "
@@ -256,8 +275,7 @@ def four_pass_detect_track(model, pairs) -> dict:
     shape = tf.shape(pairs)
     b = shape[0]
     flat = tf.reshape(pairs, tf.concat([[2 * b], shape[2:]], 0))
-    det = model.detect(flat, box_voting=True,
-                       max_per_class=model.get_config()["link_max_per_class"])
+    det = model.detect(flat, **model.link_detection_options())
     m = tf.shape(det["boxes"])[1]
     resized, scale = model._resize(pairs[:, 0])
     resized_tau, _ = model._resize(pairs[:, 1])
@@ -298,9 +316,7 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600
     model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
     video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])
-    per_class = model.get_config()["link_max_per_class"]
-    detect = tf.function(lambda x: model.detect(x, box_voting=True,
-                                                max_per_class=per_class)["boxes"])
+    detect = tf.function(lambda x: model.detect(x, **model.link_detection_options())["boxes"])
     old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
     track = tf.function(lambda a, b, r: model.tracker([a, b, r]))
     pair = np.stack([video[:-1], video[1:]], 1)
@@ -360,23 +376,46 @@ BENCHES = {"correlation": bench_correlation, "psroi": bench_psroi, "linking": be
            "tracking": bench_tracking, "pipeline": bench_pipeline}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--what", default=",".join(BENCHES),
-                   help=f"comma-separated subset of {', '.join(BENCHES)}")
-    p.add_argument("--repeats", type=int, default=5)
-    a = p.parse_args(argv)
-    names = [n.strip() for n in a.what.split(",") if n.strip()]
-    for n in names:
-        if n not in BENCHES:
-            p.error(f"--what {n!r}: expected some of {', '.join(BENCHES)}")
+def main(argv=None) -> int:
+    """`python -m tfzoo.detection.bench ARGS`; `argv` without the program name (None:
+    sys.argv's). absl-py flags in their own FlagValues (callable in-process)."""
     import os
+    import sys
 
+    from absl import flags
+
+    from tfzoo.errors import TfzooError, report
+
+    fv = flags.FlagValues()
+    flags.DEFINE_string("what", ",".join(BENCHES),
+                        f"Comma-separated subset of {', '.join(BENCHES)}.", flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (medians).", flag_values=fv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull", "-?") for a in argv):
+        print(__doc__ + "\n" + fv.get_help())
+        return 0
+    try:
+        rest = fv(["tfzoo.detection.bench", *argv])
+        if len(rest) > 1:
+            raise TfzooError(f"unexpected argument {rest[1]!r}: every option is a --flag")
+        names = [n.strip() for n in fv.what.split(",") if n.strip()]
+        for n in names:
+            if n not in BENCHES:
+                raise TfzooError(f"--what={fv.what}: {n!r} is not a bench; expected some of "
+                                 f"{', '.join(BENCHES)}")
+        if fv.repeats < 1:
+            raise TfzooError(f"--repeats={fv.repeats}: expected >= 1")
+    except (flags.Error, TfzooError) as e:
+        return report(e if isinstance(e, TfzooError) else TfzooError(str(e)),
+                      "tfzoo.detection.bench")
     print(f"machine: {os.cpu_count()} CPUs, TF {tf.__version__}")
     for n in names:
-        for line in BENCHES[n](a.repeats):
+        for line in BENCHES[n](fv.repeats):
             print(line, flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sys.exit(main())

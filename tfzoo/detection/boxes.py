@@ -147,20 +147,22 @@ def nms(boxes, scores, iou_threshold: float, max_output: int | None = None):
     return tf.image.non_max_suppression(yxyx, scores, n, iou_threshold=iou_threshold)
 
 
-def nms_box_voting(boxes, scores, iou_threshold: float = 0.3, vote_threshold: float = 0.5,
-                   max_output: int | None = None, add_val: float = 1.5):
+def nms_box_voting(boxes, scores, iou_threshold: float = 0.4, vote_threshold: float = 0.5,
+                   max_output: int | None = None, add_val: float = 0.0):
     """NMS followed by box voting (Gidaris & Komodakis 2015, §5), as D&T applies before linking
-    (thesis §8.5.2; reference: NMS 0.4 per class, at most 25 boxes per frame and class).
+    (the authors' make_tubes: NMS 0.4 per class, at most 25 boxes per frame and class, votes
+    weighted by the score: `add_val` 0; Gidaris & Komodakis' own default is 1.5).
 
     Each kept box is replaced by the weighted mean of all input boxes whose IoU with it is at
-    least `vote_threshold`, with weights `max(0, score + add_val)` (the reference's weighting of
-    softmax scores); its score is unchanged. Returns (boxes (K, 4), scores (K,), kept indices).
+    least `vote_threshold`, with weights `eps + max(0, score + add_val)`; its score is
+    unchanged. Returns (boxes (K, 4), scores (K,), kept indices).
     """
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     scores = tf.convert_to_tensor(scores, tf.float32)
     keep = nms(boxes, scores, iou_threshold, max_output)
     kept = tf.gather(boxes, keep)
     overlap = iou_matrix(kept, boxes)  # (K, N)
+    # eps: a box whose neighbours all score 0 keeps its own coordinates (it is its neighbour)
     weight = tf.where(overlap >= vote_threshold,
                       tf.maximum(scores + add_val, 0.0)[None] + 1e-12, 0.0)
     voted = tf.math.divide_no_nan(weight @ boxes, tf.reduce_sum(weight, 1, keepdims=True))

@@ -378,8 +378,12 @@ class RFCN(VideoModel):
         `proposals`: (boxes (B, P, 4) in input pixels, counts (B,)) to use instead of the RPN's
         (e.g. ground-truth boxes, to measure the head alone). NMS options default to the
         model's config (`test_nms` 0.3, `max_per_class`, `max_detections`). `box_voting`:
-        NMS with box voting per class (`tfzoo.detection.nms_box_voting`), as D&T does before
-        linking (thesis §8.5.2; there with `max_per_class=25`).
+        NMS with box voting per class (`tfzoo.detection.nms_box_voting`, each kept box the
+        score-weighted mean of the boxes with IoU >= 0.5), as D&T does before linking (the
+        authors' make_tubes: NMS 0.4, `max_per_class=25`, no score floor: see
+        `DetectTrack.link_detection_options`). Also returns every proposal's regressed box
+        `regressed_boxes` (B, P, 4) (input pixels) and its best class probability
+        `best_scores` (B, P) (0 past `num_proposals`): D&T's test-time tracklets start there.
         """
         images = tf.convert_to_tensor(images)
         if image_sizes is None:
@@ -432,13 +436,16 @@ class RFCN(VideoModel):
                                cfg["box_means"])
         decoded = tf.reshape(decoded, [batch, p, 4])
         decoded = clip_boxes(decoded, sizes[:, 0, None], sizes[:, 1, None])
+        extra = {"proposals": boxes / scale, "num_proposals": counts,
+                 "regressed_boxes": tf.where(valid[..., None], decoded / scale, 0.0),
+                 "best_scores": tf.reduce_max(probs, -1)}
         if box_voting:
             boxes_out, scores, classes, n = self._voted(
-                decoded, probs, nms_threshold, max_per_class, max_detections, score_threshold)
+                decoded, probs, valid, nms_threshold, max_per_class, max_detections,
+                score_threshold)
             keep = tf.range(max_detections)[None] < n[:, None]
             return {"boxes": tf.where(keep[..., None], boxes_out / scale, 0.0), "scores": scores,
-                    "classes": classes, "num_detections": n,
-                    "proposals": boxes / scale, "num_proposals": counts}
+                    "classes": classes, "num_detections": n, **extra}
         # Inclusive-pixel IoU: the far edges moved by +1 (as tfzoo.detection.nms does).
         yxyx = tf.stack([decoded[..., 1], decoded[..., 0], decoded[..., 3] + 1.0,
                          decoded[..., 2] + 1.0], -1)
@@ -453,19 +460,20 @@ class RFCN(VideoModel):
         return {"boxes": tf.where(keep[..., None], out_boxes / scale, 0.0),
                 "scores": nmsed.nmsed_scores,
                 "classes": tf.cast(nmsed.nmsed_classes, tf.int32),
-                "num_detections": tf.cast(n, tf.int32),
-                "proposals": boxes / scale, "num_proposals": counts}
+                "num_detections": tf.cast(n, tf.int32), **extra}
 
-    def _voted(self, boxes, probs, nms_threshold, max_per_class, max_detections, score_threshold):
-        """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores, the classes
-        merged by score: padded (B, M, 4), (B, M), (B, M), counts (B,)."""
+    def _voted(self, boxes, probs, valid, nms_threshold, max_per_class, max_detections,
+               score_threshold):
+        """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores (`valid`
+        (B, P): the real proposals), the classes merged by score: padded (B, M, 4), (B, M),
+        (B, M), counts (B,)."""
         from tfzoo.detection.boxes import nms_box_voting
 
         def one(args):
-            b, p = args
+            b, p, v = args
             parts = []
             for c in range(self.num_classes):
-                keep = tf.reshape(tf.where(p[:, c] > score_threshold), [-1])
+                keep = tf.reshape(tf.where((p[:, c] > score_threshold) & v), [-1])
                 vb, vs, _ = nms_box_voting(tf.gather(b, keep), tf.gather(p[:, c], keep),
                                            nms_threshold, max_output=max_per_class)
                 parts.append((vb, vs, tf.fill(tf.shape(vs), c)))
@@ -476,7 +484,7 @@ class RFCN(VideoModel):
             return (tf.pad(tf.gather(vb, top.indices), [[0, pad], [0, 0]]),
                     tf.pad(top.values, [[0, pad]]), tf.pad(tf.gather(vc, top.indices), [[0, pad]]), n)
 
-        return tf.map_fn(one, (boxes, probs), fn_output_signature=(
+        return tf.map_fn(one, (boxes, probs, valid), fn_output_signature=(
             tf.TensorSpec([max_detections, 4], tf.float32), tf.TensorSpec([max_detections], tf.float32),
             tf.TensorSpec([max_detections], tf.int32), tf.TensorSpec([], tf.int32)))
 

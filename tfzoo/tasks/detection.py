@@ -233,7 +233,7 @@ class DetectionTask(Task):
         if not hasattr(model, "detect_track"):
             return {}
         names = tf.constant([str(c) for c in class_names], dtype=tf.string)
-        ints = ("detection_classes", "num_detections")
+        ints = ("detection_classes", "num_detections", "num_tracklets")
 
         def typed(out):
             return {k: tf.cast(v, tf.int32 if k in ints else tf.float32) for k, v in out.items()}
@@ -406,7 +406,8 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
                 detector, ((f, video.frames[f]) for f in processed), batch_size=batch_size)
             rows[tau, "unlinked"].extend(evaluation_rows(detections, ids))
             for mode in ("offline", "online"):
-                linked = link_video(detections, tracks, stride=1, online=mode == "online")
+                linked = link_video(detections, tracks, stride=1, online=mode == "online",
+                                    num_classes=len(names))
                 rows[tau, mode].extend(evaluation_rows(linked, ids, track_ids=True))
     out = {}
     for tau in strides:
