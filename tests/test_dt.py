@@ -54,8 +54,8 @@ def test_detect_track_is_detect_plus_the_tracker(model):
                             rois]).numpy()
     got = out["tracklets"].numpy()[0]
     np.testing.assert_allclose(got[:len(starts), :4], starts, atol=1e-4, rtol=1e-6)
-    np.testing.assert_allclose(got[:len(starts), 4:], decode_boxes(starts, deltas).numpy(),
-                               atol=1e-3)
+    np.testing.assert_allclose(got[:len(starts), 4:],
+                               decode_boxes(starts, deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
     assert not got[len(starts):].any()
 
 
@@ -124,8 +124,9 @@ def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeyp
     first, state = model.detect_track_clip(x[:, :2], return_state=True)
     rest = model.detect_track_clip(x[:, 2:], previous=state)
     assert seen == [2, 1]
+    # random-weight boxes reach hundreds of pixels: float32 rounding at that size
     np.testing.assert_allclose(rest["track_boxes"].numpy()[:, 0], out["track_boxes"][:, 1],
-                               atol=1e-5)
+                               atol=1e-5, rtol=1e-6)
     np.testing.assert_allclose(first["track_deltas"].numpy(), out["track_deltas"][:, :1],
                                atol=1e-5)
     lone = model.detect_track_clip(x[:, :1])
