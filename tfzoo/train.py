@@ -270,7 +270,7 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
 
         prepared = get_task(model).prepare_model(model, source, config)
         if prepared:
-            print(f"[tfzoo] from the training data: {prepared}")
+            print(f"[tfzoo] set from the data before training: {prepared}")
         compile_model(model, config, keras)
 
     # one tf.data service job per stage of a run, shared by a multi-worker trainer's workers
