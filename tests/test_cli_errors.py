@@ -123,6 +123,20 @@ def test_evaluate_table(places, tmp_path):
     _absl_table("tfzoo.evaluate", "python -m tfzoo.evaluate", rows, tmp_path)
 
 
+def test_detection_synthetic_table(places, tmp_path):
+    rows = [
+        ([], "--out"),
+        ([f"--out={places / 'other'}"], "exists"),
+        (["--out=x", "--variant=blurry"], "--variant=blurry"),
+        (["--out=x", "--frames=0"], "--frames=0"),
+        (["--out=x", "--val=-1"], "--val=-1"),
+        (["--out=x", "--seed=one"], "one"),
+    ]
+    _absl_table("tfzoo.detection.synthetic", "python -m tfzoo.detection.synthetic", rows,
+                tmp_path)
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_table(places, tmp_path):
     out = f"--export_dir={tmp_path / 'models'}"
     rows = [

@@ -94,3 +94,23 @@ def test_stresnet_recipe_trains_each_stream_on_its_own_schedule():
         assert s.model_overrides["flow_bn_group_size"] == 86
         assert s.steps_per_epoch == 1000 and s.batch_size == 256 and s.learning_rate == 1e-2
     assert stages["stresnet"].train_streams is None  # both streams, end to end
+
+
+def test_config_name_is_the_shipped_recipe_and_a_path_is_a_file(tmp_path, monkeypatch):
+    """Issue 24 item 9: --config=NAME is configs/NAME.py even when the current directory holds a
+    file or folder of that name; a PATH (a '/' or '.py') is a file, never a recipe."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tresnet50_yuppp").write_text("raise SystemExit('the cwd file ran')\n")
+    (tmp_path / "rfcn_synthetic.py").write_text(
+        "from tfzoo.config import TrainConfig\nCONFIG = TrainConfig(model='resnet_small', epochs=3)\n")
+    assert cfglib.load_config_file("tresnet50_yuppp").model == "tresnet50"
+    assert cfglib.load_config_file("rfcn_synthetic").model == "rfcn"  # the shipped recipe
+    mine = cfglib.load_config_file("rfcn_synthetic.py")  # a file: the one in the cwd
+    assert (mine.model, mine.epochs) == ("resnet_small", 3)
+    assert cfglib.load_config_file("./rfcn_synthetic.py") == mine
+    with pytest.raises(ConfigError, match=r"'configs/tresnet50_yuppp.py' not found.*"
+                                          r"--config=tresnet50_yuppp"):
+        cfglib.load_config_file("configs/tresnet50_yuppp.py")  # not relative to this cwd
+    with pytest.raises(ConfigError, match=r"'tresnet50_yupp' is not a shipped recipe\. "
+                                          r"Did you mean tresnet50_yuppp"):
+        cfglib.load_config_file("tresnet50_yupp")

@@ -56,7 +56,7 @@ def test_run_writes_the_model_dir_and_metrics(tmp_path):
     for name in ("model.keras", "run.json", "metrics.json", "history.csv", "config.json"):
         assert (tmp_path / name).exists(), name
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5", "latest.txt"]
     assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
     info = read_run_info(tmp_path)
     assert info.model == "tresnet_small" and len(info.class_names) == 6
@@ -207,7 +207,7 @@ def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsy
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 2
     assert read_run_info(tmp_path).config["epochs"] == 2
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+        "epoch-0001.weights.h5", "epoch-0002.weights.h5", "latest.txt"]
 
 
 def test_interrupted_run_resumed_with_another_architecture_is_one_line(tmp_path, monkeypatch):

@@ -299,3 +299,42 @@ def test_list_layers_prints_measured_strides_and_receptive_fields(capsys):
     assert lines["c1"][2:5] == ["2", "3x3", "1"]  # stride, receptive field, frames
     assert lines["c2"][2:5] == ["2", "7x7", "3"]
     assert "logits" not in lines  # not a conv-like (5-D) layer
+
+
+def test_fixed_size_model_probes_at_its_own_size_and_recovers_the_planted_unit(capsys):
+    """Issue 24 item 1: a model with a fixed input size (the issue's example, and the planted
+    colour unit) is probed at that size, says when the receptive field is clipped by it, and
+    its planted unit is recovered as on a model of dynamic size."""
+    from tfzoo.visualize.__main__ import print_layers
+
+    inp = keras.Input((4, 12, 12, 3), name="video")
+    y = keras.layers.Conv3D(2, (3, 9, 9), name="planted")(inp)
+    small = keras.Model(inp, keras.layers.GlobalAveragePooling3D()(y))
+    out = maximize(small, "planted", [0], steps=20, clip_shape=(4, 12, 12))
+    assert out["video"].shape == (1, 4, 12, 12, 3)
+    g = layer_geometry(small, "planted")
+    assert (g.stride, g.receptive_field, g.temporal_receptive_field, g.clipped) == (
+        1, (9, 9), 3, False)
+    with pytest.raises(ValueError, match=r"clip_shape=\(4, 16, 16\).*takes clips of .*"
+                                         r"\(4, 12, 12\) only"):
+        maximize(small, "planted", [0], steps=2, clip_shape=(4, 16, 16))
+
+    inp = keras.Input((T, S, S, 3), name="rgb")
+    conv = keras.layers.Conv3D(1, (T, S, S), use_bias=False, name="rgb_unit")
+    model = keras.Model(inp, conv(inp))
+    conv.set_weights([COLOUR[..., None]])
+    g = layer_geometry(model, "rgb_unit")
+    # The whole fixed input is the receptive field: measured, and flagged as clipped by it.
+    assert (g.receptive_field, g.temporal_receptive_field, g.clipped, g.temporal_clipped) == (
+        (S, S), T, True, True)
+    print_layers(model, frames=T)
+    row = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("rgb_unit")]
+    assert row[0][3:5] == [f">={S}x{S}", f">={T}"]
+    rng = np.random.default_rng(2)
+    data = rng.uniform(64, 192, (2, T, S, S, 3)) + 60 * COLOUR / np.abs(COLOUR).max()
+    a_hat = max_activations(model, "rgb_unit", [data.astype("float32")])
+    rgb = maximize(model, "rgb_unit", [0], steps=200, regularizer="2d", a_hat=a_hat)["rgb"][0]
+    ref = np.broadcast_to(_regularised_optimum(COLOUR[0], float(a_hat[0])), COLOUR.shape)
+    assert _corr(rgb - 127.5, ref) > 0.98, _corr(rgb - 127.5, ref)
+    red, green = rgb[:, 12:20, 7:13].mean((0, 1, 2)), rgb[:, 12:20, 19:25].mean((0, 1, 2))
+    assert red[0] > red[1] + 50 and green[1] > green[0] + 50

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import keras
 
-from tfzoo.rundir import atomic_write_text
+from tfzoo.rundir import atomic_write_text, save_weights
 
 STATE_FILE = "state.json"
 
@@ -72,12 +71,39 @@ class StepBackup(keras.callbacks.Callback):
     def save(self, epoch: int, step: int) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"epoch{epoch:04d}-step{step:06d}.weights.h5"
-        tmp = self.dir / f".tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.dir / name)
+        save_weights(self.model, self.dir / name)
         old = read_state(self.dir)
+        # Durable before the old weights go: after a crash the state names a complete file.
         atomic_write_text(self.dir / STATE_FILE, json.dumps({
             "epoch": epoch, "step": step, "weights": name, "model": self.model_name,
-            "architecture": architecture_fingerprint(self.model)}) + "\n")
+            "architecture": architecture_fingerprint(self.model)}) + "\n", durable=True)
         if old and old["weights"] != name:
             (self.dir / old["weights"]).unlink(missing_ok=True)
+
+
+class RunProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar counting the run's epochs. A resumed run fits the rest of the
+    interrupted epoch in a `fit` of its own, which Keras alone would print as "Epoch 2/2" and
+    then "Epoch 3/3" for a 3-epoch run."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.run_epochs
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Per-epoch weights `DIR/epoch-NNNN.weights.h5`, each written atomically and durably, and
+    `DIR/latest.txt` naming the newest (tfzoo/rundir.py's layout)."""
+
+    def __init__(self, directory):
+        super().__init__()
+        self.dir = Path(directory)
+
+    def on_epoch_end(self, epoch, logs=None):
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        save_weights(self.model, self.dir / name)
+        atomic_write_text(self.dir / "latest.txt", name + "\n", durable=True)

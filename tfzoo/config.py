@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib.resources
 import importlib.util
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ from typing import Any
 from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The recipes ship as the package tfzoo.configs (the repository's configs/ folder); they are
+# read as files (`load_config_file`), and they import this module.
+CONFIG_DIR = Path(str(importlib.resources.files("tfzoo.configs"))).resolve()
 
 
 class ConfigError(TfzooError):
@@ -246,16 +250,35 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_config_file(path: str) -> TrainConfig:
-    """Loads `CONFIG` from a Python config file (a path, or a name in configs/)."""
-    p = Path(path)
-    if not p.exists() and (CONFIG_DIR / p.name).exists():
-        p = CONFIG_DIR / p.name
-    if not p.exists() and (CONFIG_DIR / f"{path}.py").exists():
-        p = CONFIG_DIR / f"{path}.py"
-    if not p.exists():
-        available = sorted(q.stem for q in CONFIG_DIR.glob("*.py") if not q.stem.startswith("_"))
-        raise ConfigError(f"config file {path!r} not found; configs/ has: {', '.join(available)}")
+def config_path(spec: str) -> Path:
+    """The file `--config=spec` names: a shipped recipe `configs/NAME.py` for a bare NAME, a
+    file for a PATH (one containing a `/` or ending in `.py`, relative to the current
+    directory). A file in the current directory never shadows a shipped recipe's name."""
+    shipped = sorted(q.stem for q in CONFIG_DIR.glob("*.py") if not q.stem.startswith("_"))
+    if "/" in spec or os.sep in spec or spec.endswith(".py"):
+        p = Path(spec).expanduser()
+        if p.is_file():
+            return p
+        stem = Path(spec).stem
+        hint = (f"; the shipped recipe of that name is --config={stem}" if stem in shipped
+                else "; a bare NAME (no '/', no '.py') selects a shipped recipe")
+        raise ConfigError(f"config file {spec!r} not found (from {os.getcwd()}){hint}")
+    p = CONFIG_DIR / f"{spec}.py"
+    if p.is_file() and not spec.startswith("_"):
+        return p
+    close = difflib.get_close_matches(spec, shipped, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(f"config {spec!r} is not a shipped recipe.{hint} configs/ has: "
+                      f"{', '.join(shipped)}; a file of your own is --config=PATH "
+                      f"(with a '/' or ending in .py)")
+
+
+def load_config_file(path: str | os.PathLike) -> TrainConfig:
+    """Loads `CONFIG` from a config file: a shipped recipe's NAME, or a PATH (`config_path`).
+
+    A config file is Python code and runs as such: load only files you trust.
+    """
+    p = config_path(os.fspath(path))
     spec = importlib.util.spec_from_file_location(f"tfzoo_config_{p.stem}", p)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -270,7 +293,7 @@ def default_config(model: str) -> TrainConfig:
     demo recipes), else the synthetic defaults with model X."""
     candidate = CONFIG_DIR / f"{model}_synthetic.py"
     if candidate.exists():
-        return load_config_file(str(candidate))
+        return load_config_file(candidate.stem)
     return TrainConfig(model=model)
 
 

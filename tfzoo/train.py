@@ -266,6 +266,11 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
             except ValueError as e:
                 raise TrainError(f"stage {config.model}: {e}") from None
             print(f"[tfzoo] training streams {list(config.train_streams)}; froze {n} layers")
+        from tfzoo.tasks import get_task
+
+        prepared = get_task(model).prepare_model(model, source, config)
+        if prepared:
+            print(f"[tfzoo] from the training data: {prepared}")
         compile_model(model, config, keras)
 
     # one tf.data service job per stage of a run, shared by a multi-worker trainer's workers

@@ -425,7 +425,7 @@ def _prepare_locked(out: Path, listing: Listing, params: dict, *, workers: int, 
         bar.close()
     manifest = _manifest(out, plan)
     manifest["seconds_this_run"] = round(time.time() - t0, 3)
-    atomic_write_text(out / records.MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out / records.MANIFEST, json.dumps(manifest, indent=1) + "\n", durable=True)
     return manifest
 
 

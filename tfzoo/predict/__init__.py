@@ -64,7 +64,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from tfzoo.errors import DataError
+from tfzoo.errors import DataError, TfzooError
 
 DEFAULT_TRAIN_FPS = 25.0  # UCF101 and most of HMDB51 (the papers' datasets)
 DEFAULT_WINDOW = 16
@@ -72,7 +72,7 @@ DEFAULT_SHORT_SIDE = 256  # a SavedModel without its run directory: the papers' 
 FEATURE_POOLS = ("mean", "none")
 
 
-class PredictError(ValueError):
+class PredictError(TfzooError):
     """Bad model, arguments or task for prediction (the message says what was expected)."""
 
 
@@ -150,7 +150,7 @@ class Predictor:
         if task.name != "classification":
             raise PredictError(
                 f"{model.name} is a {task.name!r} model; tfzoo.predict classifies videos. Use "
-                "tfzoo.detect for detection models (same conventions; not built yet)")
+                "python -m tfzoo.detect (tfzoo.detect.Detector) for detection models")
         self.model, self.task = model, task
         self.name = self.run_info.model if self.run_info is not None else model.name
         names = [t.name for t in model.inputs]

@@ -124,8 +124,13 @@ def print_layers(model, frames) -> None:
     for g in geos:
         rf = "-" if g.receptive_field is None else \
             (">=" if g.clipped else "") + f"{g.receptive_field[0]}x{g.receptive_field[1]}"
+        frames_rf = "-" if g.temporal_receptive_field is None else \
+            (">=" if g.temporal_clipped else "") + str(g.temporal_receptive_field)
         print(f"{g.name:40s} {g.layer:34s} {g.stride if g.stride else '-':>6} {rf:>16s} "
-              f"{g.temporal_receptive_field or '-':>6} {g.channels:5d} {g.stream} ({g.source})")
+              f"{frames_rf:>6} {g.channels:5d} {g.stream} ({g.source})")
+    if any(g.clipped or g.temporal_clipped for g in geos):
+        print(">=: the receptive field reaches the border of the probe (for a model with a fixed "
+              "input size: that size), so the unit may see more than shown")
 
 
 def main(argv):

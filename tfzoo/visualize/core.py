@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from tfzoo.utils import check_choice
 from tfzoo.visualize import regularizers as R
-from tfzoo.visualize.geometry import (feature_model, input_specs, layer_geometry, resolve)
+from tfzoo.visualize.geometry import (feature_model, fixed_size, input_specs, layer_geometry,
+                                      resolve)
 
 PARAMETRIZATIONS = ("pixel", "fourier")
 UNIT_LOCATIONS = ("sum", "center")
@@ -258,6 +259,11 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
     clip = tuple(int(v) for v in (clip_shape or _default_clip(model)))
     if len(clip) != 3 or min(clip) < 1:
         raise ValueError(f"clip_shape must be (T, H, W) of positive ints, got {clip_shape!r}")
+    wanted = fixed_size(model)
+    if any(f is not None and f != c for f, c in zip(wanted, clip)):
+        raise ValueError(f"clip_shape={clip} but {model.name!r} takes clips of (T, H, W) = "
+                         f"{tuple(wanted)} only (None: any); pass clip_shape="
+                         f"{tuple(f or c for f, c in zip(wanted, clip))} or leave it out")
     geo = layer_geometry(model, layer, frames=clip[0])
     units_l = _parse_units(units, geo.channels)
     keras_layer, _ = resolve(model, layer)

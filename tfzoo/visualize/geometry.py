@@ -3,7 +3,11 @@
 A tfzoo backbone publishes them (`model.endpoints`); for any other model, or a layer that is
 not an endpoint, they are measured: the stride from the output sizes at two input sizes, the
 receptive field as the support of the gradient of the centre unit on random inputs (grown until
-it no longer touches the border). Results are cached per model and layer.
+it no longer touches the border). A model with a fixed input size is probed at that size only:
+the stride from the supports of two neighbouring units, the receptive field as the support
+within the input, reported as clipped when it reaches the input's border. The temporal
+receptive field (frames) is the same support along time. Results are cached per model and
+layer.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ class LayerGeometry:
     classifier), `receptive_field` (height, width) in input pixels and `temporal_receptive_field`
     in input frames (None when global / unknown), `channels` the number of units,
     `stream` the input(s) it sees ("rgb", "flow", "rgb+flow", ...), `source` "endpoint" or
-    "probe", `clipped` True when the receptive field reached the probe's size limit.
+    "probe", `clipped` True when the receptive field reached the probe's size limit or, for a
+    model with a fixed input size, that size (the unit sees the whole input and may want more);
+    `temporal_clipped` the same for the frames.
     """
 
     name: str
@@ -39,6 +45,13 @@ class LayerGeometry:
     stream: str
     source: str
     clipped: bool = False
+    temporal_clipped: bool = False
+
+
+def fixed_size(model) -> tuple[int | None, int | None, int | None]:
+    """(T, H, W) of the model's first input; None where it is dynamic."""
+    t, h, w = model.inputs[0].shape[1:4]
+    return t, h, w
 
 
 def input_specs(model) -> list[tuple[str, int]]:
@@ -95,22 +108,52 @@ def _out_hw(feat, specs, t, size):
     return shape
 
 
-def _support(feat, specs, t, size, rng):
-    """Extent (frames, rows, cols) of the inputs that change the centre unit's output."""
-    xs = [tf.constant(rng.uniform(0, 255, (2, t, size, size, c)).astype("float32"))
+def _support(feat, specs, shape, rng, offset: int = 0):
+    """Extent of the inputs (of `shape` (T, H, W)) that change one output unit: the centre one,
+    `offset` columns to its right. Returns ((first, last) frames, rows, cols) or None."""
+    t, h, w = shape
+    xs = [tf.constant(rng.uniform(0, 255, (2, t, h, w, c)).astype("float32"))
           for _, c in specs]
     with tf.GradientTape() as tape:
         tape.watch(xs)
         y = feat(xs, training=False)
-        centre = tuple(d // 2 for d in y.shape[1:-1])
+        centre = [d // 2 for d in y.shape[1:-1]]
+        centre[-1] = min(centre[-1] + offset, y.shape[-2] - 1)
         total = tf.reduce_sum(y[(slice(None), *centre)])
     grads = tape.gradient(total, xs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     mask = sum(np.abs(g.numpy()).sum(axis=(0, -1)) for g in grads) > 0  # (T, H, W)
-    ts, ys, xs_ = (np.nonzero(mask.any(axis=a))[0] for a in ((1, 2), (0, 2), (0, 1)))
-    if len(ys) == 0:
+    extents = [np.nonzero(mask.any(axis=a))[0] for a in ((1, 2), (0, 2), (0, 1))]
+    if len(extents[1]) == 0:
         return None
-    return (ts[-1] - ts[0] + 1, ys[-1] - ys[0] + 1, xs_[-1] - xs_[0] + 1,
-            ys[0] == 0 or xs_[0] == 0 or ys[-1] == size - 1 or xs_[-1] == size - 1)
+    return tuple((int(e[0]), int(e[-1])) for e in extents)
+
+
+MAX_PROBE_FRAMES = 64
+
+
+def _frames_seen(feat, specs, frames, hw, rng, dynamic: bool, sup=None):
+    """(temporal receptive field, clipped): the support along time of the centre unit, probed
+    with more frames while it reaches the clip's ends (a dynamic T), else at `frames`."""
+    t = frames
+    while True:
+        if sup is None:
+            try:
+                sup = _support(feat, specs, (t, *hw), rng)
+            except (ValueError, tf.errors.InvalidArgumentError):  # too small for the network
+                return None, False
+            if sup is None:
+                return None, False
+        if not _touches(sup[0], t) or not dynamic or t >= MAX_PROBE_FRAMES:
+            return _extent(sup[0]), _touches(sup[0], t)
+        t, sup = t * 2, None
+
+
+def _extent(span) -> int:
+    return span[1] - span[0] + 1
+
+
+def _touches(span, size) -> bool:
+    return span[0] == 0 or span[1] == size - 1
 
 
 def layer_geometry(model, name: str, *, frames: int = 8) -> LayerGeometry:
@@ -125,6 +168,8 @@ def layer_geometry(model, name: str, *, frames: int = 8) -> LayerGeometry:
     (2, (3, 3), 1)
     """
     per_model = _CACHE.setdefault(model, {})
+    fixed_t, fixed_h, fixed_w = fixed_size(model)
+    frames = fixed_t or frames
     if (name, frames) in per_model:
         return per_model[(name, frames)]
     layer, ep = resolve(model, name)
@@ -133,35 +178,64 @@ def layer_geometry(model, name: str, *, frames: int = 8) -> LayerGeometry:
     rng = np.random.default_rng(0)
     channels = int(feat.output.shape[-1])
     spatial = len(feat.output.shape) == 5
+    fixed = fixed_h is not None and fixed_w is not None
+    small = (frames, fixed_h or 32, fixed_w or 32)
     if ep is not None and getattr(ep, "stream", None):
         stream = ep.stream
     elif len(specs) > 1:
-        stream = "+".join(_streams_seen(feat, specs, (frames, 32, 32), rng)) or "none"
+        stream = "+".join(_streams_seen(feat, specs, small, rng)) or "none"
     else:
         stream = specs[0][0]
     if ep is not None and getattr(ep, "stride", None) is not None:
         rf = ep.receptive_field
         rf = (int(rf), int(rf)) if np.isscalar(rf) else tuple(int(v) for v in rf)[-2:]
-        geo = LayerGeometry(name, layer.name, int(np.max(ep.stride)), rf, None,
+        # The frames it sees: measured (the closed form is spatial only).
+        trf, tclip = (_frames_seen(feat, specs, frames, small[1:], rng, fixed_t is None)
+                      if spatial else (None, False))
+        geo = LayerGeometry(name, layer.name, int(np.max(ep.stride)), rf, trf,
                             int(getattr(ep, "channels", channels)),
-                            getattr(ep, "stream", None) or stream, "endpoint")
+                            getattr(ep, "stream", None) or stream, "endpoint",
+                            clipped=fixed and (rf[0] > fixed_h or rf[1] > fixed_w),
+                            temporal_clipped=tclip)
     elif not spatial:
         geo = LayerGeometry(name, layer.name, None, None, None, channels, stream, "probe")
+    elif fixed:
+        # One size only: the stride is how far the support moves between neighbouring units
+        # (its unclipped edge), the receptive field the support inside the input.
+        sup = _support(feat, specs, small, rng)
+        stride = None
+        if sup is not None and feat.output.shape[-2] and feat.output.shape[-2] > 1:
+            nxt = _support(feat, specs, small, rng, offset=1)
+            if nxt is not None:
+                moves = [b - a for a, b in zip(sup[2], nxt[2]) if b - a > 0]
+                stride = min(moves) if moves else None
+        if stride is None:  # a single output column: the input per output column
+            stride = max(1, round(fixed_w / max(int(feat.output.shape[-2] or 1), 1)))
+        trf, tclip = (_frames_seen(feat, specs, frames, small[1:], rng, fixed_t is None, sup)
+                      if sup is not None else (None, False))
+        geo = LayerGeometry(
+            name, layer.name, stride, None if sup is None else (_extent(sup[1]), _extent(sup[2])),
+            trf, channels, stream, "probe",
+            clipped=sup is not None and (_touches(sup[1], fixed_h) or _touches(sup[2], fixed_w)),
+            temporal_clipped=tclip)
     else:
         a, b = 64, 128
         ha, hb = _out_hw(feat, specs, frames, a)[2], _out_hw(feat, specs, frames, b)[2]
         stride = max(1, int(round((b - a) / max(hb - ha, 1))))
         size, sup = 64, None
         while True:
-            sup = _support(feat, specs, frames, size, rng)
-            if sup is None or not sup[3] or size >= MAX_PROBE:
+            sup = _support(feat, specs, (frames, size, size), rng)
+            clipped = sup is not None and (_touches(sup[1], size) or _touches(sup[2], size))
+            if sup is None or not clipped or size >= MAX_PROBE:
                 break
             size *= 2
         if sup is None:
             geo = LayerGeometry(name, layer.name, stride, None, None, channels, stream, "probe")
         else:
-            geo = LayerGeometry(name, layer.name, stride, (int(sup[1]), int(sup[2])),
-                                int(sup[0]), channels, stream, "probe", bool(sup[3]))
+            trf, tclip = _frames_seen(feat, specs, frames, (size, size), rng, fixed_t is None,
+                                      sup)
+            geo = LayerGeometry(name, layer.name, stride, (_extent(sup[1]), _extent(sup[2])),
+                                trf, channels, stream, "probe", clipped, tclip)
     per_model[(name, frames)] = geo
     return geo
 
