@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=2,
                    help="frame pairs per solver call (2: bigger batches are not faster on a CPU)")
     p.add_argument("--render", choices=("wheel", "uvm"), default="wheel", help="mp4 rendering")
-    p.add_argument("--max-flow", type=float, default=10.0,
-                   help="mp4 wheel: magnitude (px) shown fully saturated, fixed for the video")
+    p.add_argument("--max-flow", type=float, default=None,
+                   help="mp4 wheel: magnitude (px) shown fully saturated; default: the "
+                        f"{WHEEL_PERCENTILE}th percentile of the video's flow magnitudes (a "
+                        "fixed number compares videos on one scale)")
     p.add_argument("--bound", type=float, default=20.0, help="jpeg: clip bound in px")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     for name, default in (("iterations", 50), ("warps", 5), ("max-scales", 5)):
@@ -107,6 +109,19 @@ class _JpegSink:
     abort = close
 
 
+# The default wheel scale: a robust maximum of the video's own motion. A fixed 10 px left real
+# videos (most motion 1-3 px/frame) nearly white; the largest magnitude is one outlier's.
+WHEEL_PERCENTILE = 99
+
+
+def wheel_scale(flows) -> float:
+    """The magnitude (px) the colour wheel saturates at for these flows (T, H, W, 2):
+    their WHEEL_PERCENTILE-th percentile, at least 0.1 px (a still video stays white)."""
+    flows = np.asarray(flows, np.float32)
+    return max(float(np.percentile(np.hypot(flows[..., 0], flows[..., 1]), WHEEL_PERCENTILE)),
+               0.1)
+
+
 class _Mp4Sink:
     def __init__(self, out, fps, mode, max_flow):
         from tfzoo.video import VideoWriter
@@ -117,9 +132,9 @@ class _Mp4Sink:
         self.pending = []
 
     def write(self, flow):
-        if self.mode == "uvm":
-            # The (u, v, |w|) rendering is min-max scaled over the sequence; keep the encoded
-            # code (uint8, 4x smaller than float) and render at the end.
+        if self.mode == "uvm" or self.max_flow is None:
+            # Scaled over the whole sequence ((u, v, |w|) min-max, or the wheel's percentile):
+            # keep the encoded code (uint8, 4x smaller than float) and render at the end.
             from tfzoo.flow.encoding import encode_flow
 
             self.pending.append(encode_flow(flow))
@@ -130,7 +145,15 @@ class _Mp4Sink:
         if self.pending:
             from tfzoo.flow.encoding import decode_flow
 
-            for img in self.render(decode_flow(np.stack(self.pending)), "uvm"):
+            flows = decode_flow(np.stack(self.pending))
+            if self.mode == "uvm":
+                images = self.render(flows, "uvm")
+            else:
+                self.max_flow = wheel_scale(flows)
+                print(f"colour wheel saturated at {self.max_flow:.2f} px (the "
+                      f"{WHEEL_PERCENTILE}th percentile of the video's flow; --max-flow fixes it)")
+                images = (self.render(f, "wheel", self.max_flow) for f in flows)
+            for img in images:
                 self.w.write(img)
         self.w.__exit__(None, None, None)
 
