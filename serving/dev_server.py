@@ -5,7 +5,7 @@ laptops) this server lets clients exercise the same protocols. It loads SavedMod
 Serving does (the TF1 session loader, `tf.compat.v1.saved_model.loader.load`, in its own graph
 and session; warmup records replayed, a version whose warmup fails is not served), polls the
 model directories for new and removed versions, and answers with TF Serving's status codes,
-messages and JSON. It never imports tfzoo. Not for production: no auth, one process.
+messages and JSON. It needs no tfzoo (only its start-up log filter, when installed). Not for production: no auth, one process.
 
     python -m serving.dev_server --model_name=tresnet50 --model_base_path=/srv/models/tresnet50
     python -m serving.dev_server --model_config_file=serving/models.config \\
@@ -43,6 +43,12 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+try:  # TF's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; tfzoo filters them when installed
+    from tfzoo.errors import quiet_tensorflow_start_up
+except ImportError:  # the server itself needs no tfzoo
+    pass
+else:
+    quiet_tensorflow_start_up()
 
 import grpc  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -81,7 +87,10 @@ class Servable:
         self.name, self.version, self.path = name, version, path
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
+        # TF Serving's own loader, on purpose: its deprecation notice is not the user's business.
+        from tensorflow.python.util import deprecation
+
+        with self.graph.as_default(), deprecation.silence():
             meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(path))
         self.signature_defs = dict(meta.signature_def)
         self.signatures = {k: s for k, s in self.signature_defs.items() if s.inputs}
