@@ -22,7 +22,7 @@ The split is NOT the thesis's: Table 7.3 uses YUP++'s "split #1" (§7.4.2), whos
 not available here, so prepare draws its own seeded 10/90 split (10% of each class's static
 and moving videos train). With the official list, pass the training videos to prepare:
     python -m tfzoo.data.prepare --dataset=yuppp --root=YUPPP_DIR --out=DIR \
-        --split-file=yuppp_split1_train.txt
+        --split_file=yuppp_split1_train.txt
 (one ROOT-relative path a line, e.g. camera_static/Beach/Beach_static_cam_01.mp4; every other
 video tests). Numbers on the seeded split are not comparable to Table 7.3's 89.0%.
 """

@@ -53,7 +53,7 @@ def main(argv):
     except TfzooError as e:
         sys.exit(report(e, "export"))
     # Imported after the cheap checks: TensorFlow takes seconds to import.
-    from export.saved_model import export_saved_model, resolve_version_dir
+    from .saved_model import export_saved_model, resolve_version_dir
 
     try:
         # Refuse an existing version before spending time loading the model.

@@ -61,7 +61,7 @@ import tensorflow as tf
 
 from tfzoo.errors import TfzooError
 from tfzoo.tasks import get_task
-from export.warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
+from .warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
@@ -337,12 +337,18 @@ class _Untracked:
         self.__dict__.update(kwargs)
 
 
+# TF Serving reads version directory names as int64 and ignores larger ones.
+MAX_VERSION = 2**63 - 1
+
+
 def existing_versions(model_base: str | os.PathLike) -> list[int]:
     """Integer version directories under EXPORT_DIR/NAME, sorted."""
     base = Path(model_base)
     if not base.is_dir():
         return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+    return sorted(int(p.name) for p in base.iterdir()
+                  if p.is_dir() and p.name.isascii() and p.name.isdigit()
+                  and int(p.name) <= MAX_VERSION)
 
 
 def export_saved_model(
@@ -538,8 +544,15 @@ def resolve_version_dir(export_dir: str | os.PathLike, name: str, version: int |
     versions = existing_versions(base)
     if version is None:
         version = (versions[-1] + 1) if versions else 1
+        if version > MAX_VERSION:
+            raise ExportError(f"{base} has version {versions[-1]}: there is no version after "
+                              f"{MAX_VERSION} (TF Serving reads versions as int64); export "
+                              "under another --name")
     elif isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ExportError(f"version={version!r}; expected a positive integer")
+    elif version > MAX_VERSION:
+        raise ExportError(f"version={version}; expected at most 2^63 - 1 = {MAX_VERSION} (TF "
+                          "Serving reads versions as int64 and ignores larger directory names)")
     final = base / str(version)
     if final.exists():
         raise ExportError(

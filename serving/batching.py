@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.errors import ServingError, StatusCode
+from .errors import invalid, unavailable
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,14 @@ class BatchScheduler:
         size = int(next(iter(inputs.values())).shape[0])
         limit = self.options.max_batch_size
         if size > limit:
-            raise ServingError(StatusCode.INVALID_ARGUMENT,
-                               f"Task size {size} is larger than maximum input batch size {limit}")
+            raise invalid(f"Task size {size} is larger than maximum input batch size {limit}")
         task = _Task(key, inputs, size, Future(), time.monotonic())
         with self._cond:
             if self._stopping:
-                raise ServingError(StatusCode.UNAVAILABLE, "the servable is being unloaded")
+                raise unavailable("the servable is being unloaded")
             if self._queued + size > limit * self.options.max_enqueued_batches:
-                raise ServingError(StatusCode.UNAVAILABLE, "The batch scheduling queue to which "
-                                   "this task was submitted is full")
+                raise unavailable("The batch scheduling queue to which this task was submitted "
+                                  "is full")
             self._tasks.append(task)
             self._queued += size
             self._cond.notify_all()
@@ -152,9 +151,8 @@ class BatchScheduler:
             outputs = self._run(batch[0].key, inputs)
             for name, value in outputs.items():
                 if value.ndim == 0 or value.shape[0] != padded:
-                    raise ServingError(StatusCode.INVALID_ARGUMENT,
-                                       f"Batched output tensor {name!r} has shape {value.shape}; "
-                                       f"batching needs a 0th dimension of {padded} (the batch)")
+                    raise invalid(f"Batched output tensor {name!r} has shape {value.shape}; "
+                                  f"batching needs a 0th dimension of {padded} (the batch)")
         except BaseException as e:  # every waiting request gets the error, none hangs
             for t in batch:
                 t.future.set_exception(e)

@@ -19,7 +19,6 @@ one line. REST needs only the standard library; gRPC needs tensorflow-serving-ap
 
 from __future__ import annotations
 
-import argparse
 import base64
 import fractions
 import http.client
@@ -32,14 +31,16 @@ import urllib.request
 
 import numpy as np
 
+from . import cli
+from .errors import ServingError
+
 # The export's encoded-frames signature (export/saved_model.py): adjust here if it is renamed.
 ENCODED_SIGNATURE = "serving_encoded"
 ENCODED_INPUT = "frames"
 JPEG_QSCALE = 2  # FFmpeg's mjpeg quantiser, 2 (best) .. 31: ~quality 95
 
 
-class ServingError(RuntimeError):
-    """The server refused the request or could not be reached; the message says which."""
+PROG = "python -m serving.client"
 
 
 class _Retryable(ServingError):
@@ -312,29 +313,35 @@ def build_inputs(frames: np.ndarray, how: str, signatures: dict, model: str,
     return sig, inputs
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--url", default=None, help="REST base URL (default http://localhost:8501)")
-    where.add_argument("--grpc", default=None, help="gRPC target host:port, e.g. localhost:8500")
-    parser.add_argument("--model", required=True, help="model name on the server")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--version", type=int, default=None, help="a version (default: latest)")
-    which.add_argument("--label", default=None, help="a version label, e.g. stable")
-    parser.add_argument("--video", required=True, help="video file (anything FFmpeg decodes)")
-    parser.add_argument("--num_frames", type=int, default=16)
-    parser.add_argument("--short_side", type=int, default=224, help="0 keeps the decoded size")
-    parser.add_argument("--frames", choices=["jpeg", "raw"], default="jpeg",
-                        help="send JPEG-encoded frames (default) or raw uint8 frames")
-    parser.add_argument("--flow", default=None, help=".npy float32 (T, H, W, 2L) for two-stream models")
-    parser.add_argument("--signature", default=None,
-                        help=f"default: {ENCODED_SIGNATURE} (jpeg) or serving_default (raw)")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds, for every call")
-    parser.add_argument("--retries", type=int, default=3,
-                        help="retries on connection errors and 503/UNAVAILABLE only")
-    args = parser.parse_args(argv)
+def define_flags(f):
+    d = dict(flag_values=f)
+    F = cli.flags
+    F.DEFINE_string("url", None, "REST base URL (default http://localhost:8501).", **d)
+    F.DEFINE_string("grpc", None, "gRPC target host:port, e.g. localhost:8500 (instead of --url).",
+                    **d)
+    F.DEFINE_string("model", None, "Model name on the server.", **d)
+    F.DEFINE_integer("version", None, "A version (default: latest).", **d)
+    F.DEFINE_string("label", None, "A version label, e.g. stable (instead of --version).", **d)
+    F.DEFINE_string("video", None, "Video file (anything FFmpeg decodes).", **d)
+    F.DEFINE_integer("num_frames", 16, "Frames to sample, equally spaced.", **d)
+    F.DEFINE_integer("short_side", 224, "Scale frames to this shorter side; 0 keeps the size.",
+                     **d)
+    F.DEFINE_enum("frames", "jpeg", ["jpeg", "raw"],
+                  "Send JPEG-encoded frames (default) or raw uint8 frames.", **d)
+    F.DEFINE_string("flow", None, ".npy float32 (T, H, W, 2L) for two-stream models.", **d)
+    F.DEFINE_string("signature", None,
+                    f"Default: {ENCODED_SIGNATURE} (jpeg) or serving_default (raw).", **d)
+    F.DEFINE_float("timeout", 60, "Seconds, for every call.", **d)
+    F.DEFINE_integer("retries", 3, "Retries on connection errors and 503/UNAVAILABLE only.", **d)
+    F.mark_flags_as_required(["model", "video"], flag_values=f)
 
+
+def main(argv=None):
+    args = cli.parse(define_flags, PROG, argv, __doc__)
+    if args.url and args.grpc:
+        cli.fail(PROG, f"--url={args.url} and --grpc={args.grpc}: pass one of them")
+    if args.version is not None and args.label:
+        cli.fail(PROG, f"--version={args.version} and --label={args.label}: pass one of them")
     try:
         if args.timeout <= 0 or args.retries < 0:
             raise ValueError(f"--timeout={args.timeout} and --retries={args.retries}; expected "

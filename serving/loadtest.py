@@ -17,7 +17,6 @@ same machine under the same load.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
@@ -33,6 +32,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from . import cli  # noqa: E402
+
+PROG = "python -m serving.loadtest"
 
 
 def _free_port() -> int:
@@ -102,7 +105,7 @@ def request(frames: int, size: int, encoding: str = "raw"):
     if encoding == "raw":
         inputs = {"rgb": clip}
         return "serving_default", inputs, json.dumps({"inputs": {"rgb": clip.tolist()}}).encode()
-    from serving.client import ENCODED_INPUT, ENCODED_SIGNATURE, _json_tensor, encode_jpeg
+    from .client import ENCODED_INPUT, ENCODED_SIGNATURE, _json_tensor, encode_jpeg
 
     encoded = np.empty((1, frames), dtype=object)
     encoded[0, :] = encode_jpeg(clip[0])
@@ -196,38 +199,52 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def define_flags(f):
+    d = dict(flag_values=f)
+    F = cli.flags
+    F.DEFINE_string("model_base_path", None, "The model's directory (version dirs inside); the "
+                    "in-process baseline loads its highest version.", **d)
+    F.DEFINE_string("model_name", None, "The model's name on the server.", **d)
+    F.DEFINE_string("rest", None, "A running server's REST URL (else one is started).", **d)
+    F.DEFINE_string("grpc", None, "A running server's gRPC target.", **d)
+    F.DEFINE_string("before_rest", None, "Another running server's REST URL (e.g. an earlier "
+                    "version), measured in the same rounds as path rest-before.", **d)
+    F.DEFINE_string("before_grpc", None, "Another running server's gRPC target (grpc-before).",
+                    **d)
+    F.DEFINE_list("clients", ["1", "8", "32", "64"], "Comma-separated N.", **d)
+    F.DEFINE_integer("requests", 256, "Requests per N and path (bound).", **d)
+    F.DEFINE_float("max_seconds", 60, "Time per N and path (bound).", **d)
+    F.DEFINE_integer("frames", 8, "Frames per clip.", **d)
+    F.DEFINE_integer("size", 64, "Frame height and width.", **d)
+    F.DEFINE_enum("encoding", "raw", ["raw", "jpeg"], "Raw uint8 frames to serving_default, or "
+                  "JPEG frames to the export's encoded-frames signature (what serving.client "
+                  "sends).", **d)
+    F.DEFINE_float("timeout", 60, "Per-request timeout, seconds.", **d)
+    F.DEFINE_boolean("enable_batching", False, "Passed to the started server.", **d)
+    F.DEFINE_string("batching_parameters_file", None, "Passed to the started server.", **d)
+    F.DEFINE_list("paths", ["in-process", "rest", "grpc"], "Paths to measure (add rest-before, "
+                  "grpc-before with --before_rest/--before_grpc).", **d)
+    F.DEFINE_integer("rounds", 4, "The paths alternate in this many rounds.", **d)
+    F.mark_flags_as_required(["model_base_path", "model_name"], flag_values=f)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m serving.loadtest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_base_path", required=True,
-                   help="the model's directory (version dirs inside); the in-process baseline "
-                        "loads its highest version")
-    p.add_argument("--model_name", required=True)
-    p.add_argument("--rest", default=None, help="a running server's REST URL (else one is started)")
-    p.add_argument("--grpc", default=None, help="a running server's gRPC target")
-    p.add_argument("--clients", default="1,8,32,64", help="comma-separated N")
-    p.add_argument("--requests", type=int, default=256, help="requests per N and path (bound)")
-    p.add_argument("--max_seconds", type=float, default=60, help="time per N and path (bound)")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--size", type=int, default=64, help="frame height and width")
-    p.add_argument("--encoding", choices=["raw", "jpeg"], default="raw",
-                   help="raw uint8 frames to serving_default, or JPEG frames to the export's "
-                        "encoded-frames signature (what serving.client sends)")
-    p.add_argument("--timeout", type=float, default=60, help="per-request timeout, seconds")
-    p.add_argument("--enable_batching", action="store_true", help="passed to the started server")
-    p.add_argument("--batching_parameters_file", default=None)
-    p.add_argument("--paths", default="in-process,rest,grpc")
-    p.add_argument("--rounds", type=int, default=4, help="the paths alternate in this many rounds")
-    args = p.parse_args(argv)
+    args = cli.parse(define_flags, PROG, argv, __doc__)
+    from .models import disk_versions
+    from .servable import Servable
 
-    from serving.dev_server import Servable, _disk_versions
-
-    versions = _disk_versions(Path(args.model_base_path))
+    try:
+        ns = [int(n) for n in args.clients]
+        versions = disk_versions(Path(args.model_base_path))
+    except (ValueError, OSError) as e:
+        cli.fail(PROG, f"--clients={args.clients} / --model_base_path={args.model_base_path}: "
+                       f"{e}")
     if not versions:
-        sys.exit(f"loadtest: no version directory in {args.model_base_path}")
+        cli.fail(PROG, f"no version directory in --model_base_path={args.model_base_path}")
     signature, inputs, body = request(args.frames, args.size, args.encoding)
-    ns = [int(n) for n in args.clients.split(",")]
-    paths = args.paths.split(",")
+    paths = list(args.paths) + [p for p, url in (("rest-before", args.before_rest),
+                                                 ("grpc-before", args.before_grpc))
+                                if url and p not in args.paths]
 
     proc = None
     rest, target = args.rest, args.grpc
@@ -249,6 +266,15 @@ def main(argv=None):
         calls = {"in-process": in_process_call(servable, inputs, signature),
                  "rest": rest_call(rest, args.model_name, body, args.timeout),
                  "grpc": grpc_call(target, args.model_name, inputs, args.timeout, signature)}
+        if args.before_rest:
+            calls["rest-before"] = rest_call(args.before_rest, args.model_name, body, args.timeout)
+        if args.before_grpc:
+            calls["grpc-before"] = grpc_call(args.before_grpc, args.model_name, inputs,
+                                             args.timeout, signature)
+        unknown = sorted(set(paths) - set(calls))
+        if unknown:
+            cli.fail(PROG, f"--paths has {unknown}; known here: {sorted(calls)}")
+        calls = {p: calls[p] for p in paths}
         for call in calls.values():  # first calls pay for graph set-up, not measured
             call({})
         rows = []

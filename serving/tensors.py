@@ -20,9 +20,20 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from serving.errors import invalid
+from .errors import invalid
 
 MAX_JSON_DEPTH = 32  # a tensor of rank > 32 is not a video; deeper JSON is refused early
+# JSON values (containers and scalars) that the generic parser may build as Python objects,
+# whatever the body size: an empty list costs 64 bytes for 3 bytes of body, so this bound (and
+# len(body) // 16 for larger bodies) keeps a body of B bytes under max(32 MB, 4 B) of objects.
+MAX_JSON_VALUES = 500_000
+# DataTypes a request tensor may have: numbers, bool and string. Resource handles, variants and
+# reference types are graph internals that no client can send meaningfully.
+SUPPORTED_DTYPES = frozenset(
+    getattr(types_pb2, n) for n in (
+        "DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16", "DT_INT8", "DT_INT16", "DT_INT32",
+        "DT_INT64", "DT_UINT8", "DT_UINT16", "DT_UINT32", "DT_UINT64", "DT_BOOL", "DT_STRING",
+        "DT_COMPLEX64", "DT_COMPLEX128"))
 
 
 def info_dtype(info) -> tf.DType:
@@ -40,13 +51,43 @@ def shape_text(dims) -> str:
     return "(" + ", ".join("?" if d < 0 else str(d) for d in dims) + ")"
 
 
-def check_inputs(arrays: dict, infos: dict, signature: str) -> dict[str, np.ndarray]:
-    """Names, dtypes and shapes of `arrays` against a signature's input TensorInfos."""
-    sent, wanted = set(arrays), set(infos)
+def check_names(sent, infos: dict, signature: str):
+    """The request's input names against the signature's, before anything is decoded."""
+    sent, wanted = set(sent), set(infos)
     if sent != wanted:
-        raise invalid(f"input names {sorted(sent)} do not match signature {signature!r}: "
-                      f"missing {sorted(wanted - sent)}, unexpected {sorted(sent - wanted)}; "
+        unexpected = sorted(sent - wanted)
+        shown = unexpected[:5] + (["..."] if len(unexpected) > 5 else [])
+        raise invalid(f"input names do not match signature {signature!r}: "
+                      f"missing {sorted(wanted - sent)}, unexpected {shown}; "
                       f"expected exactly {sorted(wanted)}")
+
+
+def check_shape(name: str, shape, info, signature: str):
+    dims = info_shape(info)
+    if dims is not None and (len(shape) != len(dims) or any(
+            d >= 0 and d != s for d, s in zip(dims, shape))):
+        raise invalid(f"input {name!r}: got shape {tuple(shape)}; signature "
+                      f"{signature!r} expects {shape_text(dims)}")
+
+
+def nbytes(array: np.ndarray) -> int:
+    """Decoded size of a request array (string elements: their bytes plus a pointer)."""
+    if array.dtype == object:
+        return sum(len(b) for b in array.reshape(-1).tolist() if isinstance(b, bytes)) \
+            + 8 * array.size
+    return array.nbytes
+
+
+def check_total(total: int, max_bytes: int):
+    if total > max_bytes:
+        raise invalid(f"the request's tensors are {total} bytes decoded; the limit is "
+                      f"{max_bytes} bytes for all inputs together (--max_body_bytes)")
+
+
+def check_inputs(arrays: dict, infos: dict, signature: str,
+                 max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Names, dtypes, shapes and total size of `arrays` against a signature's inputs."""
+    check_names(arrays, infos, signature)
     out = {}
     for name, info in infos.items():
         array, dtype = arrays[name], info_dtype(info)
@@ -57,37 +98,73 @@ def check_inputs(arrays: dict, infos: dict, signature: str) -> dict[str, np.ndar
         elif array.dtype != want_np:
             raise invalid(f"input {name!r}: Expects arg to be {dtype.name} but "
                           f"{tf.as_dtype(array.dtype).name} is provided")
-        dims = info_shape(info)
-        if dims is not None and (array.ndim != len(dims) or any(
-                d >= 0 and d != s for d, s in zip(dims, array.shape))):
-            raise invalid(f"input {name!r}: got shape {tuple(array.shape)}; signature "
-                          f"{signature!r} expects {shape_text(dims)}")
+        check_shape(name, array.shape, info, signature)
         out[name] = array
+    if max_bytes is not None:
+        check_total(sum(nbytes(a) for a in out.values()), max_bytes)
     return out
 
 
 # --- gRPC: TensorProto ----------------------------------------------------------------------
 
-def proto_to_array(name: str, proto: tensor_pb2.TensorProto, max_bytes: int) -> np.ndarray:
-    """A TensorProto as an array, refusing bad dims and tensors larger than `max_bytes`."""
-    if proto.dtype == types_pb2.DT_INVALID or proto.dtype not in types_pb2.DataType.values():
-        raise invalid(f"input {name!r}: dtype {proto.dtype} is not a valid DataType")
-    dims = [int(d.size) for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        raise invalid(f"input {name!r}: dims {dims} include a negative size")
-    try:
-        itemsize = 8 if proto.dtype == types_pb2.DT_STRING else tf.as_dtype(proto.dtype).size
-    except TypeError:
-        raise invalid(f"input {name!r}: dtype {types_pb2.DataType.Name(proto.dtype)} is not "
-                      "supported") from None
-    count = int(np.prod(dims, dtype=np.float64)) if dims else 1
-    if count * itemsize > max_bytes:
-        raise invalid(f"input {name!r}: shape {dims} is {count * itemsize} bytes; the limit is "
-                      f"{max_bytes} bytes (--max_body_bytes)")
-    try:
-        return tf.make_ndarray(proto)
-    except (ValueError, TypeError) as e:
-        raise invalid(f"input {name!r}: malformed TensorProto ({e})") from None
+def _values_count(proto: tensor_pb2.TensorProto) -> int:
+    # Every `*_val` field of a TensorProto is a repeated field of values.
+    return sum(len(v) for f, v in proto.ListFields() if f.name.endswith("_val"))
+
+
+def protos_to_inputs(protos, infos: dict, signature: str, max_bytes: int) -> dict[str, np.ndarray]:
+    """A PredictRequest's TensorProtos as arrays, validated before anything is decoded.
+
+    Names, dtypes, shapes (against the signature) and the decoded size of all inputs together
+    are read from the protos' headers first, so a small request that declares huge tensors, or
+    tensors the signature does not have, is refused without allocating them.
+    """
+    check_names(protos.keys(), infos, signature)
+    total, checked = 0, []
+    for name, info in infos.items():
+        proto = protos[name]
+        if proto.dtype not in SUPPORTED_DTYPES:
+            label = (types_pb2.DataType.Name(proto.dtype)
+                     if proto.dtype in types_pb2.DataType.values() else str(proto.dtype))
+            raise invalid(f"input {name!r}: dtype {label} is not supported; a request tensor is "
+                          "a number, bool or string type")
+        if proto.dtype != info.dtype:
+            raise invalid(f"input {name!r}: Expects arg to be {info_dtype(info).name} but "
+                          f"{tf.dtypes.as_dtype(proto.dtype).name} is provided")
+        if proto.tensor_shape.unknown_rank:
+            raise invalid(f"input {name!r}: the TensorProto has an unknown rank; expected dims")
+        dims = [int(d.size) for d in proto.tensor_shape.dim]
+        if any(d < 0 for d in dims):
+            raise invalid(f"input {name!r}: dims {dims} include a negative size")
+        check_shape(name, dims, info, signature)
+        count = 1
+        for d in dims:
+            count *= d
+        values = _values_count(proto)
+        if proto.dtype == types_pb2.DT_STRING:
+            if values != count:
+                raise invalid(f"input {name!r}: {values} strings for shape {dims} ({count} "
+                              "elements)")
+            total += sum(len(b) for b in proto.string_val) + 8 * count
+        else:
+            itemsize = tf.dtypes.as_dtype(proto.dtype).size
+            if proto.tensor_content and len(proto.tensor_content) != count * itemsize:
+                raise invalid(f"input {name!r}: tensor_content has {len(proto.tensor_content)} "
+                              f"bytes; shape {dims} of {info_dtype(info).name} needs "
+                              f"{count * itemsize}")
+            if not proto.tensor_content and values > count:
+                raise invalid(f"input {name!r}: {values} values for shape {dims} ({count} "
+                              "elements)")
+            total += count * itemsize
+        check_total(total, max_bytes)
+        checked.append(name)
+    out = {}
+    for name in checked:
+        try:
+            out[name] = tf.make_ndarray(protos[name])
+        except (ValueError, TypeError) as e:
+            raise invalid(f"input {name!r}: malformed TensorProto ({e})") from None
+    return out
 
 
 # --- REST: JSON -----------------------------------------------------------------------------
@@ -106,20 +183,57 @@ class NumericArray:
 # Found with bytes.translate + bytes.find (linear), not a regex (quadratic on adversarial input).
 _RUN_MASK = bytes(49 if chr(i) in "[]0123456789eE+-., \t\r\n" else 48 for i in range(256))
 _MIN_RUN = 4096
-# What numpy accepts but JSON does not: a leading zero ('+' is checked with `in`).
-_LEADING_ZERO = re.compile(rb",-?0[0-9]")
+# What numpy accepts but JSON does not: a leading '+' or zero, whitespace inside a number.
+_LEADING_ZERO = re.compile(rb" *-?0[0-9]")
+_LEADING_ZERO_AFTER_COMMA = re.compile(rb", *-?0[0-9]")
+_SPACED_NUMBER = re.compile(rb"[0-9.eE+-][ \t\r\n]+[0-9.eE+-]")
+
+
+def _json_numbers(text: bytes, spaced: bool) -> bool:
+    """False if comma-separated `text` has a number numpy reads but JSON forbids.
+
+    spaced: every comma is followed by one space (json.dumps' ", ").
+    """
+    if b"+" in text and text.count(b"+") != text.count(b"e+") + text.count(b"E+"):
+        return False  # a '+' anywhere but in an exponent
+    if _LEADING_ZERO.match(text):
+        return False
+    if not spaced:
+        return not _LEADING_ZERO_AFTER_COMMA.search(text)
+    # " 0" starts a number; substring counts (memchr speed, unlike a regex over megabytes)
+    # tell whether each such 0 is a whole number or starts "0.", "0e".
+    ends = (b",", b".", b"e", b"E") if any(c in text for c in (b".", b"e", b"E")) else (b",",)
+    for zero in (b" 0", b" -0"):
+        n = text.count(zero)
+        if n and n != sum(text.count(zero + c) for c in ends) + text.endswith(zero):
+            return False
+    return True
+
+
 _INT64 = np.iinfo(np.int64)
 
 
-def _numeric(run: bytes) -> NumericArray | None:
-    """A rectangular JSON array of numbers, or None (then the generic parser handles it)."""
-    run = run.translate(None, b" \t\r\n")
-    skeleton = run.translate(None, b"0123456789eE+-.")
-    text = run.translate(None, b"[]")
+def _numeric(body: bytes, start: int, end: int) -> NumericArray | None:
+    """body[start:end] as a rectangular JSON array of numbers, or None (then the generic
+    parser handles it). Peak memory is about 3 x the run plus the int64/float64 result."""
+    run = body[start:end]
+    skeleton = run.translate(None, b"0123456789eE+-. \t\r\n")
     rank = len(skeleton) - len(skeleton.lstrip(b"["))
-    if not 1 <= rank <= MAX_JSON_DEPTH:
+    if not 1 <= rank <= MAX_JSON_DEPTH or b"[]" in skeleton:
         return None
-    if not text or b",+" in b"," + text or _LEADING_ZERO.search(b"," + text):
+    spaces, comma_spaces = run.count(b" "), run.count(b", ")
+    spaced = spaces == comma_spaces == len(skeleton) - 2 * skeleton.count(b"[")
+    if spaces == comma_spaces and not any(c in run for c in (b"\n", b"\t", b"\r")):
+        # Spaces only after commas (json.dumps' ", "): numpy's parser skips them, and stops
+        # early (a count mismatch below) at anything else.
+        text = run.translate(None, b"[]")
+    else:
+        # Whitespace anywhere (indented JSON): whitespace inside a number ("1 2") is not JSON.
+        if _SPACED_NUMBER.search(run):
+            return None
+        text = run.translate(None, b"[] \t\r\n")
+    del run
+    if not text or not _json_numbers(text, spaced):
         return None
     dims, child = [], b""
     for level in range(rank - 1, -1, -1):  # innermost list first: count its children
@@ -154,15 +268,18 @@ def loads(body: bytes):
     if len(body) > 65536:
         nonce = os.urandom(8).hex()
         subs, parts, last, pos = {}, [], 0, 0
-        mask = body.translate(_RUN_MASK)
+        mask, runs = body.translate(_RUN_MASK), []
         while (i := mask.find(b"1" * _MIN_RUN, pos)) >= 0:
             j = mask.find(b"0", i)
             j = len(body) if j < 0 else j
             pos = j
+            runs.append((i, j))
+        del mask
+        for i, j in runs:
             start, end = body.find(b"[", i, j), body.rfind(b"]", i, j) + 1
             if start < 0 or end <= start:
                 continue
-            parsed = _numeric(body[start:end])
+            parsed = _numeric(body, start, end)
             if parsed is None:
                 continue
             key = f"__tfzoo_{nonce}_{len(subs)}"
@@ -183,13 +300,28 @@ def loads(body: bytes):
                     return {k: put(x) for k, x in v.items()}
                 return v
 
+            rest = b"".join(parts)
+            _check_values(rest)
             try:
-                tree = put(json.loads(b"".join(parts)))
+                tree = put(json.loads(rest))
                 if sorted(used) == sorted(subs):
                     return tree
             except (ValueError, RecursionError):
                 pass  # e.g. a run inside a JSON string: parse the body as it is
+    _check_values(body)
     return json.loads(body)
+
+
+def _check_values(text: bytes):
+    """Refuses JSON with more values than the generic parser may build as Python objects."""
+    limit = max(MAX_JSON_VALUES, len(text) // 16)
+    # Every value but the last is followed by a comma or closes a container; brackets inside
+    # strings count too, so this is an upper bound, computed at memchr speed.
+    values = text.count(b",") + text.count(b"[") + text.count(b"{")
+    if values > limit:
+        raise invalid(f"the request body has about {values} JSON values outside large numeric "
+                      f"arrays; the limit is {limit} (send the tensor as one nested array of "
+                      "numbers, or encoded frames)")
 
 def _is_b64(value) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
@@ -289,49 +421,66 @@ def _named(value, infos: dict, where: str) -> dict:
     return {next(iter(infos)): value}
 
 
-def json_to_inputs(request, infos: dict, signature: str) -> tuple[dict, str]:
-    """A parsed predict body -> ({input: array}, "row" | "columnar")."""
+def json_to_inputs(request, infos: dict, signature: str,
+                   max_bytes: int) -> tuple[dict, str]:
+    """A parsed predict body -> ({input: array}, "row" | "columnar").
+
+    Names are checked before any value is converted; rows are converted one at a time into
+    arrays allocated once from the first row's shape, and the first row of another shape (or
+    a total above `max_bytes`) ends the parse.
+    """
     if not isinstance(request, dict):
         raise invalid(f"the request body is a JSON {type(request).__name__}; expected an object "
                       '{"signature_name": ..., "instances": [...]} or {"inputs": ...}')
     unknown = set(request) - {"signature_name", "instances", "inputs"}
     if unknown:
-        raise invalid(f"unknown request keys {sorted(unknown)}; expected 'signature_name' and "
-                      "one of 'instances' or 'inputs'")
+        raise invalid(f"unknown request keys {sorted(unknown)[:5]}; expected 'signature_name' "
+                      "and one of 'instances' or 'inputs'")
     if ("instances" in request) == ("inputs" in request):
         raise invalid("the request must have exactly one of 'instances' (row format) or "
                       "'inputs' (columnar format)")
     if "inputs" in request:
         named = _named(request["inputs"], infos, "'inputs'")
-        arrays = {k: json_to_array(v, info_dtype(infos[k]), f"input {k!r}") if k in infos
-                  else np.asarray(0) for k, v in named.items()}
+        check_names(named, infos, signature)
+        arrays, total = {}, 0
+        for k, info in infos.items():
+            arrays[k] = json_to_array(named[k], info_dtype(info), f"input {k!r}")
+            total += nbytes(arrays[k])
+            check_total(total, max_bytes)
         return check_inputs(arrays, infos, signature), "columnar"
     instances = request["instances"]
     if isinstance(instances, NumericArray) and len(infos) == 1 and instances.array.ndim:
         # One array of numbers: the batch of a single-input signature, parsed in one go.
         name, info = next(iter(infos.items()))
-        return check_inputs({name: json_to_array(instances, info_dtype(info), f"input {name!r}")},
-                            infos, signature), "row"
+        array = json_to_array(instances, info_dtype(info), f"input {name!r}")
+        return check_inputs({name: array}, infos, signature, max_bytes), "row"
     if not isinstance(instances, list) or not instances:
         raise invalid("'instances' must be a non-empty JSON list (one entry per example)")
-    rows = [_named(v, infos, f"instances[{i}]") for i, v in enumerate(instances)]
-    keys = set(rows[0])
-    for i, row in enumerate(rows):
-        if set(row) != keys:
-            raise invalid(f"instances[{i}] has keys {sorted(row)}; instances[0] has "
-                          f"{sorted(keys)}: every instance needs the same inputs")
-    if keys != set(infos):
-        return check_inputs({k: np.asarray(0) for k in keys}, infos, signature), "row"
-    arrays = {}
+    first = _named(instances[0], infos, "instances[0]")
+    check_names(first, infos, signature)
+    n, arrays, shapes = len(instances), {}, {}
     for name, info in infos.items():
-        items = [json_to_array(r[name], info_dtype(info), f"instances[{i}] input {name!r}")
-                 for i, r in enumerate(rows)]
-        shapes = sorted({a.shape for a in items})
-        if len(shapes) > 1:
-            raise invalid(f"input {name!r}: instances have different shapes {shapes}; in the "
-                          "row format every instance must have the same shape (send clips of "
-                          "different sizes in separate requests)")
-        arrays[name] = np.stack(items)
+        a = json_to_array(first[name], info_dtype(info), f"instances[0] input {name!r}")
+        check_shape(name, (n,) + a.shape, info, signature)
+        shapes[name] = a.shape
+        arrays[name] = np.empty((n,) + a.shape, dtype=a.dtype)
+        arrays[name][0] = a
+    check_total(sum(nbytes(a[:1]) for a in arrays.values()) * n, max_bytes)
+    for i in range(1, n):
+        row = _named(instances[i], infos, f"instances[{i}]")
+        if set(row) != set(infos):
+            raise invalid(f"instances[{i}] has keys {sorted(row)[:5]}; instances[0] has "
+                          f"{sorted(infos)}: every instance needs the same inputs")
+        for name, info in infos.items():
+            a = json_to_array(row[name], info_dtype(info), f"instances[{i}] input {name!r}")
+            if a.shape != shapes[name]:
+                raise invalid(f"input {name!r}: instances have different shapes: instances[{i}] "
+                              f"is {a.shape}, instances[0] is {shapes[name]}; in the row format "
+                              "every instance must have the same shape (send clips of different "
+                              "sizes in separate requests)")
+            arrays[name][i] = a
+    if any(a.dtype == object for a in arrays.values()):
+        check_total(sum(nbytes(a) for a in arrays.values()), max_bytes)
     return check_inputs(arrays, infos, signature), "row"
 
 

@@ -101,6 +101,7 @@ def test_train_table(places, tmp_path):
         ([d, "--model=tresnet_small", "--set=link_strides=(1,0)"], "link_strides"),
         ([d, "--model=stresnet50"], "stresnet_conjunction"),
         ([d, "--model=tresnet_small", "stray"], "stray"),
+        ([d, "--model=tresnet_small", "--data_service=localhost"], "localhost"),
     ]
     _absl_table("tfzoo.train", "python -m tfzoo.train", rows, tmp_path)
     assert not (tmp_path / "run" / "config.json").exists()  # nothing recorded for a bad run
@@ -120,6 +121,20 @@ def test_evaluate_table(places, tmp_path):
         ([f"--model_dir={places / 'model_run'}", "--link_strides=1,4"], "not a D&T model"),
     ]
     _absl_table("tfzoo.evaluate", "python -m tfzoo.evaluate", rows, tmp_path)
+
+
+def test_detection_synthetic_table(places, tmp_path):
+    rows = [
+        ([], "--out"),
+        ([f"--out={places / 'other'}"], "exists"),
+        (["--out=x", "--variant=blurry"], "--variant=blurry"),
+        (["--out=x", "--frames=0"], "--frames=0"),
+        (["--out=x", "--val=-1"], "--val=-1"),
+        (["--out=x", "--seed=one"], "one"),
+    ]
+    _absl_table("tfzoo.detection.synthetic", "python -m tfzoo.detection.synthetic", rows,
+                tmp_path)
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_table(places, tmp_path):
@@ -149,9 +164,31 @@ def test_prepare_table(places, tmp_path, capsys):
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--workers", "0"], "0"),
         (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--flow", "farneback"],
          "farneback"),
-        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "101"],
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg_quality", "101"],
          "101"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--jpeg-quality", "0"],
+         "0"),
+        (["--dataset", "folder", *root], "--out"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"), "--videos_per_shard=x"],
+         "x"),
+        (["--dataset", "folder", *root, "--out", str(tmp_path / "o"),
+          "--beam_pipeline_options=runner"], "runner"),
         (["--dataset", "ucf101", *root, "--out", str(tmp_path / "o")], "classInd.txt"),
+    ]
+    _in_process(main, rows, capsys)
+
+
+def test_data_service_table(capsys):
+    from tfzoo.data.service import main
+
+    rows = [
+        ([], "dispatcher"),
+        (["dispatch"], "dispatch"),
+        (["worker"], "--dispatcher"),
+        (["worker", "--dispatcher=nohost"], "nohost"),
+        (["dispatcher", "--port=70000"], "70000"),
+        (["dispatcher", "--dispatcher=localhost:1"], "--dispatcher"),
+        (["worker", "--dispatcher=localhost:1", "--work_dir=/tmp"], "--work_dir"),
     ]
     _in_process(main, rows, capsys)
 

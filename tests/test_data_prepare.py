@@ -107,8 +107,8 @@ def test_yuppp_split_file_gives_the_training_videos(tmp_path, base, capsys):
     from tfzoo.data.prepare import main
 
     assert main(["--dataset=ucf101", f"--root={tmp_path}", f"--out={tmp_path / 'o'}",
-                 f"--split-file={listed}", "--no-progress"]) != 0
-    assert "--split-file applies to --dataset=yuppp" in capsys.readouterr().err
+                 f"--split_file={listed}", "--no_progress"]) != 0
+    assert "--split_file applies to --dataset=yuppp" in capsys.readouterr().err
 
 
 def test_imagenet_vid_snippets_boxes_and_det_mix(tmp_path, base):
@@ -187,14 +187,25 @@ def test_killed_prepare_resumes_without_duplicates(tmp_path, base, monkeypatch):
 
 def test_cli_and_errors(tmp_path, base, capsys):
     make_folder(tmp_path / "f", base, per_class=(2, 1))
+    # Issue 23 item 3: the 0.1 dashed spellings still work, each with a one-line note.
     rc = prep.main(["--dataset", "folder", "--root", str(tmp_path / "f"), "--out",
                     str(tmp_path / "o"), "--short-side", "24", "--workers", "2",
-                    "--videos-per-shard", "1", "--no-progress"])
-    assert rc == 0 and "prepared 3 videos" in capsys.readouterr().out
+                    "--videos-per-shard=1", "--no-progress"])
+    out = capsys.readouterr()
+    assert rc == 0 and "prepared 3 videos" in out.out
+    notes = [line for line in out.err.splitlines() if "deprecated" in line]
+    assert notes == [f"python -m tfzoo.data.prepare: note: --{d} is deprecated, use --{u} (the "
+                     "dashed spellings go in the next release)" for d, u in
+                     (("short-side", "short_side"), ("videos-per-shard", "videos_per_shard"),
+                      ("no-progress", "no_progress"))]
     assert len(list((tmp_path / "o").glob("shard-*.tfrecord"))) == 3
-    rc = prep.main(["--dataset", "ucf101", "--root", str(tmp_path / "f"), "--out",
-                    str(tmp_path / "o2"), "--no-progress"])
+    rc = prep.main(["--dataset=ucf101", f"--root={tmp_path / 'f'}",
+                    f"--out={tmp_path / 'o2'}", "--no_progress"])
     assert rc == 2 and "classInd.txt" in capsys.readouterr().err
+    # absl flags: underscores, --help lists them
+    assert prep.main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert "--short_side" in shown and "--beam_pipeline_options" in shown
 
 
 def test_out_must_be_new_empty_or_a_preparation(tmp_path, base, capsys):
@@ -206,7 +217,7 @@ def test_out_must_be_new_empty_or_a_preparation(tmp_path, base, capsys):
     (tmp_path / "docs" / "notes.md").write_text("keep me")
     for out, named in ((tmp_path / "file.txt", "file.txt"), (tmp_path / "docs", "notes.md")):
         rc = prep.main(["--dataset", "folder", "--root", str(tmp_path / "f"), "--out", str(out),
-                        "--short-side", "24", "--no-progress"])
+                        "--short_side", "24", "--no_progress"])
         err = capsys.readouterr().err
         assert rc == 2 and named in err and "Traceback" not in err, err
     assert (tmp_path / "file.txt").read_text() == "keep me"
@@ -259,3 +270,127 @@ def test_prepare_stores_tvl1_flow_of_the_stored_frames(tmp_path, base):
         back = records.decode_flow(stored.astype(np.float32))
         # Quantisation (40/255 px per code) and JPEG only.
         assert np.abs(back - np.clip(ref, -20, 20)).mean() < 0.2
+
+
+def test_box_without_a_coordinate_skips_and_reports_its_annotation(tmp_path, base):
+    """Issue 24 item 5: a VOC box missing <ymax> was a TypeError that aborted prepare; now the
+    snippet (or DET image) is skipped and reported naming the annotation file, the rest is
+    prepared."""
+    make_imagenet_vid(tmp_path / "vid", base)
+    ann = tmp_path / "vid" / "Annotations"
+    # frame 3 of a training snippet (not among the frames sampled for its label) ...
+    bad_vid = next((ann / "VID" / "train").rglob("ILSVRC2015_train_00001000/000003.xml"))
+    bad_vid.write_text(bad_vid.read_text().replace("<ymax>20</ymax>", "", 1))
+    # ... and one DET image, read while listing
+    bad_det = sorted((ann / "DET").rglob("n02834778_1.xml"))[0]
+    bad_det.write_text(bad_det.read_text().replace("<xmin>1</xmin>", "<xmin></xmin>"))
+    m = prep.prepare("imagenet_vid", tmp_path / "vid", tmp_path / "out", short_side=16,
+                     videos_per_shard=2, progress=False)
+    reasons = {s["video_id"]: s["reason"] for s in m["skipped"]}
+    assert set(reasons) == {"VID/train/ILSVRC2015_VID_train_0000/ILSVRC2015_train_00001000",
+                            "DET/train/ILSVRC2013_train/n02834778/n02834778_1"}, reasons
+    assert all(("000003.xml" in r and "ymax" in r) or ("n02834778_1.xml" in r and "xmin" in r)
+               for r in reasons.values()), reasons
+    assert m["splits"] == {"train": 2, "val": 1}
+    ids = {r["video_id"] for r in _all_records(tmp_path / "out")}
+    assert not ids & set(reasons) and len(ids) == 3
+
+
+def _write_mjpeg(path, width, height, n=3):
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = width, height, "yuvj420p"
+        for k in range(n):
+            img = np.full((height, width, 3), 40 * k, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def test_prepare_holds_a_window_of_frames_not_the_video(tmp_path, base, monkeypatch):
+    """Issue 24 item 4: frames stream through JPEG encoding and flow; at most the flow window
+    of decoded frames is alive at once (it was every frame of the video)."""
+    import gc
+    import weakref
+
+    from _data_fixtures import write_clip
+
+    write_clip(tmp_path / "f" / "a" / "long.avi", base[:40])
+    refs, peak = [], [0]
+    real = prep.iter_frames
+
+    class Frame(np.ndarray):  # a plain ndarray subclass, so the frames can be weakly tracked
+        pass
+
+    def tracked(*args, **kwargs):
+        for f in real(*args, **kwargs):
+            f = f.view(Frame)
+            refs.append(weakref.ref(f))
+            gc.collect()
+            peak[0] = max(peak[0], sum(r() is not None for r in refs))
+            yield f
+
+    monkeypatch.setattr(prep, "iter_frames", tracked)
+    m = prep.prepare("folder", tmp_path / "f", tmp_path / "out", short_side=24, flow="opencv",
+                     progress=False)
+    assert m["num_videos"] == 1 and m["num_frames"] == 40, m["skipped"]
+    assert 2 <= peak[0] <= prep._FlowComputer.WINDOW + 1, peak[0]
+    r = _all_records(tmp_path / "out")[0]
+    assert len(r["frames"]) == 40 and len(r["flow_u"]) == len(r["flow_v"]) == 39
+
+
+def test_frames_over_the_pixel_cap_skip_their_video(tmp_path, base):
+    """Issue 24 item 4: a 4096x8 MJPEG would be stored as 256 x 131072 frames (101 MB each);
+    it is skipped and reported before decoding, the other videos are prepared."""
+    from _data_fixtures import make_folder
+
+    make_folder(tmp_path / "f", base, per_class=(1, 1))
+    _write_mjpeg(tmp_path / "f" / "class0" / "wide.avi", 4096, 8)
+    m = prep.prepare("folder", tmp_path / "f", tmp_path / "out", progress=False)
+    assert m["num_videos"] == 2 and m["params"]["max_frame_pixels"] == 3840 * 2160
+    (reason,) = [s["reason"] for s in m["skipped"] if s["video_id"] == "class0/wide"]
+    assert "wide.avi" in reason and "4096x8" in reason and "131072x256" in reason
+    assert "max_frame_pixels=8294400" in reason
+    # with the cap raised (here: off) the same video is prepared
+    m = prep.prepare("folder", tmp_path / "f", tmp_path / "out2", short_side=16,
+                     max_frame_pixels=None, progress=False)
+    assert m["num_videos"] == 3 and m["skipped"] == []
+
+
+def test_a_second_run_on_the_same_out_is_refused_naming_the_holder(tmp_path, base,
+                                                                  monkeypatch, capsys):
+    """Issue 24 item 6: two prepare runs on one --out deleted each other's temporary shards;
+    the second is now refused (one line naming the lock holder) and the first finishes."""
+    import os
+    import socket
+
+    make_folder(tmp_path / "f", base, per_class=(2, 2))
+    out = tmp_path / "out"
+    real = prep._write_shard
+    seen = {}
+
+    def write_and_start_another(out_, index, count, items, params):
+        if not seen:
+            # a half-written shard of this run, as the second run would find it
+            (out / f".{records.shard_name(index, count)}.tfrecord.{os.getpid()}.tmp").write_bytes(b"x")
+            args = ["--dataset", "folder", "--root", str(tmp_path / "f"), "--out", str(out),
+                    "--short_side", "24", "--videos_per_shard", "1", "--no_progress"]
+            seen["code"] = prep.main(args)
+            seen["err"] = capsys.readouterr().err
+            seen["tmp_kept"] = bool(list(out.glob(".shard-*.tmp")))
+        return real(out_, index, count, items, params)
+
+    monkeypatch.setattr(prep, "_write_shard", write_and_start_another)
+    m = prep.prepare("folder", tmp_path / "f", out, short_side=24, videos_per_shard=1,
+                     progress=False)
+    assert seen["code"] == 2 and seen["tmp_kept"], seen
+    err = seen["err"].strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(out) in err and f"pid {os.getpid()} on {socket.gethostname()}" in err, err
+    assert m["num_videos"] == 4
+    # released: the next run (resumed, nothing to do) takes the lock again
+    assert prep.prepare("folder", tmp_path / "f", out, short_side=24, videos_per_shard=1,
+                        progress=False)["num_videos"] == 4

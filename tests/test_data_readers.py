@@ -227,3 +227,34 @@ def test_stored_flow_is_not_rescaled_by_default_and_motion_stage_uses_motion_cro
         u = f[0, ..., 0].ravel()
         slope, _ = np.polyfit(col / 48 * 10 - 5, u, 1)
         assert abs(abs(slope) - 1.0) < 0.06, slope  # raw stored values
+
+
+def test_streamed_record_is_make_examples_record(tmp_path):
+    """Issue 24 item 4: prepare streams each video's JPEGs from a spool file into its record;
+    TensorFlow's reader accepts the framing (it checks both CRC-32Cs) and the Example parses
+    equal to the one make_example builds in memory."""
+    rng = np.random.default_rng(0)
+    blobs = {k: [rng.bytes(int(n)) for n in rng.integers(1, 300, 6 if k == "frames" else 5)]
+             for k in records.STREAMED}
+    blobs["frames"][2] = rng.bytes(200_000)  # lengths with multi-byte varints, > 1 chunk
+    fields = dict(video_id="a/b", label=3, splits=("train1", "test2"), height=24, width=32,
+                  fps=25.0, sample_frames=[0, 2, 5], attrs={"camera": "static"},
+                  boxes=[(0, 1, 2, 1.5, 2.5, 10.0, 12.0), (3, 0, 1, 0.0, 0.0, 5.0, 6.0)])
+    path = tmp_path / "x.tfrecord"
+    with records.RecordWriter(path) as w:
+        for with_flow in (True, False):
+            with records.SpooledExample(tmp_path) as sp:
+                for k in records.STREAMED if with_flow else ("frames",):
+                    for b in blobs[k]:
+                        sp.add(k, b)
+                sp.write_to(w, **fields)
+        w.write(b"plain")
+    got = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    assert len(got) == 3 and got[2] == b"plain"
+    for rec, with_flow in zip(got, (True, False)):
+        want = records.make_example(frames=blobs["frames"],
+                                    flow_u=blobs["flow_u"] if with_flow else None,
+                                    flow_v=blobs["flow_v"] if with_flow else None, **fields)
+        assert tf.train.Example.FromString(rec) == tf.train.Example.FromString(want)
+        parsed = records.parse_example(rec, with_flow=with_flow)
+        assert [b for b in parsed["frames"].numpy()] == blobs["frames"]

@@ -1,6 +1,7 @@
 """Box ops and training targets against brute-force numpy loops."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfzoo.detection import (
@@ -100,15 +101,17 @@ def test_nms_box_voting_matches_loop():
     rng = np.random.default_rng(3)
     b = random_boxes(rng, 40, size=50)
     s = rng.permutation(40).astype("float32") / 40
-    voted, scores, keep = nms_box_voting(b, s, 0.4, 0.5)
-    keep = keep.numpy()
-    assert keep.tolist() == nms_loop(b, s, 0.4)
-    for row, k in zip(voted.numpy(), keep):
-        ov = iou_loop(b, b[[k]])[:, 0]
-        m = ov >= 0.5
-        wgt = np.maximum(s[m] + 1.5, 0)
-        np.testing.assert_allclose(row, (b[m] * wgt[:, None]).sum(0) / wgt.sum(), rtol=1e-5)
-    np.testing.assert_array_equal(scores, s[keep])
+    # the defaults are the authors' make_tubes: NMS 0.4, votes weighted by the score
+    for kw, iou_thr, add in (({}, 0.4, 0.0), ({"iou_threshold": 0.3, "add_val": 1.5}, 0.3, 1.5)):
+        voted, scores, keep = nms_box_voting(b, s, **kw)
+        keep = keep.numpy()
+        assert keep.tolist() == nms_loop(b, s, iou_thr)
+        for row, k in zip(voted.numpy(), keep):
+            ov = iou_loop(b, b[[k]])[:, 0]
+            m = ov >= 0.5
+            wgt = np.maximum(s[m] + add, 0) + 1e-12
+            np.testing.assert_allclose(row, (b[m] * wgt[:, None]).sum(0) / wgt.sum(), rtol=1e-5)
+        np.testing.assert_array_equal(scores, s[keep])
 
 
 def anchor_labels_loop(anchors, gt, h, w, pos=0.7, neg=0.3):
@@ -186,3 +189,35 @@ def test_ohem_picks_hardest_per_image():
         want[idx] = 1
     np.testing.assert_array_equal(mask, want)
     assert ohem_select(losses, num=128).numpy().sum() == 40
+
+
+def test_box_target_statistics_equal_numpy_on_a_tiny_dataset():
+    """Means and stds of the box targets (py-faster-rcnn's add_bbox_regression_targets): every
+    RoI or ground-truth box with IoU >= 0.5 with a ground-truth box, its target to its best
+    box, computed here one box at a time in numpy."""
+    from tfzoo.detection import box_target_statistics
+
+    rng = np.random.default_rng(0)
+    frames, rows = [], []
+    for _ in range(5):
+        g = rng.integers(0, 4)  # a frame with no ground truth adds nothing
+        xy = rng.uniform(0, 80, (g, 2))
+        gt = np.concatenate([xy, xy + rng.uniform(10, 40, (g, 2))], 1).astype("float32")
+        rois = (np.repeat(gt, 6, 0) + rng.normal(0, 4, (6 * g, 4))).astype("float32")
+        rois = np.concatenate([rois, rng.uniform(0, 100, (5, 4)).astype("float32")[:, [0, 1, 0, 1]]
+                               + [[0, 0, 20, 20]]])
+        frames.append((rois, gt))
+        for box in np.concatenate([rois, gt]):
+            ious = list(iou_loop(box[None], gt)[0]) if len(gt) else []
+            if ious and max(ious) >= 0.5:
+                b = gt[int(np.argmax(ious))]
+                w, h, tw, th = box[2] - box[0] + 1, box[3] - box[1] + 1, b[2] - b[0] + 1, b[3] - b[1] + 1
+                rows.append([(b[0] + tw / 2 - box[0] - w / 2) / w, (b[1] + th / 2 - box[1] - h / 2) / h,
+                             np.log(tw / w), np.log(th / h)])
+    rows = np.array(rows, np.float64)
+    assert len(rows) > 20
+    means, stds = box_target_statistics(frames)
+    np.testing.assert_allclose(means, rows.mean(0), atol=1e-5)
+    np.testing.assert_allclose(stds, rows.std(0), rtol=1e-4)
+    with pytest.raises(ValueError, match="no frame has a ground-truth box"):
+        box_target_statistics([(frames[0][0], np.zeros((0, 4)))])

@@ -19,33 +19,40 @@ def iou(a, b):
 
 
 def brute_force(dets, tracks, alpha=0.5, thr=0.5):
+    """Every path of every class enumerated: over the frames with a box of the class (the
+    others are left out, index -1), links scored p_i + p_j + psi, psi only between adjacent
+    frames."""
     frames = len(dets)
     rescored = [np.array(d["scores"], float) for d in dets]
     tubes = []
 
-    def edge(t, i, j):
-        psi = any(iou(m[:4], dets[t]["boxes"][i]) > thr
-                  and iou(m[4:], dets[t + 1]["boxes"][j]) > thr for m in tracks[t])
-        return dets[t]["scores"][i] + dets[t + 1]["scores"][j] + float(psi)
+    def edge(t, u, i, j):
+        psi = u == t + 1 and any(iou(m[:4], dets[t]["boxes"][i]) > thr
+                                 and iou(m[4:], dets[u]["boxes"][j]) > thr for m in tracks[t])
+        return dets[t]["scores"][i] + dets[u]["scores"][j] + float(psi)
 
     for c in sorted({int(c) for d in dets for c in d["classes"]}):
         alive = [{i for i, k in enumerate(d["classes"]) if k == c} for d in dets]
-        while all(alive):
+        present = [t for t in range(frames) if alive[t]]
+        while all(alive[t] for t in present):
             best, best_path = -np.inf, None
-            for path in itertools.product(*[sorted(a) for a in alive]):
-                if frames == 1:
-                    score = dets[0]["scores"][path[0]]
+            for path in itertools.product(*[sorted(alive[t]) for t in present]):
+                if len(present) == 1:
+                    score = dets[present[0]]["scores"][path[0]]
                 else:
-                    score = sum(edge(t, path[t], path[t + 1]) for t in range(frames - 1))
+                    score = sum(edge(present[q], present[q + 1], path[q], path[q + 1])
+                                for q in range(len(present) - 1))
                 if score > best:
                     best, best_path = score, path
-            tubes.append({"class": c, "indices": list(best_path)})
-            for t, i in enumerate(best_path):
+            indices = [-1] * frames
+            for t, i in zip(present, best_path):
+                indices[t] = i
                 alive[t].discard(i)
-            s = np.array([dets[t]["scores"][i] for t, i in enumerate(best_path)])
-            bonus = np.sort(s)[::-1][:math.ceil(alpha * frames)].mean()
-            for t, i in enumerate(best_path):
-                rescored[t][i] = s[t] + bonus
+            tubes.append({"class": c, "indices": indices})
+            s = np.array([dets[t]["scores"][i] for t, i in zip(present, best_path)])
+            bonus = np.sort(s)[::-1][:math.ceil(alpha * len(s))].mean()
+            for t, i in zip(present, best_path):
+                rescored[t][i] = dets[t]["scores"][i] + bonus
     return rescored, tubes
 
 
@@ -183,7 +190,7 @@ def test_online_full_history_reuse_is_exact(monkeypatch, ring):
     arrays = (video.scores, video.alive, video.first, video.more, video.idx)
     full = linking._online_full(*arrays, 0.5, ring)
     windows = linking._online_window(*arrays, 20, 0.5)
-    for a, b in zip(full[:3], windows):
+    for a, b in zip(full[:4], windows):
         np.testing.assert_array_equal(a, b)
 
 
@@ -266,3 +273,192 @@ def test_detect_cli_online_history(monkeypatch, capsys):
                 ["--history", "all"]):
         assert cli.main(base + bad) == 2 and not seen
         assert f"--history={bad[-1]}" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- frames without a box
+# (issue 20, section 1): a frame where a class has no box is left out of that class's linking
+
+A, B, FAR = [0, 0, 9, 9], [50, 50, 59, 59], [100, 0, 109, 9]
+
+
+def _frame(boxes, scores, classes):
+    return {"boxes": np.array(boxes, float).reshape(-1, 4), "scores": np.array(scores, float),
+            "classes": np.array(classes, int)}
+
+
+def _gap_video():
+    """Class 1 at A and B in frames 0, 1, 3, 4, none in frame 2 (a class-2 box there);
+    tracklets A -> A on (0, 1) and (3, 4), and on (1, 2) one from A to where A is at frame 3,
+    which must not link frame 1 to frame 3 (no tracklet spans a gap)."""
+    dets = [_frame([A, B], [0.9, 0.1], [1, 1]), _frame([A, B], [0.6, 0.5], [1, 1]),
+            _frame([FAR], [0.3], [2]), _frame([B, A], [0.7, 0.2], [1, 1]),
+            _frame([A, B], [0.3, 0.4], [1, 1])]
+    tracks = [np.array([A + A], float), np.array([A + A], float), np.zeros((0, 8)),
+              np.array([A + A], float)]
+    return dets, tracks
+
+
+def test_gap_in_the_middle_hand_computed():
+    # paths over frames 0, 1, 3, 4 score s0 + 2 s1 + 2 s3 + s4 + psi(0,1) + psi(3,4):
+    # A A (B) (B) = 0.9 + 1.2 + 1.4 + 0.4 + 1 = 4.9 beats A A A A = 4.8 (it would win with the
+    # (1, 2) tracklet counted across the gap: 5.8); the rest, B B A A, is the second tube
+    dets, tracks = _gap_video()
+    rescored, tubes = link_tubes(dets, tracks)
+    assert tubes == [{"class": 1, "indices": [0, 0, -1, 0, 1]},
+                     {"class": 1, "indices": [1, 1, -1, 1, 0]},
+                     {"class": 2, "indices": [-1, -1, 0, -1, -1]}]
+    # + mean of the top ceil(0.5 * 4) = 2 of each tube's 4 boxes: (0.9 + 0.7) / 2, (0.5 + 0.3) / 2
+    want = [[1.7, 0.5], [1.4, 0.9], [0.6], [1.5, 0.6], [0.7, 1.2]]
+    for g, w in zip(rescored, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    # online: frame t rescored from the tubes of frames [0, t]; the last frame equals offline
+    online, _ = link_tubes(dets, tracks, online=True)
+    # t=3: A A B = 0.9 + 1.2 + 0.7 + 1 beats A A A; B3 + (0.9 + 0.7) / 2, A3 + (0.5 + 0.2) / 2
+    want = [[1.8, 0.2], [1.5, 1.0], [0.6], [1.5, 0.55], [0.7, 1.2]]
+    for g, w in zip(online, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    # history 2: frame 3's window [2, 3] has class 1 in frame 3 only (tubes by score); frame
+    # 4's window [3, 4]: A A (0.2 + 0.3 + 1) beats B B (0.7 + 0.4)
+    bounded, _ = link_tubes(dets, tracks, online=True, history=2)
+    want = [[1.8, 0.2], [1.5, 1.0], [0.6], [1.4, 0.4], [0.6, 1.1]]
+    for g, w in zip(bounded, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_class_entering_late_and_leaving_early():
+    # class 0 in all 8 frames, class 1 only in frames 2..5 (one box each): class 1's tube
+    # covers those frames, rescored by the mean of its top 2 of 4 scores
+    s1 = {2: 0.2, 3: 0.8, 4: 0.6, 5: 0.4}
+    dets = [_frame([A] + ([B] if t in s1 else []), [0.5] + ([s1[t]] if t in s1 else []),
+                   [0] + ([1] if t in s1 else [])) for t in range(8)]
+    tracks = [np.array([A + A, B + B], float) for _ in range(7)]
+    rescored, tubes = link_tubes(dets, tracks)
+    assert tubes == [{"class": 0, "indices": [0] * 8},
+                     {"class": 1, "indices": [-1, -1, 1, 1, 1, 1, -1, -1]}]
+    for t in range(8):
+        want = [1.0] + ([s1[t] + 0.7] if t in s1 else [])
+        np.testing.assert_allclose(rescored[t], want, rtol=1e-12)
+    # online: frame t's class-1 score from its frames 2..t
+    online, _ = link_tubes(dets, tracks, online=True)
+    for t, bonus in ((2, 0.2), (3, 0.8), (4, 0.7), (5, 0.7)):
+        np.testing.assert_allclose(online[t][1], s1[t] + bonus, rtol=1e-12)
+    # the video's tube ids: class 1's tube only in its frames, interpolated only between them
+    from tfzoo.detection.inference import link_video
+
+    frames = link_video(dets, tracks, stride=2)
+    has_1 = [f for f, d in enumerate(frames) if 1 in d["classes"].tolist()]
+    assert has_1 == list(range(4, 11))
+    assert {int(i) for d in frames for i in d["track_ids"][d["classes"] == 1]} == {1}
+
+
+def test_two_objects_of_one_class_where_one_leaves():
+    # class 3: objects A and B in frames 0..2, only A in frames 3, 4. As the authors'
+    # make_tubes, extraction stops when a frame that had boxes of the class has none left: the
+    # first tube takes the best path through every frame (B B B A A = 0.8 + 1.6 + 1.6 + 2 * 0.3
+    # + 0.3 + psi(3,4) beats A all along with psi everywhere: 0.3 + 4 * 0.6... see below), and
+    # the other object gets no tube: its boxes keep their score
+    dets = [_frame([A, B], [0.3, 0.8], [3, 3]) for _ in range(3)] + \
+           [_frame([A], [0.3], [3]) for _ in range(2)]
+    tracks = [np.array([A + A], float)] * 4
+    rescored, tubes = link_tubes(dets, tracks)
+    # A A A A A: 0.3 * 8 + 4 = 6.4; B B B A A: 0.8 + 1.6 + 1.6 + 0.6 + 0.3 + 1 = 5.9
+    assert tubes == [{"class": 3, "indices": [0, 0, 0, 0, 0]}]
+    for t in range(5):
+        want = [0.6] + ([0.8] if t < 3 else [])  # 0.3 + 0.3; B untouched
+        np.testing.assert_allclose(rescored[t], want, rtol=1e-12)
+    # without the tracklets B B B A A wins, and A's boxes of frames 0..2 keep their score
+    rescored, tubes = link_tubes(dets, [np.zeros((0, 8))] * 4)
+    assert tubes == [{"class": 3, "indices": [1, 1, 1, 0, 0]}]
+    np.testing.assert_allclose(rescored[0], [0.3, 0.8 + 0.8], rtol=1e-12)
+    np.testing.assert_allclose(rescored[4], [0.3 + 0.8], rtol=1e-12)
+
+
+def _gappy_video(frames, classes, boxes, seed):
+    """A ragged random video where classes vanish for runs of frames, enter late, leave early,
+    and some frames have no box at all."""
+    dets, tracks = _ragged_video(frames, classes, boxes, seed)
+    rng = np.random.default_rng(seed + 1000)
+    present = np.ones((frames, classes), bool)
+    for c in range(classes):
+        for _ in range(2):
+            a = rng.integers(0, frames)
+            present[a:a + rng.integers(1, 5), c] = False
+    present[:rng.integers(0, 4), 0] = False  # class 0 enters late
+    present[frames - rng.integers(1, 4):, 1 % classes] = False  # class 1 leaves early
+    present[frames // 2] = False  # a frame with no box at all
+    for t, d in enumerate(dets):
+        keep = present[t, d["classes"]]
+        d.update({k: v[keep] for k, v in d.items()})
+    return dets, tracks
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("online,history,ring", [(False, None, 64), (True, None, 64),
+                                                 (True, None, 3), (True, 4, 64), (True, 1, 64)])
+def test_kernels_equal_the_numpy_reference_with_gaps(monkeypatch, seed, online, history, ring):
+    from tfzoo.detection import _linking_numpy, linking
+
+    monkeypatch.setattr(linking, "_RING", ring)
+    dets, tracks = _gappy_video(24, 4, 6, seed)
+    assert any(-1 in t["indices"] for t in _linking_numpy.link_tubes(dets, tracks)[1])
+    got, tubes = link_tubes(dets, tracks, online=online, history=history)
+    want, want_tubes = _linking_numpy.link_tubes(dets, tracks, online=online, history=history)
+    assert tubes == want_tubes and len(tubes) > 4
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+    if online and history is None:  # the last frame of the full history is the offline one
+        offline, _ = link_tubes(dets, tracks)
+        np.testing.assert_allclose(got[-1], offline[-1], rtol=1e-12)
+
+
+def test_linking_refuses_bad_detections():
+    from tfzoo.detection.linking import LinkingError
+    from tfzoo.errors import TfzooError
+
+    good = _frame([A, B], [0.5, 0.4], [0, 1])
+    cases = [
+        ({**good, "scores": np.array([0.5, np.nan])}, "detections\\[1\\]\\['scores'\\]\\[1\\] is nan"),
+        ({**good, "scores": np.array([np.inf, 0.4])}, "detections\\[1\\]\\['scores'\\]\\[0\\] is inf"),
+        ({**good, "boxes": np.array([A, [5, 0, 4, 9]], float)},
+         "detections\\[1\\]\\['boxes'\\]\\[1\\] is \\[5.0, 0.0, 4.0, 9.0\\].*x2 >= x1"),
+        ({**good, "boxes": np.array([[0, 9, 9, 0], B], float)}, "\\['boxes'\\]\\[0\\].*y2 >= y1"),
+        ({**good, "classes": np.array([0, 2])},
+         "detections\\[1\\]\\['classes'\\]\\[1\\] is 2: expected class ids in 0..1"),
+        ({**good, "classes": np.array([-1, 0])}, "\\['classes'\\]\\[0\\] is -1"),
+        ({**good, "classes": np.array([0.5, 0.0])}, "\\['classes'\\]\\[0\\] is 0.5"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(LinkingError, match=match):
+            link_tubes([good, bad], [np.zeros((0, 8))], num_classes=2)
+    with pytest.raises(TfzooError, match="tracks\\[0\\] has shape \\(1, 7\\)"):
+        link_tubes([good, good], [np.zeros((1, 7))])
+    with pytest.raises(TfzooError, match="tracks\\[1\\]\\[0\\] is \\[nan"):
+        link_tubes([good] * 3, [np.zeros((0, 8)), np.full((1, 8), np.nan)])
+    # no detection at all: no tube, scores unchanged (empty), online too
+    empty = _frame([], [], [])
+    for kw in ({}, {"online": True}, {"online": True, "history": 2}):
+        rescored, tubes = link_tubes([empty] * 3, [np.zeros((0, 8))] * 2, **kw)
+        assert tubes == [] and [len(s) for s in rescored] == [0, 0, 0]
+
+
+def test_link_video_over_a_gap():
+    # offline: tube ids skip the gap; with a stride, nothing is interpolated across the gap
+    # (the tube has no box at processed frame 2, video frame 6); online: a box after the gap
+    # continues the id of its window tube's box before it
+    from tfzoo.detection.inference import link_video
+
+    dets, tracks = _gap_video()
+    frames = link_video(dets, tracks, stride=3)
+    ids = [d["track_ids"][d["classes"] == 1].tolist() for d in frames]
+    assert ids[0] == [0, 1] and ids[3] == [0, 1] and ids[9] == [0, 1] and ids[12] == [1, 0]
+    assert ids[1] == ids[2] == [0, 1] and ids[10] == ids[11] == [0, 1]  # interpolated
+    assert all(ids[f] == [] for f in range(4, 9))  # frames 4..8: across the gap
+    np.testing.assert_allclose(frames[1]["boxes"][0], A)
+    online = link_video(dets, tracks, online=True)
+    ids = [d["track_ids"].tolist() for d in online]
+    # t=3: the window tube A A B continues A's id; B B A continues B's
+    assert ids[3] == [ids[1][0], ids[1][1]] and ids[2][0] not in ids[1] + ids[3]
+    bounded = link_video(dets, tracks, online=True, history=2)
+    ids = [d["track_ids"].tolist() for d in bounded]
+    # frame 3's window [2, 3] holds no earlier box of class 1: new ids; frame 4 continues them
+    assert not set(ids[3]) & set(ids[1]) and ids[4] == [ids[3][1], ids[3][0]]

@@ -176,3 +176,57 @@ def test_prepare_reads_the_class_list_of_a_vid_layout(tmp_path):
     (root / "classes.txt").write_text("n1 disc\nbroken-line\n")
     with pytest.raises(DataError, match=r"classes.txt:2: 'broken-line'; expected '<wnid> <name>'"):
         list_dataset("imagenet_vid", root)
+
+
+def test_occluded_variant_has_gaps_entries_and_exits_at_the_seeded_frames():
+    """The "occluded" variant: each event drawn from the video's seed is in the annotations at
+    its frames: a gap (no box in its 2-4 frames, boxes on the frames either side, of the same
+    track), an object entering late (no box before its frame, one at it) or leaving early (a
+    box before its frame, none from it on), one leaving the frame (none from its frame on, its
+    last box at the border). The standard set draws no event."""
+    cfg = SyntheticDetectionConfig(height=64, width=96, frames=16, variant="occluded",
+                                   size=(14.0, 24.0))
+    seen = set()
+    for v in range(12):
+        _, anns, events = render_video(np.random.default_rng([5, v]), cfg, return_events=True)
+        again = render_video(np.random.default_rng([5, v]), cfg, return_events=True)[2]
+        assert events == again  # from the seed
+        for e in events:
+            frames = [t for t, objs in enumerate(anns) if any(o[1] == e["track"] for o in objs)]
+            f = e["frames"][0]
+            if e["event"] == "gap":
+                gap = set(range(*e["frames"]))
+                assert 2 <= len(gap) <= 4 and not gap & set(frames), (e, frames)
+                assert f - 1 in frames and e["frames"][1] in frames, (e, frames)
+            elif e["event"] == "enter":
+                assert f > 0 and min(frames) == f, (e, frames)
+            elif e["event"] == "leave":
+                assert f < cfg.frames - 1 and max(frames) == f - 1, (e, frames)
+            else:  # exit: out across the border
+                assert frames and max(frames) < f <= cfg.frames - 2, (e, frames)
+                x1, y1, x2, y2 = [o[2] for o in anns[max(frames)] if o[1] == e["track"]][0]
+                assert min(x1, y1) == 0 or x2 == cfg.width - 1 or y2 == cfg.height - 1
+            seen.add(e["event"])
+    assert seen == {"gap", "enter", "leave", "exit"}
+    assert render_video(np.random.default_rng([5, 0]), SMALL, return_events=True)[2] == []
+    with pytest.raises(ValueError, match="variant='occluded '"):
+        SyntheticDetectionConfig(variant="occluded ")
+
+
+def test_cli_writes_the_variant(tmp_path):
+    """`python -m tfzoo.detection.synthetic` (absl flags, `--flag value` and `--flag=value`)
+    writes the set; its bad flags are rows of tests/test_cli_errors.py."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    ok = subprocess.run([sys.executable, "-m", "tfzoo.detection.synthetic", "--out",
+                         str(tmp_path / "set"), "--train=0", "--val=1", "--frames=3",
+                         "--variant=occluded"], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert ok.returncode == 0, ok.stderr
+    assert "1 occluded videos of 3 frames" in ok.stdout
+    video = next(iter(read_detection_dataset(tmp_path / "set", "val")))
+    assert video.frames.shape == (3, 96, 128, 3)

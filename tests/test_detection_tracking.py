@@ -14,11 +14,9 @@ from tfzoo.detection.tracking import (
     RoITracking, smooth_l1, tracking_loss, tracking_rois, tracking_targets,
 )
 
-STDS = (0.1, 0.1, 0.2, 0.2)
-
-
-def targets_loop(boxes, ids):
-    """Eq. 8.2-8.3 per box, from centres and inclusive widths, divided by the stds."""
+def targets_loop(boxes, ids, stds=(1, 1, 1, 1)):
+    """Eq. 8.2-8.3 per box, from centres and inclusive widths (divided by `stds`: 1 is the
+    equations as written)."""
     b, _, g, _ = boxes.shape
     out = np.zeros((b, g, 4))
     valid = np.zeros((b, g), bool)
@@ -34,9 +32,23 @@ def targets_loop(boxes, ids):
             w, h, tw, th = x2 - x1 + 1, y2 - y1 + 1, u2 - u1 + 1, v2 - v1 + 1
             cx, cy, tx, ty = x1 + w / 2, y1 + h / 2, u1 + tw / 2, v1 + th / 2
             out[n, i] = np.array([(tx - cx) / w, (ty - cy) / h, math.log(tw / w),
-                                  math.log(th / h)]) / STDS
+                                  math.log(th / h)]) / np.asarray(stds)
             valid[n, i] = True
     return out, valid
+
+
+def test_tracking_targets_are_eq_8_2_8_3_unnormalised_by_hand():
+    # frame t: 10 x 20 box centred at (5, 10); frame t+tau: 10 x 24 centred at (9, 14)
+    boxes = np.array([[[[0, 0, 9, 19]], [[4, 2, 13, 25]]]], "float32")
+    got, valid = tracking_targets(boxes, np.array([[[4], [4]]]))
+    assert valid.numpy().tolist() == [[True]]
+    # Delta x = 4 / 10, Delta y = 4 / 20, log(10 / 10), log(24 / 20): not divided by the
+    # detector's box stds (0.1, 0.1, 0.2, 0.2), as the authors' append_track_regression_targets
+    np.testing.assert_allclose(got.numpy()[0, 0], [0.4, 0.2, 0.0, math.log(1.2)], rtol=1e-6)
+    # the normalised form of the runs saved before, on request
+    old, _ = tracking_targets(boxes, np.array([[[4], [4]]]), stds=(0.1, 0.1, 0.2, 0.2))
+    np.testing.assert_allclose(old.numpy()[0, 0], [4.0, 2.0, 0.0, math.log(1.2) / 0.2],
+                               rtol=1e-5)
 
 
 def test_tracking_targets_match_the_equations():
@@ -55,7 +67,7 @@ def test_tracking_targets_match_the_equations():
     np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
     # decoding the targets from the frame-t boxes gives the frame-t+tau boxes
     rois, idx = tracking_rois(boxes, valid)
-    moved = decode_boxes(rois[:, 1:], tf.gather_nd(got, idx)).numpy()
+    moved = decode_boxes(rois[:, 1:], tf.gather_nd(got, idx), (1, 1, 1, 1)).numpy()
     want_boxes = [boxes[n, 1, list(ids[n, 1]).index(ids[n, 0, i])] for n, i in idx.numpy()]
     np.testing.assert_allclose(moved, np.array(want_boxes), atol=1e-3)
     np.testing.assert_array_equal(rois[:, 0].numpy(), idx[:, 0].numpy())

@@ -254,3 +254,47 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o.mp4"), "--no_progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--history=4" in err[0] and "--online" in err[0]
+
+
+def test_drawn_labels_show_the_probability_sized_to_the_frame(tmp_path):
+    # issue 24 item 13: the label shows the detector's probability (not the rescored score,
+    # which goes up to 2) and the tube id, in a font sized to the frame, above a small box
+    # (not over it) and moved left rather than cut off at the right edge
+    from PIL import Image
+
+    from tfzoo.detect import draw_frame, label_place, label_size, label_text
+
+    assert label_text("square", 0.69, 3) == "square 0.69 #3"
+    assert label_text("square", 0.69, -1) == "square 0.69"
+    assert label_size(240, 320)[0] == 8 and label_size(1080, 1920)[0] == 27
+    assert label_size(64, 64)[0] == 8 and label_size(4000, 6000)[0] == 48
+    # above the box where it fits; below a box at the top edge; inside a full-height box
+    assert label_place((50, 40, 60, 50), 30, 10, 100, 200) == (50, 30)
+    assert label_place((50, 2, 60, 12), 30, 10, 100, 200) == (50, 13)
+    assert label_place((50, 0, 60, 99), 30, 10, 100, 200) == (50, 0)
+    assert label_place((190, 40, 199, 50), 30, 10, 100, 200) == (170, 30)  # not cut off
+    assert label_place((-5, 40, 10, 50), 30, 10, 100, 200) == (0, 30)
+
+    frame = np.full((240, 320, 3), 255, np.uint8)
+    dets = {"boxes": np.array([[100.0, 100, 111, 111], [300, 150, 319, 170]]),
+            "scores": np.array([1.69, 1.2]), "probabilities": np.array([0.69, 0.4]),
+            "classes": np.array([0, 1]), "track_ids": np.array([3, -1])}
+    out = draw_frame(frame, dets, ["square", "disc"], min_score=0.5)
+    Image.fromarray(out).save(tmp_path / "drawn.png")  # looked at by eye when written
+    # the small box's inside is untouched (the label is above it), its outline is drawn
+    assert (out[102:110, 102:110] == 255).all()
+    assert (out[100, 100:112] != 255).any()
+    # the label band sits right above the box, 8 px text + padding tall, in the tube colour
+    band = (out[:100, 95:200] != 255).any(2)
+    rows = np.flatnonzero(band.any(1))
+    assert rows.max() == 99 and 8 <= len(rows) <= 14
+    # the label of the box at the right edge stays inside the frame: coloured up to the edge
+    assert (out[130:150, 310:320] != 255).any()
+    # the drawn label is as wide as "square 0.69 #3" in the 8 px font (plus padding)
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=8)
+    left, _, right, _ = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (0, 0), "square 0.69 #3", font=font)
+    cols = np.flatnonzero(band[rows.min():].any(0))
+    assert abs(len(cols) - (right - left + 2)) <= 2

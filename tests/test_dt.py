@@ -24,8 +24,9 @@ def pairs(seed=0, b=1):
 def test_detect_track_is_detect_plus_the_tracker(model):
     x = pairs()
     out = model.detect_track(x)
-    # both frames' detections are the detector's (NMS with box voting, 25 per class)
-    det = model.detect(x.reshape(2, 64, 80, 3), box_voting=True, max_per_class=25)
+    # both frames' detections are the detector's with the authors' make_tubes options (NMS
+    # 0.4 with box voting, 25 per class, no score floor: 2 classes x 25 boxes here)
+    det = model.detect(x.reshape(2, 64, 80, 3), **model.link_detection_options())
     n = det["num_detections"].numpy()
     np.testing.assert_array_equal(out["num_detections"].numpy()[0], n)
     for f in range(2):
@@ -38,9 +39,24 @@ def test_detect_track_is_detect_plus_the_tracker(model):
     deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
                             rois.astype("float32")]).numpy()
     np.testing.assert_allclose(out["track_deltas"].numpy()[0, :n[0]], deltas, atol=1e-4, rtol=1e-6)
+    # eq. 8.2-8.3 as written: the deltas decode without the detector's box stds
+    assert model.get_config()["tracking_stds"] == [1.0, 1.0, 1.0, 1.0]
     np.testing.assert_allclose(out["track_boxes"].numpy()[0, :n[0]],
-                               decode_boxes(rois[:, 1:], deltas).numpy(), atol=1e-3)
+                               decode_boxes(rois[:, 1:], deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
     assert not out["track_boxes"].numpy()[0, n[0]:].any()
+    # the tracklets (test_track_reg): every proposal's regressed box at t whose best class
+    # probability is above 0.01, and that box tracked to t + 1
+    best = det["best_scores"].numpy()[0]
+    starts = det["regressed_boxes"].numpy()[0][best > 0.01]
+    assert 0 < len(starts) and int(out["num_tracklets"][0]) == len(starts)
+    rois = np.concatenate([np.zeros((len(starts), 1)), starts], 1).astype("float32")
+    deltas = model.tracker([{k: feats[k][:1] for k in names}, {k: feats[k][1:] for k in names},
+                            rois]).numpy()
+    got = out["tracklets"].numpy()[0]
+    np.testing.assert_allclose(got[:len(starts), :4], starts, atol=1e-4, rtol=1e-6)
+    np.testing.assert_allclose(got[:len(starts), 4:],
+                               decode_boxes(starts, deltas, (1, 1, 1, 1)).numpy(), atol=1e-3)
+    assert not got[len(starts):].any()
 
 
 def test_detector_adapter_and_save_load(model, tmp_path):
@@ -56,9 +72,9 @@ def test_detector_adapter_and_save_load(model, tmp_path):
         np.testing.assert_allclose(np.asarray(got[k], float), np.asarray(want[k], float),
                                    atol=1e-5)
     d_t, d_tau, tracks = Detector(again, class_names=["a", "b"]).detect_pairs(x)
-    n = int(want["num_detections"][0, 0])
-    np.testing.assert_allclose(tracks[0][:, 4:], want["track_boxes"].numpy()[0, :n],
-                               atol=1e-4, rtol=1e-6)
+    n = int(want["num_tracklets"][0])
+    np.testing.assert_allclose(tracks[0], want["tracklets"].numpy()[0, :n], atol=1e-4,
+                               rtol=1e-6)
     np.testing.assert_allclose(d_tau[0]["scores"],
                                want["detection_scores"].numpy()[0, 1][:len(d_tau[0]["scores"])])
 
@@ -97,16 +113,19 @@ def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeyp
         p, f = (t, 0) if t < 2 else (1, 1)
         for k in ("detection_boxes", "detection_scores", "detection_classes"):
             np.testing.assert_allclose(out[k][0, t, :n[t]], ref[k][p, f, :n[t]], atol=1e-5)
+    # the tracker runs the detections together with the tracklet starts (more RoIs than the
+    # reference): float32 sums in another order, ~1e-4 apart
     for t in range(2):
         for k in ("track_boxes", "track_deltas"):
-            np.testing.assert_allclose(out[k][0, t], ref[k][t], atol=1e-5)
+            np.testing.assert_allclose(out[k][0, t], ref[k][t], atol=1e-3, rtol=1e-5)
     assert out["track_boxes"].shape == (1, 2) + ref["track_boxes"].shape[1:]
     del seen[:]
     first, state = model.detect_track_clip(x[:, :2], return_state=True)
     rest = model.detect_track_clip(x[:, 2:], previous=state)
     assert seen == [2, 1]
+    # random-weight boxes reach hundreds of pixels: float32 rounding at that size
     np.testing.assert_allclose(rest["track_boxes"].numpy()[:, 0], out["track_boxes"][:, 1],
-                               atol=1e-5)
+                               atol=1e-5, rtol=1e-6)
     np.testing.assert_allclose(first["track_deltas"].numpy(), out["track_deltas"][:, :1],
                                atol=1e-5)
     lone = model.detect_track_clip(x[:, :1])
@@ -249,16 +268,16 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
                     if f < images.shape[1] - 1:
                         for k in ("track_boxes", "track_deltas"):
                             np.testing.assert_allclose(got[k][b, f, :n], want[k][b, f, :n],
-                                                       atol=1e-4, rtol=1e-6)
+                                                       atol=1e-3, rtol=1e-5)
                 n = want["num_detections"][b, 0]
                 if name == "detect_track":
                     for k in ("track_boxes", "track_deltas"):
                         np.testing.assert_allclose(got[k][b, :n], want[k][b, :n],
-                                                   atol=1e-4, rtol=1e-6)
+                                                   atol=1e-3, rtol=1e-5)
         # T = 2 of the clip signature is the pair signature
         pair, clip = loaded.run("detect_track", images=x), loaded.run("detect_track_clip", images=x)
         for k in pair:
-            np.testing.assert_allclose(clip[k][:, 0] if k.startswith("track") else clip[k],
+            np.testing.assert_allclose(clip[k][:, 0] if "track" in k else clip[k],
                                        pair[k], atol=1e-4, rtol=1e-6)
         single = loaded.run("serving_default", images=x[:, 0])
         det = model.detect(x[:, 0])
@@ -395,8 +414,8 @@ def test_pair_training_step_runs_the_backbone_once(monkeypatch):
 def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     """With the detection terms switched off, one SGD step of the pair train step (eq. 8.1's
     tracking term alone, on the maps of the step's own training pass) moves the tracker, the
-    box maps and the backbone's first conv, and not the class maps or the RPN, which the
-    tracking term does not read."""
+    box maps and the backbone from conv3 on, and not the class maps or the RPN, which the
+    tracking term does not read, nor conv1 (frozen, as the authors' prototxt)."""
     from tfzoo.tasks import get_task
 
     keras.utils.set_random_seed(4)
@@ -404,7 +423,7 @@ def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     get_task(m).compile(m, optimizer=keras.optimizers.SGD(1.0))
     _, (x, y) = _pair_batch()
     monkeypatch.setattr(m, "compute_loss", lambda *args, **kwargs: tf.constant(0.0))
-    names = ("conv1_conv", "rfcn_bbox", "rfcn_cls", "rpn_cls")
+    names = ("conv1_conv", "conv3_block1_1_conv", "rfcn_bbox", "rfcn_cls", "rpn_cls")
     before = {n: m.get_layer(n).get_weights()[0] for n in names}
     tracker = m.tracker.conv.get_weights()[0]
     logs = m.train_step((x, y))
@@ -412,8 +431,65 @@ def test_pair_train_step_tracking_term_reaches_the_backbone(monkeypatch):
     assert float(logs["tracking_loss"]) == pytest.approx(float(logs["loss"]), rel=1e-6)
     moved = {n: float(np.abs(m.get_layer(n).get_weights()[0] - before[n]).max()) for n in names}
     assert np.abs(m.tracker.conv.get_weights()[0] - tracker).max() > 0
-    assert moved["conv1_conv"] > 0 and moved["rfcn_bbox"] > 0, moved
-    assert moved["rfcn_cls"] == 0 and moved["rpn_cls"] == 0, moved
+    assert moved["conv3_block1_1_conv"] > 0 and moved["rfcn_bbox"] > 0, moved
+    assert moved["rfcn_cls"] == 0 and moved["rpn_cls"] == 0 and moved["conv1_conv"] == 0, moved
+
+
+def test_pair_train_step_leaves_conv1_res2_and_batchnorm_unchanged():
+    """D&T fine-tuning as the authors' prototxt (conv1, res2 lr_mult 0; BN frozen): one SGD step
+    (lr 1) of eq. 8.1 on pairs changes conv3..conv5, the heads and the tracker, and no weight
+    of conv1, res2 or any BN layer (moving statistics included)."""
+    from tests.test_rfcn import frozen_state
+    from tfzoo.tasks import get_task
+
+    keras.utils.set_random_seed(6)
+    m = DetectTrack(num_classes=4, max_displacement=2, **TINY)
+    get_task(m).compile(m, optimizer=keras.optimizers.SGD(1.0))
+    _, (x, y) = _pair_batch()
+    frozen = frozen_state(m)
+    assert any("conv2_block1" in p for p in frozen) and any("moving_var" in p for p in frozen)
+    names = ("conv3_block1_1_conv", "conv4_block1_2_conv", "rfcn_cls", "rfcn_bbox")
+    before = {n: m.get_layer(n).get_weights()[0] for n in names}
+    tracker = m.tracker.conv.get_weights()[0]
+    m.train_step((x, y))
+    after = frozen_state(m)
+    for path, value in frozen.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+    for n in names:
+        assert np.abs(m.get_layer(n).get_weights()[0] - before[n]).max() > 0, n
+    assert np.abs(m.tracker.conv.get_weights()[0] - tracker).max() > 0
+
+
+def test_runs_saved_before_keep_their_tracking_normalisation(model):
+    """A D&T config written before `tracking_stds` existed (its tracker trained on targets
+    divided by the detector's stds) loads with those stds, and its tracks decode with them;
+    `tracking_weight` (lambda) scales the term and 0 turns it off."""
+    from tfzoo.detection import BOX_STDS
+
+    old = {k: v for k, v in model.get_config().items()
+           if k not in ("tracking_stds", "tracking_weight", "box_means", "box_stds",
+                        "frozen_stages")}
+    legacy = DetectTrack.from_config(old)
+    assert legacy.get_config()["tracking_stds"] == list(BOX_STDS)
+    legacy.set_weights(model.get_weights())
+    x = pairs(2)
+    got, want = legacy.detect_track(x), model.detect_track(x)
+    np.testing.assert_allclose(got["track_deltas"].numpy(), want["track_deltas"].numpy(),
+                               atol=1e-5)
+    n = int(want["num_detections"][0, 0])
+    rois = want["detection_boxes"].numpy()[0, 0, :n]
+    np.testing.assert_allclose(got["track_boxes"].numpy()[0, :n],
+                               decode_boxes(rois, want["track_deltas"].numpy()[0, :n],
+                                            BOX_STDS).numpy(), atol=1e-3)
+    boxes = np.array([[[[5, 5, 30, 40]], [[9, 6, 34, 41]]]], "float32")
+    ids = np.array([[[3], [3]]])
+    xs = pairs(3).astype("float32")
+    full = float(model.tracking_loss(xs, boxes, ids))
+    half = DetectTrack.from_config({**model.get_config(), "tracking_weight": 0.5})
+    half.set_weights(model.get_weights())
+    assert float(half.tracking_loss(xs, boxes, ids)) == pytest.approx(0.5 * full, rel=1e-5)
+    with pytest.raises(ValueError, match="tracking_weight=-1"):
+        DetectTrack.from_config({**model.get_config(), "tracking_weight": -1})
 
 
 @pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model

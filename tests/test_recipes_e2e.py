@@ -96,7 +96,7 @@ def prepared(tmp_path_factory):
                     for a in prep_args]
             proc = subprocess.run(
                 [sys.executable, "-m", "tfzoo.data.prepare", *args,
-                 f"--short-side={SHORT_SIDE}", "--no-progress"],
+                 f"--short_side={SHORT_SIDE}", "--no_progress"],
                 cwd=REPO, capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, proc.stderr[-3000:]
             cache[key] = tmp / "prepared"

@@ -378,3 +378,93 @@ def test_mixed_bfloat16_detects_and_trains_in_float32_heads():
         assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in losses.values())
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def frozen_state(model):
+    """Every weight of the layers the authors' prototxts freeze (conv1, res2: lr_mult 0) and of
+    every BatchNorm (gamma, beta and the moving statistics), by path."""
+    return {w.path: w.numpy().copy() for layer in model.layers for w in layer.weights
+            if layer.name.startswith(("conv1_", "conv2_"))
+            or isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_conv1_res2_and_batchnorm_get_no_update_in_a_train_step():
+    """R-FCN ResNet (default `frozen_stages=("conv1", "conv2")`, `freeze_bn=True`): one SGD step
+    of fit (lr 1) changes conv3..conv5 and the heads, and no weight of conv1, res2 or any BN
+    layer; `frozen_stages=()` trains conv1 again."""
+    keras.utils.set_random_seed(5)
+    model = tfzoo.create_model("rfcn_resnet50", num_classes=4, **TINY)
+    assert model.get_config()["frozen_stages"] == ["conv1", "conv2"]
+    get_task(model).compile(model, optimizer=keras.optimizers.SGD(1.0))
+    x, y = synthetic_batch()
+    frozen = frozen_state(model)
+    assert any("conv1_conv" in p for p in frozen) and any("conv2_block1" in p for p in frozen)
+    assert any("moving_mean" in p for p in frozen)
+    trained = {n: model.get_layer(n).get_weights()[0] for n in ("conv3_block1_1_conv",
+                                                                  "conv5_block1_2_conv", "rfcn_bbox")}
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    for path, value in frozen.items():
+        np.testing.assert_array_equal(frozen_state(model)[path], value, err_msg=path)
+    for name, value in trained.items():
+        assert np.abs(model.get_layer(name).get_weights()[0] - value).max() > 0, name
+    free = tfzoo.create_model("rfcn_resnet50", num_classes=4, frozen_stages=[], **TINY)
+    assert "conv1_conv/kernel" in {w.path for w in free.trainable_weights}
+    assert "conv1_conv/kernel" not in {w.path for w in model.trainable_weights}
+    with pytest.raises(ValueError, match="frozen_stages='conv1'"):
+        tfzoo.create_model("rfcn", num_classes=2, frozen_stages="conv1", **TINY)
+    with pytest.raises(ValueError, match="box_stds=\\[0.1, 0.1, 0.2, 0\\]"):
+        tfzoo.create_model("rfcn", num_classes=2, box_stds=[0.1, 0.1, 0.2, 0], **TINY)
+
+
+def test_box_normalisation_is_the_models_in_the_loss_and_detect(tiny):
+    """`box_means`/`box_stds` set on the model are the ones its RoI targets and its decoding
+    use: `detect` decodes the head's deltas with them (against decode_boxes by hand), and the
+    config (what run.json records) carries them."""
+    from tfzoo.detection import clip_boxes, decode_boxes
+
+    means, stds = (0.01, -0.02, 0.03, -0.01), (0.12, 0.11, 0.25, 0.27)
+    model = tfzoo.create_model("rfcn", num_classes=len(CLASSES), **TINY)
+    model.set_weights(tiny.get_weights())
+    model.set_box_normalisation(means, stds)
+    assert model.get_config()["box_means"] == list(means)
+    assert model.get_config()["box_stds"] == list(stds)
+    x = frames(1)
+    props = np.array([[[10, 12, 50, 40], [30, 5, 80, 60]]], "float32")
+    out = model.detect(x, proposals=(props, np.array([2])), score_threshold=0.0)
+    rois = np.concatenate([np.zeros((2, 1), "float32"), props[0]], 1)
+    _, deltas = model.head(model.features(x.astype("float32")), rois)
+    want = clip_boxes(decode_boxes(props[0], deltas, stds, means), 70, 90).numpy()
+    got = out["boxes"].numpy()[0, :out["num_detections"].numpy()[0]]
+    assert len(got)
+    # each detection is one of the two decoded proposals (per-class NMS keeps boxes as is)
+    assert all(np.abs(want - g).max(1).min() < 1e-3 for g in got), (got, want)
+    with pytest.raises(ValueError, match="expected 4 finite numbers"):
+        model.set_box_normalisation(means, (0.1, 0.1, 0.2))
+
+
+def test_multiscale_proposals_and_their_recall(tiny):
+    """One scale is the model's own proposals at that size (in input pixels); several scales
+    merge by NMS 0.7 and objectness into at most 300; the recall equals a brute-force IoU count
+    over every (ground truth, proposal) pair."""
+    from test_detection_boxes import iou_loop
+
+    from tfzoo.detection.proposals import multiscale_proposals, proposal_recall
+    from tfzoo.detection.source import resize_for_detection
+
+    x = frames(2, 64, 96)
+    boxes, scores, counts = multiscale_proposals(tiny, x, (96,))
+    resized, scale = resize_for_detection(x, 96, None)
+    want, want_scores, want_counts = tiny.proposals(tiny(resized), [[96, 144]] * 2)
+    np.testing.assert_array_equal(counts, want_counts.numpy())
+    for i in range(2):
+        in_pixels = np.minimum(want.numpy()[i, :counts[i]] / float(scale), [95, 63, 95, 63])
+        np.testing.assert_allclose(boxes[i, :counts[i]], in_pixels, atol=1e-3)
+    np.testing.assert_allclose(scores, want_scores.numpy(), atol=1e-6)
+    multi, multi_scores, n = multiscale_proposals(tiny, x, (48, 64, 96), post_nms=50)
+    assert multi.shape == (2, 50, 4) and (n <= 50).all() and (n > 0).all()
+    assert (np.diff(multi_scores[0, :n[0]]) <= 0).all()  # by objectness
+    assert multi[..., 2].max() <= 95 and multi[..., 3].max() <= 63  # in the frames' pixels
+    gt = [np.array([[10, 10, 40, 40], [50, 5, 90, 60]], "float32"), np.zeros((0, 4), "float32")]
+    found, total = proposal_recall(multi, n, gt)
+    iou = iou_loop(gt[0], multi[0, :n[0]])
+    assert total == 2 and found == int((iou.max(1) >= 0.5).sum())

@@ -25,8 +25,12 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 import tfzoo
 from export.saved_model import export_saved_model
-from serving import client, dev_server, protos
-from serving.dev_server import Metrics, ModelConfig, ModelManager, RestApi
+from serving import cli, client, dev_server, protos
+from serving.batching import BatchOptions
+from serving.grpc_api import make_grpc_server
+from serving.metrics import Metrics
+from serving.models import ModelConfig, ModelManager
+from serving.rest import RestApi, make_http_server
 from tfzoo.rundir import RunInfo
 
 CLASSES = ["biking", "surfing", "juggling"]
@@ -64,17 +68,14 @@ def start_servers(manager, **rest_kwargs):
     """REST and gRPC on free loopback ports; returns (url, grpc target, stop)."""
     metrics = Metrics()
     api = RestApi(manager, metrics, prometheus_path=rest_kwargs.pop("prometheus_path", None))
-    httpd = dev_server.make_http_server(api, "127.0.0.1", 0, **rest_kwargs)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    server, port = dev_server.make_grpc_server(manager, metrics, "127.0.0.1", 0)
+    rest = make_http_server(api, "127.0.0.1", 0, **rest_kwargs)
+    server, port = make_grpc_server(manager, metrics, "127.0.0.1", 0)
 
     def stop():
-        httpd.shutdown()
-        httpd.server_close()
+        rest.stop()
         server.stop(None)
 
-    return f"http://127.0.0.1:{httpd.server_address[1]}", f"127.0.0.1:{port}", stop
+    return f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{port}", stop
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,8 @@ def url(servers):
 
 def _call(url, path, payload=None, raw: bytes | None = None, method=None):
     data = raw if raw is not None else (None if payload is None else json.dumps(payload).encode())
-    req = urllib.request.Request(url + path, data=data, method=method)
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, json.loads(r.read())
@@ -320,7 +322,7 @@ def test_shipped_configs_parse_with_tf_serving_protos_and_the_dev_server_accepts
     batching = protos.parse_text_file(REPO / "serving" / "batching.config",
                                       protos.BatchingParameters(), "--batching_parameters_file")
     assert batching.DESCRIPTOR.full_name == "tensorflow.serving.BatchingParameters"
-    options = dev_server.BatchOptions.from_proto(batching)
+    options = BatchOptions.from_proto(batching)
     assert options.max_batch_size == batching.max_batch_size.value == 8
     assert list(options.allowed_batch_sizes) == [1, 2, 4, 8]
 
@@ -330,17 +332,17 @@ def test_shipped_configs_parse_with_tf_serving_protos_and_the_dev_server_accepts
     assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
 
     # The dev server reads the same files through the same flags as tensorflow_model_server.
-    args = dev_server.build_parser().parse_args([
+    args = cli.parse(dev_server.define_flags, "dev_server", [
         f"--model_config_file={REPO / 'serving' / 'models.config'}", "--enable_batching",
         f"--batching_parameters_file={REPO / 'serving' / 'batching.config'}",
         f"--monitoring_config_file={REPO / 'serving' / 'monitoring.config'}",
         "--allow_version_labels_for_unavailable_models"])
-    configs = dev_server.configs_from_args(args)
+    configs = dev_server.configs_from_flags(args)
     assert [(c.name, str(c.base_path), c.policy) for c in configs] == [
         ("tresnet50", "/models/tresnet50", ("latest", 1)),
         ("tresnet_small", "/models/tresnet_small", ("specific", frozenset({1, 2})))]
-    assert dev_server.batching_from_args(args) == options
-    assert dev_server.prometheus_path_from_args(args) == "/monitoring/prometheus/metrics"
+    assert dev_server.batching_from_flags(args) == options
+    assert dev_server.prometheus_path_from_flags(args) == "/monitoring/prometheus/metrics"
 
     bad = tmp_path / "bad.config"
     bad.write_text("max_batch_size: 8\n")  # not a wrapper message

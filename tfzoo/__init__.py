@@ -7,8 +7,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from tfzoo import _checkout  # noqa: E402
 from tfzoo.errors import TfzooError, quiet_tensorflow_start_up  # noqa: E402
 from tfzoo.registry import UnknownModelError, create_model, list_models, register_model  # noqa: E402
+
+_checkout.install(os.path.dirname(os.path.abspath(__file__)))
 
 # `python -m tfzoo.<cli>`: Python sets argv[0] to "-m" while it imports the packages that
 # locate the module, i.e. before any of the CLI's own imports. TF 2.21's C++ start-up lines

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib.resources
 import importlib.util
 import os
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,9 @@ from typing import Any
 from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The recipes ship as the package tfzoo.configs (the repository's configs/ folder); they are
+# read as files (`load_config_file`), and they import this module.
+CONFIG_DIR = Path(str(importlib.resources.files("tfzoo.configs"))).resolve()
 
 
 class ConfigError(TfzooError):

@@ -52,7 +52,7 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # SavedModel writer's INFO lines
-    from export.saved_model import export_saved_model
+    from tfzoo.export.saved_model import export_saved_model
     from tfzoo import config as cfglib
     from tfzoo import train
     from tfzoo.rundir import load_model

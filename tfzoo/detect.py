@@ -7,8 +7,9 @@
 The detector runs on every `stride`-th frame (tau), on pairs of consecutive processed frames
 (both frames' detections and the tracklets between them), the detections are linked into tubes
 and rescored (`tfzoo.detection.link_video`, thesis §8.4), and the video is written with every
-box, class name, score and tube id drawn; the JSON lists, per frame, the boxes, classes, scores
-and track ids. Two passes over the video (detect, then draw), so memory does not grow with its
+box drawn with its class name, the detector's probability and its tube id; the JSON lists, per
+frame, the boxes, classes, scores (rescored), probabilities and track ids, and each tube's
+frames. Two passes over the video (detect, then draw), so memory does not grow with its
 length. See docs/detection.md ("Video detection") for the model contract.
 """
 
@@ -60,8 +61,11 @@ class Detector:
     - a SavedModel (a path, or loaded with `tf.saved_model.load`) with the D&T signatures (see
       docs/detection.md): `detect_track_clip` on (B, T, H, W, 3) uint8 clips returning
       `detection_boxes` (B, T, M, 4), `detection_scores`, `detection_classes` (B, T, M),
-      `num_detections` (B, T) and `track_boxes` (B, T - 1, M, 4) (or `track_deltas` in
-      `encode_boxes` units, decoded here), used for clips (each frame once, plus the carried
+      `num_detections` (B, T) and `tracklets` (B, T - 1, P, 8) with `num_tracklets`
+      (B, T - 1) (every confident proposal's box at t and at t + 1, the authors'
+      test_track_reg); an export from before them gives `track_boxes` (B, T - 1, M, 4) (or
+      `track_deltas` in `encode_boxes` units, decoded here), the detections' tracks; used
+      for clips (each frame once, plus the carried
       frame of `previous` again: (T + 1) / T network passes a frame); and `detect_track`, the
       same on (B, 2, H, W, 3) pairs with `track_boxes` (B, M, 4), used for pairs, and for
       clips when the export has no `detect_track_clip` (two passes a frame); class names
@@ -163,7 +167,11 @@ class Detector:
             dets_tau.append(_frame_detections(out["detection_boxes"][b, 1],
                                               out["detection_scores"][b, 1],
                                               out["detection_classes"][b, 1], n_tau))
-            tracks.append(_tracks(out["detection_boxes"][b, 0], out["track_boxes"][b], n_t))
+            if "tracklets" in out:  # every confident proposal's tracklet (test_track_reg)
+                tracks.append(out["tracklets"][b, :int(out["num_tracklets"][b])].astype(
+                    np.float64))
+            else:  # an export from before them: the detections' tracks
+                tracks.append(_tracks(out["detection_boxes"][b, 0], out["track_boxes"][b], n_t))
         return dets_t, dets_tau, tracks
 
     def detect_clip(self, frames, frame_indices=None, previous=None):
@@ -202,8 +210,12 @@ def _clip_results(out, new, carried=()):
     dets = [_frame_detections(out["detection_boxes"][0, t], out["detection_scores"][0, t],
                               out["detection_classes"][0, t], out["num_detections"][0, t])
             for t in range(t0, t0 + new)]
-    tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
-              for t in range(len(out["track_boxes"][0]))]
+    if "tracklets" in out:  # every confident proposal's tracklet (test_track_reg)
+        tracks = [out["tracklets"][0, t, :int(out["num_tracklets"][0, t])].astype(np.float64)
+                  for t in range(len(out["tracklets"][0]))]
+    else:  # an export from before them: the detections' tracks
+        tracks = [_tracks(boxes[t], out["track_boxes"][0, t], counts[t])
+                  for t in range(len(out["track_boxes"][0]))]
     return dets, tracks
 
 
@@ -313,7 +325,8 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
         if bar is not None:
             bar.close()
     frames = link_video(detections, tracks, stride=stride, num_frames=num_frames,
-                        online=online, history=history)
+                        online=online, history=history,
+                        num_classes=len(detector.class_names))
     return {"video": os.fspath(video), "num_frames": num_frames, "fps": fps, "stride": stride,
             "online": online, "class_names": list(detector.class_names), "frames": frames}
 
@@ -324,21 +337,33 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
 
 def result_json(result: dict, min_score: float = 0.0) -> str:
     """The result as JSON: per frame its boxes (x1 y1 x2 y2), classes (index and name), scores
-    and track ids, keeping the boxes with score >= min_score."""
+    (rescored by linking: a box in a good tube gains up to 1), probabilities (the detector's)
+    and track ids, keeping the boxes with score >= min_score; and per tube (`tubes`) its id,
+    class and the frames where it has a box (whatever their score: a tube passes over the
+    frames where its class has no box, and is interpolated between processed frames only
+    where it has a box on both sides)."""
     names = result["class_names"]
     frames = []
+    tubes = {}
     for f, d in enumerate(result["frames"]):
         keep = d["scores"] >= min_score
+        probs = d.get("probabilities", d["scores"])
         frames.append({
             "frame": f, "processed": bool(d["processed"]),
             "boxes": np.round(d["boxes"][keep], 2).tolist(),
             "classes": d["classes"][keep].tolist(),
             "class_names": [names[c] for c in d["classes"][keep].tolist()],
             "scores": np.round(d["scores"][keep], 5).tolist(),
+            "probabilities": np.round(probs[keep], 5).tolist(),
             "track_ids": d["track_ids"][keep].tolist()})
+        for tid, c in zip(d["track_ids"].tolist(), d["classes"].tolist()):
+            if tid >= 0:
+                tubes.setdefault(tid, {"id": tid, "class": c, "class_name": names[c],
+                                       "frames": []})["frames"].append(f)
     head = {k: result[k] for k in ("video", "num_frames", "fps", "stride", "online",
                                    "class_names")}
-    return json.dumps({**head, "min_score": min_score, "frames": frames}) + "\n"
+    return json.dumps({**head, "min_score": min_score, "frames": frames,
+                       "tubes": [tubes[k] for k in sorted(tubes)]}) + "\n"
 
 
 def _colour(track_id: int) -> tuple[int, int, int]:
@@ -349,28 +374,62 @@ def _colour(track_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def label_text(class_name: str, probability: float, track_id: int) -> str:
+    """A box's label: class, the detector's probability (not the rescored score, which goes
+    up to 2) and the tube id."""
+    return f"{class_name} {probability:.2f}" + (f" #{track_id}" if track_id >= 0 else "")
+
+
+def label_size(height: int, width: int) -> tuple[int, int]:
+    """(font size, box line width) in pixels for a frame: the text height is 1/40 of the
+    shorter side (8 px at 240p, 27 px at 1080p), so labels stay readable on large frames
+    and small on small ones."""
+    side = min(height, width)
+    return int(np.clip(round(side / 40), 8, 48)), max(1, round(side / 320))
+
+
+def label_place(box, text_width: int, text_height: int, height: int, width: int):
+    """Top-left corner of a label of text_width x text_height px for `box` (x1 y1 x2 y2) on a
+    height x width frame: above the box where it fits, else below it, else inside its top
+    edge (only a box spanning the frame's height), so it covers no small object; moved left
+    to stay in the frame rather than cut off on the right."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if y1 - text_height >= 0:
+        y = y1 - text_height
+    elif y2 + 1 + text_height <= height:
+        y = y2 + 1
+    else:
+        y = max(y1, 0.0)
+    x = max(min(x1, width - text_width), 0.0)
+    return int(round(x)), int(round(y))
+
+
 def draw_frame(frame: np.ndarray, detections: dict, class_names, min_score: float = 0.5):
-    """`frame` (H, W, 3) uint8 with the boxes of score >= min_score drawn, each labelled
-    "class score #id" in its tube's colour."""
-    from PIL import Image, ImageDraw
+    """`frame` (H, W, 3) uint8 with the boxes of (rescored) score >= min_score drawn in their
+    tube's colour, each labelled "class probability #id" (`label_text`) in a font sized to
+    the frame (`label_size`), above the box when it fits (`label_place`)."""
+    from PIL import Image, ImageDraw, ImageFont
 
     img = Image.fromarray(np.ascontiguousarray(frame, np.uint8))
     draw = ImageDraw.Draw(img)
+    size, line = label_size(img.height, img.width)
+    font = ImageFont.load_default(size=size)
+    probs = detections.get("probabilities", detections["scores"])
     order = np.argsort(detections["scores"])  # the best on top
     for i in order:
-        s = float(detections["scores"][i])
-        if s < min_score:
+        if float(detections["scores"][i]) < min_score:
             continue
         x1, y1, x2, y2 = (float(v) for v in detections["boxes"][i])
         tid = int(detections["track_ids"][i])
         colour = _colour(tid)
-        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
-        label = f"{class_names[int(detections['classes'][i])]} {s:.2f}" + (
-            f" #{tid}" if tid >= 0 else "")
-        tx, ty = x1, max(y1 - 11, 0)
-        left, top, right, bottom = draw.textbbox((tx, ty), label)
-        draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=colour)
-        draw.text((tx, ty), label, fill=(0, 0, 0))
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=line)
+        label = label_text(class_names[int(detections["classes"][i])], float(probs[i]), tid)
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        pad = max(1, size // 8)
+        w, h = right - left + 2 * pad, bottom - top + 2 * pad
+        x, y = label_place((x1, y1, x2, y2), w, h, img.height, img.width)
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=colour)
+        draw.text((x + pad - left, y + pad - top), label, fill=(0, 0, 0), font=font)
     return np.asarray(img)
 
 
@@ -415,33 +474,65 @@ def write_video(result: dict, out, *, min_score: float = 0.5, progress: bool = T
 ONLINE_HISTORY = 6
 
 
-def main(argv=None) -> int:
-    import argparse
+def _define_flags():
+    """The CLI's flags, in their own FlagValues: `main(argv)` is also called in-process (tests,
+    scripts), where other programs' flags may already be defined in absl's global FLAGS."""
+    from absl import flags
 
-    p = argparse.ArgumentParser(prog="tfzoo.detect", description=__doc__.split("\n")[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model_dir", help="a directory written by python -m tfzoo.train")
-    src.add_argument("--saved_model", help="an exported D&T SavedModel directory")
-    p.add_argument("--video", required=True, help="the input video")
-    p.add_argument("--out", required=True, help="the output video (MP4) with the boxes drawn")
-    p.add_argument("--json", help="also write the detections per frame as JSON")
-    p.add_argument("--stride", type=int, default=1, help="run the detector on every "
-                   "stride-th frame (tau); the frames between get interpolated tube boxes")
-    p.add_argument("--online", action="store_true", help="causal linking: no frame's result "
-                   "depends on later frames")
-    p.add_argument("--history", default=None, help="with --online, the processed frames linked "
-                   f"at each step, or 'all' (default {ONLINE_HISTORY}: links 30 classes x 25 "
-                   "boxes in <= 1 ms per frame; docs/detection.md, Speed)")
-    p.add_argument("--min_score", type=float, default=0.5, help="draw (and write to the "
-                   "JSON) only boxes with this rescored score or more")
-    p.add_argument("--batch_size", type=int, default=4, help="processed frames per forward "
-                   "pass (as many frame pairs with an export that has only detect_track)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
+    fv = flags.FlagValues()
+    flags.DEFINE_string("model_dir", None, "A directory written by python -m tfzoo.train.",
+                        flag_values=fv)
+    flags.DEFINE_string("saved_model", None, "An exported D&T SavedModel directory.",
+                        flag_values=fv)
+    flags.DEFINE_string("video", None, "The input video.", flag_values=fv)
+    flags.DEFINE_string("out", None, "The output video (MP4) with the boxes drawn.",
+                        flag_values=fv)
+    flags.DEFINE_string("json", None, "Also write the detections per frame (and the tubes' "
+                        "frames) as JSON.", flag_values=fv)
+    flags.DEFINE_integer("stride", 1, "Run the detector on every stride-th frame (tau); the "
+                         "frames between get interpolated tube boxes.", flag_values=fv)
+    flags.DEFINE_bool("online", False, "Causal linking: no frame's result depends on later "
+                      "frames.", flag_values=fv)
+    flags.DEFINE_string("history", None, "With --online, the processed frames linked at each "
+                        f"step, or 'all' (default {ONLINE_HISTORY}: links 30 classes x 25 boxes "
+                        "in <= 1 ms per frame; docs/detection.md, Speed).", flag_values=fv)
+    flags.DEFINE_float("min_score", 0.5, "Draw (and write to the JSON) only boxes with this "
+                       "rescored score or more (linking adds up to 1 to a box in a good tube; "
+                       "the label shows the detector's probability).", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 4, "Processed frames per forward pass (as many frame "
+                         "pairs with an export that has only detect_track).", flag_values=fv)
+    flags.DEFINE_bool("no_progress", False, "No progress bar.", flag_values=fv)
+    return fv
+
+
+def main(argv=None) -> int:
+    """`python -m tfzoo.detect ARGS`; `argv` the arguments without the program name (None:
+    sys.argv's). Returns the exit code (2 and one line on stderr for a user mistake)."""
+    from absl import flags
+
     from tfzoo.errors import report
     from tfzoo.rundir import atomic_write_text
 
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    fv = _define_flags()
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull", "-?") for a in argv):
+        print(__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1] + "\n")
+        print(fv.get_help())
+        return 0
     try:
+        rest = fv(["tfzoo.detect", *argv])
+        if len(rest) > 1:
+            raise TfzooError(f"unexpected argument {rest[1]!r}: every option is a --flag")
+    except flags.Error as e:
+        return report(TfzooError(str(e)), "tfzoo.detect")
+    a = fv
+    try:
+        if bool(a.model_dir) == bool(a.saved_model):
+            raise TfzooError("expected one of --model_dir (a training run) or --saved_model "
+                             "(an export)" + (", not both" if a.model_dir else ""))
+        for name in ("video", "out"):
+            if not a[name].value:
+                raise TfzooError(f"--{name} is required")
         if a.stride < 1:
             raise ValueError(f"--stride={a.stride}: expected a positive number of frames")
         if a.batch_size < 1:

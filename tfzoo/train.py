@@ -49,6 +49,9 @@ def define_flags():
     flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (tests of "
                          "--strategy=mirrored on machines without GPUs).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras fit verbosity.")
+    flags.DEFINE_string("data_service", None, "grpc://HOST:PORT of a tf.data service "
+                        "dispatcher (`python -m tfzoo.data.service`): its workers run the "
+                        "training input pipeline, this process only consumes batches.")
 
 
 class TrainError(TfzooError):
@@ -215,7 +218,11 @@ def init_from(model, source_dir: str) -> int:
     return len(copied)
 
 
-def build_datasets(source, config, strategy, model):
+def build_datasets(source, config, strategy, model, *, data_service: str | None = None,
+                   job_name: str | None = None):
+    """(train, val) datasets. With `data_service` (a dispatcher's grpc:// address) the whole
+    training pipeline, batching included, runs on the service's workers
+    (tfzoo.data.service.distribute); validation stays local."""
     import tensorflow as tf
 
     from tfzoo.data import clip_spec
@@ -228,7 +235,18 @@ def build_datasets(source, config, strategy, model):
     train = get_task(model).batch(train.map(label_fn), config.batch_size, drop_remainder=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train = train.with_options(options).prefetch(tf.data.AUTOTUNE)
+    if data_service:
+        from tfzoo.data.service import distribute
+
+        train = distribute(train, data_service, job_name=job_name)
+        # the trainers of one job share its stream: no second split by file or element
+        train_options = tf.data.Options()
+        train_options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.OFF)
+        train = train.with_options(train_options)
+    else:
+        train = train.with_options(options)
+    train = train.prefetch(tf.data.AUTOTUNE)
     val = None
     if config.val_split and source.info.num_videos.get(config.val_split):
         size = tuple(config.image_size)
@@ -247,7 +265,8 @@ def _resize_inputs(x, size):
     return tf.image.resize(x, size)
 
 
-def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | None, verbose):
+def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | None, verbose,
+                data_service: str | None = None):
     import keras
 
     import tfzoo
@@ -274,9 +293,21 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
             except ValueError as e:
                 raise TrainError(f"stage {config.model}: {e}") from None
             print(f"[tfzoo] training streams {list(config.train_streams)}; froze {n} layers")
+        from tfzoo.tasks import get_task
+
+        prepared = get_task(model).prepare_model(model, source, config)
+        if prepared:
+            print(f"[tfzoo] from the training data: {prepared}")
         compile_model(model, config, keras)
 
-    train, val = build_datasets(source, config, strategy, model)
+    # one tf.data service job per stage of a run, shared by a multi-worker trainer's workers
+    # (a digest, not hash(): the same in every process)
+    import hashlib
+
+    job = "tfzoo-" + hashlib.sha1(f"{stage_dir.resolve()}|{config.model}|{config.seed}"
+                                  .encode()).hexdigest()[:16]
+    train, val = build_datasets(source, config, strategy, model, data_service=data_service,
+                                job_name=job if data_service else None)
     steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
     start_epoch, start_step = _restore_backup(model, wdir / "backup", config, steps, strategy)
     callbacks = [
@@ -342,15 +373,22 @@ def _restore_backup(model, backup_dir: Path, config, steps: int, strategy) -> tu
 
 
 def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="auto",
-        restart: bool = False) -> dict | None:
+        restart: bool = False, data_service: str | None = None) -> dict | None:
     """Trains every stage of `config` into `model_dir`; returns the test metrics.
 
     A `model_dir` that holds a run with the same config resumes it (finished stages are kept);
-    one with another config is refused, unless `restart` deletes that run first."""
+    one with another config is refused, unless `restart` deletes that run first.
+    `data_service`: grpc://HOST:PORT of a tf.data service dispatcher that runs the training
+    input (tfzoo.data.service); checked to answer, with a worker, before anything is built."""
     from tfzoo import config as cfglib
     from tfzoo.data import make_source
     from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text, replace_file
 
+    if data_service:
+        from tfzoo.data import service
+
+        data_service = service.check_reachable(data_service, what="dispatcher")
+        service.check_workers(data_service)
     _check_model_dir(model_dir, config, restart=restart)
     source = make_source(config)
     stages = cfglib.stage_configs(config)
@@ -366,7 +404,8 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
         else:
             print(f"[tfzoo] training {stage.model} ({name or 'single stage'}) on split "
                   f"{stage.train_split!r} (test split {stage.test_split!r}) -> {stage_dir}")
-            train_stage(stage, stage_dir, source, strategy, previous=previous, verbose=verbose)
+            train_stage(stage, stage_dir, source, strategy, previous=previous, verbose=verbose,
+                        data_service=data_service)
         previous = stage_dir
     if not is_chief(strategy):
         return None
@@ -464,7 +503,7 @@ def main(argv):
         model_dir = Path(FLAGS.model_dir or f"runs/{FLAGS.model or Path(FLAGS.config).stem}")
         verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
         metrics = run(config, model_dir, strategy, evaluate=FLAGS.evaluate, verbose=verbose,
-                      restart=FLAGS.restart)
+                      restart=FLAGS.restart, data_service=FLAGS.data_service)
     except TfzooError as e:
         return report(e, "python -m tfzoo.train")
     if metrics:

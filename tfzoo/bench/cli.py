@@ -15,7 +15,7 @@ from tfzoo.utils import check_arguments
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DISPATCH = {"--flow": "tfzoo.flow.bench", "--data": "tfzoo.data.bench",
-            "--predict": "tfzoo.predict.bench"}
+            "--input": "tfzoo.data.input_bench", "--predict": "tfzoo.predict.bench"}
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)

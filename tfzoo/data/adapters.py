@@ -13,7 +13,7 @@ yuppp         ROOT/camera_static/<Class>/*.mp4 and ROOT/camera_moving/<Class>/*.
               split as in thesis §7.4.2: per class, 10% of the static and 10% of the moving
               videos train (chosen with a fixed seed), the rest test. This is NOT the
               thesis's "split #1" (its file list is not public here); with the list, pass
-              `split_file` (prepare's --split-file): a text file naming the training videos,
+              `split_file` (prepare's --split_file): a text file naming the training videos,
               one ROOT-relative path a line (camera_static/Beach/x.mp4; the extension and
               '#' comments optional), every other video tests. Splits train, test,
               train_static, test_static, train_moving, test_moving.
@@ -285,13 +285,24 @@ def parse_voc_xml(path) -> dict:
         bb = obj.find("bndbox")
         if bb is None:
             continue
-        box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-        out["objects"].append({
-            "wnid": wnid, "label": _VID_INDEX.get(wnid, -1),
-            "trackid": int(obj.findtext("trackid", "-1")),
-            "box": box, "occluded": int(obj.findtext("occluded", "0")),
-            "generated": int(obj.findtext("generated", "0"))})
+        try:
+            box = [float(_required(bb, k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+            out["objects"].append({
+                "wnid": wnid, "label": _VID_INDEX.get(wnid, -1),
+                "trackid": int(obj.findtext("trackid", "-1")),
+                "box": box, "occluded": int(obj.findtext("occluded", "0")),
+                "generated": int(obj.findtext("generated", "0"))})
+        except (KeyError, ValueError) as e:
+            raise DataError(f"{path}: object {wnid or '(unnamed)'!r} has a bad box or field "
+                            f"({e}); expected numeric xmin, ymin, xmax, ymax") from None
     return out
+
+
+def _required(element, tag: str) -> str:
+    text = element.findtext(tag)
+    if text is None or not text.strip():
+        raise KeyError(f"<{tag}> missing")
+    return text
 
 
 def _frames_in(d: Path) -> list[Path]:
@@ -325,12 +336,13 @@ def vid_classes(root) -> list[tuple[str, str]]:
     return pairs
 
 
-def list_det_images(root, class_index: dict, *, per_class: int = 2000,
-                    seed: int = 0) -> list[tuple[Path, Path, int]]:
+def list_det_images(root, class_index: dict, *, per_class: int = 2000, seed: int = 0,
+                    skipped: list | None = None) -> list[tuple[Path, Path, int]]:
     """(image, annotation, label) of the ImageNet DET training images in the thesis' DET+VID
     mix (§8.5.1): images holding an object of `class_index` (wnid -> label), labelled by their
     most frequent such class, at most `per_class` per class (a seeded sample), in path order.
-    Empty without ROOT/Data/DET/train."""
+    Empty without ROOT/Data/DET/train. An image whose annotation does not parse is left out
+    and, given `skipped`, reported there ({"path", "video_id", "reason"})."""
     data, ann = Path(root) / "Data", Path(root) / "Annotations"
     det = data / "DET" / "train"
     if not det.is_dir() or not per_class:
@@ -345,8 +357,14 @@ def list_det_images(root, class_index: dict, *, per_class: int = 2000,
             a = ann / img.relative_to(data).with_suffix(".xml")
             if not a.exists():
                 continue
-            labels = [class_index[o["wnid"]] for o in parse_voc_xml(a)["objects"]
-                      if o["wnid"] in class_index]
+            try:
+                objects = parse_voc_xml(a)["objects"]
+            except DataError as e:  # one broken annotation skips its image, not the listing
+                if skipped is not None:
+                    skipped.append({"path": str(img), "video_id": img.relative_to(data)
+                                    .with_suffix("").as_posix(), "reason": str(e)})
+                continue
+            labels = [class_index[o["wnid"]] for o in objects if o["wnid"] in class_index]
             if labels:  # only images of the mix's classes enter it
                 label = max(sorted(set(labels)), key=labels.count)
                 by_label.setdefault(label, []).append((img, a, label))
@@ -377,10 +395,15 @@ def list_imagenet_vid(root, *, vid_train_frames: int = 10, det_per_class: int = 
             anns = [ann / "VID" / rel / (f.stem + ".xml") for f in frames]
             anns = [str(a) if a.exists() else None for a in anns]
             labels = []
-            for a in anns[:: max(1, len(anns) // 20)]:  # a sample of frames decides the label
-                if a is not None:
-                    labels += [index[o["wnid"]] for o in parse_voc_xml(a)["objects"]
-                               if o["wnid"] in index]
+            try:
+                for a in anns[:: max(1, len(anns) // 20)]:  # a sample of frames decides the label
+                    if a is not None:
+                        labels += [index[o["wnid"]] for o in parse_voc_xml(a)["objects"]
+                                   if o["wnid"] in index]
+            except DataError as e:  # the snippet is skipped and reported, the listing goes on
+                skipped.append({"path": str(snip), "video_id": f"VID/{rel.as_posix()}",
+                                "reason": str(e)})
+                continue
             label = max(sorted(set(labels)), key=labels.count) if labels else -1
             attrs = {"source": "VID"}
             if split == "train" and vid_train_frames:
@@ -391,7 +414,8 @@ def list_imagenet_vid(root, *, vid_train_frames: int = 10, det_per_class: int = 
             items.append(VideoItem(video_id=f"VID/{rel.as_posix()}", label=label, splits=(split,),
                                    frame_paths=[str(f) for f in frames], annotation_paths=anns,
                                    attrs=attrs))
-    for img, a, label in list_det_images(root, index, per_class=det_per_class, seed=seed):
+    for img, a, label in list_det_images(root, index, per_class=det_per_class, seed=seed,
+                                         skipped=skipped):
         items.append(VideoItem(video_id=img.relative_to(data).with_suffix("").as_posix(),
                                label=label, splits=("train",), frame_paths=[str(img)],
                                annotation_paths=[str(a)], attrs={"source": "DET"}))

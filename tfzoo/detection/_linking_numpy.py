@@ -6,7 +6,9 @@ and that the tests compare it with on cases too large to enumerate. Same semanti
 
 The Viterbi recursion runs for all classes at once on (classes, boxes, boxes) arrays, so the
 cost per frame is a few numpy calls per extracted tube, independent of the number of classes
-(`python -m tfzoo.detection.bench --what linking`).
+(`python -m tfzoo.detection.bench --what linking`). A frame where a class has no box is left
+out of that class's linking (its tubes pass over it with index -1, psi = 0 across the gap):
+the classes with the same frames with boxes are linked together on those frames only.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ class _Video:
             self.boxes[t, ci[order], rank] = b[order]
             self.index[t, ci[order], rank] = order
         self.alive = self.index >= 0
-        # edge scores (T-1, C, N_to, N_from) of eq. 8.5
-        self.edges = np.zeros((max(frames - 1, 0), num_c, n, n))
+        # psi (T-1, C, N_to, N_from) of eq. 8.6
+        self.psi = np.zeros((max(frames - 1, 0), num_c, n, n), bool)
         flat_boxes = self.boxes.reshape(frames, -1, 4)
         flat_alive = self.alive.reshape(frames, -1)
         for t in range(frames - 1):
@@ -60,8 +62,7 @@ class _Video:
                 psi[a_box[i], b_box[pos]] = True
             psi = psi.reshape(num_c, n, num_c, n)[np.arange(num_c), :, np.arange(num_c)]
             # stored (class, to, from): the Viterbi max runs over the contiguous last axis
-            self.edges[t] = (self.scores[t, :, None, :] + self.scores[t + 1, :, :, None]
-                             + psi.transpose(0, 2, 1))
+            self.psi[t] = psi.transpose(0, 2, 1)
 
 
 def _ranges(lo, hi):
@@ -143,37 +144,63 @@ def _extract(scores, alive, edges):
     return tubes
 
 
+def _tubes(video, lo, hi):
+    """All tubes of frames [lo, hi): list of (class slot, path (hi - lo,), -1 where the class
+    has no box), class by class, extraction order within. The classes with boxes in the same
+    frames are linked together on those frames (eq. 8.5 edges between consecutive ones, psi
+    only between adjacent frames)."""
+    alive = video.alive[lo:hi]
+    has = alive.any(2)  # (T, C)
+    tubes = []
+    patterns, group = np.unique(has.T, axis=0, return_inverse=True)
+    for g, pattern in enumerate(patterns):
+        frames = np.flatnonzero(pattern)
+        if not len(frames):
+            continue
+        cs = np.flatnonzero(group.reshape(-1) == g)
+        f = lo + frames
+        scores = video.scores[f][:, cs]
+        adjacent = (np.diff(frames) == 1)[:, None, None, None]
+        edges = (scores[:-1, :, None, :] + scores[1:, :, :, None]
+                 + (video.psi[f[:-1]][:, cs] & adjacent))
+        for c, path in _extract(scores, video.alive[f][:, cs], edges):
+            full = np.full(hi - lo, -1)
+            full[frames] = path
+            tubes.append((cs[c], full))
+    tubes.sort(key=lambda ct: ct[0])  # stable: class by class, extraction order within
+    return tubes
+
+
 def _rescore(video, tubes, lo, alpha, new_scores, only_last):
-    """Adds to each tube box the mean of its ceil(alpha * len) highest scores."""
-    frames = tubes[0][1].shape[0] if tubes else 0
-    k = max(1, math.ceil(alpha * frames)) if frames else 0
-    t_idx = np.arange(lo, lo + frames)
+    """Adds to each tube box the mean of the ceil(alpha * n) highest scores of its n boxes."""
     for c, path in tubes:
-        s = video.scores[t_idx, c, path]
+        t_idx = lo + np.flatnonzero(path >= 0)
+        s = video.scores[t_idx, c, path[path >= 0]]
+        k = max(1, math.ceil(alpha * len(s)))
         bonus = np.sort(s)[::-1][:k].mean()
-        for t in ([frames - 1] if only_last else range(frames)):
-            new_scores[lo + t][video.index[lo + t, c, path[t]]] = s[t] + bonus
+        for t, i, x in zip(t_idx, path[path >= 0], s):
+            if not only_last or t == lo + len(path) - 1:
+                new_scores[t][video.index[t, c, i]] = x + bonus
 
 
 def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float = 0.5,
-               online: bool = False, history: int | None = None):
+               online: bool = False, history: int | None = None,
+               num_classes: int | None = None):
     """`tfzoo.detection.link_tubes` (same arguments, checks and results), in numpy."""
-    dets, trk = _check(detections, tracks, alpha, history)
+    dets, trk = _check(detections, tracks, alpha, history, num_classes)
     frames = len(dets)
     rescored = [s.copy() for _, s, _ in dets]
     if not any(len(s) for _, s, _ in dets):
         return rescored, []
     video = _Video(dets, trk, iou_threshold)
-    tubes = _extract(video.scores, video.alive, video.edges)
-    tubes.sort(key=lambda ct: ct[0])  # stable: class by class, extraction order within
+    tubes = _tubes(video, 0, frames)
     if online:
         for t in range(frames):
             lo = 0 if history is None else max(0, t - history + 1)
-            part = _extract(video.scores[lo:t + 1], video.alive[lo:t + 1], video.edges[lo:t])
-            _rescore(video, part, lo, alpha, rescored, only_last=True)
+            _rescore(video, _tubes(video, lo, t + 1), lo, alpha, rescored, only_last=True)
     else:
         _rescore(video, tubes, 0, alpha, rescored, only_last=False)
     out = [{"class": int(video.classes[c]),
-            "indices": [int(video.index[t, c, path[t]]) for t in range(frames)]}
+            "indices": [int(video.index[t, c, i]) if i >= 0 else -1 for t, i in enumerate(path)]}
            for c, path in tubes]
     return rescored, out

@@ -154,7 +154,26 @@ def bench_linking(repeats: int) -> list[str]:
             cpu.append(time.process_time() - c)
         return np.median(wall) / frames, np.median(cpu) / frames
 
+    # the same video where each class is missing from ~20% of the frames (runs of 1-5 frames):
+    # the tubes pass over those frames (index -1)
+    rng = np.random.default_rng(2)
+    missing = np.zeros((frames, classes), bool)
+    for c in range(classes):
+        for _ in range(4):
+            a = rng.integers(0, frames)
+            missing[a:a + rng.integers(1, 6), c] = True
+    gappy = [{k: v[~missing[t, d["classes"]]] for k, v in d.items()}
+             for t, d in enumerate(dets)]
+
     lines = []
+    for label, kw in (("offline", {}), ("online, history 6", {"online": True, "history": 6}),
+                      ("online, full history", {"online": True})):
+        w_full, c_full = per_frame(link_tubes, kw)
+        w_gap, c_gap = per_frame(lambda d, *a, **k: link_tubes(gappy, *a, **k), kw)
+        lines.append(f"link_tubes ({label}) with classes missing from "
+                     f"{100 * missing.mean():.0f}% of the frames: {w_gap * 1e3:.3f} ms wall / "
+                     f"{c_gap * 1e3:.3f} ms CPU per frame; without gaps {w_full * 1e3:.3f} / "
+                     f"{c_full * 1e3:.3f} ms")
     for label, kw in (("offline", {}), ("online, full history", {"online": True}),
                       ("online, history 6", {"online": True, "history": 6}),
                       ("online, history 8", {"online": True, "history": 8}),
@@ -187,7 +206,7 @@ def bench_linking(repeats: int) -> list[str]:
         arrays = (v.scores, v.alive, v.first, v.more, v.idx)
         reuse = functools.partial(linking._online_full, *arrays, 0.5, linking._RING)
         scratch = functools.partial(linking._online_window, *arrays, frames, 0.5)
-        same = all(np.array_equal(a, b) for a, b in zip(reuse()[:3], scratch()))
+        same = all(np.array_equal(a, b) for a, b in zip(reuse()[:4], scratch()))
         w_r, c_r = _time(reuse, repeats=repeats)
         w_s, c_s = _time(scratch, repeats=repeats)
         lines.append(f"online full-history extraction ({label}), per frame: reusing the "
@@ -249,15 +268,14 @@ def four_pass_detect_track(model, pairs) -> dict:
     """`DetectTrack.detect_track` as it was before each frame's maps were shared: `detect` on
     the 2B frames, then `features` of both frames again for the tracker (4 network passes a
     pair). The before of `bench_pipeline`, and the reference the shared path must equal."""
-    from tfzoo.detection.boxes import BOX_STDS, decode_boxes
+    from tfzoo.detection.boxes import decode_boxes
     from tfzoo.models.dt import TRACK_MAPS
 
     pairs = tf.convert_to_tensor(pairs)
     shape = tf.shape(pairs)
     b = shape[0]
     flat = tf.reshape(pairs, tf.concat([[2 * b], shape[2:]], 0))
-    det = model.detect(flat, box_voting=True,
-                       max_per_class=model.get_config()["link_max_per_class"])
+    det = model.detect(flat, **model.link_detection_options())
     m = tf.shape(det["boxes"])[1]
     resized, scale = model._resize(pairs[:, 0])
     resized_tau, _ = model._resize(pairs[:, 1])
@@ -267,7 +285,7 @@ def four_pass_detect_track(model, pairs) -> dict:
                       tf.reshape(boxes[:, 0], [-1, 4]) * scale], 1)
     deltas = model.tracker([{n: tf.cast(maps[n][:b], tf.float32) for n in TRACK_MAPS},
                             {n: tf.cast(maps[n][b:], tf.float32) for n in TRACK_MAPS}, rois])
-    moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
+    moved = decode_boxes(rois[:, 1:], deltas, model.get_config()["tracking_stds"]) / scale
     valid = (tf.range(m)[None] < tf.reshape(det["num_detections"], [b, 2])[:, :1])[..., None]
     return {"detection_boxes": boxes,
             "detection_scores": tf.reshape(det["scores"], [b, 2, m]),
@@ -298,9 +316,7 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600
     model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
     video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])
-    per_class = model.get_config()["link_max_per_class"]
-    detect = tf.function(lambda x: model.detect(x, box_voting=True,
-                                                max_per_class=per_class)["boxes"])
+    detect = tf.function(lambda x: model.detect(x, **model.link_detection_options())["boxes"])
     old = tf.function(lambda x: four_pass_detect_track(model, x)["track_boxes"])
     track = tf.function(lambda a, b, r: model.tracker([a, b, r]))
     pair = np.stack([video[:-1], video[1:]], 1)

@@ -67,23 +67,26 @@ def _centre_size(b):
     return b[..., 0] + 0.5 * w, b[..., 1] + 0.5 * h, w, h
 
 
-def encode_boxes(boxes, targets, stds=BOX_STDS):
+def encode_boxes(boxes, targets, stds=BOX_STDS, means=(0.0, 0.0, 0.0, 0.0)):
     """R-CNN regression targets that move `boxes` onto `targets` (both (..., 4)):
-    `((tx - x) / w, (ty - y) / h, log(tw / w), log(th / h)) / stds` with centres x, y and sizes
-    w, h (Girshick et al. 2014, App. C; the D&T tracking targets eq. 8.2-8.3 have this form)."""
+    `((tx - x) / w, (ty - y) / h, log(tw / w), log(th / h)) - means) / stds` with centres x, y
+    and sizes w, h (Girshick et al. 2014, App. C; the D&T tracking targets eq. 8.2-8.3 are this
+    form with means 0 and stds 1). `means`/`stds`: the normalisation of the box regressor's
+    targets (`tfzoo.detection.box_target_statistics` computes them from training data)."""
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     targets = tf.convert_to_tensor(targets, tf.float32)
     x, y, w, h = _centre_size(boxes)
     tx, ty, tw, th = _centre_size(targets)
     d = tf.stack([(tx - x) / w, (ty - y) / h, tf.math.log(tw / w), tf.math.log(th / h)], -1)
-    return d / tf.constant(stds, tf.float32)
+    return (d - tf.constant(means, tf.float32)) / tf.constant(stds, tf.float32)
 
 
-def decode_boxes(boxes, deltas, stds=BOX_STDS):
-    """Inverse of `encode_boxes`: applies (..., 4) `deltas` (in units of `stds`) to `boxes`.
-    Differentiable in `deltas`; the log-scales are clamped at log(1000/16)."""
+def decode_boxes(boxes, deltas, stds=BOX_STDS, means=(0.0, 0.0, 0.0, 0.0)):
+    """Inverse of `encode_boxes`: applies (..., 4) `deltas` (normalised by `means` and `stds`)
+    to `boxes`. Differentiable in `deltas`; the log-scales are clamped at log(1000/16)."""
     boxes = tf.convert_to_tensor(boxes, tf.float32)
-    deltas = tf.convert_to_tensor(deltas, tf.float32) * tf.constant(stds, tf.float32)
+    deltas = (tf.convert_to_tensor(deltas, tf.float32) * tf.constant(stds, tf.float32)
+              + tf.constant(means, tf.float32))
     x, y, w, h = _centre_size(boxes)
     cx = x + deltas[..., 0] * w
     cy = y + deltas[..., 1] * h
@@ -144,20 +147,22 @@ def nms(boxes, scores, iou_threshold: float, max_output: int | None = None):
     return tf.image.non_max_suppression(yxyx, scores, n, iou_threshold=iou_threshold)
 
 
-def nms_box_voting(boxes, scores, iou_threshold: float = 0.3, vote_threshold: float = 0.5,
-                   max_output: int | None = None, add_val: float = 1.5):
+def nms_box_voting(boxes, scores, iou_threshold: float = 0.4, vote_threshold: float = 0.5,
+                   max_output: int | None = None, add_val: float = 0.0):
     """NMS followed by box voting (Gidaris & Komodakis 2015, §5), as D&T applies before linking
-    (thesis §8.5.2; reference: NMS 0.4 per class, at most 25 boxes per frame and class).
+    (the authors' make_tubes: NMS 0.4 per class, at most 25 boxes per frame and class, votes
+    weighted by the score: `add_val` 0; Gidaris & Komodakis' own default is 1.5).
 
     Each kept box is replaced by the weighted mean of all input boxes whose IoU with it is at
-    least `vote_threshold`, with weights `max(0, score + add_val)` (the reference's weighting of
-    softmax scores); its score is unchanged. Returns (boxes (K, 4), scores (K,), kept indices).
+    least `vote_threshold`, with weights `eps + max(0, score + add_val)`; its score is
+    unchanged. Returns (boxes (K, 4), scores (K,), kept indices).
     """
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     scores = tf.convert_to_tensor(scores, tf.float32)
     keep = nms(boxes, scores, iou_threshold, max_output)
     kept = tf.gather(boxes, keep)
     overlap = iou_matrix(kept, boxes)  # (K, N)
+    # eps: a box whose neighbours all score 0 keeps its own coordinates (it is its neighbour)
     weight = tf.where(overlap >= vote_threshold,
                       tf.maximum(scores + add_val, 0.0)[None] + 1e-12, 0.0)
     voted = tf.math.divide_no_nan(weight @ boxes, tf.reduce_sum(weight, 1, keepdims=True))

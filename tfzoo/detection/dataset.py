@@ -142,7 +142,8 @@ class DetectionDataset:
             # The thesis' DET+VID mix (§8.5.1): DET images of these classes, each a one-frame
             # "video", at most `det_per_class` per class.
             for img, a, _ in list_det_images(self.root, self._wnid,
-                                             per_class=self.det_per_class, seed=self.seed):
+                                             per_class=self.det_per_class, seed=self.seed,
+                                             skipped=self.skipped):
                 rel = img.relative_to(self.root / "Data").with_suffix("")
                 self.entries.append(_Entry(rel.as_posix(), frame_paths=[str(img)],
                                            annotation_paths=[str(a)], det=True))

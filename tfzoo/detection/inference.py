@@ -7,13 +7,15 @@ processed frames' detections into tubes (`link_tubes`), rescores them, gives eve
 the tube's id, and fills the frames in between:
 
 - offline (`online=False`): a frame between processed frames k and k+1 gets every tube's box
-  interpolated linearly between its boxes at k and k+1 (coordinates and rescored score; the
-  tube spans the whole video, so both ends exist); boxes in no tube stay on their processed
-  frame only. Frames after the last processed frame hold its tube boxes. The thesis evaluates
+  interpolated linearly between its boxes at k and k+1 (coordinates and rescored score); a
+  tube without a box at k or at k+1 (its class has none there: the tube passes over a gap) has
+  no box in between, so nothing is interpolated across a gap longer than the stride; boxes in
+  no tube stay on their processed frame only. Frames after the last processed frame hold its tube boxes. The thesis evaluates
   tau = 10 on the processed frames only; `interpolate=False` gives that (empty frames between).
 - online (`online=True`): causal. Scores are the online `link_tubes` ones (frame t rescored
   from the tubes of frames [t - history + 1, t]); tube ids follow those windows' tubes: a box
-  at t takes the id of the box its window tube passes through at t-1, or a new id. A frame
+  at t takes the id of its window tube's previous box (at t-1, or before a gap of its class),
+  or a new id. A frame
   between processed frames k and k+1 holds frame k's boxes (interpolating would need k+1, up to
   stride - 1 frames in the future).
 """
@@ -29,13 +31,15 @@ def _ids_offline(tubes, sizes):
     ids = [np.full(n, -1, np.int64) for n in sizes]
     for q, tube in enumerate(tubes):
         for t, i in enumerate(tube["indices"]):
-            ids[t][i] = q
+            if i >= 0:  # -1: the tube passes over a frame without a box of its class
+                ids[t][i] = q
     return ids
 
 
 def _ids_online(links, sizes, history):
-    """Causal ids: a box of a window tube continues the id its tube had at t-1, else gets a new
-    one; a one-frame window (t = 0, or history 1) makes every box a tube of its own."""
+    """Causal ids: a box of a window tube continues the id of the tube's previous box (at t-1,
+    or before a gap of its class), else gets a new one; a one-frame window (t = 0, or history
+    1) makes every box a tube of its own."""
     ids = [np.full(n, -1, np.int64) for n in sizes]
     next_id = 0
     for t, n in enumerate(sizes):
@@ -44,9 +48,9 @@ def _ids_online(links, sizes, history):
             ids[t][:] = np.arange(next_id, next_id + n)
             next_id += n
             continue
-        for prev, cur in links[t].tolist():
-            if ids[t - 1][prev] >= 0:
-                ids[t][cur] = ids[t - 1][prev]
+        for frame, prev, cur in links[t].tolist():
+            if frame >= 0 and ids[frame][prev] >= 0:
+                ids[t][cur] = ids[frame][prev]
             else:
                 ids[t][cur] = next_id
                 next_id += 1
@@ -55,7 +59,8 @@ def _ids_online(links, sizes, history):
 
 def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = None,
                online: bool = False, alpha: float = 0.5, iou_threshold: float = 0.5,
-               history: int | None = None, interpolate: bool = True) -> list[dict]:
+               history: int | None = None, interpolate: bool = True,
+               num_classes: int | None = None) -> list[dict]:
     """Links per-processed-frame detections into tubes and returns every video frame's boxes.
 
     Args:
@@ -69,10 +74,13 @@ def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = 
       online, alpha, iou_threshold, history: as `link_tubes`; see the module docstring for
         what online changes here.
       interpolate: offline, fill the frames between processed frames (else they are empty).
+      num_classes: the model's number of classes (class ids are checked against it).
 
     Returns:
-      per video frame, `{"boxes" (N, 4), "scores" (N,), "classes" (N,) int, "track_ids" (N,)
-      int (-1: in no tube), "processed": bool}`.
+      per video frame, `{"boxes" (N, 4), "scores" (N,) (rescored: up to 2), "probabilities"
+      (N,) (the detector's own scores, what a person reads), "classes" (N,) int, "track_ids"
+      (N,) int (-1: in no tube), "processed": bool}`; interpolated boxes get both scores
+      interpolated.
 
     Example:
     >>> import numpy as np
@@ -96,15 +104,17 @@ def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = 
         num_frames = last + 1
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    rescored, tubes, links = _link(detections, tracks, alpha, iou_threshold, online, history)
+    rescored, tubes, links = _link(detections, tracks, alpha, iou_threshold, online, history,
+                                   num_classes)
     sizes = [len(s) for s in rescored]
     ids = _ids_online(links, sizes, history) if online else _ids_offline(tubes, sizes)
     frames = []
-    for k, (boxes, _, classes) in enumerate(dets):
-        frames.append({"boxes": boxes, "scores": rescored[k], "classes": classes,
-                       "track_ids": ids[k], "processed": True})
-    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "classes": np.zeros(0, np.int64),
-             "track_ids": np.zeros(0, np.int64), "processed": False}
+    for k, (boxes, scores, classes) in enumerate(dets):
+        frames.append({"boxes": boxes, "scores": rescored[k], "probabilities": scores,
+                       "classes": classes, "track_ids": ids[k], "processed": True})
+    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "probabilities": np.zeros(0),
+             "classes": np.zeros(0, np.int64), "track_ids": np.zeros(0, np.int64),
+             "processed": False}
     out = []
     for f in range(num_frames):
         k, r = divmod(f, stride)
@@ -130,6 +140,7 @@ def _between(a, b, w):
     pa, pb = _positions(ia, common), _positions(ib, common)
     return {"boxes": (1 - w) * a["boxes"][pa] + w * b["boxes"][pb],
             "scores": (1 - w) * a["scores"][pa] + w * b["scores"][pb],
+            "probabilities": (1 - w) * a["probabilities"][pa] + w * b["probabilities"][pb],
             "classes": a["classes"][pa], "track_ids": common.astype(np.int64),
             "processed": False}
 

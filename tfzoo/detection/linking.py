@@ -6,9 +6,11 @@ Per class, the score of linking box i at frame t to box j at frame t+1 is (eq. 8
     `iou_threshold` with box i at t and with box j at t+1, else 0 (eq. 8.6),
 
 the tube is the path with one box per frame maximising the sum of s over the video (eq. 8.7,
-Viterbi), its boxes are removed and the next tube is extracted, while every frame still has a
-box of the class. Each box of a tube then gets its score plus the mean of the ceil(alpha * T)
-highest scores of its tube; boxes in no tube keep their score.
+Viterbi), its boxes are removed and the next tube is extracted, while every frame that had a
+box of the class still has one. Frames without a box of the class are left out of its linking,
+as in the authors' `make_tubes`: the tube passes over them (index -1) and the link across them
+is p_i + p_j (no tracklet spans a gap). Each box of a tube then gets its score plus the mean of
+the ceil(alpha * n) highest scores of the tube's n boxes; boxes in no tube keep their score.
 
 psi is binary, so the best predecessor of a box is either the best box of the previous frame or,
 one point higher, its best tracked neighbour: a Viterbi step costs O(boxes + tracked pairs) rather
@@ -31,41 +33,83 @@ import numbers
 import numba
 import numpy as np
 
+from tfzoo.errors import TfzooError
 
-def _check(detections, tracks, alpha=0.5, history=None):
+
+class LinkingError(TfzooError):
+    """Detections or tracklets that `link_tubes` cannot link (the message names the frame and
+    the value)."""
+
+
+def _check(detections, tracks, alpha=0.5, history=None, num_classes=None):
     if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        raise LinkingError(f"alpha must be in (0, 1], got {alpha!r}")
     if history is not None and (isinstance(history, bool)
                                 or not isinstance(history, numbers.Integral) or history < 1):
-        raise ValueError(f"history must be None or a positive integer, got {history!r}")
+        raise LinkingError(f"history must be None or a positive integer, got {history!r}")
+    if num_classes is not None and (isinstance(num_classes, bool)
+                                    or not isinstance(num_classes, numbers.Integral)
+                                    or num_classes < 1):
+        raise LinkingError(f"num_classes must be None or a positive integer, got "
+                           f"{num_classes!r}")
     if not isinstance(detections, (list, tuple)) or not detections:
-        raise ValueError("detections must be a non-empty list (one dict per frame) of "
-                         "{'boxes': (N, 4), 'scores': (N,), 'classes': (N,)}")
+        raise LinkingError("detections must be a non-empty list (one dict per frame) of "
+                           "{'boxes': (N, 4), 'scores': (N,), 'classes': (N,)}")
     frames = len(detections)
     if len(tracks) not in (frames - 1, frames):
-        raise ValueError(f"tracks has {len(tracks)} entries for {frames} frames: expected "
-                         f"{frames - 1} (one per pair of consecutive frames) or {frames}")
+        raise LinkingError(f"tracks has {len(tracks)} entries for {frames} frames: expected "
+                           f"{frames - 1} (one per pair of consecutive frames) or {frames}")
     out = []
     for t, d in enumerate(detections):
         try:
-            boxes = np.asarray(d["boxes"], np.float64).reshape(-1, 4)
+            boxes = np.asarray(d["boxes"], np.float64)
             scores = np.asarray(d["scores"], np.float64).reshape(-1)
-            classes = np.asarray(d["classes"]).astype(np.int64).reshape(-1)
+            raw = np.asarray(d["classes"]).reshape(-1)
+            classes = raw.astype(np.int64)
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"detections[{t}]: expected {{'boxes': (N, 4), 'scores': (N,), "
-                             f"'classes': (N,)}} ({e})") from e
+            raise LinkingError(f"detections[{t}]: expected {{'boxes': (N, 4), 'scores': (N,), "
+                               f"'classes': (N,)}} ({e})") from e
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise LinkingError(f"detections[{t}]['boxes'] has shape {boxes.shape}: expected "
+                               "(N, 4), x1 y1 x2 y2 per box")
         if not len(boxes) == len(scores) == len(classes):
-            raise ValueError(f"detections[{t}]: {len(boxes)} boxes, {len(scores)} scores and "
-                             f"{len(classes)} classes; expected the same number")
+            raise LinkingError(f"detections[{t}]: {len(boxes)} boxes, {len(scores)} scores and "
+                               f"{len(classes)} classes; expected the same number")
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if len(bad):
+            raise LinkingError(f"detections[{t}]['scores'][{bad[0]}] is {scores[bad[0]]}: "
+                               "expected finite scores")
+        bad = np.flatnonzero(~np.isfinite(boxes).all(1) | (boxes[:, 2] < boxes[:, 0])
+                             | (boxes[:, 3] < boxes[:, 1]))
+        if len(bad):
+            raise LinkingError(f"detections[{t}]['boxes'][{bad[0]}] is "
+                               f"{boxes[bad[0]].tolist()}: expected finite x1 y1 x2 y2 with "
+                               "x2 >= x1 and y2 >= y1")
+        bad = np.flatnonzero((classes != raw) | (classes < 0) | (
+            classes >= (num_classes if num_classes is not None else np.iinfo(np.int64).max)))
+        if len(bad):
+            allowed = (f"0..{num_classes - 1} (the model's {num_classes} classes)"
+                       if num_classes is not None else "non-negative integers")
+            raise LinkingError(f"detections[{t}]['classes'][{bad[0]}] is "
+                               f"{raw[bad[0]].item()!r}: expected class ids in {allowed}")
         out.append((boxes, scores, classes))
     trk = []
     for t in range(frames - 1):
-        m = np.asarray(tracks[t], np.float64)
+        try:
+            m = np.asarray(tracks[t], np.float64)
+        except (TypeError, ValueError) as e:
+            raise LinkingError(f"tracks[{t}]: expected an (M, 8) array ({e})") from e
         if m.size == 0:
             m = m.reshape(0, 8)
         if m.ndim != 2 or m.shape[1] != 8:
-            raise ValueError(f"tracks[{t}] has shape {m.shape}: expected (M, 8), a box at t and "
-                             "at t+1 (x1 y1 x2 y2 each) per tracklet")
+            raise LinkingError(f"tracks[{t}] has shape {m.shape}: expected (M, 8), a box at t "
+                               "and at t+1 (x1 y1 x2 y2 each) per tracklet")
+        bad = np.flatnonzero(~np.isfinite(m).all(1))
+        if len(bad):
+            raise LinkingError(f"tracks[{t}][{bad[0]}] is {m[bad[0]].tolist()}: expected "
+                               "finite coordinates")
         trk.append(m)
     return out, trk
 
@@ -318,17 +362,22 @@ def _step_free(w_prev, best, arg, sc, free, count, first, more, idx, row, w_out,
 
 
 @_inline
-def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count, w, pred, value):
+def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count, w, pred, value,
+                 nz):
     """The tubes of class c in frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every
-    frame still has a box of the class) into paths[r] in extraction order; returns how many.
+    frame with a box of the class still has one) into paths[r] in extraction order (-1 in the
+    frames without a box of the class); returns how many.
 
-    Each frame keeps the list of its free boxes, so a round's steps only visit those (a class
-    of n boxes costs n (n + 1) / 2 box updates per frame over its n rounds, not n^2). The
-    other arguments are work arrays: free (T, n), count (T,), w (T, n + 1), pred (T, n), value
-    (n,)."""
+    The frames without a box of the class are left out: a tube passes over them, and the link
+    across them has psi = 0 (no tracklet spans a gap; the psi row of the frame before the next
+    box has no entry for the class, as that frame has no box of it). Each frame keeps the list
+    of its free boxes, so a round's steps only visit those (a class of n boxes costs
+    n (n + 1) / 2 box updates per frame over its n rounds, not n^2). The other arguments are
+    work arrays: free (T, n), count (T,), w (T, n + 1), pred (T, n), value (n,), nz (T,)."""
     num_c, n = alive.shape[1], alive.shape[2]
     frames = hi - lo
     left = n
+    m = 0  # frames with a box of the class, nz[:m]
     for t in range(frames):
         count[t] = 0
         for j in range(n):
@@ -337,38 +386,48 @@ def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count,
                 free[t, count[t]] = j
                 count[t] += 1
         w[t, n] = -np.inf
-        left = min(left, count[t])
+        if count[t] > 0:
+            nz[m] = t
+            m += 1
+            left = min(left, count[t])
+    if m == 0:
+        return 0
+    t0, t1 = nz[0], nz[m - 1]
     for r in range(left):
         best, arg = -np.inf, 0
-        for q in range(count[0]):
-            j = free[0, q]
-            w[0, j] = scores[lo, c, j]
-            up = w[0, j] > best
-            best = w[0, j] if up else best
+        for q in range(count[t0]):
+            j = free[t0, q]
+            w[t0, j] = scores[lo + t0, c, j]
+            up = w[t0, j] > best
+            best = w[t0, j] if up else best
             arg = j if up else arg
         end = arg
-        for t in range(1, frames):
-            best, arg = _step_free(w[t - 1], best, arg, scores[lo + t, c], free[t], count[t],
+        for e in range(1, m):
+            t, s = nz[e], nz[e - 1]
+            best, arg = _step_free(w[s], best, arg, scores[lo + t, c], free[t], count[t],
                                    first, more, idx, ((lo + t - 1) * num_c + c) * n, w[t],
                                    pred[t], value)
-        if frames > 1:
+        if m > 1:
             top = -np.inf
-            for q in range(count[frames - 1]):
-                j = free[frames - 1, q]
-                x = scores[hi - 1, c, j] + value[j]
+            for q in range(count[t1]):
+                j = free[t1, q]
+                x = scores[lo + t1, c, j] + value[j]
                 up = x > top
                 top = x if up else top
                 end = j if up else end
         path = paths[r]
-        path[frames - 1] = end
-        for t in range(frames - 1, 0, -1):
-            path[t - 1] = pred[t, path[t]]
-        for t in range(frames):  # remove the tube's boxes (one branch-free pass)
+        for t in range(frames):
+            path[t] = -1
+        path[t1] = end
+        for e in range(m - 1, 0, -1):
+            path[nz[e - 1]] = pred[nz[e], path[nz[e]]]
+        for e in range(m):  # remove the tube's boxes (one branch-free pass)
+            t = nz[e]
             j = path[t]
             w[t, j] = -np.inf
             q = 0
-            for e in range(count[t]):
-                x = free[t, e]
+            for f in range(count[t]):
+                x = free[t, f]
                 free[t, q] = x
                 q += x != j
             count[t] = q
@@ -378,7 +437,8 @@ def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count,
 @_jit
 def _window(scores, alive, first, more, idx, lo, hi):
     """All tubes of frames [lo, hi): (tubes per class (C,), paths (C, rounds, hi - lo)); the
-    tube of round r of class c is paths[c, r] (a class's rounds in extraction order)."""
+    tube of round r of class c is paths[c, r] (a class's rounds in extraction order; -1 in
+    the frames without a box of the class)."""
     _, num_c, n = alive.shape
     frames = hi - lo
     rounds = np.zeros(num_c, np.int64)
@@ -388,9 +448,10 @@ def _window(scores, alive, first, more, idx, lo, hi):
     w = np.empty((frames, n + 1))
     pred = np.empty((frames, n), np.int64)
     value = np.empty(n)
+    nz = np.empty(frames, np.int64)
     for c in range(num_c):
         rounds[c] = _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths[c], free,
-                                 count, w, pred, value)
+                                 count, w, pred, value, nz)
     return rounds, paths
 
 
@@ -398,11 +459,12 @@ def _window(scores, alive, first, more, idx, lo, hi):
 def _online_window(scores, alive, first, more, idx, history, alpha):
     """Online linking with a finite history: frame t rescored by the tubes of the window
     [t - history + 1, t], each window linked from scratch. Per frame t and
-    (round, class) slot: the tube's box at t (-1: no tube), at t-1 (-1 for a one-frame window)
-    and its new score."""
+    (round, class) slot: the tube's box at t (-1: no tube), its previous box in the window
+    and that box's frame (-1, -1 for a tube with one box) and its new score."""
     frames, num_c, n = scores.shape
     cur = np.full((frames, n, num_c), -1, np.int64)
     prev = np.full((frames, n, num_c), -1, np.int64)
+    prev_frame = np.full((frames, n, num_c), -1, np.int64)
     new = np.zeros((frames, n, num_c))
     size = min(history, frames)
     for c in range(num_c):
@@ -412,30 +474,36 @@ def _online_window(scores, alive, first, more, idx, history, alpha):
         w = np.empty((size, n + 1))
         pred = np.empty((size, n), np.int64)
         value = np.empty(n)
+        nz = np.empty(size, np.int64)
         ranked = np.empty(size)
         for t in range(frames):
+            if not alive[t, c].any():
+                continue  # no box of the class at t: nothing to rescore
             lo = max(0, t - history + 1)
             length = t - lo + 1
-            k = max(1, math.ceil(alpha * length))
             rounds = _class_tubes(scores, alive, first, more, idx, lo, t + 1, c, paths, free,
-                                  count, w, pred, value)
+                                  count, w, pred, value, nz)
             for r in range(rounds):
                 path = paths[r]
-                for s in range(length):  # insertion sort: a window is short
-                    x = scores[lo + s, c, path[s]]
-                    q = s
-                    while q > 0 and ranked[q - 1] > x:
-                        ranked[q] = ranked[q - 1]
-                        q -= 1
-                    ranked[q] = x
+                size_r = 0  # the tube's boxes, sorted (insertion sort: a window is short)
+                back = -1
+                for s in range(length):
+                    if path[s] < 0:
+                        continue
+                    if s < length - 1:
+                        back = s
+                    _sorted_insert(ranked, size_r, scores[lo + s, c, path[s]])
+                    size_r += 1
+                k = max(1, math.ceil(alpha * size_r))
                 total = 0.0
-                for q in range(length - 1, length - 1 - k, -1):
+                for q in range(size_r - 1, size_r - 1 - k, -1):
                     total += ranked[q]
                 cur[t, r, c] = path[length - 1]
-                if length > 1:
-                    prev[t, r, c] = path[length - 2]
+                if back >= 0:
+                    prev[t, r, c] = path[back]
+                    prev_frame[t, r, c] = lo + back
                 new[t, r, c] = scores[t, c, path[length - 1]] + total / k
-    return cur, prev, new
+    return cur, prev, prev_frame, new
 
 
 @_inline
@@ -468,26 +536,39 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
     at the first recomputed frame equal to the stored one (same values, same predecessors).
     Backtracking stops where the path rejoins the previous one before the first changed frame.
     The values of the last `ring` frames are kept; a change older than that recomputes the
-    round from frame 0.
+    round from the class's first frame.
 
-    Returns (cur, prev, new) as `_online_window`, and (rounds, paths) of the last window, i.e.
-    the offline tubes."""
+    A frame without a box of class c carries each round's values of the frame before over
+    unchanged (the next step reads them, with an empty psi row: psi = 0 across the gap), and
+    leaves the class's tubes as they were: its window's compressed frames are the previous
+    window's.
+
+    Returns (cur, prev, prev_frame, new) as `_online_window`, and (rounds, paths) of the last
+    window, i.e. the offline tubes."""
     frames, num_c, n = scores.shape
     cur = np.full((frames, n, num_c), -1, np.int64)
     prev = np.full((frames, n, num_c), -1, np.int64)
+    prev_frame = np.full((frames, n, num_c), -1, np.int64)
     new = np.zeros((frames, n, num_c))
     taken = np.empty((frames, num_c, n), np.int32)  # the round whose tube holds a box
-    for t in range(frames):
-        for c in range(num_c):
+    has = np.zeros((frames, num_c), np.bool_)  # the class has a box in the frame
+    before = np.full((frames, num_c), -1, np.int64)  # its last frame < t with a box (-1: none)
+    for c in range(num_c):
+        seen = -1
+        for t in range(frames):
+            before[t, c] = seen
             for j in range(n):
                 taken[t, c, j] = _NONE if alive[t, c, j] else -1
-    paths = np.zeros((num_c, n, frames), np.int64)
+                has[t, c] |= alive[t, c, j]
+            if has[t, c]:
+                seen = t
+    paths = np.full((num_c, n, frames), -1, np.int64)
     ranked = np.empty((num_c, n, frames))  # each tube's scores so far, ascending
     w_ring = np.full((num_c, n, ring, n + 1), -np.inf)
     p_ring = np.empty((num_c, n, ring, n), np.int32)
     best_ring = np.empty((num_c, n, ring))
     arg_ring = np.empty((num_c, n, ring), np.int64)
-    w_all = np.full((frames, n + 1), -np.inf)  # a round recomputed from frame 0
+    w_all = np.full((frames, n + 1), -np.inf)  # a round recomputed from the first frame
     p_all = np.empty((frames, n), np.int32)
     w_new = np.full(n + 1, -np.inf)
     p_new = np.empty(n, np.int32)
@@ -496,17 +577,33 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
     moved = np.zeros(frames, np.bool_)  # frames where an earlier round's path changed
     moved_list = np.empty(frames, np.int64)
     rounds = np.full(num_c, n, np.int64)
+    start = np.full(num_c, -1, np.int64)  # the class's first frame with a box
+    boxes = np.zeros(num_c, np.int64)  # its frames with a box so far: a tube's length
     for t in range(frames):
-        k = max(1, math.ceil(alpha * (t + 1)))
         slot = t % ring
         for c in range(num_c):
+            if not has[t, c]:
+                if start[c] >= 0:  # carry every round's values over the frame
+                    u = (t - 1) % ring
+                    for r in range(rounds[c]):
+                        w_ring[c, r, slot] = w_ring[c, r, u]
+                        p_ring[c, r, slot] = -1
+                        best_ring[c, r, slot], arg_ring[c, r, slot] = (best_ring[c, r, u],
+                                                                       arg_ring[c, r, u])
+                continue
+            if start[c] < 0:
+                start[c] = t
+            f0 = start[c]
+            boxes[c] += 1
+            nb = boxes[c]
+            k = max(1, math.ceil(alpha * nb))
             # rounds only decrease: a dropped round's boxes keep a mark >= every live round's
             # index, which reads as free
             rounds[c] = min(rounds[c], alive[t, c].sum())
             num_moved = 0
             first_moved = t
             for r in range(rounds[c]):
-                merge = 0
+                merge = f0
                 full = first_moved <= t - ring  # the values before it are gone
                 if not full:
                     changed = t  # the first frame whose values or predecessors changed
@@ -515,11 +612,15 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
                         if not (moved[s] or carry):
                             continue
                         q = s % ring
-                        if s == 0:
-                            best, arg = _start(scores[0, c], taken[0, c], r, w_new)
+                        u = (s - 1) % ring
+                        if s == f0:
+                            best, arg = _start(scores[s, c], taken[s, c], r, w_new)
                             p_new[:] = -1
+                        elif not has[s, c]:
+                            w_new[:] = w_ring[c, r, u]
+                            p_new[:] = -1
+                            best, arg = best_ring[c, r, u], arg_ring[c, r, u]
                         else:
-                            u = (s - 1) % ring
                             best, arg = _step(w_ring[c, r, u], best_ring[c, r, u],
                                               arg_ring[c, r, u], scores[s, c], taken[s, c], r,
                                               first, more, idx, ((s - 1) * num_c + c) * n,
@@ -534,9 +635,9 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
                             w_ring[c, r, q] = w_new
                             p_ring[c, r, q] = p_new
                             best_ring[c, r, q], arg_ring[c, r, q] = best, arg
-                    if t == 0:
-                        best, arg = _start(scores[0, c], taken[0, c], r, w_ring[c, r, 0])
-                        p_ring[c, r, 0] = -1
+                    if t == f0:
+                        best, arg = _start(scores[t, c], taken[t, c], r, w_ring[c, r, slot])
+                        p_ring[c, r, slot] = -1
                         end = arg
                     else:
                         u = (t - 1) % ring
@@ -548,34 +649,48 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
                     best_ring[c, r, slot], arg_ring[c, r, slot] = best, arg
                     new_path[t] = end
                     s = t
-                    while s > 0:
+                    while before[s, c] >= 0:
                         if s < changed and paths[c, r, s] == new_path[s]:
                             break  # rejoined the previous path where nothing changed
                         if s <= t - ring:
                             full = True  # the predecessors at s are gone
                             break
-                        new_path[s - 1] = p_ring[c, r, s % ring, new_path[s]]
-                        s -= 1
+                        sp = before[s, c]
+                        new_path[sp] = p_ring[c, r, s % ring, new_path[s]]
+                        for q in range(sp + 1, s):
+                            new_path[q] = -1
+                        s = sp
                     merge = s
                 if full:
-                    best, arg = _start(scores[0, c], taken[0, c], r, w_all[0])
+                    best, arg = _start(scores[f0, c], taken[f0, c], r, w_all[f0])
                     end = arg
-                    for s in range(1, t + 1):
-                        best, arg = _step(w_all[s - 1], best, arg, scores[s, c], taken[s, c], r,
-                                          first, more, idx, ((s - 1) * num_c + c) * n, w_all[s],
-                                          p_all[s], value)
+                    for s in range(f0 + 1, t + 1):
+                        if has[s, c]:
+                            best, arg = _step(w_all[s - 1], best, arg, scores[s, c],
+                                              taken[s, c], r, first, more, idx,
+                                              ((s - 1) * num_c + c) * n, w_all[s], p_all[s],
+                                              value)
+                        else:
+                            w_all[s] = w_all[s - 1]
+                            p_all[s] = -1
                         if s > t - ring:
                             q = s % ring
                             w_ring[c, r, q] = w_all[s]
                             p_ring[c, r, q] = p_all[s]
                             best_ring[c, r, q], arg_ring[c, r, q] = best, arg
-                    if t > 0:
+                    if t > f0:
                         end = _end(scores[t, c], taken[t, c], r, value)
                     new_path[t] = end
-                    for s in range(t, 0, -1):
-                        new_path[s - 1] = p_all[s, new_path[s]]
-                    merge = 0
-                # the frames where the path changed: marks and ranked scores follow
+                    s = t
+                    while before[s, c] >= 0:
+                        sp = before[s, c]
+                        new_path[sp] = p_all[s, new_path[s]]
+                        for q in range(sp + 1, s):
+                            new_path[q] = -1
+                        s = sp
+                    merge = f0
+                # the frames where the path changed: marks and ranked scores follow (the
+                # frames without a box of the class are -1 in both paths)
                 for s in range(merge, t):
                     old, nw = paths[c, r, s], new_path[s]
                     if old != nw:
@@ -587,23 +702,24 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
                         if taken[s, c, old] == r:  # else an earlier round took it since
                             taken[s, c, old] = _NONE
                         taken[s, c, nw] = r
-                        _sorted_remove(ranked[c, r], t, scores[s, c, old])
-                        _sorted_insert(ranked[c, r], t - 1, scores[s, c, nw])
+                        _sorted_remove(ranked[c, r], nb - 1, scores[s, c, old])
+                        _sorted_insert(ranked[c, r], nb - 2, scores[s, c, nw])
                         paths[c, r, s] = nw
                 j = new_path[t]
                 paths[c, r, t] = j
                 taken[t, c, j] = r
-                _sorted_insert(ranked[c, r], t, scores[t, c, j])
+                _sorted_insert(ranked[c, r], nb - 1, scores[t, c, j])
                 total = 0.0
-                for q in range(t, t - k, -1):
+                for q in range(nb - 1, nb - 1 - k, -1):
                     total += ranked[c, r, q]
                 cur[t, r, c] = j
-                if t > 0:
-                    prev[t, r, c] = paths[c, r, t - 1]
+                if before[t, c] >= 0:
+                    prev[t, r, c] = paths[c, r, before[t, c]]
+                    prev_frame[t, r, c] = before[t, c]
                 new[t, r, c] = scores[t, c, j] + total / k
             for q in range(num_moved):
                 moved[moved_list[q]] = False
-    return cur, prev, new, rounds, paths
+    return cur, prev, prev_frame, new, rounds, paths
 
 
 @_jit
@@ -666,19 +782,24 @@ def _flatten(rounds, paths):
 
 
 def _rescore(video, tube_class, tube_path, alpha, new_scores):
-    """Adds to each tube box the mean of its ceil(alpha * len) highest scores."""
+    """Adds to each tube box the mean of the ceil(alpha * n) highest scores of the tube's n
+    boxes (its frames without a box of the class do not count)."""
     frames = tube_path.shape[1]
     if not len(tube_class):
         return
-    k = max(1, math.ceil(alpha * frames))
-    s = video.scores[np.arange(frames), tube_class[:, None], tube_path]  # (tubes, frames)
-    bonus = np.sort(s, 1)[:, ::-1][:, :k].mean(1)
+    has = tube_path >= 0
+    k = np.maximum(1, np.ceil(alpha * has.sum(1))).astype(np.int64)  # (tubes,)
+    s = video.scores[np.arange(frames), tube_class[:, None], np.maximum(tube_path, 0)]
+    ranked = np.sort(np.where(has, s, -np.inf), 1)[:, ::-1]
+    bonus = np.where(np.arange(frames) < k[:, None], ranked, 0.0).sum(1) / k
     for t in range(frames):
-        new_scores[t][video.index[t, tube_class, tube_path[:, t]]] = s[:, t] + bonus
+        q = has[:, t]
+        new_scores[t][video.index[t, tube_class[q], tube_path[q, t]]] = s[q, t] + bonus[q]
 
 
 def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float = 0.5,
-               online: bool = False, history: int | None = None):
+               online: bool = False, history: int | None = None,
+               num_classes: int | None = None):
     """Links per-frame detections into class tubes with the tracklets and rescores them (§8.4).
 
     Args:
@@ -699,11 +820,21 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
         frame whatever the video (6: 2x offline, 0.9 ms, what `tfzoo.detect --online` uses;
         on the noisy ground-truth oracle it loses 0.006 frame mAP against the full history;
         docs/detection.md, Speed).
+      num_classes: the model's number of classes: class ids must be in [0, num_classes)
+        (None: any non-negative integer).
+
+    A frame in which class c has no box is left out of c's linking (as the authors'
+    `make_tubes`): c's tubes pass over it with index -1 there, the link across it scores
+    p_i + p_j (no tracklet spans the gap: psi = 0), and n in the rescoring counts the tube's
+    frames with a box. A class with boxes in frames 5..40 only gets tubes over those frames.
+    Bad input (non-finite scores or coordinates, x2 < x1 or y2 < y1, a class outside
+    [0, num_classes), tracks not (M, 8)) raises `LinkingError` naming the frame and value; a
+    video with no detection gives no tube and the scores unchanged.
 
     Returns:
       (rescored, tubes): `rescored[t]` the new scores (N_t,); `tubes` in extraction order
       (class by class, then by extraction), `{"class": c, "indices": [i_0, ..., i_{T-1}]}` with
-      indices into each frame's detections.
+      indices into each frame's detections (-1: the class has no box in that frame).
 
     Example:
     >>> import numpy as np
@@ -717,19 +848,27 @@ def link_tubes(detections, tracks, *, alpha: float = 0.5, iou_threshold: float =
     [[0, 0], [1, 1]]
     >>> np.round(rescored[1], 2).tolist()  # 0.1 + max(0.9, 0.1); 0.8 + max(0.2, 0.8)
     [1.0, 1.6]
+    >>> one = {"boxes": np.array([[0, 0, 9, 9]]), "scores": np.array([0.5]),
+    ...        "classes": np.array([1])}
+    >>> none = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "classes": np.zeros(0)}
+    >>> rescored, tubes = link_tubes([one, none, one], [np.zeros((0, 8))] * 2)
+    >>> tubes, [s.tolist() for s in rescored]  # over the gap: 0.5 + mean of the top 1
+    ([{'class': 1, 'indices': [0, -1, 0]}], [[1.0], [], [1.0]])
     """
-    rescored, tubes, _ = _link(detections, tracks, alpha, iou_threshold, online, history)
+    rescored, tubes, _ = _link(detections, tracks, alpha, iou_threshold, online, history,
+                               num_classes)
     return rescored, tubes
 
 
-def _link(detections, tracks, alpha, iou_threshold, online, history):
-    """link_tubes, plus for the online variant the links its windows make: `links[t]` (t >= 1)
-    an (L, 2) array of (index at t-1, index at t) for every tube of the window ending at t (the
-    causal tube ids of `tfzoo.detection.inference` follow them); None offline."""
-    dets, trk = _check(detections, tracks, alpha, history)
+def _link(detections, tracks, alpha, iou_threshold, online, history, num_classes=None):
+    """link_tubes, plus for the online variant the links its windows make: `links[t]` an
+    (L, 3) array of (frame of the previous box, its index, index at t) for every tube of the
+    window ending at t with a box at t (-1, -1 for a tube whose first box in the window is at
+    t; the causal tube ids of `tfzoo.detection.inference` follow them); None offline."""
+    dets, trk = _check(detections, tracks, alpha, history, num_classes)
     frames = len(dets)
     rescored = [s.copy() for _, s, _ in dets]
-    links = [np.zeros((0, 2), np.int64) for _ in range(frames)] if online else None
+    links = [np.zeros((0, 3), np.int64) for _ in range(frames)] if online else None
     if not any(len(s) for _, s, _ in dets):
         return rescored, [], links
     video = _Video(dets, trk, iou_threshold)
@@ -738,21 +877,25 @@ def _link(detections, tracks, alpha, iou_threshold, online, history):
         _rescore(video, tube_class, tube_path, alpha, rescored)
     else:
         if history is None or history >= frames:
-            cur, prev, new, rounds, paths = _online_full(
+            cur, prev, prev_frame, new, rounds, paths = _online_full(
                 video.scores, video.alive, video.first, video.more, video.idx, float(alpha),
                 _RING)
             tube_class, tube_path = _flatten(rounds, paths)  # the last window is the video
         else:
-            cur, prev, new = _online_window(video.scores, video.alive, video.first, video.more,
-                                            video.idx, history, float(alpha))
+            cur, prev, prev_frame, new = _online_window(
+                video.scores, video.alive, video.first, video.more, video.idx, history,
+                float(alpha))
             tube_class, tube_path = video.tubes()
         for t in range(frames):
             slot, c = np.nonzero(cur[t] >= 0)  # (round, class) order: extraction order
-            rescored[t][video.index[t, c, cur[t, slot, c]]] = new[t, slot, c]
-            if t > 0 and (history is None or history > 1):
-                links[t] = np.stack([video.index[t - 1, c, prev[t, slot, c]],
-                                     video.index[t, c, cur[t, slot, c]]], 1)
-    index = video.index[np.arange(frames), tube_class[:, None], tube_path]  # (tubes, frames)
+            at = video.index[t, c, cur[t, slot, c]]
+            rescored[t][at] = new[t, slot, c]
+            back = prev_frame[t, slot, c]
+            before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]],
+                              -1)
+            links[t] = np.stack([back, before, at], 1)
+    index = np.where(tube_path >= 0,
+                     video.index[np.arange(frames), tube_class[:, None], tube_path], -1)
     out = [{"class": int(video.classes[c]), "indices": index[q].tolist()}
            for q, c in enumerate(tube_class.tolist())]
     return rescored, out, links

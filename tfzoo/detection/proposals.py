@@ -44,3 +44,142 @@ def propose(scores, deltas, anchors, height, width, *, pre_nms: int = 6000, post
     count = tf.shape(keep)[0]
     pad = post_nms - count
     return (tf.pad(boxes, [[0, pad], [0, 0]]), tf.pad(scores, [[0, pad]]), count)
+
+
+def multiscale_proposals(model, frames, scales, *, post_nms: int = 300,
+                         nms_threshold: float = 0.7):
+    """Proposals of a batch of frames (B, H, W, 3) from an R-FCN's RPN run at each shorter side
+    in `scales` (the longer side capped in the model's `max_side / short_side` ratio), in the
+    frames' pixels, merged as Faster R-CNN's multi-scale testing does: NMS at `nms_threshold`
+    over the proposals of every scale, then the `post_nms` highest objectness. D&T extracts its
+    300 proposals a frame from 5 scales this way (thesis §8.5.2); one scale is the model's own
+    test path at that size.
+
+    Returns boxes (B, post_nms, 4) zero-padded, scores (B, post_nms) and counts (B,) (numpy).
+
+    Example:
+    >>> import numpy as np
+    >>> from tfzoo.models.rfcn import RFCN, TINY
+    >>> model = RFCN(num_classes=2, **TINY)
+    >>> boxes, scores, counts = multiscale_proposals(model, np.zeros((1, 64, 96, 3)), (48, 64))
+    >>> boxes.shape, bool(counts[0] <= 300)
+    ((1, 300, 4), True)
+    """
+    import numpy as np
+
+    from tfzoo.detection.source import resize_for_detection
+
+    cfg = model.get_config()
+    frames = tf.cast(frames, tf.float32)
+    ratio = (cfg["max_side"] / cfg["short_side"]) if cfg.get("max_side") and cfg.get(
+        "short_side") else None
+    height, width = frames.shape[1], frames.shape[2]
+    per_scale = []
+    for s in scales:
+        resized, scale = resize_for_detection(frames, int(s), int(s * ratio) if ratio else None)
+        outputs = model(resized, training=False)
+        size = tf.cast(tf.shape(resized)[1:3], tf.float32)
+        boxes, scores, counts = model.proposals(
+            outputs, tf.tile(size[None], [tf.shape(frames)[0], 1]), training=False)
+        per_scale.append((boxes.numpy() / float(scale), scores.numpy(), counts.numpy()))
+    out_boxes = np.zeros((len(frames), post_nms, 4), np.float32)
+    out_scores = np.zeros((len(frames), post_nms), np.float32)
+    out_counts = np.zeros(len(frames), np.int32)
+    for i in range(len(frames)):
+        b = np.concatenate([p[0][i, :p[2][i]] for p in per_scale])
+        s = np.concatenate([p[1][i, :p[2][i]] for p in per_scale])
+        b = clip_boxes(b, height, width).numpy()
+        # one scale: already NMSed at its size (the inclusive-pixel IoU is not scale-free)
+        keep = (np.argsort(-s, kind="stable")[:post_nms] if len(per_scale) == 1
+                else nms(b, s, nms_threshold, max_output=post_nms).numpy())
+        out_boxes[i, :len(keep)], out_scores[i, :len(keep)] = b[keep], s[keep]
+        out_counts[i] = len(keep)
+    return out_boxes, out_scores, out_counts
+
+
+def proposal_recall(proposals, counts, gt_boxes, iou_threshold: float = 0.5):
+    """(found, total): how many of the ground-truth boxes have a proposal with IoU >=
+    `iou_threshold`, over frames given as sequences of (P, 4) `proposals` with their valid
+    `counts` and (G, 4) `gt_boxes`."""
+    import numpy as np
+
+    from tfzoo.detection.boxes import iou_matrix
+
+    found = total = 0
+    for props, n, gt in zip(proposals, counts, gt_boxes):
+        gt = np.asarray(gt, np.float32).reshape(-1, 4)
+        total += len(gt)
+        if len(gt) and n:
+            found += int((iou_matrix(gt, np.asarray(props)[:n]).numpy().max(1)
+                          >= iou_threshold).sum())
+    return found, total
+
+
+def main(argv):
+    """`python -m tfzoo.detection.proposals --model_dir=RUN [--data=DIR] [--split=val]
+    --scales=192 [--scales=96,144,192,288,384 ...]`: the RPN's recall at IoU 0.5 with its 300
+    proposals per frame, at each scale set given (a comma list is one multi-scale set)."""
+    from absl import app, flags
+
+    from tfzoo.errors import TfzooError, report
+
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    prog = "python -m tfzoo.detection.proposals"
+    try:
+        if not f.model_dir:
+            raise TfzooError("--model_dir is required: a detector run (python -m tfzoo.train)")
+        sets = []
+        for spec in f.scales:
+            try:
+                sets.append(tuple(int(v) for v in spec.split(",")))
+            except ValueError:
+                raise TfzooError(f"--scales={spec}: expected shorter sides in pixels, e.g. "
+                                 "--scales=192 or --scales=96,144,192,288,384") from None
+        if not sets or any(v < 16 for s in sets for v in s):
+            raise TfzooError(f"--scales={f.scales}: expected shorter sides >= 16 pixels")
+        from tfzoo.detection.dataset import read_detection_dataset
+        from tfzoo.rundir import load_model, read_run_info
+
+        info = read_run_info(f.model_dir)
+        data = f.data or info.config.get("data_dir")
+        model, _ = load_model(f.model_dir)
+        if data is None:  # the embedded set the run trained on
+            from tfzoo.detection.source import DetectionSource
+
+            options = info.config.get("dataset_options", {}).get("synthetic", {})
+            videos = DetectionSource(synthetic=options).videos(f.split)
+        else:
+            videos = read_detection_dataset(data, f.split)
+        videos = list(videos)
+    except TfzooError as e:
+        return report(e, prog)
+    for scales in sets:
+        found = total = 0
+        for video in videos:
+            for start in range(0, len(video.frames), 4):
+                boxes, _, counts = multiscale_proposals(model, video.frames[start:start + 4],
+                                                        scales)
+                a, b = proposal_recall(boxes, counts, video.boxes[start:start + 4])
+                found, total = found + a, total + b
+        print(f"scales {','.join(map(str, scales))}: recall@300 (IoU 0.5) "
+              f"{found / max(total, 1):.4f} ({found} of {total} boxes)")
+    return 0
+
+
+def define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, "A detector run directory.")
+    flags.DEFINE_string("data", None, "Detection data (default: the run's; the embedded set).")
+    flags.DEFINE_string("split", "val", "Split to measure.")
+    flags.DEFINE_multi_string("scales", ["600"], "Shorter sides; a comma list is one "
+                              "multi-scale set (repeat the flag to compare sets).")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(main)

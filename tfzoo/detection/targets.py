@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tfzoo.detection.boxes import BOX_STDS, encode_boxes, iou_matrix
@@ -77,13 +78,13 @@ def anchor_targets(anchors, gt_boxes, height, width, *, positive: float = 0.7,
 
 
 def roi_targets(rois, gt_boxes, gt_classes, *, fg_threshold: float = 0.5,
-                bg_threshold_lo: float = 0.0, stds=BOX_STDS):
+                bg_threshold_lo: float = 0.0, stds=BOX_STDS, means=(0.0, 0.0, 0.0, 0.0)):
     """R-FCN head targets of one image's RoIs (N, 4) (thesis §8.3.3: foreground at IoU >= 0.5).
 
     With OHEM the head uses every RoI (no sampling, as the D&T/R-FCN OHEM config): label =
     ground-truth class + 1 if the best IoU is >= `fg_threshold`, 0 (background) if it is in
     [`bg_threshold_lo`, `fg_threshold`), -1 below. Box targets (class-agnostic) are
-    `encode_boxes(roi, gt, stds)` for foreground RoIs, 0 otherwise. Training usually appends
+    `encode_boxes(roi, gt, stds, means)` for foreground RoIs, 0 otherwise. Training usually appends
     the ground-truth boxes to the proposals first (so every gt has a perfect RoI).
 
     Returns labels (N,) int32, box targets (N, 4), matched gt index (N,).
@@ -96,9 +97,54 @@ def roi_targets(rois, gt_boxes, gt_classes, *, fg_threshold: float = 0.5,
     fg = (best >= fg_threshold) & (tf.shape(gt_boxes)[0] > 0)
     labels = tf.where(fg, cls + 1, tf.where(best >= bg_threshold_lo, 0, -1))
     gt = tf.gather(tf.concat([gt_boxes, tf.zeros([1, 4])], 0), match)
-    targets = tf.where(fg[:, None], encode_boxes(rois, tf.where(fg[:, None], gt, rois), stds),
-                       0.0)
+    targets = tf.where(fg[:, None],
+                       encode_boxes(rois, tf.where(fg[:, None], gt, rois), stds, means), 0.0)
     return labels, targets, match
+
+
+def box_target_statistics(frames, *, threshold: float = 0.5):
+    """Means and stds of the box regressor's targets over training data, as py-faster-rcnn's
+    `add_bbox_regression_targets` and the D&T MATLAB code (`fast_rcnn_prepare_image_roidb`)
+    compute them, class-agnostic as R-FCN's box maps.
+
+    `frames`: an iterable of `(rois (N, 4), gt_boxes (G, 4))` per frame. The RoIs of a frame
+    are its `rois` plus its ground-truth boxes; each RoI whose best IoU with the ground truth
+    is >= `threshold` contributes its unnormalised target (`encode_boxes` with means 0, stds 1)
+    to that best box. Returns `(means, stds)`, two tuples of 4 floats (population std), the
+    values `roi_targets(..., means=, stds=)` and `decode_boxes` take; `ValueError` when no
+    frame has a ground-truth box.
+
+    Example:
+    >>> import numpy as np
+    >>> gt = np.array([[10, 10, 29, 29]], "float32")        # 20 x 20
+    >>> rois = np.array([[12, 10, 31, 29], [10, 12, 29, 31],  # moved 2 px right, 2 px down
+    ...                  [8, 10, 31, 29], [10, 8, 29, 31]], "float32")  # 4 px wider, higher
+    >>> means, stds = box_target_statistics([(rois, gt)])  # the 4 RoIs and the gt itself
+    >>> [round(v, 3) for v in means]  # (-0.1, 0, 0, 0), (0, -0.1, 0, 0), ..., 0 over 5
+    [-0.02, -0.02, -0.036, -0.036]
+    """
+    total = np.zeros(4)
+    squares = np.zeros(4)
+    count = 0
+    for rois, gt in frames:
+        gt = np.asarray(gt, np.float32).reshape(-1, 4)
+        if not len(gt):
+            continue
+        rois = np.concatenate([np.asarray(rois, np.float32).reshape(-1, 4), gt])
+        iou = iou_matrix(rois, gt).numpy()
+        keep = iou.max(1) >= threshold
+        d = encode_boxes(rois[keep], gt[iou.argmax(1)[keep]], (1, 1, 1, 1)).numpy()
+        total += d.sum(0, dtype=np.float64)
+        squares += (d.astype(np.float64) ** 2).sum(0)
+        count += len(d)
+    if not count:
+        raise ValueError("box_target_statistics: no frame has a ground-truth box")
+    means = total / count
+    stds = np.sqrt(np.maximum(squares / count - means ** 2, 0.0))
+    if not (stds > 0).all():
+        raise ValueError(f"box_target_statistics: stds {stds.tolist()} over {count} RoIs; "
+                         "every coordinate needs some spread (more frames or RoIs)")
+    return tuple(float(v) for v in means), tuple(float(v) for v in stds)
 
 
 def ohem_select(losses, num: int = 128, batch_index=None, valid=None):

@@ -6,8 +6,9 @@ batch axis, index 0 = frame t and 1 = frame t+tau: images (B, 2, H, W, 3), `gt_b
 A DET image becomes a pair of two copies of itself, whose track ids are 0..G-1 in both frames
 (every object present in both, with a zero target), as the thesis trains on DET.
 
-- `tracking_targets`: eq. 8.2-8.3 for every ground-truth box of frame t whose track id is also
-  in frame t+tau (the same R-CNN parametrisation and normalisation as `encode_boxes`).
+- `tracking_targets`: eq. 8.2-8.3 as written (unnormalised, as the authors' code,
+  `append_track_regression_targets`) for every ground-truth box of frame t whose track id is
+  also in frame t+tau.
 - `RoITracking`: correlation features (eq. 8.4) of conv3 (stride-2 sampling), conv4 and conv5,
   stacked with the box-regression maps of both frames, a 1x1 conv to 4 k^2 position-sensitive
   tracking maps, PS-RoI pooling on frame-t RoIs and average voting: the deltas t -> t+tau.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfzoo.detection.boxes import BOX_STDS, encode_boxes
+from tfzoo.detection.boxes import encode_boxes
 from tfzoo.layers.correlation import Correlation
 from tfzoo.layers.roi_pooling import PSRoIPooling
 
@@ -27,15 +28,19 @@ from tfzoo.layers.roi_pooling import PSRoIPooling
 # (train_val_track.prototxt: concat of rfcn_bbox frame 1, frame 2, then corr (res5c), corr2
 # (res3b3, stride 2), corr3 (res4b22)).
 CORRELATION_LEVELS = ("conv5", "conv3", "conv4")
+# Eq. 8.2-8.3 as written: the tracking targets are not normalised (the authors' code neither).
+# D&T runs saved before 2026-12-03 divided them by the detector's BOX_STDS
+# (`DetectTrack(tracking_stds=...)` keeps that for them).
+TRACK_STDS = (1.0, 1.0, 1.0, 1.0)
 
 
-def tracking_targets(gt_boxes, gt_track_ids, stds=BOX_STDS):
+def tracking_targets(gt_boxes, gt_track_ids, stds=TRACK_STDS):
     """Tracking regression targets of eq. 8.2-8.3 for a batch of frame pairs.
 
     Args:
       gt_boxes: (B, 2, G, 4) ground-truth boxes x1 y1 x2 y2 of frames t and t+tau (padded).
       gt_track_ids: (B, 2, G) int track ids; -1 marks padding or an untracked box.
-      stds: the target normalisation (`encode_boxes`'s; R-FCN's (0.1, 0.1, 0.2, 0.2)).
+      stds: a normalisation of the targets (`encode_boxes`'s); 1 is eq. 8.2-8.3 as written.
 
     Returns:
       (targets (B, G, 4), valid (B, G) bool): for box g of frame t, `valid` when its track id
@@ -49,7 +54,7 @@ def tracking_targets(gt_boxes, gt_track_ids, stds=BOX_STDS):
     >>> boxes = np.array([[[[0, 0, 9, 9], [20, 20, 39, 39]],
     ...                    [[5, 0, 14, 9], [0, 0, 1, 1]]]], "float32")
     >>> ids = np.array([[[7, 3], [7, -1]]])  # track 3 left the frame
-    >>> targets, valid = tracking_targets(boxes, ids, stds=(1, 1, 1, 1))
+    >>> targets, valid = tracking_targets(boxes, ids)
     >>> valid.numpy().tolist(), targets.numpy()[0, 0].tolist()  # moved by half its width
     ([[True, False]], [0.5, 0.0, 0.0, 0.0])
     """

@@ -23,11 +23,16 @@ import keras
 import tensorflow as tf
 
 from tfzoo.detection.boxes import BOX_STDS, decode_boxes
-from tfzoo.detection.tracking import RoITracking, tracking_loss, tracking_rois, tracking_targets
+from tfzoo.detection.tracking import (
+    TRACK_STDS, RoITracking, tracking_loss, tracking_rois, tracking_targets)
 from tfzoo.backbones.resnet import STAGE_BLOCKS
-from tfzoo.models.rfcn import RFCN, STRIDE, TINY
+from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
 
-DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class")
+DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms",
+                "tracking_stds", "tracking_weight")
+# test_track_reg: a tracklet starts at every proposal's regressed box whose best class
+# probability is above this
+TRACKLET_MIN_SCORE = 0.01
 # the maps of a frame the tracker reads (RoITracking)
 TRACK_MAPS = ("conv3", "conv4", "conv5", "reg_maps")
 
@@ -40,7 +45,13 @@ class DetectTrack(RFCN):
       max_displacement: d of the correlations (8).
       conv3_stride: position and displacement step of the conv3 correlation (2).
       link_max_per_class: detections per class and frame kept for linking (25; NMS with box
-        voting).
+        voting, no score floor and no cap across classes: the authors' make_tubes).
+      link_nms: the IoU of that NMS (0.4, make_tubes; the thesis gives none for it).
+      tracking_stds: a normalisation of the tracking targets and deltas; (1, 1, 1, 1) is eq.
+        8.2-8.3 as written (and the authors' code). Runs saved before this argument existed
+        load with the detector's (0.1, 0.1, 0.2, 0.2), which they were trained with.
+      tracking_weight: lambda of eq. 8.1, the tracking term's weight (1); 0 trains the
+        detector alone on the same pairs ("D" in a controlled comparison).
 
     Example:
     >>> import numpy as np
@@ -62,6 +73,7 @@ class DetectTrack(RFCN):
         normalization: str = "caffe",
         bn_momentum: float = 0.99,
         freeze_bn: bool = True,
+        frozen_stages=("conv1", "conv2"),
         k: int = 7,
         head_channels: int = 512,
         head_dilation: int = 6,
@@ -82,12 +94,21 @@ class DetectTrack(RFCN):
         max_per_class: int = 100,
         max_detections: int = 300,
         score_threshold: float = 0.001,
+        box_means=(0.0, 0.0, 0.0, 0.0),
+        box_stds=BOX_STDS,
         max_displacement: int = 8,
         conv3_stride: int = 2,
         link_max_per_class: int = 25,
+        link_nms: float = 0.4,
+        tracking_stds=TRACK_STDS,
+        tracking_weight: float = 1.0,
         **kwargs,
     ):
         config = self.capture(locals())
+        check_box_normalisation((0, 0, 0, 0), tracking_stds)
+        if not (isinstance(tracking_weight, (int, float)) and tracking_weight >= 0):
+            raise ValueError(f"tracking_weight={tracking_weight!r}: expected a number >= 0 "
+                             "(lambda of eq. 8.1)")
         kwargs.setdefault("name", "dt")
         super().__init__(**{n: v for n, v in config.items() if n not in DT_ARGUMENTS},
                          **kwargs)
@@ -98,30 +119,48 @@ class DetectTrack(RFCN):
         # the tracking term's running mean in the training logs, next to the total loss
         self.tracking_loss_tracker = keras.metrics.Mean(name="tracking_loss")
 
+    @classmethod
+    def from_config(cls, config):
+        # runs saved before `tracking_stds` existed trained the tracker on targets divided by
+        # the detector's fixed stds; they keep decoding with them
+        config = dict(config)
+        config.setdefault("tracking_stds", list(BOX_STDS))
+        return super().from_config(config)
+
     # ------------------------------------------------------------------------- test
+    def link_detection_options(self) -> dict:
+        """The `detect_from_maps` options of the detections D&T links (the authors'
+        make_tubes): NMS `link_nms` (0.4) with box voting weighted by the score, at most
+        `link_max_per_class` (25) per class, no score floor and no cap across classes (the
+        caps of what is drawn or written apply after rescoring)."""
+        cfg = self._tfzoo_config
+        return {"box_voting": True, "nms_threshold": cfg["link_nms"],
+                "max_per_class": cfg["link_max_per_class"],
+                "max_detections": self.num_classes * cfg["link_max_per_class"],
+                "score_threshold": -1.0}
+
     def _frame_maps(self, frames):
         """One forward pass of frames (N, H, W, 3): their tracking maps (float32, at the
-        resized scale), detections (NMS with box voting, `link_max_per_class`) in input
-        pixels, and the resize scale."""
+        resized scale), detections (`link_detection_options`) in input pixels with each
+        proposal's regressed box and best score, and the resize scale."""
         frames = tf.convert_to_tensor(frames)
         resized, scale = self._resize(frames)
         maps = self.features(resized)
         sizes = tf.tile(tf.shape(frames)[None, 1:3], [tf.shape(frames)[0], 1])
-        det = self.detect_from_maps(maps, sizes, scale, box_voting=True,
-                                    max_per_class=self._tfzoo_config["link_max_per_class"])
+        det = self.detect_from_maps(maps, sizes, scale, **self.link_detection_options())
         return {n: tf.cast(maps[n], tf.float32) for n in TRACK_MAPS}, det, scale
 
-    def _track(self, maps_t, maps_tau, boxes, num, scale):
-        """Frame-t detections `boxes` (N, M, 4) (input pixels, `num` (N,) valid) tracked from
+    def _track(self, maps_t, maps_tau, boxes, valid, scale):
+        """Frame-t boxes (N, M, 4) (input pixels, `valid` (N, M) the real ones) tracked from
         `maps_t` to `maps_tau` (N frames each): boxes at t+tau and deltas, (N, M, 4) each,
-        zero past `num`."""
+        zero where not valid."""
         n, m = tf.shape(boxes)[0], tf.shape(boxes)[1]
         index = tf.repeat(tf.range(n), m)
         rois = tf.concat([tf.cast(index, tf.float32)[:, None],
                           tf.reshape(boxes, [-1, 4]) * scale], 1)
         deltas = self.tracker([maps_t, maps_tau, rois])
-        moved = decode_boxes(rois[:, 1:], deltas, BOX_STDS) / scale
-        valid = (tf.range(m)[None] < num[:, None])[..., None]
+        moved = decode_boxes(rois[:, 1:], deltas, self._tfzoo_config["tracking_stds"]) / scale
+        valid = valid[..., None]
         return (tf.where(valid, tf.reshape(moved, [n, m, 4]), 0.0),
                 tf.where(valid, tf.reshape(deltas, [n, m, 4]), 0.0))
 
@@ -131,7 +170,11 @@ class DetectTrack(RFCN):
         frames and T - 1 tracked pairs): `detection_boxes` (B, T, M, 4) in input pixels,
         `detection_scores`, `detection_classes` (B, T, M), `num_detections` (B, T),
         `track_boxes` (B, T - 1, M, 4) (frame t's detections at t + 1; zero past
-        `num_detections`) and `track_deltas` (B, T - 1, M, 4) (`encode_boxes` units).
+        `num_detections`), `track_deltas` (B, T - 1, M, 4) (`encode_boxes` units), and the
+        tracklets linking uses (the authors' test_track_reg): `tracklets` (B, T - 1, P, 8),
+        every proposal's regressed box at t whose best class probability is above
+        `TRACKLET_MIN_SCORE` (0.01) and its tracked box at t + 1, first `num_tracklets`
+        (B, T - 1) rows valid (zero after).
 
         `return_state=True` also returns the last frames' state, and `previous=` that state
         from the call on each clip's preceding frames: the tracks then start at that frame
@@ -151,15 +194,26 @@ class DetectTrack(RFCN):
         maps, det, scale = self._frame_maps(tf.reshape(clips, tf.concat([[b * t], shape[2:]], 0)))
         per_clip = lambda v: tf.reshape(v, tf.concat([[b, t], tf.shape(v)[1:]], 0))
         maps = {n: per_clip(v) for n, v in maps.items()}
-        det = {k: per_clip(det[k]) for k in ("boxes", "scores", "classes", "num_detections")}
+        det = {k: per_clip(det[k]) for k in ("boxes", "scores", "classes", "num_detections",
+                                              "regressed_boxes", "best_scores")}
+        # the tracklet starts: the proposals above the score, moved to the front (stable)
+        confident = det["best_scores"] > TRACKLET_MIN_SCORE
+        order = tf.argsort(tf.cast(~confident, tf.int32), axis=-1, stable=True)
+        starts = tf.gather(det["regressed_boxes"], order, batch_dims=2)
+        num_starts = tf.reduce_sum(tf.cast(confident, tf.int32), -1)
         state = {"maps": {n: v[:, -1] for n, v in maps.items()}, "boxes": det["boxes"][:, -1],
-                 "num_detections": det["num_detections"][:, -1]}
+                 "num_detections": det["num_detections"][:, -1],
+                 "tracklet_starts": starts[:, -1], "num_tracklets": num_starts[:, -1]}
         boxes, num = det["boxes"], det["num_detections"]
         if previous is not None:
             maps = {n: tf.concat([tf.cast(previous["maps"][n], tf.float32)[:, None], v], 1)
                     for n, v in maps.items()}
             boxes = tf.concat([tf.cast(previous["boxes"], tf.float32)[:, None], boxes], 1)
             num = tf.concat([tf.cast(previous["num_detections"], tf.int32)[:, None], num], 1)
+            starts = tf.concat([tf.cast(previous["tracklet_starts"], tf.float32)[:, None],
+                                starts], 1)
+            num_starts = tf.concat(
+                [tf.cast(previous["num_tracklets"], tf.int32)[:, None], num_starts], 1)
         # pair p of clip i is its frames (p, p + 1); a one-frame clip has no pair, but a layer
         # cannot run on an empty batch: its frame is paired with itself and the result dropped
         frames = tf.shape(boxes)[1]
@@ -167,28 +221,37 @@ class DetectTrack(RFCN):
         first = tf.reshape(tf.range(b)[:, None] * frames + tf.range(pairs)[None], [-1])
         second = first + tf.minimum(frames - 1, 1)
         flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+        # the detections and the tracklet starts go through the tracker together (one
+        # correlation per pair)
+        m, p = tf.shape(boxes)[2], tf.shape(starts)[2]
+        rois = tf.concat([tf.gather(flat(boxes), first), tf.gather(flat(starts), first)], 1)
+        valid = tf.concat([tf.range(m)[None] < tf.gather(flat(num), first)[:, None],
+                           tf.range(p)[None] < tf.gather(flat(num_starts), first)[:, None]], 1)
         moved, deltas = self._track({n: tf.gather(flat(v), first) for n, v in maps.items()},
                                     {n: tf.gather(flat(v), second) for n, v in maps.items()},
-                                    tf.gather(flat(boxes), first), tf.gather(flat(num), first),
-                                    scale)
-        m = tf.shape(boxes)[2]
-        per_pair = lambda v: tf.reshape(v, [b, pairs, m, 4])[:, :frames - 1]
+                                    rois, valid, scale)
+        per_pair = lambda v, k: tf.reshape(v, [b, pairs, k, tf.shape(v)[-1]])[:, :frames - 1]
+        tracklets = tf.concat([tf.where(valid[:, m:, None], rois[:, m:], 0.0), moved[:, m:]], -1)
         out = {"detection_boxes": det["boxes"], "detection_scores": det["scores"],
                "detection_classes": det["classes"], "num_detections": det["num_detections"],
-               "track_boxes": per_pair(moved), "track_deltas": per_pair(deltas)}
+               "track_boxes": per_pair(moved[:, :m], m), "track_deltas": per_pair(deltas[:, :m], m),
+               "tracklets": per_pair(tracklets, p),
+               "num_tracklets": tf.reshape(tf.gather(flat(num_starts), first),
+                                           [b, pairs])[:, :frames - 1]}
         return (out, state) if return_state else out
 
     def detect_track(self, pairs) -> dict:
         """Frame pairs (B, 2, H, W, 3) -> the `tfzoo.detect` contract: `detection_boxes`
         (B, 2, M, 4) in input pixels, `detection_scores`, `detection_classes` (B, 2, M),
-        `num_detections` (B, 2), `track_boxes` (B, M, 4) (frame t's detections at t+tau) and
-        `track_deltas` (B, M, 4): `detect_track_clip` with T = 2 (2 network passes a pair)."""
+        `num_detections` (B, 2), `track_boxes` (B, M, 4) (frame t's detections at t+tau),
+        `track_deltas` (B, M, 4), `tracklets` (B, P, 8) and `num_tracklets` (B,):
+        `detect_track_clip` with T = 2 (2 network passes a pair)."""
         pairs = tf.convert_to_tensor(pairs)
         if pairs.shape.rank != 5 or pairs.shape[1] not in (None, 2):
             raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {pairs.shape}")
         out = self.detect_track_clip(pairs)
-        return {**out, "track_boxes": out["track_boxes"][:, 0],
-                "track_deltas": out["track_deltas"][:, 0]}
+        return {**out, **{k: out[k][:, 0] for k in ("track_boxes", "track_deltas", "tracklets",
+                                                     "num_tracklets")}}
 
     # ------------------------------------------------------------------------- training
     def train_step(self, data):
@@ -235,7 +298,8 @@ class DetectTrack(RFCN):
     def _tracking_loss(self, maps, gt_boxes, gt_track_ids):
         """Eq. 8.1's tracking term from the maps of 2B frames, pair-major (frame 2b is t and
         2b + 1 is t+tau of pair b), with the pairs' ground truth (B, 2, G, 4) / (B, 2, G)."""
-        targets, valid = tracking_targets(gt_boxes, gt_track_ids)
+        cfg = self._tfzoo_config
+        targets, valid = tracking_targets(gt_boxes, gt_track_ids, cfg["tracking_stds"])
         rois, idx = tracking_rois(gt_boxes, valid)
         # unstack, not maps[n][0::2]: a strided slice's gradient is a slow StridedSliceGrad
         pairs = {n: tf.unstack(tf.reshape(tf.cast(maps[n], tf.float32),
@@ -243,7 +307,7 @@ class DetectTrack(RFCN):
                                2, axis=1) for n in TRACK_MAPS}
         deltas = self.tracker([{n: v[0] for n, v in pairs.items()},
                                {n: v[1] for n, v in pairs.items()}, rois])
-        return tracking_loss(deltas, tf.gather_nd(targets, idx))
+        return tracking_loss(deltas, tf.gather_nd(targets, idx), weight=cfg["tracking_weight"])
 
     def tracking_loss(self, pairs, gt_boxes, gt_track_ids, training: bool = False):
         """Eq. 8.1's tracking term on a batch of pairs (B, 2, H, W, 3) with their ground truth
@@ -263,7 +327,8 @@ def register() -> None:
                    test_overrides={**TINY, "max_displacement": 2},
                    tags=("imagenet", "detection"))
     register_model(
-        "dt", DetectTrack, blocks=(1, 1, 1, 1), width=16, bn_momentum=0.9, freeze_bn=False, k=3,
+        "dt", DetectTrack, blocks=(1, 1, 1, 1), width=16, bn_momentum=0.9, freeze_bn=False,
+        frozen_stages=(), k=3,
         head_channels=64, rpn_channels=64, anchor_scales=(2, 4, 8), short_side=192,
         max_side=256, max_displacement=4,
         description="Small D&T for the embedded synthetic detection demo",

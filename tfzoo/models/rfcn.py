@@ -10,6 +10,7 @@ functional Keras model stays exportable and the D&T tracking head reads the same
 from __future__ import annotations
 
 import functools
+import math
 
 import keras
 import tensorflow as tf
@@ -24,9 +25,21 @@ from tfzoo.layers.roi_pooling import PSRoIPooling
 from tfzoo.models.base import VideoModel
 
 STRIDE = 16  # conv4 and the dilated conv5 (thesis §8.5.1)
+STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")  # layer-name prefixes of the backbone
 # The variant the tests build: tiny, trains in seconds on 64-128 px frames.
 TINY = dict(blocks=(1, 1, 1, 1), width=8, k=3, head_channels=32, rpn_channels=32,
             anchor_scales=(1, 2, 4), short_side=None, max_side=None)
+
+
+def check_box_normalisation(means, stds) -> None:
+    """One clear error for box target means/stds that are not 4 finite numbers (stds > 0)."""
+    try:
+        m, s = [float(v) for v in means], [float(v) for v in stds]
+    except (TypeError, ValueError):
+        m = s = []
+    if len(m) != 4 or len(s) != 4 or not all(math.isfinite(v) for v in m + s) or min(s) <= 0:
+        raise ValueError(f"box_means={means!r}, box_stds={stds!r}: expected 4 finite numbers "
+                         "each, the stds > 0")
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -70,6 +83,9 @@ class RFCN(VideoModel):
         ImageNet weights transplant exactly (`tfzoo.create_model(..., weights="imagenet")`).
       freeze_bn: BN layers run on their stored statistics and are not trained (R-FCN / D&T:
         one image per GPU is too few for batch statistics); False to train them (from scratch).
+      frozen_stages: backbone stages whose layers are not trained (`conv1` .. `conv5`):
+        conv1 and conv2 (res2), as the authors' R-FCN and D&T prototxts (lr_mult 0) for an
+        ImageNet-initialised backbone; () for one trained from scratch.
       k: PS-RoI pooling bins per side (7).
       head_channels, head_dilation: the 3x3 conv on conv5 (512, dilation 6).
       rpn_channels: the RPN's 3x3 conv (512).
@@ -81,6 +97,10 @@ class RFCN(VideoModel):
       ohem: RoIs per image that carry the head's gradient (128).
       rpn_batch: anchors sampled per image for the RPN loss (256, half positive at most).
       test_nms: per-class NMS threshold at test (0.3).
+      box_means, box_stds: the normalisation of the R-FCN box targets and deltas
+        (`encode_boxes`): training computes them from the training data
+        (`DetectionTask.prepare_model`, `tfzoo.detection.box_target_statistics`) and records
+        them in the run; the defaults are py-R-FCN's fixed (0, 0, 0, 0) / (0.1, 0.1, 0.2, 0.2).
       max_per_class, max_detections, score_threshold: kept detections per class and image.
 
     Example:
@@ -104,6 +124,7 @@ class RFCN(VideoModel):
         normalization: str = "caffe",
         bn_momentum: float = 0.99,
         freeze_bn: bool = True,
+        frozen_stages=("conv1", "conv2"),
         k: int = 7,
         head_channels: int = 512,
         head_dilation: int = 6,
@@ -124,11 +145,18 @@ class RFCN(VideoModel):
         max_per_class: int = 100,
         max_detections: int = 300,
         score_threshold: float = 0.001,
+        box_means=(0.0, 0.0, 0.0, 0.0),
+        box_stds=BOX_STDS,
         **kwargs,
     ):
         config = self.capture(locals())
         if num_classes < 1:
             raise ValueError(f"num_classes={num_classes}; expected at least 1 object class")
+        check_box_normalisation(box_means, box_stds)
+        unknown = sorted(set(frozen_stages) - set(STAGES))
+        if isinstance(frozen_stages, str) or unknown:
+            raise ValueError(f"frozen_stages={frozen_stages!r}: expected a list of backbone "
+                             f"stages among {list(STAGES)}")
         num_anchors = len(anchor_scales) * len(anchor_ratios)
         norm = functools.partial(batch_norm, momentum=bn_momentum)
         images = keras.Input((None, None, 3), name="images")
@@ -162,10 +190,10 @@ class RFCN(VideoModel):
         kwargs.setdefault("name", "rfcn")
         super().__init__(images, outputs, config=config, endpoints=endpoints, **kwargs)
         self.blocks = tuple(blocks)
-        if freeze_bn:
-            for layer in self.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = False
+        for layer in self.layers:
+            if (freeze_bn and isinstance(layer, keras.layers.BatchNormalization)) or any(
+                    layer.name.startswith(f"{stage}_") for stage in frozen_stages):
+                layer.trainable = False
         self.num_classes = num_classes
         self.base_anchors = generate_anchors(STRIDE, anchor_ratios, anchor_scales)
         # float32 under mixed precision too: scores, losses and box offsets are read from them
@@ -189,6 +217,15 @@ class RFCN(VideoModel):
                                          name=f"{self.name}_features")
         maps = self._features(tf.cast(images, tf.float32), training=training)
         return {n: (m[:, 0] if m.shape.rank == 5 else m) for n, m in maps.items()}
+
+    def set_box_normalisation(self, means, stds) -> None:
+        """Sets `box_means`/`box_stds` (the R-FCN box targets' normalisation, read when the
+        loss and `detect` are traced) before training, e.g. to the values
+        `tfzoo.detection.box_target_statistics` computes from the training data; `get_config`
+        (and so the run's run.json) records them."""
+        check_box_normalisation(means, stds)
+        self._tfzoo_config["box_means"] = [float(v) for v in means]
+        self._tfzoo_config["box_stds"] = [float(v) for v in stds]
 
     # ------------------------------------------------------------------------- proposals
     def anchors(self, height, width):
@@ -276,7 +313,8 @@ class RFCN(VideoModel):
             rois = tf.concat([p, boxes], 0)  # the ground truth joins the proposals
             ok = tf.concat([tf.range(post) < n, valid], 0)
             lab, tgt, _ = roi_targets(rois, tf.boolean_mask(boxes, valid),
-                                      tf.boolean_mask(classes, valid))
+                                      tf.boolean_mask(classes, valid), stds=cfg["box_stds"],
+                                      means=cfg["box_means"])
             return rois, tf.where(ok, lab, -1), tgt
 
         rois, roi_labels, box_targets = tf.map_fn(
@@ -340,8 +378,12 @@ class RFCN(VideoModel):
         `proposals`: (boxes (B, P, 4) in input pixels, counts (B,)) to use instead of the RPN's
         (e.g. ground-truth boxes, to measure the head alone). NMS options default to the
         model's config (`test_nms` 0.3, `max_per_class`, `max_detections`). `box_voting`:
-        NMS with box voting per class (`tfzoo.detection.nms_box_voting`), as D&T does before
-        linking (thesis §8.5.2; there with `max_per_class=25`).
+        NMS with box voting per class (`tfzoo.detection.nms_box_voting`, each kept box the
+        score-weighted mean of the boxes with IoU >= 0.5), as D&T does before linking (the
+        authors' make_tubes: NMS 0.4, `max_per_class=25`, no score floor: see
+        `DetectTrack.link_detection_options`). Also returns every proposal's regressed box
+        `regressed_boxes` (B, P, 4) (input pixels) and its best class probability
+        `best_scores` (B, P) (0 past `num_proposals`): D&T's test-time tracklets start there.
         """
         images = tf.convert_to_tensor(images)
         if image_sizes is None:
@@ -390,16 +432,20 @@ class RFCN(VideoModel):
         probs = tf.reshape(tf.nn.softmax(logits)[:, 1:], [batch, p, self.num_classes])
         valid = tf.range(p)[None] < counts[:, None]
         probs = tf.where(valid[..., None], probs, 0.0)
-        decoded = decode_boxes(tf.reshape(boxes, [-1, 4]), deltas, BOX_STDS)
+        decoded = decode_boxes(tf.reshape(boxes, [-1, 4]), deltas, cfg["box_stds"],
+                               cfg["box_means"])
         decoded = tf.reshape(decoded, [batch, p, 4])
         decoded = clip_boxes(decoded, sizes[:, 0, None], sizes[:, 1, None])
+        extra = {"proposals": boxes / scale, "num_proposals": counts,
+                 "regressed_boxes": tf.where(valid[..., None], decoded / scale, 0.0),
+                 "best_scores": tf.reduce_max(probs, -1)}
         if box_voting:
             boxes_out, scores, classes, n = self._voted(
-                decoded, probs, nms_threshold, max_per_class, max_detections, score_threshold)
+                decoded, probs, valid, nms_threshold, max_per_class, max_detections,
+                score_threshold)
             keep = tf.range(max_detections)[None] < n[:, None]
             return {"boxes": tf.where(keep[..., None], boxes_out / scale, 0.0), "scores": scores,
-                    "classes": classes, "num_detections": n,
-                    "proposals": boxes / scale, "num_proposals": counts}
+                    "classes": classes, "num_detections": n, **extra}
         # Inclusive-pixel IoU: the far edges moved by +1 (as tfzoo.detection.nms does).
         yxyx = tf.stack([decoded[..., 1], decoded[..., 0], decoded[..., 3] + 1.0,
                          decoded[..., 2] + 1.0], -1)
@@ -414,19 +460,20 @@ class RFCN(VideoModel):
         return {"boxes": tf.where(keep[..., None], out_boxes / scale, 0.0),
                 "scores": nmsed.nmsed_scores,
                 "classes": tf.cast(nmsed.nmsed_classes, tf.int32),
-                "num_detections": tf.cast(n, tf.int32),
-                "proposals": boxes / scale, "num_proposals": counts}
+                "num_detections": tf.cast(n, tf.int32), **extra}
 
-    def _voted(self, boxes, probs, nms_threshold, max_per_class, max_detections, score_threshold):
-        """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores, the classes
-        merged by score: padded (B, M, 4), (B, M), (B, M), counts (B,)."""
+    def _voted(self, boxes, probs, valid, nms_threshold, max_per_class, max_detections,
+               score_threshold):
+        """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores (`valid`
+        (B, P): the real proposals), the classes merged by score: padded (B, M, 4), (B, M),
+        (B, M), counts (B,)."""
         from tfzoo.detection.boxes import nms_box_voting
 
         def one(args):
-            b, p = args
+            b, p, v = args
             parts = []
             for c in range(self.num_classes):
-                keep = tf.reshape(tf.where(p[:, c] > score_threshold), [-1])
+                keep = tf.reshape(tf.where((p[:, c] > score_threshold) & v), [-1])
                 vb, vs, _ = nms_box_voting(tf.gather(b, keep), tf.gather(p[:, c], keep),
                                            nms_threshold, max_output=max_per_class)
                 parts.append((vb, vs, tf.fill(tf.shape(vs), c)))
@@ -437,7 +484,7 @@ class RFCN(VideoModel):
             return (tf.pad(tf.gather(vb, top.indices), [[0, pad], [0, 0]]),
                     tf.pad(top.values, [[0, pad]]), tf.pad(tf.gather(vc, top.indices), [[0, pad]]), n)
 
-        return tf.map_fn(one, (boxes, probs), fn_output_signature=(
+        return tf.map_fn(one, (boxes, probs, valid), fn_output_signature=(
             tf.TensorSpec([max_detections, 4], tf.float32), tf.TensorSpec([max_detections], tf.float32),
             tf.TensorSpec([max_detections], tf.int32), tf.TensorSpec([], tf.int32)))
 
@@ -452,7 +499,8 @@ def register() -> None:
                        test_overrides=TINY, tags=("imagenet", "detection"))
     # The detection demo: trains from scratch on the embedded synthetic set on a CPU.
     register_model(
-        "rfcn", RFCN, blocks=(1, 1, 1, 1), width=16, bn_momentum=0.9, freeze_bn=False, k=3,
+        "rfcn", RFCN, blocks=(1, 1, 1, 1), width=16, bn_momentum=0.9, freeze_bn=False,
+        frozen_stages=(), k=3,
         head_channels=64, rpn_channels=64, anchor_scales=(2, 4, 8), short_side=192,
         max_side=256, description="Small R-FCN for the embedded synthetic detection demo",
         test_overrides=TINY, tags=("detection",))

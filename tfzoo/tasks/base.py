@@ -87,6 +87,12 @@ class Task(abc.ABC):
         first = inputs if not isinstance(inputs, dict) else next(iter(inputs.values()))
         return tf.zeros(tf.shape(first)[:1], tf.int32)
 
+    def prepare_model(self, model: keras.Model, source, config) -> dict:
+        """Settings the task derives from the training data before `fit` (after `init_from`),
+        applied to `model`'s config so the run records them; returns them for the log. None by
+        default; a detector sets its box-target normalisation."""
+        return {}
+
     def serve(self, model: keras.Model, inputs) -> Any:
         """What a serving signature computes from the (float32) model inputs before
         `export_outputs`: by default the model's outputs in inference mode. `keras.Model`'s

@@ -20,6 +20,7 @@ from tfzoo.errors import TfzooError
 from tfzoo.tasks.base import Task, register_task
 
 OUTPUTS = ("rpn_scores", "rpn_deltas", "cls_maps", "reg_maps")
+STRIDE = 16  # the detector's anchor stride (tfzoo.models.rfcn.STRIDE)
 # mAP breakdowns: FGFA's motion speeds and the annotation's occluded flag
 BREAKDOWN = ("slow", "medium", "fast", "occluded")
 LABELS = {"gt_boxes": 0.0, "gt_classes": -1, "gt_track_ids": -1, "image_size": 0}
@@ -100,6 +101,38 @@ class DetectionTask(Task):
                 "gt_classes": tf.zeros([b, 1], tf.int32),
                 "gt_track_ids": tf.zeros([b, 1], tf.int32),
                 "image_size": tf.tile(tf.stack([shape[1], shape[2]])[None], [b, 1])}
+
+    def prepare_model(self, model, source, config) -> dict:
+        """The box targets' means and stds (`RFCN.set_box_normalisation`), unless the recipe
+        sets them (`model_overrides`): those of the `init_from` run when it recorded them (its
+        box maps were trained with them), else `box_target_statistics` of the training split
+        (`box_statistics`), as py-R-FCN and the D&T code compute them from the training data."""
+        if not hasattr(model, "set_box_normalisation") or {"box_means", "box_stds"} & set(
+                config.model_overrides):
+            return {}
+        means = stds = None
+        if config.init_from:
+            from tfzoo.rundir import read_run_info
+
+            from tfzoo.registry import get_entry
+
+            run = read_run_info(config.init_from)
+            previous = run.model_config
+            if getattr(get_entry(run.model).builder, "TASK", None) == self.name:
+                # a detector run from before box_means/box_stds were recorded trained its box
+                # maps with the fixed py-R-FCN normalisation
+                from tfzoo.detection.boxes import BOX_STDS
+
+                means = previous.get("box_means", [0.0] * 4)
+                stds = previous.get("box_stds", list(BOX_STDS))
+            origin = f"init_from {config.init_from}"
+        if means is None or stds is None:
+            means, stds = box_statistics(model, source, config.train_split,
+                                         tuple(config.image_size), seed=config.seed)
+            origin = f"the {config.train_split!r} split"
+        model.set_box_normalisation(means, stds)
+        return {"box_means": [round(v, 5) for v in means],
+                "box_stds": [round(v, 5) for v in stds], "box_normalisation_from": origin}
 
     def losses(self, model, outputs, labels, *, seed=(0, 0)) -> dict:
         """The four losses (`RFCN.detection_losses`): rpn_cls, rpn_box, cls, box."""
@@ -200,7 +233,7 @@ class DetectionTask(Task):
         if not hasattr(model, "detect_track"):
             return {}
         names = tf.constant([str(c) for c in class_names], dtype=tf.string)
-        ints = ("detection_classes", "num_detections")
+        ints = ("detection_classes", "num_detections", "num_tracklets")
 
         def typed(out):
             return {k: tf.cast(v, tf.int32 if k in ints else tf.float32) for k, v in out.items()}
@@ -236,6 +269,39 @@ def jittered_ground_truth(boxes, copies: int = 20, jitter: float = 0.15, seed: i
     w, h = w * np.exp(u[..., 2]), h * np.exp(u[..., 3])
     out = np.stack([cx - w / 2, cy - h / 2, cx + w / 2 - 1, cy + h / 2 - 1], -1)
     return out.reshape(-1, 4).astype(np.float32)
+
+
+def box_statistics(model, source, split: str, image_size, *, max_videos: int = 300,
+                   max_frames: int = 4, seed: int = 0):
+    """`tfzoo.detection.box_target_statistics` over training frames of `split`: up to
+    `max_frames` frames of up to `max_videos` videos (a seeded sample), each at the training
+    scale `image_size` (shorter side, longest side). A frame's RoIs are the model's anchors
+    inside it (our RPN trains with the head, so there are no proposals before training; the
+    anchors are what the proposals start from) plus its ground truth; RoIs with IoU >= 0.5
+    count, as `roi_targets`' foreground. Returns (means, stds)."""
+    from tfzoo.detection import box_target_statistics
+
+    rng = np.random.default_rng(seed)
+    data = source.splits[split]
+    order = rng.permutation(len(data))[:max_videos]
+
+    def frames():
+        for i in order:
+            video = data.video(int(i))
+            if video is None:
+                continue
+            h, w = video.frames.shape[1:3]
+            scale = image_size[0] / min(h, w)
+            if len(image_size) > 1 and image_size[1]:
+                scale = min(scale, image_size[1] / max(h, w))
+            hs, ws = round(h * scale), round(w * scale)
+            anchors = model.anchors(-(-hs // STRIDE), -(-ws // STRIDE)).numpy()
+            inside = ((anchors[:, :2] >= 0).all(1) & (anchors[:, 2] < ws) & (anchors[:, 3] < hs))
+            picked = rng.permutation(len(video.frames))[:max_frames]
+            for t in picked:
+                yield anchors[inside], np.asarray(video.boxes[t], np.float32).reshape(-1, 4) * scale
+
+    return box_target_statistics(frames())
 
 
 def evaluate_detector(model, videos, class_names, *, batch_size: int = 4,

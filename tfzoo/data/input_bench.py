@@ -1,0 +1,246 @@
+"""The training input pipeline's throughput, next to its decode floor and the model it feeds.
+
+    python -m tfzoo.bench --input --config=stresnet50_ucf101 --data=DIR [--clips=64]
+        [--set KEY=VALUE ...] [--no_service] [--no_model] [--accelerator_tflops=100] [--json]
+
+One run reports, in clips/s and CPU ms per clip (all threads of the processes doing the work):
+- `local`: the recipe's training pipeline (`RecordSource.dataset`: read, decode, temporal
+  sampling, crop + resize, flip, flow stacks; batched) in this process;
+- `floor`: decoding the same number of JPEG frames and flow planes per clip from the same
+  records, nothing else (the cost no pipeline can avoid);
+- `service 1 worker`, `service 2 workers`: the same pipeline on a local tf.data service
+  (`python -m tfzoo.data.service` workers as processes, CPU summed over them), this process
+  only consuming;
+- the model's training step on this machine (clips/s), its training FLOPs per clip, and the
+  cores of this pipeline needed to feed an accelerator that trains at
+  `--accelerator_tflops` (sustained, training FLOPs = the counted graph's).
+Goals (issue 22): local >= 0.7 of the floor per core (floor CPU ms / local CPU ms); 2 service
+workers >= 1.6x one worker's clips/s. On a machine whose cores are shared, CPU ms per clip is
+the figure to compare; clips/s depends on what else runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROG = "python -m tfzoo.bench --input"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids) -> float:
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return total
+
+
+def _time(ds, clips: int, batch: int, pids=None, warmup: int = 2) -> dict:
+    """clips/s and CPU ms per clip of pulling `clips` clips (batches of `batch`)."""
+    pids = pids or [os.getpid()]
+    it = iter(ds)
+    for _ in range(warmup):  # tracing, first shard reads, autotuning
+        next(it)
+    steps = max(1, clips // batch)
+    cpu0, t0 = _cpu_seconds(pids), time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds(pids) - cpu0
+    n = steps * batch
+    return {"clips": n, "clips_per_s": n / wall, "cpu_ms_per_clip": 1e3 * cpu / n,
+            "cores_busy": cpu / wall}
+
+
+def _floor_dataset(source, split: str, spec):
+    """The same records, the same number of JPEG decodes per clip, nothing else."""
+    import tensorflow as tf
+
+    from tfzoo.data import records
+
+    with_flow = "flow" in source.streams
+    files = source._files(split)
+    t, stack = spec.num_frames, spec.flow_stack
+
+    def decode(x):
+        ex = records.parse_example(x, with_flow=with_flow)
+        n = tf.shape(ex["frames"])[0]
+        total = tf.constant(0, tf.int32)
+        if "rgb" in source.streams:
+            idx = tf.range(t) % n
+            rgb = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3),
+                            tf.gather(ex["frames"], idx), fn_output_signature=tf.uint8)
+            total += tf.reduce_sum(tf.cast(rgb[:, 0, 0, 0], tf.int32))
+        if with_flow:
+            m = tf.shape(ex["flow_u"])[0]
+            idx = tf.range(t * stack) % m
+            for k in ("flow_u", "flow_v"):
+                planes = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=1),
+                                   tf.gather(ex[k], idx), fn_output_signature=tf.uint8)
+                total += tf.reduce_sum(tf.cast(planes[:, 0, 0, 0], tf.int32))
+        return total
+
+    ds = tf.data.Dataset.from_tensor_slices(files).repeat()
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _start_service(workers: int):
+    import tensorflow as tf
+
+    from tfzoo.data.service import check_workers
+
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    address = dispatcher.target.removeprefix("grpc://")
+    procs = [subprocess.Popen([sys.executable, "-m", "tfzoo.data.service", "worker",
+                               f"--dispatcher={address}", "--worker_address=localhost",
+                               "--port=0"], stdout=subprocess.DEVNULL,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                   "PYTHONPATH": os.pathsep.join(
+                                       [str(Path(__file__).resolve().parents[2]),
+                                        os.environ.get("PYTHONPATH", "")])})
+             for _ in range(workers)]
+    check_workers(dispatcher.target, timeout=120)
+    return dispatcher, procs
+
+
+def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
+        accelerator_tflops: float, log=lambda s: None) -> dict:
+    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data.service import distribute
+
+    source = make_source(config)
+    spec = clip_spec(config)
+    batch = batch or config.batch_size
+    split = config.train_split
+
+    def pipeline():
+        ds = source.dataset(split, training=True, spec=spec, seed=config.seed)
+        return ds.batch(batch, drop_remainder=True)
+
+    res = {"config": config.model, "split": split, "batch": batch,
+           "clip": {"frames": spec.num_frames, "size": list(spec.image_size),
+                    "streams": list(source.info.streams), "flow_stack": spec.flow_stack},
+           "cores": len(os.sched_getaffinity(0)), "load_avg_1min": os.getloadavg()[0]}
+    log("floor: decoding the frames and flow planes alone")
+    res["floor"] = _time(_floor_dataset(source, split, spec), clips, 1)
+    log("local: the recipe's training pipeline")
+    res["local"] = _time(pipeline(), clips, batch)
+    res["local_to_floor_per_core"] = (res["floor"]["cpu_ms_per_clip"]
+                                      / res["local"]["cpu_ms_per_clip"])
+    if service:
+        for n in (1, 2):
+            log(f"service: {n} worker process(es)")
+            dispatcher, procs = _start_service(n)
+            try:
+                ds = distribute(pipeline(), dispatcher.target)
+                res[f"service_{n}"] = _time(ds, clips, batch, pids=[p.pid for p in procs])
+            finally:
+                for p in procs:
+                    p.kill()
+                    p.wait()
+                dispatcher._stop()
+        res["service_2_to_1"] = (res["service_2"]["clips_per_s"]
+                                 / res["service_1"]["clips_per_s"])
+    if model:
+        from tfzoo.bench.models import bench_model
+
+        log(f"model: {config.model} training step")
+        row = bench_model(config.model, frames=spec.num_frames, size=tuple(spec.image_size),
+                          batch=1, runs=2, warmup=1, overrides=dict(config.model_overrides),
+                          log=log)
+        train_flops = row["train_gflops_per_step"] * 1e9  # batch 1: per clip
+        res["model"] = {"train_clips_per_s": 1e3 / row["train_step_ms"],
+                        "train_gflops_per_clip": train_flops / 1e9,
+                        "accelerator_tflops": accelerator_tflops}
+        accel = accelerator_tflops * 1e12 / train_flops
+        res["model"]["accelerator_clips_per_s"] = accel
+        res["model"]["cores_to_feed_accelerator"] = (
+            accel * res["local"]["cpu_ms_per_clip"] / 1e3)
+        res["model"]["cores_to_feed_this_cpu"] = (
+            res["model"]["train_clips_per_s"] * res["local"]["cpu_ms_per_clip"] / 1e3)
+    return res
+
+
+def format_report(res: dict) -> str:
+    from tfzoo.bench.cli import _markdown
+
+    lines = [("pipeline", "clips", "clips/s", "CPU ms/clip", "cores busy")]
+    for key, name in (("floor", "decode floor"), ("local", "local"),
+                      ("service_1", "service, 1 worker"), ("service_2", "service, 2 workers")):
+        if key in res:
+            r = res[key]
+            lines.append((name, str(r["clips"]), f"{r['clips_per_s']:.2f}",
+                          f"{r['cpu_ms_per_clip']:.1f}", f"{r['cores_busy']:.2f}"))
+    c = res["clip"]
+    text = (f"Input pipeline of {res['config']} ({res['split']}, batch {res['batch']}, "
+            f"{c['frames']} x {c['size'][0]}x{c['size'][1]} {'+'.join(c['streams'])}"
+            f"{', L=' + str(c['flow_stack']) if 'flow' in c['streams'] else ''}; "
+            f"{res['cores']} cores, load {res['load_avg_1min']:.1f}):\n" + _markdown(lines))
+    text += (f"\nlocal / floor per core: {res['local_to_floor_per_core']:.2f} (goal >= 0.7)")
+    if "service_2_to_1" in res:
+        text += f"; 2 workers / 1 worker: {res['service_2_to_1']:.2f}x (goal >= 1.6)"
+    if "model" in res:
+        m = res["model"]
+        text += (f"\nmodel: {m['train_clips_per_s']:.2f} clips/s training on this CPU "
+                 f"({m['train_gflops_per_clip']:.1f} GFLOPs per training clip); an "
+                 f"accelerator at {m['accelerator_tflops']:.0f} TFLOP/s sustained trains "
+                 f"{m['accelerator_clips_per_s']:.0f} clips/s and needs "
+                 f"{m['cores_to_feed_accelerator']:.1f} cores of this input pipeline")
+    return text
+
+
+def main(argv: list[str]) -> int:
+    from absl import flags
+
+    from tfzoo import config as cfglib
+    from tfzoo.errors import TfzooError, report
+
+    fv = flags.FlagValues()
+    flags.DEFINE_string("config", None, "A recipe (configs/NAME.py or a path).", flag_values=fv)
+    flags.DEFINE_string("data", None, "A directory prepared by tfzoo.data.prepare.",
+                        flag_values=fv)
+    flags.DEFINE_multi_string("set", [], "Override a config key (as in tfzoo.train).",
+                              flag_values=fv)
+    flags.DEFINE_integer("clips", 64, "Clips timed per pipeline.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("batch", None, "Batch size (default: the recipe's).", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_bool("service", True, "Time the local tf.data service (1 and 2 workers).",
+                      flag_values=fv)
+    flags.DEFINE_bool("model", True, "Time the model's training step.", flag_values=fv)
+    flags.DEFINE_float("accelerator_tflops", 100.0, "Assumed sustained training throughput "
+                       "of one accelerator, TFLOP/s.", lower_bound=0.001, flag_values=fv)
+    flags.DEFINE_bool("json", False, "Print one JSON document.", flag_values=fv)
+    if any(a in ("-h", "--help", "--helpfull") for a in argv):
+        print(__doc__ + "\n" + fv.get_help(include_special_flags=False))
+        return 0
+    try:
+        try:
+            rest = fv([PROG, *argv])
+        except flags.Error as e:
+            raise TfzooError(f"{e} (--help lists the flags)") from None
+        if len(rest) > 1:
+            raise TfzooError(f"unexpected arguments {rest[1:]}")
+        if not fv.config or not fv.data:
+            raise TfzooError("--input needs --config=NAME (a recipe) and --data=DIR (its "
+                             "prepared dataset)")
+        config = cfglib.load_config_file(fv.config)
+        overrides = cfglib.parse_assignments(fv.set)
+        overrides.update(dataset="records", data_dir=fv.data)
+        config = cfglib.apply_cli_overrides(config, overrides)
+        config = cfglib.stage_configs(config)[-1][1]  # the final stage's input
+        res = run(config, clips=fv.clips, batch=fv.batch, service=fv.service, model=fv.model,
+                  accelerator_tflops=fv.accelerator_tflops,
+                  log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    except TfzooError as e:
+        return report(e, PROG)
+    print(json.dumps(res, indent=1) if fv.json else format_report(res))
+    return 0
