@@ -99,7 +99,15 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
             f"{model_dir} was trained on classes {info.class_names[:5]}...; the data has "
             f"{source.info.class_names[:5]}..."
         )
-    split = split or config.test_split
+    if split is None:
+        from tfzoo.recipes import dataset_splits
+
+        available = [k for k, n in source.info.num_videos.items() if n]
+        split = dataset_splits(source.info.name, available, {"test_split": config.test_split}
+                               ).get("test_split", config.test_split)
+        if split != config.test_split:
+            print(f"[tfzoo] the data has no split {config.test_split!r} (the run's test split); "
+                  f"{source.info.name}'s is {split!r} (--split=NAME for another)", flush=True)
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     if model is None:
         model, info = load_model(model_dir)

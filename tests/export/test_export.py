@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -596,21 +597,47 @@ def test_in_graph_flow_runs_in_the_session_loader(tmp_path, bikes_path):
         sm.in_graph_flow("farneback", model, info)
 
 
+_HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
 def test_stale_temporaries_are_removed(loaded, tmp_path):
+    """Issue 24 item 8: liveness is the exporter's lock on its temporary directory, not a
+    hostname + pid (another container can share both): a live export whose name carries this
+    host and a pid that no longer runs here is kept, a killed one (lock free) is removed."""
     model, info = loaded
     base = tmp_path / "tresnet_small"
     base.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    host = sm.socket.gethostname()
-    killed = base / f".tmp-export-3-{host}-{dead}-abc123"  # its process has exited
-    running = base / f".tmp-export-4-{host}-{os.getpid()}-def456"  # this process: running
-    foreign_old = base / ".tmp-export-5-otherhost-1-ghi789"
-    foreign_new = base / ".tmp-export-6-otherhost-1-jkl012"
-    for d in (killed, running, foreign_old, foreign_new):
+    host = socket.gethostname()
+    # Written by a live export in another container that has the same host name and whose pid
+    # does not run here: its lock is held (by a process standing in for it).
+    live = base / f".tmp-export-4-{host}-{dead}-def456"
+    killed = base / ".tmp-export-3-0a1b2c3d4e5f"  # its exporter ended: the lock is free
+    legacy_old = base / ".tmp-export-5-otherhost-1-ghi789"  # no lock file: by age
+    legacy_new = base / ".tmp-export-6-otherhost-1-jkl012"
+    for d in (live, killed, legacy_old, legacy_new):
         (d / "variables").mkdir(parents=True)
-    old = foreign_old.stat().st_mtime - sm.STALE_AFTER_SECONDS - 60
-    os.utime(foreign_old, (old, old))
-    path = export_saved_model(model, info, tmp_path, warmup=False)
-    assert path == base / "1"
-    assert sorted(p.name for p in base.iterdir()) == sorted(["1", running.name, foreign_new.name])
+    killed.with_name(killed.name + ".lock").touch()
+    old = legacy_old.stat().st_mtime - sm.STALE_AFTER_SECONDS - 60
+    os.utime(legacy_old, (old, old))
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(base / (live.name + ".lock"))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        path = export_saved_model(model, info, tmp_path, warmup=False)
+        assert path == base / "1"
+        assert sorted(p.name for p in base.iterdir()) == sorted(
+            ["1", live.name, live.name + ".lock", legacy_new.name])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # The live export's process ended without renaming its directory: the next export removes it.
+    assert export_saved_model(model, info, tmp_path, warmup=False) == base / "2"
+    assert sorted(p.name for p in base.iterdir()) == sorted(["1", "2", legacy_new.name])

@@ -465,3 +465,33 @@ def test_two_stream_model_trains_end_to_end_on_rgb_and_exports(tmp_path):
     logits = model(x[:4].astype(np.uint8).astype(np.float32))
     want = tf.nn.softmax((logits["rgb"] + logits["flow"]) / 2).numpy()
     np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
+
+
+def test_cli_wheel_is_scaled_to_the_videos_motion_by_default(tmp_path):
+    """Issue 24 item 13: real motion of 1-2 px/frame rendered at a fixed 10 px was nearly white;
+    by default the wheel saturates at a robust percentile of the video's own magnitudes, and
+    --max-flow still fixes the scale."""
+    from tfzoo.flow.__main__ import WHEEL_PERCENTILE, _Mp4Sink, wheel_scale
+    from tfzoo.video import read_video
+
+    rng = np.random.default_rng(0)
+    flows = np.zeros((6, 32, 48, 2), np.float32)
+    flows[:, 8:24, 12:36, 0] = 1.5  # a moving object, 1.5 px/frame to the right
+    flows += rng.normal(0, 0.05, flows.shape).astype(np.float32)
+    flows[0, 0, 0] = 40.0  # one outlier does not set the scale
+    assert 1.3 < wheel_scale(flows) < 1.8
+    assert wheel_scale(flows) == pytest.approx(
+        np.percentile(np.hypot(flows[..., 0], flows[..., 1]), WHEEL_PERCENTILE), rel=1e-6)
+
+    def saturation(max_flow):
+        path = tmp_path / f"wheel_{max_flow}.mp4"
+        sink = _Mp4Sink(path, 10, "wheel", max_flow)
+        for f in flows:
+            sink.write(f)
+        sink.close()
+        rgb = read_video(path, short_side=32).astype(np.float32)[:, 10:22, 14:34]  # the object
+        return float((rgb.max(-1) - rgb.min(-1)).mean() / 255)
+
+    auto, fixed = saturation(None), saturation(10.0)
+    assert auto > 0.6, auto  # the object's colour is clearly visible
+    assert fixed < 0.25, fixed  # the old default: nearly white

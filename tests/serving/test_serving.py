@@ -276,7 +276,9 @@ def test_client_rest_and_grpc_against_dev_server(servers, direct, bikes_path, ca
                              "--num_frames", "4", "--short_side", "32", "--timeout", "30",
                              "--frames", "raw"])
         lines = capsys.readouterr().out.strip().splitlines()
-        assert lines[0].endswith("4 frames of 32x75")
+        # It says what it classified (issue 24 item 12): one clip over the whole video.
+        assert ": one clip of 4 frames equally spaced over the whole video, 32x75, sent as raw " \
+            "frames" in lines[0]
         labels = [ln.split()[0] for ln in lines[1:]]
         probs = [float(ln.split()[1]) for ln in lines[1:]]
         assert labels == want["top_k_labels"][0].astype(str).tolist()

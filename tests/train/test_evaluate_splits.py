@@ -47,3 +47,48 @@ def test_mean_over_official_splits(tmp_path):
     # a run trained for split 1 is never scored on test2 (it trained on those videos)
     with pytest.raises(ConfigError, match="test2"):
         evaluate_splits(str(tmp_path / "run_split1"), [2])
+
+
+def test_official_dataset_trains_and_evaluates_on_split_1_by_default(tmp_path):
+    """Issue 24 item 2: `--model --data` alone on a prepared UCF101 trains on train1 and tests
+    on test1 (said at the start, recorded in run.json); --set still overrides; evaluate of a
+    run whose test split the data lacks picks the dataset's split 1 too."""
+    make_ucf101(tmp_path / "raw", bikes_frames(REPO / "tests/data/bikes.mp4", 32, 40),
+                classes=("ApplyEyeMakeup", "Biking"), groups=2)
+    data = tmp_path / "prepared"
+    prepare("ucf101", tmp_path / "raw", data, short_side=32, progress=False)
+    tiny = ["--set=model_overrides={'blocks': (1, 1, 1, 1), 'width': 4}", "--set=num_frames=1",
+            "--set=stride_range=(1, 1)", "--set=image_size=(32, 32)", "--set=test_num_frames=2",
+            "--batch_size=1", "--epochs=1", "--steps=1", "--set=lr_schedule='constant'",
+            "--verbose=0"]
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "tfzoo.train", "--model=resnet_small",
+                           f"--data={data}", f"--model_dir={run}", *tiny],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training on train1, no validation, testing on test1" in proc.stdout
+    config = json.loads((run / "run.json").read_text())["config"]
+    assert (config["train_split"], config["val_split"], config["test_split"]) == (
+        "train1", None, "test1")
+    assert list(json.loads((run / "metrics.json").read_text())) == ["test1"]
+
+    # An explicit split wins (resolved without training: the config is what would run).
+    from absl import flags
+
+    train.define_flags() if "restart" not in flags.FLAGS else None
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train", "--model=resnet_small", f"--data={data}", "--set=train_split=train2",
+                 "--set=test_split=test2"])
+    try:
+        resolved = train.resolve_config()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert (resolved.train_split, resolved.val_split, resolved.test_split) == (
+        "train2", None, "test2")
+
+    # A run whose recorded test split the data lacks (trained before this default existed).
+    info = json.loads((run / "run.json").read_text())
+    info["config"]["test_split"] = "test"
+    (run / "run.json").write_text(json.dumps(info))
+    metrics = evaluate_model_dir(run)
+    assert metrics["split"] == "test1" and metrics["num_videos"] == 2

@@ -2,6 +2,7 @@
 spatiotemporal filter), is deterministic, measures strides/receptive fields, and renders."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -338,3 +339,72 @@ def test_fixed_size_model_probes_at_its_own_size_and_recovers_the_planted_unit(c
     assert _corr(rgb - 127.5, ref) > 0.98, _corr(rgb - 127.5, ref)
     red, green = rgb[:, 12:20, 7:13].mean((0, 1, 2)), rgb[:, 12:20, 19:25].mean((0, 1, 2))
     assert red[0] > red[1] + 50 and green[1] > green[0] + 50
+
+
+def _gallery(tmp_path):
+    rng = np.random.default_rng(0)
+    cells = [{"unit": u, "setting": f"chi={chi:g}",
+              "inputs": {"rgb": rng.uniform(0, 255, (3, 12, 12, 3)).astype("float32")},
+              "kinds": {"rgb": "appearance"}, "activation": 3.0 * (u + 1)}
+             for u in (0, 2) for chi in (0, 1, 5, 10)]
+    runs = [{"setting": f"chi={chi:g}", "settings": {"regularizer": "2d1d", "chi": float(chi),
+                                                     "kappa": 1.0, "a_hat": [4.0, 6.0]}}
+            for chi in (0, 1, 5, 10)]
+    meta = {"model": "tresnet_small", "layer": "logits", "units": [0, 2], "a_hat": [4.0, 6.0],
+            "unit_names": {0: "static", 2: "fast"}, "runs": runs, "settings": runs[0]["settings"]}
+    return write_gallery(tmp_path, cells, meta, formats=("png", "gif"), tensorboard=False)
+
+
+def test_gallery_page_is_readable(tmp_path):
+    """Issue 24 item 13: settings as a table with each column's chi (not the first run's
+    0.0 as one JSON line), activation / a_hat as the CLI prints it, class names on the rows,
+    cells upscaled without smoothing."""
+    import html.parser
+
+    page = _gallery(tmp_path).read_text()
+
+    class Cells(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.text, self.imgs = [], []
+
+        def handle_data(self, data):
+            self.text.append(data.strip())
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.imgs.append(dict(attrs))
+
+    p = Cells()
+    p.feed(page)
+    text = [t for t in p.text if t]
+    i = text.index("chi")
+    assert text[i + 1] == "0.0, 1.0, 5.0, 10.0 (by column)"
+    assert text[text.index("regularizer") + 1] == '"2d1d"'
+    assert "activation / a_hat 0.75" in text and "activation / a_hat 1.5" in text  # 3/4, 9/6
+    assert "static" in text and "fast" in text
+    assert len(p.imgs) == 8 and all(int(img["width"]) >= 192 for img in p.imgs)
+    assert "image-rendering:pixelated" in page and "<pre>" not in page
+
+
+def test_gallery_screenshot_in_headless_chromium(tmp_path):
+    """The page as a browser draws it (a documented check: look at gallery.png)."""
+    import shutil
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium (apt-get install chromium)")
+    page = _gallery(tmp_path / "gallery")
+    shot = tmp_path / "gallery.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri()],
+                   capture_output=True, timeout=120)
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB"), np.float32)
+    assert img.shape[:2] == (1000, 1400)
+    # Drawn: images of noise (high local variance) in the cells' area, text above them.
+    assert img.std() > 20
+    if os.environ.get("TFZOO_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["TFZOO_KEEP_SCREENSHOT"])

@@ -53,8 +53,9 @@ def define_flags():
     flags.DEFINE_integer("chunk", 2, "Frame pairs per solver call (2: bigger batches are not "
                          "faster on a CPU).")
     flags.DEFINE_enum("render", "wheel", ["wheel", "uvm"], "mp4 rendering.")
-    flags.DEFINE_float("max_flow", 10.0, "mp4 wheel: magnitude (px) shown fully saturated, "
-                       "fixed for the video.")
+    flags.DEFINE_float("max_flow", None, "mp4 wheel: magnitude (px) shown fully saturated; "
+                       f"default: the {WHEEL_PERCENTILE}th percentile of the video's flow "
+                       "magnitudes (a fixed number compares videos on one scale).")
     flags.DEFINE_float("bound", 20.0, "jpeg: clip bound in px.")
     flags.DEFINE_integer("max_frames", None, "Stop after this many frames.")
     for name, default in SOLVER_INTS.items():
@@ -109,6 +110,19 @@ class _JpegSink:
     abort = close
 
 
+# The default wheel scale: a robust maximum of the video's own motion. A fixed 10 px left real
+# videos (most motion 1-3 px/frame) nearly white; the largest magnitude is one outlier's.
+WHEEL_PERCENTILE = 99
+
+
+def wheel_scale(flows) -> float:
+    """The magnitude (px) the colour wheel saturates at for these flows (T, H, W, 2):
+    their WHEEL_PERCENTILE-th percentile, at least 0.1 px (a still video stays white)."""
+    flows = np.asarray(flows, np.float32)
+    return max(float(np.percentile(np.hypot(flows[..., 0], flows[..., 1]), WHEEL_PERCENTILE)),
+               0.1)
+
+
 class _Mp4Sink:
     def __init__(self, out, fps, mode, max_flow):
         from tfzoo.video import VideoWriter
@@ -119,9 +133,9 @@ class _Mp4Sink:
         self.pending = []
 
     def write(self, flow):
-        if self.mode == "uvm":
-            # The (u, v, |w|) rendering is min-max scaled over the sequence; keep the encoded
-            # code (uint8, 4x smaller than float) and render at the end.
+        if self.mode == "uvm" or self.max_flow is None:
+            # Scaled over the whole sequence ((u, v, |w|) min-max, or the wheel's percentile):
+            # keep the encoded code (uint8, 4x smaller than float) and render at the end.
             from tfzoo.flow.encoding import encode_flow
 
             self.pending.append(encode_flow(flow))
@@ -132,7 +146,15 @@ class _Mp4Sink:
         if self.pending:
             from tfzoo.flow.encoding import decode_flow
 
-            for img in self.render(decode_flow(np.stack(self.pending)), "uvm"):
+            flows = decode_flow(np.stack(self.pending))
+            if self.mode == "uvm":
+                images = self.render(flows, "uvm")
+            else:
+                self.max_flow = wheel_scale(flows)
+                print(f"colour wheel saturated at {self.max_flow:.2f} px (the "
+                      f"{WHEEL_PERCENTILE}th percentile of the video's flow; --max_flow fixes it)")
+                images = (self.render(f, "wheel", self.max_flow) for f in flows)
+            for img in images:
                 self.w.write(img)
         self.w.__exit__(None, None, None)
 

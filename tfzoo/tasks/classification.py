@@ -174,11 +174,17 @@ class ClassificationTask(Task):
                       jit_compile=jit_compile)
 
     def targets(self, model, num_classes: int, *, label_smoothing: float = 0.0):
-        encode = (lambda y: tf.one_hot(y, num_classes)) if label_smoothing else (lambda y: y)
-        heads = self.heads(model)
-        if heads is None:
-            return lambda x, y: (x, encode(y))
-        return lambda x, y: (x, {k: encode(y) for k in model.output})
+        # Named functions, not lambdas: AutoGraph cannot find the source of two lambdas on
+        # one line and warns on every training start.
+        def encode(y):
+            return tf.one_hot(y, num_classes) if label_smoothing else y
+
+        names = None if self.heads(model) is None else list(model.output)
+
+        def label_fn(x, y):
+            return x, (encode(y) if names is None else {k: encode(y) for k in names})
+
+        return label_fn
 
     def loss(self, model, outputs, labels):
         fn = self._loss_fn(0.0)

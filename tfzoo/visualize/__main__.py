@@ -219,6 +219,8 @@ def main(argv):
             "a_hat": None if a_hat is None else a_hat[units].tolist(), "a_hat_split": a_hat_split,
             "command": " ".join(sys.argv), "runs": runs,
             "settings": runs[0]["settings"]}
+    if info is not None and geo.stride is None and geo.channels == len(info.class_names):
+        meta["unit_names"] = {u: info.class_names[u] for u in units}  # a classifier's logits
     page = write_gallery(F.out, cells, meta, formats=tuple(F.formats),
                          modes=tuple(F.motion_modes))
     print("| setting | activation / a_hat | spatial TV / px | temporal energy / px | "
