@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 # Where each documented program runs in the suite (by its CLI, the same flags).

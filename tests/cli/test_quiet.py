@@ -12,11 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has it
 TINY = ["--set=model_overrides={'blocks': (1, 1, 1, 1), 'width': 4}",
         # no validation videos: the plateau schedule must watch the training loss
