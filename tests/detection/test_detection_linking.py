@@ -355,9 +355,8 @@ def test_class_entering_late_and_leaving_early():
 def test_two_objects_of_one_class_where_one_leaves():
     # class 3: objects A and B in frames 0..2, only A in frames 3, 4. As the authors'
     # make_tubes, extraction stops when a frame that had boxes of the class has none left: the
-    # first tube takes the best path through every frame (B B B A A = 0.8 + 1.6 + 1.6 + 2 * 0.3
-    # + 0.3 + psi(3,4) beats A all along with psi everywhere: 0.3 + 4 * 0.6... see below), and
-    # the other object gets no tube: its boxes keep their score
+    # first tube takes the best path through every frame, and the other object gets no tube:
+    # its boxes keep their score
     dets = [_frame([A, B], [0.3, 0.8], [3, 3]) for _ in range(3)] + \
            [_frame([A], [0.3], [3]) for _ in range(2)]
     tracks = [np.array([A + A], float)] * 4

@@ -127,9 +127,11 @@ def test_clip_runs_each_frame_once_and_equals_the_four_pass_pairs(model, monkeyp
     assert seen == [2, 1]
     # random-weight boxes reach hundreds of pixels: float32 rounding at that size
     np.testing.assert_allclose(rest["track_boxes"].numpy()[:, 0], out["track_boxes"][:, 1],
-                               atol=1e-5, rtol=1e-6)
+                               atol=1e-3, rtol=1e-5)  # other RoI batches: float32 order
+    np.testing.assert_allclose(rest["tracklets"].numpy()[:, 0], out["tracklets"][:, 1],
+                               atol=1e-3, rtol=1e-5)
     np.testing.assert_allclose(first["track_deltas"].numpy(), out["track_deltas"][:, :1],
-                               atol=1e-5)
+                               atol=1e-3, rtol=1e-5)
     lone = model.detect_track_clip(x[:, :1])
     assert lone["track_boxes"].shape[1] == 0
     np.testing.assert_allclose(lone["detection_scores"].numpy()[0, 0],
