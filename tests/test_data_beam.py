@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from _data_fixtures import bikes_frames, make_folder, make_ucf101
+from _data_fixtures import bikes_frames, make_folder, make_ucf101, write_mjpeg
 from tfzoo.data import prepare as prep
 from tfzoo.data import records
 
@@ -54,9 +54,7 @@ def test_beam_prepare_matches_local_resumes_and_reports(tmp_path, base, flow):
     # an unreadable video and one over the pixel cap, listed in the official split files
     bad = tmp_path / "ucf" / "UCF-101" / "YoYo" / "v_YoYo_g04_c01.avi"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"x" * 500)
-    from test_data_prepare import _write_mjpeg
-
-    _write_mjpeg(tmp_path / "ucf" / "UCF-101" / "YoYo" / "v_YoYo_g05_c01.avi", 4096, 8)
+    write_mjpeg(tmp_path / "ucf" / "UCF-101" / "YoYo" / "v_YoYo_g05_c01.avi", 4096, 8)
     lists = tmp_path / "ucf" / "ucfTrainTestlist"
     with open(lists / "trainlist01.txt", "a") as f:
         f.write("YoYo/v_YoYo_g04_c01.avi 3\r\nYoYo/v_YoYo_g05_c01.avi 3\r\n")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _data_fixtures import (bikes_frames, make_folder, make_hmdb51, make_imagenet_vid,
-                            make_ucf101, make_yuppp)
+                            make_ucf101, make_yuppp, write_mjpeg)
 from tfzoo.data import prepare as prep
 from tfzoo.data import records
 from tfzoo.data.adapters import list_dataset
@@ -296,20 +296,6 @@ def test_box_without_a_coordinate_skips_and_reports_its_annotation(tmp_path, bas
     assert not ids & set(reasons) and len(ids) == 3
 
 
-def _write_mjpeg(path, width, height, n=3):
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mjpeg", rate=25)
-        s.width, s.height, s.pix_fmt = width, height, "yuvj420p"
-        for k in range(n):
-            img = np.full((height, width, 3), 40 * k, np.uint8)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 def test_prepare_holds_a_window_of_frames_not_the_video(tmp_path, base, monkeypatch):
     """Issue 24 item 4: frames stream through JPEG encoding and flow; at most the flow window
     of decoded frames is alive at once (it was every frame of the video)."""
@@ -348,7 +334,7 @@ def test_frames_over_the_pixel_cap_skip_their_video(tmp_path, base):
     from _data_fixtures import make_folder
 
     make_folder(tmp_path / "f", base, per_class=(1, 1))
-    _write_mjpeg(tmp_path / "f" / "class0" / "wide.avi", 4096, 8)
+    write_mjpeg(tmp_path / "f" / "class0" / "wide.avi", 4096, 8)
     m = prep.prepare("folder", tmp_path / "f", tmp_path / "out", progress=False)
     assert m["num_videos"] == 2 and m["params"]["max_frame_pixels"] == 3840 * 2160
     (reason,) = [s["reason"] for s in m["skipped"] if s["video_id"] == "class0/wide"]

@@ -6,18 +6,43 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from test_train import REPO, TINY, cli, finish
 from tfzoo.data import service
 from tfzoo.data.base import ClipSpec
 from tfzoo.data.synthetic import SyntheticSource
 from tfzoo.rundir import read_run_info
 
+REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+# a tiny T-ResNet on the embedded synthetic set (as tests/test_train.py trains it)
+TINY = {"model_overrides": "{'blocks': (1, 1, 1, 1), 'width': 4}",
+        "dataset_options": "{'size': 32, 'video_frames': 12, 'videos_per_class': (2, 1, 1)}",
+        "image_size": "(32, 32)", "num_frames": "4", "test_num_frames": "4",
+        "stride_range": "(1, 2)", "batch_size": "4", "lr_schedule": "'constant'"}
+
+
+def cli(*args, env=None):
+    cmd = [sys.executable, "-m", "tfzoo.train", "--verbose=2", *args,
+           *(f"--set={k}={v}" for k, v in TINY.items())]
+    return subprocess.Popen(cmd, cwd=REPO, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _start(*args):
@@ -100,8 +125,6 @@ def test_unreachable_dispatcher_is_one_line(tmp_path, capsys):
 def test_multi_worker_training_through_the_service(dispatcher, tmp_path):
     """Two trainer processes (MultiWorkerMirroredStrategy) consume one service job."""
     import json
-
-    from test_train import _free_port
 
     hosts = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     procs = []
