@@ -130,7 +130,7 @@ def make_imagenet_vid(root: Path, base):
 
 
 def write_mjpeg(path, width, height, n=3):
-    """An MJPEG AVI of n flat frames at any size (e.g. 4096x8: tiny file, huge frames)."""
+    import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("mjpeg", rate=25)

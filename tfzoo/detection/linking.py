@@ -15,7 +15,7 @@ the ceil(alpha * n) highest scores of the tube's n boxes; boxes in no tube keep 
 psi is binary, so the best predecessor of a box is either the best box of the previous frame or,
 one point higher, its best tracked neighbour: a Viterbi step costs O(boxes + tracked pairs) rather
 than O(boxes^2). The tracklet/box overlaps are searched on a grid of centres. Both run as numba
-kernels (`python -m tfzoo.detection.bench --what linking`: against the previous numpy version).
+kernels (`python -m tfzoo.detection.dt_blocks_bench --what linking`: against the previous numpy version).
 
 Online (causal), frame t is rescored by the tubes of the window [0, t] (or its last `history`
 frames). With a finite history each window is linked from scratch: per frame, `history` times
@@ -77,24 +77,9 @@ def _check(detections, tracks, alpha=0.5, history=None, num_classes=None):
         if not len(boxes) == len(scores) == len(classes):
             raise LinkingError(f"detections[{t}]: {len(boxes)} boxes, {len(scores)} scores and "
                                f"{len(classes)} classes; expected the same number")
-        bad = np.flatnonzero(~np.isfinite(scores))
-        if len(bad):
-            raise LinkingError(f"detections[{t}]['scores'][{bad[0]}] is {scores[bad[0]]}: "
-                               "expected finite scores")
-        bad = np.flatnonzero(~np.isfinite(boxes).all(1) | (boxes[:, 2] < boxes[:, 0])
-                             | (boxes[:, 3] < boxes[:, 1]))
-        if len(bad):
-            raise LinkingError(f"detections[{t}]['boxes'][{bad[0]}] is "
-                               f"{boxes[bad[0]].tolist()}: expected finite x1 y1 x2 y2 with "
-                               "x2 >= x1 and y2 >= y1")
-        bad = np.flatnonzero((classes != raw) | (classes < 0) | (
-            classes >= (num_classes if num_classes is not None else np.iinfo(np.int64).max)))
-        if len(bad):
-            allowed = (f"0..{num_classes - 1} (the model's {num_classes} classes)"
-                       if num_classes is not None else "non-negative integers")
-            raise LinkingError(f"detections[{t}]['classes'][{bad[0]}] is "
-                               f"{raw[bad[0]].item()!r}: expected class ids in {allowed}")
-        out.append((boxes, scores, classes))
+        out.append((boxes, scores, classes, raw))
+    _check_values(out, num_classes)
+    out = [(b, s, c) for b, s, c, _ in out]
     trk = []
     for t in range(frames - 1):
         try:
@@ -106,12 +91,56 @@ def _check(detections, tracks, alpha=0.5, history=None, num_classes=None):
         if m.ndim != 2 or m.shape[1] != 8:
             raise LinkingError(f"tracks[{t}] has shape {m.shape}: expected (M, 8), a box at t "
                                "and at t+1 (x1 y1 x2 y2 each) per tracklet")
-        bad = np.flatnonzero(~np.isfinite(m).all(1))
-        if len(bad):
-            raise LinkingError(f"tracks[{t}][{bad[0]}] is {m[bad[0]].tolist()}: expected "
-                               "finite coordinates")
         trk.append(m)
+    for t, m in enumerate(trk):
+        # a sum is finite when every term is (and cheaper than isfinite on each frame's
+        # copy); a finite sum that overflowed gets the exact test
+        if not math.isfinite(m.sum()) and not np.isfinite(m).all():
+            bad = int(np.flatnonzero(~np.isfinite(m).all(1))[0])
+            raise LinkingError(f"tracks[{t}][{bad}] is {m[bad].tolist()}: expected finite "
+                               "coordinates")
     return out, trk
+
+
+def _check_values(dets, num_classes):
+    """The values of every frame at once (a per-frame check costs more than linking it):
+    finite scores and coordinates, x2 >= x1 and y2 >= y1, integer class ids in
+    [0, num_classes); the first bad one is named with its frame."""
+    sizes = np.array([len(s) for _, s, _, _ in dets])
+    if not sizes.sum():
+        return
+    boxes = np.concatenate([b for b, _, _, _ in dets])
+    scores = np.concatenate([s for _, s, _, _ in dets])
+    classes = np.concatenate([c for _, _, c, _ in dets])
+    raw = np.concatenate([r for _, _, _, r in dets])
+    top = num_classes if num_classes is not None else np.iinfo(np.int64).max
+    # the common case in a few reductions (a sum is finite when every term is; a NaN makes
+    # min() NaN, which fails >= 0)
+    integral = raw.dtype.kind in "iub" or bool((classes == raw).all())
+    if (math.isfinite(scores.sum()) and math.isfinite(boxes.sum())
+            and min((boxes[:, 2] - boxes[:, 0]).min(), (boxes[:, 3] - boxes[:, 1]).min()) >= 0
+            and integral and classes.min() >= 0 and classes.max() < top):
+        return
+    bad_scores = ~np.isfinite(scores)
+    bad_boxes = ~np.isfinite(boxes).all(1) | (boxes[:, 2] < boxes[:, 0]) | (
+        boxes[:, 3] < boxes[:, 1])
+    bad_classes = (classes != raw) | (classes < 0) | (classes >= top)
+    if not (bad_scores.any() or bad_boxes.any() or bad_classes.any()):
+        return
+    q = int(np.flatnonzero(bad_scores | bad_boxes | bad_classes)[0])
+    ends = np.cumsum(sizes)
+    t = int(np.searchsorted(ends, q, side="right"))
+    i = q - (ends[t] - sizes[t])
+    if bad_scores[q]:
+        raise LinkingError(f"detections[{t}]['scores'][{i}] is {scores[q]}: expected finite "
+                           "scores")
+    if bad_boxes[q]:
+        raise LinkingError(f"detections[{t}]['boxes'][{i}] is {boxes[q].tolist()}: expected "
+                           "finite x1 y1 x2 y2 with x2 >= x1 and y2 >= y1")
+    allowed = (f"0..{num_classes - 1} (the model's {num_classes} classes)"
+               if num_classes is not None else "non-negative integers")
+    raise LinkingError(f"detections[{t}]['classes'][{i}] is {raw[q].item()!r}: expected class "
+                       f"ids in {allowed}")
 
 
 # The kernels below are compiled with numba: the Viterbi extraction is a loop of tubes x frames
@@ -792,6 +821,10 @@ def _rescore(video, tube_class, tube_path, alpha, new_scores):
     s = video.scores[np.arange(frames), tube_class[:, None], np.maximum(tube_path, 0)]
     ranked = np.sort(np.where(has, s, -np.inf), 1)[:, ::-1]
     bonus = np.where(np.arange(frames) < k[:, None], ranked, 0.0).sum(1) / k
+    if has.all():  # no gaps: no per-frame masks (they cost as much as the rest)
+        for t in range(frames):
+            new_scores[t][video.index[t, tube_class, tube_path[:, t]]] = s[:, t] + bonus
+        return
     for t in range(frames):
         q = has[:, t]
         new_scores[t][video.index[t, tube_class[q], tube_path[q, t]]] = s[q, t] + bonus[q]
@@ -886,14 +919,19 @@ def _link(detections, tracks, alpha, iou_threshold, online, history, num_classes
                 video.scores, video.alive, video.first, video.more, video.idx, history,
                 float(alpha))
             tube_class, tube_path = video.tubes()
-        for t in range(frames):
-            slot, c = np.nonzero(cur[t] >= 0)  # (round, class) order: extraction order
-            at = video.index[t, c, cur[t, slot, c]]
-            rescored[t][at] = new[t, slot, c]
-            back = prev_frame[t, slot, c]
-            before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]],
-                              -1)
-            links[t] = np.stack([back, before, at], 1)
+        # every frame at once, then per-frame slices: (frame, round, class) order is each
+        # frame's extraction order
+        t, slot, c = np.nonzero(cur >= 0)
+        at = video.index[t, c, cur[t, slot, c]]
+        value = new[t, slot, c]
+        back = prev_frame[t, slot, c]
+        before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]], -1)
+        joined = np.stack([back, before, at], 1)
+        ends = np.searchsorted(t, np.arange(frames + 1))
+        for f in range(frames):
+            a, b = ends[f], ends[f + 1]
+            rescored[f][at[a:b]] = value[a:b]
+            links[f] = joined[a:b]
     index = np.where(tube_path >= 0,
                      video.index[np.arange(frames), tube_class[:, None], tube_path], -1)
     out = [{"class": int(video.classes[c]), "indices": index[q].tolist()}
