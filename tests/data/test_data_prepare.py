@@ -11,7 +11,6 @@ from tfzoo.data import prepare as prep
 from tfzoo.data import records
 from tfzoo.data.adapters import list_dataset
 from tfzoo.data.base import DataError
-from _data_fixtures import write_mjpeg
 from _paths import BIKES
 
 
