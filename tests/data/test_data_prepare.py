@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from _data_fixtures import (bikes_frames, make_folder, make_hmdb51, make_imagenet_vid,
-                            make_ucf101, make_yuppp)
+                            make_ucf101, make_yuppp, write_mjpeg)
 from tfzoo.data import prepare as prep
 from tfzoo.data import records
 from tfzoo.data.adapters import list_dataset
 from tfzoo.data.base import DataError
-from _data_fixtures import write_mjpeg
 from _paths import BIKES
 
 

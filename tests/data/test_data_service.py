@@ -9,7 +9,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from _runs import TINY, cli, finish
 from tfzoo.data import service
