@@ -120,8 +120,9 @@ class RoITracking(keras.layers.Layer):
     Called on `(features_t, features_tau, rois)`: two dicts with the backbone and head maps of
     the two frames (`RFCN.features`) — `conv3` (stride 8), `conv4`, `conv5` (stride 16) and
     `reg_maps` (B, H, W, 4 k^2, stride 16) — and `rois` (N, 5) rows `[batch_index, x1, y1, x2,
-    y2]` in input pixels of frame t. Returns (N, 4) deltas in `encode_boxes` units (decode with
-    `decode_boxes(rois[:, 1:], deltas)` for the boxes at t+tau).
+    y2]` in input pixels of frame t. Returns (N, 4) deltas in the units of the targets it was
+    trained on (eq. 8.2-8.3: `decode_boxes(rois[:, 1:], deltas, TRACK_STDS)` gives the boxes at
+    t+tau).
 
     As the authors' prototxt: correlations (eq. 8.4, `Correlation`, max displacement d) of
     conv5 and conv4 (stride 1, (2d+1)^2 channels each) and of conv3 (positions and
