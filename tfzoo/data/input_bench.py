@@ -151,6 +151,7 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
         res["service_2_to_1"] = (res["service_2"]["clips_per_s"]
                                  / res["service_1"]["clips_per_s"])
     if model:
+        import tfzoo.registry  # noqa: F401 - bench_model reads tfzoo.registry as an attribute
         from tfzoo.bench.models import bench_model
 
         log(f"model: {config.model} training step")
