@@ -10,8 +10,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
+# beam: tests/data/test_data_beam.py runs prepare on Beam's DirectRunner (apache-beam caps protobuf
+# below 7; the resolver picks a protobuf that TF 2.21 and serving-api 2.21 accept too).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e ".[test,serving]"
+	$(BIN)/pip install -e ".[test,serving,beam]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""SavedModel export for TensorFlow Serving (DESIGN.md, "Export contract").
+"""SavedModel export for TensorFlow Serving (docs/design.md, "Export contract").
 
 `export_saved_model(model, info, export_dir)` writes `EXPORT_DIR/NAME/VERSION/`, the layout TF
 Serving's file-system source polls, with:
@@ -15,7 +15,7 @@ Signature `serving_default` (method `tensorflow/serving/predict`):
            flow  float32 (B, T, H, W, 2L)   only for models with a flow input: a stack of L
                                             flow fields per frame in pixels at the resolution
                                             of `rgb`, channels u1, v1, ..., uL, vL, centred on
-                                            RGB frame t (DESIGN.md "Tensor conventions")
+                                            RGB frame t (docs/design.md, "Tensor conventions")
   outputs  probabilities  float32 (B, C)    softmax of the model's logits
            top_k_indices  int32   (B, k)    classes by decreasing probability
            top_k_labels   string  (B, k)    RunInfo.class_names of those classes
@@ -27,7 +27,7 @@ Signature `serving_encoded` (RGB-only models, and two-stream models with in-grap
   outputs  as serving_default
 
 Preprocessing in the graph is the uint8 -> float32 cast: every tfzoo model normalises its own
-input (DESIGN.md), so the exported graph and the Keras model see the same values and agree to
+input (docs/design.md), so the exported graph and the Keras model see the same values and agree to
 float rounding.
 
 Which model inputs the signature has is read from `model.inputs`: one input with 3 channels is
@@ -46,12 +46,11 @@ and precomputed `flow`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
-import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -308,6 +307,23 @@ def _captured_variables(concrete_fns) -> list[tf.Variable]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_tensorflow_info():
+    """TF's saver logs INFO lines that are none of the user's business (variable renames,
+    sharding timings, the temporary directory's paths); warnings still show."""
+    from absl import logging as absl_logging  # TF logs through absl and its own logger
+
+    tf_logger = logging.getLogger("tensorflow")
+    tf_level, absl_level = tf_logger.level, absl_logging.get_verbosity()
+    tf_logger.setLevel(max(tf_level, logging.WARNING))
+    absl_logging.set_verbosity(min(absl_level, absl_logging.WARNING))  # absl: higher = more
+    try:
+        yield
+    finally:
+        tf_logger.setLevel(tf_level)
+        absl_logging.set_verbosity(absl_level)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -379,9 +395,10 @@ def export_saved_model(
                            encoded_short_side=encoded_short_side)
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(base)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(version), dir=base))
+    tmp, lock = _reserve_temporary(base, version)
     try:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        with _quiet_tensorflow_info():
+            tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         if warmup:
             write_warmup_file(tmp, warmup_records(module, name, info))
         if final.exists():  # another exporter took this version while we were writing
@@ -392,6 +409,8 @@ def export_saved_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        _release(lock)
     return final
 
 
@@ -401,54 +420,97 @@ def default_encoded_short_side(info) -> int:
     return int(configured) if configured else int(min(info.image_size))
 
 
-# A temporary version directory is `.tmp-export-VERSION-HOST-PID-RANDOM`: whoever finds it later
-# can tell whether the export that writes it is still running.
-_TMP_RE = re.compile(rf"^{re.escape(_TMP_PREFIX)}\d+-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
-STALE_AFTER_SECONDS = 3600
+# A temporary version directory `.tmp-export-VERSION-RANDOM` has a lock file next to it,
+# `.tmp-export-VERSION-RANDOM.lock`, locked (POSIX record lock, which NFS honours too) by the
+# exporting process for as long as it writes. The kernel drops the lock when that process ends,
+# however it ends, so whoever can take the lock knows nobody writes that directory: no guess
+# from host names or pids, which another container can share.
+_LOCK_SUFFIX = ".lock"
+STALE_AFTER_SECONDS = 3600  # temporaries without a lock file (older tfzoo): by age
 
 
-def _tmp_prefix(version: int) -> str:
-    return f"{_TMP_PREFIX}{version}-{socket.gethostname()}-{os.getpid()}-"
+def _reserve_temporary(base: Path, version: int):
+    """Creates and locks the lock file, then the directory: a directory whose lock file is
+    unlocked (or gone, once it existed) is never being written."""
+    import fcntl
+
+    while True:
+        name = f"{_TMP_PREFIX}{version}-{os.urandom(6).hex()}"
+        try:
+            fd = os.open(base / (name + _LOCK_SUFFIX), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        except FileExistsError:
+            continue
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        (base / name).mkdir(mode=0o700)
+        return base / name, (fd, base / (name + _LOCK_SUFFIX))
 
 
-def _pid_running(pid: int) -> bool:
+def _release(lock) -> None:
+    fd, path = lock
+    path.unlink(missing_ok=True)  # before the unlock: nobody can take a lock of a finished export
+    os.close(fd)
+
+
+def _try_lock(path: Path):
+    """An fd holding the lock of `path`, or None when a live process holds it (or it is gone)."""
+    import fcntl
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def remove_stale_temporaries(model_base: str | os.PathLike, now: float | None = None) -> list[Path]:
     """Removes `.tmp-export-*` directories of exports that were killed; returns them.
 
-    Rule: a directory written on this host is stale when its process (the pid in its name) no
-    longer runs, and never while it runs. One from another host (a shared file system) or with
-    a name we cannot parse is stale when it has not been modified for STALE_AFTER_SECONDS
-    (1 hour; exports write their files within minutes).
+    An export holds a lock on its temporary directory's lock file while it writes; a directory
+    whose lock can be taken belongs to an export that ended without renaming it (killed), and
+    is removed, with its lock file. A directory without a lock file (written by a tfzoo that
+    did not lock) is removed when it has not been modified for STALE_AFTER_SECONDS.
     """
     base = Path(model_base)
     if not base.is_dir():
         return []
     now = time.time() if now is None else now
-    host, removed = socket.gethostname(), []
-    for path in base.iterdir():
-        if not (path.name.startswith(_TMP_PREFIX) and path.is_dir()):
+    removed = []
+    for path in sorted(base.iterdir()):
+        if not path.name.startswith(_TMP_PREFIX) or path.name.endswith(_LOCK_SUFFIX):
             continue
-        match = _TMP_RE.match(path.name)
-        if match and match["host"] == host:
-            stale = not _pid_running(int(match["pid"]))
-        else:
+        lock_path = path.with_name(path.name + _LOCK_SUFFIX)
+        if lock_path.exists():
+            fd = _try_lock(lock_path)
+            if fd is None:
+                continue  # a live export (or one that just finished)
             try:
-                stale = now - path.stat().st_mtime > STALE_AFTER_SECONDS
-            except FileNotFoundError:  # removed by another exporter meanwhile
-                continue
+                if path.exists():
+                    logger.warning("removing %s, left by an export that did not finish", path)
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+                lock_path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+            continue
+        try:
+            stale = path.is_dir() and now - path.stat().st_mtime > STALE_AFTER_SECONDS
+        except FileNotFoundError:  # removed by another exporter meanwhile
+            continue
         if stale:
             logger.warning("removing %s, left by an export that did not finish", path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+    for lock_path in base.glob(f"{_TMP_PREFIX}*{_LOCK_SUFFIX}"):  # a lock whose directory is gone
+        if not lock_path.with_name(lock_path.name[:-len(_LOCK_SUFFIX)]).exists():
+            fd = _try_lock(lock_path)
+            if fd is not None:
+                lock_path.unlink(missing_ok=True)
+                os.close(fd)
     return removed
 
 

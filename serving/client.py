@@ -369,7 +369,11 @@ def main(argv=None):
         lines = format_top_k(outputs)
     except (ValueError, OSError, KeyError, ServingError) as e:
         sys.exit(f"client: {e}")
-    print(f"{args.video}: {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}")
+    # Say what was classified: one clip spread over the whole video, not predict's windows.
+    print(f"{args.video}: one clip of {frames.shape[0]} frames equally spaced over the whole "
+          f"video, {frames.shape[1]}x{frames.shape[2]}, sent as {args.frames} frames; the "
+          f"model's prediction for that clip (python -m tfzoo.predict averages windows taken "
+          f"along the video at the training frame rate instead)")
     print("\n".join(lines))
 
 

@@ -250,7 +250,8 @@ def main(argv=None):
     rest, target = args.rest, args.grpc
     if rest is None or target is None:
         rest_port, grpc_port = _free_port(), _free_port()
-        cmd = [sys.executable, "-m", "serving.dev_server", f"--model_name={args.model_name}",
+        cmd = [sys.executable, "-m", f"{__package__}.dev_server",
+               f"--model_name={args.model_name}",
                f"--model_base_path={args.model_base_path}", f"--port={grpc_port}",
                f"--rest_api_port={rest_port}", "--file_system_poll_wait_seconds=0"]
         if args.enable_batching:

@@ -37,7 +37,10 @@ class Servable:
         self.name, self.version, self.path = name, version, path
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
+        # TF Serving's own loader, on purpose: its deprecation notice is not the user's business.
+        from tensorflow.python.util import deprecation
+
+        with self.graph.as_default(), deprecation.silence():
             meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(path))
         self.signature_defs = dict(meta.signature_def)
         self.signatures = {k: s for k, s in self.signature_defs.items() if s.inputs}

@@ -1,4 +1,4 @@
-"""Runs an absl CLI's `main` on several argument lists in one process (tests/test_cli_errors.py).
+"""Runs an absl CLI's `main` on several argument lists in one process (tests/cli/test_cli_errors.py).
 
     python tests/_cli_driver.py MODULE PROG '[["--flag=1"], ...]'
 

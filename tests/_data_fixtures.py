@@ -127,3 +127,17 @@ def make_imagenet_vid(root: Path, base):
         xml(root / "Annotations" / "DET" / "train" / "ILSVRC2013_train" / wnid / f"{wnid}_{j}.xml",
             base.shape[1], base.shape[2], [(-1, wnid, (1, 1, 20, 20))])
     return snippets
+
+
+def write_mjpeg(path, width, height, n=3):
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = width, height, "yuvj420p"
+        for k in range(n):
+            img = np.full((height, width, 3), 40 * k, np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)

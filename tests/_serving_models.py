@@ -17,6 +17,9 @@ import numpy as np
 import tensorflow as tf
 
 from export.warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
+from serving.grpc_api import make_grpc_server
+from serving.metrics import Metrics
+from serving.rest import RestApi, make_http_server
 
 CLASSES = np.array([b"biking", b"surfing", b"juggling"])
 
@@ -79,3 +82,16 @@ def write_tiny_version(base, version: int, *, warmup: str = "ok") -> Path:
         raise
     return base / str(version)
 
+
+def start_servers(manager, **rest_kwargs):
+    """REST and gRPC on free loopback ports; returns (url, grpc target, stop)."""
+    metrics = Metrics()
+    api = RestApi(manager, metrics, prometheus_path=rest_kwargs.pop("prometheus_path", None))
+    rest = make_http_server(api, "127.0.0.1", 0, **rest_kwargs)
+    server, port = make_grpc_server(manager, metrics, "127.0.0.1", 0)
+
+    def stop():
+        rest.stop()
+        server.stop(None)
+
+    return f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{port}", stop

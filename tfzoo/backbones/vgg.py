@@ -9,7 +9,7 @@ stop)` adds the layers after endpoint `start` up to and including endpoint `stop
   fc6, fc7         rectified outputs of the fully connected layers
   fc8              class scores (logits), one per chunk and location
 
-Every spatial op is a Conv3D/pooling with a (1, k, k) kernel (DESIGN.md, tensor conventions),
+Every spatial op is a Conv3D/pooling with a (1, k, k) kernel (docs/design.md, "Tensor conventions"),
 and fc6..fc8 are convolutions (fc6 is 6x6 for VGG-M, 7x7 for VGG-16) so a tower runs on any
 frame size: at 224x224 fc6 sees exactly the pretrained 6x6 / 7x7 map and the parameter
 counts are those of the paper; on a full frame it is the fully convolutional test.

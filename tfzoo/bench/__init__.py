@@ -3,11 +3,11 @@
     python -m tfzoo.bench --model=resnet50 --model=tresnet50 \\
         --frames=16 --size=224 --batch=1 --precision=float32,mixed_bfloat16 [--json]
     python -m tfzoo.bench --compare_keras --precision=float32,mixed_bfloat16
-    python -m tfzoo.bench --flow ...   # -> tfzoo.flow.bench.main(rest)
-    python -m tfzoo.bench --data ...   # -> tfzoo.data.bench.main(rest)
-    python -m tfzoo.bench --predict ...  # -> tfzoo.predict.bench.main(rest)
+    python -m tfzoo.bench --flow ...   # -> tfzoo.flow.tvl1_bench.main(rest)
+    python -m tfzoo.bench --data ...   # -> tfzoo.data.throughput_bench.main(rest)
+    python -m tfzoo.bench --predict ...  # -> tfzoo.bench.prediction.main(rest)
 
-What is measured (DESIGN.md, "Measuring"):
+What is measured (docs/design.md, "Measuring"):
 - GFLOPs are counted from the traced graph of the concrete function, not by hand:
   2 x multiply-adds of every Conv2D/Conv3D/depthwise conv, their backprop ops, MatMul,
   BatchMatMul and Einsum (`count_graph_flops`). Element-wise ops (BN, ReLU, adds, pooling) are
@@ -26,7 +26,7 @@ What is measured (DESIGN.md, "Measuring"):
 Benchmarks are programs: nothing here is asserted by the tests except behaviour.
 
 The package: `flops` (counting from the graph), `timing` (latency, matmul reference, machine),
-`models` (`bench_model`, `compare_keras`), `cli` (`main`).
+`models` (`bench_model`, `compare_keras`); the program is `cli` (`python -m tfzoo.bench`).
 """
 
 import os
@@ -34,10 +34,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from tfzoo.bench.cli import main  # noqa: E402
 from tfzoo.bench.flops import FlopCountError, count_graph_flops, op_multiply_adds  # noqa: E402
 from tfzoo.bench.models import bench_model, compare_keras, synthetic_inputs  # noqa: E402
 from tfzoo.bench.timing import machine_info, matmul_gflops, time_calls  # noqa: E402
 
 __all__ = ["FlopCountError", "bench_model", "compare_keras", "count_graph_flops", "machine_info",
-           "main", "matmul_gflops", "op_multiply_adds", "synthetic_inputs", "time_calls"]
+           "matmul_gflops", "op_multiply_adds", "synthetic_inputs", "time_calls"]

@@ -1,5 +1,5 @@
 import sys
 
-from tfzoo.bench.cli import main
+from tfzoo.bench.cli import run
 
-sys.exit(main())
+run(sys.argv)

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
+import types
 from typing import Any, Sequence
+
+from absl import app, flags
 
 from tfzoo.bench.models import KERAS_APPLICATIONS, KERAS_TOLERANCE, _num, bench_model, compare_keras
 from tfzoo.bench.timing import _load_average, format_machine, machine_info
 from tfzoo.errors import TfzooError, report
-from tfzoo.utils import check_arguments
+from tfzoo.utils import check_arguments, parse_flags, underscore_flags
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-DISPATCH = {"--flow": "tfzoo.flow.bench", "--data": "tfzoo.data.bench",
-            "--input": "tfzoo.data.input_bench", "--predict": "tfzoo.predict.bench"}
+DISPATCH = {"--flow": "tfzoo.flow.tvl1_bench", "--data": "tfzoo.data.throughput_bench",
+            "--input": "tfzoo.data.input_bench", "--predict": "tfzoo.bench.prediction"}
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
@@ -78,43 +80,36 @@ def _jit_modes(value: str) -> list[bool]:
         elif v in ("off", "false", "0", "no"):
             modes.append(False)
         else:
-            raise argparse.ArgumentTypeError(f"--jit takes on, off or on,off; got {value!r}")
+            raise TfzooError(f"--jit={value!r}: expected on, off or on,off")
     return modes
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m tfzoo.bench",
-        description="Benchmark tfzoo models: parameters, graph-counted GFLOPs, forward and "
-        "training-step time, achieved GFLOP/s against a dense matmul measured in the same run. "
-        "`--flow ...` and `--data ...` hand the remaining arguments to tfzoo.flow.bench / "
-        "tfzoo.data.bench.",
-    )
-    p.add_argument("--model", action="append", metavar="NAME",
-                   help="registered model name (repeat or comma-separate); see --list")
-    p.add_argument("--list", action="store_true", help="list registered models and exit")
-    p.add_argument("--frames", type=int, default=16, help="T (default 16)")
-    p.add_argument("--size", type=_size, default=(224, 224),
-                   help="frame size: S (H = W) or HxW, e.g. 600x1000 (default 224)")
-    p.add_argument("--batch", type=int, default=1, help="clips per batch (default 1)")
-    p.add_argument("--precision", default="float32",
-                   help="float32, mixed_bfloat16, or both comma-separated (default float32)")
-    p.add_argument("--runs", type=int, default=5, help="timed calls per measurement (default 5)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (default 2)")
-    p.add_argument("--jit", nargs="?", const="on", default="off", metavar="on|off|on,off",
-                   help="XLA (tf.function jit_compile): --jit alone means on (default off)")
-    p.add_argument("--no_train", action="store_true", help="skip the training-step timing")
-    p.add_argument("--compare_keras", action="store_true",
-                   help="time keras.applications.ResNet on the B*T frames against our "
-                   "VideoResNet body, same precision (issue #3)")
-    p.add_argument("--compare_depth", type=int, default=50, choices=sorted(KERAS_APPLICATIONS),
-                   help="ResNet depth for --compare_keras (default 50)")
-    p.add_argument("--override", action="append", metavar="KEY=JSON", default=[],
-                   help="constructor override for every --model, e.g. --override width=8 "
-                   "--override 'blocks=[1,1,1,1]'")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON document {machine, rows, compare_keras} on stdout")
-    return p
+FLAGS = flags.FLAGS
+PROG = "python -m tfzoo.bench"
+
+
+def define_flags():
+    """The program's flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_multi_string("model", [], "Registered model name (repeat or comma-separate); "
+                              "see --list.")
+    flags.DEFINE_bool("list", False, "List registered models and exit.")
+    flags.DEFINE_integer("frames", 16, "T, frames per clip.")
+    flags.DEFINE_string("size", "224", "Frame size: S (H = W) or HxW, e.g. 600x1000.")
+    flags.DEFINE_integer("batch", 1, "Clips per batch.")
+    flags.DEFINE_string("precision", "float32", "float32, mixed_bfloat16, or both "
+                        "comma-separated.")
+    flags.DEFINE_integer("runs", 5, "Timed calls per measurement.")
+    flags.DEFINE_integer("warmup", 2, "Untimed calls first.")
+    flags.DEFINE_string("jit", "off", "XLA (tf.function jit_compile): on, off or on,off.")
+    flags.DEFINE_bool("no_train", False, "Skip the training-step timing.")
+    flags.DEFINE_bool("compare_keras", False, "Time keras.applications.ResNet on the B*T frames "
+                      "against our VideoResNet body, same precision (issue #3).")
+    flags.DEFINE_integer("compare_depth", 50, "ResNet depth for --compare_keras: "
+                         f"{', '.join(map(str, sorted(KERAS_APPLICATIONS)))}.")
+    flags.DEFINE_multi_string("override", [], "Constructor override KEY=JSON for every "
+                              "--model, e.g. --override=width=8 --override='blocks=[1,1,1,1]'.")
+    flags.DEFINE_bool("json", False, "Print one JSON document {machine, rows, compare_keras} "
+                      "on stdout.")
 
 
 def _size(value: str) -> tuple[int, int]:
@@ -122,7 +117,7 @@ def _size(value: str) -> tuple[int, int]:
     if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
         h, w = (int(parts[0]), int(parts[-1]))
         return h, w
-    raise argparse.ArgumentTypeError(f"expected S or HxW (e.g. 224 or 600x1000), got {value!r}")
+    raise TfzooError(f"--size={value!r}: expected S or HxW, e.g. 224 or 600x1000")
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -138,72 +133,95 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _dispatch(flag: str, rest: list[str]) -> int:
+def dispatch(flag: str, rest: list[str]) -> int:
+    """`python -m tfzoo.bench --flow ...`: the benchmark `DISPATCH[flag]` on the remaining
+    arguments, as if run on its own."""
     module_name = DISPATCH[flag]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and module_name.startswith(e.name):
-            print(f"error: {flag} needs {module_name}, which is not in this checkout of tfzoo "
-                  f"({e}).", file=sys.stderr)
-            return 2
+            return report(TfzooError(f"{flag} needs {module_name}, which is not in this "
+                                     f"checkout of tfzoo ({e})"), PROG)
         raise
-    entry = getattr(module, "main", None)
-    if not callable(entry):
-        print(f"error: {module_name} has no main(argv) function.", file=sys.stderr)
-        return 2
-    result = entry(rest)
-    return result if isinstance(result, int) else 0
+    if not hasattr(module, "define_flags"):  # a program with its own parser: main(argv)
+        result = module.main(rest)
+        return result if isinstance(result, int) else 0
+    module.define_flags()
+    app.define_help_flags()
+    try:
+        argv = FLAGS(underscore_flags([f"{PROG} {flag}", *rest]))
+    except flags.Error as e:
+        return report(TfzooError(f"{flag}: {e}"), PROG)
+    return module.main(argv) or 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for flag in DISPATCH:
-        if flag in argv:
-            other = [f for f in DISPATCH if f != flag and f in argv]
-            if other:
-                print(f"error: {flag} and {other[0]} cannot be combined", file=sys.stderr)
-                return 2
-            rest = list(argv)
-            rest.remove(flag)
-            return _dispatch(flag, rest)
+def run(argv: list[str]) -> None:
+    """The program: a benchmark of DISPATCH, or the model benchmark (`main`)."""
+    chosen = [f for f in DISPATCH if f in argv[1:]]
+    if len(chosen) > 1:
+        sys.exit(report(TfzooError(f"{chosen[0]} and {chosen[1]} cannot be combined"), PROG))
+    if chosen:
+        rest = list(argv[1:])
+        rest.remove(chosen[0])
+        sys.exit(dispatch(chosen[0], rest))
+    # `--jit` alone means on (the flag's spelling before absl, whose string flags need a value)
+    argv = ["--jit=on" if a == "--jit" else a for a in argv]
+    define_flags()
+    app.run(main, argv=argv, flags_parser=parse_flags)
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
 
+def _options():
+    """The flags as checked values; a TfzooError names the first bad one."""
+    models = _split_list(FLAGS.model)
+    if not models and not FLAGS.compare_keras and not FLAGS.list:
+        raise TfzooError("give --model=NAME (see --list) and/or --compare_keras")
+    precisions = _split_list([FLAGS.precision])
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad or not precisions:
+        raise TfzooError(f"--precision={FLAGS.precision!r}: expected {', '.join(PRECISIONS)} "
+                         "(comma-separated)")
+    if FLAGS.compare_depth not in KERAS_APPLICATIONS:
+        raise TfzooError(f"--compare_depth={FLAGS.compare_depth}: expected one of "
+                         f"{sorted(KERAS_APPLICATIONS)}")
+    size = _size(FLAGS.size)
+    for name, value in (("--frames", FLAGS.frames), ("--size", min(size)),
+                        ("--batch", FLAGS.batch), ("--runs", FLAGS.runs)):
+        if value < 1:
+            raise TfzooError(f"{name} must be >= 1, got {value}")
+    if FLAGS.warmup < 0:
+        raise TfzooError(f"--warmup must be >= 0, got {FLAGS.warmup}")
+    try:
+        overrides = _parse_overrides(FLAGS.override)
+    except ValueError as e:
+        raise TfzooError(str(e)) from None
+    return types.SimpleNamespace(
+        models=models, precisions=precisions, jits=_jit_modes(FLAGS.jit), size=size,
+        overrides=overrides, list=FLAGS.list, frames=FLAGS.frames, batch=FLAGS.batch,
+        runs=FLAGS.runs, warmup=FLAGS.warmup, no_train=FLAGS.no_train,
+        compare_keras=FLAGS.compare_keras, compare_depth=FLAGS.compare_depth, json=FLAGS.json)
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+    try:
+        args = _options()
+    except TfzooError as e:
+        return report(e, PROG)
+    models, precisions, jits, overrides = args.models, args.precisions, args.jits, args.overrides
     import tfzoo
 
     if args.list:
         for name in tfzoo.list_models():
             print(name)
         return 0
-    models = _split_list(args.model)
-    if not models and not args.compare_keras:
-        parser.error("give --model=NAME (see --list) and/or --compare_keras")
-    precisions = _split_list([args.precision])
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad or not precisions:
-        parser.error(f"--precision takes {', '.join(PRECISIONS)} (comma-separated); got {args.precision!r}")
-    try:
-        jits = _jit_modes(args.jit)
-    except argparse.ArgumentTypeError as e:
-        parser.error(str(e))
-    for name, value in (("--frames", args.frames), ("--size", min(args.size)), ("--batch", args.batch),
-                        ("--runs", args.runs)):
-        if value < 1:
-            parser.error(f"{name} must be >= 1, got {value}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    try:
-        overrides = _parse_overrides(args.override)
-    except ValueError as e:
-        parser.error(str(e))
     for name in models:  # unknown names and misspelt overrides fail before any model is built
         try:
             check_arguments(f"--override for {name!r}", tfzoo.registry.get_entry(name).builder,
                             overrides)
         except TfzooError as e:
-            return report(e, "python -m tfzoo.bench")
+            return report(e, PROG)
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)

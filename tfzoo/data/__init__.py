@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tfzoo.data.base import ClipSpec, DataError, DatasetInfo, VideoSource
-from tfzoo.utils import check_choice
 
 
 def clip_spec(config) -> ClipSpec:
@@ -26,44 +25,6 @@ def clip_spec(config) -> ClipSpec:
     )
 
 
-def folder_dataset(dataset: str) -> str:
-    """The dataset kind that reads a `--data` folder for a run of `dataset`: a detection folder
-    as it is (ImageNet VID or custom layout), anything else prepared TFRecords."""
-    return "detection" if dataset in ("detection", "detection_synthetic") else "records"
-
-
-def make_source(config) -> VideoSource:
-    """The VideoSource a TrainConfig names."""
-    if config.dataset == "synthetic":
-        from tfzoo.data.synthetic import SyntheticSource
-
-        return SyntheticSource(**config.dataset_options)
-    if config.dataset == "records":
-        if not config.data_dir:
-            raise DataError("dataset 'records' needs a prepared directory: pass --data=DIR")
-        from tfzoo.data.readers import RecordSource
-
-        return RecordSource(config.data_dir, **config.dataset_options)
-    if config.dataset in ("detection", "detection_synthetic"):
-        from tfzoo.detection.source import DetectionSource
-
-        if config.dataset == "detection" and not config.data_dir:
-            raise DataError("dataset 'detection' needs a folder (ImageNet VID or custom layout): "
-                            "pass --set data_dir=DIR")
-        options = dict(config.dataset_options)
-        if config.dataset == "detection_synthetic":
-            return DetectionSource(None, synthetic=options.pop("synthetic", None), **options)
-        return DetectionSource(config.data_dir, **options)
-    if config.dataset == "conjunction":
-        from tfzoo.data.conjunction import ConjunctionSource
-
-        return ConjunctionSource(**config.dataset_options)
-    check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction", "detection",
-                                             "detection_synthetic"),
-                 error=DataError)
-    raise AssertionError(f"dataset {config.dataset!r} has no source")
-
-
 def __getattr__(name):
     # Decoding and TFRecord helpers load on first use, so `import tfzoo.data` stays light.
     lazy = {"read_video": "tfzoo.video", "video_info": "tfzoo.video",
@@ -76,5 +37,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'tfzoo.data' has no attribute {name!r}")
 
 
-__all__ = ["ClipSpec", "DataError", "DatasetInfo", "VideoSource", "clip_spec", "make_source",
+__all__ = ["ClipSpec", "DataError", "DatasetInfo", "VideoSource", "clip_spec",
            "read_video", "video_info", "RecordSource", "list_dataset"]

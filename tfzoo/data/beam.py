@@ -60,15 +60,16 @@ def pipeline_options(text: str):
     return options
 
 
-def _write(element, out: str, count: int, params: dict) -> dict:
-    from tfzoo.data.prepare import _write_shard
-
+def _write(element, out: str, count: int, params: dict, write_shard) -> dict:
     index, items = element
-    return _write_shard(out, index, count, items, params)
+    return write_shard(out, index, count, items, params)
 
 
-def run_shards(options, out: str, todo: list[int], count: int, shards: list, params: dict):
-    """Writes shards `todo` of the plan with Beam; yields their summaries when it is done."""
+def run_shards(options, out: str, todo: list[int], count: int, shards: list, params: dict,
+               write_shard):
+    """Writes shards `todo` of the plan with Beam (`write_shard(out, index, count, items,
+    params)` is prepare's shard writer, passed in: prepare imports this module, and Beam pickles
+    the function by reference); yields their summaries when it is done."""
     beam = _beam()
     if todo:
         with beam.Pipeline(options=options) as p:
@@ -76,7 +77,7 @@ def run_shards(options, out: str, todo: list[int], count: int, shards: list, par
                  | "Shards" >> beam.Create([(i, shards[i]) for i in todo])
                  # without a shuffle the runner fuses Create with the writes: one worker
                  | "Spread" >> beam.Reshuffle()
-                 | "WriteShard" >> beam.Map(_write, out, count, params))
+                 | "WriteShard" >> beam.Map(_write, out, count, params, write_shard))
     from tfzoo.data import records
 
     for i in todo:

@@ -12,7 +12,7 @@ conjunction of colour and motion:
 The exact optical flow is known: (v, 0) px/frame inside a disc (v = +-s P with the disc's own
 speed fraction s), 0 elsewhere, the same for every frame pair (the motion is stationary). It is
 emitted as the motion stream. Each single stream carries *no* label information, by
-construction (`tests/test_conjunction.py` checks both maps below pixel-exactly):
+construction (`tests/data/test_conjunction.py` checks both maps below pixel-exactly):
 
 * Appearance: a P-periodic texture moved right by s P per frame shows exactly the same frames as
   one moved left by (1 - s) P (the wagon-wheel alias). The speed fraction is drawn from a range

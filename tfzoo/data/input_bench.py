@@ -113,7 +113,8 @@ def _start_service(workers: int):
 
 def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
         accelerator_tflops: float, log=lambda s: None) -> dict:
-    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data import clip_spec
+    from tfzoo.sources import make_source
     from tfzoo.data.service import distribute
 
     source = make_source(config)

@@ -402,7 +402,8 @@ def _prepare_locked(out: Path, listing: Listing, params: dict, *, workers: int, 
     if beam_options is not None:
         from tfzoo.data import beam
 
-        for s in beam.run_shards(beam_options, str(out), todo, count, plan["shards"], params):
+        for s in beam.run_shards(beam_options, str(out), todo, count, plan["shards"], params,
+                                 _write_shard):
             if bar is not None:
                 bar.update(len(s["videos"]) + len(s["skipped"]))
     elif workers == 1 or len(todo) <= 1:

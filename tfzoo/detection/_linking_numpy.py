@@ -1,12 +1,12 @@
 """The previous, pure-numpy `link_tubes` (13x slower offline and 22-26x online than
 `tfzoo.detection.linking`'s compiled kernels): kept as the reference that
-`python -m tfzoo.detection.bench --what linking` times the new one against in the same run,
+`python -m tfzoo.detection.dt_blocks_bench --what linking` times the new one against in the same run,
 and that the tests compare it with on cases too large to enumerate. Same semantics as
 `tfzoo.detection.link_tubes` (eq. 8.5-8.7: see `tfzoo.detection.linking`).
 
 The Viterbi recursion runs for all classes at once on (classes, boxes, boxes) arrays, so the
 cost per frame is a few numpy calls per extracted tube, independent of the number of classes
-(`python -m tfzoo.detection.bench --what linking`). A frame where a class has no box is left
+(`python -m tfzoo.detection.dt_blocks_bench --what linking`). A frame where a class has no box is left
 out of that class's linking (its tubes pass over it with index -1, psi = 0 across the gap):
 the classes with the same frames with boxes are linked together on those frames only.
 """

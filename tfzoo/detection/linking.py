@@ -15,7 +15,7 @@ the ceil(alpha * n) highest scores of the tube's n boxes; boxes in no tube keep 
 psi is binary, so the best predecessor of a box is either the best box of the previous frame or,
 one point higher, its best tracked neighbour: a Viterbi step costs O(boxes + tracked pairs) rather
 than O(boxes^2). The tracklet/box overlaps are searched on a grid of centres. Both run as numba
-kernels (`python -m tfzoo.detection.bench --what linking`: against the previous numpy version).
+kernels (`python -m tfzoo.detection.dt_blocks_bench --what linking`: against the previous numpy version).
 
 Online (causal), frame t is rescored by the tubes of the window [0, t] (or its last `history`
 frames). With a finite history each window is linked from scratch: per frame, `history` times

@@ -1,6 +1,6 @@
 """Late fusion vs cross-stream fusion on the conjunction task (issue #3's learning evidence).
 
-    python -m tfzoo.experiments.conjunction [--out runs/conjunction] [--models a,b] [--set k=v]
+    python -m tfzoo.experiments.conjunction [--out=runs/conjunction] [--models=a,b] [--set=k=v]
 
 Trains configs/latefusion_conjunction.py, configs/stresnet_conjunction.py and
 configs/mulnet_conjunction.py one after the other with `tfzoo.train.run` (each into OUT/NAME;
@@ -13,12 +13,15 @@ label information (tfzoo/data/conjunction.py), so late fusion should sit at chan
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
+import types
 from pathlib import Path
+
+from absl import app, flags
+
+from tfzoo.utils import parse_flags
 
 RUNS = (
     ("late fusion (2 streams, scores averaged)", "latefusion_conjunction"),
@@ -35,7 +38,7 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
     import numpy as np
 
     from tfzoo.data import clip_spec
-    from tfzoo.evaluate import predict_scores
+    from tfzoo.tasks.classification import predict_scores
     from tfzoo.rundir import load_model
     from tfzoo.tasks import CLASSIFICATION
 
@@ -59,7 +62,7 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
 
 
 def run_one(name: str, config, out_dir: Path, strategy, verbose) -> dict:
-    from tfzoo.data import make_source
+    from tfzoo.sources import make_source
     from tfzoo.rundir import read_run_info
     from tfzoo.train import run
 
@@ -115,27 +118,40 @@ def markdown(rows: list[dict], labels: dict[str, str], command: str, config=None
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/conjunction", help="output directory")
-    parser.add_argument("--models", default=",".join(n for _, n in RUNS),
-                        help="comma-separated config names to run (default: all three)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override applied to every run (repeatable)")
-    parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
-    args = parser.parse_args(argv)
+FLAGS = flags.FLAGS
+PROG = "python -m tfzoo.experiments.conjunction"
 
+
+def define_flags():
+    """The program's flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_string("out", "runs/conjunction", "Output directory.")
+    flags.DEFINE_list("models", [n for _, n in RUNS],
+                      "Config names to run, comma-separated (default: all three).")
+    flags.DEFINE_multi_string("set", [], "Config override applied to every run: "
+                              "--set=key=value (repeatable).")
+    flags.DEFINE_integer("verbose", 2, "Keras fit verbosity.")
+
+
+def main(argv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tfzoo import config as cfglib
+    from tfzoo.errors import TfzooError, report
+    from tfzoo.utils import check_choice
+
+    labels = {name: label for label, name in RUNS}
+    try:
+        if len(argv) > 1:
+            raise TfzooError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+        overrides = cfglib.parse_assignments(FLAGS.set)
+        names = [n.strip() for n in FLAGS.models if n.strip()]
+        for n in names:
+            check_choice("--models entry", n, list(labels))
+    except TfzooError as e:
+        return report(e, PROG)
+    # TensorFlow (through tfzoo.train) once the flags are checked
     from tfzoo.train import make_strategy
 
-    overrides = cfglib.parse_assignments(args.set)
-    labels = {name: label for label, name in RUNS}
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in labels]
-    if unknown:
-        print(f"error: unknown run(s) {unknown}; expected some of {list(labels)}", file=sys.stderr)
-        return 2
+    args = types.SimpleNamespace(out=FLAGS.out, set=FLAGS.set, verbose=FLAGS.verbose)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     strategy = make_strategy("default")
@@ -160,4 +176,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

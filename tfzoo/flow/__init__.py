@@ -8,11 +8,11 @@
 - `encode_flow` / `decode_flow`: the papers' +-20 px uint8 code.
 - `flow_to_color` (Middlebury wheel), `flow_to_uvm` ((u, v, |w|) RGB), `write_flow_video`.
 - CLI: `python -m tfzoo.flow --video IN.mp4 --out OUT [--format mp4|npz|jpeg]`;
-  unsupervised TVNet training: `python -m tfzoo.flow.train`; benchmark: `tfzoo.flow.bench`.
+  unsupervised TVNet training: `python -m tfzoo.flow.train`; benchmark: `tfzoo.flow.tvl1_bench`.
 """
 
 from tfzoo.flow.encoding import (
-    DEFAULT_BOUND, decode_flow, encode_flow, flow_to_color, flow_to_uvm, render_flow,
+    DEFAULT_BOUND, decode_flow, encode_flow, flow_to_color, flow_to_uvm, load_npz, render_flow,
     write_flow_video,
 )
 from tfzoo.flow.solver import (
@@ -25,5 +25,5 @@ __all__ = [
     "TVL1", "TVNet", "TwoStreamFrames", "OPENCV", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp",
     "bicubic_warp", "num_scales",
     "to_grey", "encode_flow", "decode_flow", "DEFAULT_BOUND", "flow_to_color", "flow_to_uvm",
-    "render_flow", "write_flow_video",
+    "render_flow", "write_flow_video", "load_npz",
 ]

@@ -4,22 +4,23 @@ Computes TV-L1 flow between consecutive frames, `--chunk` frame pairs at a time,
 stays bounded on long videos. Formats:
   mp4   a rendering of the flow (Middlebury colour wheel, or --render uvm), OUT is a file;
   npz   float32 flow, one entry `flow_000000` ... per frame pair, written as it is computed
-        (read with `tfzoo.flow.__main__.load_npz(OUT)` or lazily with np.load);
+        (read with `tfzoo.flow.load_npz(OUT)` or lazily with np.load);
   jpeg  the papers' storage: OUT/u/000000.jpg and OUT/v/000000.jpg, +-20 px -> uint8.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
-import sys
+import types
 import zipfile
 from pathlib import Path
 
 import numpy as np
+from absl import app, flags
 
 from tfzoo.errors import DataError, TfzooError, report
+from tfzoo.utils import parse_flags
 
 
 class FlowCLIError(TfzooError):
@@ -30,37 +31,39 @@ def _size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 256x340; got {text!r}")
+        raise FlowCLIError(f"--resize={text!r}: expected HEIGHTxWIDTH, e.g. 256x340") from None
     if h < 2 or w < 2:
-        raise argparse.ArgumentTypeError(f"size must be at least 2x2, got {text!r}")
+        raise FlowCLIError(f"--resize={text!r}: the size must be at least 2x2")
     return h, w
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tfzoo.flow", description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", required=True, help="input video (anything FFmpeg reads)")
-    p.add_argument("--out", required=True, help="output file (mp4, npz) or directory (jpeg)")
-    p.add_argument("--format", choices=("mp4", "npz", "jpeg"), default=None,
-                   help="default: from --out's suffix (.mp4, .npz), else jpeg")
-    p.add_argument("--resize", type=_size, default=None, metavar="HxW",
-                   help="compute flow at this resolution (flow is in pixels of it)")
-    p.add_argument("--chunk", type=int, default=2,
-                   help="frame pairs per solver call (2: bigger batches are not faster on a CPU)")
-    p.add_argument("--render", choices=("wheel", "uvm"), default="wheel", help="mp4 rendering")
-    p.add_argument("--max-flow", type=float, default=10.0,
-                   help="mp4 wheel: magnitude (px) shown fully saturated, fixed for the video")
-    p.add_argument("--bound", type=float, default=20.0, help="jpeg: clip bound in px")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    for name, default in (("iterations", 50), ("warps", 5), ("max-scales", 5)):
-        p.add_argument(f"--{name}", type=int, default=default)
-    for name, default in (("tau", 0.25), ("lbda", 0.15), ("theta", 0.3), ("zfactor", 0.5),
-                          ("sigma", 0.8)):
-        p.add_argument(f"--{name}", type=float, default=default)
-    p.add_argument("--opencv", action="store_true",
-                   help="OpenCV's DualTVL1 choices (tfzoo.flow.OPENCV: no presmoothing, no "
-                        "pyramid antialiasing, zero border); overrides --sigma")
-    return p
+FLAGS = flags.FLAGS
+SOLVER_INTS = {"iterations": 50, "warps": 5, "max_scales": 5}
+SOLVER_FLOATS = {"tau": 0.25, "lbda": 0.15, "theta": 0.3, "zfactor": 0.5, "sigma": 0.8}
+
+
+def define_flags():
+    """The program's flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_string("video", None, "Input video (anything FFmpeg reads).")
+    flags.DEFINE_string("out", None, "Output file (mp4, npz) or directory (jpeg).")
+    flags.DEFINE_enum("format", None, ["mp4", "npz", "jpeg"],
+                      "Default: from --out's suffix (.mp4, .npz), else jpeg.")
+    flags.DEFINE_string("resize", None, "HxW: compute flow at this resolution (flow is in "
+                        "pixels of it).")
+    flags.DEFINE_integer("chunk", 2, "Frame pairs per solver call (2: bigger batches are not "
+                         "faster on a CPU).")
+    flags.DEFINE_enum("render", "wheel", ["wheel", "uvm"], "mp4 rendering.")
+    flags.DEFINE_float("max_flow", None, "mp4 wheel: magnitude (px) shown fully saturated; "
+                       f"default: the {WHEEL_PERCENTILE}th percentile of the video's flow "
+                       "magnitudes (a fixed number compares videos on one scale).")
+    flags.DEFINE_float("bound", 20.0, "jpeg: clip bound in px.")
+    flags.DEFINE_integer("max_frames", None, "Stop after this many frames.")
+    for name, default in SOLVER_INTS.items():
+        flags.DEFINE_integer(name, default, f"TV-L1 {name} (tfzoo.flow.TVL1).")
+    for name, default in SOLVER_FLOATS.items():
+        flags.DEFINE_float(name, default, f"TV-L1 {name} (tfzoo.flow.TVL1).")
+    flags.DEFINE_bool("opencv", False, "OpenCV's DualTVL1 choices (tfzoo.flow.OPENCV: no "
+                      "presmoothing, no pyramid antialiasing, zero border); overrides --sigma.")
 
 
 class _NpzSink:
@@ -107,6 +110,19 @@ class _JpegSink:
     abort = close
 
 
+# The default wheel scale: a robust maximum of the video's own motion. A fixed 10 px left real
+# videos (most motion 1-3 px/frame) nearly white; the largest magnitude is one outlier's.
+WHEEL_PERCENTILE = 99
+
+
+def wheel_scale(flows) -> float:
+    """The magnitude (px) the colour wheel saturates at for these flows (T, H, W, 2):
+    their WHEEL_PERCENTILE-th percentile, at least 0.1 px (a still video stays white)."""
+    flows = np.asarray(flows, np.float32)
+    return max(float(np.percentile(np.hypot(flows[..., 0], flows[..., 1]), WHEEL_PERCENTILE)),
+               0.1)
+
+
 class _Mp4Sink:
     def __init__(self, out, fps, mode, max_flow):
         from tfzoo.video import VideoWriter
@@ -117,9 +133,9 @@ class _Mp4Sink:
         self.pending = []
 
     def write(self, flow):
-        if self.mode == "uvm":
-            # The (u, v, |w|) rendering is min-max scaled over the sequence; keep the encoded
-            # code (uint8, 4x smaller than float) and render at the end.
+        if self.mode == "uvm" or self.max_flow is None:
+            # Scaled over the whole sequence ((u, v, |w|) min-max, or the wheel's percentile):
+            # keep the encoded code (uint8, 4x smaller than float) and render at the end.
             from tfzoo.flow.encoding import encode_flow
 
             self.pending.append(encode_flow(flow))
@@ -130,7 +146,15 @@ class _Mp4Sink:
         if self.pending:
             from tfzoo.flow.encoding import decode_flow
 
-            for img in self.render(decode_flow(np.stack(self.pending)), "uvm"):
+            flows = decode_flow(np.stack(self.pending))
+            if self.mode == "uvm":
+                images = self.render(flows, "uvm")
+            else:
+                self.max_flow = wheel_scale(flows)
+                print(f"colour wheel saturated at {self.max_flow:.2f} px (the "
+                      f"{WHEEL_PERCENTILE}th percentile of the video's flow; --max_flow fixes it)")
+                images = (self.render(f, "wheel", self.max_flow) for f in flows)
+            for img in images:
                 self.w.write(img)
         self.w.__exit__(None, None, None)
 
@@ -139,12 +163,6 @@ class _Mp4Sink:
             self.w.__exit__(None, None, None)
         except Exception:  # noqa: BLE001 - the partial file is deleted anyway
             pass
-
-
-def load_npz(path) -> np.ndarray:
-    """All flow fields of an npz written by this CLI, stacked: (T-1, H, W, 2)."""
-    with np.load(path) as z:
-        return np.stack([z[k] for k in sorted(z.files)])
 
 
 def _check_video(path) -> tuple[int | None, float]:
@@ -194,9 +212,10 @@ def run(args) -> int:
     fmt = args.format or {".mp4": "mp4", ".npz": "npz"}.get(out.suffix.lower(), "jpeg")
     for name in ("chunk", "iterations", "warps", "max_scales"):
         if getattr(args, name) < 1:
-            raise FlowCLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise FlowCLIError(f"--{name}={getattr(args, name)}: expected >= 1")
     if args.max_frames is not None and args.max_frames < 2:
-        raise FlowCLIError(f"--max-frames must be >= 2 (flow needs two frames), got {args.max_frames}")
+        raise FlowCLIError(f"--max_frames={args.max_frames}: expected >= 2 (flow needs two "
+                           "frames)")
     # Everything a user can get wrong is checked before the solver is compiled.
     total, fps = _check_video(args.video)
     if args.max_frames:
@@ -266,14 +285,23 @@ def run(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
     try:
+        if len(argv) > 1:
+            raise FlowCLIError(f"unexpected arguments {argv[1:]}; every option is a --flag")
+        for name in ("video", "out"):
+            if not FLAGS[name].value:
+                raise FlowCLIError(f"--{name} is required")
+        args = types.SimpleNamespace(**{name: FLAGS[name].value for name in (
+            "video", "out", "format", "chunk", "render", "max_flow", "bound", "max_frames",
+            "opencv", *SOLVER_INTS, *SOLVER_FLOATS)})
+        args.resize = _size(FLAGS.resize) if FLAGS.resize else None
         return run(args)
     except TfzooError as e:
         return report(e, "python -m tfzoo.flow")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

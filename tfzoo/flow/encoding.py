@@ -126,3 +126,10 @@ def write_flow_video(path, flows, mode: str = "wheel", fps: float = 25.0,
     with VideoWriter(path, fps=fps) as w:
         for f in frames:
             w.write(f)
+
+
+def load_npz(path) -> np.ndarray:
+    """All flow fields of an npz written by `python -m tfzoo.flow --format=npz`, stacked:
+    (T-1, H, W, 2) float32 pixels."""
+    with np.load(path) as z:
+        return np.stack([z[k] for k in sorted(z.files)])

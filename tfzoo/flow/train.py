@@ -9,35 +9,64 @@ a Keras model (frames (B, T, H, W, 3) -> flow, any T, H, W) holding the trained 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+import types
 
 import numpy as np
+from absl import app, flags
+
+from tfzoo.errors import TfzooError, report
+from tfzoo.utils import parse_flags
+
+FLAGS = flags.FLAGS
+PROG = "python -m tfzoo.flow.train"
 
 
-def _size(text):
-    h, w = (int(v) for v in text.lower().split("x"))
+def _size(flag: str, text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        h = w = 0
+    if h < 2 or w < 2:
+        raise TfzooError(f"--{flag}={text!r}: expected HEIGHTxWIDTH, e.g. 64x64")
     return h, w
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="python -m tfzoo.flow.train", description=__doc__)
-    p.add_argument("--video", required=True, nargs="+", help="training video(s)")
-    p.add_argument("--out", required=True, help="output model, *.keras")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch", type=int, default=4, help="frame pairs per step")
-    p.add_argument("--crop", type=_size, default=(64, 64), metavar="HxW")
-    p.add_argument("--resize", type=_size, default=None, metavar="HxW",
-                   help="resize frames before cropping")
-    p.add_argument("--max-frames", type=int, default=200, help="frames read per video")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--smoothness", type=float, default=1.0)
-    p.add_argument("--iterations", type=int, default=50)
-    p.add_argument("--warps", type=int, default=1)
-    p.add_argument("--max-scales", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    return p
+def define_flags():
+    """The program's flags; defined on demand so that importing this module defines none."""
+    flags.DEFINE_multi_string("video", None, "Training video (repeat the flag for several).")
+    flags.DEFINE_string("out", None, "Output model, *.keras.")
+    flags.DEFINE_integer("steps", 200, "Adam steps.")
+    flags.DEFINE_integer("batch", 4, "Frame pairs per step.")
+    flags.DEFINE_string("crop", "64x64", "HxW random crops.")
+    flags.DEFINE_string("resize", None, "HxW: resize frames before cropping.")
+    flags.DEFINE_integer("max_frames", 200, "Frames read per video.")
+    flags.DEFINE_float("lr", 1e-3, "Adam learning rate.")
+    flags.DEFINE_float("smoothness", 1.0, "Weight of the flow's L1 smoothness.")
+    flags.DEFINE_integer("iterations", 50, "TVNet iterations.")
+    flags.DEFINE_integer("warps", 1, "TVNet warps.")
+    flags.DEFINE_integer("max_scales", 1, "TVNet pyramid scales.")
+    flags.DEFINE_integer("seed", 0, "Crop sampling seed.")
+
+
+def _args(argv) -> types.SimpleNamespace:
+    videos = list(FLAGS.video or [])
+    if len(argv) > 1:
+        # `--video a.mp4 b.mp4`, the spelling before absl: the extra videos arrive as arguments
+        print(f"{PROG}: note: pass each video with its own --video; a bare path after --video "
+              "goes in the next release", file=sys.stderr)
+        videos += argv[1:]
+    if not videos:
+        raise TfzooError("--video is required (a training video; repeat it for several)")
+    if not FLAGS.out or not str(FLAGS.out).endswith(".keras"):
+        raise TfzooError(f"--out={FLAGS.out!r}: expected a Keras model file ending in .keras")
+    return types.SimpleNamespace(
+        video=videos, out=FLAGS.out, steps=FLAGS.steps, batch=FLAGS.batch,
+        crop=_size("crop", FLAGS.crop), resize=_size("resize", FLAGS.resize) if FLAGS.resize else None,
+        max_frames=FLAGS.max_frames, lr=FLAGS.lr, smoothness=FLAGS.smoothness,
+        iterations=FLAGS.iterations, warps=FLAGS.warps, max_scales=FLAGS.max_scales,
+        seed=FLAGS.seed)
 
 
 def load_tvnet(path):
@@ -49,11 +78,13 @@ def load_tvnet(path):
     return keras.saving.load_model(path).layers[-1]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    if not str(args.out).endswith(".keras"):
-        raise SystemExit(f"--out must end in .keras (a Keras model file), got {args.out!r}")
+    try:
+        args = _args(argv)
+    except TfzooError as e:
+        return report(e, PROG)
+    # Imported once the flags are checked: TensorFlow takes seconds to import.
     import keras
     import tensorflow as tf
     from tqdm import tqdm
@@ -109,4 +140,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

@@ -100,7 +100,7 @@ class Correlation(keras.layers.Layer):
     whole rows (W x W products per row) and gather the band. On the conv5 map of a 600x1000
     frame (38x63x2048, d = 8) that is 110-130 ms of CPU time on a shared 2-core machine, 18x
     less than a shift-and-multiply loop and about 3% of R-FCN ResNet-101's `detect` on the
-    frame (`python -m tfzoo.detection.bench --what correlation,tracking`; docs/detection.md,
+    frame (`python -m tfzoo.detection.dt_blocks_bench --what correlation,tracking`; docs/detection.md,
     Speed).
 
     Args:

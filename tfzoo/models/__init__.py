@@ -2,6 +2,13 @@
 this package calls them (in a fixed order, so `list_models()` is stable)."""
 
 from tfzoo.models import dt, fusion, resnet, rfcn, tresnet, two_stream_resnet
+from tfzoo.models._registry import (
+    UnknownModelError,
+    create_model,
+    get_entry,
+    list_models,
+    register_model,
+)
 from tfzoo.models.base import VideoModel
 from tfzoo.models.dt import DetectTrack
 from tfzoo.models.features import Endpoint, feature_extractor
@@ -15,6 +22,7 @@ for _family in (resnet, tresnet, fusion, two_stream_resnet, rfcn, dt):
     _family.register()
 
 __all__ = [
+    "create_model", "get_entry", "list_models", "register_model", "UnknownModelError",
     "DetectTrack", "Endpoint", "FrameResNet", "MulNet", "RFCN", "STResNet", "TResNet", "TwoStreamFusion",
     "TwoStreamNet", "VideoModel", "feature_extractor",
 ]

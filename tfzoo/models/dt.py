@@ -27,6 +27,7 @@ from tfzoo.detection.tracking import (
     TRACK_STDS, RoITracking, tracking_loss, tracking_rois, tracking_targets)
 from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
+from tfzoo.models._registry import register_model
 
 DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms",
                 "tracking_stds", "tracking_weight")
@@ -320,8 +321,6 @@ class DetectTrack(RFCN):
 
 def register() -> None:
     """Registers the D&T presets (called once by `tfzoo.models`)."""
-    from tfzoo.registry import register_model
-
     register_model("dt_resnet101", DetectTrack, blocks=STAGE_BLOCKS[101],
                    description="D&T: R-FCN ResNet-101 + correlation RoI tracking (thesis ch. 8)",
                    test_overrides={**TINY, "max_displacement": 2},

@@ -13,7 +13,7 @@ keras-hub's `pyramid_outputs`. Names are stable across families:
 
 Stride and receptive field are computed in closed form from the layer graph (`spatial_geometry`)
 and checked for every registered model against the gradient of a centre unit
-(tests/test_models_common.py).
+(tests/models/test_models_common.py).
 
 Example:
 >>> import numpy as np

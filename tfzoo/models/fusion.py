@@ -35,6 +35,7 @@ from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head, two_stream_outputs
 from tfzoo.utils import check_choice
+from tfzoo.models._registry import register_model
 
 FUSION_POINTS = ("relu1", "relu2", "relu3", "relu4", "relu5", "fc6", "fc7", "fc8")
 # The papers' flow JPEGs map [-20, 20] px to [0, 255] and the nets see (uint8 - 128): flow in
@@ -357,8 +358,6 @@ class TwoStreamNet(_VGGTowers, VideoModel):
 
 def register() -> None:
     """Registers the chapter-3 presets (called from tfzoo.models)."""
-    from tfzoo.registry import register_model
-
     tiny = dict(width_multiplier=1 / 32, fc6_kernel=1)
     # VGG-M needs frames of at least 57 px to reach pool5 (with fc6_kernel=1).
     clip = {"frames": 3, "size": 64}

@@ -1,8 +1,11 @@
-"""The classification head every tfzoo classifier ends in, and the two-stream score fusion."""
+"""The classification head every tfzoo classifier ends in, the two-stream score fusion, and
+the per-chunk loss of heads that return chunk logits (a saved model's compile state names it,
+so loading a model registers it with the heads)."""
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from tfzoo.layers.fusion import LateFusion
 from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
@@ -88,3 +91,29 @@ def two_stream_outputs(rgb, flow, *, mode: str = "logits", stream_weights=None) 
     """
     fused = LateFusion(mode, stream_weights=stream_weights, name="fused", dtype="float32")([rgb, flow])
     return {"rgb": rgb, "flow": flow, "fused": fused}
+
+
+@keras.saving.register_keras_serializable(package="tfzoo")
+class PerChunkCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy of every chunk's logits (B, T, C) against the clip's label, averaged
+    over chunks: ST-ResNet's "single loss for each of the 5 inputs" (thesis §4.3.5). Labels are
+    (B,) class ids, or (B, C) one-hot / smoothed targets."""
+
+    def __init__(self, label_smoothing: float = 0.0, name="per_chunk_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_pred = tf.cast(y_pred, tf.float32)
+        t = tf.shape(y_pred)[1]
+        if self.label_smoothing or y_true.shape.rank == 2:
+            y = tf.repeat(tf.cast(y_true, tf.float32)[:, None], t, axis=1)
+            ce = keras.losses.categorical_crossentropy(
+                y, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
+        else:
+            y = tf.repeat(tf.cast(tf.reshape(y_true, [-1]), tf.int32)[:, None], t, axis=1)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=y_pred)
+        return tf.reduce_mean(ce, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}

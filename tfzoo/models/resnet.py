@@ -11,8 +11,9 @@ from tfzoo.backbones.resnet import (
 )
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head
+from tfzoo.models._registry import register_model
 
-# The variant the common model tests build (tests/test_models_common.py).
+# The variant the common model tests build (tests/models/test_models_common.py).
 TINY = dict(blocks=(1, 1, 1, 1), width=8)
 
 
@@ -80,8 +81,6 @@ class FrameResNet(ResNetClassifier):
 def register_depths(prefix: str, builder, description: str) -> None:
     """Registers `builder` as `{prefix}50/101/152` (ImageNet depths; `description` may use
     {depth}), each with the tiny test variant."""
-    from tfzoo.registry import register_model
-
     for depth, blocks in STAGE_BLOCKS.items():
         register_model(f"{prefix}{depth}", builder, blocks=blocks,
                        description=description.format(depth=depth), test_overrides=TINY,
@@ -90,8 +89,6 @@ def register_depths(prefix: str, builder, description: str) -> None:
 
 def register() -> None:
     """Registers the frame-wise ResNet presets (called once by `tfzoo.models`)."""
-    from tfzoo.registry import register_model
-
     register_depths("resnet", FrameResNet,
                     "Frame-wise ResNet-{depth} baseline (temporal average of frame scores)")
     # For the embedded demo and tests (no ImageNet weights).

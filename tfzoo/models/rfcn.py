@@ -23,6 +23,7 @@ from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
 from tfzoo.detection.tracking import smooth_l1
 from tfzoo.layers.roi_pooling import PSRoIPooling
 from tfzoo.models.base import VideoModel
+from tfzoo.models._registry import register_model
 
 STRIDE = 16  # conv4 and the dilated conv5 (thesis §8.5.1)
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")  # layer-name prefixes of the backbone
@@ -340,18 +341,21 @@ class RFCN(VideoModel):
                 "cls": tf.reduce_sum(hard * tf.where(valid, ce, 0.0)) / n_hard,
                 "box": tf.reduce_sum(hard * l1) / n_hard}
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        # Keras' fit hook: the loss is the task's (tfzoo.tasks.detection), plus any
-        # regularisation losses the layers add.
-        from tfzoo.tasks import get_task
+    def detection_loss(self, outputs, labels, *, seed=(0, 0)):
+        """The training loss: `detection_losses` summed with unit weights (Faster R-CNN's
+        lambda = 1); `DetectionTask.loss` and `fit` (`compute_loss`) both use it."""
+        return tf.add_n(list(self.detection_losses(outputs, labels, seed=seed).values()))
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Keras' fit hook: `detection_loss` (the targets need the ground truth inside the
+        # step), plus any regularisation losses the layers add.
         if isinstance(y, dict) and "image_size" not in y and x is not None:
             # unpadded frames: each frame's extent is the batch's
             shape = tf.shape(x)
             y = {**y, "image_size": tf.tile(shape[None, 1:3], [shape[0], 1])}
         step = self.optimizer.iterations if self.optimizer is not None else 0
         # a new anchor sample every step (anchor_targets draws it from a stateless seed)
-        loss = get_task(self).loss(self, y_pred, y, seed=tf.stack([tf.cast(step, tf.int32), 0]))
+        loss = self.detection_loss(y_pred, y, seed=tf.stack([tf.cast(step, tf.int32), 0]))
         if self.losses:
             loss = loss + tf.add_n([tf.cast(v, tf.float32) for v in self.losses])
         # Keras sums the replicas' gradients and multiplies the logged loss back: each replica
@@ -491,8 +495,6 @@ class RFCN(VideoModel):
 
 def register() -> None:
     """Registers the R-FCN presets (called once by `tfzoo.models`)."""
-    from tfzoo.registry import register_model
-
     for depth in (50, 101):
         register_model(f"rfcn_resnet{depth}", RFCN, blocks=STAGE_BLOCKS[depth],
                        description=f"R-FCN on ResNet-{depth} at stride 16 (D&T's detector)",

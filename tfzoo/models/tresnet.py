@@ -6,6 +6,7 @@ import keras
 
 from tfzoo.backbones.resnet import STAGE_BLOCKS, TemporalBranch
 from tfzoo.models.resnet import ResNetClassifier, register_depths
+from tfzoo.models._registry import register_model
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -65,8 +66,6 @@ class TResNet(ResNetClassifier):
 
 def register() -> None:
     """Registers the T-ResNet presets (called once by `tfzoo.models`)."""
-    from tfzoo.registry import register_model
-
     register_depths("tresnet", TResNet, "T-ResNet-{depth}, thesis §7.3 (CVPR 2017)")
     register_model(
         "tresnet_small", TResNet, blocks=(2, 2, 2, 2), width=16, temporal_units=(1, 2),

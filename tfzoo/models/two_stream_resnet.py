@@ -46,6 +46,7 @@ from tfzoo.layers.temporal import TEMPORAL_INITS, TemporalConv
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head, two_stream_outputs
 from tfzoo.utils import check_choice
+from tfzoo.models._registry import register_model
 
 STREAMS = ("rgb", "flow")
 PREFIXES = {"rgb": "rgb_", "flow": "flow_"}
@@ -470,9 +471,7 @@ _TINY_MUL = dict(rgb_blocks=(2, 2, 2, 2), flow_blocks=(2, 2, 2, 2), width=4)
 
 
 def register() -> None:
-    """Registers the presets with `tfzoo.registry` (called once by `tfzoo.models`)."""
-    from tfzoo.registry import register_model
-
+    """Registers the presets (called once by `tfzoo.models`)."""
     register_model(
         "stresnet50", STResNet, blocks=STAGE_BLOCKS[50], rgb_bn_group_size=4, flow_bn_group_size=4,
         description="ST-ResNet, two ResNet-50 streams, additive motion residuals, thesis ch. 4",

@@ -76,7 +76,7 @@ def windows_csv(result: dict) -> str:
     """One row per window: times, top class, then every class's probability."""
     import numpy as np
 
-    from tfzoo.predict import _softmax
+    from tfzoo.prediction import _softmax
 
     out = io.StringIO()
     w = csv.writer(out)
@@ -117,7 +117,7 @@ def plot_timeline(result: dict, path, top: int = 5) -> None:
                          "(or pip install 'tfzoo[plot]')") from None
     import numpy as np
 
-    from tfzoo.predict import _softmax
+    from tfzoo.prediction import _softmax
 
     wins = result["windows"]
     timed = all(w["start"] is not None for w in wins)
@@ -217,7 +217,7 @@ def run_folder(predictor, videos, output_dir, *, sampling: dict, top_k: int, bat
     Returns {"done": n, "skipped": n, "failed": [(path, reason)]}.
     """
     from tfzoo.errors import DataError
-    from tfzoo.predict import predict_video
+    from tfzoo.prediction import predict_video
     from tfzoo.rundir import atomic_write_text
 
     output_dir = Path(output_dir)
@@ -298,7 +298,7 @@ def main(argv):
         return _error("--features writes features instead of scores: no --csv or --plot")
     from tfzoo.config import ConfigError
     from tfzoo.errors import DataError
-    from tfzoo.predict import Predictor, PredictError, predict_video
+    from tfzoo.prediction import Predictor, PredictError, predict_video
     from tfzoo.rundir import RunDirError, atomic_write_text, read_run_info
 
     sampling = dict(window=FLAGS.window, stride=FLAGS.stride, frame_step=FLAGS.frame_step,

@@ -11,38 +11,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tfzoo.tasks.base import Task, register_task
+from tfzoo.models.heads import PerChunkCrossEntropy
+from tfzoo.protocols import protocol_of, protocol_views
+from tfzoo.tasks.base import Task, get_task, register_task
 
 FUSED = "fused"
 CHUNKS = "_chunks"  # "<stream>_chunks": (B, T, C) per-chunk logits that carry the stream's loss
-
-
-@keras.saving.register_keras_serializable(package="tfzoo")
-class PerChunkCrossEntropy(keras.losses.Loss):
-    """Softmax cross-entropy of every chunk's logits (B, T, C) against the clip's label, averaged
-    over chunks: ST-ResNet's "single loss for each of the 5 inputs" (thesis §4.3.5). Labels are
-    (B,) class ids, or (B, C) one-hot / smoothed targets."""
-
-    def __init__(self, label_smoothing: float = 0.0, name="per_chunk_cross_entropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.label_smoothing = label_smoothing
-
-    def call(self, y_true, y_pred):
-        y_pred = tf.cast(y_pred, tf.float32)
-        t = tf.shape(y_pred)[1]
-        if self.label_smoothing or y_true.shape.rank == 2:
-            y = tf.repeat(tf.cast(y_true, tf.float32)[:, None], t, axis=1)
-            ce = keras.losses.categorical_crossentropy(
-                y, y_pred, from_logits=True, label_smoothing=self.label_smoothing)
-        else:
-            y = tf.repeat(tf.cast(tf.reshape(y_true, [-1]), tf.int32)[:, None], t, axis=1)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=y_pred)
-        return tf.reduce_mean(ce, axis=1)
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def _flip_views(x):
@@ -82,6 +59,45 @@ def _crop_views(x, crops: int, crop_fraction: float):
     s = tf.cast(tf.round(crop_fraction * tf.cast(tf.minimum(h, w), tf.float32)), tf.int32)
     corners = [(0, 0), (0, w - s), (h - s, 0), (h - s, w - s), ((h - s) // 2, (w - s) // 2)]
     return [_map_views(lambda v, y=y, x0=x0: v[:, :, y:y + s, x0:x0 + s], x) for y, x0 in corners]
+
+
+def predict_scores(model, dataset, *, flip: bool, flip_label_map=None, task=None, views=None):
+    """(scores (N, C), labels (N,)) over a batched dataset: the task's test-time prediction
+    (`Task.predict`, with the flipped view averaged in; `views`: its clips / crops options,
+    `protocol_views`). `task` defaults to the model's."""
+    task = task or get_task(model)
+
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        return task.predict(model, x, flip=flip, flip_label_map=flip_label_map, **(views or {}))
+
+    scores, labels = [], []
+    for x, y in dataset:
+        scores.append(forward(x).numpy())
+        labels.append(np.asarray(y))
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def metrics_from_scores(scores, labels, class_names) -> dict:
+    """Accuracy, mean class accuracy (over the classes with test videos), per-class accuracy
+    and the confusion matrix of `scores` (N, C) against `labels` (N,)."""
+    pred = scores.argmax(1)
+    c = len(class_names)
+    confusion = np.zeros((c, c), np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    support = confusion.sum(1)
+    per_class = {
+        name: (float(confusion[i, i] / support[i]) if support[i] else None)
+        for i, name in enumerate(class_names)
+    }
+    valid = [v for v in per_class.values() if v is not None]
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "mean_class_accuracy": float(np.mean(valid)) if valid else 0.0,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "num_videos": int(len(labels)),
+    }
 
 
 class ClassificationTask(Task):
@@ -158,11 +174,17 @@ class ClassificationTask(Task):
                       jit_compile=jit_compile)
 
     def targets(self, model, num_classes: int, *, label_smoothing: float = 0.0):
-        encode = (lambda y: tf.one_hot(y, num_classes)) if label_smoothing else (lambda y: y)
-        heads = self.heads(model)
-        if heads is None:
-            return lambda x, y: (x, encode(y))
-        return lambda x, y: (x, {k: encode(y) for k in model.output})
+        # Named functions, not lambdas: AutoGraph cannot find the source of two lambdas on
+        # one line and warns on every training start.
+        def encode(y):
+            return tf.one_hot(y, num_classes) if label_smoothing else y
+
+        names = None if self.heads(model) is None else list(model.output)
+
+        def label_fn(x, y):
+            return x, (encode(y) if names is None else {k: encode(y) for k in names})
+
+        return label_fn
 
     def loss(self, model, outputs, labels):
         fn = self._loss_fn(0.0)
@@ -217,8 +239,6 @@ class ClassificationTask(Task):
         """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix with the
         run's test protocol (`tfzoo.protocols`): its clips, crops and flips, scores averaged."""
         from tfzoo.data import clip_spec
-        from tfzoo.evaluate import metrics_from_scores, predict_scores, protocol_views
-        from tfzoo.protocols import protocol_of
 
         test = protocol_of(config)
         spec = clip_spec(config)

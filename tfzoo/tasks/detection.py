@@ -1,8 +1,9 @@
 """Object detection in video frames: the task of `tfzoo.models.rfcn.RFCN` (D&T, thesis ch. 8).
 
 A detector's outputs are dense maps (`rpn_scores`, `rpn_deltas`, `cls_maps`, `reg_maps`);
-losses need the ground truth inside the step (anchor and RoI targets, OHEM), so `fit` calls the
-model's `compute_loss`, which is this task's `loss`. The test-time prediction is the model's
+losses need the ground truth inside the step (anchor and RoI targets, OHEM), so the model owns
+them (`RFCN.detection_loss`, which `fit` reaches through the model's `compute_loss`) and this
+task's `loss` returns it. The test-time prediction is the model's
 `detect` (proposals, PS-RoI pooling, per-class NMS); evaluation is ImageNet VID mAP with the
 motion-speed breakdown (`tfzoo.detection.evaluate_vid`); the serving signature returns the TF
 Object Detection API's outputs.
@@ -139,8 +140,8 @@ class DetectionTask(Task):
         return model.detection_losses(outputs, labels, seed=seed)
 
     def loss(self, model, outputs, labels, *, seed=(0, 0)):
-        """RPN and R-FCN losses summed with unit weights (Faster R-CNN's lambda = 1)."""
-        return tf.add_n(list(self.losses(model, outputs, labels, seed=seed).values()))
+        """RPN and R-FCN losses summed with unit weights (`RFCN.detection_loss`)."""
+        return model.detection_loss(outputs, labels, seed=seed)
 
     # -- test ---------------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class DetectionTask(Task):
 
     def extra_signatures(self, model, class_names) -> dict:
         """For a detector with `detect_track` (`tfzoo.models.dt.DetectTrack`), the D&T
-        signatures `tfzoo.detect.Detector` reads (docs/detection.md, "The model contract"):
+        signatures `tfzoo.detection.detector.Detector` reads (docs/detection.md, "The model contract"):
         `detect_track` on uint8 frame pairs `images` (B, 2, H, W, 3) -> both frames'
         detections, `track_boxes` and `track_deltas` (B, M, 4); `detect_track_clip` on uint8
         clips `images` (B, T, H, W, 3) -> all T frames' detections (B, T, ...) and the tracks
@@ -368,9 +369,9 @@ def evaluate_detector(model, videos, class_names, *, batch_size: int = 4,
 
 def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: int = 4) -> dict:
     """D&T's video evaluation (thesis §8.4-8.5.3) of a model with `detect_track` (or any
-    `tfzoo.detect.Detector`-like object with `detect_pairs`, given the pairs' frame indices
+    `tfzoo.detection.detector.Detector`-like object with `detect_pairs`, given the pairs' frame indices
     in the video), at each temporal stride tau of `strides`: per video, the processed frames
-    0, tau, 2 tau, ... go through `tfzoo.detect.detect_frames` (each frame's network once with
+    0, tau, 2 tau, ... go through `tfzoo.detection.detector.detect_frames` (each frame's network once with
     a D&T model), their detections and tracklets are linked (`tfzoo.detection.link_video`,
     offline and online) and the rescored boxes of the processed frames are scored by
     `evaluate_vid`. Only the processed frames are scored, as the thesis' tau = 10 row
@@ -384,7 +385,9 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
     `link_max_per_class` per class), the baseline linking must beat; `tracks` is
     `tfzoo.detection.track_consistency` of the tube ids.
     """
-    from tfzoo.detect import as_detector, detect_frames
+    # The runtime detector stands above the tasks (it runs Keras models and SavedModels
+    # through tfzoo.runnable, which asks a model's task): imported when a D&T model is scored.
+    from tfzoo.detection.detector import as_detector, detect_frames
     from tfzoo.detection import evaluate_vid, evaluation_rows, link_video, track_consistency
 
     if not strides or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in strides):

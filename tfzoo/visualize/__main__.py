@@ -77,7 +77,8 @@ def _load(model_dir, model_name):
 
 def _validation_data(model_dir, info):
     from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec, make_source
+    from tfzoo.data import clip_spec
+    from tfzoo.sources import make_source
 
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
@@ -218,6 +219,8 @@ def main(argv):
             "a_hat": None if a_hat is None else a_hat[units].tolist(), "a_hat_split": a_hat_split,
             "command": " ".join(sys.argv), "runs": runs,
             "settings": runs[0]["settings"]}
+    if info is not None and geo.stride is None and geo.channels == len(info.class_names):
+        meta["unit_names"] = {u: info.class_names[u] for u in units}  # a classifier's logits
     page = write_gallery(F.out, cells, meta, formats=tuple(F.formats),
                          modes=tuple(F.motion_modes))
     print("| setting | activation / a_hat | spatial TV / px | temporal energy / px | "

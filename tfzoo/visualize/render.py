@@ -140,23 +140,34 @@ def write_gallery(out_dir, cells, metadata: dict, *, formats=("png", "gif"),
                 links.append((f"{name} ({mode})", stem))
         table[(c["unit"], c["setting"])] = (links, c.get("activation"))
     head = "".join(f"<th>{html.escape(s)}</th>" for s in settings)
+    names = {int(k): v for k, v in (metadata.get("unit_names") or {}).items()}
+    a_hat = dict(zip(metadata.get("units") or [], metadata.get("a_hat") or []))
+    width = {c["unit"]: max(next(iter(c["inputs"].values())).shape[2] * scale, 192) for c in cells}
     rows = []
     for u in units:
         tds = []
         for s in settings:
             links, act = table.get((u, s), ([], None))
+            # Upscaled in the browser without smoothing: the optimised pixels stay visible.
             imgs = "".join(
                 f'<figure><img src="{stem}.{"gif" if "gif" in formats else "png"}" '
+                f'width="{width[u] if "gif" in formats else ""}" '
                 f'title="{html.escape(label)}"><figcaption>{html.escape(label)}</figcaption>'
                 f'</figure>' for label, stem in links)
-            a = "" if act is None else f"<br><small>activation {act:.3g}</small>"
+            a = ""
+            if act is not None:  # as the CLI prints it: relative to the unit's a_hat
+                a = (f"<br><small>activation / a_hat {act / a_hat[u]:.3g}</small>"
+                     if a_hat.get(u) else f"<br><small>activation {act:.3g}</small>")
             tds.append(f"<td>{imgs}{a}</td>")
-        rows.append(f"<tr><th>unit {u}</th>{''.join(tds)}</tr>")
+        label = f"unit {u}" + (f"<br>{html.escape(str(names[u]))}" if u in names else "")
+        rows.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
     title = html.escape(f"{metadata.get('model', '')} {metadata.get('layer', '')}")
     page = (f"<!doctype html><meta charset=utf-8><title>{title}</title>"
-            "<style>td,th{vertical-align:top;padding:4px}figure{display:inline-block;margin:2px}"
-            "img{image-rendering:pixelated}</style>"
-            f"<h1>{title}</h1><pre>{html.escape(json.dumps(metadata.get('settings', {})))}</pre>"
+            "<style>body{font-family:sans-serif}td,th{vertical-align:top;padding:4px}"
+            "figure{display:inline-block;margin:2px}"
+            "img{image-rendering:pixelated;image-rendering:crisp-edges}"
+            ".settings td{padding:1px 8px;font-family:monospace}</style>"
+            f"<h1>{title}</h1>{settings_table(metadata)}"
             f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
             '<p><a href="metadata.json">metadata.json</a></p>\n')
     atomic_write_text(out / "index.html", page)
@@ -164,6 +175,22 @@ def write_gallery(out_dir, cells, metadata: dict, *, formats=("png", "gif"),
     if tensorboard:
         _tensorboard(out / "tensorboard", cells, modes)
     return out / "index.html"
+
+
+def settings_table(metadata: dict) -> str:
+    """The gallery's settings as a table: what every column shares, one row per key, then
+    what the columns vary (each run's own value, e.g. chi 0, 1, 5, 10), not the first run's."""
+    runs = [r.get("settings", {}) for r in metadata.get("runs") or []] or [
+        metadata.get("settings", {})]
+    # a_hat is per unit: shown in each cell (activation / a_hat), and in metadata.json.
+    keys = [k for k in dict.fromkeys(k for r in runs for k in r) if k != "a_hat"]
+    rows = []
+    for k in keys:
+        values = [r.get(k) for r in runs]
+        shown = (json.dumps(values[0], default=str) if all(v == values[0] for v in values) else
+                 ", ".join(json.dumps(v, default=str) for v in values) + " (by column)")
+        rows.append(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(shown)}</td></tr>")
+    return f'<table class="settings">{"".join(rows)}</table>'
 
 
 def _tensorboard(logdir, cells, modes) -> None:
