@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from tfzoo.utils import varint as _varint
+
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 
@@ -82,18 +84,6 @@ _PREDICT_REQUEST_INPUTS = 2
 _MODEL_SPEC_NAME = 1
 _MODEL_SPEC_SIGNATURE_NAME = 3
 _MAP_KEY, _MAP_VALUE = 1, 2
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _field(number: int, payload: bytes) -> bytes:

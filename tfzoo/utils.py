@@ -92,3 +92,17 @@ def underscore_flags(argv: list[str], *, quiet: bool = False) -> list[str]:
             arg = new + eq + value
         out.append(arg)
     return out
+
+
+def varint(n: int) -> bytes:
+    """`n` >= 0 as a protobuf base-128 varint: the framing of the records that tfzoo writes field
+    by field (warmup requests without tensorflow-serving-api, streamed video records)."""
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfzoo.flow.encoding import DEFAULT_BOUND, decode_flow, encode_flow
+from tfzoo.utils import varint as _varint
 
 FORMAT_VERSION = 1
 FLOW_BOUND = DEFAULT_BOUND  # px; larger displacements are clipped before storage
@@ -121,18 +122,6 @@ def make_example(*, video_id: str, label: int, splits, frames: list[bytes], heig
 # TensorFlow's reader checks both checksums.
 
 STREAMED = ("frames", "flow_u", "flow_v")  # the per-frame byte lists, in record order
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def _delimited_size(n: int) -> int:
