@@ -17,7 +17,7 @@ Example:
 >>> clf = load_runnable(model).classifier(flip=False)
 >>> clf.class_names, clf.two_stream
 (['0', '1', '2'], False)
->>> clf.scores(np.zeros((2, 4, 32, 32, 3), "float32")).shape
+>>> tuple(clf.scores(np.zeros((2, 4, 32, 32, 3), "float32")).shape)
 (2, 3)
 """
 

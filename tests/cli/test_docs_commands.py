@@ -22,15 +22,25 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 # Where each documented program runs in the suite (by its CLI, the same flags).
 RUN_BY = {
-    "tfzoo.train": "test_train.py", "tfzoo.evaluate": "test_evaluate_splits.py",
-    "tfzoo.predict": "test_predict.py", "tfzoo.visualize": "test_visualize.py",
-    "tfzoo.visualize.bench": "test_visualize_regularizers.py",
-    "tfzoo.data.prepare": "test_data_prepare.py", "tfzoo.detect": "test_detection_video.py",
-    "tfzoo.detection.synthetic": "test_detection_synthetic.py", "tfzoo.flow": "test_flow.py",
-    "tfzoo.flow.train": "test_flow.py", "tfzoo.bench": "test_bench.py", "export": "test_export.py",
-    "serving.dev_server": "test_serving.py", "serving.client": "test_serving.py",
-    "serving.loadtest": "test_serving.py", "tfzoo.experiments.conjunction": "test_conjunction.py",
-    "tfzoo.demo": "test_demo.py",
+    "tfzoo.train": "train/test_train.py",
+    "tfzoo.evaluate": "train/test_evaluate_splits.py",
+    "tfzoo.predict": "predict/test_predict.py",
+    "tfzoo.visualize": "visualize/test_visualize.py",
+    "tfzoo.visualize.bench": "visualize/test_visualize_regularizers.py",
+    "tfzoo.data.prepare": "data/test_data_prepare.py",
+    "tfzoo.detect": "detection/test_detection_video.py",
+    "tfzoo.detection.synthetic": "detection/test_detection_synthetic.py",
+    "tfzoo.flow": "flow/test_flow.py",
+    "tfzoo.flow.train": "flow/test_flow.py",
+    "tfzoo.bench": "cli/test_bench.py",
+    "export": "export/test_export.py",
+    "serving.dev_server": "serving/test_serving.py",
+    "serving.client": "serving/test_serving.py",
+    "serving.loadtest": "serving/test_serving.py",
+    "tfzoo.experiments.conjunction": "data/test_conjunction.py",
+    "tfzoo.demo": "train/test_demo.py",
+    "tfzoo.data.service": "data/test_data_service.py",
+    "tfzoo.visualize.maximize_bench": "visualize/test_visualize_regularizers.py",
 }
 
 

@@ -525,10 +525,13 @@ def test_precomputed_flow_through_serving_rgb_flow(tmp_path):
                                atol=1e-5)
 
 
-def test_bench_predict_runs_through_tfzoo_bench(capsys):
-    from tfzoo.bench.cli import main
+def test_bench_predict_runs_through_tfzoo_bench(capsys, absl_main):
+    """`python -m tfzoo.bench --predict ...` hands its flags to tfzoo.bench.prediction."""
+    from tfzoo.bench import prediction
+    from tfzoo.bench.cli import DISPATCH
 
-    assert main(["--predict", "--size=32", "--seconds=2", "--rounds=1", "--json"]) == 0
+    assert DISPATCH["--predict"] == prediction.__name__
+    assert absl_main(prediction, ["--size=32", "--seconds=2", "--rounds=1", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["predict"]
     # 50 frames, every 2.5th -> 20 sampled, windows of 8 every 4 -> 4 windows.
     assert (row["video_frames"], row["windows"], row["size"]) == (50, 4, "32x42")

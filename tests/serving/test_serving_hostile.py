@@ -95,7 +95,7 @@ def peak_growth_mb(pid: int, action) -> float:
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("hostile") / "tiny"
     write_tiny_version(base, 1)
-    rest_port, grpc_port = loadtest.free_port(), loadtest.free_port()
+    rest_port, grpc_port = loadtest._free_port(), loadtest._free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving.dev_server", "--model_name=tiny",
          f"--model_base_path={base}", f"--port={grpc_port}", f"--rest_api_port={rest_port}",

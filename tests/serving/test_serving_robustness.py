@@ -665,7 +665,7 @@ def test_dev_server_program_with_tf_serving_flags_and_config_files(tmp_path, cap
     assert capsys.readouterr().err.startswith(
         "dev_server: error: --batching_parameters_file needs --enable_batching")
 
-    rest_port, grpc_port = loadtest.free_port(), loadtest.free_port()
+    rest_port, grpc_port = loadtest._free_port(), loadtest._free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving.dev_server", f"--port={grpc_port}",
          f"--rest_api_port={rest_port}", "--allow_version_labels_for_unavailable_models"] + flags,

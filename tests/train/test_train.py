@@ -139,7 +139,7 @@ def test_multi_worker_two_local_workers(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--model=tresnet_small", "--set=lerning_rate=0.1"], "unknown config key 'lerning_rate'"),
     (["--model=tresnet5O"], "Did you mean"),
-    (["--config=no_such_config"], "not found; configs/ has"),
+    (["--config=no_such_config"], "is not a shipped recipe. configs/ has"),
 ])
 def test_user_errors_are_one_clear_line(tmp_path, args, message):
     code, out = finish(cli(*args, f"--model_dir={tmp_path}"))
