@@ -37,7 +37,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
-from .errors import ServingError, invalid, new_request_id
+from .errors import ServingError, invalid, new_request_id, unavailable
 from .metrics import Metrics
 from .models import log
 from .servable import MAX_BODY_BYTES
@@ -75,8 +75,12 @@ class RestApi:
         self.prometheus_path = prometheus_path
 
     def handle(self, method: str, path: str, body: bytes | None,
-               request_id: str = "") -> tuple[int, object]:
-        """(HTTP status, JSON payload or str for the metrics page)."""
+               request_id: str = "", reserve=None) -> tuple[int, object]:
+        """(HTTP status, JSON payload or str for the metrics page).
+
+        reserve(n): called with a predict's decoded tensor bytes before they are built; it
+        raises a ServingError to refuse the request (the server's admission budget).
+        """
         path = path.split("?", 1)[0]
         start, status = time.perf_counter(), "OK"
         try:
@@ -85,7 +89,7 @@ class RestApi:
             if not path.lower().startswith("/v1/"):
                 return 404, {"error": f"Not found: {path[:200]!r}; the REST API is under "
                                       "/v1/models"}
-            return 200, self._route(method, path, body)
+            return 200, self._route(method, path, body, reserve)
         except ServingError as e:
             status = e.code.name
             return e.http_status, {"error": str(e)}
@@ -101,7 +105,7 @@ class RestApi:
             if m and m[1] in self.manager.configs:
                 self.metrics.record("REST", m[1], status, time.perf_counter() - start)
 
-    def _route(self, method, path, body):
+    def _route(self, method, path, body, reserve=None):
         m = _PREDICT_RE.fullmatch(path) if method == "POST" else (
             _STATUS_RE.fullmatch(path) if method == "GET" else None)
         if m is None:
@@ -146,7 +150,7 @@ class RestApi:
 
         def inputs_fn(sig, signature):
             return json_to_inputs(request, dict(sig.inputs), signature,
-                                  self.manager.max_tensor_bytes)
+                                  self.manager.max_tensor_bytes, reserve)
 
         _, _, outputs, fmt = self.manager.predict(spec, inputs_fn, (), self.timeout_s)
         return outputs_to_json(outputs, fmt)
@@ -159,11 +163,23 @@ class _HttpError(Exception):
 
 
 class _ByteBudget:
-    """Bytes of request bodies held at once; charged as they arrive, released with the reply."""
+    """Bytes of request bodies and decoded tensors held at once.
+
+    A body is charged as it arrives and released with the reply; its tensors are charged
+    once validation knows their decoded size, before they are built, and released when the
+    outputs are ready.
+    """
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
         self._cond = asyncio.Condition()
+
+    async def try_acquire(self, n: int) -> bool:
+        async with self._cond:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
 
     async def acquire(self, n: int, timeout: float) -> bool:
         async with self._cond:
@@ -230,7 +246,8 @@ class RestServer:
                  allowed_hosts=(), quiet: bool = True):
         self.api, self.host = api, host
         self.max_body_bytes, self.socket_timeout = max_body_bytes, socket_timeout
-        self.max_inflight_bytes = max(max_inflight_bytes, max_body_bytes)
+        # A body and its tensors (each at most max_body_bytes) always fit an idle server.
+        self.max_inflight_bytes = max(max_inflight_bytes, 2 * max_body_bytes)
         self.min_upload_rate = min_upload_rate
         self.allowed = allowed_host_names(host, allowed_hosts)
         self._any_ip = _is_ip(host) and ipaddress.ip_address(host).is_unspecified
@@ -312,8 +329,10 @@ class RestServer:
                     raise _HttpError(415, f"Content-Type {ctype[:100]!r}; a POST must be "
                                      "'application/json'", close=True)
                 body, held = await self._read_body(request)
-            status, payload = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.api.handle, request.method, request.raw_path, body, rid)
+            loop = asyncio.get_running_loop()
+            status, payload = await loop.run_in_executor(
+                self._pool, self._handle_in_thread, loop, request.method, request.raw_path,
+                body, rid)
             del body
         except _HttpError as e:
             status, payload, close = e.status, {"error": str(e)}, e.close
@@ -338,6 +357,26 @@ class RestServer:
             response.force_close()
         return response
 
+    def _handle_in_thread(self, loop, method, path, body, rid):
+        charged = 0
+
+        def reserve(n: int):
+            # No waiting here: a worker thread waiting for bytes that queued bodies hold could
+            # wait for itself. The client gets 503 and retries.
+            nonlocal charged
+            if n and not asyncio.run_coroutine_threadsafe(self._budget.try_acquire(n),
+                                                          loop).result():
+                raise unavailable(f"server busy: the request's tensors need {n} bytes decoded "
+                                  f"and {self._budget.used} bytes of request bodies and "
+                                  "tensors are in flight (--max_inflight_bytes); retry later")
+            charged += n
+
+        try:
+            return self.api.handle(method, path, body, rid, reserve)
+        finally:
+            if charged:
+                asyncio.run_coroutine_threadsafe(self._budget.release(charged), loop)
+
     def _check_host(self, request):
         header = request.headers.get("Host")
         if header is None:
@@ -351,7 +390,7 @@ class RestServer:
                          f"{sorted(self.allowed)} (add names with --rest_allowed_hosts)",
                          close=True)
 
-    async def _read_body(self, request) -> tuple[bytes, int]:
+    async def _read_body(self, request) -> tuple[bytearray, int]:
         """The body, within the deadline and rate; returns (body, bytes charged)."""
         limit, length = self.max_body_bytes, request.content_length
         if length is not None and length > limit:
@@ -360,7 +399,7 @@ class RestServer:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + self.socket_timeout
-        chunks, received, held = [], 0, 0
+        body, received, held = bytearray(), 0, 0
         try:
             while True:
                 # What has arrived is read first: only a wait for more data can be too slow
@@ -397,7 +436,8 @@ class RestServer:
                     raise _HttpError(503, f"server busy: {self._budget.used} bytes of request "
                                      "bodies in flight; retry later", close=True)
                 held += len(chunk)
-                chunks.append(chunk)
+                body += chunk  # one growing buffer: a list of chunks joined at the end
+                # would hold the body twice
         except BaseException:
             await self._budget.release(held)
             raise
@@ -405,7 +445,6 @@ class RestServer:
             await self._budget.release(held)
             raise _HttpError(400, f"the body ended after {received} of {length} bytes "
                              "(Content-Length)", close=True)
-        body = b"".join(chunks)
         return body, held
 
     def _too_slow(self, received: int, elapsed: float, deadline: bool) -> _HttpError:

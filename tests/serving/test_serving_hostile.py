@@ -173,19 +173,32 @@ def test_rest_rows_stop_at_the_first_bad_one_and_values_are_bounded(server):
     assert status == 400 and "the limit is 33554432 bytes" in reply["error"], reply
 
 
-@pytest.mark.parametrize("bad", [b"007", b"+5", b"1 2", b"-01", b"0x1", b"1e", b"--1"])
+_BAD_TAILS = [b"[1, " + bad + b", 3, 4]" for bad in
+              (b"007", b"+5", b"1 2", b"-01", b"0x1", b"1e", b"--1", b"1.", b".5")] + [
+    b"[1, 2, 3, 4]5", b"5[1, 2, 3, 4]", b"5[, 2, 3, 4]", b"[1, 2, 3, 4, ]", b"[1, 2, 3,, 4]"]
+
+
+@pytest.mark.parametrize("tail", _BAD_TAILS)
 @pytest.mark.parametrize("sep", [b",", b", ", b",\n  "])
-def test_the_numpy_json_path_refuses_what_json_refuses(bad, sep):
-    from serving.tensors import NumericArray, loads
+def test_the_fast_json_path_refuses_what_json_refuses(tail, sep):
+    from serving.errors import ServingError
+    from serving.tensors import NumericArray, json_to_array, loads
 
     good = sep.join([b"[" + sep.join([b"12", b"0", b"-0.5e+3", b"7"]) + b"]"] * 5000)
-    body = b'{"inputs": [' + good + sep + b"[1, " + bad + b", 3, 4]]}"
+    body = b'{"inputs": [' + good + sep + tail + b"]}"
     assert len(body) > 65536
-    with pytest.raises(ValueError):  # json.JSONDecodeError: the generic parser's refusal
-        loads(body)
+    with pytest.raises(ValueError):  # the reference: Python's json refuses it
+        json.loads(body)
+    # Refused by the generic parser (ValueError), or when the numbers are parsed.
+    with pytest.raises((ValueError, ServingError)) as e:
+        json_to_array(loads(body)["inputs"], tf.float32, "input 'x'")
+    if isinstance(e.value, ServingError):
+        assert "is not valid JSON" in str(e.value), e.value
     parsed = loads(b'{"inputs": [' + good + b"]}")["inputs"]
-    assert isinstance(parsed, NumericArray) and parsed.array.shape == (5000, 4)
-    assert parsed.array[0].tolist() == [12, 0, -500, 7]
+    assert isinstance(parsed, NumericArray) and parsed.shape == (5000, 4)
+    array = json_to_array(parsed, tf.float32, "input 'x'")
+    assert array.dtype == np.float32 and array.shape == (5000, 4)
+    assert (array == np.float32([12, 0, -500, 7])).all()
 
 
 # Opt-in: on a shared 2-core CI the sampled RSS came 0.03 MB over its bound once (63.53 vs 63.5)
