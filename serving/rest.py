@@ -14,7 +14,9 @@ web pages and slow or hostile clients can reach:
   `min_upload_rate` bytes/s on average after its first second: absolute deadlines, not
   per-read timeouts, and a trickling connection costs a socket, not a thread;
 - bodies are charged to a byte budget (`max_inflight_bytes`) as they are received, not by the
-  length they claim, and a body is capped at `max_body_bytes` after decompression.
+  length they claim, and a body is capped at `max_body_bytes` after decompression; a predict's
+  tensors are charged too, at their decoded size, once validated and before they are built
+  (a compact or gzipped body can decode to many times its size).
 Parsing and session runs go to a thread pool of `max_workers` threads; every reply carries an
 `X-Request-Id` header, also in the server log for unexpected errors.
 """
@@ -332,7 +334,7 @@ class RestServer:
             loop = asyncio.get_running_loop()
             status, payload = await loop.run_in_executor(
                 self._pool, self._handle_in_thread, loop, request.method, request.raw_path,
-                body, rid)
+                body, held, rid)
             del body
         except _HttpError as e:
             status, payload, close = e.status, {"error": str(e)}, e.close
@@ -357,13 +359,18 @@ class RestServer:
             response.force_close()
         return response
 
-    def _handle_in_thread(self, loop, method, path, body, rid):
+    def _handle_in_thread(self, loop, method, path, body, held, rid):
         charged = 0
 
         def reserve(n: int):
+            nonlocal charged
+            limit = self._budget.limit
+            if held + n > limit:
+                raise unavailable(f"the request's tensors are {n} bytes decoded, on top of its "
+                                  f"{held}-byte body; this server holds at most {limit} bytes "
+                                  "of request bodies and tensors (--max_inflight_bytes)")
             # No waiting here: a worker thread waiting for bytes that queued bodies hold could
             # wait for itself. The client gets 503 and retries.
-            nonlocal charged
             if n and not asyncio.run_coroutine_threadsafe(self._budget.try_acquire(n),
                                                           loop).result():
                 raise unavailable(f"server busy: the request's tensors need {n} bytes decoded "

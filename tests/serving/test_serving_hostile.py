@@ -8,6 +8,7 @@ listen on 127.0.0.1 only, and every many-connection loop is bounded in count and
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -333,8 +334,34 @@ def test_admission_is_charged_by_bytes_received_not_claimed(rest):
         liar.close()
 
 
+def test_admission_charges_decoded_tensors_not_only_body_bytes(rest):
+    # A compact or compressed body can decode to several times its size (8 bytes for "1,"):
+    # the decoded tensors are charged to the budget too, after validation, before building.
+    url, _, _ = rest(max_body_bytes=1 << 20, max_inflight_bytes=2 << 20)
+
+    def body(n):
+        return (b'{"signature_name": "moments", "inputs": {"values": [[' + b"1," * (n - 1)
+                + b'1]]}}')
+
+    big = body(300_000)  # 600 KB of JSON, 2.4 MB of float64: over the 2 MB budget
+    assert len(big) < 1 << 20 and 300_000 * 8 + len(big) > 2 << 20
+    status, reply, headers = _post(url, big)
+    assert status == 503, reply
+    assert "tensors are 2400000 bytes decoded" in reply["error"], reply
+    assert "X-Request-Id" in headers
+    # Gzip makes it 2 KB on the wire; the budget sees what it decodes to.
+    packed = gzip.compress(big)
+    assert len(packed) < 4000
+    status, reply, _ = _post(url, packed, {"Content-Encoding": "gzip"})
+    assert status == 503 and "tensors are 2400000 bytes decoded" in reply["error"], reply
+    # Requests that fit are served, and release what they were charged: ten in a row.
+    for _ in range(10):
+        status, reply, _ = _post(url, body(150_000))  # 300 KB + 1.2 MB
+        assert status == 200, reply
+        assert reply["outputs"] == [1.0]
+
+
 def test_max_body_bytes_counts_the_body_after_decompression(rest):
-    import gzip
 
     url, _, _ = rest(max_body_bytes=1 << 20, max_inflight_bytes=1 << 20)
     clip = _clip(seed=6)
