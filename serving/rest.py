@@ -35,7 +35,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
@@ -200,6 +200,39 @@ class _ByteBudget:
                 self._cond.notify_all()
 
 
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's connection handler; what its HTTP parser refuses (malformed framing, bad
+    chunks, oversized headers) is answered in the API's own shape: a JSON `{"error": ...}`
+    and an `X-Request-Id`, still closing the connection."""
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        response = super().handle_error(request, status, exc, message)  # logs, checks, closes
+        rid = new_request_id()
+        if status >= 500:
+            log(f"request {rid}: aiohttp error {status}: {exc!r}")
+            error = f"internal error (request id {rid}; see the server log)"
+        else:
+            # The parser's own words ("Duplicate 'Content-Length' header found", ...): they
+            # describe the request's bytes, never the server.
+            error = (message or "").strip().splitlines()[0] if (message or "").strip() else \
+                f"malformed HTTP request ({status})"
+            error = f"malformed HTTP request: {error[:300].rstrip(': ')}"
+        reply = web.Response(status=status, body=json.dumps({"error": error}).encode(),
+                             content_type="application/json")
+        reply.headers["X-Request-Id"] = rid
+        reply.force_close()
+        del response
+        return reply
+
+
+class _Server(web.Server):
+    """web.Server with `_Connection` as its connection handler (web.Server's own __call__
+    makes a RequestHandler with the same arguments)."""
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
 def _host_name(header: str) -> str:
     """The host part of a Host header ("[::1]:8501" -> "::1"), lower case."""
     header = header.strip().lower()
@@ -302,7 +335,7 @@ class RestServer:
 
     async def _start_site(self):
         self._budget = _ByteBudget(self.max_inflight_bytes)
-        server = web.Server(self._handle, keepalive_timeout=self.socket_timeout,
+        server = _Server(self._handle, keepalive_timeout=self.socket_timeout,
                             lingering_time=LINGER_SECONDS, access_log=None)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()

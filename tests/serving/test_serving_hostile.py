@@ -398,6 +398,32 @@ def test_ambiguous_framing_gets_one_400_and_a_closed_connection(rest, name, raw)
     url, _, _ = rest()
     replies = _exchange(url, raw)
     assert replies.count(b"HTTP/1.") == 1 and replies.split(b" ", 2)[1] == b"400", replies
+    _assert_api_error(replies)
+
+
+def _assert_api_error(reply: bytes):
+    """One reply in the API's error shape: JSON {"error": ...} and an X-Request-Id."""
+    head, body = reply.split(b"\r\n\r\n", 1)
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    assert headers[b"Content-Type"].startswith(b"application/json"), reply
+    assert len(headers[b"X-Request-Id"]) == 16, reply
+    assert set(json.loads(body)) == {"error"}, reply
+
+
+@pytest.mark.parametrize("raw, words", [
+    # What aiohttp's own parser refuses, before any handler of ours runs.
+    (b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: "
+     b"chunked\r\n\r\nzz\r\n", b"chunk size"),
+    (b"GARBAGE\r\n\r\n", b"method"),
+    (b"GET /v1/models/tiny HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000
+     + b"\r\n\r\n", b"8190 bytes"),
+])
+def test_the_http_parsers_own_refusals_are_api_errors_with_a_request_id(rest, raw, words):
+    url, _, _ = rest()
+    reply = _exchange(url, raw)
+    assert reply.count(b"HTTP/1.") == 1 and reply.split(b" ", 2)[1] == b"400", reply
+    _assert_api_error(reply)
+    assert words in reply and b"malformed HTTP request" in reply, reply
 
 
 def test_web_pages_on_other_origins_cannot_drive_a_loopback_server(rest):

@@ -70,10 +70,9 @@ def _raw(url, data: bytes, *, shut_write=False, timeout=10) -> tuple[int, dict]:
             assert chunk, "reply truncated"
             body += chunk
     status = int(lines[0].split()[1])
-    if headers["content-type"].startswith("text/plain") and status == 400:
-        # Malformed HTTP framing, refused by aiohttp's parser before our handler runs.
-        return status, {"error": body.decode()}
+    # Every reply, malformed HTTP framing refused by aiohttp's parser included, is JSON.
     assert headers["content-type"] == "application/json", (data[:80], head)
+    assert len(headers["x-request-id"]) == 16, (data[:80], head)
     return status, json.loads(body)
 
 
