@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (get_model_status_pb2, predict_pb2,
+                                     prediction_service_pb2_grpc)
 
 from serving import loadtest
 from serving.grpc_api import make_grpc_server
@@ -36,6 +37,7 @@ from _serving_models import start_servers
 from _paths import REPO
 
 PREDICT = "/v1/models/tiny:predict"
+STATE = get_model_status_pb2.ModelVersionStatus.State
 
 
 def _clip(batch=1, seed=0, t=2, size=4):
@@ -566,14 +568,25 @@ def test_a_version_that_fails_to_load_is_retried(tmp_path):
         manager.poll()
         assert manager.available() == {"tiny": [2]}
         assert any("(attempt 1; retrying in 0.2 s)" in m for m in logs)
-        # A version that never loads is tried 1 + max_num_load_retries times, then left.
+        # A version that never loads is tried 1 + max_num_load_retries times, then left. While
+        # it waits for a retry its status is LOADING with an OK status, as TF Serving's (its
+        # retries run inside LoaderHarness::Load); END and the error come after the last try.
         (base / "3").mkdir()
+        spec = predict_pb2.PredictRequest(model_spec={"name": "tiny", "version": {"value": 3}}).model_spec
+        seen = []
         for _ in range(8):
             manager.poll()
+            status = manager.status(spec).model_version_status[0]
+            seen.append((status.state, status.status.error_code, status.status.error_message))
             time.sleep(0.21)
         tries = [m for m in logs if m.startswith("Failed to load version 3")]
         assert len(tries) == 4 and "not retried again" in tries[-1], tries
         assert manager.available() == {"tiny": [2]}
+        loading, end = seen[0], seen[-1]
+        assert loading == (STATE.LOADING, 0, ""), seen
+        assert end[:2] == (STATE.END, grpc.StatusCode.UNKNOWN.value[0]), seen
+        assert "Failed to load version 3 of 'tiny'" in end[2], seen
+        assert seen.index(end) >= 3 and set(seen[:seen.index(end)]) == {loading}, seen
     finally:
         manager.close()
 

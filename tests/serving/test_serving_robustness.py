@@ -442,7 +442,10 @@ def test_labels_failed_warmup_paths_and_string_inputs(tmp_path):
                          {"stable": 1, "canary": 2})
     with pytest.raises(ValueError, match="--allow_version_labels_for_unavailable_models"):
         ModelManager([config])
-    manager = ModelManager([config], allow_labels_for_unavailable=True, log=lambda m: None)
+    # No load retries: a failed version is END at once (with retries it stays LOADING until
+    # the last one, as TF Serving's).
+    manager = ModelManager([config], allow_labels_for_unavailable=True, log=lambda m: None,
+                           max_num_load_retries=0)
     manager.poll()
     url, target, stop = start_servers(manager, prometheus_path="/monitoring/prometheus/metrics")
     try:
