@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -25,8 +26,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (get_model_status_pb2, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc)
 
 from serving import loadtest
 from serving.grpc_api import make_grpc_server
@@ -272,6 +273,64 @@ def test_idle_and_trickling_connections_do_not_delay_a_normal_request(server):
         thread.join()
         for s in conns:
             s.close()
+    assert max(delays) < 1.0, (baseline, delays)
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags])
+            + struct.pack(">I", stream) + payload)
+
+
+def _stalled_grpc_predict(target: str, claimed: int = 1 << 20) -> socket.socket:
+    """A gRPC Predict whose request message stops after its first byte: HTTP/2's preface,
+    SETTINGS, HEADERS (HPACK literals, RFC 7541 6.2.2) and a DATA frame with the gRPC length
+    prefix, then nothing more."""
+    host, port = target.rsplit(":", 1)
+    block = b"".join(b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v for k, v in [
+        (b":method", b"POST"), (b":scheme", b"http"),
+        (b":path", b"/tensorflow.serving.PredictionService/Predict"),
+        (b":authority", target.encode()), (b"content-type", b"application/grpc"),
+        (b"te", b"trailers")])
+    s = socket.create_connection((host, int(port)))
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b"")
+              + _h2_frame(1, 4, 1, block)
+              + _h2_frame(0, 0, 1, b"\x00" + struct.pack(">I", claimed) + b"\x0a"))
+    return s
+
+
+def test_idle_and_stalled_grpc_clients_do_not_delay_a_normal_predict(server):
+    # grpcio's thread-per-call server gave a call a worker thread once its headers arrived;
+    # 100 streams stalled mid-message took all 64 and a normal Predict timed out.
+    _, target, _ = server
+    clip = _clip(seed=5)
+    ok = predict_pb2.PredictRequest(model_spec={"name": "tiny"})
+    ok.inputs["rgb"].CopyFrom(tf.make_tensor_proto(clip))
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        def latency():
+            t = time.monotonic()
+            reply = stub.Predict(ok, timeout=20)
+            np.testing.assert_allclose(tf.make_ndarray(reply.outputs["probabilities"]),
+                                       reference(clip, 1), atol=1e-6)
+            return time.monotonic() - t
+
+        baseline = sorted(latency() for _ in range(3))[1]
+        idle = [grpc.insecure_channel(target) for _ in range(200)]
+        stalled = []
+        try:
+            for c in idle:  # connected (one call each), then idle
+                model_service_pb2_grpc.ModelServiceStub(c).GetModelStatus(
+                    get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "tiny"}),
+                    timeout=20)
+            stalled = [_stalled_grpc_predict(target) for _ in range(200)]
+            time.sleep(1)
+            delays = [latency() - baseline for _ in range(5)]
+        finally:
+            for s in stalled:
+                s.close()
+            for c in idle:
+                c.close()
     assert max(delays) < 1.0, (baseline, delays)
 
 
