@@ -228,8 +228,8 @@ class NumericArray:
         while p < self.end:
             q = body.find(b",", p + PIECE_BYTES, self.end) if self.end - p > PIECE_BYTES else -1
             q = self.end if q < 0 else q
-            values = _parse_numbers(b"[" + bytes(body[p:q]).translate(_BRACKETS_TO_SPACE)
-                                    + b"]", integer, p - 1)
+            values = _parse_numbers(b"[" + body[p:q].translate(_BRACKETS_TO_SPACE) + b"]",
+                                    integer, p - 1)
             if k + len(values) > out.size:
                 raise invalid(f"{where}: more numbers than its shape {self.shape} holds")
             if integer and values.size:
@@ -288,16 +288,17 @@ def _numeric(body, start: int, end: int) -> NumericArray | None:
     # it. A piece at a time, so the copies stay small.
     skeleton, last = [], b""
     for p in range(start, end, PIECE_BYTES):
-        canon = bytes(body[p:min(p + PIECE_BYTES, end)]).translate(_CANON, _WHITESPACE)
+        canon = bytes(body[p:min(p + PIECE_BYTES, end)].translate(_CANON, _WHITESPACE))
+        # ... and an empty list ("[]") is the generic parser's (and its value bound's).
         c = np.frombuffer(last + canon, np.uint8)  # (a 2-byte bytes.find is slow here)
-        if ((c[:-1] == ord("]")) & (c[1:] == ord("0"))).any() or \
-                ((c[:-1] == ord("0")) & (c[1:] == ord("["))).any():
+        left, right = c[:-1], c[1:]
+        if any(((left == ord(a)) & (right == ord(b))).any() for a, b in ("]0", "0[", "[]")):
             return None
         skeleton.append(canon.translate(None, b"0"))
         last = canon[-1:] or last
     skeleton = b"".join(skeleton)
     rank = len(skeleton) - len(skeleton.lstrip(b"["))
-    if not 1 <= rank <= MAX_JSON_DEPTH or b"[]" in skeleton:
+    if not 1 <= rank <= MAX_JSON_DEPTH:
         return None
     dims, child = [], b""
     for level in range(rank - 1, -1, -1):  # innermost list first: count its children

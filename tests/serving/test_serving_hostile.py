@@ -205,6 +205,22 @@ def test_the_fast_json_path_refuses_what_json_refuses(tail, sep):
     assert (array == np.float32([12, 0, -500, 7])).all()
 
 
+def test_the_fast_json_path_takes_any_rectangular_array_and_leaves_empty_lists():
+    from serving.tensors import NumericArray, json_to_array, loads
+
+    rng = np.random.RandomState(0)
+    for shape in [(6000, 3, 1), (40000,), (2, 3, 4, 5, 6, 7, 8)]:
+        value = rng.randint(-1000, 1000, shape)
+        for sep in ((",", ":"), (", ", ": ")):
+            body = bytearray(json.dumps({"inputs": value.tolist()}, separators=sep).encode())
+            parsed = loads(body)["inputs"]
+            assert isinstance(parsed, NumericArray) and parsed.shape == shape
+            np.testing.assert_array_equal(json_to_array(parsed, tf.int16, "x"), value)
+    # Empty lists go to the generic parser (whose value bound refuses millions of them).
+    body = json.dumps({"inputs": [[[] for _ in range(3)] for _ in range(6000)]}).encode()
+    assert loads(body)["inputs"] == [[[] for _ in range(3)] for _ in range(6000)]
+
+
 def test_a_large_json_request_grows_the_server_by_at_most_four_times_its_size(server):
     url, _, pid = server
     clip = _clip(batch=4, t=16, size=96, seed=1)  # 1.8 M numbers
