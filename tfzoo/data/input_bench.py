@@ -6,8 +6,9 @@
 One run reports, in clips/s and CPU ms per clip (all threads of the processes doing the work):
 - `local`: the recipe's training pipeline (`RecordSource.dataset`: read, decode, temporal
   sampling, crop + resize, flip, flow stacks; batched) in this process;
-- `floor`: decoding the same number of JPEG frames and flow planes per clip from the same
-  records, nothing else (the cost no pipeline can avoid);
+- `floor`: decoding the JPEGs the pipeline decodes for the same clips (the drawn frames and
+  distinct flow fields; whole frames), read, parallelised and batched the same way, nothing
+  else;
 - `service 1 worker`, `service 2 workers`: the same pipeline on a local tf.data service
   (`python -m tfzoo.data.service` workers as processes, CPU summed over them), this process
   only consuming;
@@ -41,54 +42,62 @@ def _cpu_seconds(pids) -> float:
     return total
 
 
+MIN_SECONDS = 1.0  # each timing runs at least this long (and at least `clips` clips)
+
+
 def _time(ds, clips: int, batch: int, pids=None, warmup: int = 2) -> dict:
-    """clips/s and CPU ms per clip of pulling `clips` clips (batches of `batch`)."""
-    pids = pids or [os.getpid()]
+    """clips/s and CPU ms per clip of pulling batches of `batch` clips: at least `clips` clips
+    and at least MIN_SECONDS of wall time, so that a fast pipeline (the floor on tiny frames)
+    is timed over enough work for the clocks to resolve, never over a window too short to
+    see a CPU tick. CPU is this process's (`time.process_time`, ns) or, with `pids`, the
+    sum over those processes (/proc, clock ticks)."""
     it = iter(ds)
     for _ in range(warmup):  # tracing, first shard reads, autotuning
         next(it)
-    steps = max(1, clips // batch)
-    cpu0, t0 = _cpu_seconds(pids), time.perf_counter()
-    for _ in range(steps):
+
+    def cpu():
+        return _cpu_seconds(pids) if pids else time.process_time()
+
+    min_steps = max(1, -(-clips // batch))
+    cpu0, t0 = cpu(), time.perf_counter()
+    steps = 0
+    while steps < min_steps or time.perf_counter() - t0 < MIN_SECONDS or cpu() == cpu0:
         next(it)
-    wall, cpu = time.perf_counter() - t0, _cpu_seconds(pids) - cpu0
+        steps += 1
+    wall, used = time.perf_counter() - t0, cpu() - cpu0
     n = steps * batch
-    return {"clips": n, "clips_per_s": n / wall, "cpu_ms_per_clip": 1e3 * cpu / n,
-            "cores_busy": cpu / wall}
+    return {"clips": n, "clips_per_s": n / wall, "cpu_ms_per_clip": 1e3 * used / n,
+            "cores_busy": used / wall}
 
 
-def _floor_dataset(source, split: str, spec):
-    """The same records, the same number of JPEG decodes per clip, nothing else."""
+def _decode_only(source):
+    """The floor's per-clip function: the draws of the recipe's pipeline for this clip, then
+    decoding exactly the JPEGs it decodes (the clip's frames; its distinct flow fields, u and
+    v), whole, and nothing else (a sum keeps every decode live)."""
     import tensorflow as tf
 
     from tfzoo.data import records
 
     with_flow = "flow" in source.streams
-    files = source._files(split)
-    t, stack = spec.num_frames, spec.flow_stack
 
-    def decode(x):
-        ex = records.parse_example(x, with_flow=with_flow)
-        n = tf.shape(ex["frames"])[0]
+    def decode(jpegs, channels):
+        images = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=channels), jpegs,
+                           fn_output_signature=tf.uint8)
+        return tf.reduce_sum(tf.cast(images[:, 0, 0, 0], tf.int32))
+
+    def sample(serialized, seed, spec, training):
+        ex = records.parse_example(serialized, with_flow=with_flow)
+        d = source._draw(ex, seed, spec, training)
         total = tf.constant(0, tf.int32)
         if "rgb" in source.streams:
-            idx = tf.range(t) % n
-            rgb = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3),
-                            tf.gather(ex["frames"], idx), fn_output_signature=tf.uint8)
-            total += tf.reduce_sum(tf.cast(rgb[:, 0, 0, 0], tf.int32))
+            total += decode(tf.gather(ex["frames"], d["idx"]), 3)
         if with_flow:
-            m = tf.shape(ex["flow_u"])[0]
-            idx = tf.range(t * stack) % m
-            for k in ("flow_u", "flow_v"):
-                planes = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=1),
-                                   tf.gather(ex[k], idx), fn_output_signature=tf.uint8)
-                total += tf.reduce_sum(tf.cast(planes[:, 0, 0, 0], tf.int32))
+            fields = tf.unique(tf.reshape(d["flow_idx"], [-1]))[0]
+            total += decode(tf.gather(ex["flow_u"], fields), 1)
+            total += decode(tf.gather(ex["flow_v"], fields), 1)
         return total
 
-    ds = tf.data.Dataset.from_tensor_slices(files).repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return sample
 
 
 def _start_service(workers: int):
@@ -130,8 +139,10 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
            "clip": {"frames": spec.num_frames, "size": list(spec.image_size),
                     "streams": list(source.info.streams), "flow_stack": spec.flow_stack},
            "cores": len(os.sched_getaffinity(0)), "load_avg_1min": os.getloadavg()[0]}
-    log("floor: decoding the frames and flow planes alone")
-    res["floor"] = _time(_floor_dataset(source, split, spec), clips, 1)
+    log("floor: decoding the same frames and flow planes alone")
+    floor = source.clips(split, _decode_only(source), training=True, spec=spec,
+                         seed=config.seed).batch(batch, drop_remainder=True)
+    res["floor"] = _time(floor, clips, batch)
     log("local: the recipe's training pipeline")
     res["local"] = _time(pipeline(), clips, batch)
     res["local_to_floor_per_core"] = (res["floor"]["cpu_ms_per_clip"]

@@ -250,6 +250,16 @@ class RecordSource:
     def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int,
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """Unbatched (inputs, label); training: shuffled, augmented, repeated forever."""
+        if training:
+            keep_large_blocks()
+        return self.clips(split, self._sample, training=training, spec=spec, seed=seed,
+                          input_context=input_context)
+
+    def clips(self, split: str, sample_fn, *, training: bool, spec: ClipSpec, seed: int,
+              input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """The records of `split` mapped by `sample_fn(serialized, seed, spec, training)`, with
+        the per-clip seeds, parallelism and options of `dataset` (which passes `_sample`; the
+        input bench passes its decode-only floor, to time the same JPEGs the same way)."""
         files = self._files(split)
         if not files:
             raise DataError(f"split {split!r} of {self.data_dir} holds no videos")
@@ -264,7 +274,7 @@ class RecordSource:
         def fn(i, x):
             # per-element seed from (seed, worker, position): reproducible at any parallelism
             s = tf.stack([tf.cast(seed * 1000003 + pipe_id, tf.int64), i])
-            return self._sample(x, s, spec, training)
+            return sample_fn(x, s, spec, training)
 
         ds = ds.map(fn, num_parallel_calls=AUTOTUNE, deterministic=True)
         opts = tf.data.Options()
@@ -272,3 +282,33 @@ class RecordSource:
         # the shards are already split per worker above
         opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(opts).prefetch(AUTOTUNE)
+
+
+_LARGE_BLOCKS_KEPT = False
+
+
+def keep_large_blocks() -> None:
+    """Lets glibc's malloc reuse freed blocks of up to 1 GB instead of unmapping them.
+
+    A training clip is tens of MB (11 x 224 x 224 x 20 float32 flow is 44 MB, its batch four
+    times that): above glibc's 32 MB ceiling for heap blocks, every clip is a fresh mmap whose
+    pages fault in and are zeroed again, which cost as much as the crop itself (measured in
+    docs/data.md). Raising the mmap and trim thresholds keeps such blocks for the next clip;
+    the price is that freed memory stays with the process. Called once by a training
+    pipeline and by a tf.data service worker; does nothing on other C libraries.
+    """
+    global _LARGE_BLOCKS_KEPT
+    if _LARGE_BLOCKS_KEPT:
+        return
+    _LARGE_BLOCKS_KEPT = True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc (musl, macOS): their allocators decide for themselves
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, (1 << 31) - 1)
