@@ -59,15 +59,21 @@ def _time(ds, clips: int, batch: int, pids=None, warmup: int = 2) -> dict:
         return _cpu_seconds(pids) if pids else time.process_time()
 
     min_steps = max(1, -(-clips // batch))
-    cpu0, t0 = cpu(), time.perf_counter()
+    per_pid0 = [_cpu_seconds([p]) for p in pids or ()]
+    cpu0, own0, t0 = cpu(), time.process_time(), time.perf_counter()
     steps = 0
     while steps < min_steps or time.perf_counter() - t0 < MIN_SECONDS or cpu() == cpu0:
         next(it)
         steps += 1
     wall, used = time.perf_counter() - t0, cpu() - cpu0
     n = steps * batch
-    return {"clips": n, "clips_per_s": n / wall, "cpu_ms_per_clip": 1e3 * used / n,
-            "cores_busy": used / wall}
+    res = {"clips": n, "clips_per_s": n / wall, "cpu_ms_per_clip": 1e3 * used / n,
+           "cores_busy": used / wall}
+    if pids:  # where the cores went: each worker, and this process (consumer, dispatcher)
+        res["worker_cores_busy"] = [(_cpu_seconds([p]) - c) / wall
+                                    for p, c in zip(pids, per_pid0)]
+        res["consumer_cores_busy"] = (time.process_time() - own0) / wall
+    return res
 
 
 def _decode_only(source):
@@ -100,7 +106,11 @@ def _decode_only(source):
     return sample
 
 
-def _start_service(workers: int):
+def _start_service(workers: int, pin: bool):
+    """A dispatcher in this process and `workers` worker processes; with `pin`, worker i runs
+    on core i only (of the cores this process may use), standing in for a machine of its own:
+    one tf.data worker is multi-threaded and alone keeps every core of a small host busy, so
+    on one host a second unpinned worker adds processes, not cores."""
     import tensorflow as tf
 
     from tfzoo.data.service import check_workers
@@ -108,20 +118,24 @@ def _start_service(workers: int):
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
     address = dispatcher.target.removeprefix("grpc://")
-    procs = [subprocess.Popen([sys.executable, "-m", "tfzoo.data.service", "worker",
-                               f"--dispatcher={address}", "--worker_address=localhost",
-                               "--port=0"], stdout=subprocess.DEVNULL,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                   "PYTHONPATH": os.pathsep.join(
-                                       [str(Path(__file__).resolve().parents[2]),
-                                        os.environ.get("PYTHONPATH", "")])})
-             for _ in range(workers)]
+    cores = sorted(os.sched_getaffinity(0))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    procs = []
+    for i in range(workers):
+        core = {cores[i % len(cores)]}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tfzoo.data.service", "worker", f"--dispatcher={address}",
+             "--worker_address=localhost", "--port=0"], stdout=subprocess.DEVNULL, env=env,
+            # before exec, so TensorFlow sizes its thread pools for the one core
+            preexec_fn=(lambda c=core: os.sched_setaffinity(0, c)) if pin else None))
     check_workers(dispatcher.target, timeout=120)
     return dispatcher, procs
 
 
 def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
-        accelerator_tflops: float, log=lambda s: None) -> dict:
+        accelerator_tflops: float, pin_workers: bool = True, log=lambda s: None) -> dict:
     from tfzoo.data import clip_spec
     from tfzoo.sources import make_source
     from tfzoo.data.service import distribute
@@ -148,9 +162,10 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
     res["local_to_floor_per_core"] = (res["floor"]["cpu_ms_per_clip"]
                                       / res["local"]["cpu_ms_per_clip"])
     if service:
+        res["service_workers_pinned"] = pin_workers
         for n in (1, 2):
             log(f"service: {n} worker process(es)")
-            dispatcher, procs = _start_service(n)
+            dispatcher, procs = _start_service(n, pin_workers)
             try:
                 ds = distribute(pipeline(), dispatcher.target)
                 res[f"service_{n}"] = _time(ds, clips, batch, pids=[p.pid for p in procs])
@@ -190,8 +205,12 @@ def format_report(res: dict) -> str:
                       ("service_1", "service, 1 worker"), ("service_2", "service, 2 workers")):
         if key in res:
             r = res[key]
+            busy = f"{r['cores_busy']:.2f}"
+            if "worker_cores_busy" in r:
+                busy += (f" (workers {' + '.join(f'{b:.2f}' for b in r['worker_cores_busy'])}"
+                         f"; consumer {r['consumer_cores_busy']:.2f})")
             lines.append((name, str(r["clips"]), f"{r['clips_per_s']:.2f}",
-                          f"{r['cpu_ms_per_clip']:.1f}", f"{r['cores_busy']:.2f}"))
+                          f"{r['cpu_ms_per_clip']:.1f}", busy))
     c = res["clip"]
     text = (f"Input pipeline of {res['config']} ({res['split']}, batch {res['batch']}, "
             f"{c['frames']} x {c['size'][0]}x{c['size'][1]} {'+'.join(c['streams'])}"
@@ -199,7 +218,8 @@ def format_report(res: dict) -> str:
             f"{res['cores']} cores, load {res['load_avg_1min']:.1f}):\n" + _markdown(lines))
     text += (f"\nlocal / floor per core: {res['local_to_floor_per_core']:.2f} (goal >= 0.7)")
     if "service_2_to_1" in res:
-        text += f"; 2 workers / 1 worker: {res['service_2_to_1']:.2f}x (goal >= 1.6)"
+        text += (f"; 2 workers / 1 worker: {res['service_2_to_1']:.2f}x (goal >= 1.6"
+                 f"{', one core per worker' if res.get('service_workers_pinned') else ''})")
     if "model" in res:
         m = res["model"]
         text += (f"\nmodel: {m['train_clips_per_s']:.2f} clips/s training on this CPU "
@@ -228,6 +248,9 @@ def main(argv: list[str]) -> int:
                          flag_values=fv)
     flags.DEFINE_bool("service", True, "Time the local tf.data service (1 and 2 workers).",
                       flag_values=fv)
+    flags.DEFINE_bool("pin_workers", True, "Run service worker i on core i alone (a machine "
+                      "of one core per worker), so 2 workers have twice 1 worker's cores.",
+                      flag_values=fv)
     flags.DEFINE_bool("model", True, "Time the model's training step.", flag_values=fv)
     flags.DEFINE_float("accelerator_tflops", 100.0, "Assumed sustained training throughput "
                        "of one accelerator, TFLOP/s.", lower_bound=0.001, flag_values=fv)
@@ -251,6 +274,7 @@ def main(argv: list[str]) -> int:
         config = cfglib.apply_cli_overrides(config, overrides)
         config = cfglib.stage_configs(config)[-1][1]  # the final stage's input
         res = run(config, clips=fv.clips, batch=fv.batch, service=fv.service, model=fv.model,
+                  pin_workers=fv.pin_workers,
                   accelerator_tflops=fv.accelerator_tflops,
                   log=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
     except TfzooError as e:
