@@ -1,17 +1,20 @@
 """The training input pipeline's throughput, next to its decode floor and the model it feeds.
 
     python -m tfzoo.bench --input --config=stresnet50_ucf101 --data=DIR [--clips=64]
-        [--set KEY=VALUE ...] [--no_service] [--no_model] [--accelerator_tflops=100] [--json]
+        [--set KEY=VALUE ...] [--noservice] [--nomodel] [--nopin_workers]
+        [--accelerator_tflops=100] [--json]
 
-One run reports, in clips/s and CPU ms per clip (all threads of the processes doing the work):
+One run reports, in clips/s and CPU ms per clip (all threads of the processes doing the work),
+each timed over at least `--clips` clips and at least MIN_SECONDS:
 - `local`: the recipe's training pipeline (`RecordSource.dataset`: read, decode, temporal
   sampling, crop + resize, flip, flow stacks; batched) in this process;
 - `floor`: decoding the JPEGs the pipeline decodes for the same clips (the drawn frames and
   distinct flow fields; whole frames), read, parallelised and batched the same way, nothing
   else;
 - `service 1 worker`, `service 2 workers`: the same pipeline on a local tf.data service
-  (`python -m tfzoo.data.service` workers as processes, CPU summed over them), this process
-  only consuming;
+  (`python -m tfzoo.data.service` workers as processes, CPU summed over them; each worker
+  pinned to a core of its own unless `--nopin_workers`), this process only consuming (its
+  cores busy, with the in-process dispatcher's, are shown apart);
 - the model's training step on this machine (clips/s), its training FLOPs per clip, and the
   cores of this pipeline needed to feed an accelerator that trains at
   `--accelerator_tflops` (sustained, training FLOPs = the counted graph's).
