@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from tfzoo.errors import DataError
 from tfzoo.utils import varint as _varint
 
 WARMUP_DIR = "assets.extra"
@@ -29,7 +30,7 @@ _DTYPES = {"uint8": types_pb2.DT_UINT8, "float32": types_pb2.DT_FLOAT}
 def constant_tensor_proto(shape: Sequence[int], dtype: str, value: float) -> tensor_pb2.TensorProto:
     """A TensorProto of `shape` filled with `value` (dtype "uint8" or "float32")."""
     if dtype not in _DTYPES:
-        raise ValueError(f"warmup dtype {dtype!r} is not supported; expected one of {sorted(_DTYPES)}")
+        raise DataError(f"warmup dtype {dtype!r} is not supported; expected one of {sorted(_DTYPES)}")
     proto = tensor_pb2.TensorProto(
         dtype=_DTYPES[dtype],
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -124,7 +125,7 @@ def decode_warmup_request(record: bytes) -> tuple[str, str, dict[str, tensor_pb2
 
 def _one(fields, number, what):
     if number not in fields:
-        raise ValueError(f"warmup record: {what} (field {number}) is missing")
+        raise DataError(f"warmup record: {what} (field {number}) is missing")
     return fields[number][-1]
 
 
@@ -144,11 +145,11 @@ def _fields(data: bytes) -> dict[int, list[bytes]]:
         elif wire == 2:
             n, i = _read_varint(data, i)
             if i + n > len(data):
-                raise ValueError("warmup record: truncated length-delimited field")
+                raise DataError("warmup record: truncated length-delimited field")
             out.setdefault(number, []).append(data[i : i + n])
             i += n
         else:
-            raise ValueError(f"warmup record: unsupported wire type {wire} for field {number}")
+            raise DataError(f"warmup record: unsupported wire type {wire} for field {number}")
     return out
 
 
@@ -156,7 +157,7 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         if i >= len(data):
-            raise ValueError("warmup record: truncated varint")
+            raise DataError("warmup record: truncated varint")
         byte = data[i]
         i += 1
         result |= (byte & 0x7F) << shift

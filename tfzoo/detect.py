@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from tfzoo.detection.detector import DetectError
 from tfzoo.errors import TfzooError
 
 
@@ -60,7 +61,7 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
     from tfzoo.video import iter_frames, video_info
 
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        raise DetectError(f"stride must be a positive integer, got {stride!r}")
     detector = as_detector(detector)
     total, fps, _, _ = video_info(video)
     bar = None
@@ -296,13 +297,13 @@ def main(argv=None) -> int:
             if not a[name].value:
                 raise TfzooError(f"--{name} is required")
         if a.stride < 1:
-            raise ValueError(f"--stride={a.stride}: expected a positive number of frames")
+            raise DetectError(f"--stride={a.stride}: expected a positive number of frames")
         if a.batch_size < 1:
-            raise ValueError(f"--batch_size={a.batch_size}: expected >= 1")
+            raise DetectError(f"--batch_size={a.batch_size}: expected >= 1")
         history = ONLINE_HISTORY if a.history is None else a.history
         if a.history is not None and (not a.online or not (
                 a.history == "all" or a.history.isdigit() and int(a.history) >= 1)):
-            raise ValueError(f"--history={a.history}: expected a positive number of processed "
+            raise DetectError(f"--history={a.history}: expected a positive number of processed "
                              "frames or 'all', with --online (offline linking uses the whole "
                              "video)")
         history = None if history == "all" or not a.online else int(history)

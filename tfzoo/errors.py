@@ -117,5 +117,9 @@ def _filtered_stderr():
                 sys.stderr.flush()
 
 
+class InputSpecError(TfzooError):
+    """A model or layer input of the wrong rank, shape, channel count or dtype."""
+
+
 class DataError(TfzooError):
     """Unreadable or inconsistent data (with the offending path or value in the message)."""

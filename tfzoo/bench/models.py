@@ -10,6 +10,7 @@ from tfzoo.bench.flops import count_graph_flops
 from tfzoo.bench.timing import (
     MATMUL_N, _load_average, _sync, compute_dtype, matmul_times, time_calls,
 )
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
 KERAS_TOLERANCE = 1.10  # issue #3: ours may be at most 10% slower per frame than keras.applications
@@ -44,7 +45,7 @@ def synthetic_inputs(model, batch: int, frames: int, size):
         elif len(shape) == 5:
             shape = [batch, frames, h, w, shape[-1] or 3]
         else:
-            raise ValueError(f"bench synthesizes (B, T, H, W, C) or (B, H, W, C) inputs; input "
+            raise TfzooError(f"bench synthesizes (B, T, H, W, C) or (B, H, W, C) inputs; input "
                              f"{spec.name!r} has shape {shape}")
         dtype = tf.as_dtype(spec.dtype or "float32")
         if dtype.is_integer:

@@ -33,6 +33,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import DataError
 from tfzoo.flow.encoding import DEFAULT_BOUND, decode_flow, encode_flow
 from tfzoo.utils import varint as _varint
 
@@ -59,7 +60,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
         params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     ok, buf = cv2.imencode(".jpg", img, params)
     if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+        raise DataError(f"JPEG encoding failed for an image of shape {image.shape}")
     return buf.tobytes()
 
 
@@ -99,7 +100,7 @@ def make_example(*, video_id: str, label: int, splits, frames: list[bytes], heig
     }
     if flow_u is not None:
         if len(flow_u) != len(frames) - 1 or len(flow_v) != len(flow_u):
-            raise ValueError(f"{video_id}: expected {len(frames) - 1} flow fields, got "
+            raise DataError(f"{video_id}: expected {len(frames) - 1} flow fields, got "
                              f"{len(flow_u)} u and {len(flow_v or [])} v")
         f["flow_u"] = _bytes(flow_u)
         f["flow_v"] = _bytes(flow_v)
@@ -203,7 +204,7 @@ class SpooledExample:
         if self.lengths["flow_u"]:
             n = self.count("frames")
             if not self.count("flow_u") == self.count("flow_v") == n - 1:
-                raise ValueError(f"{fields.get('video_id')}: expected {n - 1} flow fields, got "
+                raise DataError(f"{fields.get('video_id')}: expected {n - 1} flow fields, got "
                                  f"{self.count('flow_u')} u and {self.count('flow_v')} v")
         # the small features through protobuf; the placeholder byte lists are dropped again
         small = tf.train.Example.FromString(make_example(

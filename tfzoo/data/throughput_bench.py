@@ -178,6 +178,7 @@ def tvl1_bench(clips: int = 4, seconds: float = 2.0, beam: str | None = None) ->
                                   str(Path(tmp) / f"out{len(rows)}"), options or ""],
                                  capture_output=True, text=True, env=env)
             if out.returncode != 0:
+                # internal: the bench's own child failed; its stderr is the report
                 raise RuntimeError(f"{name}: {out.stderr[-2000:]}")
             videos, frames, wall, cpu = out.stdout.split()[-4:]
             videos, frames, wall, cpu = int(videos), int(frames), float(wall), float(cpu)

@@ -192,7 +192,7 @@ class DetectionDataset:
                         frame, track, cls = row[0].strip(), int(row[1]), row[2].strip()
                         box = [float(v) for v in row[3:7]]
                         if len(row) != 7 or box[2] < box[0] or box[3] < box[1]:
-                            raise ValueError("expected 7 fields and x2 >= x1, y2 >= y1")
+                            raise ValueError("expected 7 fields and x2 >= x1, y2 >= y1")  # internal: skipped below
                     except (ValueError, IndexError) as e:
                         self.skipped.append({"path": f"{path}:{n}", "reason": f"bad row {row}: "
                                              f"{e}"})

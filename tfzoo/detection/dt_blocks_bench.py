@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from tfzoo.errors import TfzooError
 
 
 def _time(fn, *args, repeats: int = 5) -> tuple[float, float]:
@@ -312,7 +313,7 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600
     from tfzoo.models.dt import TRACK_MAPS
 
     if frames < 2:
-        raise ValueError(f"frames={frames}: the pipeline bench needs at least one pair")
+        raise TfzooError(f"frames={frames}: the pipeline bench needs at least one pair")
     model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
     video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])

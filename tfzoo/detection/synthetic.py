@@ -39,6 +39,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
+from tfzoo.errors import TfzooError
 
 CLASSES = ("disc", "square", "triangle", "cross")
 WNIDS = tuple(f"synthetic_{c}" for c in CLASSES)
@@ -69,7 +70,7 @@ class SyntheticDetectionConfig:
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant={self.variant!r}; expected one of {list(VARIANTS)}")
+            raise TfzooError(f"variant={self.variant!r}; expected one of {list(VARIANTS)}")
 
 
 def _texture(kind: int, yy, xx, period: float, phase: float):

@@ -21,9 +21,10 @@ from tfzoo.detection.proposals import propose
 from tfzoo.detection.source import resize_for_detection
 from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
 from tfzoo.detection.tracking import smooth_l1
+from tfzoo.errors import TfzooError
 from tfzoo.layers.roi_pooling import PSRoIPooling
-from tfzoo.models.base import VideoModel
 from tfzoo.models._registry import register_model
+from tfzoo.models.base import VideoModel
 
 STRIDE = 16  # conv4 and the dilated conv5 (thesis §8.5.1)
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")  # layer-name prefixes of the backbone
@@ -39,7 +40,7 @@ def check_box_normalisation(means, stds) -> None:
     except (TypeError, ValueError):
         m = s = []
     if len(m) != 4 or len(s) != 4 or not all(math.isfinite(v) for v in m + s) or min(s) <= 0:
-        raise ValueError(f"box_means={means!r}, box_stds={stds!r}: expected 4 finite numbers "
+        raise TfzooError(f"box_means={means!r}, box_stds={stds!r}: expected 4 finite numbers "
                          "each, the stds > 0")
 
 
@@ -152,11 +153,11 @@ class RFCN(VideoModel):
     ):
         config = self.capture(locals())
         if num_classes < 1:
-            raise ValueError(f"num_classes={num_classes}; expected at least 1 object class")
+            raise TfzooError(f"num_classes={num_classes}; expected at least 1 object class")
         check_box_normalisation(box_means, box_stds)
         unknown = sorted(set(frozen_stages) - set(STAGES))
         if isinstance(frozen_stages, str) or unknown:
-            raise ValueError(f"frozen_stages={frozen_stages!r}: expected a list of backbone "
+            raise TfzooError(f"frozen_stages={frozen_stages!r}: expected a list of backbone "
                              f"stages among {list(STAGES)}")
         num_anchors = len(anchor_scales) * len(anchor_ratios)
         norm = functools.partial(batch_norm, momentum=bn_momentum)

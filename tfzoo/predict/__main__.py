@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from absl import app, flags
+from tfzoo.prediction import PredictError
 
 FLAGS = flags.FLAGS
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -181,9 +182,9 @@ def list_videos(spec) -> list[tuple[str, str]]:
         root = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths])) if paths else spec
         paths = [p.resolve() for p in paths]
     else:
-        raise ValueError(f"--videos={str(spec)!r} is neither a folder nor a text file of paths")
+        raise PredictError(f"--videos={str(spec)!r} is neither a folder nor a text file of paths")
     if not paths:
-        raise ValueError(f"--videos={str(spec)!r}: no videos (extensions {VIDEO_EXTENSIONS})")
+        raise PredictError(f"--videos={str(spec)!r}: no videos (extensions {VIDEO_EXTENSIONS})")
     out, seen = [], set()
     for p in paths:
         key = str(p.relative_to(root).with_suffix("")).replace(os.sep, "__")

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import keras
 
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
 
@@ -112,7 +113,7 @@ _TASKS: dict[str, Task] = {}
 def register_task(task: Task) -> Task:
     """Makes `task` available as `get_task(task.name)`."""
     if not task.name or task.name in _TASKS:
-        raise ValueError(f"task name {task.name!r} is empty or already registered")
+        raise TfzooError(f"task name {task.name!r} is empty or already registered")
     _TASKS[task.name] = task
     return task
 

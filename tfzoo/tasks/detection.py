@@ -50,13 +50,13 @@ class DetectionTask(Task):
         out = model.output
         if not isinstance(out, dict) or sorted(out) != sorted(OUTPUTS):
             keys = sorted(out) if isinstance(out, dict) else type(out).__name__
-            raise ValueError(f"{model.name} outputs {keys}; a detector returns the dict "
+            raise TfzooError(f"{model.name} outputs {keys}; a detector returns the dict "
                              f"{list(OUTPUTS)}")
         bad = {k: v.dtype for k, v in out.items() if v.dtype != "float32"}
         if bad:
-            raise ValueError(f"{model.name} outputs {bad} are not float32")
+            raise TfzooError(f"{model.name} outputs {bad} are not float32")
         if not hasattr(model, "detect"):
-            raise ValueError(f"{model.name} has no detect(); see tfzoo.models.rfcn.RFCN")
+            raise TfzooError(f"{model.name} has no detect(); see tfzoo.models.rfcn.RFCN")
 
     # -- training -----------------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class DetectionTask(Task):
     def test_score(self, outputs):
         """A detector's test-time prediction is `RFCN.detect`'s dict; returned as is."""
         if not isinstance(outputs, dict) or "boxes" not in outputs:
-            raise ValueError("a detector's test-time prediction is RFCN.detect's dict "
+            raise TfzooError("a detector's test-time prediction is RFCN.detect's dict "
                              "(boxes, scores, classes, num_detections)")
         return outputs
 
@@ -203,7 +203,7 @@ class DetectionTask(Task):
 
     def check_export(self, model, class_names: Sequence[str], top_k: int) -> None:
         if len(class_names) != model.num_classes:
-            raise ValueError(f"RunInfo.class_names has {len(class_names)} names but the detector "
+            raise TfzooError(f"RunInfo.class_names has {len(class_names)} names but the detector "
                              f"has {model.num_classes} classes; they must match")
 
     def export_outputs(self, outputs, *, class_names, top_k: int) -> dict:
@@ -391,7 +391,7 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
     from tfzoo.detection import evaluate_vid, evaluation_rows, link_video, track_consistency
 
     if not strides or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in strides):
-        raise ValueError(f"strides={strides!r}: expected positive integers, e.g. (1, 10)")
+        raise TfzooError(f"strides={strides!r}: expected positive integers, e.g. (1, 10)")
     names = list(class_names)
     detector = as_detector(model, names)
     rows = {(tau, mode): [] for tau in strides for mode in ("offline", "online", "unlinked")}

@@ -14,6 +14,7 @@ import sys
 import time
 
 from absl import app, flags
+from tfzoo.errors import TfzooError
 
 VARIANTS = {
     "paper": {},
@@ -60,12 +61,12 @@ def parse_units(spec: str) -> list[int] | slice:
             return slice(*parts)
         return [int(u) for u in spec.split(",")]
     except ValueError:
-        raise ValueError(f"--units={spec!r}; expected 'a:b', 'a:b:step' or 'i,j,k'") from None
+        raise TfzooError(f"--units={spec!r}; expected 'a:b', 'a:b:step' or 'i,j,k'") from None
 
 
 def _load(model_dir, model_name):
     if bool(model_dir) == bool(model_name):
-        raise ValueError("pass exactly one of --model_dir=DIR or --model=NAME")
+        raise TfzooError("pass exactly one of --model_dir=DIR or --model=NAME")
     if model_dir:
         from tfzoo.rundir import load_model
 
@@ -86,7 +87,7 @@ def _validation_data(model_dir, info):
     splits = list(source.info.num_videos)
     split = next((s for s in ("val", "validation", "test") if s in splits), None)
     if split is None:
-        raise ValueError(f"{model_dir}: the data has splits {splits} and none of 'val', "
+        raise TfzooError(f"{model_dir}: the data has splits {splits} and none of 'val', "
                          f"'validation', 'test' for a_hat; pass --a_hat=none")
     ds = source.dataset(split, training=False, spec=clip_spec(config), seed=config.seed)
     return ds.batch(config.batch_size), split
@@ -154,10 +155,10 @@ def main(argv):
         print_layers(model, clip[0])
         return 0
     if not F.layer:
-        raise ValueError("--layer is required (see --list_layers)")
+        raise TfzooError("--layer is required (see --list_layers)")
     for v in F.variants:
         if v not in VARIANTS:
-            raise ValueError(f"unknown variant {v!r}; expected one of {sorted(VARIANTS)}")
+            raise TfzooError(f"unknown variant {v!r}; expected one of {sorted(VARIANTS)}")
     geo = vis.layer_geometry(model, F.layer, frames=clip[0])
     units = parse_units(F.units)
     units = list(range(*units.indices(geo.channels))) if isinstance(units, slice) else units
@@ -166,7 +167,7 @@ def main(argv):
     a_hat, a_hat_split = None, None
     if F.a_hat == "validation":
         if info is None:
-            raise ValueError("--a_hat=validation needs --model_dir (a trained run); "
+            raise TfzooError("--a_hat=validation needs --model_dir (a trained run); "
                              "pass --a_hat=none")
         from pathlib import Path
 

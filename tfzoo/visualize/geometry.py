@@ -17,6 +17,7 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
+from tfzoo.errors import TfzooError
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 MAX_PROBE = 512  # px; a receptive field larger than this is reported as "at least" this
@@ -60,7 +61,7 @@ def input_specs(model) -> list[tuple[str, int]]:
     for t in model.inputs:
         c = t.shape[-1]
         if len(t.shape) != 5 or c is None:
-            raise ValueError(
+            raise TfzooError(
                 f"input {t.name!r} of {model.name!r} has shape {tuple(t.shape)}; the visualiser "
                 f"needs video inputs (B, T, H, W, C) with a known channel count")
         specs.append((t.name.split(":")[0], int(c)))
@@ -78,7 +79,7 @@ def resolve(model, name: str):
         pass
     known = list(endpoints.keys()) if endpoints else []
     sample = known or [l.name for l in model.layers][-8:]
-    raise ValueError(f"{name!r} is neither an endpoint nor a layer of {model.name!r}; "
+    raise TfzooError(f"{name!r} is neither an endpoint nor a layer of {model.name!r}; "
                      f"expected one of e.g. {sample} (`python -m tfzoo.visualize --list_layers`)")
 
 
@@ -88,7 +89,7 @@ def feature_model(model, layer):
 
     out = layer.output
     if isinstance(out, (list, tuple, dict)):
-        raise ValueError(f"layer {layer.name!r} has several outputs; choose a single-output layer")
+        raise TfzooError(f"layer {layer.name!r} has several outputs; choose a single-output layer")
     return keras.Model(model.inputs, out, name=f"{model.name}_to_{layer.name}")
 
 

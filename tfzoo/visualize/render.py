@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfzoo.errors import TfzooError
 from tfzoo.flow.encoding import flow_to_color, flow_to_uvm
 from tfzoo.utils import check_choice
 
@@ -27,7 +28,7 @@ def appearance_frames(rgb) -> np.ndarray:
     """(T, H, W, 3) raw RGB -> uint8 frames, one min-max over the whole sequence."""
     rgb = np.asarray(rgb, np.float32)
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
-        raise ValueError(f"appearance: got shape {rgb.shape}; expected (T, H, W, 3)")
+        raise TfzooError(f"appearance: got shape {rgb.shape}; expected (T, H, W, 3)")
     return _minmax(rgb)
 
 
@@ -36,7 +37,7 @@ def flow_sequence(flow) -> np.ndarray:
     time order."""
     flow = np.asarray(flow, np.float32)
     if flow.ndim != 4 or flow.shape[-1] % 2:
-        raise ValueError(f"motion: got shape {flow.shape}; expected (T, H, W, 2L) with channels "
+        raise TfzooError(f"motion: got shape {flow.shape}; expected (T, H, W, 2L) with channels "
                          f"u1, v1, u2, v2, ...")
     t, h, w, c = flow.shape
     return flow.reshape(t, h, w, c // 2, 2).transpose(0, 3, 1, 2, 4).reshape(-1, h, w, 2)
