@@ -23,8 +23,7 @@ import sys
 
 import numpy as np
 
-from tfzoo.detection.detector import DetectError
-from tfzoo.errors import TfzooError
+from tfzoo.errors import DetectError, TfzooError
 
 
 # The runtime detector's names, also offered here; loaded on first use (they bring TensorFlow),

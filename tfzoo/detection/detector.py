@@ -9,12 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from tfzoo.detection.boxes import decode_boxes
-from tfzoo.errors import TfzooError
+from tfzoo.errors import DetectError, TfzooError
 from tfzoo.runnable import RunnableError, load_runnable
-
-
-class DetectError(TfzooError):
-    """A model that does not offer the D&T detection contract."""
 
 
 def _frame_detections(boxes, scores, classes, num):
