@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
+import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tfzoo.errors import DataError
@@ -46,6 +47,7 @@ def constant_tensor_proto(shape: Sequence[int], dtype: str, value: float) -> ten
 
 def have_serving_api() -> bool:
     try:
+        # deferred: optional TF Serving's protos (the serving extra)
         import tensorflow_serving.apis.prediction_log_pb2  # noqa: F401
     except ImportError:
         return False
@@ -63,6 +65,7 @@ def prediction_log_bytes(
     if use_serving_api is None:
         use_serving_api = have_serving_api()
     if use_serving_api:
+        # deferred: optional TF Serving's protos (the serving extra)
         from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
         request = predict_pb2.PredictRequest()
@@ -168,8 +171,6 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
 
 def write_warmup_file(saved_model_dir: str | os.PathLike, records: Sequence[bytes]) -> str:
     """Writes `records` to SAVED_MODEL_DIR/assets.extra/tf_serving_warmup_requests."""
-    import tensorflow as tf
-
     directory = os.path.join(os.fspath(saved_model_dir), WARMUP_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, WARMUP_FILE)
@@ -181,8 +182,6 @@ def write_warmup_file(saved_model_dir: str | os.PathLike, records: Sequence[byte
 
 def read_warmup_file(saved_model_dir: str | os.PathLike):
     """Decoded warmup requests of a SavedModel directory: [(name, signature, inputs)]."""
-    import tensorflow as tf
-
     path = os.path.join(os.fspath(saved_model_dir), WARMUP_DIR, WARMUP_FILE)
     if not os.path.exists(path):
         return []

@@ -20,7 +20,7 @@ DEFAULT_SHORT_SIDE = 256  # the papers rescale so the smallest side is 256 (thes
 
 def _av():
     try:
-        import av
+        import av  # deferred: a missing PyAV becomes a DataError on first use
     except ImportError as e:  # pragma: no cover - av is a hard dependency of tfzoo.data
         raise DataError("video decoding needs PyAV: pip install av") from e
     return av
@@ -175,7 +175,7 @@ def read_video(path, *, start: int = 0, num_frames: int | None = None,
 
 def test_indices(num_video_frames, num_frames: int):
     """`num_frames` equally spaced frames covering the whole video (the test protocol)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     n = tf.cast(num_video_frames, tf.float32)
     pos = tf.linspace(0.0, n - 1.0, num_frames)

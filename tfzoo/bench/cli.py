@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
+import tfzoo
 from tfzoo.bench.models import KERAS_APPLICATIONS, KERAS_TOLERANCE, _num, bench_model, compare_keras
 from tfzoo.bench.timing import _load_average, format_machine, machine_info
 from tfzoo.errors import TfzooError, report
@@ -21,8 +22,6 @@ DISPATCH = {"--flow": "tfzoo.flow.tvl1_bench", "--data": "tfzoo.data.throughput_
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -210,7 +209,6 @@ def main(argv) -> int:
     except TfzooError as e:
         return report(e, PROG)
     models, precisions, jits, overrides = args.models, args.precisions, args.jits, args.overrides
-    import tfzoo
 
     if args.list:
         for name in tfzoo.list_models():

@@ -28,6 +28,16 @@ import sys
 import time
 from pathlib import Path
 
+from tfzoo.errors import TfzooError, report
+
+from tfzoo import config as cfglib
+
+from absl import flags
+
+from tfzoo.bench.cli import _markdown
+
+from tfzoo.bench.models import bench_model
+
 PROG = "python -m tfzoo.bench --input"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -59,9 +69,9 @@ def _time(ds, clips: int, batch: int, pids=None, warmup: int = 2) -> dict:
 
 def _floor_dataset(source, split: str, spec):
     """The same records, the same number of JPEG decodes per clip, nothing else."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.data import records
+    from tfzoo.data import records  # deferred: loads TensorFlow
 
     with_flow = "flow" in source.streams
     files = source._files(split)
@@ -92,9 +102,9 @@ def _floor_dataset(source, split: str, spec):
 
 
 def _start_service(workers: int):
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.data.service import check_workers
+    from tfzoo.data.service import check_workers  # deferred: loads TensorFlow
 
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
@@ -113,9 +123,9 @@ def _start_service(workers: int):
 
 def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
         accelerator_tflops: float, log=lambda s: None) -> dict:
-    from tfzoo.data import clip_spec
-    from tfzoo.sources import make_source
-    from tfzoo.data.service import distribute
+    from tfzoo.data import clip_spec  # deferred: loads TensorFlow
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
+    from tfzoo.data.service import distribute  # deferred: loads TensorFlow
 
     source = make_source(config)
     spec = clip_spec(config)
@@ -151,8 +161,8 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
         res["service_2_to_1"] = (res["service_2"]["clips_per_s"]
                                  / res["service_1"]["clips_per_s"])
     if model:
+        # deferred: loads TensorFlow
         import tfzoo.registry  # noqa: F401 - bench_model reads tfzoo.registry as an attribute
-        from tfzoo.bench.models import bench_model
 
         log(f"model: {config.model} training step")
         row = bench_model(config.model, frames=spec.num_frames, size=tuple(spec.image_size),
@@ -172,8 +182,6 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
 
 
 def format_report(res: dict) -> str:
-    from tfzoo.bench.cli import _markdown
-
     lines = [("pipeline", "clips", "clips/s", "CPU ms/clip", "cores busy")]
     for key, name in (("floor", "decode floor"), ("local", "local"),
                       ("service_1", "service, 1 worker"), ("service_2", "service, 2 workers")):
@@ -200,11 +208,6 @@ def format_report(res: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from absl import flags
-
-    from tfzoo import config as cfglib
-    from tfzoo.errors import TfzooError, report
-
     fv = flags.FlagValues()
     flags.DEFINE_string("config", None, "A recipe (configs/NAME.py or a path).", flag_values=fv)
     flags.DEFINE_string("data", None, "A directory prepared by tfzoo.data.prepare.",

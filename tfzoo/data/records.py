@@ -30,6 +30,7 @@ import os
 import struct
 import tempfile
 
+import google_crc32c
 import numpy as np
 import tensorflow as tf
 
@@ -51,7 +52,7 @@ def shard_name(index: int, count: int) -> str:
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     """RGB (H, W, 3) or grey (H, W) uint8 -> JPEG bytes (OpenCV's libjpeg: faster than TF's
     in worker processes; the reader decodes with tf.io.decode_jpeg)."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     img = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     # 4:4:4 chroma for frames keeps colour edges; flow planes are grey anyway
@@ -145,8 +146,6 @@ class RecordWriter:
         self.write_pieces(len(record), [record])
 
     def write_pieces(self, length: int, pieces) -> None:
-        import google_crc32c
-
         head = struct.pack("<Q", length)
         self._f.write(head + struct.pack("<I", _masked_crc(google_crc32c.value(head))))
         crc, written = google_crc32c.Checksum(), 0

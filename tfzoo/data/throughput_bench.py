@@ -14,15 +14,25 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+
+import av
+
+from tfzoo.video import DEFAULT_SHORT_SIDE
+
+from tfzoo.bench.cli import _markdown
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
 
 
 def _prepare_bench(video: Path, work: Path, copies: int) -> tuple[float, int, Path]:
-    from tfzoo.data.prepare import prepare
+    from tfzoo.data.prepare import prepare  # deferred: loads TensorFlow
 
     root = work / "folder"
     for k in range(copies):
@@ -36,7 +46,7 @@ def _prepare_bench(video: Path, work: Path, copies: int) -> tuple[float, int, Pa
 
 
 def _reader_bench(data_dir: Path, clips: int, spec) -> float:
-    from tfzoo.data.readers import RecordSource
+    from tfzoo.data.readers import RecordSource  # deferred: loads TensorFlow
 
     ds = RecordSource(data_dir, shuffle_buffer=4).dataset("all", training=True, spec=spec, seed=0)
     it = iter(ds)
@@ -49,10 +59,9 @@ def _reader_bench(data_dir: Path, clips: int, spec) -> float:
 
 
 def _model_bench(name: str, spec, batch: int, steps: int) -> float:
-    import keras
-    import numpy as np
+    import keras  # deferred: loads Keras (TensorFlow)
 
-    from tfzoo import registry
+    from tfzoo import registry  # deferred: loads TensorFlow
 
     model = registry.create_model(name, num_classes=20)
     model.compile(optimizer=keras.optimizers.SGD(1e-3),
@@ -68,8 +77,6 @@ def _model_bench(name: str, spec, batch: int, steps: int) -> float:
 
 def format_report(res: dict) -> str:
     """The --data results as the other benches print them: a table."""
-    from tfzoo.bench.cli import _markdown
-
     lines = [("stage", "what", "throughput")]
     lines.append(("prepare", f"{res['prepared_frames']} frames of {res['video']} -> "
                   f"{res['short_side']} px JPEG, no flow", f"{res['prepare_frames_per_s']:.1f} "
@@ -91,9 +98,6 @@ def format_report(res: dict) -> str:
 
 def _synthetic_video(path: Path, seconds: float, size=(240, 320), fps: int = 25) -> Path:
     """A moving textured clip (so its JPEGs are not trivially small), MPEG-4 in AVI."""
-    import av
-    import numpy as np
-
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 256, (size[0] * 2, size[1] * 2, 3), np.uint8)
     with av.open(str(path), "w") as c:
@@ -121,9 +125,6 @@ print(m["num_frames"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def memory_bench(minutes=(1, 10), work: Path | None = None) -> list[dict]:
     """Peak RSS of `prepare` (one process, no flow, no frame limit) on a 1- and a 10-minute
     320x240 video: streamed frames keep it flat (issue 24 item 4)."""
-    import subprocess
-    import sys
-
     rows = []
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         for m in minutes:
@@ -161,9 +162,6 @@ def tvl1_bench(clips: int = 4, seconds: float = 2.0, beam: str | None = None) ->
     """prepare with TV-L1 flow on `clips` UCF101-size clips (320x240, 25 fps), locally (one
     process) and, given Beam options, as a Beam pipeline; CPU of every process involved (the
     XLA compilation of each process included: a conservative per-clip figure)."""
-    import subprocess
-    import sys
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "clips"
@@ -214,8 +212,6 @@ def main(argv: list[str]) -> int:
         if a.json:
             print(json.dumps({"prepare_tvl1": rows, "datasets": DATASETS}, indent=1))
         else:
-            from tfzoo.bench.cli import _markdown
-
             lines = [("run", "clips", "frames", "wall s", "CPU s", "clips/core-hour",
                       "UCF101 core-h", "Kinetics-400 core-h")]
             lines += [(r["run"], str(r["clips"]), str(r["frames"]), f"{r['wall_s']:.0f}",
@@ -231,16 +227,13 @@ def main(argv: list[str]) -> int:
         if a.json:
             print(json.dumps({"prepare_peak_rss": rows, "ratio_10_to_1": ratio}, indent=1))
         else:
-            from tfzoo.bench.cli import _markdown
-
             lines = [("video", "frames", "file MB", "prepare peak RSS MB")]
             lines += [(f"{r['minutes']} min 320x240", str(r["frames"]), f"{r['video_mb']:.1f}",
                        f"{r['peak_rss_mb']:.0f}") for r in rows]
             print("Peak RSS of prepare (one process, no flow):\n" + _markdown(lines)
                   + f"\n10 min / 1 min: {ratio:.3f} (goal: within 10%)")
         return 0
-    from tfzoo.data.base import ClipSpec
-    from tfzoo.video import DEFAULT_SHORT_SIDE
+    from tfzoo.data.base import ClipSpec  # deferred: loads TensorFlow
 
     spec = ClipSpec()  # T-ResNet: 16 frames, tau in [5, 15], 224x224, jitter crop, flip
     cores = os.cpu_count()

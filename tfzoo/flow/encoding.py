@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
 from tfzoo.errors import TfzooError
+from tfzoo.video import VideoWriter
 
 DEFAULT_BOUND = 20.0
 
@@ -116,8 +118,6 @@ def render_flow(flows, mode: str = "wheel", max_flow: float | None = None) -> np
 def write_flow_video(path, flows, mode: str = "wheel", fps: float = 25.0,
                      max_flow: float | None = None) -> None:
     """Writes a (T, H, W, 2) flow sequence as an H.264 video (one normalisation for all T)."""
-    from tfzoo.video import VideoWriter
-
     flows = _check_flow(flows, "flows")
     if flows.ndim != 4:
         raise TfzooError(f"flows: got shape {flows.shape}; expected (T, H, W, 2)")

@@ -22,14 +22,13 @@ from absl import app, flags
 
 from tfzoo.errors import TfzooError, report
 from tfzoo.utils import check_choice, parse_flags
+from tfzoo.video import read_video
 
 BIKES = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
 CASES = ("translate_sub", "translate", "rotate", "zoom", "nonrigid")
 
 
 def read_frames(path=BIKES, start: int = 0, count: int = 2) -> np.ndarray:
-    from tfzoo.video import read_video
-
     return read_video(path, start=start, num_frames=count, short_side=None)
 
 
@@ -65,7 +64,7 @@ def synthetic_pair(image: np.ndarray, case: str, h: int, w: int, blur: float = 1
     slightly blurred) frame, I0 samples the frame at x + flow(x) (bicubic), so the true flow from I0 to
     I1 is `flow`. `mask` marks pixels whose target stays 3 px inside I1 and 4 px from I0's
     border: TV-L1 cannot know the flow of content that leaves the image."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     # Scale the frame so that the crop shows most of the scene (a small crop of the full-size
     # frame would be a patch of road or sky, where no method can recover the motion).
@@ -93,9 +92,9 @@ def epe(flow, gt, mask=None) -> float:
 def opencv_tvl1(i0, i1, iterations=50, warps=5, max_scales=5, zfactor=0.5, tau=0.25,
                 lbda=0.15, theta=0.3, **_ignored):
     """OpenCV's Dual TV-L1 with tfzoo's parameters (same grey conversion, same depth)."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
-    from tfzoo.flow.solver import num_scales
+    from tfzoo.flow.solver import num_scales  # deferred: loads TensorFlow
 
     h, w = i0.shape[:2]
     # Float input in [0, 1]: OpenCV scales it by 255, so both see unquantised grey.
@@ -115,17 +114,17 @@ CONFIGS = ("default", "opencv")
 
 
 def _config(name: str) -> dict:
-    from tfzoo.flow.solver import OPENCV
+    from tfzoo.flow.solver import OPENCV  # deferred: loads TensorFlow
 
     return {"default": {}, "opencv": dict(OPENCV)}[name]
 
 
 def accuracy_table(size=(256, 340), params=None, frame_index=10, real_pairs=5) -> list[dict]:
     """EPE on the synthetic cases and agreement with OpenCV on real pairs, per configuration."""
-    import cv2
-    import tensorflow as tf
+    import cv2  # deferred: optional OpenCV (the test extra)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.flow.solver import _compiled_solver
+    from tfzoo.flow.solver import _compiled_solver  # deferred: loads TensorFlow
 
     params = dict(params or dict(iterations=50, warps=5, max_scales=5))
     h, w = size
@@ -168,10 +167,10 @@ def speed_table(sizes, params, repeats=3, batch=4) -> list[dict]:
     """ms per frame pair: OpenCV, and tfzoo with OpenCV's settings (the same computation, so
     equal accuracy) with XLA for 1 and `batch` pairs per call, and without XLA; and tfzoo's
     defaults with XLA."""
-    import cv2
-    import tensorflow as tf
+    import cv2  # deferred: optional OpenCV (the test extra)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.flow.solver import TVL1, to_grey
+    from tfzoo.flow.solver import TVL1, to_grey  # deferred: loads TensorFlow
 
     rows = []
     raw = read_frames(start=10, count=batch + 1)
@@ -240,7 +239,7 @@ def main(argv) -> int:
     both = not (args.accuracy or args.speed)
     params = dict(iterations=args.iterations, warps=args.warps, max_scales=args.max_scales,
                   interpolation=args.interpolation)
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     print(f"# params {params}; OpenCV {cv2.__version__} threads={cv2.getNumThreads()}; "
           f"CPU cores visible: {os.cpu_count()}")

@@ -29,7 +29,7 @@ class VideoModel(keras.Model):
     def __init__(self, inputs, outputs, *, config: dict, endpoints: dict | None = None, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._tfzoo_config = dict(config)
-        from tfzoo.models.features import make_endpoints
+        from tfzoo.models.features import make_endpoints  # deferred: loads TensorFlow
 
         # A tuple, not a dict: Keras would wrap a dict attribute in its tracking structures.
         self._endpoints = tuple(make_endpoints(self, endpoints or {}).values())

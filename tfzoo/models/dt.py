@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from keras.src.losses.loss import unscale_loss_for_distribution
 
+from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.detection.boxes import BOX_STDS, decode_boxes
 from tfzoo.detection.tracking import (
     TRACK_STDS, RoITracking, tracking_loss, tracking_rois, tracking_targets)
-from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.errors import InputSpecError, TfzooError
 from tfzoo.models._registry import register_model
+from tfzoo.models.base import _multi_worker_logs, check_inputs
 from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
 
 DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms",
@@ -262,10 +264,6 @@ class DetectTrack(RFCN):
         2B frames and the tracking term on the pairs, both from one forward pass (training
         mode) of the 2B frames; the logs add `tracking_loss`, the tracking term's running
         mean. Single frames (B, H, W, 3) train the detection terms only, as an `RFCN`."""
-        from keras.src.losses.loss import unscale_loss_for_distribution
-
-        from tfzoo.models.base import _multi_worker_logs, check_inputs
-
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if x.shape.rank != 5:
             return super().train_step(data)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import keras
 
+from tfzoo.backbones.transplant import TransplantError, transplant_vgg16, vgg16_source
 from tfzoo.backbones.vgg import ARCHS, TEMPORAL_POOLS, VGGTower, endpoint_index
+from tfzoo.errors import TfzooError
 from tfzoo.layers.fusion import (
     AlignSpatial,
     BilinearFusion,
@@ -30,7 +32,6 @@ from tfzoo.layers.fusion import (
     FUSION_METHODS,
     SpatialFusion,
 )
-from tfzoo.errors import TfzooError
 from tfzoo.layers.pooling import GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.models._registry import register_model
@@ -65,8 +66,8 @@ class _VGGTowers:
         filters averaged over colour and replicated 2L times (cross-modality initialisation,
         thesis §3.3.5). fc8 and the fusion layers keep their initialisation.
         """
+        # deferred: the tfzoo.backbones package imports tfzoo.models
         from tfzoo.backbones import matconvnet
-        from tfzoo.backbones.transplant import TransplantError, transplant_vgg16, vgg16_source
 
         if kwargs:
             raise TransplantError(f"load_pretrained: {sorted(kwargs)} are for ResNet streams; the VGG "

@@ -38,7 +38,7 @@ from tfzoo.backbones.resnet import (
     stem,
     video_input,
 )
-from tfzoo.backbones.transplant import units_per_stage
+from tfzoo.backbones.transplant import resolve_source, transplant, units_per_stage
 from tfzoo.errors import TfzooError
 from tfzoo.layers.cross_stream import CrossStreamConnection
 from tfzoo.layers.ghost_bn import GhostBatchNormalization
@@ -229,8 +229,6 @@ class TwoStreamResNet(VideoModel):
         The motion conv1 gets the RGB filters averaged over colour and replicated 2L times.
         Returns the names of the layers set.
         """
-        from tfzoo.backbones.transplant import resolve_source, transplant
-
         init = temporal_init or (
             self._tfzoo_config.get("temporal_init")
             if self._tfzoo_config.get("temporal_init") in ("avg", "center")

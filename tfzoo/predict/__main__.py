@@ -21,8 +21,13 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
-from tfzoo.prediction import PredictError
+
+from tfzoo.config import ConfigError
+from tfzoo.errors import DataError
+from tfzoo.prediction import PredictError, Predictor, _softmax, predict_video
+from tfzoo.rundir import RunDirError, atomic_write_text, read_run_info
 
 FLAGS = flags.FLAGS
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -75,10 +80,6 @@ def result_json(result: dict) -> str:
 
 def windows_csv(result: dict) -> str:
     """One row per window: times, top class, then every class's probability."""
-    import numpy as np
-
-    from tfzoo.prediction import _softmax
-
     out = io.StringIO()
     w = csv.writer(out)
     classes = result["classes"]
@@ -97,8 +98,6 @@ def _fmt(t):
 
 def write_npy(path, array) -> None:
     """np.save via a temporary file and a rename (readers never see half a file)."""
-    import numpy as np
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npy")
@@ -109,16 +108,13 @@ def write_npy(path, array) -> None:
 def plot_timeline(result: dict, path, top: int = 5) -> None:
     """Probabilities of the video's `top` classes along the windows' centre times."""
     try:
-        import matplotlib
+        import matplotlib  # deferred: optional matplotlib (the plot extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # deferred: optional matplotlib (the plot extra)
     except ImportError:
         raise SystemExit("error: --plot needs matplotlib: pip install matplotlib "
                          "(or pip install 'tfzoo[plot]')") from None
-    import numpy as np
-
-    from tfzoo.prediction import _softmax
 
     wins = result["windows"]
     timed = all(w["start"] is not None for w in wins)
@@ -217,10 +213,6 @@ def run_folder(predictor, videos, output_dir, *, sampling: dict, top_k: int, bat
 
     Returns {"done": n, "skipped": n, "failed": [(path, reason)]}.
     """
-    from tfzoo.errors import DataError
-    from tfzoo.prediction import predict_video
-    from tfzoo.rundir import atomic_write_text
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     items = list_videos(videos)
@@ -297,10 +289,6 @@ def main(argv):
                       "in the graph")
     if FLAGS.features and (FLAGS.csv or FLAGS.plot):
         return _error("--features writes features instead of scores: no --csv or --plot")
-    from tfzoo.config import ConfigError
-    from tfzoo.errors import DataError
-    from tfzoo.prediction import Predictor, PredictError, predict_video
-    from tfzoo.rundir import RunDirError, atomic_write_text, read_run_info
 
     sampling = dict(window=FLAGS.window, stride=FLAGS.stride, frame_step=FLAGS.frame_step,
                     short_side=FLAGS.short_side, train_fps=FLAGS.train_fps)

@@ -83,7 +83,7 @@ class Task(abc.ABC):
     def synthetic_targets(self, model: keras.Model, inputs) -> Any:
         """Valid training targets for a batch of random `inputs` (benchmarks time a training
         step with them): class 0 for every example."""
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
         first = inputs if not isinstance(inputs, dict) else next(iter(inputs.values()))
         return tf.zeros(tf.shape(first)[:1], tf.int32)

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.data import clip_spec
+from tfzoo.data.augment import flip_flow
 from tfzoo.errors import TfzooError
 from tfzoo.models.heads import PerChunkCrossEntropy
 from tfzoo.protocols import protocol_of, protocol_views
@@ -25,8 +27,6 @@ CHUNKS = "_chunks"  # "<stream>_chunks": (B, T, C) per-chunk logits that carry t
 
 def _flip_views(x):
     # A horizontal flip negates every horizontal flow component (u), see tfzoo.data.augment.
-    from tfzoo.data.augment import flip_flow
-
     if isinstance(x, dict):
         return {k: (flip_flow(v) if k == "flow" else tf.reverse(v, axis=[-2])) for k, v in x.items()}
     return tf.reverse(x, axis=[-2])
@@ -239,8 +239,6 @@ class ClassificationTask(Task):
     def evaluate(self, model, source, split, config, *, flip: bool) -> dict:
         """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix with the
         run's test protocol (`tfzoo.protocols`): its clips, crops and flips, scores averaged."""
-        from tfzoo.data import clip_spec
-
         test = protocol_of(config)
         spec = clip_spec(config)
         ds = source.dataset(split, training=False, spec=spec, seed=config.seed)

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 from absl import app, flags
+from tqdm import tqdm
+
+import tfzoo
+from tfzoo import config as cfglib
 from tfzoo.errors import TfzooError
+from tfzoo.rundir import load_model
 
 VARIANTS = {
     "paper": {},
@@ -68,18 +75,14 @@ def _load(model_dir, model_name):
     if bool(model_dir) == bool(model_name):
         raise TfzooError("pass exactly one of --model_dir=DIR or --model=NAME")
     if model_dir:
-        from tfzoo.rundir import load_model
-
         return load_model(model_dir)
-    import tfzoo
 
     return tfzoo.create_model(model_name), None
 
 
 def _validation_data(model_dir, info):
-    from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec
-    from tfzoo.sources import make_source
+    from tfzoo.data import clip_spec  # deferred: loads TensorFlow
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
 
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
@@ -97,9 +100,7 @@ def run_stats(normalized, units, activation, a_hat) -> dict:
     """What a setting changed, on the normalised inputs (RGB - 127.5, flow code units):
     squared spatial / temporal forward differences per value, the activation relative to
     a_hat, and the mean correlation between copies of the same unit (for --copies > 1)."""
-    import numpy as np
-
-    from tfzoo.visualize.regularizers import total_variation
+    from tfzoo.visualize.regularizers import total_variation  # deferred: loads TensorFlow
 
     z = {k: np.asarray(v, np.float64) for k, v in normalized.items()}
     size = sum(v[0].size for v in z.values())
@@ -118,7 +119,7 @@ def run_stats(normalized, units, activation, a_hat) -> dict:
 
 
 def print_layers(model, frames) -> None:
-    from tfzoo.visualize.geometry import list_layers
+    from tfzoo.visualize.geometry import list_layers  # deferred: loads TensorFlow
 
     geos = list_layers(model, frames=frames)
     print(f"{'name':40s} {'layer':34s} {'stride':>6s} {'receptive field':>16s} {'frames':>6s} "
@@ -138,11 +139,9 @@ def print_layers(model, frames) -> None:
 def main(argv):
     del argv
     F = flags.FLAGS
-    import numpy as np
-    from tqdm import tqdm
 
-    import tfzoo.visualize as vis
-    from tfzoo.visualize.render import write_gallery
+    import tfzoo.visualize as vis  # deferred: loads TensorFlow
+    from tfzoo.visualize.render import write_gallery  # deferred: loads TensorFlow
 
     model, info = _load(F.model_dir, F.model)
     if F.clip_shape:
@@ -169,7 +168,6 @@ def main(argv):
         if info is None:
             raise TfzooError("--a_hat=validation needs --model_dir (a trained run); "
                              "pass --a_hat=none")
-        from pathlib import Path
 
         ds, a_hat_split = _validation_data(F.model_dir, info)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in F.layer)

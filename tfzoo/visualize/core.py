@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+from tfzoo.rundir import atomic_write_text
 from tfzoo.utils import check_choice
 from tfzoo.visualize import regularizers as R
 from tfzoo.visualize.geometry import (feature_model, fixed_size, input_specs, layer_geometry,
                                       resolve)
-from tfzoo.errors import TfzooError
 
 PARAMETRIZATIONS = ("pixel", "fourier")
 UNIT_LOCATIONS = ("sum", "center")
@@ -413,8 +414,6 @@ def max_activations(model, layer, dataset, *, cache: str | Path | None = None,
     >>> max_activations(m, "c", [np.ones((1, 2, 4, 4, 3), "float32")]).shape
     (2,)
     """
-    from tfzoo.rundir import atomic_write_text
-
     keras_layer, _ = resolve(model, layer)
     if cache is not None and Path(cache).exists():
         data = json.loads(Path(cache).read_text())

@@ -17,6 +17,7 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
+
 from tfzoo.errors import TfzooError
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -85,7 +86,7 @@ def resolve(model, name: str):
 
 def feature_model(model, layer):
     """A model from all of `model`'s inputs to `layer`'s output (one tensor)."""
-    import keras
+    import keras  # deferred: loads Keras (TensorFlow)
 
     out = layer.output
     if isinstance(out, (list, tuple, dict)):

@@ -10,10 +10,13 @@ each batch size in the same process and reports seconds per step and units per m
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from absl import app, flags
+
+import tfzoo
 
 
 def define_flags():
@@ -26,8 +29,8 @@ def define_flags():
 
 
 def bench(model, layer, clip, batches, steps, per_unit_steps):
-    import tfzoo.visualize as vis
-    from tfzoo.visualize import geometry
+    import tfzoo.visualize as vis  # deferred: loads TensorFlow
+    from tfzoo.visualize import geometry  # deferred: loads TensorFlow
 
     # The receptive-field probe is not what is measured: keep it small.
     geometry.MAX_PROBE = 128
@@ -47,9 +50,6 @@ def bench(model, layer, clip, batches, steps, per_unit_steps):
 def main(argv):
     del argv
     F = flags.FLAGS
-    import os
-
-    import tfzoo
 
     model = tfzoo.create_model(F.model)
     clip = tuple(int(v) for v in F.clip_shape.split(","))
