@@ -17,10 +17,8 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from tfzoo.rundir import load_model
-
 from tfzoo import config as cfglib, train
-
+from tfzoo.rundir import load_model
 from tfzoo.video import read_video, test_indices
 
 FLAGS = flags.FLAGS

@@ -22,8 +22,8 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 from absl import flags
+from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from tfzoo.errors import DetectError, TfzooError, report

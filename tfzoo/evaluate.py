@@ -35,19 +35,13 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from tfzoo.errors import TfzooError, report
-
-from tfzoo.config import ConfigError
-
-from tfzoo.recipes import dataset_splits
-
-from tfzoo.utils import check_choice
-
-from tfzoo.rundir import atomic_write_text, load_model, read_run_info
-
-from tfzoo.protocols import protocol_of
-
 from tfzoo import config as cfglib
+from tfzoo.config import ConfigError
+from tfzoo.errors import TfzooError, report
+from tfzoo.protocols import protocol_of
+from tfzoo.recipes import dataset_splits
+from tfzoo.rundir import atomic_write_text, load_model, read_run_info
+from tfzoo.utils import check_choice
 
 FLAGS = flags.FLAGS
 

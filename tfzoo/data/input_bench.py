@@ -28,15 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-from tfzoo.errors import TfzooError, report
-
-from tfzoo import config as cfglib
-
 from absl import flags
 
+from tfzoo import config as cfglib
 from tfzoo.bench.cli import _markdown
-
 from tfzoo.bench.models import bench_model
+from tfzoo.errors import TfzooError, report
 
 PROG = "python -m tfzoo.bench --input"
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -20,13 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 
-import av
-
-from tfzoo.video import DEFAULT_SHORT_SIDE
-
 from tfzoo.bench.cli import _markdown
+from tfzoo.video import DEFAULT_SHORT_SIDE
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
 
