@@ -10,20 +10,18 @@ A finished step is not redone when the demo is run again (a killed training resu
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags, logging
 
 from tfzoo import config as cfglib, train
+from tfzoo.assets import SAMPLE_VIDEO
 from tfzoo.rundir import load_model
 from tfzoo.video import read_video, test_indices
 
 FLAGS = flags.FLAGS
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEO = REPO / "tests" / "data" / "bikes.mp4"
+DEFAULT_VIDEO = SAMPLE_VIDEO
 
 
 def define_flags():

@@ -214,10 +214,11 @@ def main(argv) -> int:
         for name in tfzoo.list_models():
             print(name)
         return 0
+    from tfzoo.registry import get_entry  # deferred: loads TensorFlow
+
     for name in models:  # unknown names and misspelt overrides fail before any model is built
         try:
-            check_arguments(f"--override for {name!r}", tfzoo.registry.get_entry(name).builder,
-                            overrides)
+            check_arguments(f"--override for {name!r}", get_entry(name).builder, overrides)
         except TfzooError as e:
             return report(e, PROG)
 

@@ -81,7 +81,9 @@ def bench_model(
     import keras  # deferred: loads Keras (TensorFlow)
     import tensorflow as tf  # deferred: loads TensorFlow
 
-    tfzoo.registry.get_entry(name)  # a clear error before any work
+    from tfzoo.registry import get_entry  # deferred: loads TensorFlow
+
+    get_entry(name)  # a clear error before any work
     keras.backend.clear_session()
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)

@@ -15,16 +15,16 @@ import os
 import statistics
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
+from tfzoo.assets import SAMPLE_VIDEO
 from tfzoo.errors import TfzooError, report
 from tfzoo.utils import check_choice, parse_flags
 from tfzoo.video import read_video
 
-BIKES = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
+BIKES = SAMPLE_VIDEO  # real textured frames
 CASES = ("translate_sub", "translate", "rotate", "zoom", "nonrigid")
 
 
