@@ -40,7 +40,7 @@ from tfzoo.config import ConfigError
 from tfzoo.errors import TfzooError, report
 from tfzoo.protocols import protocol_of
 from tfzoo.recipes import dataset_splits
-from tfzoo.rundir import atomic_write_text, load_model, read_run_info
+from tfzoo.rundir import atomic_write_text, read_run_info
 from tfzoo.utils import check_choice
 
 FLAGS = flags.FLAGS
@@ -92,7 +92,7 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
         config = config.replace(dataset=kind, data_dir=data_dir, dataset_options=options)
     model = None
     if link_strides is not None:  # before the data: strides apply to D&T models only
-        model, info = load_model(model_dir)
+        model, info = _open_run(model_dir)
         if not hasattr(model, "detect_track"):
             raise cfglib.ConfigError(
                 f"link_strides={tuple(link_strides)}: {info.model} is not a D&T model (no "
@@ -112,7 +112,7 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
                   f"{source.info.name}'s is {split!r} (--split=NAME for another)", flush=True)
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     if model is None:
-        model, info = load_model(model_dir)
+        model, info = _open_run(model_dir)
     flip = protocol_of(config).flip if flip is None else flip
     # What is measured, and how, is the model's task's (tfzoo.tasks): accuracy with the run's
     # test protocol for a classifier, VID mAP for a detector.
@@ -126,6 +126,20 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
 
 
 METRICS_FILE = "metrics.json"
+
+
+def _open_run(model_dir):
+    """(Keras model, RunInfo) of a run directory, opened as predict and detect open a model
+    (`tfzoo.runnable.load_runnable`). The task scores the Keras model itself: its test views
+    (`ClassificationTask.predict`) or its `detect`/`detect_track`, which a Runnable's
+    classifier or tracker window does not offer."""
+    from tfzoo.runnable import KerasRunnable, load_runnable  # deferred: loads TensorFlow
+
+    runnable = load_runnable(model_dir)
+    if not isinstance(runnable, KerasRunnable):
+        raise TfzooError(f"{model_dir} is a SavedModel; evaluate scores a training run's "
+                         "directory (run.json, model.keras)")
+    return runnable.model, runnable.run_info
 
 
 def read_metrics(model_dir, split: str | None = None) -> dict:
