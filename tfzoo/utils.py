@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import sys
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from absl import app
 
@@ -104,3 +104,22 @@ def varint(n: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def markdown_table(lines: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of `lines` (the header first, then the rows; cells are strings),
+    columns padded to their widest cell: what every bench prints.
+
+    >>> print(markdown_table([("model", "ms"), ("resnet50", "12.5")]))
+    | model    | ms   |
+    |----------|------|
+    | resnet50 | 12.5 |
+    """
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+
+    def row(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([row(lines[0]), sep] + [row(line) for line in lines[1:]])
+

@@ -14,7 +14,7 @@ import tfzoo
 from tfzoo.bench.models import KERAS_APPLICATIONS, KERAS_TOLERANCE, _num, bench_model, compare_keras
 from tfzoo.bench.timing import _load_average, format_machine, machine_info
 from tfzoo.errors import TfzooError, report
-from tfzoo.utils import check_arguments, parse_flags, underscore_flags
+from tfzoo.utils import check_arguments, markdown_table, parse_flags, underscore_flags
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DISPATCH = {"--flow": "tfzoo.flow.tvl1_bench", "--data": "tfzoo.data.throughput_bench",
@@ -39,7 +39,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             _num(r.get("train_ratio_to_matmul")), f"{r['matmul_gflops_per_s']:.0f}",
             _fmt(r.get("load_avg_1min"), ".1f"),
         ))
-    return _markdown(lines)
+    return markdown_table(lines)
 
 
 def format_compare(rows: Sequence[dict[str, Any]]) -> str:
@@ -52,15 +52,10 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['ours_ms_per_frame']:.1f}", f"{r['keras_ms_per_frame']:.1f}",
             f"{r['ratio']:.3f}", "yes" if r["within_tolerance"] else "NO",
         ))
-    return _markdown(lines)
+    return markdown_table(lines)
 
 
-def _markdown(lines: list[tuple[str, ...]]) -> str:
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    def row(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([row(lines[0]), sep] + [row(line) for line in lines[1:]])
+_markdown = markdown_table  # the name input_bench imports
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:

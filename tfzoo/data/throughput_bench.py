@@ -24,9 +24,8 @@ import numpy as np
 from absl import flags
 
 from tfzoo.assets import SAMPLE_VIDEO
-from tfzoo.bench.cli import _markdown
 from tfzoo.errors import TfzooError, report
-from tfzoo.utils import underscore_flags
+from tfzoo.utils import markdown_table, underscore_flags
 from tfzoo.video import DEFAULT_SHORT_SIDE
 
 PROG = "python -m tfzoo.bench --data"
@@ -89,7 +88,7 @@ def format_report(res: dict) -> str:
     if model:
         lines.append(("model", f"{model[:-len('_train_clips_per_s')]} training step, batch "
                       f"{res['batch']}", f"{res[model]:.3f} clips/s"))
-    text = f"Data throughput ({res['cores']} cores):\n" + _markdown(lines)
+    text = f"Data throughput ({res['cores']} cores):\n" + markdown_table(lines)
     if model:
         text += (f"\nreader / model: {res['reader_to_model_ratio']:.1f}x; reader cores needed "
                  f"to feed the model: {res['reader_cores_needed']:.2f}")
@@ -245,7 +244,7 @@ def main(argv: list[str]) -> int:
                        f"{r['UCF101_core_hours']:.0f}", f"{r['Kinetics-400_core_hours']:.0f}")
                       for r in rows]
             print("prepare with TV-L1, 320x240 clips stored at 256x341 (projections by frames: "
-                  "UCF101 13,320 x 180, Kinetics-400 240,000 x 275):\n" + _markdown(lines))
+                  "UCF101 13,320 x 180, Kinetics-400 240,000 x 275):\n" + markdown_table(lines))
         return 0
     if fv.memory:
         rows = memory_bench()
@@ -256,7 +255,7 @@ def main(argv: list[str]) -> int:
             lines = [("video", "frames", "file MB", "prepare peak RSS MB")]
             lines += [(f"{r['minutes']} min 320x240", str(r["frames"]), f"{r['video_mb']:.1f}",
                        f"{r['peak_rss_mb']:.0f}") for r in rows]
-            print("Peak RSS of prepare (one process, no flow):\n" + _markdown(lines)
+            print("Peak RSS of prepare (one process, no flow):\n" + markdown_table(lines)
                   + f"\n10 min / 1 min: {ratio:.3f} (goal: within 10%)")
         return 0
     from tfzoo.data.base import ClipSpec  # deferred: loads TensorFlow

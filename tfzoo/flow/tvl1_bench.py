@@ -21,7 +21,7 @@ from absl import app, flags
 
 from tfzoo.assets import SAMPLE_VIDEO
 from tfzoo.errors import TfzooError, report
-from tfzoo.utils import check_choice, parse_flags
+from tfzoo.utils import check_choice, markdown_table, parse_flags
 from tfzoo.video import read_video
 
 BIKES = SAMPLE_VIDEO  # real textured frames
@@ -246,31 +246,26 @@ def main(argv) -> int:
     if args.accuracy or both:
         rows = accuracy_table(args.accuracy_size[0], params)
         print(f"\n## Accuracy, {args.accuracy_size[0][0]}x{args.accuracy_size[0][1]}")
-        print("\n| case | max \\|gt\\| (px) | EPE tfzoo defaults (px) | EPE tfzoo, OpenCV "
-              "settings (px) | EPE OpenCV (px) | defaults / OpenCV |")
-        print("|---|---|---|---|---|---|")
-        for r in rows:
-            if "epe" in r:
-                e = r["epe"]
-                print(f"| {r['case']} | {r['max_gt']:.2f} | {e['default']:.3f} | "
-                      f"{e['opencv']:.3f} | {r['epe_opencv']:.3f} | "
-                      f"{e['default'] / max(r['epe_opencv'], 1e-9):.2f} |")
-        print("\n| real pair | mean \\|flow\\| OpenCV (px) | mean EP difference, OpenCV "
-              "settings (px) | relative | mean EP difference, defaults (px) | relative |")
-        print("|---|---|---|---|---|---|")
-        for r in rows:
-            if "diff" in r:
-                d = r["diff"]
-                print(f"| {r['case']} | {r['mag']:.3f} | {d['opencv']:.3f} | "
-                      f"{d['opencv'] / r['mag']:.1%} | {d['default']:.3f} | "
-                      f"{d['default'] / r['mag']:.1%} |")
+        lines = [("case", "max \\|gt\\| (px)", "EPE tfzoo defaults (px)",
+                  "EPE tfzoo, OpenCV settings (px)", "EPE OpenCV (px)", "defaults / OpenCV")]
+        lines += [(r["case"], f"{r['max_gt']:.2f}", f"{r['epe']['default']:.3f}",
+                   f"{r['epe']['opencv']:.3f}", f"{r['epe_opencv']:.3f}",
+                   f"{r['epe']['default'] / max(r['epe_opencv'], 1e-9):.2f}")
+                  for r in rows if "epe" in r]
+        print("\n" + markdown_table(lines))
+        lines = [("real pair", "mean \\|flow\\| OpenCV (px)",
+                  "mean EP difference, OpenCV settings (px)", "relative",
+                  "mean EP difference, defaults (px)", "relative")]
+        lines += [(r["case"], f"{r['mag']:.3f}", f"{r['diff']['opencv']:.3f}",
+                   f"{r['diff']['opencv'] / r['mag']:.1%}", f"{r['diff']['default']:.3f}",
+                   f"{r['diff']['default'] / r['mag']:.1%}") for r in rows if "diff" in r]
+        print("\n" + markdown_table(lines))
     if args.speed or both:
         rows = speed_table(args.sizes, params, args.repeats, args.batch)
-        print("\n| size | implementation | pairs per call | ms per pair | speed-up vs OpenCV |")
-        print("|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['size']} | {r['impl']} | {r['pairs']} | {r['ms']:.1f} | "
-                  f"{r['ratio']:.2f}x |")
+        lines = [("size", "implementation", "pairs per call", "ms per pair", "speed-up vs OpenCV")]
+        lines += [(r["size"], r["impl"], str(r["pairs"]), f"{r['ms']:.1f}", f"{r['ratio']:.2f}x")
+                  for r in rows]
+        print("\n" + markdown_table(lines))
     return 0
 
 

@@ -17,6 +17,7 @@ import time
 from absl import app, flags
 
 import tfzoo
+from tfzoo.utils import markdown_table
 
 
 def define_flags():
@@ -57,11 +58,10 @@ def main(argv):
     base = rows[0]["units_per_min"]
     print(f"{F.model} {F.layer} clip {clip}, {F.per_unit_steps} steps per visualisation, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| units per batch | s / step | units / min | vs batch " f"{rows[0]['batch']} |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['batch']} | {r['s_per_step']:.2f} | {r['units_per_min']:.3f} | "
-              f"{r['units_per_min'] / base:.2f}x |")
+    lines = [("units per batch", "s / step", "units / min", f"vs batch {rows[0]['batch']}")]
+    lines += [(str(r["batch"]), f"{r['s_per_step']:.2f}", f"{r['units_per_min']:.3f}",
+               f"{r['units_per_min'] / base:.2f}x") for r in rows]
+    print(markdown_table(lines))
     return 0
 
 
