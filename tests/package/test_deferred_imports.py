@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ast
 
-from _paths import REPO
+from _source import unmarked
 
 
-def _function_body_imports(path):
-    """(line number, statement) of every import inside a function of `path`."""
+def _function_body_imports(tree):
+    """Every import inside a function of the module `tree`."""
     found = []
 
     def visit(node, in_function):
@@ -26,25 +26,12 @@ def _function_body_imports(path):
                 found.append(child)
             visit(child, inside)
 
-    visit(ast.parse(path.read_text(), str(path)), False)
+    visit(tree, False)
     return found
 
 
-def _undeferred():
-    bad = []
-    for top in ("tfzoo", "export"):
-        for path in sorted((REPO / top).rglob("*.py")):
-            lines = path.read_text().splitlines()
-            for node in _function_body_imports(path):
-                here = lines[node.lineno - 1]
-                above = lines[node.lineno - 2].strip()
-                if "# deferred: " not in here and not above.startswith("# deferred: "):
-                    bad.append(f"{path.relative_to(REPO)}:{node.lineno}: {here.strip()}")
-    return bad
-
-
 def test_every_function_body_import_says_why_it_is_deferred():
-    bad = _undeferred()
+    bad = unmarked(_function_body_imports, "deferred: ")
     assert not bad, ("move these imports to the top of their module, or say why they wait "
                      "(`# deferred: loads TensorFlow`, ...):\n" + "\n".join(bad))
 
@@ -53,4 +40,5 @@ def test_the_walk_sees_imports_in_nested_functions(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("import os\n\n\ndef f():\n    def g():\n        import json\n"
                     "    import sys  # deferred: a reason\n")
-    assert [n.lineno for n in _function_body_imports(path)] == [6, 7]
+    tree = ast.parse(path.read_text())
+    assert [n.lineno for n in _function_body_imports(tree)] == [6, 7]
