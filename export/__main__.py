@@ -17,8 +17,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from absl import app, flags  # noqa: E402
 
-from tfzoo.errors import TfzooError, quiet_tensorflow_start_up, report
-from tfzoo.rundir import load_model, read_run_info
+from tfzoo.errors import TfzooError, quiet_tensorflow_start_up, report  # noqa: E402
+from tfzoo.rundir import load_model, read_run_info  # noqa: E402
 
 quiet_tensorflow_start_up()  # TF's C++ start-up lines before our one-line errors
 
