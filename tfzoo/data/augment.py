@@ -8,6 +8,7 @@ and flip apply to every frame of a clip (and to both streams of a two-stream sam
 from __future__ import annotations
 
 import tensorflow as tf
+from tfzoo.errors import TfzooError
 
 
 def _split(seed, n: int):
@@ -24,7 +25,7 @@ def train_indices(num_video_frames, num_frames: int, stride_range: tuple[int, in
     """
     lo, hi = stride_range
     if not 1 <= lo <= hi:
-        raise ValueError(f"stride_range must satisfy 1 <= a <= b, got {stride_range}")
+        raise TfzooError(f"stride_range must satisfy 1 <= a <= b, got {stride_range}")
     s_tau, s_start = _split(seed, 2)
     n = tf.cast(num_video_frames, tf.int32)
     hi_t, lo_t = tf.constant(hi), tf.constant(lo)

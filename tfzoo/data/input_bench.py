@@ -32,6 +32,13 @@ import sys
 import time
 from pathlib import Path
 
+from absl import flags
+
+from tfzoo import config as cfglib
+from tfzoo.bench.cli import _markdown
+from tfzoo.bench.models import bench_model
+from tfzoo.errors import TfzooError, report
+
 PROG = "python -m tfzoo.bench --input"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -83,9 +90,9 @@ def _decode_only(source):
     """The floor's per-clip function: the draws of the recipe's pipeline for this clip, then
     decoding exactly the JPEGs it decodes (the clip's frames; its distinct flow fields, u and
     v), whole, and nothing else (a sum keeps every decode live)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.data import records
+    from tfzoo.data import records  # deferred: loads TensorFlow
 
     with_flow = "flow" in source.streams
 
@@ -114,9 +121,9 @@ def _start_service(workers: int, pin: bool):
     on core i only (of the cores this process may use), standing in for a machine of its own:
     one tf.data worker is multi-threaded and alone keeps every core of a small host busy, so
     on one host a second unpinned worker adds processes, not cores."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.data.service import check_workers
+    from tfzoo.data.service import check_workers  # deferred: loads TensorFlow
 
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
@@ -139,9 +146,9 @@ def _start_service(workers: int, pin: bool):
 
 def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
         accelerator_tflops: float, pin_workers: bool = True, log=lambda s: None) -> dict:
-    from tfzoo.data import clip_spec
-    from tfzoo.sources import make_source
-    from tfzoo.data.service import distribute
+    from tfzoo.data import clip_spec  # deferred: loads TensorFlow
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
+    from tfzoo.data.service import distribute  # deferred: loads TensorFlow
 
     source = make_source(config)
     spec = clip_spec(config)
@@ -180,8 +187,8 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
         res["service_2_to_1"] = (res["service_2"]["clips_per_s"]
                                  / res["service_1"]["clips_per_s"])
     if model:
+        # deferred: loads TensorFlow
         import tfzoo.registry  # noqa: F401 - bench_model reads tfzoo.registry as an attribute
-        from tfzoo.bench.models import bench_model
 
         log(f"model: {config.model} training step")
         row = bench_model(config.model, frames=spec.num_frames, size=tuple(spec.image_size),
@@ -201,8 +208,6 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
 
 
 def format_report(res: dict) -> str:
-    from tfzoo.bench.cli import _markdown
-
     lines = [("pipeline", "clips", "clips/s", "CPU ms/clip", "cores busy")]
     for key, name in (("floor", "decode floor"), ("local", "local"),
                       ("service_1", "service, 1 worker"), ("service_2", "service, 2 workers")):
@@ -234,11 +239,6 @@ def format_report(res: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from absl import flags
-
-    from tfzoo import config as cfglib
-    from tfzoo.errors import TfzooError, report
-
     fv = flags.FlagValues()
     flags.DEFINE_string("config", None, "A recipe (configs/NAME.py or a path).", flag_values=fv)
     flags.DEFINE_string("data", None, "A directory prepared by tfzoo.data.prepare.",

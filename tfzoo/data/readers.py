@@ -23,6 +23,8 @@ so a pipeline is deterministic under its seed at any parallelism.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 from pathlib import Path
 
@@ -301,8 +303,6 @@ def keep_large_blocks() -> None:
     if _LARGE_BLOCKS_KEPT:
         return
     _LARGE_BLOCKS_KEPT = True
-    import ctypes
-    import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
