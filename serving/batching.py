@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tfzoo.errors import TfzooError
+
 from .errors import invalid, unavailable
 
 
@@ -41,20 +43,20 @@ class BatchOptions:
                 kwargs[name] = int(getattr(params, name).value)
         kwargs["allowed_batch_sizes"] = tuple(int(s) for s in params.allowed_batch_sizes)
         if params.pad_variable_length_inputs:
-            raise ValueError("pad_variable_length_inputs: true is not supported by the dev "
+            raise TfzooError("pad_variable_length_inputs: true is not supported by the dev "
                              "server (requests of different clip sizes are batched separately)")
         return cls(**kwargs)
 
     def __post_init__(self):
         for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"batching parameter {name}={getattr(self, name)}; expected >= 1")
+                raise TfzooError(f"batching parameter {name}={getattr(self, name)}; expected >= 1")
         if self.batch_timeout_micros < 0:
-            raise ValueError(f"batch_timeout_micros={self.batch_timeout_micros}; expected >= 0")
+            raise TfzooError(f"batch_timeout_micros={self.batch_timeout_micros}; expected >= 0")
         sizes = list(self.allowed_batch_sizes)
         if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != self.max_batch_size
                       or sizes[0] < 1):
-            raise ValueError(f"allowed_batch_sizes={sizes}: expected increasing positive sizes "
+            raise TfzooError(f"allowed_batch_sizes={sizes}: expected increasing positive sizes "
                              f"ending with max_batch_size={self.max_batch_size}")
 
 

@@ -31,6 +31,8 @@ import urllib.request
 
 import numpy as np
 
+from tfzoo.errors import DataError, TfzooError
+
 from . import cli
 from .errors import ServingError
 
@@ -49,23 +51,23 @@ class _Retryable(ServingError):
 
 def sample_frames(video_path: str, num_frames: int = 16, short_side: int = 0) -> np.ndarray:
     """`num_frames` equally spaced RGB frames of a video as uint8 (T, H, W, 3)."""
-    import av
+    import av  # deferred: PyAV (0.2 s) stays off the client's --help and flag errors
 
     if num_frames < 1:
-        raise ValueError(f"num_frames={num_frames}; expected a positive integer")
+        raise TfzooError(f"num_frames={num_frames}; expected a positive integer")
     try:
         container = av.open(str(video_path))
     except (av.FFmpegError, OSError) as e:
-        raise ValueError(f"cannot open video {str(video_path)!r}: {e}") from None
+        raise DataError(f"cannot open video {str(video_path)!r}: {e}") from None
     with container:
         if not container.streams.video:
-            raise ValueError(f"{video_path!r} has no video stream")
+            raise DataError(f"{video_path!r} has no video stream")
         stream = container.streams.video[0]
         # stream.frames is a container estimate (0 when unknown); count by demuxing instead,
         # which reads packets without decoding them.
         total = sum(1 for p in container.demux(stream) if p.size)
         if total == 0:
-            raise ValueError(f"{video_path!r} has no video frames")
+            raise DataError(f"{video_path!r} has no video frames")
         wanted = np.linspace(0, total - 1, num_frames).round().astype(int)
         container.seek(0)
         wanted_set, picked = set(wanted.tolist()), {}
@@ -75,7 +77,7 @@ def sample_frames(video_path: str, num_frames: int = 16, short_side: int = 0) ->
             if i >= wanted[-1]:
                 break
     if not picked:
-        raise ValueError(f"{video_path!r}: decoded no frames")
+        raise DataError(f"{video_path!r}: decoded no frames")
     last = max(picked)
     # A repeated index (num_frames > total) repeats the frame; a frame that would not decode
     # (demux count over-estimates) falls back to the last decoded one.
@@ -93,11 +95,11 @@ def _to_rgb(frame, short_side: int) -> np.ndarray:
 
 def encode_jpeg(frames: np.ndarray, qscale: int = JPEG_QSCALE) -> list[bytes]:
     """uint8 RGB frames (T, H, W, 3) as baseline JPEG files (full-range 4:4:4, PyAV's mjpeg)."""
-    import av
+    import av  # deferred: PyAV (0.2 s) stays off the client's --help and flag errors
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames have shape {frames.shape} and dtype {frames.dtype}; expected "
+        raise TfzooError(f"frames have shape {frames.shape} and dtype {frames.dtype}; expected "
                          "uint8 (T, H, W, 3)")
     out = []
     for rgb in frames:
@@ -207,8 +209,9 @@ def predict_rest(url: str, model: str, inputs: dict, *, signature: str = "servin
 
 def _grpc():
     try:
-        import grpc
-        import tensorflow as tf
+        import grpc  # deferred: the serving extra; the REST client needs none of it
+        import tensorflow as tf  # deferred: loads TensorFlow
+        # deferred: the serving extra (loads TensorFlow)
         from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                              prediction_service_pb2_grpc)
     except ImportError as e:
@@ -251,7 +254,7 @@ def grpc_metadata(target: str, model: str, version: int | None = None, *, label=
     response = _grpc_call(target, "GetModelMetadata", request, timeout, retries)
     sigs = meta_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(sigs)
-    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.framework import types_pb2  # deferred: loads TensorFlow
 
     return {k: {"inputs": {n: types_pb2.DataType.Name(i.dtype) for n, i in s.inputs.items()}}
             for k, s in sigs.signature_def.items()}
@@ -308,7 +311,7 @@ def build_inputs(frames: np.ndarray, how: str, signatures: dict, model: str,
         inputs["flow"] = flow[None]
     if expected and set(inputs) != expected:
         hint = " (pass --flow)" if "flow" in expected - set(inputs) else ""
-        raise ValueError(f"signature {sig!r} of {model!r} takes inputs {sorted(expected)}; "
+        raise TfzooError(f"signature {sig!r} of {model!r} takes inputs {sorted(expected)}; "
                          f"this call would send {sorted(inputs)}{hint}")
     return sig, inputs
 
@@ -344,14 +347,14 @@ def main(argv=None):
         cli.fail(PROG, f"--version={args.version} and --label={args.label}: pass one of them")
     try:
         if args.timeout <= 0 or args.retries < 0:
-            raise ValueError(f"--timeout={args.timeout} and --retries={args.retries}; expected "
+            raise TfzooError(f"--timeout={args.timeout} and --retries={args.retries}; expected "
                              "a positive timeout and retries >= 0")
         frames = sample_frames(args.video, args.num_frames, args.short_side)
         flow = None
         if args.flow:
             flow = np.load(args.flow).astype(np.float32)
             if flow.shape[:3] != frames.shape[:3]:
-                raise ValueError(f"--flow has shape {flow.shape}; expected (T, H, W, 2L) with "
+                raise TfzooError(f"--flow has shape {flow.shape}; expected (T, H, W, 2L) with "
                                  f"(T, H, W) = {frames.shape[:3]} like the sampled frames")
         common = dict(version=args.version, label=args.label, timeout=args.timeout,
                       retries=args.retries)

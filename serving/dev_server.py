@@ -28,9 +28,11 @@ import signal
 import threading
 from pathlib import Path
 
-from tfzoo.errors import quiet_tensorflow_start_up
+from tfzoo.errors import TfzooError, quiet_tensorflow_start_up
 
-from . import cli
+from . import cli, protos
+from .batching import BatchOptions
+from .metrics import PROMETHEUS_PATH, Metrics
 
 quiet_tensorflow_start_up()  # TF's C++ start-up lines before our one-line errors
 
@@ -85,7 +87,7 @@ def define_flags(f):
 
 
 def configs_from_flags(f):
-    from .models import ModelConfig, read_model_config_file
+    from .models import ModelConfig, read_model_config_file  # deferred: loads TensorFlow
 
     if f.model_config_file:
         return read_model_config_file(f.model_config_file)
@@ -96,11 +98,8 @@ def configs_from_flags(f):
 
 
 def batching_from_flags(f):
-    from . import protos
-    from .batching import BatchOptions
-
     if f.batching_parameters_file and not f.enable_batching:
-        raise ValueError("--batching_parameters_file needs --enable_batching")
+        raise TfzooError("--batching_parameters_file needs --enable_batching")
     if not f.enable_batching:
         return None
     if not f.batching_parameters_file:
@@ -111,9 +110,6 @@ def batching_from_flags(f):
 
 
 def prometheus_path_from_flags(f) -> str | None:
-    from . import protos
-    from .metrics import PROMETHEUS_PATH
-
     if not f.monitoring_config_file:
         return None
     config = protos.parse_text_file(f.monitoring_config_file, protos.MonitoringConfig(),
@@ -127,20 +123,19 @@ def _check(f):
     for name in ("max_body_bytes", "max_inflight_bytes", "max_connections",
                  "grpc_max_threads", "min_upload_bytes_per_second"):
         if getattr(f, name) < 1:
-            raise ValueError(f"--{name}={getattr(f, name)}; expected a positive number")
+            raise TfzooError(f"--{name}={getattr(f, name)}; expected a positive number")
     for name in ("max_num_load_retries", "load_retry_interval_micros"):
         if getattr(f, name) < 0:
-            raise ValueError(f"--{name}={getattr(f, name)}; expected >= 0")
+            raise TfzooError(f"--{name}={getattr(f, name)}; expected >= 0")
     if f.socket_timeout_seconds <= 0:
-        raise ValueError(f"--socket_timeout_seconds={f.socket_timeout_seconds}; expected > 0")
+        raise TfzooError(f"--socket_timeout_seconds={f.socket_timeout_seconds}; expected > 0")
 
 
 def main(argv=None):
     f = cli.parse(define_flags, PROG, argv, __doc__)
-    from .grpc_api import make_grpc_server
-    from .metrics import Metrics
-    from .models import ModelManager, log
-    from .rest import RestApi, RestServer, allowed_host_names
+    from .grpc_api import make_grpc_server  # deferred: loads TensorFlow
+    from .models import ModelManager, log  # deferred: loads TensorFlow
+    from .rest import RestApi, RestServer, allowed_host_names  # deferred: loads TensorFlow
 
     try:
         _check(f)

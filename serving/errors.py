@@ -1,14 +1,17 @@
-"""The one error type of serving/: a refused request, carrying a gRPC status code.
+"""The one error type of serving/ for a refused request, carrying a gRPC status code.
 
 The server raises it with TF Serving's status code (`code`, a `grpc.StatusCode`); the client
 raises it (code None) when the server refuses a request or cannot be reached. Its message goes
 to clients, so it never holds absolute paths or Python exception text (those go to the server
-log with the request id).
+log with the request id). A bad flag or config file of the programs is a plain TfzooError, as
+anywhere in tfzoo, and ServingError is one too.
 """
 
 from __future__ import annotations
 
 import uuid
+
+from tfzoo.errors import TfzooError
 
 # TF Serving's REST mapping of status codes (model_servers/http_server.cc, ToHTTPStatusCode),
 # by grpc.StatusCode name so the REST client needs no grpcio.
@@ -21,8 +24,12 @@ HTTP_STATUS = {
 }
 
 
-class ServingError(Exception):
-    """A refused request: a message for the client and, server-side, a `grpc.StatusCode`."""
+class ServingError(TfzooError):
+    """A refused request: a message for the client and, server-side, a `grpc.StatusCode`.
+
+    A TfzooError (so a ValueError), as every user mistake in tfzoo is: a caller catches a
+    refused request and a bad flag or config alike with `except tfzoo.TfzooError`.
+    """
 
     def __init__(self, message: str, code=None):
         super().__init__(message)
@@ -34,7 +41,7 @@ class ServingError(Exception):
 
 
 def _code(name: str):
-    import grpc
+    import grpc  # deferred: the serving extra; the REST client raises ServingError without it
 
     return getattr(grpc.StatusCode, name)
 

@@ -34,6 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from . import cli  # noqa: E402
+from .client import ENCODED_INPUT, ENCODED_SIGNATURE, _json_tensor, encode_jpeg  # noqa: E402
+from .errors import ServingError  # noqa: E402
 
 PROG = "python -m serving.loadtest"
 
@@ -105,8 +107,6 @@ def request(frames: int, size: int, encoding: str = "raw"):
     if encoding == "raw":
         inputs = {"rgb": clip}
         return "serving_default", inputs, json.dumps({"inputs": {"rgb": clip.tolist()}}).encode()
-    from .client import ENCODED_INPUT, ENCODED_SIGNATURE, _json_tensor, encode_jpeg
-
     encoded = np.empty((1, frames), dtype=object)
     encoded[0, :] = encode_jpeg(clip[0])
     body = json.dumps({"signature_name": ENCODED_SIGNATURE,
@@ -132,7 +132,7 @@ def rest_call(url: str, model: str, body: bytes, timeout: float):
             state.pop("conn", None)
             raise
         if resp.status != 200:
-            raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+            raise ServingError(f"HTTP {resp.status}: {data[:200]!r}")
         json.loads(data)
 
     return call
@@ -140,8 +140,9 @@ def rest_call(url: str, model: str, body: bytes, timeout: float):
 
 def grpc_call(target: str, model: str, inputs: dict, timeout: float,
               signature: str = "serving_default"):
-    import grpc
-    import tensorflow as tf
+    import grpc  # deferred: the serving extra, off --help and the REST-only paths
+    import tensorflow as tf  # deferred: loads TensorFlow
+    # deferred: the serving extra (loads TensorFlow)
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", -1),
@@ -170,7 +171,8 @@ def wait_ready(url: str, model: str, proc, timeout: float = 300):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the dev server exited with code {proc.returncode}")
+            raise ServingError(f"the dev server exited with code {proc.returncode}; run "
+                               "python -m serving.dev_server with the same flags to see why")
         try:
             with socket.create_connection((urllib.parse.urlsplit(url).hostname,
                                            urllib.parse.urlsplit(url).port), timeout=1):
@@ -184,7 +186,7 @@ def wait_ready(url: str, model: str, proc, timeout: float = 300):
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{url}: model {model!r} not available after {timeout:g} s")
+    raise ServingError(f"{url}: model {model!r} not available after {timeout:g} s")
 
 
 def format_table(rows: list[dict]) -> str:
@@ -230,8 +232,8 @@ def define_flags(f):
 
 def main(argv=None):
     args = cli.parse(define_flags, PROG, argv, __doc__)
-    from .models import disk_versions
-    from .servable import Servable
+    from .models import disk_versions  # deferred: loads TensorFlow (--help stays fast)
+    from .servable import Servable  # deferred: loads TensorFlow (--help stays fast)
 
     try:
         ns = [int(n) for n in args.clients]
@@ -262,7 +264,10 @@ def main(argv=None):
         rest, target = f"http://127.0.0.1:{rest_port}", f"127.0.0.1:{grpc_port}"
         print("server:", " ".join(cmd[1:]), flush=True)
     try:
-        wait_ready(rest, args.model_name, proc)
+        try:
+            wait_ready(rest, args.model_name, proc)
+        except ServingError as e:  # a wrong --rest/--model_name, or a server that would not start
+            cli.fail(PROG, e)
         servable = Servable(args.model_name, max(versions), versions[max(versions)], batching=None)
         calls = {"in-process": in_process_call(servable, inputs, signature),
                  "rest": rest_call(rest, args.model_name, body, args.timeout),

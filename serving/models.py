@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
+from tfzoo.errors import TfzooError
+
 from . import protos
 from .batching import BatchOptions
 from .errors import ServingError, invalid, not_found
@@ -51,14 +53,14 @@ def read_model_config_file(path) -> list[ModelConfig]:
     """ModelServerConfig text proto (TF Serving's --model_config_file) -> ModelConfigs."""
     config = protos.parse_text_file(path, protos.model_server_config(), "--model_config_file")
     if config.WhichOneof("config") != "model_config_list":
-        raise ValueError(f"--model_config_file={path}: expected a model_config_list")
+        raise TfzooError(f"--model_config_file={path}: expected a model_config_list")
     out = []
     for c in config.model_config_list.config:
         if not c.name or not c.base_path:
-            raise ValueError(f"--model_config_file={path}: every config needs a name and a "
+            raise TfzooError(f"--model_config_file={path}: every config needs a name and a "
                              f"base_path (got name={c.name!r}, base_path={c.base_path!r})")
         if c.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"model {c.name!r}: model_platform {c.model_platform!r}; the dev "
+            raise TfzooError(f"model {c.name!r}: model_platform {c.model_platform!r}; the dev "
                              "server serves 'tensorflow' SavedModels only")
         policy = c.model_version_policy
         kind = policy.WhichOneof("policy_choice")
@@ -66,16 +68,16 @@ def read_model_config_file(path) -> list[ModelConfig]:
             p = ("all",)
         elif kind == "specific":
             if not policy.specific.versions:
-                raise ValueError(f"model {c.name!r}: specific version policy lists no versions")
+                raise TfzooError(f"model {c.name!r}: specific version policy lists no versions")
             p = ("specific", frozenset(int(v) for v in policy.specific.versions))
         else:
             p = ("latest", int(policy.latest.num_versions) or 1)
         out.append(ModelConfig(c.name, Path(c.base_path), p, dict(c.version_labels)))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
-        raise ValueError(f"--model_config_file={path}: model names repeat: {names}")
+        raise TfzooError(f"--model_config_file={path}: model names repeat: {names}")
     if not out:
-        raise ValueError(f"--model_config_file={path}: no model configured")
+        raise TfzooError(f"--model_config_file={path}: no model configured")
     return out
 
 
@@ -108,12 +110,12 @@ class ModelManager:
         self._versions: dict[str, dict[int, _Version]] = {c.name: {} for c in configs}
         for c in configs:
             if not c.base_path.is_dir():
-                raise ValueError(f"model {c.name!r}: base_path {str(c.base_path)!r} is not a "
+                raise TfzooError(f"model {c.name!r}: base_path {str(c.base_path)!r} is not a "
                                  "directory; expected the directory holding its version "
                                  "directories (BASE_PATH/1/saved_model.pb)")
             if c.labels and not allow_labels_for_unavailable:
                 # As TF Serving: at start-up no version is available yet, so labels need the flag.
-                raise ValueError(
+                raise TfzooError(
                     f"model {c.name!r}: version_labels {c.labels} are assigned at start-up, "
                     "before any version is available; TF Serving refuses that without "
                     "--allow_version_labels_for_unavailable_models (pass it, as docs/serving.md "

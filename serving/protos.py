@@ -14,6 +14,8 @@ from __future__ import annotations
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from google.protobuf import wrappers_pb2  # noqa: F401  (registers google/protobuf/wrappers.proto)
 
+from tfzoo.errors import TfzooError
+
 _F = descriptor_pb2.FieldDescriptorProto
 
 
@@ -41,6 +43,7 @@ def _declare(filename: str, messages: dict, deps=()):
 
 def _monitoring():
     try:
+        # deferred: an optional module of the serving extra, declared here when absent
         from tensorflow_serving.config import monitoring_config_pb2
 
         return monitoring_config_pb2.MonitoringConfig
@@ -56,6 +59,7 @@ def _monitoring():
 
 def _batching():
     try:
+        # deferred: an optional module of the serving extra, declared here when absent
         from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
 
         return session_bundle_config_pb2.BatchingParameters
@@ -82,6 +86,7 @@ BatchingParameters = _batching()
 
 
 def model_server_config():
+    # deferred: the serving extra, loads TensorFlow (dev_server --help stays fast)
     from tensorflow_serving.config import model_server_config_pb2
 
     return model_server_config_pb2.ModelServerConfig()
@@ -93,9 +98,9 @@ def parse_text_file(path, message, flag: str):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{flag}={path}: cannot read it ({e})") from None
+        raise TfzooError(f"{flag}={path}: cannot read it ({e})") from None
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as e:
-        raise ValueError(f"{flag}={path}: not a text-format {message.DESCRIPTOR.full_name}: "
+        raise TfzooError(f"{flag}={path}: not a text-format {message.DESCRIPTOR.full_name}: "
                          f"{e}") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import tensorflow as tf
+from tensorflow.python.util import deprecation
 from tensorflow_serving.apis import prediction_log_pb2
 
 from .batching import BatchOptions, BatchScheduler
@@ -38,8 +39,6 @@ class Servable:
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         # TF Serving's own loader, on purpose: its deprecation notice is not the user's business.
-        from tensorflow.python.util import deprecation
-
         with self.graph.as_default(), deprecation.silence():
             meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(path))
         self.signature_defs = dict(meta.signature_def)

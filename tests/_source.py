@@ -8,10 +8,10 @@ from _paths import REPO
 
 
 def unmarked(select, mark: str) -> list[str]:
-    """`file:line: source` of each node that `select(tree)` yields in tfzoo/ and export/ and
-    that carries no `# <mark>` comment on its line or on the line above."""
+    """`file:line: source` of each node that `select(tree)` yields in tfzoo/, export/ and
+    serving/ and that carries no `# <mark>` comment on its line or on the line above."""
     found = []
-    for top in ("tfzoo", "export"):
+    for top in ("tfzoo", "export", "serving"):
         for path in sorted((REPO / top).rglob("*.py")):
             lines = path.read_text().splitlines()
             for node in select(ast.parse("\n".join(lines), str(path))):

@@ -100,3 +100,25 @@ def test_registering_a_taken_name():
     name = tfzoo.list_models()[0]
     with pytest.raises(TfzooError, match=rf"model {name!r} is already registered"):
         register_model(name, lambda: None, task="classification")
+
+
+def test_serving_errors_are_tfzoo_errors(tmp_path):
+    import socket
+
+    from serving.batching import BatchOptions
+    from serving.client import rest_metadata, sample_frames
+    from serving.errors import ServingError
+
+    with pytest.raises(TfzooError, match=r"batch_timeout_micros=-1; expected >= 0"):
+        BatchOptions(batch_timeout_micros=-1)
+    with pytest.raises(TfzooError, match=r"num_frames=0; expected a positive integer"):
+        sample_frames(BIKES, num_frames=0)
+    with pytest.raises(DataError, match=r"cannot open video '.*not_a_video.mp4'"):
+        sample_frames(tmp_path / "not_a_video.mp4")
+    # A refused or unreachable server is a ServingError, and so caught as a TfzooError too.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(TfzooError, match=rf"127.0.0.1:{port}.*cannot connect") as caught:
+        rest_metadata(f"http://127.0.0.1:{port}", "m", timeout=2, retries=0)
+    assert isinstance(caught.value, ServingError) and caught.value.code is None
