@@ -141,11 +141,14 @@ def test_multi_worker_two_local_workers(tmp_path):
     (["--model=tresnet5O"], "Did you mean"),
     (["--config=no_such_config"], "is not a shipped recipe. configs/ has"),
 ])
-def test_user_errors_are_one_clear_line(tmp_path, args, message):
-    code, out = finish(cli(*args, f"--model_dir={tmp_path}"))
-    assert code == 2
+def test_user_errors_are_one_clear_line(tmp_path, args, message, absl_main, capsys):
+    # The program's main in this process (tests/cli/test_cli_errors.py runs the CLI table in a
+    # fresh process, and real `python -m` processes).
+    code = absl_main(train, [*args, f"--model_dir={tmp_path}"], "python -m tfzoo.train")
+    out = "".join(capsys.readouterr())
+    assert code == 2, out
     assert message in out
-    assert "Traceback" not in out
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
 
 
 def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsys):
