@@ -81,12 +81,15 @@ class Tracker:
     frames; `carried` the (boxes, counts) of tracked frames that come before the outputs' own
     (a model that carries the previous frame's maps), else (); None when the model has no clip
     entry (the loop then runs pairs). `maps_carried`: one network pass a frame.
+    `tracking_stds`: the (4,) stds the model's `track_deltas` are encoded with (the model's
+    `tracking_stds`, an export's `tracking_stds` signature); None when the model does not say.
     """
 
     class_names: list[str] | None
     pairs: Callable
     clip: Callable | None
     maps_carried: bool
+    tracking_stds: tuple[float, ...] | None = None
 
 
 class Runnable(abc.ABC):
@@ -251,7 +254,9 @@ class KerasRunnable(Runnable):
 
         names = self.run_info.class_names if self.run_info is not None else getattr(
             model, "class_names", None)
-        return Tracker(class_names=names, pairs=pairs, clip=clip, maps_carried=clip is not None)
+        stds = model.get_config().get("tracking_stds") if hasattr(model, "get_config") else None
+        return Tracker(class_names=names, pairs=pairs, clip=clip, maps_carried=clip is not None,
+                       tracking_stds=None if stds is None else tuple(float(v) for v in stds))
 
 
 class SavedModelRunnable(Runnable):
@@ -364,7 +369,12 @@ class SavedModelRunnable(Runnable):
             names = self.loaded.class_names
             if hasattr(names, "numpy"):
                 names = [c.decode() for c in names.numpy()]
-        return Tracker(class_names=names, pairs=pairs, clip=clip, maps_carried=False)
+        stds = None
+        if "tracking_stds" in signatures:  # what an export's track_deltas are encoded with
+            stds = tuple(float(v) for v in
+                         np.asarray(signatures["tracking_stds"]()["tracking_stds"]).reshape(-1))
+        return Tracker(class_names=names, pairs=pairs, clip=clip, maps_carried=False,
+                       tracking_stds=stds)
 
     def _signature(self, fn, name, what):
         inputs = list(fn.structured_input_signature[1])

@@ -462,3 +462,22 @@ def test_link_video_over_a_gap():
     ids = [d["track_ids"].tolist() for d in bounded]
     # frame 3's window [2, 3] holds no earlier box of class 1: new ids; frame 4 continues them
     assert not set(ids[3]) & set(ids[1]) and ids[4] == [ids[3][1], ids[3][0]]
+
+
+@pytest.mark.parametrize("history", [None, 6])
+def test_link_video_online_scores_are_link_tubes_without_the_offline_tubes(history):
+    # link_video's online path skips the offline tubes (its ids follow the windows' links):
+    # the same rescored frames as link_tubes, and the same ids as a run that computes them
+    from tfzoo.detection import linking
+    from tfzoo.detection.inference import _ids_online, link_video
+
+    dets, tracks = _gappy_video(20, 3, 5, seed=4)
+    want, _ = link_tubes(dets, tracks, online=True, history=history)
+    out = link_video(dets, tracks, online=True, history=history)
+    for f, s in zip(out, want):
+        np.testing.assert_array_equal(f["scores"], s)
+    rescored, tubes, links = linking._link(dets, tracks, 0.5, 0.5, True, history)
+    assert tubes  # the default still returns them
+    ids = _ids_online(links, [len(s) for s in rescored], history)
+    for f, i in zip(out, ids):
+        np.testing.assert_array_equal(f["track_ids"], i)

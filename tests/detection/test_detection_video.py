@@ -237,6 +237,56 @@ def test_cli_with_a_saved_model(tmp_path, capsys):
     assert os.path.getsize(tmp_path / "out.mp4") > 0
 
 
+class _DeltaOnlyBlobModel(_BlobModel):
+    """The blob stand-in as an export with `track_deltas` only (no `track_boxes`, no
+    `tracklets`): frame t's box moved onto frame t+tau's, encoded with `stds`."""
+
+    def __init__(self, stds):
+        super().__init__()
+        self.stds = tf.constant(stds, tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2, None, None, 3], tf.uint8)])
+    def detect_track(self, images):
+        from tfzoo.detection.boxes import encode_boxes
+
+        out = dict(super().detect_track(images))
+        boxes = out.pop("track_boxes")
+        out["track_deltas"] = encode_boxes(out["detection_boxes"][:, 0], boxes, self.stds)
+        return out
+
+    @tf.function(input_signature=[])
+    def tracking_stds(self):
+        return {"tracking_stds": tf.identity(self.stds)}
+
+
+def test_delta_only_export_decodes_with_the_stds_it_records(tmp_path):
+    """Issue 20: `track_deltas` are decoded with the export's `tracking_stds` (here an unusual
+    (0.5, 0.25, 2, 1)), so each tracklet ends on frame t+tau's box; an export that does not
+    record them is refused, unless the caller gives them."""
+    from tfzoo.detect import Detector, DetectError
+
+    stds = (0.5, 0.25, 2.0, 1.0)
+    model = _DeltaOnlyBlobModel(stds)
+    signatures = {"detect_track": model.detect_track, "class_names": model.class_names}
+    tf.saved_model.save(model, str(tmp_path / "with"),
+                        signatures={**signatures, "tracking_stds": model.tracking_stds})
+    tf.saved_model.save(model, str(tmp_path / "without"), signatures=signatures)
+    images = np.zeros((2, 2, 48, 64, 3), np.uint8)
+    images[0, 0, 10:26, 5:21] = images[1, 0, 4:14, 30:50] = 255
+    images[0, 1, 12:32, 9:25] = images[1, 1, 2:14, 33:49] = 255  # moved and resized
+    for detector in (Detector(str(tmp_path / "with")),
+                     Detector(str(tmp_path / "without"), tracking_stds=stds)):
+        dets_t, dets_tau, tracks = detector.detect_pairs(images)
+        for d_t, d_tau, track in zip(dets_t, dets_tau, tracks):
+            np.testing.assert_allclose(track[:, :4], d_t["boxes"], atol=1e-6)
+            np.testing.assert_allclose(track[:, 4:], d_tau["boxes"], atol=1e-3)
+    with pytest.raises(DetectError) as e:
+        Detector(str(tmp_path / "without")).detect_pairs(images)
+    assert "track_deltas" in str(e.value) and "tracking_stds" in str(e.value)
+    with pytest.raises(DetectError, match=r"tracking_stds=\(0\.1, 0\.0, 0\.2, 0\.2\)"):
+        Detector(str(tmp_path / "without"), tracking_stds=(0.1, 0.0, 0.2, 0.2))
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from tfzoo.detect import main
 

@@ -250,8 +250,11 @@ def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_pa
     try:
         assert not len(loaded.uninitialized)
         assert sorted(loaded.signatures) == ["class_names", "detect_track", "detect_track_clip",
-                                             "serving_default"]
+                                             "serving_default", "tracking_stds"]
         assert [c.decode() for c in loaded.run("class_names")["class_names"]] == ["a", "b"]
+        # what track_deltas are encoded with (tfzoo.detect decodes a delta-only export by it)
+        np.testing.assert_array_equal(loaded.run("tracking_stds")["tracking_stds"],
+                                      np.float32(model.get_config()["tracking_stds"]))
         x = pairs(5, b=2)
         clips = np.concatenate([x, pairs(6, b=2)], 1)  # (2, 4, H, W, 3)
         for name, images, method in (("detect_track", x, model.detect_track),
@@ -494,6 +497,46 @@ def test_runs_saved_before_keep_their_tracking_normalisation(model):
     assert float(half.tracking_loss(xs, boxes, ids)) == pytest.approx(0.5 * full, rel=1e-5)
     with pytest.raises(ValueError, match="tracking_weight=-1"):
         DetectTrack.from_config({**model.get_config(), "tracking_weight": -1})
+
+
+def test_link_options_reach_the_pre_linking_detections_and_tracklets(model):
+    """The pre-linking options are the model's arguments (issue 20: before/after on one trained
+    model): NMS IoU, vote weights score + offset, a score floor and a cap across classes give
+    exactly `detect`'s voted detections with those options (against the per-class loop in
+    test_rfcn.py); `link_tracklets="detections"` returns the detections' own tracks as the
+    tracklets, as tfzoo linked before issue 20."""
+    before = {"link_nms": 0.3, "link_vote_offset": 1.5, "link_score_threshold": 0.3,
+              "link_max_detections": 7, "link_tracklets": "detections"}
+    old = DetectTrack.from_config({**model.get_config(), **before})
+    old.set_weights(model.get_weights())
+    x = pairs(4)
+    out = old.detect_track(x)
+    opts = old.link_detection_options()
+    assert opts == {"box_voting": True, "nms_threshold": 0.3, "max_per_class": 25,
+                    "max_detections": 7, "score_threshold": 0.3, "vote_offset": 1.5}
+    det = old.detect(x.reshape(2, 64, 80, 3), **opts)
+    n = det["num_detections"].numpy()
+    assert (n == 7).all()  # the cap applies (random weights: many boxes above 0.3)
+    np.testing.assert_array_equal(out["num_detections"].numpy()[0], n)
+    assert det["scores"].numpy()[:, :7].min() > 0.3
+    # the votes weighted by score + 1.5 differ from make_tubes' (score alone) on these frames
+    plain = old.detect(x.reshape(2, 64, 80, 3), **{**opts, "vote_offset": 0.0})
+    assert np.abs(plain["boxes"].numpy() - det["boxes"].numpy()).max() > 1e-3
+    for f in range(2):
+        np.testing.assert_allclose(out["detection_boxes"].numpy()[0, f, :n[f]],
+                                   det["boxes"].numpy()[f, :n[f]], atol=1e-4, rtol=1e-6)
+    assert int(out["num_tracklets"][0]) == n[0]
+    np.testing.assert_allclose(out["tracklets"].numpy()[0, :n[0], :4],
+                               det["boxes"].numpy()[0, :n[0]], atol=1e-4)
+    np.testing.assert_allclose(out["tracklets"].numpy()[0, :n[0], 4:],
+                               out["track_boxes"].numpy()[0, :n[0]], atol=1e-4)
+    assert not out["tracklets"].numpy()[0, n[0]:].any()
+    # the default model's tracklets are the confident proposals' (more than its detections)
+    assert int(model.detect_track(x)["num_tracklets"][0]) != n[0]
+    with pytest.raises(ValueError, match="link_tracklets='all'"):
+        DetectTrack.from_config({**model.get_config(), "link_tracklets": "all"})
+    with pytest.raises(ValueError, match="link_max_detections=0"):
+        DetectTrack.from_config({**model.get_config(), "link_max_detections": 0})
 
 
 @pytest.mark.slow  # ~30 s: four tf.functions traced on a tiny model

@@ -27,6 +27,22 @@ from tfzoo.tasks import get_task
 
 NAMES = tfzoo.list_models()
 CLASSIFIERS = tfzoo.list_models(task="classification")
+
+
+def small_build_key(name):
+    """What `name`'s small variant is built from: presets that differ only in what their
+    `test_overrides` replace (resnet50/101/152 at a tiny depth) are one build."""
+    e = get_entry(name)
+    kwargs = {**e.defaults, **(e.test_overrides or {})}
+    return (e.builder, repr(sorted(kwargs.items())), repr(sorted((e.test_input or {}).items())))
+
+
+# Each distinct small build once (under its first name); test_presets_of_one_small_build_are_
+# the_same_model checks that the others build the same model.
+_FIRST = {}
+for _name in NAMES:
+    _FIRST.setdefault(small_build_key(_name), _name)
+DISTINCT = sorted(_FIRST.values())
 NUM_CLASSES = 3
 
 
@@ -141,12 +157,22 @@ def test_registry_lists_the_spine_models():
     assert sorted(CLASSIFIERS + tfzoo.list_models(task="detection")) == NAMES
 
 
+@pytest.mark.parametrize("name", sorted(set(NAMES) - set(DISTINCT)))
+def test_presets_of_one_small_build_are_the_same_model(name):
+    first = _FIRST[small_build_key(name)]
+    model, _ = small_model(first)
+    keras.utils.set_random_seed(0)
+    other = build(name)
+    assert other.get_config() == model.get_config(), (name, first)
+    assert [w.shape for w in other.weights] == [w.shape for w in model.weights]
+
+
 def test_unknown_model_suggests_close_matches():
     with pytest.raises(UnknownModelError, match="Did you mean: tresnet50"):
         tfzoo.create_model("tresnet5O")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_build_run_and_keras_round_trip(name, tmp_path):
     model, g = small_model(name)
     task = get_task(model)
@@ -177,7 +203,7 @@ def test_build_run_and_keras_round_trip(name, tmp_path):
     same_outputs(rebuilt)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_task_loss_on_a_tiny_batch_reaches_every_trainable_weight(name):
     model, g = small_model(name)
     batch = 4 if get_entry(name).task == "classification" else 2
@@ -193,7 +219,7 @@ def test_task_loss_on_a_tiny_batch_reaches_every_trainable_weight(name):
     assert dead == case(name).untrained_by_the_loss(model), f"no gradient reaches {dead}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_outputs_are_float32_under_mixed_bfloat16(name):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -211,7 +237,7 @@ def _map_sizes(model, names, frames, size):
     return {n: tuple(m.shape) for n, m in maps.items()}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_endpoints_match_the_tensors(name):
     model, g = small_model(name)
     endpoints = model.endpoints
@@ -265,7 +291,7 @@ def _deepest_and_fusion(endpoints):
     return sorted(set(last.values()))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_receptive_field_matches_a_gradient_probe(name):
     # The deepest map of every stream and every fusion map: their fields compose those of
     # all shallower layers. Every endpoint: test_every_receptive_field_matches (slow).
@@ -276,7 +302,7 @@ def test_receptive_field_matches_a_gradient_probe(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_every_receptive_field_matches(name):
     model, _ = small_model(name)
     for endpoint, ep in model.endpoints.items():
@@ -333,7 +359,7 @@ def test_bench_smoke(name):
     assert row["train_gflops_per_step"] > row["gflops_per_clip"] * row["batch"]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_bad_input_is_a_clear_error(name):
     model, g = small_model(name)
     x = sample_inputs(model, g["frames"], g["size"], batch=1)
@@ -352,7 +378,7 @@ def test_bad_input_is_a_clear_error(name):
         model(bad)
 
 
-TWO_STREAM = [n for n in NAMES if "two_stream" in get_entry(n).tags]
+TWO_STREAM = [n for n in DISTINCT if "two_stream" in get_entry(n).tags]
 
 
 @pytest.mark.parametrize("name", TWO_STREAM)

@@ -52,10 +52,11 @@ def parse_address(address: str, *, what: str = "--data_service") -> tuple[str, i
 
 
 def check_reachable(address: str, *, what: str = "dispatcher",
-                    timeout: float = PROBE_SECONDS) -> str:
+                    timeout: float | None = None) -> str:
     """Connects to a dispatcher or worker address; returns 'grpc://host:port' or raises a
     one-line ServiceError naming it (the service itself would retry silently forever)."""
     host, port = parse_address(address, what=f"the {what} address")
+    timeout = PROBE_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -44,7 +44,9 @@ class Detector:
       `num_detections` (B, T) and `tracklets` (B, T - 1, P, 8) with `num_tracklets`
       (B, T - 1) (every confident proposal's box at t and at t + 1, the authors'
       test_track_reg); an export from before them gives `track_boxes` (B, T - 1, M, 4) (or
-      `track_deltas` in `encode_boxes` units, decoded here), the detections' tracks; used
+      `track_deltas`, decoded here with the stds the export records in its `tracking_stds`
+      signature, or with `tracking_stds=`; refused when neither says), the detections'
+      tracks; used
       for clips (each frame once, plus the carried
       frame of `previous` again: (T + 1) / T network passes a frame); and `detect_track`, the
       same on (B, 2, H, W, 3) pairs with `track_boxes` (B, M, 4), used for pairs, and for
@@ -58,13 +60,22 @@ class Detector:
     `as_detector` (`detect_clip_in_pairs` makes its clips).
     """
 
-    def __init__(self, model, class_names=None):
+    def __init__(self, model, class_names=None, tracking_stds=None):
         try:
             self.runnable = load_runnable(model)
             self._tracker = self.runnable.tracker()
         except RunnableError as e:
             raise DetectError(str(e)) from None
         self.source = self.runnable.source
+        # the stds `track_deltas` are decoded with: the caller's, else the model's own record
+        stds = tracking_stds if tracking_stds is not None else self._tracker.tracking_stds
+        if stds is not None:
+            values = np.asarray(stds, np.float64).reshape(-1)
+            if values.shape != (4,) or not (np.isfinite(values).all() and (values > 0).all()):
+                raise DetectError(f"{self.source}: tracking_stds={stds!r}: "
+                                  "expected 4 positive numbers")
+            stds = tuple(values)
+        self.tracking_stds = stds
         class_names = class_names if class_names is not None else self._tracker.class_names
         if class_names is None:
             raise DetectError(f"{self.source}: no class names (pass class_names=, or export "
@@ -89,10 +100,17 @@ class Detector:
             if "track_deltas" not in out:
                 raise DetectError(f"{self.source}: {name} returned neither track_boxes "
                                   "nor track_deltas")
+            if self.tracking_stds is None:
+                # the stds changed with issue 20 (eq. 8.2-8.3 as written: 1, 1, 1, 1; before
+                # that 0.1, 0.1, 0.2, 0.2): a guess would move every track
+                raise DetectError(
+                    f"{self.source}: {name} returns track_deltas without track_boxes and does "
+                    "not record the stds they are encoded with (a `tracking_stds` signature); "
+                    "re-export it with tfzoo.export, or pass Detector(..., tracking_stds=...)")
             boxes = first(out["detection_boxes"])
             out["track_boxes"] = np.reshape(
-                decode_boxes(boxes.reshape(-1, 4), out["track_deltas"].reshape(-1, 4)).numpy(),
-                boxes.shape)
+                decode_boxes(boxes.reshape(-1, 4), out["track_deltas"].reshape(-1, 4),
+                             self.tracking_stds).numpy(), boxes.shape)
         return out
 
     def detect_pairs(self, images, frame_indices=None):

@@ -197,6 +197,17 @@ def bench_linking(repeats: int) -> list[str]:
                      f"numpy version {w_old * 1e3:.2f} / {c_old * 1e3:.2f} ms -> "
                      f"{w_old / w_new:.1f}x wall, {c_old / c_new:.1f}x CPU; same tubes and "
                      f"scores: {same} (paper: 46 ms per frame on one core; goal <= 1 ms)")
+    # what `tfzoo.detect --online` runs: link_video, whose online tube ids follow the windows'
+    # links, so it skips the offline tubes that link_tubes also returns
+    from tfzoo.detection.inference import link_video
+
+    for label, kw in (("online, history 6", {"online": True, "history": 6}),
+                      ("offline", {})):
+        w_tubes, c_tubes = per_frame(link_tubes, kw)
+        w_video, c_video = per_frame(link_video, kw)
+        lines.append(f"link_video ({label}, what tfzoo.detect runs) per frame: "
+                     f"{w_video * 1e3:.3f} ms wall / {c_video * 1e3:.3f} ms CPU; link_tubes "
+                     f"{w_tubes * 1e3:.3f} / {c_tubes * 1e3:.3f} ms (goal <= 1 ms)")
     # what the full-history reuse saves over linking each window [0, t] from scratch: on the
     # video above (i.i.d. scores: tubes reshuffle every frame) and with each object's score
     # persisting (+- 0.05 per frame), as a detector's does

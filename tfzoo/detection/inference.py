@@ -105,8 +105,9 @@ def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = 
         num_frames = last + 1
     if num_frames < 1:
         raise TfzooError(f"num_frames must be >= 1, got {num_frames}")
+    # online, the tube ids follow the windows' links: the offline tubes are not needed
     rescored, tubes, links = _link(detections, tracks, alpha, iou_threshold, online, history,
-                                   num_classes)
+                                   num_classes, offline_tubes=not online)
     sizes = [len(s) for s in rescored]
     ids = _ids_online(links, sizes, history) if online else _ids_offline(tubes, sizes)
     frames = []

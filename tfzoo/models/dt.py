@@ -33,7 +33,9 @@ from tfzoo.models.base import _multi_worker_logs, check_inputs
 from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
 
 DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms",
-                "tracking_stds", "tracking_weight")
+                "link_vote_offset", "link_score_threshold", "link_max_detections",
+                "link_tracklets", "tracking_stds", "tracking_weight")
+LINK_TRACKLETS = ("proposals", "detections")
 # test_track_reg: a tracklet starts at every proposal's regressed box whose best class
 # probability is above this
 TRACKLET_MIN_SCORE = 0.01
@@ -51,6 +53,17 @@ class DetectTrack(RFCN):
       link_max_per_class: detections per class and frame kept for linking (25; NMS with box
         voting, no score floor and no cap across classes: the authors' make_tubes).
       link_nms: the IoU of that NMS (0.4, make_tubes; the thesis gives none for it).
+      link_vote_offset: added to the scores that weight the box votes (0: make_tubes weights
+        by the score; Gidaris & Komodakis' 1.5 was tfzoo's before issue 20).
+      link_score_threshold: a score floor on those detections (None: none, make_tubes; 0.001
+        before issue 20).
+      link_max_detections: a cap on them across classes per frame (None: C x
+        `link_max_per_class`, i.e. none; 300 before issue 20).
+      link_tracklets: the tracklets `detect_track(_clip)` returns for linking: "proposals"
+        (every proposal's regressed box whose best class probability is above 0.01, the
+        authors' test_track_reg) or "detections" (the detections' own tracks, as before issue
+        20). With the three above at 1.5, 0.001 and 300, `link_nms=0.3` and "detections",
+        the model links as tfzoo did before issue 20 (a before/after on one trained model).
       tracking_stds: a normalisation of the tracking targets and deltas; (1, 1, 1, 1) is eq.
         8.2-8.3 as written (and the authors' code). Runs saved before this argument existed
         load with the detector's (0.1, 0.1, 0.2, 0.2), which they were trained with.
@@ -104,12 +117,23 @@ class DetectTrack(RFCN):
         conv3_stride: int = 2,
         link_max_per_class: int = 25,
         link_nms: float = 0.4,
+        link_vote_offset: float = 0.0,
+        link_score_threshold: float | None = None,
+        link_max_detections: int | None = None,
+        link_tracklets: str = "proposals",
         tracking_stds=TRACK_STDS,
         tracking_weight: float = 1.0,
         **kwargs,
     ):
         config = self.capture(locals())
         check_box_normalisation((0, 0, 0, 0), tracking_stds)
+        if link_tracklets not in LINK_TRACKLETS:
+            raise TfzooError(f"link_tracklets={link_tracklets!r}: expected one of "
+                             f"{LINK_TRACKLETS}")
+        if link_max_detections is not None and not (
+                isinstance(link_max_detections, int) and link_max_detections >= 1):
+            raise TfzooError(f"link_max_detections={link_max_detections!r}: expected None or "
+                             "an integer >= 1")
         if not (isinstance(tracking_weight, (int, float)) and tracking_weight >= 0):
             raise TfzooError(f"tracking_weight={tracking_weight!r}: expected a number >= 0 "
                              "(lambda of eq. 8.1)")
@@ -133,15 +157,19 @@ class DetectTrack(RFCN):
 
     # ------------------------------------------------------------------------- test
     def link_detection_options(self) -> dict:
-        """The `detect_from_maps` options of the detections D&T links (the authors'
-        make_tubes): NMS `link_nms` (0.4) with box voting weighted by the score, at most
-        `link_max_per_class` (25) per class, no score floor and no cap across classes (the
-        caps of what is drawn or written apply after rescoring)."""
+        """The `detect_from_maps` options of the detections D&T links (by default the
+        authors' make_tubes): NMS `link_nms` (0.4) with box voting weighted by the score
+        (+ `link_vote_offset`), at most `link_max_per_class` (25) per class, no score floor
+        and no cap across classes unless `link_score_threshold` / `link_max_detections` set
+        them (the caps of what is drawn or written apply after rescoring)."""
         cfg = self._tfzoo_config
+        per_class = cfg["link_max_per_class"]
+        floor, cap = cfg.get("link_score_threshold"), cfg.get("link_max_detections")
         return {"box_voting": True, "nms_threshold": cfg["link_nms"],
-                "max_per_class": cfg["link_max_per_class"],
-                "max_detections": self.num_classes * cfg["link_max_per_class"],
-                "score_threshold": -1.0}
+                "max_per_class": per_class,
+                "max_detections": cap or self.num_classes * per_class,
+                "score_threshold": -1.0 if floor is None else floor,
+                "vote_offset": cfg.get("link_vote_offset", 0.0)}
 
     def _frame_maps(self, frames):
         """One forward pass of frames (N, H, W, 3): their tracking maps (float32, at the
@@ -236,6 +264,10 @@ class DetectTrack(RFCN):
                                     rois, valid, scale)
         per_pair = lambda v, k: tf.reshape(v, [b, pairs, k, tf.shape(v)[-1]])[:, :frames - 1]
         tracklets = tf.concat([tf.where(valid[:, m:, None], rois[:, m:], 0.0), moved[:, m:]], -1)
+        if self._tfzoo_config.get("link_tracklets", "proposals") == "detections":
+            # the detections' own tracks (tfzoo before issue 20), in the tracklets' layout
+            tracklets, p = tf.concat([rois[:, :m], moved[:, :m]], -1), m
+            num_starts = num
         out = {"detection_boxes": det["boxes"], "detection_scores": det["scores"],
                "detection_classes": det["classes"], "num_detections": det["num_detections"],
                "track_boxes": per_pair(moved[:, :m], m), "track_deltas": per_pair(deltas[:, :m], m),

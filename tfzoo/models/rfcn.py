@@ -374,7 +374,7 @@ class RFCN(VideoModel):
 
     def detect(self, images, image_sizes=None, *, proposals=None, nms_threshold=None,
                max_per_class=None, max_detections=None, score_threshold=None,
-               box_voting: bool = False) -> dict:
+               box_voting: bool = False, vote_offset: float = 0.0) -> dict:
         """Detections of a batch of frames (B, H, W, 3) after per-class NMS.
 
         Returns padded per-image results: `boxes` (B, M, 4) x1 y1 x2 y2 in the input's pixels,
@@ -387,7 +387,9 @@ class RFCN(VideoModel):
         NMS with box voting per class (`tfzoo.detection.nms_box_voting`, each kept box the
         score-weighted mean of the boxes with IoU >= 0.5), as D&T does before linking (the
         authors' make_tubes: NMS 0.4, `max_per_class=25`, no score floor: see
-        `DetectTrack.link_detection_options`). Also returns every proposal's regressed box
+        `DetectTrack.link_detection_options`); `vote_offset` is added to the scores that
+        weight the votes (`nms_box_voting`'s `add_val`: 0 as make_tubes, Gidaris & Komodakis
+        used 1.5). Also returns every proposal's regressed box
         `regressed_boxes` (B, P, 4) (input pixels) and its best class probability
         `best_scores` (B, P) (0 past `num_proposals`): D&T's test-time tracklets start there.
         """
@@ -399,11 +401,12 @@ class RFCN(VideoModel):
         return self.detect_from_maps(outputs, image_sizes, scale, proposals=proposals,
                                      nms_threshold=nms_threshold, max_per_class=max_per_class,
                                      max_detections=max_detections,
-                                     score_threshold=score_threshold, box_voting=box_voting)
+                                     score_threshold=score_threshold, box_voting=box_voting,
+                                     vote_offset=vote_offset)
 
     def detect_from_maps(self, maps, image_sizes, scale, *, proposals=None, nms_threshold=None,
                          max_per_class=None, max_detections=None, score_threshold=None,
-                         box_voting: bool = False) -> dict:
+                         box_voting: bool = False, vote_offset: float = 0.0) -> dict:
         """`detect` from the maps of frames already resized by `scale` (`features` or the
         model's outputs: rpn_scores, rpn_deltas, cls_maps, reg_maps), so a caller that needs
         the maps for more than detection (D&T's tracker) runs the network once.
@@ -448,7 +451,7 @@ class RFCN(VideoModel):
         if box_voting:
             boxes_out, scores, classes, n = self._voted(
                 decoded, probs, valid, nms_threshold, max_per_class, max_detections,
-                score_threshold)
+                score_threshold, vote_offset)
             keep = tf.range(max_detections)[None] < n[:, None]
             return {"boxes": tf.where(keep[..., None], boxes_out / scale, 0.0), "scores": scores,
                     "classes": classes, "num_detections": n, **extra}
@@ -469,7 +472,7 @@ class RFCN(VideoModel):
                 "num_detections": tf.cast(n, tf.int32), **extra}
 
     def _voted(self, boxes, probs, valid, nms_threshold, max_per_class, max_detections,
-               score_threshold):
+               score_threshold, vote_offset):
         """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores (`valid`
         (B, P): the real proposals), the classes merged by score: padded (B, M, 4), (B, M),
         (B, M), counts (B,)."""
@@ -479,7 +482,8 @@ class RFCN(VideoModel):
             for c in range(self.num_classes):
                 keep = tf.reshape(tf.where((p[:, c] > score_threshold) & v), [-1])
                 vb, vs, _ = nms_box_voting(tf.gather(b, keep), tf.gather(p[:, c], keep),
-                                           nms_threshold, max_output=max_per_class)
+                                           nms_threshold, max_output=max_per_class,
+                                           add_val=vote_offset)
                 parts.append((vb, vs, tf.fill(tf.shape(vs), c)))
             vb, vs, vc = (tf.concat([q[i] for q in parts], 0) for i in range(3))
             top = tf.math.top_k(vs, k=tf.minimum(max_detections, tf.shape(vs)[0]))

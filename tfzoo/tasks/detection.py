@@ -231,11 +231,13 @@ class DetectionTask(Task):
         detections, `track_boxes` and `track_deltas` (B, M, 4); `detect_track_clip` on uint8
         clips `images` (B, T, H, W, 3) -> all T frames' detections (B, T, ...) and the tracks
         between consecutive frames (B, T - 1, M, 4), each frame's network run once;
-        `class_names` (no input) -> (C,) strings. A per-frame detector has only
-        `serving_default`."""
+        `class_names` (no input) -> (C,) strings; `tracking_stds` (no input) -> (4,) float32,
+        the stds `track_deltas` are encoded with (the model's `tracking_stds`). A per-frame
+        detector has only `serving_default`."""
         if not hasattr(model, "detect_track"):
             return {}
         names = tf.constant([str(c) for c in class_names], dtype=tf.string)
+        stds = tf.constant(model.get_config()["tracking_stds"], tf.float32)
         ints = ("detection_classes", "num_detections", "num_tracklets")
 
         def typed(out):
@@ -250,7 +252,8 @@ class DetectionTask(Task):
         frames = lambda t: [tf.TensorSpec([None, t, None, None, 3], tf.uint8, name="images")]
         return {"detect_track": (frames(2), detect_track),
                 "detect_track_clip": (frames(None), detect_track_clip),
-                "class_names": ([], lambda: {"class_names": tf.identity(names)})}
+                "class_names": ([], lambda: {"class_names": tf.identity(names)}),
+                "tracking_stds": ([], lambda: {"tracking_stds": tf.identity(stds)})}
 
 
 def _refuse_flip(flip: bool) -> None:
