@@ -30,8 +30,7 @@ from pathlib import Path
 
 from tfzoo.errors import TfzooError, quiet_tensorflow_start_up
 
-from . import cli, protos
-from .batching import BatchOptions
+from . import cli
 from .metrics import PROMETHEUS_PATH, Metrics
 
 quiet_tensorflow_start_up()  # TF's C++ start-up lines before our one-line errors
@@ -98,6 +97,9 @@ def configs_from_flags(f):
 
 
 def batching_from_flags(f):
+    from . import protos  # deferred: numpy and protobuf (0.2 s) stay off --help
+    from .batching import BatchOptions  # deferred: numpy and protobuf (0.2 s) stay off --help
+
     if f.batching_parameters_file and not f.enable_batching:
         raise TfzooError("--batching_parameters_file needs --enable_batching")
     if not f.enable_batching:
@@ -110,6 +112,8 @@ def batching_from_flags(f):
 
 
 def prometheus_path_from_flags(f) -> str | None:
+    from . import protos  # deferred: numpy and protobuf (0.2 s) stay off --help
+
     if not f.monitoring_config_file:
         return None
     config = protos.parse_text_file(f.monitoring_config_file, protos.MonitoringConfig(),
