@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import flags
 
 import tfzoo
+from tfzoo.detection.inference import link_video
 from tfzoo.errors import TfzooError, report
 
 
@@ -199,8 +200,6 @@ def bench_linking(repeats: int) -> list[str]:
                      f"scores: {same} (paper: 46 ms per frame on one core; goal <= 1 ms)")
     # what `tfzoo.detect --online` runs: link_video, whose online tube ids follow the windows'
     # links, so it skips the offline tubes that link_tubes also returns
-    from tfzoo.detection.inference import link_video
-
     for label, kw in (("online, history 6", {"online": True, "history": 6}),
                       ("offline", {})):
         w_tubes, c_tubes = per_frame(link_tubes, kw)
