@@ -137,8 +137,21 @@ def _block_commands(lines: list[str]) -> list[str]:
     return out
 
 
+def inline_commands(path: Path) -> list[str]:
+    """`python -m MODULE --flag...` code spans of the prose (outside fenced blocks) with a flag
+    and no `...` (an abbreviation): parsed like the blocks' commands, not run."""
+    prose = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    out = []
+    for span in re.findall(r"`(python -m [^`]+)`", prose):
+        span = re.sub(r"\s+", " ", span).strip()
+        if " --" in span and "..." not in span and not re.match(r"python -m \S+:", span):
+            out.append(span)
+    return out
+
+
 COMMANDS = [(p.relative_to(REPO).as_posix(), c) for p in DOCS for c in documented_commands(p)]
 UNIQUE = list(dict.fromkeys(c for _, c in COMMANDS))
+INLINE = list(dict.fromkeys(c for p in DOCS for c in inline_commands(p) if c not in UNIQUE))
 
 
 # --------------------------------------------------------------------------- the table
@@ -499,7 +512,9 @@ ROWS: dict[str, Row] = {
     "--batching_parameters_file=serving/batching.config "
     "--monitoring_config_file=serving/monitoring.config":
         Row("slow", "the workspace's free ports; serving/models.config's Docker paths "
-            "(/models) are the workspace's srv/models", needs=("export_tresnet50", "versions12"),
+            "(/models) are the workspace's srv/models (a copy of the file)",
+            subs=(("serving/models.config", "models.config"),),
+            needs=("export_tresnet50", "versions12", "models.config"),
             extra=("--port=8500", "--rest_api_port=8501"), name="server_config",
             background="http://localhost:8501/v1/models/tresnet_small/labels/stable"),
     "python -m serving.loadtest --model_base_path=/srv/models/tresnet_small "
@@ -538,6 +553,10 @@ ROWS: dict[str, Row] = {
         Row("slow", "2 steps", extra=VIS_TINY, needs=("stresnet_conj",),
             creates=("runs/gallery_conj256/index.html",)),
 }
+INLINE_ROW = Row("parse", "a command in the prose")
+# Code spans of the prose that name a program and a flag without being a command line.
+MENTIONS = {"python -m export --in_graph_flow=tvl1", "python -m tfzoo.detect --model_dir",
+            "python -m export --export_dir=/srv/models", "python -m export --version"}
 # pieces of the workspace that no documented command makes (beyond the layout trees)
 PIECES = ("a.mp4", "b.mp4", "videos", "request.json", "versions12", "export_dt", "models.config")
 TREES = {"UCF101": "ucf101", "HMDB51": "hmdb51", "YUP++": "yuppp", "ILSVRC2015": "imagenet_vid",
@@ -554,7 +573,7 @@ def _named(name: str) -> str:
 def concrete(text: str) -> str:
     """The command as the test runs it: placeholders filled, optional groups kept, the first of
     each `a|b` alternative, `...` dropped, the row's overrides appended."""
-    row = ROWS[text]
+    row = ROWS.get(text, INLINE_ROW)
     if text == "make demo":
         text = DEMO
     for old, new in row.subs:
@@ -573,7 +592,7 @@ def concrete(text: str) -> str:
 
 def _python_m(text: str) -> tuple[str, list[str]] | None:
     """(module, arguments) of a `python -m` command, or of a row with its own `parser`."""
-    row = ROWS[text]
+    row = ROWS.get(text, INLINE_ROW)
     tokens = shlex.split(concrete(text).rstrip("& "))
     while tokens and re.fullmatch(r"[A-Z_]+=.*", tokens[0]):
         tokens = tokens[1:]
@@ -587,6 +606,7 @@ def _python_m(text: str) -> tuple[str, list[str]] | None:
 # --------------------------------------------------------------------------- default suite
 
 def test_every_documented_command_has_a_row():
+    assert MENTIONS <= set(INLINE), f"stale MENTIONS: {MENTIONS - set(INLINE)}"
     assert len(UNIQUE) > 80
     missing = [f"{doc}: {c}" for doc, c in COMMANDS if c not in ROWS]
     assert not missing, ("documented commands with no row in ROWS (say how each is checked):\n"
@@ -628,7 +648,7 @@ DRIFT = [("tfzoo.predict", ["--model_dir=runs/demo", "--video=x.mp4", "--windw=1
 
 @lru_cache(maxsize=None)
 def _parsed() -> tuple[dict, list]:
-    todo = [(c, _python_m(c)) for c in UNIQUE]
+    todo = [(c, _python_m(c)) for c in UNIQUE + [c for c in INLINE if c not in MENTIONS]]
     todo = [(c, m) for c, m in todo if m]
     lines = [list(m) for _, m in todo] + [[m, a] for m, a, _ in DRIFT]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -641,9 +661,9 @@ def _parsed() -> tuple[dict, list]:
 
 
 def test_every_python_command_parses_with_its_programs_flags():
-    """Each documented `python -m` command line (as the run rows run it, overrides included)
-    through its program's own parser: unknown flags, bad values, missing required flags and
-    stray arguments fail."""
+    """Each documented `python -m` command line (as the run rows run it, overrides included;
+    and those of the prose) through its program's own parser: unknown flags, bad values,
+    missing required flags and stray arguments fail."""
     parsed, _ = _parsed()
     bad = [f"{c}\n    -> {r['error']}" for c, r in parsed.items() if not r["ok"]]
     assert not bad, "documented commands their program refuses:\n" + "\n".join(bad)
@@ -687,6 +707,9 @@ class Workspace:
         shim = root / "bin" / "python"
         shim.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
         shim.chmod(0o755)
+        tool = Path(sys.executable).parent / "saved_model_cli"  # the venv's, whatever PATH says
+        if tool.exists():
+            (root / "bin" / "saved_model_cli").symlink_to(tool)
         (root / "home").mkdir()
         (root / "tests").mkdir()
         (root / "tests" / "data").symlink_to(BIKES.parent)
