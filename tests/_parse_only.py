@@ -4,9 +4,9 @@
     python tests/_parse_only.py '[["tfzoo.train", ["--model=tresnet", ...]], ...]'
 
 Each program runs as `python -m MODULE ARGS` runs it (`runpy`, `__main__`), up to the moment it
-hands its command line to absl (`FlagValues.__call__`, or argparse's `parse_args`, whichever FlagValues the program uses:
-the global FLAGS under `app.run`, its own under `tfzoo.bench`'s dispatch, serving's
-`cli.parse`, prepare's and the data service's roles). There the parse happens for real: unknown
+hands its command line to its parser: absl's `FlagValues.__call__` (whichever FlagValues the
+program uses: the global FLAGS under `app.run`, its own under `tfzoo.bench`'s dispatch,
+serving's `cli.parse`, prepare's and the data service's roles) or argparse's `parse_args`. There the parse happens for real: unknown
 flags, bad values, enum and required-flag validators fail as they would for a user; a parse
 that succeeds stops the program before `main`. Arguments left over after the flags (absl hands
 them to `main`) are reported too. Prints one JSON list of {"ok", "error", "rest"}. Equivalent

@@ -3,7 +3,8 @@ flag parser where it cannot run here (issue 24 item 11): docs cannot drift from 
 
 Commands are the lines of the shell (and untagged) fenced blocks whose program is `python`,
 `saved_model_cli`, `curl`, `docker` or `make` (continuation lines joined, comments and output
-dropped; a line of flags alone under a comment is a variant of the command above it). Each one
+dropped; a line of `[--optional]` flags continues a synopsis; a line of flags alone under a
+comment is a variant of the command above it). Each one
 has a row in `ROWS`, which says how it is checked:
 
 - `run`: runs in the default suite, in a temporary workspace (below);
@@ -127,7 +128,9 @@ def _block_commands(lines: list[str]) -> list[str]:
         text, current = re.sub(r"\s+", " ", current).strip(), ""
         if not text:
             continue
-        if text.startswith("--") and base:
+        if text.startswith("[--") and out:  # a synopsis's next line of optional flags
+            out[-1] = base = f"{out[-1]} {text}"
+        elif text.startswith("--") and base:
             # a variant of the command above: its flag replaced by this one
             name = text[2:].split("=", 1)[0]
             out.append(re.sub(rf'\s--{name}=("(?:[^"\\]|\\.)*"|\S+)', "", base) + f" {text}")
@@ -335,7 +338,8 @@ ROWS: dict[str, Row] = {
                    "--noservice", "--nomodel")),
     # docs/bench.md --------------------------------------------------------------------------
     "python -m tfzoo.bench --model=NAME [--model=NAME2 ...] [--frames=16] [--size=224] "
-    "[--batch=1]": Row("slow", "2 frames of 32 px", extra=BENCH_TINY,
+    "[--batch=1] [--precision=float32|mixed_bfloat16|float32,mixed_bfloat16] [--runs=5] "
+    "[--warmup=2] [--jit[=on|off|on,off]] [--no_train] [--json]": Row("slow", "2 frames of 32 px", extra=BENCH_TINY,
                        subs=(("NAME2", "tresnet_small"), ("NAME", "resnet_small"))),
     "python -m tfzoo.bench --compare_keras [--compare_depth=50] [--precision=...] [--runs=7]":
         Row("slow", "2 frames of 32 px", subs=(("--precision=...", "--precision=float32"),),
@@ -448,7 +452,9 @@ ROWS: dict[str, Row] = {
     "python -m tfzoo.flow.train --video=a.mp4 --video=b.mp4 --out=tvnet.keras --steps=200 "
     "--crop=64x64": Row("slow", "2 steps on 32x32 crops", needs=("a.mp4", "b.mp4"),
                         extra=("--steps=2", "--crop=32x32"), creates=("tvnet.keras",)),
-    "python -m tfzoo.flow --video IN.mp4 --out OUT [--format mp4|npz|jpeg] [--resize 256x340]":
+    "python -m tfzoo.flow --video IN.mp4 --out OUT [--format mp4|npz|jpeg] [--resize 256x340] "
+    "[--chunk 2] [--iterations 50 --warps 5 --max_scales 5 --sigma 0.8] [--opencv] "
+    "[--render wheel|uvm]":
         Row("slow", "frames resized to 64x96", subs=(("IN.mp4", "clip.mp4"), ("OUT", "out.mp4")),
             extra=("--resize=64x96",), creates=("out.mp4",)),
     # docs/predict.md ------------------------------------------------------------------------
