@@ -565,6 +565,7 @@ MENTIONS = {"python -m export --in_graph_flow=tvl1", "python -m tfzoo.detect --m
             "python -m export --export_dir=/srv/models", "python -m export --version"}
 # pieces of the workspace that no documented command makes (beyond the layout trees)
 PIECES = ("a.mp4", "b.mp4", "videos", "request.json", "versions12", "export_dt", "models.config")
+PIECE_CREATES = {"export_dt": "srv/models/dt/1"}
 TREES = {"UCF101": "ucf101", "HMDB51": "hmdb51", "YUP++": "yuppp", "ILSVRC2015": "imagenet_vid",
          "my_videos": "folder"}
 PORTS = (8500, 8501, 5050, 5051)
@@ -674,6 +675,28 @@ def test_every_python_command_parses_with_its_programs_flags():
     bad = [f"{c}\n    -> {r['error']}" for c, r in parsed.items() if not r["ok"]]
     assert not bad, "documented commands their program refuses:\n" + "\n".join(bad)
     assert len(parsed) > 80
+
+
+def _reads(text: str) -> list[str]:
+    """The run directories, exports and prepared datasets a command reads."""
+    tokens = shlex.split(concrete(text).rstrip("& "))
+    module = tokens[2] if tokens[:2] == ["python", "-m"] else ""
+    flags = ("--saved_model", "--data", "init_from") + \
+        (("--model_dir",) if module not in ("tfzoo.train", "tfzoo.demo") else ())
+    return [t.split("=", 1)[1] for t in tokens
+            if "=" in t and t.split("=", 1)[0] in flags and not t.endswith("=None")]
+
+
+def test_paths_read_are_written_by_a_documented_command():
+    """A run directory, export or prepared dataset that a documented command reads is one that
+    a documented command writes (the slow runs check that they do): `runs/tresnet` where the
+    demo writes `runs/demo` fails here, in the default suite."""
+    written = [c for r in ROWS.values() for c in r.creates] + list(PIECE_CREATES.values())
+    bad = [f"{text}: {path}" for text in UNIQUE if ROWS[text].how in ("run", "slow")
+           for path in _reads(text)
+           if not any(w == path.rstrip("/") or w.startswith(path.rstrip("/") + "/")
+                      for w in written)]
+    assert not bad, "paths no documented command writes:\n" + "\n".join(bad)
 
 
 def test_the_parse_check_catches_drift():
