@@ -720,6 +720,22 @@ def test_repository_paths_in_commands_exist():
     assert not bad, "\n".join(bad)
 
 
+def test_prepare_expands_the_tilde_of_documented_paths(tmp_path, monkeypatch):
+    """docs/data.md's `--root=~/UCF101 --out=~/prepared/ucf101`: bash leaves a `~` after `=`
+    as it is, so prepare expands it (before, it looked for a directory named `~`)."""
+    from _data_fixtures import official_layout
+
+    from tfzoo.data.prepare import prepare
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    official_layout("folder", tmp_path / "my_videos", BIKES, short_side=32)
+    manifest = prepare("folder", "~/my_videos", "~/prepared/mine", short_side=32, progress=False)
+    assert (tmp_path / "prepared" / "mine" / "manifest.json").exists()
+    assert not (tmp_path / "~").exists()
+    assert manifest["num_videos"] == 5, manifest
+
+
 # --------------------------------------------------------------------------- running them
 
 class Workspace:
@@ -770,7 +786,9 @@ class Workspace:
         elif name in PIECES:
             self._piece(name)
         else:
-            self.run(_named(name))
+            code, out = self.run(_named(name))
+            assert code == 0, f"needed {name!r}: {self.shell(_named(name))}\nexit {code}:\n" \
+                              f"{out[-4000:]}"
 
     def _piece(self, name: str):
         marker = self.root / ".pieces" / name
