@@ -211,6 +211,7 @@ def main(argv) -> int:
         return report(e, PROG)
     models, precisions, jits, overrides = args.models, args.precisions, args.jits, args.overrides
     import tfzoo
+    from tfzoo.registry import get_entry  # not an attribute of tfzoo until imported
 
     if args.list:
         for name in tfzoo.list_models():
@@ -218,7 +219,7 @@ def main(argv) -> int:
         return 0
     for name in models:  # unknown names and misspelt overrides fail before any model is built
         try:
-            check_arguments(f"--override for {name!r}", tfzoo.registry.get_entry(name).builder,
+            check_arguments(f"--override for {name!r}", get_entry(name).builder,
                             overrides)
         except TfzooError as e:
             return report(e, PROG)

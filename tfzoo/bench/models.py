@@ -80,8 +80,9 @@ def bench_model(
     import tensorflow as tf
 
     import tfzoo
+    from tfzoo.registry import get_entry
 
-    tfzoo.registry.get_entry(name)  # a clear error before any work
+    get_entry(name)  # a clear error before any work
     keras.backend.clear_session()
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
