@@ -821,8 +821,12 @@ class Workspace:
         marker.touch()
 
     def _run_text(self, text: str, timeout=1800) -> tuple[int, str]:
+        start = time.time()
         proc = subprocess.run(["bash", "-c", text], cwd=self.root, env=self.env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        with open(self.root / "commands.log", "a") as log:  # to follow a long -m slow run
+            log.write(f"\n=== exit {proc.returncode} in {time.time() - start:.0f}s: {text}\n"
+                      + (proc.stdout[-3000:] if proc.returncode else ""))
         return proc.returncode, proc.stdout
 
     @staticmethod
