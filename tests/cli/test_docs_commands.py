@@ -200,7 +200,9 @@ CONJ_TINY = EPOCH + _sets(
     image_size="(32, 32)", num_frames="2", test_num_frames="2", batch_size="2",
     model_overrides="{'rgb_blocks': (1, 1, 1, 1), 'flow_blocks': (1, 1, 1, 1), 'width': 4, "
                     "'flow_channels': 4, 'fusion': 'add'}")
-BENCH_TINY = ("--frames=2", "--size=32", "--runs=1", "--warmup=1")
+COMPARE_TINY = ("--frames=2", "--size=32", "--runs=1", "--warmup=1")
+BENCH_TINY = COMPARE_TINY + ("--override=width=4", "--override=blocks=[1,1,1,1]")
+BENCH_WHY = "2 frames of 32 px, width 4, one block per stage"
 VIS_TINY = ("--steps=2", "--a_hat_batches=1")
 PREPARE_TINY = ("--short_side=64", "--no_progress")
 PREDICT_BENCH_TINY = ("--seconds=2", "--rounds=1", "--size=32")
@@ -228,13 +230,14 @@ ROWS: dict[str, Row] = {
     "--stride=8 --top_k=3 --json=bikes.json --plot=bikes.png":
         Row("slow", needs=("demo",), creates=("bikes.json", "bikes.png")),
     "python -m tfzoo.bench --model=resnet50 --model=tresnet50 --frames=16 --size=224 --batch=1 "
-    "--precision=float32,mixed_bfloat16": Row("slow", "2 frames of 32 px", extra=BENCH_TINY),
+    "--precision=float32,mixed_bfloat16": Row("slow", BENCH_WHY, extra=BENCH_TINY),
     "python -m tfzoo.train --model=tresnet": Row("slow", "tiny sizes, one step",
                                                  extra=TRESNET_TINY, name="tresnet",
                                                  creates=("runs/tresnet/metrics.json",)),
     "python -m tfzoo.train --config=tresnet50_yuppp --data=data/yuppp":
         Row("slow", "the recipe shrunk (tests/_runs.shrink_recipe)", extra=("@tresnet50_yuppp",),
-            needs=("prepare_yuppp",), name="yuppp_run", creates=("runs/tresnet50_yuppp/model.keras",)),
+            needs=("prepare_yuppp",), name="yuppp_run",
+            creates=("runs/tresnet50_yuppp/model.keras",)),
     "python -m tfzoo.train --model=tresnet --strategy=mirrored":
         Row("slow", "tiny sizes; its own run directory (runs/tresnet holds the default "
             "strategy's run)", extra=TRESNET_TINY + ("--model_dir=runs/tresnet_mirrored",),
@@ -322,8 +325,8 @@ ROWS: dict[str, Row] = {
         Row("slow", "2 steps", subs=(("DIR", "runs/demo"), ("NAME", "conv5")), extra=VIS_TINY,
             needs=("demo",), creates=("gallery/index.html",)),
     "python -m tfzoo.bench --model=resnet50 --model=tresnet50 --frames=16 --size=224 "
-    "--precision=float32,mixed_bfloat16": Row("slow", "2 frames of 32 px", extra=BENCH_TINY),
-    "python -m tfzoo.bench --model=resnet50 --compare_keras": Row("slow", "2 frames of 32 px",
+    "--precision=float32,mixed_bfloat16": Row("slow", BENCH_WHY, extra=BENCH_TINY),
+    "python -m tfzoo.bench --model=resnet50 --compare_keras": Row("slow", BENCH_WHY,
                                                                   extra=BENCH_TINY),
     "python -m tfzoo.bench --flow": Row("slow", "one 32x48 size, 2 iterations, 1 warp, 1 scale",
                                         extra=("--sizes=32x48", "--accuracy_size=32x48",
@@ -339,11 +342,12 @@ ROWS: dict[str, Row] = {
     # docs/bench.md --------------------------------------------------------------------------
     "python -m tfzoo.bench --model=NAME [--model=NAME2 ...] [--frames=16] [--size=224] "
     "[--batch=1] [--precision=float32|mixed_bfloat16|float32,mixed_bfloat16] [--runs=5] "
-    "[--warmup=2] [--jit[=on|off|on,off]] [--no_train] [--json]": Row("slow", "2 frames of 32 px", extra=BENCH_TINY,
+    "[--warmup=2] [--jit[=on|off|on,off]] [--no_train] [--json]":
+        Row("slow", BENCH_WHY, extra=BENCH_TINY,
                        subs=(("NAME2", "tresnet_small"), ("NAME", "resnet_small"))),
     "python -m tfzoo.bench --compare_keras [--compare_depth=50] [--precision=...] [--runs=7]":
         Row("slow", "2 frames of 32 px", subs=(("--precision=...", "--precision=float32"),),
-            extra=BENCH_TINY),
+            extra=COMPARE_TINY),
     "python -m tfzoo.bench --list": Row("run"),
     "python -m tfzoo.bench --flow ...": Row("slow", "as README's", extra=(
         "--sizes=32x48", "--accuracy_size=32x48", "--iterations=2", "--warps=1",
@@ -360,7 +364,7 @@ ROWS: dict[str, Row] = {
                                                                    extra=BENCH_TINY),
     "python -m tfzoo.bench --compare_keras --frames=16 --size=224 --batch=1 "
     "--precision=float32,mixed_bfloat16 --runs=7 --warmup=2": Row("slow", "2 frames of 32 px",
-                                                                   extra=BENCH_TINY),
+                                                                   extra=COMPARE_TINY),
     "python -m tfzoo.bench --predict --seconds 20 --rounds 5": Row("slow", "2 s of 32 px video",
                                                                    extra=PREDICT_BENCH_TINY),
     "python -m tfzoo.bench --predict --model resnet50 --size 112 --seconds 8 --rounds 3":
@@ -416,7 +420,9 @@ ROWS: dict[str, Row] = {
     "python -m export --model_dir=runs/rfcn --export_dir=exports":
         Row("slow", needs=("rfcn",), creates=("exports/rfcn",)),
     "python -m tfzoo.bench --model=rfcn_resnet101 --size=600x1000 --no_train":
-        Row("slow", "64x96, one run", extra=("--size=64x96", "--runs=1", "--warmup=1")),
+        Row("slow", "64x96, one run, a 1-1-1-1 ResNet of width 8",
+            extra=("--size=64x96", "--runs=1", "--warmup=1", "--override=blocks=[1,1,1,1]",
+                   "--override=width=8")),
     "python -m tfzoo.evaluate --model_dir=runs/rfcn_synthetic --data=data/syn_val32":
         Row("slow", needs=("rfcn_synthetic", "syn_val32")),
     "python -m tfzoo.train --config=rfcn_synthetic --model_dir=runs/rfcn":
@@ -748,7 +754,11 @@ class Workspace:
         self.ports = {p: free_port() for p in PORTS}
         self.results: dict[str, tuple[int, str]] = {}
         self.servers: dict[str, subprocess.Popen] = {}
-        (root / "bin").mkdir()
+        self.env = {**os.environ, "HOME": str(root / "home"), "PYTHONPATH": str(REPO),
+                    "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if (root / "bin").exists():  # a kept workspace (DOCS_WORKSPACE): runs resume in it
+            return
+        (root / "bin").mkdir(parents=True)
         shim = root / "bin" / "python"
         shim.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
         shim.chmod(0o755)
@@ -760,8 +770,6 @@ class Workspace:
         (root / "tests" / "data").symlink_to(BIKES.parent)
         (root / "serving").symlink_to(REPO / "serving")
         self._clip(root / "clip.mp4", 0)
-        self.env = {**os.environ, "HOME": str(root / "home"), "PYTHONPATH": str(REPO),
-                    "PATH": f"{root / 'bin'}:{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     @staticmethod
     def _clip(path: Path, k: int):
@@ -899,7 +907,10 @@ class Workspace:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    ws = Workspace(tmp_path_factory.mktemp("docs"))
+    # DOCS_WORKSPACE=DIR keeps the workspace between runs (a rerun resumes the trainings and
+    # skips finished ones: for working on a failing row without redoing the demo)
+    kept = os.environ.get("DOCS_WORKSPACE")
+    ws = Workspace(Path(kept) if kept else tmp_path_factory.mktemp("docs"))
     yield ws
     ws.close()
 
