@@ -198,8 +198,7 @@ CONJ_TINY = EPOCH + _sets(
     dataset_options="{'flow_stack': 2, 'videos_per_class': (2, 1, 2), 'size': 32, "
                     "'video_frames': 6, 'radius': (6.0, 7.0), 'period': (6.0, 8.0)}",
     image_size="(32, 32)", num_frames="2", test_num_frames="2", batch_size="2",
-    model_overrides="{'rgb_blocks': (1, 1, 1, 1), 'flow_blocks': (1, 1, 1, 1), 'width': 4, "
-                    "'flow_channels': 4, 'fusion': 'add'}")
+    model_overrides="{'blocks': (2, 2, 2, 2), 'width': 4}")  # merged into the recipe's
 COMPARE_TINY = ("--frames=2", "--size=32", "--runs=1", "--warmup=1")
 BENCH_TINY = COMPARE_TINY + ("--override=width=4", "--override=blocks=[1,1,1,1]")
 BENCH_WHY = "2 frames of 32 px, width 4, one block per stage"
