@@ -171,6 +171,7 @@ class Row:
     background: str = ""     # a server: started, then `background` (a URL or "port:N") awaited
     flags_after: str = ""    # parse: the flags start after this token (docker's image)
     parser: str = ""         # parse: the program whose parser reads them (if not python -m)
+    requires: str = ""       # an optional extra's module: without it the run is skipped
 
 
 def _sets(**values) -> tuple:
@@ -281,7 +282,8 @@ ROWS: dict[str, Row] = {
     "python -m tfzoo.data.prepare --dataset=ucf101 --root=~/UCF101 --out=data/ucf101 --flow=tvl1 "
     "--beam_pipeline_options=\"runner=DirectRunner,direct_num_workers=2,"
     "direct_running_mode=multi_processing\"":
-        Row("slow", "64 px; its own --out (data/ucf101 holds the local run's)", needs=("UCF101",),
+        Row("slow", "64 px; its own --out (data/ucf101 holds the local run's)",
+            requires="apache_beam", needs=("UCF101",),
             extra=PREPARE_TINY + ("--out=data/ucf101_beam",),
             creates=("data/ucf101_beam/manifest.json",)),
     "python -m tfzoo.data.service dispatcher --port=5050 &":
@@ -389,6 +391,7 @@ ROWS: dict[str, Row] = {
     "--flow=tvl1 --beam_pipeline_options=\"runner=DirectRunner,direct_num_workers=2,"
     "direct_running_mode=multi_processing\"":
         Row("slow", "64 px; its own --out (~/prepared/ucf101 holds the OpenCV-flow run's)",
+            requires="apache_beam",
             needs=("UCF101",), extra=PREPARE_TINY + ("--out=~/prepared/ucf101_beam",),
             creates=("home/prepared/ucf101_beam/manifest.json",)),
     "python -m tfzoo.data.prepare --dataset=ucf101 --root=~/UCF101 --out=~/prepared/ucf101 "
@@ -916,6 +919,9 @@ def workspace(tmp_path_factory):
 
 def _check_run(ws: Workspace, text: str):
     row = ROWS[text]
+    if row.requires:
+        pytest.importorskip(row.requires, reason=f"{row.requires} (an optional extra) is not "
+                            "installed")
     code, out = ws.run(text)
     assert code == 0, f"{ws.shell(text)}\nexit {code}:\n{out[-5000:]}"
     for path in row.creates:
