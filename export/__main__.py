@@ -17,7 +17,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from absl import app, flags  # noqa: E402
 
-from tfzoo.errors import quiet_tensorflow_start_up  # noqa: E402
+from tfzoo.errors import TfzooError, quiet_tensorflow_start_up, report  # noqa: E402
+from tfzoo.rundir import load_model, read_run_info  # noqa: E402
 
 quiet_tensorflow_start_up()  # TF's C++ start-up lines before our one-line errors
 
@@ -41,8 +42,6 @@ flags.mark_flags_as_required(["model_dir", "export_dir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
-    from tfzoo.errors import TfzooError, report
-    from tfzoo.rundir import load_model, read_run_info
 
     if not os.path.isdir(FLAGS.model_dir):
         sys.exit(report(TfzooError(
@@ -53,7 +52,7 @@ def main(argv):
     except TfzooError as e:
         sys.exit(report(e, "export"))
     # Imported after the cheap checks: TensorFlow takes seconds to import.
-    from .saved_model import export_saved_model, resolve_version_dir
+    from .saved_model import export_saved_model, resolve_version_dir  # deferred: loads TensorFlow
 
     try:
         # Refuse an existing version before spending time loading the model.

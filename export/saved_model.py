@@ -58,10 +58,13 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging as absl_logging  # TF logs through absl and its own logger
 
-from tfzoo.errors import TfzooError
-from tfzoo.tasks import get_task
 from .warmup import constant_tensor_proto, prediction_log_bytes, write_warmup_file
+from tfzoo.data.augment import resize_short_side
+from tfzoo.errors import TfzooError
+from tfzoo.flow import TwoStreamFrames
+from tfzoo.tasks import get_task
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RGB_FLOW = "serving_rgb_flow"
@@ -238,8 +241,6 @@ def decode_frames(encoded: tf.Tensor, short_side: int) -> tf.Tensor:
     than MAX_FRAME_SIDE on a side (read from its header before decoding), frames of different
     sizes.
     """
-    from tfzoo.data.augment import resize_short_side
-
     shape = tf.shape(encoded, out_type=tf.int32)
     flat = tf.reshape(encoded, [-1])
     n = tf.size(flat)
@@ -311,8 +312,6 @@ def _captured_variables(concrete_fns) -> list[tf.Variable]:
 def _quiet_tensorflow_info():
     """TF's saver logs INFO lines that are none of the user's business (variable renames,
     sharding timings, the temporary directory's paths); warnings still show."""
-    from absl import logging as absl_logging  # TF logs through absl and its own logger
-
     tf_logger = logging.getLogger("tensorflow")
     tf_level, absl_level = tf_logger.level, absl_logging.get_verbosity()
     tf_logger.setLevel(max(tf_level, logging.WARNING))
@@ -432,7 +431,7 @@ STALE_AFTER_SECONDS = 3600  # temporaries without a lock file (older tfzoo): by 
 def _reserve_temporary(base: Path, version: int):
     """Creates and locks the lock file, then the directory: a directory whose lock file is
     unlocked (or gone, once it existed) is never being written."""
-    import fcntl
+    import fcntl  # deferred: POSIX only (the lock)
 
     while True:
         name = f"{_TMP_PREFIX}{version}-{os.urandom(6).hex()}"
@@ -453,7 +452,7 @@ def _release(lock) -> None:
 
 def _try_lock(path: Path):
     """An fd holding the lock of `path`, or None when a live process holds it (or it is gone)."""
-    import fcntl
+    import fcntl  # deferred: POSIX only (the lock)
 
     try:
         fd = os.open(path, os.O_RDWR)
@@ -528,7 +527,6 @@ def in_graph_flow(kind: str, model, info):
     if layout["flow"] % 2:
         raise ExportError(f"the model's flow input has {layout['flow']} channels; expected 2L "
                           "(u, v per field)")
-    from tfzoo.flow import TwoStreamFrames
 
     return TwoStreamFrames(num_chunks=int(info.num_frames), flow_stack=layout["flow"] // 2)
 

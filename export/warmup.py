@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
+import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from tfzoo.errors import DataError
 from tfzoo.utils import varint as _varint
 
 WARMUP_DIR = "assets.extra"
@@ -29,7 +31,7 @@ _DTYPES = {"uint8": types_pb2.DT_UINT8, "float32": types_pb2.DT_FLOAT}
 def constant_tensor_proto(shape: Sequence[int], dtype: str, value: float) -> tensor_pb2.TensorProto:
     """A TensorProto of `shape` filled with `value` (dtype "uint8" or "float32")."""
     if dtype not in _DTYPES:
-        raise ValueError(f"warmup dtype {dtype!r} is not supported; expected one of {sorted(_DTYPES)}")
+        raise DataError(f"warmup dtype {dtype!r} is not supported; expected one of {sorted(_DTYPES)}")
     proto = tensor_pb2.TensorProto(
         dtype=_DTYPES[dtype],
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
@@ -45,6 +47,7 @@ def constant_tensor_proto(shape: Sequence[int], dtype: str, value: float) -> ten
 
 def have_serving_api() -> bool:
     try:
+        # deferred: optional TF Serving's protos (the serving extra)
         import tensorflow_serving.apis.prediction_log_pb2  # noqa: F401
     except ImportError:
         return False
@@ -62,6 +65,7 @@ def prediction_log_bytes(
     if use_serving_api is None:
         use_serving_api = have_serving_api()
     if use_serving_api:
+        # deferred: optional TF Serving's protos (the serving extra)
         from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
         request = predict_pb2.PredictRequest()
@@ -124,7 +128,7 @@ def decode_warmup_request(record: bytes) -> tuple[str, str, dict[str, tensor_pb2
 
 def _one(fields, number, what):
     if number not in fields:
-        raise ValueError(f"warmup record: {what} (field {number}) is missing")
+        raise DataError(f"warmup record: {what} (field {number}) is missing")
     return fields[number][-1]
 
 
@@ -144,11 +148,11 @@ def _fields(data: bytes) -> dict[int, list[bytes]]:
         elif wire == 2:
             n, i = _read_varint(data, i)
             if i + n > len(data):
-                raise ValueError("warmup record: truncated length-delimited field")
+                raise DataError("warmup record: truncated length-delimited field")
             out.setdefault(number, []).append(data[i : i + n])
             i += n
         else:
-            raise ValueError(f"warmup record: unsupported wire type {wire} for field {number}")
+            raise DataError(f"warmup record: unsupported wire type {wire} for field {number}")
     return out
 
 
@@ -156,7 +160,7 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
     shift = result = 0
     while True:
         if i >= len(data):
-            raise ValueError("warmup record: truncated varint")
+            raise DataError("warmup record: truncated varint")
         byte = data[i]
         i += 1
         result |= (byte & 0x7F) << shift
@@ -167,8 +171,6 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
 
 def write_warmup_file(saved_model_dir: str | os.PathLike, records: Sequence[bytes]) -> str:
     """Writes `records` to SAVED_MODEL_DIR/assets.extra/tf_serving_warmup_requests."""
-    import tensorflow as tf
-
     directory = os.path.join(os.fspath(saved_model_dir), WARMUP_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, WARMUP_FILE)
@@ -180,8 +182,6 @@ def write_warmup_file(saved_model_dir: str | os.PathLike, records: Sequence[byte
 
 def read_warmup_file(saved_model_dir: str | os.PathLike):
     """Decoded warmup requests of a SavedModel directory: [(name, signature, inputs)]."""
-    import tensorflow as tf
-
     path = os.path.join(os.fspath(saved_model_dir), WARMUP_DIR, WARMUP_FILE)
     if not os.path.exists(path):
         return []

@@ -68,8 +68,9 @@ def define_flags(f):
     # Dev-server-only limits (TF Serving sets these elsewhere).
     f_int("max_body_bytes", 32 * 1024 * 1024, "Largest REST body (after decompression) and gRPC "
           "message, and the decoded size of one request's tensors together.", **d)
-    f_int("max_inflight_bytes", 128 * 1024 * 1024, "REST body bytes held at once, charged as "
-          "they arrive (beyond: 503).", **d)
+    f_int("max_inflight_bytes", 128 * 1024 * 1024, "REST body bytes and decoded tensor bytes "
+          "held at once: bodies are charged as they arrive, tensors once validated and before "
+          "they are built (beyond: 503); at least twice --max_body_bytes.", **d)
     f_int("max_connections", 64, "REST requests parsed and run at once (worker threads); more "
           "wait for a worker.", **d)
     f_float("socket_timeout_seconds", 30, "A REST connection's headers must arrive within this "

@@ -168,7 +168,7 @@ class ModelManager:
             previous = self._versions[c.name].get(version)
             attempts = previous.attempts if previous is not None and previous.error else 0
             self._versions[c.name][version] = _Version(_STATE.LOADING, attempts=attempts)
-        servable, error = None, None
+        servable, error, left = None, None, 0
         try:
             real, base = path.resolve(), c.base_path.resolve()
             if not real.is_relative_to(base):
@@ -200,10 +200,13 @@ class ModelManager:
                 servable.close()
                 servable = None
         with self._lock:
+            # As TF Serving (LoaderHarness::Load retries inside the load), a version waiting
+            # for its retry is still LOADING, with an OK status; END and the error come when
+            # no retry is left. Each failure is in the log.
             self._versions[c.name][version] = (
                 _Version(_STATE.AVAILABLE, servable) if error is None
-                else _Version(_STATE.END, None, error, attempts,
-                              time.monotonic() + self.load_retry_interval_s))
+                else _Version(_STATE.LOADING if left > 0 else _STATE.END, None, error,
+                              attempts, time.monotonic() + self.load_retry_interval_s))
             self._lock.notify_all()
 
     def _unload(self, name: str, version: int):
@@ -318,7 +321,7 @@ class ModelManager:
             s = known[v]
             entry = response.model_version_status.add(version=v, state=s.state)
             entry.status.SetInParent()  # TF Serving always reports a status, OK included
-            if s.error is not None:
+            if s.error is not None and s.state == _STATE.END:
                 entry.status.error_code = s.error.code.value[0]
                 entry.status.error_message = str(s.error)
         return response

@@ -14,7 +14,9 @@ web pages and slow or hostile clients can reach:
   `min_upload_rate` bytes/s on average after its first second: absolute deadlines, not
   per-read timeouts, and a trickling connection costs a socket, not a thread;
 - bodies are charged to a byte budget (`max_inflight_bytes`) as they are received, not by the
-  length they claim, and a body is capped at `max_body_bytes` after decompression.
+  length they claim, and a body is capped at `max_body_bytes` after decompression; a predict's
+  tensors are charged too, at their decoded size, once validated and before they are built
+  (a compact or gzipped body can decode to many times its size).
 Parsing and session runs go to a thread pool of `max_workers` threads; every reply carries an
 `X-Request-Id` header, also in the server log for unexpected errors.
 """
@@ -33,11 +35,11 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
-from .errors import ServingError, invalid, new_request_id
+from .errors import ServingError, invalid, new_request_id, unavailable
 from .metrics import Metrics
 from .models import log
 from .servable import MAX_BODY_BYTES
@@ -75,8 +77,12 @@ class RestApi:
         self.prometheus_path = prometheus_path
 
     def handle(self, method: str, path: str, body: bytes | None,
-               request_id: str = "") -> tuple[int, object]:
-        """(HTTP status, JSON payload or str for the metrics page)."""
+               request_id: str = "", reserve=None) -> tuple[int, object]:
+        """(HTTP status, JSON payload or str for the metrics page).
+
+        reserve(n): called with a predict's decoded tensor bytes before they are built; it
+        raises a ServingError to refuse the request (the server's admission budget).
+        """
         path = path.split("?", 1)[0]
         start, status = time.perf_counter(), "OK"
         try:
@@ -85,7 +91,7 @@ class RestApi:
             if not path.lower().startswith("/v1/"):
                 return 404, {"error": f"Not found: {path[:200]!r}; the REST API is under "
                                       "/v1/models"}
-            return 200, self._route(method, path, body)
+            return 200, self._route(method, path, body, reserve)
         except ServingError as e:
             status = e.code.name
             return e.http_status, {"error": str(e)}
@@ -101,7 +107,7 @@ class RestApi:
             if m and m[1] in self.manager.configs:
                 self.metrics.record("REST", m[1], status, time.perf_counter() - start)
 
-    def _route(self, method, path, body):
+    def _route(self, method, path, body, reserve=None):
         m = _PREDICT_RE.fullmatch(path) if method == "POST" else (
             _STATUS_RE.fullmatch(path) if method == "GET" else None)
         if m is None:
@@ -146,7 +152,7 @@ class RestApi:
 
         def inputs_fn(sig, signature):
             return json_to_inputs(request, dict(sig.inputs), signature,
-                                  self.manager.max_tensor_bytes)
+                                  self.manager.max_tensor_bytes, reserve)
 
         _, _, outputs, fmt = self.manager.predict(spec, inputs_fn, (), self.timeout_s)
         return outputs_to_json(outputs, fmt)
@@ -159,11 +165,23 @@ class _HttpError(Exception):
 
 
 class _ByteBudget:
-    """Bytes of request bodies held at once; charged as they arrive, released with the reply."""
+    """Bytes of request bodies and decoded tensors held at once.
+
+    A body is charged as it arrives and released with the reply; its tensors are charged
+    once validation knows their decoded size, before they are built, and released when the
+    outputs are ready.
+    """
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
         self._cond = asyncio.Condition()
+
+    async def try_acquire(self, n: int) -> bool:
+        async with self._cond:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
 
     async def acquire(self, n: int, timeout: float) -> bool:
         async with self._cond:
@@ -180,6 +198,39 @@ class _ByteBudget:
             async with self._cond:
                 self.used -= n
                 self._cond.notify_all()
+
+
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's connection handler; what its HTTP parser refuses (malformed framing, bad
+    chunks, oversized headers) is answered in the API's own shape: a JSON `{"error": ...}`
+    and an `X-Request-Id`, still closing the connection."""
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        response = super().handle_error(request, status, exc, message)  # logs, checks, closes
+        rid = new_request_id()
+        if status >= 500:
+            log(f"request {rid}: aiohttp error {status}: {exc!r}")
+            error = f"internal error (request id {rid}; see the server log)"
+        else:
+            # The parser's own words ("Duplicate 'Content-Length' header found", ...): they
+            # describe the request's bytes, never the server.
+            error = (message or "").strip().splitlines()[0] if (message or "").strip() else \
+                f"malformed HTTP request ({status})"
+            error = f"malformed HTTP request: {error[:300].rstrip(': ')}"
+        reply = web.Response(status=status, body=json.dumps({"error": error}).encode(),
+                             content_type="application/json")
+        reply.headers["X-Request-Id"] = rid
+        reply.force_close()
+        del response
+        return reply
+
+
+class _Server(web.Server):
+    """web.Server with `_Connection` as its connection handler (web.Server's own __call__
+    makes a RequestHandler with the same arguments)."""
+
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
 
 
 def _host_name(header: str) -> str:
@@ -230,7 +281,8 @@ class RestServer:
                  allowed_hosts=(), quiet: bool = True):
         self.api, self.host = api, host
         self.max_body_bytes, self.socket_timeout = max_body_bytes, socket_timeout
-        self.max_inflight_bytes = max(max_inflight_bytes, max_body_bytes)
+        # A body and its tensors (each at most max_body_bytes) always fit an idle server.
+        self.max_inflight_bytes = max(max_inflight_bytes, 2 * max_body_bytes)
         self.min_upload_rate = min_upload_rate
         self.allowed = allowed_host_names(host, allowed_hosts)
         self._any_ip = _is_ip(host) and ipaddress.ip_address(host).is_unspecified
@@ -283,7 +335,7 @@ class RestServer:
 
     async def _start_site(self):
         self._budget = _ByteBudget(self.max_inflight_bytes)
-        server = web.Server(self._handle, keepalive_timeout=self.socket_timeout,
+        server = _Server(self._handle, keepalive_timeout=self.socket_timeout,
                             lingering_time=LINGER_SECONDS, access_log=None)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()
@@ -312,8 +364,10 @@ class RestServer:
                     raise _HttpError(415, f"Content-Type {ctype[:100]!r}; a POST must be "
                                      "'application/json'", close=True)
                 body, held = await self._read_body(request)
-            status, payload = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.api.handle, request.method, request.raw_path, body, rid)
+            loop = asyncio.get_running_loop()
+            status, payload = await loop.run_in_executor(
+                self._pool, self._handle_in_thread, loop, request.method, request.raw_path,
+                body, held, rid)
             del body
         except _HttpError as e:
             status, payload, close = e.status, {"error": str(e)}, e.close
@@ -338,6 +392,31 @@ class RestServer:
             response.force_close()
         return response
 
+    def _handle_in_thread(self, loop, method, path, body, held, rid):
+        charged = 0
+
+        def reserve(n: int):
+            nonlocal charged
+            limit = self._budget.limit
+            if held + n > limit:
+                raise unavailable(f"the request's tensors are {n} bytes decoded, on top of its "
+                                  f"{held}-byte body; this server holds at most {limit} bytes "
+                                  "of request bodies and tensors (--max_inflight_bytes)")
+            # No waiting here: a worker thread waiting for bytes that queued bodies hold could
+            # wait for itself. The client gets 503 and retries.
+            if n and not asyncio.run_coroutine_threadsafe(self._budget.try_acquire(n),
+                                                          loop).result():
+                raise unavailable(f"server busy: the request's tensors need {n} bytes decoded "
+                                  f"and {self._budget.used} bytes of request bodies and "
+                                  "tensors are in flight (--max_inflight_bytes); retry later")
+            charged += n
+
+        try:
+            return self.api.handle(method, path, body, rid, reserve)
+        finally:
+            if charged:
+                asyncio.run_coroutine_threadsafe(self._budget.release(charged), loop)
+
     def _check_host(self, request):
         header = request.headers.get("Host")
         if header is None:
@@ -351,7 +430,7 @@ class RestServer:
                          f"{sorted(self.allowed)} (add names with --rest_allowed_hosts)",
                          close=True)
 
-    async def _read_body(self, request) -> tuple[bytes, int]:
+    async def _read_body(self, request) -> tuple[bytearray, int]:
         """The body, within the deadline and rate; returns (body, bytes charged)."""
         limit, length = self.max_body_bytes, request.content_length
         if length is not None and length > limit:
@@ -360,7 +439,7 @@ class RestServer:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + self.socket_timeout
-        chunks, received, held = [], 0, 0
+        body, received, held = bytearray(), 0, 0
         try:
             while True:
                 # What has arrived is read first: only a wait for more data can be too slow
@@ -397,7 +476,8 @@ class RestServer:
                     raise _HttpError(503, f"server busy: {self._budget.used} bytes of request "
                                      "bodies in flight; retry later", close=True)
                 held += len(chunk)
-                chunks.append(chunk)
+                body += chunk  # one growing buffer: a list of chunks joined at the end
+                # would hold the body twice
         except BaseException:
             await self._budget.release(held)
             raise
@@ -405,7 +485,6 @@ class RestServer:
             await self._budget.release(held)
             raise _HttpError(400, f"the body ended after {received} of {length} bytes "
                              "(Content-Length)", close=True)
-        body = b"".join(chunks)
         return body, held
 
     def _too_slow(self, received: int, elapsed: float, deadline: bool) -> _HttpError:

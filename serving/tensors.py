@@ -14,9 +14,10 @@ import base64
 import binascii
 import json
 import os
-import re
+import queue
 
 import numpy as np
+import simdjson
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
@@ -169,71 +170,135 @@ def protos_to_inputs(protos, infos: dict, signature: str, max_bytes: int) -> dic
 
 # --- REST: JSON -----------------------------------------------------------------------------
 
-class NumericArray:
-    """A JSON array of numbers parsed by numpy; `is_float` if any number had a '.' or exponent."""
-
-    __slots__ = ("array", "is_float")
-
-    def __init__(self, array: np.ndarray, is_float: bool):
-        self.array, self.is_float = array, is_float
-
-
-# Long runs of JSON that can only be nested arrays of numbers. A 16-frame clip is millions of
-# numbers: Python's json + np.asarray take ~1 us per number; numpy's text parser ~0.1 us.
-# Found with bytes.translate + bytes.find (linear), not a regex (quadratic on adversarial input).
+# Large arrays of numbers (a 16-frame clip is millions of them) are found in the body and their
+# shape checked with bytes.translate/find (C speed, linear, no regex: a regex is quadratic on
+# adversarial input); their numbers are parsed by simdjson (pysimdjson) once the input's dtype
+# is known, a piece at a time, straight into the tensor: no Python object per number, and the
+# parser's own memory is bounded by the piece. Everything else is parsed by Python's json.
+_NUMBER_CHARS = b"0123456789eE+-."
+_WHITESPACE = b" \t\r\n"
 _RUN_MASK = bytes(49 if chr(i) in "[]0123456789eE+-., \t\r\n" else 48 for i in range(256))
 _MIN_RUN = 4096
-# What numpy accepts but JSON does not: a leading '+' or zero, whitespace inside a number.
-_LEADING_ZERO = re.compile(rb" *-?0[0-9]")
-_LEADING_ZERO_AFTER_COMMA = re.compile(rb", *-?0[0-9]")
-_SPACED_NUMBER = re.compile(rb"[0-9.eE+-][ \t\r\n]+[0-9.eE+-]")
+# Numbers -> "0", brackets and commas kept (whitespace is deleted with it).
+_CANON = bytes.maketrans(_NUMBER_CHARS, b"0" * len(_NUMBER_CHARS))
+# A piece's brackets become spaces, so "[1, 2], [3, 4]" parses as the list "1, 2, 3, 4".
+_BRACKETS_TO_SPACE = bytes.maketrans(b"[]", b"  ")
+PIECE_BYTES = 1 << 18  # body bytes simdjson parses at once (its tape is ~16 bytes a number)
+# Parsers are reused: a new one's first parse of a large piece was up to 10x slower (its
+# buffers are allocated then). Each holds about 12 x PIECE_BYTES at most; a few are kept.
+_PARSERS: "queue.SimpleQueue[simdjson.Parser]" = queue.SimpleQueue()
+_KEPT_PARSERS = 4
 
 
-def _json_numbers(text: bytes, spaced: bool) -> bool:
-    """False if comma-separated `text` has a number numpy reads but JSON forbids.
+class NumericArray:
+    """A rectangular JSON array of numbers in the request body, not yet parsed.
 
-    spaced: every comma is followed by one space (json.dumps' ", ").
+    `shape` and `is_float` (a '.' or exponent somewhere) are known from the body's bytes;
+    `to_array(dtype)` parses the numbers into an array of that dtype.
     """
-    if b"+" in text and text.count(b"+") != text.count(b"e+") + text.count(b"E+"):
-        return False  # a '+' anywhere but in an exponent
-    if _LEADING_ZERO.match(text):
-        return False
-    if not spaced:
-        return not _LEADING_ZERO_AFTER_COMMA.search(text)
-    # " 0" starts a number; substring counts (memchr speed, unlike a regex over megabytes)
-    # tell whether each such 0 is a whole number or starts "0.", "0e".
-    ends = (b",", b".", b"e", b"E") if any(c in text for c in (b".", b"e", b"E")) else (b",",)
-    for zero in (b" 0", b" -0"):
-        n = text.count(zero)
-        if n and n != sum(text.count(zero + c) for c in ends) + text.endswith(zero):
-            return False
-    return True
+
+    __slots__ = ("body", "start", "end", "shape", "is_float")
+
+    def __init__(self, body, start: int, end: int, shape: tuple, is_float: bool):
+        self.body, self.start, self.end = body, start, end
+        self.shape, self.is_float = shape, is_float
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def first_float(self) -> str:
+        """The first number written as a float (e.g. "0.5", "1e3"), as the body has it."""
+        body, start, end = self.body, self.start, self.end
+        i = min(j for j in (body.find(c, start, end) for c in (b".", b"e", b"E")) if j >= 0)
+        lo, hi = i, i + 1
+        while lo > max(start, i - 40) and body[lo - 1] in _NUMBER_CHARS:
+            lo -= 1
+        while hi < min(end, i + 40) and body[hi] in _NUMBER_CHARS:
+            hi += 1
+        return bytes(body[lo:hi]).decode("ascii")
+
+    def to_array(self, dtype, where: str) -> np.ndarray:
+        """The numbers as `dtype`; integers are range-checked, floats cast as numpy casts."""
+        dtype = np.dtype(dtype)
+        out = np.empty(self.size, dtype)
+        integer = dtype.kind in "iu"
+        info = np.iinfo(dtype) if integer else None
+        body, k, p, span = self.body, 0, self.start, None
+        while p < self.end:
+            q = body.find(b",", p + PIECE_BYTES, self.end) if self.end - p > PIECE_BYTES else -1
+            q = self.end if q < 0 else q
+            values = _parse_numbers(b"[" + body[p:q].translate(_BRACKETS_TO_SPACE) + b"]",
+                                    integer, p - 1)
+            if k + len(values) > out.size:
+                raise invalid(f"{where}: more numbers than its shape {self.shape} holds")
+            if integer and values.size:
+                lo, hi = values.min(), values.max()
+                if span is not None or lo < info.min or hi > info.max:
+                    # Out of range: the rest is only read for the reply's span.
+                    span = (lo, hi) if span is None else (min(span[0], lo), max(span[1], hi))
+            if span is None:
+                out[k:k + len(values)] = values
+            k, p = k + len(values), q + 1
+        if span is not None:
+            raise invalid(f"{where}: values span [{span[0]}, {span[1]}]; {dtype.name} holds "
+                          f"[{info.min}, {info.max}]")
+        if k != out.size:
+            raise invalid(f"{where}: {k} numbers for shape {self.shape}")
+        return out.reshape(self.shape)
 
 
-_INT64 = np.iinfo(np.int64)
+def _parse_numbers(text: bytes, integer: bool, offset: int) -> np.ndarray:
+    """A JSON list of numbers as int64 (integer) or float64 values; offset: text's place in
+    the body, for errors."""
+    doc = None
+    try:
+        parser = _PARSERS.get_nowait()
+    except queue.Empty:
+        parser = simdjson.Parser()
+    try:
+        doc = parser.parse(text)
+        return np.frombuffer(doc.as_buffer(of_type="i" if integer else "d"),
+                             np.int64 if integer else np.float64)
+    except (ValueError, TypeError, RuntimeError):
+        # simdjson names no position, and refuses numbers that JSON allows (integers beyond
+        # 64 bits, 1e400): Python's json decides, and says where.
+        pass
+    finally:
+        doc = None  # its proxies pin the parser
+        # A piece with no comma for long (one huge "number") grew the parser: not kept.
+        if len(text) <= 2 * PIECE_BYTES and _PARSERS.qsize() < _KEPT_PARSERS:
+            _PARSERS.put(parser)
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        at = offset + e.pos
+        raise invalid(f"the request body is not valid JSON ({e.msg}: line {e.lineno} near "
+                      f"byte {at}, {text[max(0, e.pos - 10):e.pos + 10].decode('latin-1')!r})"
+                      ) from None
+    # Integers beyond 64 bits stay Python ints (an object array): the range check names them.
+    return np.array(values) if integer else np.array(values, dtype=np.float64)
 
 
-def _numeric(body: bytes, start: int, end: int) -> NumericArray | None:
+def _numeric(body, start: int, end: int) -> NumericArray | None:
     """body[start:end] as a rectangular JSON array of numbers, or None (then the generic
-    parser handles it). Peak memory is about 3 x the run plus the int64/float64 result."""
-    run = body[start:end]
-    skeleton = run.translate(None, b"0123456789eE+-. \t\r\n")
-    rank = len(skeleton) - len(skeleton.lstrip(b"["))
-    if not 1 <= rank <= MAX_JSON_DEPTH or b"[]" in skeleton:
-        return None
-    spaces, comma_spaces = run.count(b" "), run.count(b", ")
-    spaced = spaces == comma_spaces == len(skeleton) - 2 * skeleton.count(b"[")
-    if spaces == comma_spaces and not any(c in run for c in (b"\n", b"\t", b"\r")):
-        # Spaces only after commas (json.dumps' ", "): numpy's parser skips them, and stops
-        # early (a count mismatch below) at anything else.
-        text = run.translate(None, b"[]")
-    else:
-        # Whitespace anywhere (indented JSON): whitespace inside a number ("1 2") is not JSON.
-        if _SPACED_NUMBER.search(run):
+    parser handles it). Memory: about the run's size, in pieces."""
+    # The shape comes from the skeleton (brackets and commas); on the way, a number against
+    # the outer side of a bracket ("]7", "7[") is refused: stripping the brackets would hide
+    # it. A piece at a time, so the copies stay small.
+    skeleton, last = [], b""
+    for p in range(start, end, PIECE_BYTES):
+        canon = bytes(body[p:min(p + PIECE_BYTES, end)].translate(_CANON, _WHITESPACE))
+        # ... and an empty list ("[]") is the generic parser's (and its value bound's).
+        c = np.frombuffer(last + canon, np.uint8)  # (a 2-byte bytes.find is slow here)
+        left, right = c[:-1], c[1:]
+        if any(((left == ord(a)) & (right == ord(b))).any() for a, b in ("]0", "0[", "[]")):
             return None
-        text = run.translate(None, b"[] \t\r\n")
-    del run
-    if not text or not _json_numbers(text, spaced):
+        skeleton.append(canon.translate(None, b"0"))
+        last = canon[-1:] or last
+    skeleton = b"".join(skeleton)
+    rank = len(skeleton) - len(skeleton.lstrip(b"["))
+    if not 1 <= rank <= MAX_JSON_DEPTH:
         return None
     dims, child = [], b""
     for level in range(rank - 1, -1, -1):  # innermost list first: count its children
@@ -251,20 +316,12 @@ def _numeric(body: bytes, start: int, end: int) -> NumericArray | None:
         child = b"[" + b",".join([child] * d) + b"]"
     if child != skeleton:
         return None
-    is_float = any(c in text for c in (b".", b"e", b"E"))
-    try:
-        flat = np.fromstring(text, dtype=np.float64 if is_float else np.int64, sep=",")
-    except ValueError:
-        return None
-    if flat.size != int(np.prod(dims)):
-        return None
-    if not is_float and (flat.max() == _INT64.max or flat.min() == _INT64.min):
-        return None  # numpy saturates integers beyond int64; let the generic parser refuse them
-    return NumericArray(flat.reshape(dims), is_float)
+    is_float = any(body.find(c, start, end) >= 0 for c in (b".", b"e", b"E"))
+    return NumericArray(body, start, end, tuple(dims), is_float)
 
 
 def loads(body: bytes):
-    """json.loads, with large numeric arrays parsed by numpy into NumericArray leaves."""
+    """json.loads, with large arrays of numbers left as NumericArray leaves (parsed later)."""
     if len(body) > 65536:
         nonce = os.urandom(8).hex()
         subs, parts, last, pos = {}, [], 0, 0
@@ -323,6 +380,7 @@ def _check_values(text: bytes):
                       f"arrays; the limit is {limit} (send the tensor as one nested array of "
                       "numbers, or encoded frames)")
 
+
 def _is_b64(value) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
@@ -331,13 +389,13 @@ def json_to_array(value, dtype: tf.DType, where: str) -> np.ndarray:
     if dtype == tf.string:
         return _strings(value, where)
     if isinstance(value, NumericArray):
-        array = value.array
+        if dtype == tf.bool:
+            raise invalid(f"{where}: got numbers; input of type bool takes JSON true/false")
         if value.is_float and dtype.is_integer:
-            bad = array.reshape(-1)[0].item()
-            raise invalid(f"{where}: JSON Value: {bad!r} is a float; a {dtype.name} input takes "
-                          "JSON integers only (TF Serving refuses floats such as 1.0 for integer "
-                          "tensors)")
-        return _check_range(array, dtype, where)
+            raise invalid(f"{where}: JSON Value: {value.first_float()} is a float; a "
+                          f"{dtype.name} input takes JSON integers only (TF Serving refuses "
+                          "floats such as 1.0 for integer tensors)")
+        return value.to_array(dtype.as_numpy_dtype, where)
     if isinstance(value, dict):
         raise invalid(f"{where}: got a JSON object (keys {sorted(value)[:5]}); expected "
                       f"a nested list of {dtype.name} values")
@@ -421,13 +479,19 @@ def _named(value, infos: dict, where: str) -> dict:
     return {next(iter(infos)): value}
 
 
-def json_to_inputs(request, infos: dict, signature: str,
-                   max_bytes: int) -> tuple[dict, str]:
+def _itemsize(dtype: tf.DType) -> int:
+    return 8 if dtype == tf.string else dtype.size
+
+
+def json_to_inputs(request, infos: dict, signature: str, max_bytes: int,
+                   reserve=None) -> tuple[dict, str]:
     """A parsed predict body -> ({input: array}, "row" | "columnar").
 
     Names are checked before any value is converted; rows are converted one at a time into
     arrays allocated once from the first row's shape, and the first row of another shape (or
-    a total above `max_bytes`) ends the parse.
+    a total above `max_bytes`) ends the parse. `reserve(n)`, if given, is called with the
+    decoded size of the request's tensors once it is known and before the large ones are built
+    (large arrays of numbers and rows after the first); it raises to refuse the request.
     """
     if not isinstance(request, dict):
         raise invalid(f"the request body is a JSON {type(request).__name__}; expected an object "
@@ -439,19 +503,32 @@ def json_to_inputs(request, infos: dict, signature: str,
     if ("instances" in request) == ("inputs" in request):
         raise invalid("the request must have exactly one of 'instances' (row format) or "
                       "'inputs' (columnar format)")
+    reserve = reserve or (lambda n: None)
     if "inputs" in request:
         named = _named(request["inputs"], infos, "'inputs'")
         check_names(named, infos, signature)
+        # Small values first (Python lists, already bounded by the parser); large arrays of
+        # numbers are counted from their shape and built once the total is allowed.
         arrays, total = {}, 0
         for k, info in infos.items():
-            arrays[k] = json_to_array(named[k], info_dtype(info), f"input {k!r}")
-            total += nbytes(arrays[k])
+            if isinstance(named[k], NumericArray):
+                total += named[k].size * _itemsize(info_dtype(info))
+            else:
+                arrays[k] = json_to_array(named[k], info_dtype(info), f"input {k!r}")
+                total += nbytes(arrays[k])
             check_total(total, max_bytes)
+        reserve(total)
+        for k, info in infos.items():
+            if k not in arrays:
+                arrays[k] = json_to_array(named[k], info_dtype(info), f"input {k!r}")
         return check_inputs(arrays, infos, signature), "columnar"
     instances = request["instances"]
-    if isinstance(instances, NumericArray) and len(infos) == 1 and instances.array.ndim:
+    if isinstance(instances, NumericArray) and len(infos) == 1 and len(instances.shape):
         # One array of numbers: the batch of a single-input signature, parsed in one go.
         name, info = next(iter(infos.items()))
+        total = instances.size * _itemsize(info_dtype(info))
+        check_total(total, max_bytes)
+        reserve(total)
         array = json_to_array(instances, info_dtype(info), f"input {name!r}")
         return check_inputs({name: array}, infos, signature, max_bytes), "row"
     if not isinstance(instances, list) or not instances:
@@ -465,7 +542,9 @@ def json_to_inputs(request, infos: dict, signature: str,
         shapes[name] = a.shape
         arrays[name] = np.empty((n,) + a.shape, dtype=a.dtype)
         arrays[name][0] = a
-    check_total(sum(nbytes(a[:1]) for a in arrays.values()) * n, max_bytes)
+    total = sum(nbytes(a[:1]) for a in arrays.values()) * n
+    check_total(total, max_bytes)
+    reserve(total)
     for i in range(1, n):
         row = _named(instances[i], infos, f"instances[{i}]")
         if set(row) != set(infos):

@@ -30,14 +30,14 @@ _REGISTRY_NAMES = ("create_model", "list_models", "register_model", "UnknownMode
 
 def __getattr__(name):
     if name in _REGISTRY_NAMES:
-        import tfzoo.models
+        import tfzoo.models  # deferred: loads TensorFlow
 
         return getattr(tfzoo.models, name)
     # `tfzoo.predict(model, video)`: the function (tfzoo/prediction.py), loaded on first use;
     # `python -m tfzoo.predict` is the program in tfzoo/predict/, a folder with only
     # __main__.py, so that no library import replaces this attribute with a module.
     if name == "predict":
-        from tfzoo.prediction import predict
+        from tfzoo.prediction import predict  # deferred: `import tfzoo` loads only tfzoo.errors
 
         return predict
     raise AttributeError(f"module 'tfzoo' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tfzoo.errors import TfzooError
+from tfzoo.protocols import PROTOCOLS
 from tfzoo.utils import check_choice
 
 # The recipes ship as the package tfzoo.configs (the repository's configs/ folder); they are
@@ -147,8 +148,6 @@ def _check_type(key: str, value: Any) -> Any:
     if value is None and "None" in FIELDS[key].type:
         return value
     if key == "test_protocol":
-        from tfzoo.protocols import PROTOCOLS
-
         try:
             return check_choice("config key 'test_protocol' value", value, PROTOCOLS)
         except TfzooError as e:

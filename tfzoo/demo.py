@@ -10,15 +10,18 @@ A finished step is not redone when the demo is run again (a killed training resu
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
+
+from tfzoo import config as cfglib, train
+from tfzoo.assets import SAMPLE_VIDEO
+from tfzoo.rundir import load_model
+from tfzoo.video import read_video, test_indices
 
 FLAGS = flags.FLAGS
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_VIDEO = REPO / "tests" / "data" / "bikes.mp4"
+DEFAULT_VIDEO = SAMPLE_VIDEO
 
 
 def define_flags():
@@ -30,11 +33,7 @@ def define_flags():
 
 def classify_with_export(export_path: Path, video: Path, num_frames: int, short_side: int):
     """Runs the exported model on a clip; returns [(label, probability)] top-k."""
-    import numpy as np
-    import tensorflow as tf
-
-    from tfzoo.video import test_indices
-    from tfzoo.video import read_video
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     frames = read_video(video, short_side=short_side)
     idx = test_indices(len(frames), num_frames).numpy()
@@ -49,20 +48,16 @@ def classify_with_export(export_path: Path, video: Path, num_frames: int, short_
 
 def main(argv):
     del argv
-    from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # SavedModel writer's INFO lines
-    from tfzoo.export.saved_model import export_saved_model
-    from tfzoo import config as cfglib
-    from tfzoo import train
-    from tfzoo.rundir import load_model
+    from tfzoo.export.saved_model import export_saved_model  # deferred: loads TensorFlow
 
     model_dir = Path(FLAGS.model_dir)
     t0 = time.time()
     config = cfglib.default_config(FLAGS.model)
     if FLAGS.epochs:
         config = config.replace(epochs=FLAGS.epochs)
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     metrics = train.run(config, model_dir, tf.distribute.get_strategy())
     t_train = time.time() - t0

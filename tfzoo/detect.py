@@ -22,8 +22,13 @@ import os
 import sys
 
 import numpy as np
+from absl import flags
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
 
-from tfzoo.errors import TfzooError
+from tfzoo.errors import DetectError, TfzooError, report
+from tfzoo.rundir import atomic_write_text
+from tfzoo.video import VideoWriter, iter_frames, video_info
 
 
 # The runtime detector's names, also offered here; loaded on first use (they bring TensorFlow),
@@ -34,7 +39,7 @@ _DETECTOR_NAMES = ("DetectError", "Detector", "as_detector", "detect_clip_in_pai
 
 def __getattr__(name):
     if name in _DETECTOR_NAMES:
-        from tfzoo.detection import detector
+        from tfzoo.detection import detector  # deferred: loads TensorFlow
 
         return getattr(detector, name)
     raise AttributeError(f"module 'tfzoo.detect' has no attribute {name!r}")
@@ -55,18 +60,15 @@ def detect_video(detector, video, *, stride: int = 1, online: bool = False,
     `batch_size` (with a D&T model, each frame's network runs once). Raises DataError for an
     unreadable video.
     """
-    from tfzoo.detection.detector import as_detector, detect_frames
-    from tfzoo.detection.inference import link_video
-    from tfzoo.video import iter_frames, video_info
+    from tfzoo.detection.detector import as_detector, detect_frames  # deferred: loads TensorFlow
+    from tfzoo.detection.inference import link_video  # deferred: loads TensorFlow
 
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        raise DetectError(f"stride must be a positive integer, got {stride!r}")
     detector = as_detector(detector)
     total, fps, _, _ = video_info(video)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=total, unit="frame", desc=os.path.basename(os.fspath(video)),
                    leave=False, file=sys.stderr)
     num_frames = 0
@@ -169,8 +171,6 @@ def draw_frame(frame: np.ndarray, detections: dict, class_names, min_score: floa
     """`frame` (H, W, 3) uint8 with the boxes of (rescored) score >= min_score drawn in their
     tube's colour, each labelled "class probability #id" (`label_text`) in a font sized to
     the frame (`label_size`), above the box when it fits (`label_place`)."""
-    from PIL import Image, ImageDraw, ImageFont
-
     img = Image.fromarray(np.ascontiguousarray(frame, np.uint8))
     draw = ImageDraw.Draw(img)
     size, line = label_size(img.height, img.width)
@@ -197,16 +197,12 @@ def draw_frame(frame: np.ndarray, detections: dict, class_names, min_score: floa
 def write_video(result: dict, out, *, min_score: float = 0.5, progress: bool = True) -> None:
     """Draws `result` on its video (read again) into `out` (H.264 MP4, written to a temporary
     name and renamed, so `out` is complete or absent)."""
-    from tfzoo.video import VideoWriter, iter_frames
-
     out = os.fspath(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     root, ext = os.path.splitext(out)
     tmp = f"{root}.tmp{os.getpid()}{ext or '.mp4'}"
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=result["num_frames"], unit="frame", desc="drawing", leave=False,
                    file=sys.stderr)
     try:
@@ -238,8 +234,6 @@ ONLINE_HISTORY = 6
 def _define_flags():
     """The CLI's flags, in their own FlagValues: `main(argv)` is also called in-process (tests,
     scripts), where other programs' flags may already be defined in absl's global FLAGS."""
-    from absl import flags
-
     fv = flags.FlagValues()
     flags.DEFINE_string("model_dir", None, "A directory written by python -m tfzoo.train.",
                         flag_values=fv)
@@ -269,11 +263,7 @@ def _define_flags():
 def main(argv=None) -> int:
     """`python -m tfzoo.detect ARGS`; `argv` the arguments without the program name (None:
     sys.argv's). Returns the exit code (2 and one line on stderr for a user mistake)."""
-    from absl import flags
-
-    from tfzoo.detection.detector import Detector
-    from tfzoo.errors import report
-    from tfzoo.rundir import atomic_write_text
+    from tfzoo.detection.detector import Detector  # deferred: loads TensorFlow
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     fv = _define_flags()
@@ -296,13 +286,13 @@ def main(argv=None) -> int:
             if not a[name].value:
                 raise TfzooError(f"--{name} is required")
         if a.stride < 1:
-            raise ValueError(f"--stride={a.stride}: expected a positive number of frames")
+            raise DetectError(f"--stride={a.stride}: expected a positive number of frames")
         if a.batch_size < 1:
-            raise ValueError(f"--batch_size={a.batch_size}: expected >= 1")
+            raise DetectError(f"--batch_size={a.batch_size}: expected >= 1")
         history = ONLINE_HISTORY if a.history is None else a.history
         if a.history is not None and (not a.online or not (
                 a.history == "all" or a.history.isdigit() and int(a.history) >= 1)):
-            raise ValueError(f"--history={a.history}: expected a positive number of processed "
+            raise DetectError(f"--history={a.history}: expected a positive number of processed "
                              "frames or 'all', with --online (offline linking uses the whole "
                              "video)")
         history = None if history == "all" or not a.online else int(history)

@@ -117,5 +117,13 @@ def _filtered_stderr():
                 sys.stderr.flush()
 
 
+class InputSpecError(TfzooError):
+    """A model or layer input of the wrong rank, shape, channel count or dtype."""
+
+
+class DetectError(TfzooError):
+    """A model that does not offer the D&T detection contract, or a bad detection argument."""
+
+
 class DataError(TfzooError):
     """Unreadable or inconsistent data (with the offending path or value in the message)."""

@@ -35,6 +35,14 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from tfzoo import config as cfglib
+from tfzoo.config import ConfigError
+from tfzoo.errors import TfzooError, report
+from tfzoo.protocols import protocol_of
+from tfzoo.recipes import dataset_splits
+from tfzoo.rundir import atomic_write_text, read_run_info
+from tfzoo.utils import check_choice
+
 FLAGS = flags.FLAGS
 
 
@@ -60,12 +68,8 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
     test protocol (or the named `protocol`), stores it as that split's entry of `metrics.json`
     (other splits' entries are kept) and returns its metrics. `link_strides`: a D&T model's
     temporal strides (default: the run's `link_strides`)."""
-    from tfzoo import config as cfglib
-    from tfzoo.sources import make_source
-    from tfzoo.protocols import protocol_of
-    from tfzoo.rundir import atomic_write_text, load_model, read_run_info
-    from tfzoo.tasks import get_task
-    from tfzoo.utils import check_choice
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
+    from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
     model_dir = Path(model_dir)
     info = read_run_info(model_dir)
@@ -81,14 +85,14 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
             f"{config.test_protocol!r} fixes its flips (pick a protocol instead)")
     if data_dir:
         # Options of another kind of dataset (the synthetic set's size, ...) do not apply.
-        from tfzoo.sources import folder_dataset
+        from tfzoo.sources import folder_dataset  # deferred: loads TensorFlow
 
         kind = folder_dataset(config.dataset)
         options = config.dataset_options if config.dataset == kind else {}
         config = config.replace(dataset=kind, data_dir=data_dir, dataset_options=options)
     model = None
     if link_strides is not None:  # before the data: strides apply to D&T models only
-        model, info = load_model(model_dir)
+        model, info = _open_run(model_dir)
         if not hasattr(model, "detect_track"):
             raise cfglib.ConfigError(
                 f"link_strides={tuple(link_strides)}: {info.model} is not a D&T model (no "
@@ -100,8 +104,6 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
             f"{source.info.class_names[:5]}..."
         )
     if split is None:
-        from tfzoo.recipes import dataset_splits
-
         available = [k for k, n in source.info.num_videos.items() if n]
         split = dataset_splits(source.info.name, available, {"test_split": config.test_split}
                                ).get("test_split", config.test_split)
@@ -110,7 +112,7 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
                   f"{source.info.name}'s is {split!r} (--split=NAME for another)", flush=True)
     check_choice("split", split, [k for k, n in source.info.num_videos.items() if n])
     if model is None:
-        model, info = load_model(model_dir)
+        model, info = _open_run(model_dir)
     flip = protocol_of(config).flip if flip is None else flip
     # What is measured, and how, is the model's task's (tfzoo.tasks): accuracy with the run's
     # test protocol for a classifier, VID mAP for a detector.
@@ -126,6 +128,20 @@ def evaluate_model_dir(model_dir, *, split: str | None = None, source=None, data
 METRICS_FILE = "metrics.json"
 
 
+def _open_run(model_dir):
+    """(Keras model, RunInfo) of a run directory, opened as predict and detect open a model
+    (`tfzoo.runnable.load_runnable`). The task scores the Keras model itself: its test views
+    (`ClassificationTask.predict`) or its `detect`/`detect_track`, which a Runnable's
+    classifier or tracker window does not offer."""
+    from tfzoo.runnable import KerasRunnable, load_runnable  # deferred: loads TensorFlow
+
+    runnable = load_runnable(model_dir)
+    if not isinstance(runnable, KerasRunnable):
+        raise TfzooError(f"{model_dir} is a SavedModel; evaluate scores a training run's "
+                         "directory (run.json, model.keras)")
+    return runnable.model, runnable.run_info
+
+
 def read_metrics(model_dir, split: str | None = None) -> dict:
     """`metrics.json` as {split: metrics}, or one split's metrics ({} when not evaluated)."""
     path = Path(model_dir) / METRICS_FILE
@@ -139,9 +155,6 @@ def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None,
                     protocol: str | None = None) -> dict:
     """Mean accuracy over official splits: `model_dir_pattern` with `{split}` replaced by each
     k in `splits` is a run trained on `train<k>`; it is evaluated on `test<k>`."""
-    from tfzoo.config import ConfigError
-    from tfzoo.rundir import atomic_write_text, read_run_info
-
     if "{split}" not in model_dir_pattern and len(splits) > 1:
         raise ConfigError(f"--splits={','.join(map(str, splits))} needs a --model_dir with "
                           f"{{split}} (one run per split), got {model_dir_pattern!r}")
@@ -167,7 +180,6 @@ def evaluate_splits(model_dir_pattern: str, splits, *, data_dir=None, flip=None,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from tfzoo.errors import TfzooError, report
 
     if FLAGS.splits:
         try:
@@ -200,7 +212,7 @@ def main(argv):
                                flip=FLAGS.flip, protocol=FLAGS.protocol, link_strides=strides)
     except TfzooError as e:
         return report(e, "python -m tfzoo.evaluate")
-    from tfzoo.tasks import get_task
+    from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
     for line in get_task(m["task"]).describe(m):
         print(line)

@@ -60,9 +60,13 @@ import queue
 import threading
 from typing import Iterator, Sequence
 
+import av
 import numpy as np
+from tqdm import tqdm
 
 from tfzoo.errors import DataError, TfzooError
+from tfzoo.protocols import get_protocol
+from tfzoo.video import _open, scaled_size, test_indices, video_info
 
 DEFAULT_TRAIN_FPS = 25.0  # UCF101 and most of HMDB51 (the papers' datasets)
 DEFAULT_WINDOW = 16
@@ -90,7 +94,7 @@ class Predictor:
     def __init__(self, model, *, run_info=None, flip: bool | None = None,
                  features: str | None = None, feature_pool: str = "mean",
                  class_names: Sequence[str] | None = None):
-        from tfzoo.runnable import RunnableError, load_runnable
+        from tfzoo.runnable import RunnableError, load_runnable  # deferred: loads TensorFlow
 
         try:
             self.runnable = load_runnable(model, run_info=run_info)
@@ -105,8 +109,6 @@ class Predictor:
         if flip is None:
             named = config.get("test_protocol")
             if named:
-                from tfzoo.protocols import get_protocol
-
                 flip = get_protocol(named).flip
             else:
                 flip = config.get("test_flip", False)
@@ -157,24 +159,24 @@ class Predictor:
                 "training_stride": tau, "train_fps": train_fps}
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
         return np.asarray(self._scores(tf.constant(batch, tf.float32)), np.float32)
 
     def feature_batch(self, batch: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
         return np.asarray(self._features(tf.constant(batch, tf.float32)))
 
     def flow_scores(self, rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """Scores of (B, T, H, W, 3) frames with their (B, T, H, W, 2L) precomputed flow."""
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
         return np.asarray(self._flow_scores(tf.constant(rgb, tf.float32),
                                             tf.constant(flow, tf.float32)), np.float32)
 
     def flow_feature_batch(self, rgb: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
         return np.asarray(self._flow_features(tf.constant(rgb, tf.float32),
                                               tf.constant(flow, tf.float32)))
@@ -193,7 +195,7 @@ def load_flow(flow) -> np.ndarray:
             raise PredictError(f"flow={path!r}: no such file; expected a .npy or .npz of flow "
                                "fields (python -m tfzoo.flow --format npz)")
         if path.lower().endswith(".npz"):
-            from tfzoo.flow.encoding import load_npz
+            from tfzoo.flow.encoding import load_npz  # deferred: loads TensorFlow
 
             flow = load_npz(path)
         elif path.lower().endswith(".npy"):
@@ -231,11 +233,10 @@ def flow_window(flow: np.ndarray, frame_indices: Sequence[int], num_video_frames
     `TwoStreamFrames`, so consecutive frames get exactly the in-graph stacks), channels u1, v1,
     u2, ..., resized to `size` and scaled by the resize factor.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.data.readers import scale_flow
-    from tfzoo.flow.stacks import flow_indices
-    from tfzoo.video import test_indices
+    from tfzoo.data.readers import scale_flow  # deferred: loads TensorFlow
+    from tfzoo.flow.stacks import flow_indices  # deferred: loads TensorFlow
 
     frame_indices = np.asarray(frame_indices)
     centres = test_indices(len(frame_indices), num_chunks).numpy()
@@ -271,10 +272,6 @@ def _sampled_indices(step: float) -> Iterator[int]:
 def _decode_sampled(path, step: float, short_side: int, counter: list) -> Iterator:
     """Yields (frame index, RGB uint8 frame) of frames round(k * step), rescaled while
     decoding; `counter[0]` counts decoded frames (for the progress bar)."""
-    import av
-
-    from tfzoo.video import _open, scaled_size
-
     path_s = os.fspath(path)
     container, stream = _open(path)
     stream.thread_type = "AUTO"
@@ -313,9 +310,7 @@ def _decode_sampled(path, step: float, short_side: int, counter: list) -> Iterat
 
 
 def _array_sampled(frames: np.ndarray, step: float, short_side: int, counter: list) -> Iterator:
-    import tensorflow as tf
-
-    from tfzoo.video import scaled_size
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     n, h, w = frames.shape[:3]
     size = scaled_size(h, w, short_side)
@@ -447,8 +442,6 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
         name = "<array>"
         size = video.shape[1:3]
     else:
-        from tfzoo.video import video_info
-
         num_frames, video_fps, *size = video_info(video)
         video_fps = float(fps or video_fps)
         name = os.fspath(video)
@@ -469,8 +462,6 @@ def predict_video(predictor: Predictor, video, *, window=None, stride=None, top_
     producer = _Producer(source, queue_frames or 2 * batch_size * s["stride"] + s["window"])
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=num_frames, unit="frame", desc=os.path.basename(name), leave=False,
                    dynamic_ncols=True)
     windows_out, scores_out, features_out = [], [], []

@@ -169,10 +169,11 @@ def save_model(model, model_dir: str | os.PathLike) -> Path:
 
 def load_model(model_dir: str | os.PathLike):
     """Returns (keras model, RunInfo) from a model directory."""
-    import keras
+    import keras  # deferred: loads Keras (TensorFlow)
 
     # Registers the serializable classes, the per-chunk loss a saved compile state names
-    # included (tfzoo.models.heads); deferred: TensorFlow takes seconds to import.
+    # included (tfzoo.models.heads).
+    # deferred: loads TensorFlow
     import tfzoo.models  # noqa: F401
 
     info = read_run_info(model_dir)

@@ -32,9 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.data.augment import flip_flow
 from tfzoo.errors import TfzooError
+from tfzoo.flow import TwoStreamFrames
 from tfzoo.rundir import RunInfo, load_model
 from tfzoo.tasks.base import get_task
+from tfzoo.utils import check_choice
 
 FEATURE_POOLS = ("mean", "none")
 
@@ -144,8 +147,6 @@ def load_runnable(model, *, run_info: RunInfo | None = None) -> Runnable:
 
 
 def _check_pool(feature_pool: str) -> None:
-    from tfzoo.utils import check_choice
-
     check_choice("feature_pool", feature_pool, FEATURE_POOLS, error=RunnableError)
 
 
@@ -176,8 +177,6 @@ class KerasRunnable(Runnable):
                                 "input, or 'rgb' and 'flow' inputs")
         streams = flow_stack = None
         if two_stream:
-            from tfzoo.flow import TwoStreamFrames
-
             flow_input = next(t for t in model.inputs if int(t.shape[-1]) != 3)
             flow_stack = int(flow_input.shape[-1]) // 2
             # the window's flow stacks computed from its frames, as the export's
@@ -185,6 +184,7 @@ class KerasRunnable(Runnable):
                                       flow_stack=flow_stack)
         extractor = None
         if features is not None:
+            # deferred: tfzoo.models imports every model family
             from tfzoo.models import feature_extractor
 
             if not hasattr(model, "endpoints"):
@@ -321,8 +321,6 @@ class SavedModelRunnable(Runnable):
             return s
 
         def flow_scores(rgb, flow):
-            from tfzoo.data.augment import flip_flow
-
             r_dtype = flow_fn.structured_input_signature[1]["rgb"].dtype
 
             def view(r, f):

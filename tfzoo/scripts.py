@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import runpy
 
+from tfzoo.errors import quiet_tensorflow_start_up
+
 # console script -> the module it runs as __main__
 PROGRAMS = {
     "tfzoo-train": "tfzoo.train",
@@ -24,8 +26,6 @@ PROGRAMS = {
 
 
 def _run(script: str) -> None:
-    from tfzoo.errors import quiet_tensorflow_start_up
-
     # `python -m tfzoo.*` gets this from tfzoo/__init__.py (argv[0] == "-m"); a console
     # script's argv[0] is its own path.
     quiet_tensorflow_start_up()

@@ -9,6 +9,7 @@ detection).
 from __future__ import annotations
 
 from tfzoo.data.base import DataError, VideoSource
+from tfzoo.data.synthetic import SyntheticSource
 from tfzoo.utils import check_choice
 
 
@@ -22,17 +23,15 @@ def make_source(config) -> VideoSource:
     """The VideoSource a TrainConfig names."""
     # Each kind imported when named: a source's module brings TensorFlow, PyAV or OpenCV.
     if config.dataset == "synthetic":
-        from tfzoo.data.synthetic import SyntheticSource
-
         return SyntheticSource(**config.dataset_options)
     if config.dataset == "records":
         if not config.data_dir:
             raise DataError("dataset 'records' needs a prepared directory: pass --data=DIR")
-        from tfzoo.data.readers import RecordSource
+        from tfzoo.data.readers import RecordSource  # deferred: loads TensorFlow
 
         return RecordSource(config.data_dir, **config.dataset_options)
     if config.dataset in ("detection", "detection_synthetic"):
-        from tfzoo.detection.source import DetectionSource
+        from tfzoo.detection.source import DetectionSource  # deferred: loads TensorFlow
 
         if config.dataset == "detection" and not config.data_dir:
             raise DataError("dataset 'detection' needs a folder (ImageNet VID or custom layout): "
@@ -42,7 +41,7 @@ def make_source(config) -> VideoSource:
             return DetectionSource(None, synthetic=options.pop("synthetic", None), **options)
         return DetectionSource(config.data_dir, **options)
     if config.dataset == "conjunction":
-        from tfzoo.data.conjunction import ConjunctionSource
+        from tfzoo.data.conjunction import ConjunctionSource  # deferred: loads TensorFlow
 
         return ConjunctionSource(**config.dataset_options)
     check_choice("dataset", config.dataset, ("synthetic", "records", "conjunction", "detection",

@@ -9,6 +9,7 @@ the model directory layout and tfzoo/config.py for the config keys.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -19,8 +20,17 @@ from pathlib import Path
 
 from absl import app, flags
 
+import tfzoo
+from tfzoo import config as cfglib
 from tfzoo.errors import TfzooError, report
+from tfzoo.evaluate import evaluate_model_dir
 from tfzoo.protocols import protocol_of
+from tfzoo.recipes import SPLIT_KEYS, dataset_splits
+from tfzoo.rundir import (
+    MODEL_FILE, RUN_FILE, RunInfo, atomic_write_text, load_model, read_run_info, replace_file,
+    save_model, write_run_info
+)
+from tfzoo.utils import check_arguments
 
 FLAGS = flags.FLAGS
 
@@ -60,9 +70,7 @@ class TrainError(TfzooError):
 
 def resolve_config():
     """The TrainConfig from --model/--config/--data and the override flags."""
-    from tfzoo import config as cfglib
-    from tfzoo.registry import get_entry
-    from tfzoo.utils import check_arguments
+    from tfzoo.registry import get_entry  # deferred: loads TensorFlow
 
     if FLAGS.config:
         config = cfglib.load_config_file(FLAGS.config)
@@ -85,7 +93,7 @@ def resolve_config():
         if getattr(FLAGS, flag) is not None:
             overrides[key] = getattr(FLAGS, flag)
     if FLAGS.data:
-        from tfzoo.sources import folder_dataset
+        from tfzoo.sources import folder_dataset  # deferred: loads TensorFlow
 
         FLAGS.data = os.path.expanduser(FLAGS.data)  # `--data=~/prepared/x`: bash leaves the ~
 
@@ -107,9 +115,7 @@ def resolve_config():
 def official_splits(config, data_dir, overrides) -> dict:
     """Split keys for a prepared dataset with official splits when the recipe's are not in it
     (tfzoo.recipes.dataset_splits: UCF101 / HMDB51 train1 / test1, ...); says what it chose."""
-    from tfzoo import config as cfglib
-    from tfzoo.data.readers import load_manifest
-    from tfzoo.recipes import SPLIT_KEYS, dataset_splits
+    from tfzoo.data.readers import load_manifest  # deferred: loads TensorFlow
 
     manifest = load_manifest(data_dir)
     final = cfglib.stage_configs(config)[-1][1]
@@ -126,7 +132,7 @@ def official_splits(config, data_dir, overrides) -> dict:
 
 
 def make_strategy(name: str):
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     if name == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
@@ -197,7 +203,7 @@ def make_optimizer(config, keras):
 
 def compile_model(model, config, keras):
     """Compiles `model` with its task's losses and metrics and the recipe's optimizer."""
-    from tfzoo.tasks import get_task
+    from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
     get_task(model).compile(model, optimizer=make_optimizer(config, keras),
                             label_smoothing=config.label_smoothing, jit_compile=config.jit_compile)
@@ -210,8 +216,7 @@ def init_from(model, source_dir: str) -> int:
     every tap (thesis eq. 4.5), so a stream trained on single frames starts ST-ResNet. Layers
     whose weights do not convert keep their initialisation.
     """
-    from tfzoo.backbones.transplant import copy_weights
-    from tfzoo.rundir import load_model
+    from tfzoo.backbones.transplant import copy_weights  # deferred: loads TensorFlow
 
     src, _ = load_model(source_dir)
     copied = copy_weights(src, model, temporal_init="avg", strict=False, skip_mismatched=True)
@@ -225,10 +230,10 @@ def build_datasets(source, config, strategy, model, *, data_service: str | None 
     """(train, val) datasets. With `data_service` (a dispatcher's grpc:// address) the whole
     training pipeline, batching included, runs on the service's workers
     (tfzoo.data.service.distribute); validation stays local."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.data import clip_spec
-    from tfzoo.tasks import get_task
+    from tfzoo.data import clip_spec  # deferred: loads TensorFlow
+    from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
     spec = clip_spec(config)
     label_fn = get_task(model).targets(model, source.info.num_classes,
@@ -238,7 +243,7 @@ def build_datasets(source, config, strategy, model, *, data_service: str | None 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     if data_service:
-        from tfzoo.data.service import distribute
+        from tfzoo.data.service import distribute  # deferred: loads TensorFlow
 
         train = distribute(train, data_service, job_name=job_name)
         # the trainers of one job share its stream: no second split by file or element
@@ -260,7 +265,7 @@ def build_datasets(source, config, strategy, model, *, data_service: str | None 
 
 
 def _resize_inputs(x, size):
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     if isinstance(x, dict):
         return {k: _resize_inputs(v, size) for k, v in x.items()}
@@ -269,11 +274,10 @@ def _resize_inputs(x, size):
 
 def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | None, verbose,
                 data_service: str | None = None):
-    import keras
+    import keras  # deferred: loads Keras (TensorFlow)
 
-    import tfzoo
+    # deferred: loads Keras (TensorFlow)
     from tfzoo.backup import EpochCheckpoint, RunProgress, StepBackup
-    from tfzoo.rundir import RunInfo, save_model, write_run_info
 
     wdir = worker_dir(stage_dir, strategy)
     wdir.mkdir(parents=True, exist_ok=True)
@@ -288,14 +292,14 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
             n = init_from(model, start)
             print(f"[tfzoo] initialised {n} layers from {start}")
         if config.train_streams:
-            from tfzoo.models.base import set_trainable_streams
+            from tfzoo.models.base import set_trainable_streams  # deferred: loads TensorFlow
 
             try:
                 n = set_trainable_streams(model, config.train_streams)
             except ValueError as e:
                 raise TrainError(f"stage {config.model}: {e}") from None
             print(f"[tfzoo] training streams {list(config.train_streams)}; froze {n} layers")
-        from tfzoo.tasks import get_task
+        from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
         prepared = get_task(model).prepare_model(model, source, config)
         if prepared:
@@ -304,8 +308,6 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
 
     # one tf.data service job per stage of a run, shared by a multi-worker trainer's workers
     # (a digest, not hash(): the same in every process)
-    import hashlib
-
     job = "tfzoo-" + hashlib.sha1(f"{stage_dir.resolve()}|{config.model}|{config.seed}"
                                   .encode()).hexdigest()[:16]
     train, val = build_datasets(source, config, strategy, model, data_service=data_service,
@@ -350,6 +352,7 @@ def train_stage(config, stage_dir: Path, source, strategy, *, previous: Path | N
 
 def _restore_backup(model, backup_dir: Path, config, steps: int, strategy) -> tuple[int, int]:
     """Loads the backup of a killed run, if any; returns (epoch, step) to resume at."""
+    # deferred: loads Keras (TensorFlow)
     from tfzoo.backup import architecture_fingerprint, read_state
 
     state = read_state(backup_dir)
@@ -382,12 +385,10 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
     one with another config is refused, unless `restart` deletes that run first.
     `data_service`: grpc://HOST:PORT of a tf.data service dispatcher that runs the training
     input (tfzoo.data.service); checked to answer, with a worker, before anything is built."""
-    from tfzoo import config as cfglib
-    from tfzoo.sources import make_source
-    from tfzoo.rundir import MODEL_FILE, RUN_FILE, atomic_write_text, replace_file
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
 
     if data_service:
-        from tfzoo.data import service
+        from tfzoo.data import service  # deferred: loads TensorFlow
 
         data_service = service.check_reachable(data_service, what="dispatcher")
         service.check_workers(data_service)
@@ -418,7 +419,6 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
             replace_file(tmp, model_dir / f, durable=True)
     if not evaluate:
         return None
-    from tfzoo.evaluate import evaluate_model_dir
 
     return evaluate_model_dir(model_dir, split=stages[-1][1].test_split, source=source)
 
@@ -426,8 +426,7 @@ def run(config, model_dir: Path, strategy, *, evaluate: bool = True, verbose="au
 def _check_streams(config, streams) -> None:
     """A two-stream model needs a dataset with flow: refuse an RGB-only recipe up front (it
     would otherwise trace and fail on the missing 'flow' input)."""
-    from tfzoo import config as cfglib
-    from tfzoo.registry import get_entry
+    from tfzoo.registry import get_entry  # deferred: loads TensorFlow
 
     if "two_stream" not in get_entry(config.model).tags or "flow" in streams:
         return
@@ -455,9 +454,6 @@ RUN_OUTPUTS = ("config.json", "run.json", "model.keras", "metrics.json", "histor
 def _check_model_dir(model_dir: Path, config, *, restart: bool = False) -> None:
     """A model_dir holding a run with other settings is refused (naming the differing keys),
     never silently resumed, skipped or overwritten; `restart` deletes that run first."""
-    from tfzoo import config as cfglib
-    from tfzoo.rundir import read_run_info
-
     wanted = json.loads(json.dumps(config.to_json(), default=str))
     old = None
     if (model_dir / "config.json").exists():
@@ -496,7 +492,7 @@ def main(argv):
     try:
         config = resolve_config()
         if FLAGS.logical_cpus:
-            import tensorflow as tf
+            import tensorflow as tf  # deferred: loads TensorFlow
 
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(
@@ -509,8 +505,8 @@ def main(argv):
     except TfzooError as e:
         return report(e, "python -m tfzoo.train")
     if metrics:
-        from tfzoo.registry import get_entry
-        from tfzoo.tasks import get_task
+        from tfzoo.registry import get_entry  # deferred: loads TensorFlow
+        from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
         lines = get_task(get_entry(metrics["model"]).task).describe(metrics)
         print(f"[tfzoo] test {lines[0]}; wrote {model_dir / 'metrics.json'}")

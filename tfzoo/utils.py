@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+import inspect
+import sys
+from typing import Any, Iterable, Sequence
+
+from absl import app
 
 from tfzoo.errors import TfzooError
 
@@ -39,8 +43,6 @@ def check_arguments(what: str, fn, kwargs: dict, *, also: Iterable[str] = ("name
     ...
     tfzoo.errors.TfzooError: build: unknown argument 'num_clases' (did you mean 'num_classes'?); it takes name, num_classes, width
     """
-    import inspect
-
     params = inspect.signature(fn).parameters
     known = [k for k, p in params.items()
              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and k != "self"]
@@ -69,15 +71,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     >>> fv.max_frames
     3
     """
-    from absl import app
-
     return app.parse_flags_with_usage(underscore_flags(argv))
 
 
 def underscore_flags(argv: list[str], *, quiet: bool = False) -> list[str]:
     """`argv` with each `--some-flag[=value]` spelled `--some_flag[=value]` (up to a `--`)."""
-    import sys
-
     out = list(argv[:1])
     for i, arg in enumerate(argv[1:], 1):
         if arg == "--":
@@ -106,3 +104,22 @@ def varint(n: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def markdown_table(lines: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of `lines` (the header first, then the rows; cells are strings),
+    columns padded to their widest cell: what every bench prints.
+
+    >>> print(markdown_table([("model", "ms"), ("resnet50", "12.5")]))
+    | model    | ms   |
+    |----------|------|
+    | resnet50 | 12.5 |
+    """
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+
+    def row(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([row(lines[0]), sep] + [row(line) for line in lines[1:]])
+

@@ -13,14 +13,14 @@ from fractions import Fraction
 
 import numpy as np
 
-from tfzoo.errors import DataError
+from tfzoo.errors import DataError, TfzooError
 
 DEFAULT_SHORT_SIDE = 256  # the papers rescale so the smallest side is 256 (thesis §3.3.5)
 
 
 def _av():
     try:
-        import av
+        import av  # deferred: a missing PyAV becomes a DataError on first use
     except ImportError as e:  # pragma: no cover - av is a hard dependency of tfzoo.data
         raise DataError("video decoding needs PyAV: pip install av") from e
     return av
@@ -51,7 +51,7 @@ def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, i
     if short_side is None:
         return int(height), int(width)
     if short_side < 1:
-        raise ValueError(f"short_side must be a positive number of pixels or None, got {short_side}")
+        raise TfzooError(f"short_side must be a positive number of pixels or None, got {short_side}")
     s = short_side / min(height, width)
     if height <= width:
         return int(short_side), max(1, int(round(width * s)))
@@ -95,16 +95,16 @@ def iter_frames(path, *, start: int = 0, num_frames: int | None = None,
     errors as `read_video`; the errors are raised when iteration reaches them."""
     if size is not None:
         if short_side is not None:
-            raise ValueError(f"pass size={size!r} or short_side={short_side!r}, not both "
+            raise TfzooError(f"pass size={size!r} or short_side={short_side!r}, not both "
                              "(short_side=None with size)")
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"size must be (height, width) in pixels, got {size!r}")
+            raise TfzooError(f"size must be (height, width) in pixels, got {size!r}")
     if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
+        raise TfzooError(f"start must be >= 0, got {start}")
     if num_frames is not None and num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1 or None, got {num_frames}")
+        raise TfzooError(f"num_frames must be >= 1 or None, got {num_frames}")
     if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+        raise TfzooError(f"max_frames must be >= 1 or None, got {max_frames}")
     return _iter_frames(path, start, num_frames, short_side, max_frames, size)
 
 
@@ -175,7 +175,7 @@ def read_video(path, *, start: int = 0, num_frames: int | None = None,
 
 def test_indices(num_video_frames, num_frames: int):
     """`num_frames` equally spaced frames covering the whole video (the test protocol)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     n = tf.cast(num_video_frames, tf.float32)
     pos = tf.linspace(0.0, n - 1.0, num_frames)

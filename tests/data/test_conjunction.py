@@ -169,6 +169,7 @@ def test_make_source_and_config_accept_conjunction():
     assert late.model_overrides["flow_channels"] == 2 * late.dataset_options["flow_stack"]
 
 
+@pytest.mark.slow  # ~1 min; train.run on conjunction runs by default in tests/train/test_run_dirs.py
 def test_late_fusion_recipe_trains_and_evaluates(tmp_path):
     """Smoke: a few steps of configs/latefusion_conjunction.py through tfzoo.train.run."""
     from tfzoo.config import load_config_file

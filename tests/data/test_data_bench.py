@@ -45,12 +45,10 @@ TINY = ["--set=image_size=(32, 32)", "--set=num_frames=2", "--set=stride_range=(
 
 
 # The default run leaves out the service (3 processes importing TensorFlow) and the model
-# (FLOP counting of the training graph): ~30 s; `-m slow` runs the whole report.
-# Opt-in: the decode floor timed 0.0 clips/s once on a loaded CI machine (a timing, not a value)
-@pytest.mark.slow
-@pytest.mark.parametrize("full", [False, True])
+# (FLOP counting of the training graph); `-m slow` runs the whole report.
+@pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_input_bench_reports_pipeline_floor_and_model(prepared, capsys, full):
-    from tfzoo.data.input_bench import format_report
+    from tfzoo.data.input_bench import MIN_SECONDS, format_report
 
     args = ["--input", "--config=stresnet50_ucf101", f"--data={prepared}", "--clips=4",
             "--batch=2", "--accelerator_tflops=50", "--set=train_split=train",
@@ -61,7 +59,11 @@ def test_input_bench_reports_pipeline_floor_and_model(prepared, capsys, full):
                            "flow_stack": 10}
     for key in ("floor", "local") + (("service_1", "service_2") if full else ()):
         r = res[key]
-        assert r["clips"] == 4 and r["clips_per_s"] > 0 and r["cpu_ms_per_clip"] > 0, key
+        # at least --clips clips and MIN_SECONDS, whole batches: never a window too short to
+        # see a clock tick (the floor once timed 0 on a loaded machine)
+        assert r["clips"] >= 4 and r["clips"] % 2 == 0, key
+        assert r["clips"] / r["clips_per_s"] >= MIN_SECONDS, key
+        assert r["clips_per_s"] > 0 and r["cpu_ms_per_clip"] > 0, key
     assert res["local_to_floor_per_core"] == pytest.approx(
         res["floor"]["cpu_ms_per_clip"] / res["local"]["cpu_ms_per_clip"])
     if full:

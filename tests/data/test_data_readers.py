@@ -258,3 +258,98 @@ def test_streamed_record_is_make_examples_record(tmp_path):
         assert tf.train.Example.FromString(rec) == tf.train.Example.FromString(want)
         parsed = records.parse_example(rec, with_flow=with_flow)
         assert [b for b in parsed["frames"].numpy()] == blobs["frames"]
+
+
+def _reference_train_clip(ex, d, spec, streams):
+    """The training clip by definition, for the draws `d`: decode whole frames, stack the flow
+    fields in numpy, `augment.crop_resize` in float, flip by reversing columns (and u)."""
+    out = {}
+    h, w = int(ex["height"]), int(ex["width"])
+    box = d["box"]
+    flipped = bool(d["flip"])
+    if "rgb" in streams:
+        frames = np.stack([tf.io.decode_jpeg(ex["frames"][i]).numpy() for i in d["idx"]])
+        x = augment.crop_resize(frames.astype(np.float32), box, spec.image_size).numpy()
+        out["rgb"] = x[:, :, ::-1] if flipped else x
+    if "flow" in streams:
+        def planes(key):
+            return np.stack([tf.io.decode_jpeg(ex[key][i]).numpy()[..., 0]
+                             for i in d["flow_idx"].numpy().ravel()])
+        uv = records.decode_flow(np.stack([planes("flow_u"), planes("flow_v")], -1))
+        t, l = d["flow_idx"].shape
+        uv = uv.reshape(t, l, h, w, 2).transpose(0, 2, 3, 1, 4).reshape(t, h, w, 2 * l)
+        x = augment.crop_resize(uv, box, spec.image_size).numpy()
+        if spec.flow_rescale:
+            b = box.numpy()
+            x[..., 0::2] *= spec.image_size[1] / ((b[3] - b[1]) * w)
+            x[..., 1::2] *= spec.image_size[0] / ((b[2] - b[0]) * h)
+        if flipped:
+            x = x[:, :, ::-1].copy()
+            x[..., 0::2] *= -1
+        out["flow"] = x
+    return out
+
+
+@pytest.mark.parametrize("crop,rescale", [("auto", False), ("motion", True)])
+def test_windowed_training_crops_equal_the_full_frame_reference(tmp_path, crop, rescale):
+    # the reader decodes only the crop's window (decode_and_crop_jpeg), assembles flow stacks in
+    # uint8 with each field once, and flips by mirroring the box and u's code: for the same
+    # draws the values must be the reference's (full decode, float crop_resize, reversed columns)
+    rng = np.random.default_rng(3)
+    t, h, w = 14, 40, 62
+    smooth = np.cumsum(np.cumsum(rng.normal(0, 4, (t, h, w, 3)), 1), 2)
+    rgb = np.clip(smooth - smooth.min() + 20, 0, 255).astype(np.uint8)
+    flow = rng.uniform(-25, 25, (t - 1, h, w, 2)).astype(np.float32)  # beyond the clip too
+    d = _write_prepared(tmp_path, [(rgb, flow, 1)])
+    spec = ClipSpec(num_frames=4, stride_range=(1, 4), image_size=(24, 28), flow_stack=4,
+                    crop=crop, flow_rescale=rescale, scale_jitter=0.5, border=0.4)
+    streams = ("rgb", "flow")
+    src = RecordSource(d, streams=streams)
+    rec = next(iter(tf.data.TFRecordDataset(str(d / "shard-00000-of-00001.tfrecord"))))
+    ex = records.parse_example(rec, with_flow=True)
+    flips, edges = set(), 0
+    for i in range(24):
+        draws = src._draw(ex, _seed(i), spec, training=True)
+        fast, label = src._sample(rec, _seed(i), spec, training=True)
+        ref = _reference_train_clip(ex, draws, spec, streams)
+        flips.add(bool(draws["flip"]))
+        window = augment.crop_window(h, w, draws["box"], spec.image_size)[0].numpy()
+        edges += window[0] == 0 or window[1] == 0 or window[0] + window[2] == h \
+            or window[1] + window[3] == w
+        assert int(label) == 1
+        for k in streams:
+            assert fast[k].shape == ref[k].shape, k
+            np.testing.assert_allclose(fast[k].numpy(), ref[k], atol=2e-3, rtol=1e-4,
+                                       err_msg=f"{k}, draw {i}")
+    assert flips == {True, False} and edges > 0  # both flips and frame borders exercised
+
+
+def test_training_pipelines_reuse_freed_clip_sized_blocks():
+    # a 44 MB flow clip is above glibc's 32 MB mmap ceiling: without keep_large_blocks every
+    # clip is a fresh mapping whose pages fault in again (docs/data.md: 22.7k -> 10.9k faults
+    # and 179 -> 127 CPU ms per clip). After it, a freed block of that size is reused.
+    import ctypes
+    import ctypes.util
+    import platform
+    import resource
+
+    from tfzoo.data.readers import keep_large_blocks
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds are glibc's")
+    keep_large_blocks()
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 48 << 20
+
+    def faults_of_touching_a_fresh_block():
+        # malloc, not numpy: numpy asks for huge pages, which would hide the 4 KB faults
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_touching_a_fresh_block()  # the heap grows once
+    assert faults_of_touching_a_fresh_block() < size // 4096 // 10

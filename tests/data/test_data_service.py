@@ -79,12 +79,18 @@ def test_training_through_the_service(dispatcher, tmp_path, strategy):
     assert "3/3" in out and info.config["batch_size"] == batch
 
 
-def test_unreachable_dispatcher_is_one_line(tmp_path, capsys):
+def test_unreachable_dispatcher_is_one_line(tmp_path, capsys, monkeypatch, absl_main):
+    from tfzoo import train
+
+    # The probe retries for PROBE_SECONDS (a dispatcher may be starting); nobody starts here.
+    monkeypatch.setattr(service, "PROBE_SECONDS", 0.5)
     with __import__("socket").socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, out = finish(cli("--model=tresnet_small", f"--model_dir={tmp_path}",
-                           f"--data_service=grpc://127.0.0.1:{port}"))
+    code = absl_main(train, ["--model=tresnet_small", f"--model_dir={tmp_path}",
+                             f"--data_service=grpc://127.0.0.1:{port}"], "python -m tfzoo.train")
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     lines = [line for line in out.splitlines() if "error" in line]
     assert code == 2 and "Traceback" not in out, out
     assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "not reachable" in lines[0]

@@ -98,6 +98,7 @@ def test_wheel_installs_only_tfzoo(tmp_path):
         assert (site / "tfzoo" / folder / "__init__.py").is_file()
     assert (site / "tfzoo" / "predict" / "__main__.py").is_file()  # the program's folder
     assert (site / "tfzoo" / "serving" / "models.config").is_file()  # package data
+    assert (site / "tfzoo" / "assets" / "bikes.mp4").is_file()  # the benches' and demo's clip
     scripts = set(_pyproject()["project"]["scripts"])
     assert scripts <= set(os.listdir(venv / "bin"))
 

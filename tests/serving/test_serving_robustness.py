@@ -70,10 +70,9 @@ def _raw(url, data: bytes, *, shut_write=False, timeout=10) -> tuple[int, dict]:
             assert chunk, "reply truncated"
             body += chunk
     status = int(lines[0].split()[1])
-    if headers["content-type"].startswith("text/plain") and status == 400:
-        # Malformed HTTP framing, refused by aiohttp's parser before our handler runs.
-        return status, {"error": body.decode()}
+    # Every reply, malformed HTTP framing refused by aiohttp's parser included, is JSON.
     assert headers["content-type"] == "application/json", (data[:80], head)
+    assert len(headers["x-request-id"]) == 16, (data[:80], head)
     return status, json.loads(body)
 
 
@@ -443,7 +442,10 @@ def test_labels_failed_warmup_paths_and_string_inputs(tmp_path):
                          {"stable": 1, "canary": 2})
     with pytest.raises(ValueError, match="--allow_version_labels_for_unavailable_models"):
         ModelManager([config])
-    manager = ModelManager([config], allow_labels_for_unavailable=True, log=lambda m: None)
+    # No load retries: a failed version is END at once (with retries it stays LOADING until
+    # the last one, as TF Serving's).
+    manager = ModelManager([config], allow_labels_for_unavailable=True, log=lambda m: None,
+                           max_num_load_retries=0)
     manager.poll()
     url, target, stop = start_servers(manager, prometheus_path="/monitoring/prometheus/metrics")
     try:

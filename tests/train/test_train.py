@@ -141,14 +141,17 @@ def test_multi_worker_two_local_workers(tmp_path):
     (["--model=tresnet5O"], "Did you mean"),
     (["--config=no_such_config"], "is not a shipped recipe. configs/ has"),
 ])
-def test_user_errors_are_one_clear_line(tmp_path, args, message):
-    code, out = finish(cli(*args, f"--model_dir={tmp_path}"))
-    assert code == 2
+def test_user_errors_are_one_clear_line(tmp_path, args, message, absl_main, capsys):
+    # The program's main in this process (tests/cli/test_cli_errors.py runs the CLI table in a
+    # fresh process, and real `python -m` processes).
+    code = absl_main(train, [*args, f"--model_dir={tmp_path}"], "python -m tfzoo.train")
+    out = "".join(capsys.readouterr())
+    assert code == 2, out
     assert message in out
-    assert "Traceback" not in out
+    assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
 
 
-def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsys):
+def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsys, absl_main):
     """Issue 11 item 2: a finished run is not "skipped" for a config it never ran with, and
     config.json keeps describing the run that happened; --restart starts over."""
     strategy = tf.distribute.get_strategy()
@@ -158,7 +161,10 @@ def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsy
     with pytest.raises(train.TrainError, match=r"epochs: 1 there, 2 now.*--restart.*init_from"):
         train.run(first.replace(epochs=2), tmp_path, strategy, evaluate=False, verbose=0)
     # Another model into the directory, from the command line: one line naming both.
-    code, out = finish(cli("--model=resnet_small", f"--model_dir={tmp_path}"))
+    capsys.readouterr()
+    code = absl_main(train, ["--model=resnet_small", f"--model_dir={tmp_path}"],
+                     "python -m tfzoo.train")
+    out = "".join(capsys.readouterr())
     assert code == 2 and "holds a finished run ('tresnet_small')" in out, out
     assert "(model: 'tresnet_small' there, 'resnet_small' now, " in out
     assert (tmp_path / "config.json").read_text() == written
@@ -175,7 +181,8 @@ def test_finished_dir_with_other_settings_is_refused_not_skipped(tmp_path, capsy
         "epoch-0001.weights.h5", "epoch-0002.weights.h5", "latest.txt"]
 
 
-def test_interrupted_run_resumed_with_another_architecture_is_one_line(tmp_path, monkeypatch):
+def test_interrupted_run_resumed_with_another_architecture_is_one_line(tmp_path, monkeypatch,
+                                                                       absl_main, capsys):
     """Issue 11 item 9: an interrupted run restarted with another architecture: refused by
     name (config.json), and a backup of another architecture is named as such instead of
     Keras' 45 KB "objects could not be loaded" dump."""
@@ -191,8 +198,11 @@ def test_interrupted_run_resumed_with_another_architecture_is_one_line(tmp_path,
                   tf.distribute.get_strategy(), evaluate=False, verbose=0)
     monkeypatch.undo()
     assert _metadata(tmp_path)["step"] == 1 and not (tmp_path / "run.json").exists()
-    code, out = finish(cli("--model=resnet_small", f"--model_dir={tmp_path}", "--epochs=1",
-                           "--steps=2", "--set=checkpoint_every_steps=1", "--noevaluate"))
+    capsys.readouterr()
+    code = absl_main(train, ["--model=resnet_small", f"--model_dir={tmp_path}", "--epochs=1",
+                             "--steps=2", "--set=checkpoint_every_steps=1", "--noevaluate"],
+                     "python -m tfzoo.train")
+    out = "".join(capsys.readouterr())
     assert code == 2 and "holds an unfinished run ('tresnet_small')" in out, out
     assert "Traceback" not in out and len(out) < 2000
     # Without config.json (a directory from an older tfzoo) the backup itself is checked.

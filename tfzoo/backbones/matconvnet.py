@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tfzoo.backbones.transplant import TransplantError, copy_weights
+from tfzoo.backbones.vgg import LocalResponseNormalization
 from tfzoo.layers.preprocessing import CAFFE_BGR_MEAN
 
 # VGG-M-2048 as tfzoo's tower builds it (tfzoo/backbones/vgg.py), in MatConvNet's terms:
@@ -102,7 +103,7 @@ def _numbers(x, n: int | None = None) -> tuple:
 def read_matconvnet(path) -> MatConvNet:
     """Reads a MatConvNet SimpleNN .mat (see the module docstring); a file in another layout
     is a TransplantError naming the missing field."""
-    import scipy.io
+    import scipy.io  # deferred: optional SciPy (the test extra)
 
     path = Path(path)
     if not path.exists():
@@ -175,8 +176,6 @@ def is_matconvnet_file(weights) -> bool:
 
 
 def _check_structure(net: MatConvNet, target, prefix: str) -> None:
-    from tfzoo.backbones.vgg import LocalResponseNormalization
-
     def layer(name):
         if name not in net.layers:
             raise TransplantError(f"{net.path} has no layer {name!r}; VGG-M-2048 has "

@@ -22,6 +22,7 @@ from typing import Callable
 
 import keras
 
+from tfzoo.errors import TfzooError
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.layers.spatial import SpatialConv3D
 from tfzoo.layers.temporal import ChannelScale, temporal_kernel_initializer
@@ -64,9 +65,9 @@ def resnet_units(
     `output_stride=16` keeps conv5 at stride 16 with dilation 2 in its 3x3 convs (D&T, thesis §8).
     """
     if len(blocks) != 4 or min(blocks) < 1:
-        raise ValueError(f"blocks must be 4 positive unit counts (conv2..conv5), got {blocks}")
+        raise TfzooError(f"blocks must be 4 positive unit counts (conv2..conv5), got {blocks}")
     if output_stride not in (16, 32):
-        raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
+        raise TfzooError(f"output_stride must be 16 or 32, got {output_stride}")
     units = []
     for i, n in enumerate(blocks):
         stage = i + 2

@@ -27,6 +27,7 @@ from typing import Callable
 import keras
 from keras import ops
 
+from tfzoo.errors import TfzooError
 from tfzoo.layers.pooling import SpatioTemporalMaxPooling
 from tfzoo.utils import check_choice
 
@@ -57,7 +58,7 @@ class LocalResponseNormalization(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if radius < 0:
-            raise ValueError(f"radius must be >= 0, got {radius}")
+            raise TfzooError(f"radius must be >= 0, got {radius}")
         self.radius = int(radius)
         self.bias = float(bias)
         self.alpha = float(alpha)
@@ -143,9 +144,9 @@ class VGGTower:
         check_choice("VGG architecture", arch, ARCHS)
         check_choice("temporal pooling", temporal_pool, TEMPORAL_POOLS)
         if width_multiplier <= 0:
-            raise ValueError(f"width_multiplier must be positive, got {width_multiplier}")
+            raise TfzooError(f"width_multiplier must be positive, got {width_multiplier}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise TfzooError(f"dropout must be in [0, 1), got {dropout}")
         self.arch = arch
         self.spec = ARCH_SPECS[arch]
         self.num_classes = num_classes
@@ -167,7 +168,7 @@ class VGGTower:
         """Channels of an endpoint's output (with the width multiplier applied)."""
         i = endpoint_index(endpoint)
         if endpoint == "input":
-            raise ValueError("the input's channels are the data's")
+            raise TfzooError("the input's channels are the data's")
         if endpoint == "fc8":
             return self.num_classes
         if endpoint in ("fc6", "fc7"):
@@ -178,7 +179,7 @@ class VGGTower:
         """Adds the layers after `start` up to `stop` on x (the `start` endpoint's tensor)."""
         i0, i1 = endpoint_index(start), endpoint_index(stop)
         if i1 <= i0:
-            raise ValueError(f"stop endpoint {stop!r} must come after start endpoint {start!r}")
+            raise TfzooError(f"stop endpoint {stop!r} must come after start endpoint {start!r}")
         out = {}
         for name in ENDPOINTS[i0 + 1 : i1 + 1]:
             self._segment_name = name

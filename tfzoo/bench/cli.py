@@ -10,10 +10,11 @@ from typing import Any, Sequence
 
 from absl import app, flags
 
+import tfzoo
 from tfzoo.bench.models import KERAS_APPLICATIONS, KERAS_TOLERANCE, _num, bench_model, compare_keras
 from tfzoo.bench.timing import _load_average, format_machine, machine_info
 from tfzoo.errors import TfzooError, report
-from tfzoo.utils import check_arguments, parse_flags, underscore_flags
+from tfzoo.utils import check_arguments, markdown_table, parse_flags, underscore_flags
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DISPATCH = {"--flow": "tfzoo.flow.tvl1_bench", "--data": "tfzoo.data.throughput_bench",
@@ -21,8 +22,6 @@ DISPATCH = {"--flow": "tfzoo.flow.tvl1_bench", "--data": "tfzoo.data.throughput_
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -40,7 +39,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             _num(r.get("train_ratio_to_matmul")), f"{r['matmul_gflops_per_s']:.0f}",
             _fmt(r.get("load_avg_1min"), ".1f"),
         ))
-    return _markdown(lines)
+    return markdown_table(lines)
 
 
 def format_compare(rows: Sequence[dict[str, Any]]) -> str:
@@ -53,15 +52,10 @@ def format_compare(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['ours_ms_per_frame']:.1f}", f"{r['keras_ms_per_frame']:.1f}",
             f"{r['ratio']:.3f}", "yes" if r["within_tolerance"] else "NO",
         ))
-    return _markdown(lines)
+    return markdown_table(lines)
 
 
-def _markdown(lines: list[tuple[str, ...]]) -> str:
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    def row(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([row(lines[0]), sep] + [row(line) for line in lines[1:]])
+_markdown = markdown_table  # the name input_bench imports
 
 
 def _split_list(values: Sequence[str] | None) -> list[str]:
@@ -125,7 +119,7 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--override takes KEY=VALUE, got {item!r}")
+            raise TfzooError(f"--override takes KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -210,17 +204,16 @@ def main(argv) -> int:
     except TfzooError as e:
         return report(e, PROG)
     models, precisions, jits, overrides = args.models, args.precisions, args.jits, args.overrides
-    import tfzoo
-    from tfzoo.registry import get_entry  # not an attribute of tfzoo until imported
 
     if args.list:
         for name in tfzoo.list_models():
             print(name)
         return 0
+    from tfzoo.registry import get_entry  # deferred: loads TensorFlow
+
     for name in models:  # unknown names and misspelt overrides fail before any model is built
         try:
-            check_arguments(f"--override for {name!r}", get_entry(name).builder,
-                            overrides)
+            check_arguments(f"--override for {name!r}", get_entry(name).builder, overrides)
         except TfzooError as e:
             return report(e, PROG)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable
 
+import tfzoo
 from tfzoo.bench.flops import count_graph_flops
 from tfzoo.bench.timing import (
     MATMUL_N, _load_average, _sync, compute_dtype, matmul_times, time_calls,
 )
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
 KERAS_TOLERANCE = 1.10  # issue #3: ours may be at most 10% slower per frame than keras.applications
@@ -33,7 +35,7 @@ def frames_per_input(model, frames: int) -> int:
 def synthetic_inputs(model, batch: int, frames: int, size):
     """Random inputs for every model input, RGB-like values in [0, 255]: (B, T, H, W, C)
     video, or (B, H, W, C) frames for a detector; `size` is H = W or (H, W)."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     h, w = frame_size(size)
     values = {}
@@ -44,7 +46,7 @@ def synthetic_inputs(model, batch: int, frames: int, size):
         elif len(shape) == 5:
             shape = [batch, frames, h, w, shape[-1] or 3]
         else:
-            raise ValueError(f"bench synthesizes (B, T, H, W, C) or (B, H, W, C) inputs; input "
+            raise TfzooError(f"bench synthesizes (B, T, H, W, C) or (B, H, W, C) inputs; input "
                              f"{spec.name!r} has shape {shape}")
         dtype = tf.as_dtype(spec.dtype or "float32")
         if dtype.is_integer:
@@ -76,18 +78,17 @@ def bench_model(
 
     `matmul_n`: size of the reference matmul (n x n by n x n); smaller references are less
     efficient, so compare ratios only between rows of the same `matmul_n`."""
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: loads Keras (TensorFlow)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    import tfzoo
-    from tfzoo.registry import get_entry
+    from tfzoo.registry import get_entry  # deferred: loads TensorFlow
 
     get_entry(name)  # a clear error before any work
     keras.backend.clear_session()
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
     try:
-        from tfzoo.tasks import get_task
+        from tfzoo.tasks import get_task  # deferred: loads TensorFlow
 
         model = tfzoo.create_model(name, **(overrides or {}))
         task = get_task(model)
@@ -186,10 +187,10 @@ def compare_keras(
     alternating rounds, so load from other processes hits both alike. `ratio` is the median
     over rounds of ours / keras (per frame; > 1 means ours is slower).
     """
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: loads Keras (TensorFlow)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.backbones import STAGE_BLOCKS, VideoResNet
+    from tfzoo.backbones import STAGE_BLOCKS, VideoResNet  # deferred: loads TensorFlow
 
     check_choice("--compare_depth", depth, sorted(KERAS_APPLICATIONS))
     keras.backend.clear_session()

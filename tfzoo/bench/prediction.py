@@ -21,16 +21,17 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
 
+import tfzoo
+from tfzoo.bench.timing import format_machine, machine_info
+from tfzoo.prediction import Predictor, _decode_sampled, predict_video
 from tfzoo.utils import parse_flags
+from tfzoo.video import VideoWriter
 
 
 def _write_video(path: Path, seconds: float, size: int) -> Path:
-    import numpy as np
-
-    from tfzoo.video import VideoWriter
-
     h, w = size, _width(size)
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (h, 2 * w, 3), dtype=np.uint8)
@@ -67,12 +68,6 @@ def main(argv) -> int:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; every option is a --flag")
     args = types.SimpleNamespace(**{k: FLAGS[k].value for k in (
         "model", "size", "seconds", "window", "stride", "batch", "frame_step", "rounds", "json")})
-
-    import numpy as np
-
-    import tfzoo
-    from tfzoo.bench.timing import format_machine, machine_info
-    from tfzoo.prediction import Predictor, _decode_sampled, predict_video
 
     model = tfzoo.create_model(args.model, num_classes=10)
     predictor = Predictor(model, flip=False)

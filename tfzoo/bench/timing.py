@@ -11,7 +11,7 @@ from typing import Any, Callable
 MATMUL_N = 2048
 
 def _sync(value) -> None:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     for t in tf.nest.flatten(value):
         if hasattr(t, "numpy"):
@@ -32,7 +32,7 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
 
 def matmul_times(dtype: str, runs: int = 5, warmup: int = 2, n: int = MATMUL_N) -> list[float]:
     """Seconds per n x n x n matmul in `dtype`, `runs` samples."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
@@ -58,8 +58,8 @@ def _load_average() -> float | None:
 
 
 def machine_info() -> dict[str, Any]:
-    import keras
-    import tensorflow as tf
+    import keras  # deferred: loads Keras (TensorFlow)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     cpu = platform.processor() or platform.machine()
     flags: set[str] = set()

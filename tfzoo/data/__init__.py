@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 from tfzoo.data.base import ClipSpec, DataError, DatasetInfo, VideoSource
+from tfzoo.protocols import protocol_of
 
 
 def clip_spec(config) -> ClipSpec:
     """The ClipSpec of a `tfzoo.config.TrainConfig`: test clips hold every chunk its test
     protocol classifies (`tfzoo.protocols`)."""
-    from tfzoo.protocols import protocol_of
-
     return ClipSpec(
         num_frames=config.num_frames,
         stride_range=tuple(config.stride_range),
@@ -30,8 +31,6 @@ def __getattr__(name):
     lazy = {"read_video": "tfzoo.video", "video_info": "tfzoo.video",
             "RecordSource": "tfzoo.data.readers", "list_dataset": "tfzoo.data.adapters"}
     if name in lazy:
-        import importlib
-
         module = importlib.import_module(lazy[name])
         return getattr(module, name)
     raise AttributeError(f"module 'tfzoo.data' has no attribute {name!r}")

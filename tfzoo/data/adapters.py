@@ -301,7 +301,7 @@ def parse_voc_xml(path) -> dict:
 def _required(element, tag: str) -> str:
     text = element.findtext(tag)
     if text is None or not text.strip():
-        raise KeyError(f"<{tag}> missing")
+        raise KeyError(f"<{tag}> missing")  # internal: the caller reports it as a DataError
     return text
 
 

@@ -8,6 +8,7 @@ and flip apply to every frame of a clip (and to both streams of a two-stream sam
 from __future__ import annotations
 
 import tensorflow as tf
+from tfzoo.errors import TfzooError
 
 
 def _split(seed, n: int):
@@ -24,7 +25,7 @@ def train_indices(num_video_frames, num_frames: int, stride_range: tuple[int, in
     """
     lo, hi = stride_range
     if not 1 <= lo <= hi:
-        raise ValueError(f"stride_range must satisfy 1 <= a <= b, got {stride_range}")
+        raise TfzooError(f"stride_range must satisfy 1 <= a <= b, got {stride_range}")
     s_tau, s_start = _split(seed, 2)
     n = tf.cast(num_video_frames, tf.int32)
     hi_t, lo_t = tf.constant(hi), tf.constant(lo)
@@ -90,6 +91,55 @@ def multiscale_corner_box(height, width, seed, *, sides=MULTISCALE_SIDES, refere
     return tf.stack([y0 / h, x0 / w, (y0 + ch) / h, (x0 + cw) / w])
 
 
+def _sample_span(lo, hi, n, out):
+    """Pixel coordinates of the first and last of `out` samples spread over [lo, hi] * n."""
+    step = (hi - lo) * n / out  # source pixels per output pixel
+    first = lo * n + 0.5 * step - 0.5  # centre of the first output pixel, in pixels
+    return first, first + step * (out - 1)
+
+
+def crop_window(height, width, box, size: tuple[int, int]):
+    """The part of a frame that `crop_resize(clip, box, size)` reads, and the box to use on it.
+
+    Returns `(window, window_box)`: `window` = [y, x, h, w] (int32 pixels, what
+    `tf.io.decode_and_crop_jpeg` takes) covers every pixel the bilinear samples touch;
+    `window_box` [y0, x0, y1, x1] is for `tf.image.crop_and_resize` on that window with a
+    one-pixel replicated border (`pad_edges`). Together they give `crop_resize`'s values (to
+    float rounding) while decoding, converting and copying only the window, not the frame.
+    Swapping x0 and x1 of `window_box` gives the horizontally mirrored crop.
+
+    >>> window, wbox = crop_window(256, 340, [0.1, 0.2, 0.9, 0.8], (224, 224))
+    >>> [int(v) for v in window]
+    [24, 66, 208, 208]
+    """
+    box = tf.cast(box, tf.float32)
+    oh, ow = float(size[0]), float(size[1])
+
+    def axis(lo, hi, n, out):
+        n = tf.cast(n, tf.float32)
+        first, last = _sample_span(lo, hi, n, out)
+        # a sample reads the pixels either side of it; one more on each side absorbs rounding
+        start = tf.clip_by_value(tf.floor(first) - 1.0, 0.0, n - 1.0)
+        stop = tf.clip_by_value(tf.floor(last) + 2.0, 0.0, n - 1.0)
+        extent = stop - start + 1.0
+        # frame pixel i sits at i - start + 1 in the padded window, whose corners
+        # crop_and_resize maps to 0 and 1
+        return start, extent, (first - start + 1.0) / (extent + 1.0), \
+            (last - start + 1.0) / (extent + 1.0)
+
+    y, h, y0, y1 = axis(box[0], box[2], height, oh)
+    x, w, x0, x1 = axis(box[1], box[3], width, ow)
+    window = tf.cast(tf.stack([y, x, h, w]), tf.int32)
+    return window, tf.stack([y0, x0, y1, x1])
+
+
+def pad_edges(images):
+    """(N, H, W, ...) -> (N, H + 2, W + 2, ...): one replicated pixel on each side (what a
+    one-pixel SYMMETRIC pad gives, without its cost)."""
+    images = tf.concat([images[:, :1], images, images[:, -1:]], axis=1)
+    return tf.concat([images[:, :, :1], images, images[:, :, -1:]], axis=2)
+
+
 def crop_resize(clip, box, size: tuple[int, int]):
     """Applies one crop box to every frame of a (T, H, W, C) clip and resizes (bilinear).
 
@@ -107,9 +157,7 @@ def crop_resize(clip, box, size: tuple[int, int]):
     out_h, out_w = float(size[0]), float(size[1])
 
     def axis(lo, hi, n, out):
-        step = (hi - lo) * n / out  # source pixels per output pixel
-        first = lo * n + 0.5 * step - 0.5  # centre of the first output pixel, in pixels
-        last = first + step * (out - 1)
+        first, last = _sample_span(lo, hi, n, out)
         # +1: coordinates in the padded frame below
         return (first + 1.0) / (n + 1.0), (last + 1.0) / (n + 1.0)
 
@@ -146,4 +194,7 @@ def resize_short_side(clip, short_side: int):
     w = tf.cast(shape[2], tf.float32)
     s = short_side / tf.minimum(h, w)
     new = tf.cast(tf.round(tf.stack([h * s, w * s])), tf.int32)
-    return tf.image.resize(tf.cast(clip, tf.float32), new, method="bilinear")
+    # prepared data is usually stored at the test size already: resizing to the same size is
+    # the identity, so skip its pass over the whole clip
+    return tf.cond(tf.reduce_all(new == shape[1:3]), lambda: tf.cast(clip, tf.float32),
+                   lambda: tf.image.resize(tf.cast(clip, tf.float32), new, method="bilinear"))

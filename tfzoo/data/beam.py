@@ -29,7 +29,7 @@ EXTRA_HINT = "pip install 'tfzoo[beam]'"
 
 def _beam():
     try:
-        import apache_beam
+        import apache_beam  # deferred: optional Apache Beam (the beam extra)
     except ImportError as e:
         raise DataError(f"--beam_pipeline_options needs Apache Beam, which is not installed "
                         f"({e.name or e}); install the extra: {EXTRA_HINT}") from None
@@ -45,6 +45,7 @@ def pipeline_options(text: str):
                         f"pairs such as 'runner=DirectRunner,direct_num_workers=2'"
                         + (f"; not key=value: {bad}" if bad else ""))
     beam = _beam()
+    # deferred: optional Apache Beam (the beam extra)
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
     flags = [f"--{p}" for p in pairs]
     options = PipelineOptions(flags)
@@ -78,7 +79,7 @@ def run_shards(options, out: str, todo: list[int], count: int, shards: list, par
                  # without a shuffle the runner fuses Create with the writes: one worker
                  | "Spread" >> beam.Reshuffle()
                  | "WriteShard" >> beam.Map(_write, out, count, params, write_shard))
-    from tfzoo.data import records
+    from tfzoo.data import records  # deferred: loads TensorFlow
 
     for i in todo:
         path = Path(out) / f"{records.shard_name(i, count)}.json"

@@ -48,6 +48,7 @@ import tensorflow as tf
 from tfzoo.data import augment
 from tfzoo.data.base import ClipSpec, DatasetInfo
 from tfzoo.data.readers import scale_flow
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 from tfzoo.video import test_indices
 
@@ -79,10 +80,10 @@ class ConjunctionConfig:
     def __post_init__(self):
         lo, hi = self.speed
         if not 0.0 < lo <= hi < 1.0:
-            raise ValueError(f"speed must satisfy 0 < lo <= hi < 1 (fractions of the period), "
+            raise TfzooError(f"speed must satisfy 0 < lo <= hi < 1 (fractions of the period), "
                              f"got {self.speed}")
         if self.radius[1] * 2 * 2 + 4 > self.size:
-            raise ValueError(f"two discs of radius {self.radius[1]} do not fit a {self.size} px "
+            raise TfzooError(f"two discs of radius {self.radius[1]} do not fit a {self.size} px "
                              f"frame")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import socket
@@ -27,12 +28,16 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
+import av
 import numpy as np
+from absl import flags
+from tqdm import tqdm
 
-from tfzoo.data import records
+from tfzoo.data import beam, records
 from tfzoo.data.adapters import ADAPTERS, Listing, VideoItem, list_dataset, parse_voc_xml
 from tfzoo.data.base import DataError
 from tfzoo.errors import TfzooError, report
+from tfzoo.flow import tvl1_video
 from tfzoo.rundir import atomic_write_text
 from tfzoo.utils import check_choice
 from tfzoo.video import DEFAULT_SHORT_SIDE, iter_frames, scaled_size
@@ -57,7 +62,7 @@ class _FlowComputer:
         self._impl = None
         if method == "opencv":
             try:
-                import cv2
+                import cv2  # deferred: optional OpenCV (the test extra)
 
                 self._impl = cv2.optflow.DualTVL1OpticalFlow_create()
             except (ImportError, AttributeError) as e:
@@ -70,11 +75,10 @@ class _FlowComputer:
         if len(frames) < 2:
             return []
         if self.method == "opencv":
-            import cv2
+            import cv2  # deferred: optional OpenCV (the test extra)
 
             grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
             return [self._impl.calc(a, b, None) for a, b in zip(grey[:-1], grey[1:])]
-        from tfzoo.flow import tvl1_video
 
         # XLA; one compilation per stored frame size (10-30 s), then ~0.25 s per 256x340 pair.
         return list(tvl1_video(np.stack(frames), batch=self.WINDOW - 1))
@@ -93,7 +97,7 @@ def _check_pixels(source: str, shape: tuple[int, int], stored: tuple[int, int],
 
 def _iter_images(paths, short_side, max_frame_pixels):
     """Yields (RGB frame, (sx, sy) scale of the first image) for an image sequence."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     scale = None
     for p in paths:
@@ -114,8 +118,6 @@ def _iter_images(paths, short_side, max_frame_pixels):
 def _video_header(path) -> tuple[float, int, int] | None:
     """(fps, height, width) from the container, or None (the decoder then names the error)."""
     try:
-        import av
-
         with av.open(path) as c:
             s = c.streams.video[0]
             return float(s.average_rate or 0.0), s.codec_context.height, s.codec_context.width
@@ -285,7 +287,7 @@ class _OutLock:
         self._f = None
 
     def __enter__(self):
-        import fcntl
+        import fcntl  # deferred: POSIX only (the lock)
 
         f = open(self.path, "a+")
         try:
@@ -350,8 +352,6 @@ def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
                         f"{max_frame_pixels}")
     beam_options = None
     if beam_pipeline_options is not None:
-        from tfzoo.data import beam
-
         beam_options = beam.pipeline_options(beam_pipeline_options)  # fails now if not installed
     if flow != "none":
         _FlowComputer(flow)  # fail now (missing OpenCV contrib) rather than in every worker
@@ -394,15 +394,11 @@ def _prepare_locked(out: Path, listing: Listing, params: dict, *, workers: int, 
     total = sum(len(plan["shards"][i]) for i in todo)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         done = len(listing.items) - total
         bar = tqdm(total=len(listing.items), initial=done, unit="video", desc=f"prepare {dataset}",
                    file=sys.stderr)
     t0 = time.time()
     if beam_options is not None:
-        from tfzoo.data import beam
-
         for s in beam.run_shards(beam_options, str(out), todo, count, plan["shards"], params,
                                  _write_shard):
             if bar is not None:
@@ -413,8 +409,6 @@ def _prepare_locked(out: Path, listing: Listing, params: dict, *, workers: int, 
             if bar is not None:
                 bar.update(len(s["videos"]) + len(s["skipped"]))
     else:
-        import multiprocessing as mp
-
         # spawn: TensorFlow's runtime is not fork-safe once initialised in the parent
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futs = {pool.submit(_write_shard, str(out), i, count, plan["shards"][i], params): i
@@ -437,8 +431,6 @@ PROG = "python -m tfzoo.data.prepare"
 def define_flags(fv):
     """prepare's flags, defined into the FlagValues `fv` (a private one per `main` call, so
     main runs in-process as often as tests call it)."""
-    from absl import flags
-
     flags.DEFINE_enum("dataset", None, sorted(ADAPTERS), "Layout of --root.", flag_values=fv)
     flags.DEFINE_string("root", None, "The dataset as distributed.", flag_values=fv)
     flags.DEFINE_string("out", None, "Output directory (resumed if it holds this preparation).",
@@ -487,8 +479,6 @@ def _undash(argv: list[str], known) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from absl import flags
-
     argv = list(sys.argv[1:] if argv is None else argv)
     fv = flags.FlagValues()
     define_flags(fv)

@@ -23,6 +23,8 @@ so a pipeline is deterministic under its seed at any parallelism.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 from pathlib import Path
 
@@ -50,22 +52,39 @@ def load_manifest(data_dir) -> dict:
     return m
 
 
-def _decode_jpegs(strings, channels: int):
-    return tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=channels), strings,
-                     fn_output_signature=tf.uint8)
+def _decode_jpegs(strings, channels: int, window=None):
+    """JPEG strings -> uint8 (N, H, W, C); with `window` [y, x, h, w] only those pixels (libjpeg
+    skips the rest of each row and stops after the last row: `tf.io.decode_and_crop_jpeg`)."""
+    if window is None:
+        def fn(b):
+            return tf.io.decode_jpeg(b, channels=channels)
+    else:
+        def fn(b):
+            return tf.io.decode_and_crop_jpeg(b, window, channels=channels)
+    return tf.map_fn(fn, strings, fn_output_signature=tf.uint8)
+
+
+def flow_code_stacks(flow_u, flow_v, idx, window=None, negate_u=False):
+    """JPEG flow planes -> uint8 codes (T, H, W, 2L), channels u1, v1, u2, v2, ...
+
+    Each distinct field of `idx` (T, L) is decoded once (neighbouring chunks share fields), and
+    the stacks are assembled in uint8, a quarter of the bytes of float. `negate_u` (a tf bool)
+    mirrors u in code space: 255 - q decodes to exactly -u (`records.decode_flow`).
+    """
+    t, l = tf.shape(idx)[0], tf.shape(idx)[1]
+    fields, pos = tf.unique(tf.reshape(idx, [-1]))
+    u = _decode_jpegs(tf.gather(flow_u, fields), 1, window)[..., 0]
+    v = _decode_jpegs(tf.gather(flow_v, fields), 1, window)[..., 0]
+    if negate_u is not False:
+        u = tf.cond(negate_u, lambda: tf.constant(255, tf.uint8) - u, lambda: u)
+    planes = tf.gather(tf.stack([u, v], axis=1), pos)  # (T*L, 2, H, W)
+    h, w = tf.shape(planes)[2], tf.shape(planes)[3]
+    return tf.transpose(tf.reshape(planes, [t, 2 * l, h, w]), [0, 2, 3, 1])
 
 
 def decode_flow_chunks(flow_u, flow_v, idx):
     """JPEG flow planes -> float32 (T, H, W, 2L) in pixels, channels u1, v1, u2, v2, ..."""
-    t, l = tf.shape(idx)[0], tf.shape(idx)[1]
-    flat = tf.reshape(idx, [-1])
-    u = _decode_jpegs(tf.gather(flow_u, flat), 1)[..., 0]
-    v = _decode_jpegs(tf.gather(flow_v, flat), 1)[..., 0]
-    uv = records.decode_flow(tf.stack([u, v], axis=-1), records.FLOW_BOUND)  # (T*L, H, W, 2)
-    h, w = tf.shape(uv)[1], tf.shape(uv)[2]
-    uv = tf.reshape(uv, [t, l, h, w, 2])
-    uv = tf.transpose(uv, [0, 2, 3, 1, 4])  # (T, H, W, L, 2)
-    return tf.reshape(uv, [t, h, w, 2 * l])
+    return records.decode_flow(flow_code_stacks(flow_u, flow_v, idx), records.FLOW_BOUND)
 
 
 def scale_flow(flow, sy, sx):
@@ -153,59 +172,96 @@ class RecordSource:
             ds = ds.shuffle(self.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
         return ds
 
-    def _sample(self, serialized, seed, spec: ClipSpec, training: bool):
-        with_flow = "flow" in self.streams
-        ex = records.parse_example(serialized, with_flow=with_flow)
+    def _draw(self, ex, seed, spec: ClipSpec, training: bool) -> dict:
+        """Every random choice of one clip: frame indices, flow fields, crop box, flip."""
         n = tf.cast(ex["num_frames"], tf.int32)
         s_idx, s_crop, s_flip = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         if training:
             idx = augment.train_indices(n, spec.num_frames, spec.stride_range, s_idx)
         else:
             idx = test_indices(n, spec.test_num_frames)
-        h = tf.cast(ex["height"], tf.int32)
-        w = tf.cast(ex["width"], tf.int32)
-        out = {}
-        if "rgb" in self.streams:
-            out["rgb"] = _decode_jpegs(tf.gather(ex["frames"], idx), 3)
-        if with_flow:
-            fidx = flow_indices(idx, n, spec.flow_stack)
-            out["flow"] = decode_flow_chunks(ex["flow_u"], ex["flow_v"], fidx)
-        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        out = {"idx": idx}
+        if "flow" in self.streams:
+            out["flow_idx"] = flow_indices(idx, n, spec.flow_stack)
         if training:
+            h = tf.cast(ex["height"], tf.int32)
+            w = tf.cast(ex["width"], tf.int32)
             if spec.crop == "motion" or (spec.crop == "auto" and self.streams == ("flow",)):
-                box = augment.multiscale_corner_box(h, w, s_crop)
+                out["box"] = augment.multiscale_corner_box(h, w, s_crop)
             else:
-                box = augment.jitter_crop_box(h, w, s_crop, scale_jitter=spec.scale_jitter,
-                                              border=spec.border)
-            oh, ow = spec.image_size
-            sy = oh / ((box[2] - box[0]) * hf)
-            sx = ow / ((box[3] - box[1]) * wf)
-            flipped = tf.random.stateless_uniform([], s_flip) < 0.5 if spec.flip else False
-            for k in out:
-                x = augment.crop_resize(out[k], box, spec.image_size)
-                if k == "flow" and spec.flow_rescale:
-                    x = scale_flow(x, sy, sx)
-                if spec.flip:
-                    mirrored = augment.flip_flow(x) if k == "flow" else tf.reverse(x, axis=[-2])
-                    x = tf.where(flipped, mirrored, x)
-                out[k] = x
-        else:
-            for k in out:
-                x = out[k]
-                if spec.test_short_side is not None:
-                    x = augment.resize_short_side(x, spec.test_short_side)
-                    if k == "flow" and spec.flow_rescale:
-                        nh = tf.cast(tf.shape(x)[1], tf.float32)
-                        nw = tf.cast(tf.shape(x)[2], tf.float32)
-                        x = scale_flow(x, nh / hf, nw / wf)
-                out[k] = tf.cast(x, tf.float32)
+                out["box"] = augment.jitter_crop_box(h, w, s_crop, scale_jitter=spec.scale_jitter,
+                                                     border=spec.border)
+            out["flip"] = (tf.random.stateless_uniform([], s_flip) < 0.5 if spec.flip
+                           else tf.constant(False))
+        return out
+
+    def _sample(self, serialized, seed, spec: ClipSpec, training: bool):
+        ex = records.parse_example(serialized, with_flow="flow" in self.streams)
+        d = self._draw(ex, seed, spec, training)
+        out = (self._train_crops if training else self._test_frames)(ex, d, spec)
         inputs = out[self.streams[0]] if len(self.streams) == 1 else out
         return inputs, tf.cast(ex["label"], tf.int32)
+
+    def _train_crops(self, ex, d, spec: ClipSpec) -> dict:
+        # The crop box is drawn before decoding, so only the window it reads is decoded and
+        # converted: `augment.crop_resize` of the full decoded frames, with the flip done by
+        # mirroring the box (tests/data/test_data_readers.py checks the values against it).
+        h, w = tf.cast(ex["height"], tf.int32), tf.cast(ex["width"], tf.int32)
+        window, wbox = augment.crop_window(h, w, d["box"], spec.image_size)
+        wbox = tf.where(d["flip"], tf.gather(wbox, [0, 3, 2, 1]), wbox)
+        t = tf.shape(d["idx"])[0]
+        boxes, box_idx = tf.tile(wbox[None], [t, 1]), tf.range(t)
+        out = {}
+        if "rgb" in self.streams:
+            x = augment.pad_edges(_decode_jpegs(tf.gather(ex["frames"], d["idx"]), 3, window))
+            out["rgb"] = tf.image.crop_and_resize(x, boxes, box_idx, spec.image_size)
+        if "flow" in self.streams:
+            x = flow_code_stacks(ex["flow_u"], ex["flow_v"], d["flow_idx"], window,
+                                 negate_u=d["flip"])
+            x = tf.image.crop_and_resize(augment.pad_edges(x), boxes, box_idx, spec.image_size)
+            # bilinear weights sum to one, so decoding the interpolated code is decoding first
+            x = records.decode_flow(x, records.FLOW_BOUND)
+            if spec.flow_rescale:
+                box = d["box"]
+                sy = spec.image_size[0] / ((box[2] - box[0]) * tf.cast(h, tf.float32))
+                sx = spec.image_size[1] / ((box[3] - box[1]) * tf.cast(w, tf.float32))
+                x = scale_flow(x, sy, sx)
+            out["flow"] = x
+        return out
+
+    def _test_frames(self, ex, d, spec: ClipSpec) -> dict:
+        out = {}
+        if "rgb" in self.streams:
+            out["rgb"] = _decode_jpegs(tf.gather(ex["frames"], d["idx"]), 3)
+        if "flow" in self.streams:
+            out["flow"] = decode_flow_chunks(ex["flow_u"], ex["flow_v"], d["flow_idx"])
+        hf = tf.cast(ex["height"], tf.float32)
+        wf = tf.cast(ex["width"], tf.float32)
+        for k in out:
+            x = out[k]
+            if spec.test_short_side is not None:
+                x = augment.resize_short_side(x, spec.test_short_side)
+                if k == "flow" and spec.flow_rescale:
+                    nh = tf.cast(tf.shape(x)[1], tf.float32)
+                    nw = tf.cast(tf.shape(x)[2], tf.float32)
+                    x = scale_flow(x, nh / hf, nw / wf)
+            out[k] = tf.cast(x, tf.float32)
+        return out
 
     # ------------------------------------------------------------------ protocol
     def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int,
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """Unbatched (inputs, label); training: shuffled, augmented, repeated forever."""
+        if training:
+            keep_large_blocks()
+        return self.clips(split, self._sample, training=training, spec=spec, seed=seed,
+                          input_context=input_context)
+
+    def clips(self, split: str, sample_fn, *, training: bool, spec: ClipSpec, seed: int,
+              input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """The records of `split` mapped by `sample_fn(serialized, seed, spec, training)`, with
+        the per-clip seeds, parallelism and options of `dataset` (which passes `_sample`; the
+        input bench passes its decode-only floor, to time the same JPEGs the same way)."""
         files = self._files(split)
         if not files:
             raise DataError(f"split {split!r} of {self.data_dir} holds no videos")
@@ -220,7 +276,7 @@ class RecordSource:
         def fn(i, x):
             # per-element seed from (seed, worker, position): reproducible at any parallelism
             s = tf.stack([tf.cast(seed * 1000003 + pipe_id, tf.int64), i])
-            return self._sample(x, s, spec, training)
+            return sample_fn(x, s, spec, training)
 
         ds = ds.map(fn, num_parallel_calls=AUTOTUNE, deterministic=True)
         opts = tf.data.Options()
@@ -228,3 +284,31 @@ class RecordSource:
         # the shards are already split per worker above
         opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return ds.with_options(opts).prefetch(AUTOTUNE)
+
+
+_LARGE_BLOCKS_KEPT = False
+
+
+def keep_large_blocks() -> None:
+    """Lets glibc's malloc reuse freed blocks of up to 1 GB instead of unmapping them.
+
+    A training clip is tens of MB (11 x 224 x 224 x 20 float32 flow is 44 MB, its batch four
+    times that): above glibc's 32 MB ceiling for heap blocks, every clip is a fresh mmap whose
+    pages fault in and are zeroed again, which cost as much as the crop itself (measured in
+    docs/data.md). Raising the mmap and trim thresholds keeps such blocks for the next clip;
+    the price is that freed memory stays with the process. Called once by a training
+    pipeline and by a tf.data service worker; does nothing on other C libraries.
+    """
+    global _LARGE_BLOCKS_KEPT
+    if _LARGE_BLOCKS_KEPT:
+        return
+    _LARGE_BLOCKS_KEPT = True
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return  # not glibc (musl, macOS): their allocators decide for themselves
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    mallopt(m_mmap_threshold, 1 << 30)
+    mallopt(m_trim_threshold, (1 << 31) - 1)

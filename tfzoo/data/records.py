@@ -30,9 +30,11 @@ import os
 import struct
 import tempfile
 
+import google_crc32c
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import DataError
 from tfzoo.flow.encoding import DEFAULT_BOUND, decode_flow, encode_flow
 from tfzoo.utils import varint as _varint
 
@@ -50,7 +52,7 @@ def shard_name(index: int, count: int) -> str:
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     """RGB (H, W, 3) or grey (H, W) uint8 -> JPEG bytes (OpenCV's libjpeg: faster than TF's
     in worker processes; the reader decodes with tf.io.decode_jpeg)."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     img = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     # 4:4:4 chroma for frames keeps colour edges; flow planes are grey anyway
@@ -59,7 +61,7 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
         params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     ok, buf = cv2.imencode(".jpg", img, params)
     if not ok:
-        raise ValueError(f"JPEG encoding failed for an image of shape {image.shape}")
+        raise DataError(f"JPEG encoding failed for an image of shape {image.shape}")
     return buf.tobytes()
 
 
@@ -99,7 +101,7 @@ def make_example(*, video_id: str, label: int, splits, frames: list[bytes], heig
     }
     if flow_u is not None:
         if len(flow_u) != len(frames) - 1 or len(flow_v) != len(flow_u):
-            raise ValueError(f"{video_id}: expected {len(frames) - 1} flow fields, got "
+            raise DataError(f"{video_id}: expected {len(frames) - 1} flow fields, got "
                              f"{len(flow_u)} u and {len(flow_v or [])} v")
         f["flow_u"] = _bytes(flow_u)
         f["flow_v"] = _bytes(flow_v)
@@ -144,8 +146,6 @@ class RecordWriter:
         self.write_pieces(len(record), [record])
 
     def write_pieces(self, length: int, pieces) -> None:
-        import google_crc32c
-
         head = struct.pack("<Q", length)
         self._f.write(head + struct.pack("<I", _masked_crc(google_crc32c.value(head))))
         crc, written = google_crc32c.Checksum(), 0
@@ -203,7 +203,7 @@ class SpooledExample:
         if self.lengths["flow_u"]:
             n = self.count("frames")
             if not self.count("flow_u") == self.count("flow_v") == n - 1:
-                raise ValueError(f"{fields.get('video_id')}: expected {n - 1} flow fields, got "
+                raise DataError(f"{fields.get('video_id')}: expected {n - 1} flow fields, got "
                                  f"{self.count('flow_u')} u and {self.count('flow_v')} v")
         # the small features through protobuf; the placeholder byte lists are dropped again
         small = tf.train.Example.FromString(make_example(

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
+
+from absl import flags
 
 from tfzoo.errors import TfzooError, report
 
@@ -49,10 +52,11 @@ def parse_address(address: str, *, what: str = "--data_service") -> tuple[str, i
 
 
 def check_reachable(address: str, *, what: str = "dispatcher",
-                    timeout: float = PROBE_SECONDS) -> str:
+                    timeout: float | None = None) -> str:
     """Connects to a dispatcher or worker address; returns 'grpc://host:port' or raises a
     one-line ServiceError naming it (the service itself would retry silently forever)."""
     host, port = parse_address(address, what=f"the {what} address")
+    timeout = PROBE_SECONDS if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -70,19 +74,21 @@ def distribute(dataset, address: str, *, job_name: str | None = None):
     """`dataset` processed by the service at `address` in distributed_epoch mode (each element
     of a pass produced once, whichever worker makes it). Consumers with the same `job_name`
     (the workers of a multi-worker trainer) share one job: each element goes to one of them."""
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
+    # compression=None: the default ("AUTO") snappy-compresses every element on the worker and
+    # decompresses it in the trainer, which for float clips (a 4-clip batch of two-stream
+    # ST-ResNet input is about 200 MB) saves few bytes and makes the one consumer the bottleneck
+    # whatever the number of workers
     return dataset.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
-        service=address, job_name=job_name))
+        service=address, job_name=job_name, compression=None))
 
 
 def check_workers(address: str, *, timeout: float = 60.0) -> None:
     """Fetches one element through the service: a dispatcher without a reachable worker
     otherwise makes the trainer wait forever."""
-    import threading
-
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     result: dict = {}
 
@@ -105,8 +111,6 @@ def check_workers(address: str, *, timeout: float = 60.0) -> None:
 
 # ----------------------------------------------------------------------------------- CLI
 def define_flags(fv) -> None:
-    from absl import flags
-
     flags.DEFINE_integer("port", 0, "Port to serve on (0: any free port, printed at start).",
                          lower_bound=0, upper_bound=65535, flag_values=fv)
     flags.DEFINE_string("work_dir", None, "dispatcher: a directory for its journal "
@@ -120,7 +124,7 @@ def define_flags(fv) -> None:
 
 
 def _serve(role: str, fv) -> int:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     service = tf.data.experimental.service
     if role == "dispatcher":
@@ -136,6 +140,9 @@ def _serve(role: str, fv) -> int:
         if fv.work_dir:
             raise ServiceError("--work_dir is a dispatcher flag")
         address = check_reachable(fv.dispatcher, what="dispatcher")
+        from tfzoo.data.readers import keep_large_blocks  # deferred: loads TensorFlow
+
+        keep_large_blocks()  # the worker runs the training pipelines
         worker_address = fv.worker_address or socket.gethostname()
         port = fv.port or _free_port()
         server = service.WorkerServer(service.WorkerConfig(
@@ -155,8 +162,6 @@ def _free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from absl import flags
-
     argv = list(sys.argv[1:] if argv is None else argv)
     fv = flags.FlagValues()
     define_flags(fv)

@@ -43,6 +43,7 @@ import numpy as np
 
 from tfzoo.data.adapters import IMAGE_EXTENSIONS, list_det_images, parse_voc_xml, vid_classes
 from tfzoo.data.base import DataError
+from tfzoo.video import read_video
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 CSV_HEADER = ["frame", "track_id", "class", "x1", "y1", "x2", "y2"]
@@ -85,7 +86,7 @@ class _Entry:
 
 
 def _read_image(path):
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -192,7 +193,7 @@ class DetectionDataset:
                         frame, track, cls = row[0].strip(), int(row[1]), row[2].strip()
                         box = [float(v) for v in row[3:7]]
                         if len(row) != 7 or box[2] < box[0] or box[3] < box[1]:
-                            raise ValueError("expected 7 fields and x2 >= x1, y2 >= y1")
+                            raise ValueError("expected 7 fields and x2 >= x1, y2 >= y1")  # internal: skipped below
                     except (ValueError, IndexError) as e:
                         self.skipped.append({"path": f"{path}:{n}", "reason": f"bad row {row}: "
                                              f"{e}"})
@@ -242,8 +243,6 @@ class DetectionDataset:
     def _load(self, e: _Entry):
         frames, names, objects = [], [], []
         if e.video_path is not None:
-            from tfzoo.video import read_video
-
             try:
                 decoded = read_video(e.video_path, short_side=None)  # boxes are in source pixels
             except Exception as err:  # any decoder failure: report the video, keep going

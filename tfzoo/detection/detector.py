@@ -9,12 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from tfzoo.detection.boxes import decode_boxes
-from tfzoo.errors import TfzooError
+from tfzoo.errors import DetectError, TfzooError
 from tfzoo.runnable import RunnableError, load_runnable
-
-
-class DetectError(TfzooError):
-    """A model that does not offer the D&T detection contract."""
 
 
 def _frame_detections(boxes, scores, classes, num):
@@ -123,7 +119,7 @@ class Detector:
         (see the class); `frame_indices` only matter to a pair source's oracle."""
         frames = np.asarray(frames, np.uint8)
         if frames.ndim != 4 or not len(frames):
-            raise ValueError(f"a clip is frames (T, H, W, 3) with T >= 1; got {frames.shape}")
+            raise TfzooError(f"a clip is frames (T, H, W, 3) with T >= 1; got {frames.shape}")
         if self._tracker.clip is None:
             return detect_clip_in_pairs(self, frames, frame_indices, previous)
         out, carried, state = self._tracker.clip(frames, previous)
@@ -190,7 +186,7 @@ def detect_frames(detector, frames, *, batch_size: int = 4):
     (`detect_clip_in_pairs`). One frame alone gets its detections and no tracks.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise TfzooError(f"batch_size must be a positive integer, got {batch_size!r}")
     detector = as_detector(detector)
     clip = getattr(detector, "detect_clip", None) or (
         lambda *args: detect_clip_in_pairs(detector, *args))

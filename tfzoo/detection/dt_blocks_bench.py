@@ -25,10 +25,17 @@ Without `--what`, every bench runs.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
+from absl import flags
+
+import tfzoo
+from tfzoo.errors import TfzooError, report
 
 
 def _time(fn, *args, repeats: int = 5) -> tuple[float, float]:
@@ -61,7 +68,7 @@ def naive_correlation(x1, x2, d: int, stride: int = 1, displacement_stride: int 
 
 
 def bench_correlation(repeats: int) -> list[str]:
-    from tfzoo.layers import Correlation
+    from tfzoo.layers import Correlation  # deferred: loads TensorFlow
 
     lines = []
     for name, (h, w, c, stride) in {"conv5 38x63x2048": (38, 63, 2048, 1),
@@ -97,9 +104,9 @@ def bench_correlation(repeats: int) -> list[str]:
 
 
 def bench_psroi(repeats: int) -> list[str]:
-    import keras
+    import keras  # deferred: loads Keras (TensorFlow)
 
-    from tfzoo.layers import PSRoIPooling
+    from tfzoo.layers import PSRoIPooling  # deferred: loads TensorFlow
 
     rng = np.random.default_rng(0)
     feats = tf.random.normal((1, 38, 63, 512))
@@ -138,8 +145,8 @@ def random_video(frames: int, classes: int, boxes: int, seed: int = 0):
 
 
 def bench_linking(repeats: int) -> list[str]:
-    from tfzoo.detection import _linking_numpy
-    from tfzoo.detection.linking import link_tubes
+    from tfzoo.detection import _linking_numpy  # deferred: loads TensorFlow
+    from tfzoo.detection.linking import link_tubes  # deferred: loads TensorFlow
 
     frames, classes, boxes = 100, 30, 25
     dets, tracks = random_video(frames, classes, boxes, seed=0)
@@ -193,9 +200,7 @@ def bench_linking(repeats: int) -> list[str]:
     # what the full-history reuse saves over linking each window [0, t] from scratch: on the
     # video above (i.i.d. scores: tubes reshuffle every frame) and with each object's score
     # persisting (+- 0.05 per frame), as a detector's does
-    import functools
-
-    from tfzoo.detection import linking
+    from tfzoo.detection import linking  # deferred: loads TensorFlow
 
     rng = np.random.default_rng(1)
     base = rng.uniform(size=classes * boxes)
@@ -223,7 +228,7 @@ def bench_tracking(repeats: int) -> list[str]:
     frame is detected once and tracked once (as frame t of its pair), so the ratio is the
     tracking overhead per frame (paper: 14 ms on 127 ms, 11%; goal <= 8%). Each piece of the
     head is also timed alone, as a share of `detect`: where the time goes."""
-    import tfzoo
+    # deferred: loads TensorFlow
     from tfzoo.detection.tracking import CORRELATION_LEVELS, RoITracking
 
     rng = np.random.default_rng(0)
@@ -268,8 +273,8 @@ def four_pass_detect_track(model, pairs) -> dict:
     """`DetectTrack.detect_track` as it was before each frame's maps were shared: `detect` on
     the 2B frames, then `features` of both frames again for the tracker (4 network passes a
     pair). The before of `bench_pipeline`, and the reference the shared path must equal."""
-    from tfzoo.detection.boxes import decode_boxes
-    from tfzoo.models.dt import TRACK_MAPS
+    from tfzoo.detection.boxes import decode_boxes  # deferred: loads TensorFlow
+    from tfzoo.models.dt import TRACK_MAPS  # deferred: loads TensorFlow
 
     pairs = tf.convert_to_tensor(pairs)
     shape = tf.shape(pairs)
@@ -307,12 +312,11 @@ def bench_pipeline(repeats: int, frames: int = 4, batch_size: int = 2, size=(600
     turn `repeats` times (medians; interleaved, as the load of a shared machine drifts), the
     previous path once (ResNet-101 takes seconds a frame on a small CPU: keep `frames` and
     `repeats` small). `size` and `overrides` (of the model's config) shrink it for a test."""
-    import tfzoo
-    from tfzoo.detection.detector import Detector
-    from tfzoo.models.dt import TRACK_MAPS
+    from tfzoo.detection.detector import Detector  # deferred: loads TensorFlow
+    from tfzoo.models.dt import TRACK_MAPS  # deferred: loads TensorFlow
 
     if frames < 2:
-        raise ValueError(f"frames={frames}: the pipeline bench needs at least one pair")
+        raise TfzooError(f"frames={frames}: the pipeline bench needs at least one pair")
     model = tfzoo.create_model("dt_resnet101", num_classes=30, **(overrides or {}))
     video = np.random.default_rng(0).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
     detector = Detector(model, class_names=[str(c) for c in range(30)])
@@ -379,13 +383,6 @@ BENCHES = {"correlation": bench_correlation, "psroi": bench_psroi, "linking": be
 def main(argv=None) -> int:
     """`python -m tfzoo.detection.dt_blocks_bench ARGS`; `argv` without the program name (None:
     sys.argv's). absl-py flags in their own FlagValues (callable in-process)."""
-    import os
-    import sys
-
-    from absl import flags
-
-    from tfzoo.errors import TfzooError, report
-
     fv = flags.FlagValues()
     flags.DEFINE_string("what", ",".join(BENCHES),
                         f"Comma-separated subset of {', '.join(BENCHES)}.", flag_values=fv)
@@ -416,6 +413,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from tfzoo.errors import TfzooError
 
 SPEEDS = {"slow": (0.9, np.inf, False), "medium": (0.7, 0.9, True), "fast": (-np.inf, 0.7, False)}
 
@@ -52,7 +53,7 @@ def _frame_key(frame_id):
         return frame_id
     if isinstance(frame_id, (int, np.integer)):
         return (None, int(frame_id))
-    raise ValueError(f"frame id {frame_id!r}: expected an int or a (video_id, frame_index) tuple "
+    raise TfzooError(f"frame id {frame_id!r}: expected an int or a (video_id, frame_index) tuple "
                      "(the motion IoU needs frame order)")
 
 
@@ -77,17 +78,17 @@ def motion_ious(annotations, window: int = 10) -> dict:
 
 def _check(detections, annotations):
     if not isinstance(annotations, dict):
-        raise ValueError(f"annotations must be a dict frame_id -> list of (class_index, x1, y1, "
+        raise TfzooError(f"annotations must be a dict frame_id -> list of (class_index, x1, y1, "
                          f"x2, y2[, track_id]), got {type(annotations).__name__}")
     for frame_id, objs in annotations.items():
         for o in objs:
             if len(o) not in (5, 6):
-                raise ValueError(f"annotation {o!r} of frame {frame_id!r}: expected (class_index, "
+                raise TfzooError(f"annotation {o!r} of frame {frame_id!r}: expected (class_index, "
                                  "x1, y1, x2, y2[, track_id])")
     rows = []
     for d in detections:
         if len(d) != 7:
-            raise ValueError(f"detection {d!r}: expected (frame_id, class_index, score, x1, y1, "
+            raise TfzooError(f"detection {d!r}: expected (frame_id, class_index, score, x1, y1, "
                              "x2, y2)")
         rows.append((d[0], int(d[1]), float(d[2]), np.asarray(d[3:7], float)))
     return rows
@@ -200,7 +201,7 @@ def evaluate_vid(detections, annotations, *, motion_window: int = 10,
             ignored[name] = outside_speed
     for name, keys in (subsets or {}).items():
         if name in SPEEDS or name in ignored:
-            raise ValueError(f"subset name {name!r} is taken by a motion speed; pick another")
+            raise TfzooError(f"subset name {name!r} is taken by a motion speed; pick another")
         ignored[name] = lambda f, j, keys=frozenset(keys): (f, j) not in keys
     for name, outside in ignored.items():
         s, p = _accumulate(by_frame, annotations, outside)
@@ -245,7 +246,7 @@ def track_consistency(detections, annotations, *, iou_threshold: float = 0.5) ->
     by_frame = defaultdict(list)
     for d in detections:
         if len(d) != 8:
-            raise ValueError(f"detection {d!r}: expected (frame_id, class_index, score, x1, y1, "
+            raise TfzooError(f"detection {d!r}: expected (frame_id, class_index, score, x1, y1, "
                              "x2, y2, tube_id)")
         by_frame[d[0]].append(d)
     followed = defaultdict(list)  # (video, track) -> tube id per annotated frame (-1: lost)

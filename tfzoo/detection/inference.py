@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfzoo.detection.linking import _check, _link
+from tfzoo.errors import TfzooError
 
 
 def _ids_offline(tubes, sizes):
@@ -96,14 +97,14 @@ def link_video(detections, tracks, *, stride: int = 1, num_frames: int | None = 
     [1.6, 1.4, 1.2]
     """
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        raise TfzooError(f"stride must be a positive integer, got {stride!r}")
     dets, _ = _check(detections, tracks)
     processed = len(dets)
     last = (processed - 1) * stride
     if num_frames is None:
         num_frames = last + 1
     if num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise TfzooError(f"num_frames must be >= 1, got {num_frames}")
     rescored, tubes, links = _link(detections, tracks, alpha, iou_threshold, online, history,
                                    num_classes)
     sizes = [len(s) for s in rescored]

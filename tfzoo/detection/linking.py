@@ -821,10 +821,6 @@ def _rescore(video, tube_class, tube_path, alpha, new_scores):
     s = video.scores[np.arange(frames), tube_class[:, None], np.maximum(tube_path, 0)]
     ranked = np.sort(np.where(has, s, -np.inf), 1)[:, ::-1]
     bonus = np.where(np.arange(frames) < k[:, None], ranked, 0.0).sum(1) / k
-    if has.all():  # no gaps: no per-frame masks (they cost as much as the rest)
-        for t in range(frames):
-            new_scores[t][video.index[t, tube_class, tube_path[:, t]]] = s[:, t] + bonus
-        return
     for t in range(frames):
         q = has[:, t]
         new_scores[t][video.index[t, tube_class[q], tube_path[q, t]]] = s[q, t] + bonus[q]
@@ -919,19 +915,14 @@ def _link(detections, tracks, alpha, iou_threshold, online, history, num_classes
                 video.scores, video.alive, video.first, video.more, video.idx, history,
                 float(alpha))
             tube_class, tube_path = video.tubes()
-        # every frame at once, then per-frame slices: (frame, round, class) order is each
-        # frame's extraction order
-        t, slot, c = np.nonzero(cur >= 0)
-        at = video.index[t, c, cur[t, slot, c]]
-        value = new[t, slot, c]
-        back = prev_frame[t, slot, c]
-        before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]], -1)
-        joined = np.stack([back, before, at], 1)
-        ends = np.searchsorted(t, np.arange(frames + 1))
-        for f in range(frames):
-            a, b = ends[f], ends[f + 1]
-            rescored[f][at[a:b]] = value[a:b]
-            links[f] = joined[a:b]
+        for t in range(frames):
+            slot, c = np.nonzero(cur[t] >= 0)  # (round, class) order: extraction order
+            at = video.index[t, c, cur[t, slot, c]]
+            rescored[t][at] = new[t, slot, c]
+            back = prev_frame[t, slot, c]
+            before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]],
+                              -1)
+            links[t] = np.stack([back, before, at], 1)
     index = np.where(tube_path >= 0,
                      video.index[np.arange(frames), tube_class[:, None], tube_path], -1)
     out = [{"class": int(video.classes[c]), "indices": index[q].tolist()}

@@ -8,17 +8,19 @@
 
 from __future__ import annotations
 
+from absl import app, flags
+
+from tfzoo.detection.dataset import read_detection_dataset
 from tfzoo.detection.proposals import multiscale_proposals, proposal_recall
+from tfzoo.detection.source import DetectionSource
+from tfzoo.errors import TfzooError, report
+from tfzoo.rundir import load_model, read_run_info
 
 
 def main(argv):
     """`python -m tfzoo.detection.proposals --model_dir=RUN [--data=DIR] [--split=val]
     --scales=192 [--scales=96,144,192,288,384 ...]`: the RPN's recall at IoU 0.5 with its 300
     proposals per frame, at each scale set given (a comma list is one multi-scale set)."""
-    from absl import app, flags
-
-    from tfzoo.errors import TfzooError, report
-
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
@@ -35,14 +37,11 @@ def main(argv):
                                  "--scales=192 or --scales=96,144,192,288,384") from None
         if not sets or any(v < 16 for s in sets for v in s):
             raise TfzooError(f"--scales={f.scales}: expected shorter sides >= 16 pixels")
-        from tfzoo.detection.dataset import read_detection_dataset
-        from tfzoo.rundir import load_model, read_run_info
 
         info = read_run_info(f.model_dir)
         data = f.data or info.config.get("data_dir")
         model, _ = load_model(f.model_dir)
         if data is None:  # the embedded set the run trained on
-            from tfzoo.detection.source import DetectionSource
 
             options = info.config.get("dataset_options", {}).get("synthetic", {})
             videos = DetectionSource(synthetic=options).videos(f.split)
@@ -65,8 +64,6 @@ def main(argv):
 
 
 def define_flags():
-    from absl import flags
-
     flags.DEFINE_string("model_dir", None, "A detector run directory.")
     flags.DEFINE_string("data", None, "Detection data (default: the run's; the embedded set).")
     flags.DEFINE_string("split", "val", "Split to measure.")
@@ -75,7 +72,5 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    from absl import app
-
     define_flags()
     app.run(main)

@@ -13,9 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-from tfzoo.detection.boxes import clip_boxes, decode_boxes, nms, remove_small_boxes
+from tfzoo.detection.boxes import clip_boxes, decode_boxes, iou_matrix, nms, remove_small_boxes
+from tfzoo.detection.source import resize_for_detection
 
 RPN_STDS = (1.0, 1.0, 1.0, 1.0)  # the RPN's box targets are not normalised (Faster R-CNN)
 
@@ -65,10 +67,6 @@ def multiscale_proposals(model, frames, scales, *, post_nms: int = 300,
     >>> boxes.shape, bool(counts[0] <= 300)
     ((1, 300, 4), True)
     """
-    import numpy as np
-
-    from tfzoo.detection.source import resize_for_detection
-
     cfg = model.get_config()
     frames = tf.cast(frames, tf.float32)
     ratio = (cfg["max_side"] / cfg["short_side"]) if cfg.get("max_side") and cfg.get(
@@ -101,10 +99,6 @@ def proposal_recall(proposals, counts, gt_boxes, iou_threshold: float = 0.5):
     """(found, total): how many of the ground-truth boxes have a proposal with IoU >=
     `iou_threshold`, over frames given as sequences of (P, 4) `proposals` with their valid
     `counts` and (G, 4) `gt_boxes`."""
-    import numpy as np
-
-    from tfzoo.detection.boxes import iou_matrix
-
     found = total = 0
     for props, n, gt in zip(proposals, counts, gt_boxes):
         gt = np.asarray(gt, np.float32).reshape(-1, 4)

@@ -29,6 +29,8 @@ import tensorflow as tf
 
 from tfzoo.data.base import DataError, DatasetInfo
 from tfzoo.detection.dataset import read_detection_dataset
+from tfzoo.detection.synthetic import SyntheticDetectionConfig, write_synthetic_vid
+from tfzoo.utils import check_choice
 
 
 def resize_for_detection(images, short_side: int | None, max_side: int | None):
@@ -86,8 +88,6 @@ class DetectionSource:
             raise DataError(f"tau={tau!r}; expected a positive integer (frames between a pair)")
         self.pairs, self.tau = pairs, tau
         if root is None:
-            from tfzoo.detection.synthetic import SyntheticDetectionConfig, write_synthetic_vid
-
             tmp = Path(tempfile.mkdtemp(prefix="tfzoo-detection-"))
             atexit.register(shutil.rmtree, tmp, True)
             root = write_synthetic_vid(tmp / "set", SyntheticDetectionConfig(**(synthetic or {})))
@@ -114,8 +114,6 @@ class DetectionSource:
 
     def videos(self, split: str):
         """The decoded videos of `split` (`DetectionVideo`s), in order."""
-        from tfzoo.utils import check_choice
-
         check_choice("split", split, sorted(self.splits), error=DataError)
         if self.info.name == "detection_synthetic":  # small: decoded once
             if split not in self._cache:
@@ -127,8 +125,6 @@ class DetectionSource:
         """(load(i) -> DetectionVideo or None, indices) of the videos of `split` (only the DET
         images, or only the others, when `det` is given), decoded one at a time when read (the
         synthetic set: decoded once)."""
-        from tfzoo.utils import check_choice
-
         check_choice("split", split, sorted(self.splits), error=DataError)
         if self.info.name == "detection_synthetic":
             videos = self.videos(split)

@@ -39,6 +39,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
+from absl import app, flags
+
+from tfzoo.errors import TfzooError, report
 
 CLASSES = ("disc", "square", "triangle", "cross")
 WNIDS = tuple(f"synthetic_{c}" for c in CLASSES)
@@ -69,7 +72,7 @@ class SyntheticDetectionConfig:
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant={self.variant!r}; expected one of {list(VARIANTS)}")
+            raise TfzooError(f"variant={self.variant!r}; expected one of {list(VARIANTS)}")
 
 
 def _texture(kind: int, yy, xx, period: float, phase: float):
@@ -287,7 +290,7 @@ def annotation_xml(folder: str, filename: str, width: int, height: int, objects)
 def write_synthetic_vid(root, cfg: SyntheticDetectionConfig = SyntheticDetectionConfig()) -> Path:
     """Generates the set into `root` (which must not exist yet): built in a temporary sibling
     folder and renamed at the end, so `root` is either complete or absent."""
-    from tfzoo.data.records import encode_jpeg
+    from tfzoo.data.records import encode_jpeg  # deferred: loads TensorFlow
 
     root = Path(root)
     if root.exists():
@@ -327,8 +330,6 @@ def write_synthetic_vid(root, cfg: SyntheticDetectionConfig = SyntheticDetection
 
 def define_flags():
     """CLI flags; defined on demand so that importing this module defines none."""
-    from absl import flags
-
     flags.DEFINE_string("out", None, "Folder to write (must not exist).")
     flags.DEFINE_integer("seed", 0, "Generator seed (one generator per video).")
     flags.DEFINE_integer("train", 24, "Training videos.")
@@ -339,10 +340,6 @@ def define_flags():
 
 
 def main(argv):
-    from absl import app, flags
-
-    from tfzoo.errors import TfzooError, report
-
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
@@ -369,7 +366,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from absl import app
-
     define_flags()
     app.run(main)

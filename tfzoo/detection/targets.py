@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfzoo.detection.boxes import BOX_STDS, encode_boxes, iou_matrix
+from tfzoo.errors import TfzooError
 
 
 def _random_subset(mask, keep, seed):
@@ -138,11 +139,11 @@ def box_target_statistics(frames, *, threshold: float = 0.5):
         squares += (d.astype(np.float64) ** 2).sum(0)
         count += len(d)
     if not count:
-        raise ValueError("box_target_statistics: no frame has a ground-truth box")
+        raise TfzooError("box_target_statistics: no frame has a ground-truth box")
     means = total / count
     stds = np.sqrt(np.maximum(squares / count - means ** 2, 0.0))
     if not (stds > 0).all():
-        raise ValueError(f"box_target_statistics: stds {stds.tolist()} over {count} RoIs; "
+        raise TfzooError(f"box_target_statistics: stds {stds.tolist()} over {count} RoIs; "
                          "every coordinate needs some spread (more frames or RoIs)")
     return tuple(float(v) for v in means), tuple(float(v) for v in stds)
 

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from tfzoo.detection.boxes import encode_boxes
+from tfzoo.errors import TfzooError
 from tfzoo.layers.correlation import Correlation
 from tfzoo.layers.roi_pooling import PSRoIPooling
 
@@ -61,9 +62,9 @@ def tracking_targets(gt_boxes, gt_track_ids, stds=TRACK_STDS):
     gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
     ids = tf.convert_to_tensor(gt_track_ids, tf.int32)
     if gt_boxes.shape.rank != 4 or gt_boxes.shape[1] != 2 or gt_boxes.shape[-1] != 4:
-        raise ValueError(f"gt_boxes must be (B, 2, G, 4) (pairs of frames), got {gt_boxes.shape}")
+        raise TfzooError(f"gt_boxes must be (B, 2, G, 4) (pairs of frames), got {gt_boxes.shape}")
     if ids.shape.rank != 3 or ids.shape[1] != 2:
-        raise ValueError(f"gt_track_ids must be (B, 2, G), got {ids.shape}")
+        raise TfzooError(f"gt_track_ids must be (B, 2, G), got {ids.shape}")
     ids_t, ids_tau = ids[:, 0], ids[:, 1]
     same = (ids_t[:, :, None] == ids_tau[:, None, :]) & (ids_t[:, :, None] >= 0)  # (B, G, G)
     valid = tf.reduce_any(same, -1)
@@ -152,7 +153,7 @@ class RoITracking(keras.layers.Layer):
                  conv3_stride: int = 2, **kwargs):
         super().__init__(**kwargs)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"RoITracking k must be a positive integer, got {k!r}")
+            raise TfzooError(f"RoITracking k must be a positive integer, got {k!r}")
         self.k = k
         self.spatial_scale = float(spatial_scale)
         self.max_displacement = max_displacement
@@ -178,17 +179,17 @@ class RoITracking(keras.layers.Layer):
     def _check(self, shapes, which):
         missing = [n for n in (*CORRELATION_LEVELS, "reg_maps") if n not in shapes]
         if missing:
-            raise ValueError(f"{self.name}: features_{which} lack {missing}; expected a dict with "
+            raise TfzooError(f"{self.name}: features_{which} lack {missing}; expected a dict with "
                              f"conv3, conv4, conv5 and reg_maps (RFCN.features)")
         reg = tuple(shapes["reg_maps"])
         if reg[-1] is not None and reg[-1] != 4 * self.k * self.k:
-            raise ValueError(f"{self.name}: reg_maps has {reg[-1]} channels, expected 4 k^2 = "
+            raise TfzooError(f"{self.name}: reg_maps has {reg[-1]} channels, expected 4 k^2 = "
                              f"{4 * self.k * self.k}")
         c3, c4 = tuple(shapes["conv3"]), tuple(shapes["conv4"])
         s = self.conv3_stride
         if None not in (c3[1], c3[2], c4[1], c4[2]) and (
                 -(-c3[1] // s), -(-c3[2] // s)) != (c4[1], c4[2]):
-            raise ValueError(f"{self.name}: conv3 is {c3[1:3]}, conv4 {c4[1:3]}: conv3 sampled "
+            raise TfzooError(f"{self.name}: conv3 is {c3[1:3]}, conv4 {c4[1:3]}: conv3 sampled "
                              f"with stride {s} must match conv4's size")
 
     def build(self, input_shape):

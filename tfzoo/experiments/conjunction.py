@@ -19,9 +19,14 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
 
-from tfzoo.utils import parse_flags
+from tfzoo import config as cfglib
+from tfzoo.errors import TfzooError, report
+from tfzoo.rundir import load_model, read_run_info
+from tfzoo.train import make_strategy, run
+from tfzoo.utils import check_choice, parse_flags
 
 RUNS = (
     ("late fusion (2 streams, scores averaged)", "latefusion_conjunction"),
@@ -34,13 +39,11 @@ COMMAND = "python -m tfzoo.experiments.conjunction --out runs/conjunction"
 def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float], int]:
     """Test accuracy of each head ("rgb", "flow", "fused") alone, flip-averaged like
     `tfzoo.evaluate`; and the model's parameter count. One forward pass for all heads."""
-    import keras
-    import numpy as np
+    import keras  # deferred: loads Keras (TensorFlow)
 
-    from tfzoo.data import clip_spec
-    from tfzoo.tasks.classification import predict_scores
-    from tfzoo.rundir import load_model
-    from tfzoo.tasks import CLASSIFICATION
+    from tfzoo.data import clip_spec  # deferred: loads TensorFlow
+    from tfzoo.tasks.classification import predict_scores  # deferred: loads TensorFlow
+    from tfzoo.tasks import CLASSIFICATION  # deferred: loads TensorFlow
 
     model, _ = load_model(model_dir)
     ds = source.dataset(config.test_split, training=False, spec=clip_spec(config),
@@ -62,9 +65,7 @@ def stream_accuracies(model_dir: Path, source, config) -> tuple[dict[str, float]
 
 
 def run_one(name: str, config, out_dir: Path, strategy, verbose) -> dict:
-    from tfzoo.sources import make_source
-    from tfzoo.rundir import read_run_info
-    from tfzoo.train import run
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
 
     model_dir = out_dir / name
     t0 = time.time()
@@ -134,9 +135,6 @@ def define_flags():
 
 def main(argv) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfzoo import config as cfglib
-    from tfzoo.errors import TfzooError, report
-    from tfzoo.utils import check_choice
 
     labels = {name: label for label, name in RUNS}
     try:
@@ -149,8 +147,6 @@ def main(argv) -> int:
     except TfzooError as e:
         return report(e, PROG)
     # TensorFlow (through tfzoo.train) once the flags are checked
-    from tfzoo.train import make_strategy
-
     args = types.SimpleNamespace(out=FLAGS.out, set=FLAGS.set, verbose=FLAGS.verbose)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
+from tqdm import tqdm
 
+from tfzoo import video
 from tfzoo.errors import DataError, TfzooError, report
 from tfzoo.utils import parse_flags
+from tfzoo.video import VideoWriter
 
 
 class FlowCLIError(TfzooError):
@@ -86,9 +89,9 @@ class _NpzSink:
 
 class _JpegSink:
     def __init__(self, out, bound):
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
-        from tfzoo.flow.encoding import encode_flow
+        from tfzoo.flow.encoding import encode_flow  # deferred: loads TensorFlow
 
         self.tf, self.encode, self.bound = tf, encode_flow, bound
         self.dirs = [Path(out) / "u", Path(out) / "v"]
@@ -125,8 +128,7 @@ def wheel_scale(flows) -> float:
 
 class _Mp4Sink:
     def __init__(self, out, fps, mode, max_flow):
-        from tfzoo.video import VideoWriter
-        from tfzoo.flow.encoding import render_flow
+        from tfzoo.flow.encoding import render_flow  # deferred: loads TensorFlow
 
         self.render, self.mode, self.max_flow = render_flow, mode, max_flow
         self.w = VideoWriter(out, fps=fps).__enter__()
@@ -136,7 +138,7 @@ class _Mp4Sink:
         if self.mode == "uvm" or self.max_flow is None:
             # Scaled over the whole sequence ((u, v, |w|) min-max, or the wheel's percentile):
             # keep the encoded code (uint8, 4x smaller than float) and render at the end.
-            from tfzoo.flow.encoding import encode_flow
+            from tfzoo.flow.encoding import encode_flow  # deferred: loads TensorFlow
 
             self.pending.append(encode_flow(flow))
             return
@@ -144,7 +146,7 @@ class _Mp4Sink:
 
     def close(self):
         if self.pending:
-            from tfzoo.flow.encoding import decode_flow
+            from tfzoo.flow.encoding import decode_flow  # deferred: loads TensorFlow
 
             flows = decode_flow(np.stack(self.pending))
             if self.mode == "uvm":
@@ -167,8 +169,6 @@ class _Mp4Sink:
 
 def _check_video(path) -> tuple[int | None, float]:
     """(frame count, fps) of a readable video, else a FlowCLIError naming it."""
-    from tfzoo import video
-
     if not Path(path).is_file():
         raise FlowCLIError(f"--video {str(path)!r} does not exist; expected a video file "
                            "(anything FFmpeg reads)")
@@ -203,10 +203,7 @@ def _open_sink(fmt, out: Path, tmp: Path, args, fps):
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from tfzoo import video
-    from tfzoo.flow.solver import _compiled_solver
+    from tfzoo.flow.solver import _compiled_solver  # deferred: loads TensorFlow
 
     out = Path(args.out)
     fmt = args.format or {".mp4": "mp4", ".npz": "npz"}.get(out.suffix.lower(), "jpeg")
@@ -228,11 +225,11 @@ def run(args) -> int:
                   tau=args.tau, lbda=args.lbda, theta=args.theta, zfactor=args.zfactor,
                   sigma=args.sigma)
     if args.opencv:
-        from tfzoo.flow.solver import OPENCV
+        from tfzoo.flow.solver import OPENCV  # deferred: loads TensorFlow
 
         params.update(OPENCV)
 
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: loads TensorFlow
 
     solver = None
 

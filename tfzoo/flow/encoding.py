@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+from tfzoo.video import VideoWriter
+
 DEFAULT_BOUND = 20.0
 
 
@@ -27,7 +30,7 @@ def encode_flow(flow, bound: float = DEFAULT_BOUND, quantize: bool = True):
     end-to-end motion stream sees in place of a decoded JPEG.
     """
     if bound <= 0:
-        raise ValueError(f"bound must be > 0 px, got {bound!r}")
+        raise TfzooError(f"bound must be > 0 px, got {bound!r}")
     scale = 255.0 / (2.0 * bound)
     if _is_tf(flow):
         code = (tf.clip_by_value(tf.cast(flow, tf.float32), -bound, bound) + bound) * scale
@@ -39,7 +42,7 @@ def encode_flow(flow, bound: float = DEFAULT_BOUND, quantize: bool = True):
 def decode_flow(code, bound: float = DEFAULT_BOUND):
     """The uint8 (or float) code -> flow in pixels, the inverse of `encode_flow`."""
     if bound <= 0:
-        raise ValueError(f"bound must be > 0 px, got {bound!r}")
+        raise TfzooError(f"bound must be > 0 px, got {bound!r}")
     step = 2.0 * bound / 255.0
     if _is_tf(code):
         return tf.cast(code, tf.float32) * step - bound
@@ -49,7 +52,7 @@ def decode_flow(code, bound: float = DEFAULT_BOUND):
 def _check_flow(flow, what: str = "flow") -> np.ndarray:
     flow = np.asarray(flow, np.float32)
     if flow.ndim < 3 or flow.shape[-1] != 2:
-        raise ValueError(f"{what}: got shape {flow.shape}; expected (..., H, W, 2) (u, v) in px")
+        raise TfzooError(f"{what}: got shape {flow.shape}; expected (..., H, W, 2) (u, v) in px")
     return flow
 
 
@@ -109,17 +112,15 @@ def render_flow(flows, mode: str = "wheel", max_flow: float | None = None) -> np
         return flow_to_color(flows, max_flow)
     if mode == "uvm":
         return flow_to_uvm(flows)
-    raise ValueError(f"unknown flow rendering {mode!r}; expected 'wheel' or 'uvm'")
+    raise TfzooError(f"unknown flow rendering {mode!r}; expected 'wheel' or 'uvm'")
 
 
 def write_flow_video(path, flows, mode: str = "wheel", fps: float = 25.0,
                      max_flow: float | None = None) -> None:
     """Writes a (T, H, W, 2) flow sequence as an H.264 video (one normalisation for all T)."""
-    from tfzoo.video import VideoWriter
-
     flows = _check_flow(flows, "flows")
     if flows.ndim != 4:
-        raise ValueError(f"flows: got shape {flows.shape}; expected (T, H, W, 2)")
+        raise TfzooError(f"flows: got shape {flows.shape}; expected (T, H, W, 2)")
     if mode == "wheel" and max_flow is None:
         max_flow = float(np.hypot(flows[..., 0], flows[..., 1]).max())
     frames = render_flow(flows, mode, max_flow)

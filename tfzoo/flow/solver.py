@@ -612,7 +612,7 @@ class TVNet(TVL1):
                          antialias=antialias, jit_compile=jit_compile, **kwargs)
         gh, gw = (int(v) for v in init_flow_grid)
         if gh < 1 or gw < 1:
-            raise ValueError(f"init_flow_grid must be two positive ints, got {init_flow_grid!r}")
+            raise TfzooError(f"init_flow_grid must be two positive ints, got {init_flow_grid!r}")
         self.init_flow_grid = (gh, gw)
 
     def build(self, input_shape):
@@ -670,11 +670,11 @@ def _check_params(**p):
     positive = ("tau", "lbda", "theta", "warps", "max_scales", "iterations")
     for name in positive:
         if not p[name] > 0:
-            raise ValueError(f"{name} must be > 0, got {p[name]!r}")
+            raise TfzooError(f"{name} must be > 0, got {p[name]!r}")
     if not 0.0 < p["zfactor"] < 1.0:
-        raise ValueError(f"zfactor must be in (0, 1), got {p['zfactor']!r}")
+        raise TfzooError(f"zfactor must be in (0, 1), got {p['zfactor']!r}")
     if p["epsilon"] < 0 or p["sigma"] < 0:
-        raise ValueError(f"epsilon and sigma must be >= 0, got {p['epsilon']!r}, {p['sigma']!r}")
+        raise TfzooError(f"epsilon and sigma must be >= 0, got {p['epsilon']!r}, {p['sigma']!r}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
 from tfzoo.flow.solver import TVL1, TVNet, FlowInputError, _check_frames_static
 from tfzoo.utils import check_choice
 from tfzoo.video import test_indices
@@ -51,7 +52,7 @@ class TwoStreamFrames(keras.layers.Layer):
                  flow_params: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         if int(num_chunks) < 1 or int(flow_stack) < 1:
-            raise ValueError(f"num_chunks and flow_stack must be >= 1, got {num_chunks!r}, "
+            raise TfzooError(f"num_chunks and flow_stack must be >= 1, got {num_chunks!r}, "
                              f"{flow_stack!r}")
         check_choice("flow method", method, sorted(METHODS))
         self.num_chunks = int(num_chunks)

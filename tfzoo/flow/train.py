@@ -15,9 +15,11 @@ import types
 
 import numpy as np
 from absl import app, flags
+from tqdm import tqdm
 
 from tfzoo.errors import TfzooError, report
 from tfzoo.utils import parse_flags
+from tfzoo.video import iter_frames
 
 FLAGS = flags.FLAGS
 PROG = "python -m tfzoo.flow.train"
@@ -71,8 +73,9 @@ def _args(argv) -> types.SimpleNamespace:
 
 def load_tvnet(path):
     """The trained TVNet layer of a model written by this command."""
-    import keras
+    import keras  # deferred: loads Keras (TensorFlow)
 
+    # deferred: loads TensorFlow
     import tfzoo.flow  # noqa: F401  (registers the layer classes)
 
     return keras.saving.load_model(path).layers[-1]
@@ -85,12 +88,10 @@ def main(argv) -> int:
     except TfzooError as e:
         return report(e, PROG)
     # Imported once the flags are checked: TensorFlow takes seconds to import.
-    import keras
-    import tensorflow as tf
-    from tqdm import tqdm
+    import keras  # deferred: loads Keras (TensorFlow)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.video import iter_frames
-    from tfzoo.flow.solver import TVNet
+    from tfzoo.flow.solver import TVNet  # deferred: loads TensorFlow
 
     clips = []
     for path in args.video:

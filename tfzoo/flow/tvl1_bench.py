@@ -15,21 +15,20 @@ import os
 import statistics
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
+from tfzoo.assets import SAMPLE_VIDEO
 from tfzoo.errors import TfzooError, report
-from tfzoo.utils import check_choice, parse_flags
+from tfzoo.utils import check_choice, markdown_table, parse_flags
+from tfzoo.video import read_video
 
-BIKES = Path(__file__).resolve().parents[2] / "tests" / "data" / "bikes.mp4"
+BIKES = SAMPLE_VIDEO  # real textured frames
 CASES = ("translate_sub", "translate", "rotate", "zoom", "nonrigid")
 
 
 def read_frames(path=BIKES, start: int = 0, count: int = 2) -> np.ndarray:
-    from tfzoo.video import read_video
-
     return read_video(path, start=start, num_frames=count, short_side=None)
 
 
@@ -65,7 +64,7 @@ def synthetic_pair(image: np.ndarray, case: str, h: int, w: int, blur: float = 1
     slightly blurred) frame, I0 samples the frame at x + flow(x) (bicubic), so the true flow from I0 to
     I1 is `flow`. `mask` marks pixels whose target stays 3 px inside I1 and 4 px from I0's
     border: TV-L1 cannot know the flow of content that leaves the image."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     # Scale the frame so that the crop shows most of the scene (a small crop of the full-size
     # frame would be a patch of road or sky, where no method can recover the motion).
@@ -93,9 +92,9 @@ def epe(flow, gt, mask=None) -> float:
 def opencv_tvl1(i0, i1, iterations=50, warps=5, max_scales=5, zfactor=0.5, tau=0.25,
                 lbda=0.15, theta=0.3, **_ignored):
     """OpenCV's Dual TV-L1 with tfzoo's parameters (same grey conversion, same depth)."""
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
-    from tfzoo.flow.solver import num_scales
+    from tfzoo.flow.solver import num_scales  # deferred: loads TensorFlow
 
     h, w = i0.shape[:2]
     # Float input in [0, 1]: OpenCV scales it by 255, so both see unquantised grey.
@@ -115,17 +114,17 @@ CONFIGS = ("default", "opencv")
 
 
 def _config(name: str) -> dict:
-    from tfzoo.flow.solver import OPENCV
+    from tfzoo.flow.solver import OPENCV  # deferred: loads TensorFlow
 
     return {"default": {}, "opencv": dict(OPENCV)}[name]
 
 
 def accuracy_table(size=(256, 340), params=None, frame_index=10, real_pairs=5) -> list[dict]:
     """EPE on the synthetic cases and agreement with OpenCV on real pairs, per configuration."""
-    import cv2
-    import tensorflow as tf
+    import cv2  # deferred: optional OpenCV (the test extra)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.flow.solver import _compiled_solver
+    from tfzoo.flow.solver import _compiled_solver  # deferred: loads TensorFlow
 
     params = dict(params or dict(iterations=50, warps=5, max_scales=5))
     h, w = size
@@ -168,10 +167,10 @@ def speed_table(sizes, params, repeats=3, batch=4) -> list[dict]:
     """ms per frame pair: OpenCV, and tfzoo with OpenCV's settings (the same computation, so
     equal accuracy) with XLA for 1 and `batch` pairs per call, and without XLA; and tfzoo's
     defaults with XLA."""
-    import cv2
-    import tensorflow as tf
+    import cv2  # deferred: optional OpenCV (the test extra)
+    import tensorflow as tf  # deferred: loads TensorFlow
 
-    from tfzoo.flow.solver import TVL1, to_grey
+    from tfzoo.flow.solver import TVL1, to_grey  # deferred: loads TensorFlow
 
     rows = []
     raw = read_frames(start=10, count=batch + 1)
@@ -240,38 +239,33 @@ def main(argv) -> int:
     both = not (args.accuracy or args.speed)
     params = dict(iterations=args.iterations, warps=args.warps, max_scales=args.max_scales,
                   interpolation=args.interpolation)
-    import cv2
+    import cv2  # deferred: optional OpenCV (the test extra)
 
     print(f"# params {params}; OpenCV {cv2.__version__} threads={cv2.getNumThreads()}; "
           f"CPU cores visible: {os.cpu_count()}")
     if args.accuracy or both:
         rows = accuracy_table(args.accuracy_size[0], params)
         print(f"\n## Accuracy, {args.accuracy_size[0][0]}x{args.accuracy_size[0][1]}")
-        print("\n| case | max \\|gt\\| (px) | EPE tfzoo defaults (px) | EPE tfzoo, OpenCV "
-              "settings (px) | EPE OpenCV (px) | defaults / OpenCV |")
-        print("|---|---|---|---|---|---|")
-        for r in rows:
-            if "epe" in r:
-                e = r["epe"]
-                print(f"| {r['case']} | {r['max_gt']:.2f} | {e['default']:.3f} | "
-                      f"{e['opencv']:.3f} | {r['epe_opencv']:.3f} | "
-                      f"{e['default'] / max(r['epe_opencv'], 1e-9):.2f} |")
-        print("\n| real pair | mean \\|flow\\| OpenCV (px) | mean EP difference, OpenCV "
-              "settings (px) | relative | mean EP difference, defaults (px) | relative |")
-        print("|---|---|---|---|---|---|")
-        for r in rows:
-            if "diff" in r:
-                d = r["diff"]
-                print(f"| {r['case']} | {r['mag']:.3f} | {d['opencv']:.3f} | "
-                      f"{d['opencv'] / r['mag']:.1%} | {d['default']:.3f} | "
-                      f"{d['default'] / r['mag']:.1%} |")
+        lines = [("case", "max \\|gt\\| (px)", "EPE tfzoo defaults (px)",
+                  "EPE tfzoo, OpenCV settings (px)", "EPE OpenCV (px)", "defaults / OpenCV")]
+        lines += [(r["case"], f"{r['max_gt']:.2f}", f"{r['epe']['default']:.3f}",
+                   f"{r['epe']['opencv']:.3f}", f"{r['epe_opencv']:.3f}",
+                   f"{r['epe']['default'] / max(r['epe_opencv'], 1e-9):.2f}")
+                  for r in rows if "epe" in r]
+        print("\n" + markdown_table(lines))
+        lines = [("real pair", "mean \\|flow\\| OpenCV (px)",
+                  "mean EP difference, OpenCV settings (px)", "relative",
+                  "mean EP difference, defaults (px)", "relative")]
+        lines += [(r["case"], f"{r['mag']:.3f}", f"{r['diff']['opencv']:.3f}",
+                   f"{r['diff']['opencv'] / r['mag']:.1%}", f"{r['diff']['default']:.3f}",
+                   f"{r['diff']['default'] / r['mag']:.1%}") for r in rows if "diff" in r]
+        print("\n" + markdown_table(lines))
     if args.speed or both:
         rows = speed_table(args.sizes, params, args.repeats, args.batch)
-        print("\n| size | implementation | pairs per call | ms per pair | speed-up vs OpenCV |")
-        print("|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['size']} | {r['impl']} | {r['pairs']} | {r['ms']:.1f} | "
-                  f"{r['ratio']:.2f}x |")
+        lines = [("size", "implementation", "pairs per call", "ms per pair", "speed-up vs OpenCV")]
+        lines += [(r["size"], r["impl"], str(r["pairs"]), f"{r['ms']:.1f}", f"{r['ratio']:.2f}x")
+                  for r in rows]
+        print("\n" + markdown_table(lines))
     return 0
 
 

@@ -7,11 +7,12 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+from tfzoo.errors import InputSpecError, TfzooError
 
 
 def _check_int(name, v, low):
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise ValueError(f"Correlation {name} must be an integer >= {low}, got {v!r}")
+        raise TfzooError(f"Correlation {name} must be an integer >= {low}, got {v!r}")
 
 
 def _subsample(x, s: int):
@@ -123,7 +124,7 @@ class Correlation(keras.layers.Layer):
         _check_int("stride", stride, 1)
         _check_int("displacement_stride", displacement_stride, 1)
         if max_displacement % displacement_stride:
-            raise ValueError(f"Correlation displacement_stride ({displacement_stride}) must divide "
+            raise TfzooError(f"Correlation displacement_stride ({displacement_stride}) must divide "
                              f"max_displacement ({max_displacement})")
         self.max_displacement = max_displacement
         self.stride = stride
@@ -136,7 +137,7 @@ class Correlation(keras.layers.Layer):
     def build(self, input_shape):
         a, b = input_shape
         if len(a) != 4 or tuple(a[1:]) != tuple(b[1:]):
-            raise ValueError(f"{self.name}: expects two (B, H, W, D) maps of the same shape, got "
+            raise InputSpecError(f"{self.name}: expects two (B, H, W, D) maps of the same shape, got "
                              f"{tuple(a)} and {tuple(b)}")
 
     def call(self, inputs):

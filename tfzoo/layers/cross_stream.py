@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfzoo.errors import InputSpecError
 from tfzoo.utils import check_choice
 
 CROSS_STREAM_MODES = ("add", "multiply")
@@ -39,7 +40,7 @@ class CrossStreamConnection(keras.layers.Layer):
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError(f"{self.name} expects [x, other], got {type(inputs).__name__}")
+            raise InputSpecError(f"{self.name} expects [x, other], got {type(inputs).__name__}")
         x, other = inputs
         gate = ops.relu(ops.cast(other, x.dtype))
         return x + gate if self.mode == "add" else x * gate

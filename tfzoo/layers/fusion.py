@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfzoo.errors import InputSpecError, TfzooError
 from tfzoo.layers.pooling import _triple
 from tfzoo.utils import check_choice
 
@@ -27,7 +28,7 @@ LATE_FUSIONS = ("logits", "softmax")
 
 def _pair(inputs, layer: str):
     if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-        raise ValueError(f"{layer} takes a pair [x_a, x_b] of feature maps, got {type(inputs).__name__}")
+        raise InputSpecError(f"{layer} takes a pair [x_a, x_b] of feature maps, got {type(inputs).__name__}")
     return inputs
 
 
@@ -35,7 +36,7 @@ def gaussian_kernel(size=(3, 3, 3), sigma: float = 1.0) -> np.ndarray:
     """A (T, H, W) Gaussian centred on the kernel, normalised to sum to one."""
     size = _triple(size, "size")
     if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+        raise TfzooError(f"sigma must be positive, got {sigma}")
     axes = [np.arange(n) - (n - 1) / 2.0 for n in size]
     t, h, w = np.meshgrid(*axes, indexing="ij")
     g = np.exp(-(t**2 + h**2 + w**2) / (2.0 * sigma**2))
@@ -89,7 +90,7 @@ class SpatialFusion(keras.layers.Layer):
     def build(self, input_shape):
         sa, sb = _pair(input_shape, type(self).__name__)
         if self.method != "concat" and sa[-1] is not None and sb[-1] is not None and sa[-1] != sb[-1]:
-            raise ValueError(
+            raise InputSpecError(
                 f"{self.name}: {self.method} fusion needs equal channel counts, got {sa[-1]} "
                 f"(x_a) and {sb[-1]} (x_b); use 'concat' or 'conv' fusion instead"
             )
@@ -154,9 +155,9 @@ class ConvFusion(keras.layers.Layer):
         super().__init__(**kwargs)
         check_choice("conv fusion init", init, CONV_FUSION_INITS)
         if len(tuple(init_weights)) != 2:
-            raise ValueError(f"init_weights must be (w_appearance, w_motion), got {init_weights!r}")
+            raise TfzooError(f"init_weights must be (w_appearance, w_motion), got {init_weights!r}")
         if filters is not None and int(filters) < 1:
-            raise ValueError(f"filters must be positive or None, got {filters}")
+            raise TfzooError(f"filters must be positive or None, got {filters}")
         self.filters = None if filters is None else int(filters)
         self.kernel_size = _triple(kernel_size, "kernel_size")
         self.init = init
@@ -168,7 +169,7 @@ class ConvFusion(keras.layers.Layer):
         sa, sb = _pair(input_shape, type(self).__name__)
         ca, cb = sa[-1], sb[-1]
         if ca is None or cb is None:
-            raise ValueError(f"{self.name}: channel counts must be known, got {ca} and {cb}")
+            raise InputSpecError(f"{self.name}: channel counts must be known, got {ca} and {cb}")
         out = self.filters or ca
         shape = (*self.kernel_size, ca + cb, out)
         if self.init == "identity":
@@ -297,18 +298,18 @@ class LateFusion(keras.layers.Layer):
         super().__init__(**kwargs)
         check_choice("score fusion", mode, LATE_FUSIONS)
         if stream_weights is not None and (min(stream_weights) < 0 or sum(stream_weights) <= 0):
-            raise ValueError(
+            raise TfzooError(
                 f"stream_weights must be >= 0 with a positive sum, got {stream_weights!r}")
         self.mode = mode
         self.stream_weights = None if stream_weights is None else [float(w) for w in stream_weights]
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or not inputs:
-            raise ValueError(f"{self.name} takes a non-empty list of score tensors")
+            raise InputSpecError(f"{self.name} takes a non-empty list of score tensors")
         x = ops.stack([ops.cast(t, self.compute_dtype) for t in inputs], axis=0)
         n = len(inputs)
         if self.stream_weights is not None and len(self.stream_weights) != n:
-            raise ValueError(f"{self.name}: {len(self.stream_weights)} weights for {n} score tensors")
+            raise InputSpecError(f"{self.name}: {len(self.stream_weights)} weights for {n} score tensors")
         w = [1.0 / n] * n if self.stream_weights is None else [v / sum(self.stream_weights) for v in self.stream_weights]
         w = ops.reshape(ops.convert_to_tensor(w, x.dtype), (n,) + (1,) * (len(x.shape) - 1))
         if self.mode == "logits":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+from tfzoo.errors import InputSpecError, TfzooError
 
 
 @keras.saving.register_keras_serializable(package="tfzoo")
@@ -39,16 +40,16 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
 
     def __init__(self, group_size: int = 4, **kwargs):
         if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
+            raise TfzooError(f"group_size must be a positive integer, got {group_size!r}")
         if kwargs.get("renorm"):
-            raise ValueError("GhostBatchNormalization does not support renorm=True")
+            raise TfzooError("GhostBatchNormalization does not support renorm=True")
         super().__init__(**kwargs)
         self.group_size = group_size
 
     def build(self, input_shape):
         super().build(input_shape)
         if self.axis % len(input_shape) != len(input_shape) - 1:
-            raise ValueError(
+            raise InputSpecError(
                 f"{self.name}: GhostBatchNormalization needs the channel axis last, got axis="
                 f"{self.axis} for input shape {tuple(input_shape)}"
             )

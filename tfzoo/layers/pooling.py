@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
 POOL_MODES = ("max", "avg")
@@ -63,7 +64,7 @@ def _triple(value, what: str, *, all_time: bool = False) -> tuple:
     value = tuple(None if v is None and all_time and i == 0 else int(v)
                   for i, v in enumerate(value))
     if len(value) != 3 or min(v for v in value if v is not None) < 1:
-        raise ValueError(f"{what} must be a positive int or 3 positive ints (T, H, W), got {value}")
+        raise TfzooError(f"{what} must be a positive int or 3 positive ints (T, H, W), got {value}")
     return value
 
 

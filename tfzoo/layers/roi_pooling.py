@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from tfzoo.errors import InputSpecError, TfzooError
 
 
 def c_round(x):
@@ -75,9 +76,9 @@ class PSRoIPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         for name, v in (("k", k), ("channels", channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"PSRoIPooling {name} must be a positive integer, got {v!r}")
+                raise TfzooError(f"PSRoIPooling {name} must be a positive integer, got {v!r}")
         if not spatial_scale > 0:
-            raise ValueError(f"PSRoIPooling spatial_scale must be > 0, got {spatial_scale!r}")
+            raise TfzooError(f"PSRoIPooling spatial_scale must be > 0, got {spatial_scale!r}")
         self.k = k
         self.channels = channels
         self.spatial_scale = float(spatial_scale)
@@ -86,10 +87,10 @@ class PSRoIPooling(keras.layers.Layer):
         maps, rois = input_shape
         want = self.k * self.k * self.channels
         if len(maps) != 4 or maps[-1] != want:
-            raise ValueError(f"{self.name}: score maps must be (B, H, W, k*k*channels = {want}), "
+            raise InputSpecError(f"{self.name}: score maps must be (B, H, W, k*k*channels = {want}), "
                              f"got {tuple(maps)}")
         if len(rois) != 2 or rois[-1] != 5:
-            raise ValueError(f"{self.name}: rois must be (N, 5) rows [batch_index, x1, y1, x2, "
+            raise InputSpecError(f"{self.name}: rois must be (N, 5) rows [batch_index, x1, y1, x2, "
                              f"y2], got {tuple(rois)}")
 
     def call(self, inputs):

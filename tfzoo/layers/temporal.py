@@ -6,6 +6,7 @@ import numpy as np
 import keras
 from keras import ops
 
+from tfzoo.errors import InputSpecError, TfzooError
 from tfzoo.utils import check_choice
 
 TEMPORAL_INITS = ("random", "avg", "diff", "center", "noise", "he_normal")
@@ -31,7 +32,7 @@ def temporal_kernel_initializer(mode: str, seed: int | None = None):
     def init(shape, dtype=None):
         t, kh, kw, cin, cout = shape
         if (kh, kw) != (1, 1) or cin != cout:
-            raise ValueError(f"{mode!r} init needs a (T, 1, 1, C, C) kernel, got {shape}")
+            raise InputSpecError(f"{mode!r} init needs a (T, 1, 1, C, C) kernel, got {shape}")
         taps = {"avg": np.full(t, 1.0 / t), "center": np.eye(t)[t // 2]}.get(mode)
         if taps is None:  # "diff": the reference's [-1 3 -1], centred on the middle tap
             taps = -np.ones(t)
@@ -104,10 +105,10 @@ class TemporalConv(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
                 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
+            raise TfzooError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
         check_choice("temporal init", init, TEMPORAL_INITS)
         if filters is not None and (not isinstance(filters, int) or filters < 1):
-            raise ValueError(f"filters must be None or a positive integer, got {filters!r}")
+            raise TfzooError(f"filters must be None or a positive integer, got {filters!r}")
         self.kernel_size = kernel_size
         self.init = init
         self.filters = filters
@@ -115,7 +116,7 @@ class TemporalConv(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 5 or input_shape[-1] is None:
-            raise ValueError(
+            raise InputSpecError(
                 f"{self.name} expects (B, T, H, W, C) with known C, got shape {tuple(input_shape)}"
             )
         c = input_shape[-1]
@@ -174,7 +175,7 @@ class TemporalPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         for arg, value in (("pool_size", pool_size), ("strides", strides)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+                raise TfzooError(f"{arg} must be a positive integer, got {value!r}")
         check_choice("temporal pooling mode", mode, ("max", "avg"))
         self.pool_size = pool_size
         self.strides = strides
@@ -182,7 +183,7 @@ class TemporalPooling(keras.layers.Layer):
 
     def call(self, x):
         if len(x.shape) < 3:
-            raise ValueError(f"{self.name} expects (B, T, ..., C), got shape {tuple(x.shape)}")
+            raise InputSpecError(f"{self.name} expects (B, T, ..., C), got shape {tuple(x.shape)}")
         shape = ops.shape(x)
         flat = ops.reshape(x, (shape[0], shape[1], -1))
         short = ops.maximum(0, self.pool_size - shape[1])

@@ -15,8 +15,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tfzoo.errors import TfzooError
 from tfzoo.backbones.transplant import load_pretrained
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_arguments
 
 
@@ -63,10 +63,10 @@ def register_model(
     `task` is the model's task (`tfzoo.tasks`); by default the builder class's `TASK`.
     """
     if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
+        raise TfzooError(f"model {name!r} is already registered")
     task = task or getattr(builder, "TASK", None)
     if not task:
-        raise ValueError(f"model {name!r}: no task; pass task=... or set {builder}.TASK")
+        raise TfzooError(f"model {name!r}: no task; pass task=... or set {builder}.TASK")
     _REGISTRY[name] = ModelEntry(
         name, builder, dict(defaults), description, test_overrides, tags, test_input, task
     )

@@ -6,12 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfzoo.errors import TfzooError
+from tfzoo.errors import InputSpecError, TfzooError
 from tfzoo.utils import check_arguments
-
-
-class InputSpecError(TfzooError):
-    """A model input of the wrong rank, channel count or dtype."""
 
 
 class VideoModel(keras.Model):
@@ -33,7 +29,7 @@ class VideoModel(keras.Model):
     def __init__(self, inputs, outputs, *, config: dict, endpoints: dict | None = None, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._tfzoo_config = dict(config)
-        from tfzoo.models.features import make_endpoints
+        from tfzoo.models.features import make_endpoints  # deferred: loads TensorFlow
 
         # A tuple, not a dict: Keras would wrap a dict attribute in its tracking structures.
         self._endpoints = tuple(make_endpoints(self, endpoints or {}).values())
@@ -110,12 +106,12 @@ def set_trainable_streams(model: keras.Model, streams) -> int:
     """
     prefixes = getattr(model, "STREAM_PREFIXES", None)
     if not prefixes:
-        raise ValueError(f"{model.name} has no separate streams; train_streams is for "
+        raise TfzooError(f"{model.name} has no separate streams; train_streams is for "
                          "two-stream models")
     streams = tuple(streams)
     unknown = sorted(set(streams) - set(prefixes))
     if unknown or not streams:
-        raise ValueError(f"train_streams={streams!r}: expected a non-empty subset of "
+        raise TfzooError(f"train_streams={streams!r}: expected a non-empty subset of "
                          f"{sorted(prefixes)}")
     frozen = 0
     for layer in model.layers:

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from keras.src.losses.loss import unscale_loss_for_distribution
 
+from tfzoo.backbones.resnet import STAGE_BLOCKS
 from tfzoo.detection.boxes import BOX_STDS, decode_boxes
 from tfzoo.detection.tracking import (
     TRACK_STDS, RoITracking, tracking_loss, tracking_rois, tracking_targets)
-from tfzoo.backbones.resnet import STAGE_BLOCKS
-from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
+from tfzoo.errors import InputSpecError, TfzooError
 from tfzoo.models._registry import register_model
+from tfzoo.models.base import _multi_worker_logs, check_inputs
+from tfzoo.models.rfcn import RFCN, STRIDE, TINY, check_box_normalisation
 
 DT_ARGUMENTS = ("max_displacement", "conv3_stride", "link_max_per_class", "link_nms",
                 "tracking_stds", "tracking_weight")
@@ -108,7 +111,7 @@ class DetectTrack(RFCN):
         config = self.capture(locals())
         check_box_normalisation((0, 0, 0, 0), tracking_stds)
         if not (isinstance(tracking_weight, (int, float)) and tracking_weight >= 0):
-            raise ValueError(f"tracking_weight={tracking_weight!r}: expected a number >= 0 "
+            raise TfzooError(f"tracking_weight={tracking_weight!r}: expected a number >= 0 "
                              "(lambda of eq. 8.1)")
         kwargs.setdefault("name", "dt")
         super().__init__(**{n: v for n, v in config.items() if n not in DT_ARGUMENTS},
@@ -183,12 +186,12 @@ class DetectTrack(RFCN):
         """
         clips = tf.convert_to_tensor(clips)
         if clips.shape.rank != 5 or clips.shape[-1] not in (None, 3) or 0 in clips.shape[:2]:
-            raise ValueError(f"clips have shape (B, T, H, W, 3) with B, T >= 1; got "
+            raise InputSpecError(f"clips have shape (B, T, H, W, 3) with B, T >= 1; got "
                              f"{clips.shape}")
         if previous is not None:
             for n, v in previous.get("maps", {}).items():
                 if n in TRACK_MAPS and v.shape[0] not in (None, clips.shape[0]):
-                    raise ValueError(f"previous state is for {v.shape[0]} clips, the clips "
+                    raise InputSpecError(f"previous state is for {v.shape[0]} clips, the clips "
                                      f"are {clips.shape[0]}")
         shape = tf.shape(clips)
         b, t = shape[0], shape[1]
@@ -249,7 +252,7 @@ class DetectTrack(RFCN):
         `detect_track_clip` with T = 2 (2 network passes a pair)."""
         pairs = tf.convert_to_tensor(pairs)
         if pairs.shape.rank != 5 or pairs.shape[1] not in (None, 2):
-            raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {pairs.shape}")
+            raise InputSpecError(f"frame pairs have shape (B, 2, H, W, 3); got {pairs.shape}")
         out = self.detect_track_clip(pairs)
         return {**out, **{k: out[k][:, 0] for k in ("track_boxes", "track_deltas", "tracklets",
                                                      "num_tracklets")}}
@@ -261,18 +264,14 @@ class DetectTrack(RFCN):
         2B frames and the tracking term on the pairs, both from one forward pass (training
         mode) of the 2B frames; the logs add `tracking_loss`, the tracking term's running
         mean. Single frames (B, H, W, 3) train the detection terms only, as an `RFCN`."""
-        from keras.src.losses.loss import unscale_loss_for_distribution
-
-        from tfzoo.models.base import _multi_worker_logs, check_inputs
-
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if x.shape.rank != 5:
             return super().train_step(data)
         if sample_weight is not None:
-            raise ValueError("D&T pair training takes no sample weights (eq. 8.1 weighs its "
+            raise TfzooError("D&T pair training takes no sample weights (eq. 8.1 weighs its "
                              "terms itself); got a third element in the batch")
         if x.shape[1] != 2:
-            raise ValueError(f"frame pairs have shape (B, 2, H, W, 3); got {x.shape}")
+            raise InputSpecError(f"frame pairs have shape (B, 2, H, W, 3); got {x.shape}")
         flat = lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
         # pair-major: frame 2b is t, 2b + 1 is t+tau of pair b
         x, labels = flat(x), {k: flat(v) for k, v in y.items()}

@@ -33,6 +33,7 @@ import dataclasses
 from typing import Iterable
 
 import keras
+from tfzoo.errors import TfzooError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +120,7 @@ def make_endpoints(model: keras.Model, maps: dict) -> dict[str, Endpoint]:
         layer = _layer_of(tensor).name
         geo = geometry.get(layer)
         if geo is None:
-            raise ValueError(f"endpoint {name!r} (layer {layer!r}) is not a spatial map")
+            raise TfzooError(f"endpoint {name!r} (layer {layer!r}) is not a spatial map")
         out[name] = Endpoint(name, layer, geo[0], geo[1], int(tensor.shape[-1]), stream)
     return out
 
@@ -135,7 +136,7 @@ def feature_extractor(model: keras.Model, names: Iterable[str] | None = None) ->
     names = list(endpoints) if names is None else list(names)
     unknown = [n for n in names if n not in endpoints]
     if unknown or not names:
-        raise ValueError(f"unknown endpoints {unknown} of {model.name}; expected a non-empty "
+        raise TfzooError(f"unknown endpoints {unknown} of {model.name}; expected a non-empty "
                          f"list from {list(endpoints)}")
     outputs = {n: model.get_layer(endpoints[n].layer).output for n in names}
     inputs = {t.name: t for t in model.inputs} if len(model.inputs) > 1 else model.inputs[0]

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import keras
 
+from tfzoo.backbones.transplant import TransplantError, transplant_vgg16, vgg16_source
 from tfzoo.backbones.vgg import ARCHS, TEMPORAL_POOLS, VGGTower, endpoint_index
+from tfzoo.errors import TfzooError
 from tfzoo.layers.fusion import (
     AlignSpatial,
     BilinearFusion,
@@ -32,10 +34,10 @@ from tfzoo.layers.fusion import (
 )
 from tfzoo.layers.pooling import GlobalTemporalPooling
 from tfzoo.layers.preprocessing import VideoNormalization
+from tfzoo.models._registry import register_model
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head, two_stream_outputs
 from tfzoo.utils import check_choice
-from tfzoo.models._registry import register_model
 
 FUSION_POINTS = ("relu1", "relu2", "relu3", "relu4", "relu5", "fc6", "fc7", "fc8")
 # The papers' flow JPEGs map [-20, 20] px to [0, 255] and the nets see (uint8 - 128): flow in
@@ -64,11 +66,12 @@ class _VGGTowers:
         filters averaged over colour and replicated 2L times (cross-modality initialisation,
         thesis §3.3.5). fc8 and the fusion layers keep their initialisation.
         """
+        # deferred: the tfzoo.backbones package imports tfzoo.models
         from tfzoo.backbones import matconvnet
-        from tfzoo.backbones.transplant import TransplantError, transplant_vgg16, vgg16_source
 
         if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+            raise TransplantError(f"load_pretrained: {sorted(kwargs)} are for ResNet streams; the VGG "
+                                  "towers take weights only")
         per_stream = weights if isinstance(weights, dict) else {"rgb": weights, "flow": weights}
         for key in per_stream:
             check_choice("weights key", key, ("rgb", "flow"))
@@ -223,9 +226,9 @@ class TwoStreamFusion(_VGGTowers, VideoModel):
             check_choice("fusion layer", p, FUSION_POINTS)
         points = sorted(set(fusion_layers), key=endpoint_index)
         if not points:
-            raise ValueError("fusion_layers must name at least one layer")
+            raise TfzooError("fusion_layers must name at least one layer")
         if fusion == "bilinear" and (len(points) > 1 or not points[0].startswith("relu")):
-            raise ValueError(
+            raise TfzooError(
                 f"bilinear fusion marginalises space, so it must be the only fusion and at a conv "
                 f"layer (relu1..relu5); got fusion_layers={list(fusion_layers)}"
             )

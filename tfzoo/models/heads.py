@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
 from tfzoo.layers.fusion import LateFusion
 from tfzoo.layers.pooling import GlobalSpatialPooling, GlobalTemporalPooling
 from tfzoo.layers.temporal import TemporalPooling
@@ -53,7 +54,7 @@ def classification_head(
     dtype = "float32" if num_classes is None else None
     if time_first:
         if chunk_pool is not None:
-            raise ValueError("classification_head: time_first pools all chunks per location; "
+            raise TfzooError("classification_head: time_first pools all chunks per location; "
                              f"it takes no chunk_pool (got {chunk_pool})")
         x = GlobalTemporalPooling(temporal_pool, name=f"{prefix}temporal_pool", dtype=dtype)(x)
         x = keras.layers.GlobalAveragePooling2D(name=f"{prefix}spatial_pool", dtype=dtype)(x)
@@ -64,7 +65,7 @@ def classification_head(
         x = TemporalPooling(int(size), int(stride), "max", name=f"{prefix}chunk_pool", dtype=dtype)(x)
     if return_chunks:
         if temporal_pool != "avg" or num_classes is None:
-            raise ValueError("return_chunks needs temporal_pool='avg' and a classifier")
+            raise TfzooError("return_chunks needs temporal_pool='avg' and a classifier")
         chunks = _classifier(x, num_classes, prefix, dropout, zero_init)  # Dense per chunk
         logits = GlobalTemporalPooling("avg", name=f"{prefix}temporal_pool", dtype="float32")(chunks)
         return logits, chunks

@@ -16,14 +16,18 @@ import keras
 import tensorflow as tf
 
 from tfzoo.backbones.resnet import STAGE_BLOCKS, batch_norm, bottleneck_unit, resnet_body
-from tfzoo.detection.boxes import BOX_STDS, clip_boxes, decode_boxes, generate_anchors, shifted_anchors
+from tfzoo.detection.boxes import (
+    BOX_STDS, clip_boxes, decode_boxes, generate_anchors, nms_box_voting, shifted_anchors
+)
 from tfzoo.detection.proposals import propose
 from tfzoo.detection.source import resize_for_detection
 from tfzoo.detection.targets import anchor_targets, ohem_select, roi_targets
 from tfzoo.detection.tracking import smooth_l1
+from tfzoo.errors import TfzooError
 from tfzoo.layers.roi_pooling import PSRoIPooling
-from tfzoo.models.base import VideoModel
 from tfzoo.models._registry import register_model
+from tfzoo.models.base import VideoModel
+from tfzoo.models.features import feature_extractor
 
 STRIDE = 16  # conv4 and the dilated conv5 (thesis §8.5.1)
 STAGES = ("conv1", "conv2", "conv3", "conv4", "conv5")  # layer-name prefixes of the backbone
@@ -39,7 +43,7 @@ def check_box_normalisation(means, stds) -> None:
     except (TypeError, ValueError):
         m = s = []
     if len(m) != 4 or len(s) != 4 or not all(math.isfinite(v) for v in m + s) or min(s) <= 0:
-        raise ValueError(f"box_means={means!r}, box_stds={stds!r}: expected 4 finite numbers "
+        raise TfzooError(f"box_means={means!r}, box_stds={stds!r}: expected 4 finite numbers "
                          "each, the stds > 0")
 
 
@@ -152,11 +156,11 @@ class RFCN(VideoModel):
     ):
         config = self.capture(locals())
         if num_classes < 1:
-            raise ValueError(f"num_classes={num_classes}; expected at least 1 object class")
+            raise TfzooError(f"num_classes={num_classes}; expected at least 1 object class")
         check_box_normalisation(box_means, box_stds)
         unknown = sorted(set(frozen_stages) - set(STAGES))
         if isinstance(frozen_stages, str) or unknown:
-            raise ValueError(f"frozen_stages={frozen_stages!r}: expected a list of backbone "
+            raise TfzooError(f"frozen_stages={frozen_stages!r}: expected a list of backbone "
                              f"stages among {list(STAGES)}")
         num_anchors = len(anchor_scales) * len(anchor_ratios)
         norm = functools.partial(batch_norm, momentum=bn_momentum)
@@ -210,8 +214,6 @@ class RFCN(VideoModel):
         reg_maps (float32). What `detect_from_maps` and the D&T tracking head read, so a
         frame's backbone runs once for both."""
         if self._features is None:
-            from tfzoo.models.features import feature_extractor
-
             endpoints = feature_extractor(self)
             # the outputs (float32 under mixed precision) replace the endpoints' cls/reg maps
             self._features = keras.Model(self.inputs[0], {**endpoints.output, **self.output},
@@ -471,8 +473,6 @@ class RFCN(VideoModel):
         """Per-class NMS with box voting of (B, P, 4) boxes with (B, P, C) scores (`valid`
         (B, P): the real proposals), the classes merged by score: padded (B, M, 4), (B, M),
         (B, M), counts (B,)."""
-        from tfzoo.detection.boxes import nms_box_voting
-
         def one(args):
             b, p, v = args
             parts = []

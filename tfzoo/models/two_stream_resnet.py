@@ -38,15 +38,16 @@ from tfzoo.backbones.resnet import (
     stem,
     video_input,
 )
-from tfzoo.backbones.transplant import units_per_stage
+from tfzoo.backbones.transplant import resolve_source, transplant, units_per_stage
+from tfzoo.errors import TfzooError
 from tfzoo.layers.cross_stream import CrossStreamConnection
 from tfzoo.layers.ghost_bn import GhostBatchNormalization
 from tfzoo.layers.preprocessing import VideoNormalization
 from tfzoo.layers.temporal import TEMPORAL_INITS, TemporalConv
+from tfzoo.models._registry import register_model
 from tfzoo.models.base import VideoModel
 from tfzoo.models.heads import classification_head, two_stream_outputs
 from tfzoo.utils import check_choice
-from tfzoo.models._registry import register_model
 
 STREAMS = ("rgb", "flow")
 PREFIXES = {"rgb": "rgb_", "flow": "flow_"}
@@ -62,7 +63,7 @@ TEMPORAL_FILTER_SYMBOLS = {"double_dagger": "residual", "section": "conv5", "dag
 def _check_blocks(name: str, blocks) -> tuple[int, ...]:
     blocks = tuple(int(b) for b in blocks)
     if len(blocks) != 4 or min(blocks) < 2:
-        raise ValueError(
+        raise TfzooError(
             f"{name} must be 4 unit counts (conv2..conv5) of at least 2 each (the connections "
             f"go from the first into the second unit of a stage), got {blocks}"
         )
@@ -188,6 +189,7 @@ def _pre_relu(x):
     """The input of the ReLU that produced `x` (a unit's `_out` activation): eq. 4.2's x^a_l."""
     op = x._keras_history.operation
     if not (isinstance(op, keras.layers.Activation) and op.name.endswith("_out")):
+        # internal: the builder passed a tensor that is not a unit's output (a bug, not input)
         raise ValueError(f"expected a residual unit's output ReLU, got {op.name!r}")
     return op._inbound_nodes[x._keras_history.node_index].input_tensors[0]
 
@@ -227,8 +229,6 @@ class TwoStreamResNet(VideoModel):
         The motion conv1 gets the RGB filters averaged over colour and replicated 2L times.
         Returns the names of the layers set.
         """
-        from tfzoo.backbones.transplant import resolve_source, transplant
-
         init = temporal_init or (
             self._tfzoo_config.get("temporal_init")
             if self._tfzoo_config.get("temporal_init") in ("avg", "center")
@@ -253,7 +253,7 @@ def _check_source_depth(source: keras.Model, blocks: tuple[int, ...], stream: st
     # silently leave the stream's extra units at random init.
     found = units_per_stage(source)
     if found != tuple(blocks):
-        raise ValueError(
+        raise TfzooError(
             f"source {source.name!r} has units per stage {tuple(found)}, but the {stream} stream "
             f"has {tuple(blocks)}; pass a source of the same depth (weights={{'rgb': ..., "
             f"'flow': ...}} for streams of different depths)"
@@ -263,7 +263,7 @@ def _check_source_depth(source: keras.Model, blocks: tuple[int, ...], stream: st
 def _num_classes(config: dict) -> int:
     n = config["num_classes"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {n!r}")
+        raise TfzooError(f"num_classes must be a positive integer, got {n!r}")
     return n
 
 
@@ -335,7 +335,7 @@ class STResNet(TwoStreamResNet):
         check_choice("fusion", fusion, FUSIONS)
         check_choice("temporal_init", temporal_init, ("avg", "center"))
         if len(tuple(temporal_kernels)) != 3:
-            raise ValueError(f"temporal_kernels must be 3 temporal extents, got {temporal_kernels}")
+            raise TfzooError(f"temporal_kernels must be 3 temporal extents, got {temporal_kernels}")
         inputs, features, endpoints = build_two_streams(
             blocks={"rgb": blocks, "flow": blocks},
             width=width,

@@ -21,7 +21,13 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
+
+from tfzoo.config import ConfigError
+from tfzoo.errors import DataError
+from tfzoo.prediction import PredictError, Predictor, _softmax, predict_video
+from tfzoo.rundir import RunDirError, atomic_write_text, read_run_info
 
 FLAGS = flags.FLAGS
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -74,10 +80,6 @@ def result_json(result: dict) -> str:
 
 def windows_csv(result: dict) -> str:
     """One row per window: times, top class, then every class's probability."""
-    import numpy as np
-
-    from tfzoo.prediction import _softmax
-
     out = io.StringIO()
     w = csv.writer(out)
     classes = result["classes"]
@@ -96,8 +98,6 @@ def _fmt(t):
 
 def write_npy(path, array) -> None:
     """np.save via a temporary file and a rename (readers never see half a file)."""
-    import numpy as np
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npy")
@@ -108,16 +108,13 @@ def write_npy(path, array) -> None:
 def plot_timeline(result: dict, path, top: int = 5) -> None:
     """Probabilities of the video's `top` classes along the windows' centre times."""
     try:
-        import matplotlib
+        import matplotlib  # deferred: optional matplotlib (the plot extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # deferred: optional matplotlib (the plot extra)
     except ImportError:
         raise SystemExit("error: --plot needs matplotlib: pip install matplotlib "
                          "(or pip install 'tfzoo[plot]')") from None
-    import numpy as np
-
-    from tfzoo.prediction import _softmax
 
     wins = result["windows"]
     timed = all(w["start"] is not None for w in wins)
@@ -181,9 +178,9 @@ def list_videos(spec) -> list[tuple[str, str]]:
         root = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths])) if paths else spec
         paths = [p.resolve() for p in paths]
     else:
-        raise ValueError(f"--videos={str(spec)!r} is neither a folder nor a text file of paths")
+        raise PredictError(f"--videos={str(spec)!r} is neither a folder nor a text file of paths")
     if not paths:
-        raise ValueError(f"--videos={str(spec)!r}: no videos (extensions {VIDEO_EXTENSIONS})")
+        raise PredictError(f"--videos={str(spec)!r}: no videos (extensions {VIDEO_EXTENSIONS})")
     out, seen = [], set()
     for p in paths:
         key = str(p.relative_to(root).with_suffix("")).replace(os.sep, "__")
@@ -216,10 +213,6 @@ def run_folder(predictor, videos, output_dir, *, sampling: dict, top_k: int, bat
 
     Returns {"done": n, "skipped": n, "failed": [(path, reason)]}.
     """
-    from tfzoo.errors import DataError
-    from tfzoo.prediction import predict_video
-    from tfzoo.rundir import atomic_write_text
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     items = list_videos(videos)
@@ -296,10 +289,6 @@ def main(argv):
                       "in the graph")
     if FLAGS.features and (FLAGS.csv or FLAGS.plot):
         return _error("--features writes features instead of scores: no --csv or --plot")
-    from tfzoo.config import ConfigError
-    from tfzoo.errors import DataError
-    from tfzoo.prediction import Predictor, PredictError, predict_video
-    from tfzoo.rundir import RunDirError, atomic_write_text, read_run_info
 
     sampling = dict(window=FLAGS.window, stride=FLAGS.stride, frame_step=FLAGS.frame_step,
                     short_side=FLAGS.short_side, train_fps=FLAGS.train_fps)

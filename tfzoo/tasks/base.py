@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import keras
 
+from tfzoo.errors import TfzooError
 from tfzoo.utils import check_choice
 
 
@@ -82,7 +83,7 @@ class Task(abc.ABC):
     def synthetic_targets(self, model: keras.Model, inputs) -> Any:
         """Valid training targets for a batch of random `inputs` (benchmarks time a training
         step with them): class 0 for every example."""
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: loads TensorFlow
 
         first = inputs if not isinstance(inputs, dict) else next(iter(inputs.values()))
         return tf.zeros(tf.shape(first)[:1], tf.int32)
@@ -112,7 +113,7 @@ _TASKS: dict[str, Task] = {}
 def register_task(task: Task) -> Task:
     """Makes `task` available as `get_task(task.name)`."""
     if not task.name or task.name in _TASKS:
-        raise ValueError(f"task name {task.name!r} is empty or already registered")
+        raise TfzooError(f"task name {task.name!r} is empty or already registered")
     _TASKS[task.name] = task
     return task
 

@@ -14,6 +14,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.data import clip_spec
+from tfzoo.data.augment import flip_flow
+from tfzoo.errors import TfzooError
 from tfzoo.models.heads import PerChunkCrossEntropy
 from tfzoo.protocols import protocol_of, protocol_views
 from tfzoo.tasks.base import Task, get_task, register_task
@@ -24,8 +27,6 @@ CHUNKS = "_chunks"  # "<stream>_chunks": (B, T, C) per-chunk logits that carry t
 
 def _flip_views(x):
     # A horizontal flip negates every horizontal flow component (u), see tfzoo.data.augment.
-    from tfzoo.data.augment import flip_flow
-
     if isinstance(x, dict):
         return {k: (flip_flow(v) if k == "flow" else tf.reverse(v, axis=[-2])) for k, v in x.items()}
     return tf.reverse(x, axis=[-2])
@@ -136,18 +137,18 @@ class ClassificationTask(Task):
         shapes = [tuple(o.shape) for o in self._scores(model)]
         classes = {s[-1] for s in shapes}
         if len(classes) != 1 or None in classes or any(len(s) != 2 for s in shapes):
-            raise ValueError(f"{model.name} outputs have shapes {shapes}; expected (batch, "
+            raise TfzooError(f"{model.name} outputs have shapes {shapes}; expected (batch, "
                              "classes) logits with one fixed class count")
         return int(classes.pop())
 
     def check_outputs(self, model: keras.Model) -> None:
         self.num_classes(model)
         if isinstance(model.output, (list, tuple)):
-            raise ValueError(f"{model.name} returns a list of {len(model.output)} outputs; "
+            raise TfzooError(f"{model.name} returns a list of {len(model.output)} outputs; "
                              "expected logits or a dict of logits per stream")
         bad = {o.name: o.dtype for o in model.outputs if o.dtype != "float32"}  # chunks too
         if bad:
-            raise ValueError(f"{model.name} outputs {bad} are not float32; build them with "
+            raise TfzooError(f"{model.name} outputs {bad} are not float32; build them with "
                              "tfzoo.models.heads (float32 under mixed precision)")
 
     # -- training -----------------------------------------------------------------------------
@@ -201,12 +202,12 @@ class ClassificationTask(Task):
         entries; float32."""
         if isinstance(outputs, dict):
             if not outputs:
-                raise ValueError("the model returned an empty dict; expected logits per stream")
+                raise TfzooError("the model returned an empty dict; expected logits per stream")
             scores = sorted(k for k in outputs if not k.endswith(CHUNKS))
             outputs = outputs[FUSED] if FUSED in outputs else (
                 tf.add_n([tf.cast(outputs[k], tf.float32) for k in scores]) / len(scores))
         elif isinstance(outputs, (list, tuple)):
-            raise ValueError(f"the model returns a {type(outputs).__name__} of {len(outputs)} "
+            raise TfzooError(f"the model returns a {type(outputs).__name__} of {len(outputs)} "
                              "outputs; expected one logits tensor or a dict of logits per stream")
         return tf.cast(outputs, tf.float32)
 
@@ -219,7 +220,7 @@ class ClassificationTask(Task):
         prediction has the same weight. Logits are averaged, as over chunks and locations
         inside the model (thesis §3.3.5, §4.3.5)."""
         if crops not in (1, 5):
-            raise ValueError(f"crops={crops!r}; expected 1 (full frame) or 5 (corners + centre)")
+            raise TfzooError(f"crops={crops!r}; expected 1 (full frame) or 5 (corners + centre)")
         x = _split_clips(x, clips)
         scores = []
         for view in _crop_views(x, crops, crop_fraction):
@@ -238,8 +239,6 @@ class ClassificationTask(Task):
     def evaluate(self, model, source, split, config, *, flip: bool) -> dict:
         """Accuracy, mean class accuracy, per-class accuracy and the confusion matrix with the
         run's test protocol (`tfzoo.protocols`): its clips, crops and flips, scores averaged."""
-        from tfzoo.data import clip_spec
-
         test = protocol_of(config)
         spec = clip_spec(config)
         ds = source.dataset(split, training=False, spec=spec, seed=config.seed)
@@ -269,10 +268,10 @@ class ClassificationTask(Task):
     def check_export(self, model, class_names: Sequence[str], top_k: int) -> None:
         num_classes = self.num_classes(model)
         if len(class_names) != num_classes:
-            raise ValueError(f"RunInfo.class_names has {len(class_names)} names but the model "
+            raise TfzooError(f"RunInfo.class_names has {len(class_names)} names but the model "
                              f"has {num_classes} outputs; they must match")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k={top_k!r}; expected a positive integer")
+            raise TfzooError(f"top_k={top_k!r}; expected a positive integer")
 
     def export_outputs(self, outputs, *, class_names, top_k: int) -> dict:
         """probabilities (B, C) float32, top_k_indices (B, k) int32, top_k_labels (B, k)

@@ -17,8 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.detection import (
+    box_target_statistics, evaluate_vid, evaluation_rows, iou_matrix, link_video,
+    track_consistency
+)
+from tfzoo.detection.boxes import BOX_STDS
 from tfzoo.errors import TfzooError
+from tfzoo.registry import get_entry
+from tfzoo.rundir import read_run_info
 from tfzoo.tasks.base import Task, register_task
+from tfzoo.utils import check_choice
 
 OUTPUTS = ("rpn_scores", "rpn_deltas", "cls_maps", "reg_maps")
 STRIDE = 16  # the detector's anchor stride (tfzoo.models.rfcn.STRIDE)
@@ -50,13 +58,13 @@ class DetectionTask(Task):
         out = model.output
         if not isinstance(out, dict) or sorted(out) != sorted(OUTPUTS):
             keys = sorted(out) if isinstance(out, dict) else type(out).__name__
-            raise ValueError(f"{model.name} outputs {keys}; a detector returns the dict "
+            raise TfzooError(f"{model.name} outputs {keys}; a detector returns the dict "
                              f"{list(OUTPUTS)}")
         bad = {k: v.dtype for k, v in out.items() if v.dtype != "float32"}
         if bad:
-            raise ValueError(f"{model.name} outputs {bad} are not float32")
+            raise TfzooError(f"{model.name} outputs {bad} are not float32")
         if not hasattr(model, "detect"):
-            raise ValueError(f"{model.name} has no detect(); see tfzoo.models.rfcn.RFCN")
+            raise TfzooError(f"{model.name} has no detect(); see tfzoo.models.rfcn.RFCN")
 
     # -- training -----------------------------------------------------------------------------
 
@@ -113,17 +121,11 @@ class DetectionTask(Task):
             return {}
         means = stds = None
         if config.init_from:
-            from tfzoo.rundir import read_run_info
-
-            from tfzoo.registry import get_entry
-
             run = read_run_info(config.init_from)
             previous = run.model_config
             if getattr(get_entry(run.model).builder, "TASK", None) == self.name:
                 # a detector run from before box_means/box_stds were recorded trained its box
                 # maps with the fixed py-R-FCN normalisation
-                from tfzoo.detection.boxes import BOX_STDS
-
                 means = previous.get("box_means", [0.0] * 4)
                 stds = previous.get("box_stds", list(BOX_STDS))
             origin = f"init_from {config.init_from}"
@@ -148,7 +150,7 @@ class DetectionTask(Task):
     def test_score(self, outputs):
         """A detector's test-time prediction is `RFCN.detect`'s dict; returned as is."""
         if not isinstance(outputs, dict) or "boxes" not in outputs:
-            raise ValueError("a detector's test-time prediction is RFCN.detect's dict "
+            raise TfzooError("a detector's test-time prediction is RFCN.detect's dict "
                              "(boxes, scores, classes, num_detections)")
         return outputs
 
@@ -203,7 +205,7 @@ class DetectionTask(Task):
 
     def check_export(self, model, class_names: Sequence[str], top_k: int) -> None:
         if len(class_names) != model.num_classes:
-            raise ValueError(f"RunInfo.class_names has {len(class_names)} names but the detector "
+            raise TfzooError(f"RunInfo.class_names has {len(class_names)} names but the detector "
                              f"has {model.num_classes} classes; they must match")
 
     def export_outputs(self, outputs, *, class_names, top_k: int) -> dict:
@@ -280,8 +282,6 @@ def box_statistics(model, source, split: str, image_size, *, max_videos: int = 3
     inside it (our RPN trains with the head, so there are no proposals before training; the
     anchors are what the proposals start from) plus its ground truth; RoIs with IoU >= 0.5
     count, as `roi_targets`' foreground. Returns (means, stds)."""
-    from tfzoo.detection import box_target_statistics
-
     rng = np.random.default_rng(seed)
     data = source.splits[split]
     order = rng.permutation(len(data))[:max_videos]
@@ -312,9 +312,6 @@ def evaluate_detector(model, videos, class_names, *, batch_size: int = 4,
     `proposals`: "rpn" (the model's), or "gt_jitter": `jittered_ground_truth` of each frame's
     ground truth instead (the detector without its RPN; an upper bound for the proposals).
     """
-    from tfzoo.detection import evaluate_vid, iou_matrix
-    from tfzoo.utils import check_choice
-
     check_choice("proposals", proposals, ("rpn", "gt_jitter"))
     detect = tf.function(model.detect, reduce_retracing=True)
     post = int(model.get_config()["test_post_nms"])
@@ -387,11 +384,11 @@ def evaluate_linked(model, videos, class_names, *, strides=(1, 10), batch_size: 
     """
     # The runtime detector stands above the tasks (it runs Keras models and SavedModels
     # through tfzoo.runnable, which asks a model's task): imported when a D&T model is scored.
+    # deferred: the detector imports the tasks (through tfzoo.runnable)
     from tfzoo.detection.detector import as_detector, detect_frames
-    from tfzoo.detection import evaluate_vid, evaluation_rows, link_video, track_consistency
 
     if not strides or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in strides):
-        raise ValueError(f"strides={strides!r}: expected positive integers, e.g. (1, 10)")
+        raise TfzooError(f"strides={strides!r}: expected positive integers, e.g. (1, 10)")
     names = list(class_names)
     detector = as_detector(model, names)
     rows = {(tau, mode): [] for tau in strides for mode in ("offline", "online", "unlinked")}

@@ -12,8 +12,16 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 from absl import app, flags
+from tqdm import tqdm
+
+import tfzoo
+from tfzoo import config as cfglib
+from tfzoo.errors import TfzooError
+from tfzoo.rundir import load_model
 
 VARIANTS = {
     "paper": {},
@@ -60,25 +68,21 @@ def parse_units(spec: str) -> list[int] | slice:
             return slice(*parts)
         return [int(u) for u in spec.split(",")]
     except ValueError:
-        raise ValueError(f"--units={spec!r}; expected 'a:b', 'a:b:step' or 'i,j,k'") from None
+        raise TfzooError(f"--units={spec!r}; expected 'a:b', 'a:b:step' or 'i,j,k'") from None
 
 
 def _load(model_dir, model_name):
     if bool(model_dir) == bool(model_name):
-        raise ValueError("pass exactly one of --model_dir=DIR or --model=NAME")
+        raise TfzooError("pass exactly one of --model_dir=DIR or --model=NAME")
     if model_dir:
-        from tfzoo.rundir import load_model
-
         return load_model(model_dir)
-    import tfzoo
 
     return tfzoo.create_model(model_name), None
 
 
 def _validation_data(model_dir, info):
-    from tfzoo import config as cfglib
-    from tfzoo.data import clip_spec
-    from tfzoo.sources import make_source
+    from tfzoo.data import clip_spec  # deferred: loads TensorFlow
+    from tfzoo.sources import make_source  # deferred: loads TensorFlow
 
     known = {k: v for k, v in info.config.items() if k in cfglib.FIELDS}
     config = cfglib.TrainConfig().replace(**known)
@@ -86,7 +90,7 @@ def _validation_data(model_dir, info):
     splits = list(source.info.num_videos)
     split = next((s for s in ("val", "validation", "test") if s in splits), None)
     if split is None:
-        raise ValueError(f"{model_dir}: the data has splits {splits} and none of 'val', "
+        raise TfzooError(f"{model_dir}: the data has splits {splits} and none of 'val', "
                          f"'validation', 'test' for a_hat; pass --a_hat=none")
     ds = source.dataset(split, training=False, spec=clip_spec(config), seed=config.seed)
     return ds.batch(config.batch_size), split
@@ -96,9 +100,7 @@ def run_stats(normalized, units, activation, a_hat) -> dict:
     """What a setting changed, on the normalised inputs (RGB - 127.5, flow code units):
     squared spatial / temporal forward differences per value, the activation relative to
     a_hat, and the mean correlation between copies of the same unit (for --copies > 1)."""
-    import numpy as np
-
-    from tfzoo.visualize.regularizers import total_variation
+    from tfzoo.visualize.regularizers import total_variation  # deferred: loads TensorFlow
 
     z = {k: np.asarray(v, np.float64) for k, v in normalized.items()}
     size = sum(v[0].size for v in z.values())
@@ -117,7 +119,7 @@ def run_stats(normalized, units, activation, a_hat) -> dict:
 
 
 def print_layers(model, frames) -> None:
-    from tfzoo.visualize.geometry import list_layers
+    from tfzoo.visualize.geometry import list_layers  # deferred: loads TensorFlow
 
     geos = list_layers(model, frames=frames)
     print(f"{'name':40s} {'layer':34s} {'stride':>6s} {'receptive field':>16s} {'frames':>6s} "
@@ -137,11 +139,9 @@ def print_layers(model, frames) -> None:
 def main(argv):
     del argv
     F = flags.FLAGS
-    import numpy as np
-    from tqdm import tqdm
 
-    import tfzoo.visualize as vis
-    from tfzoo.visualize.render import write_gallery
+    import tfzoo.visualize as vis  # deferred: loads TensorFlow
+    from tfzoo.visualize.render import write_gallery  # deferred: loads TensorFlow
 
     model, info = _load(F.model_dir, F.model)
     if F.clip_shape:
@@ -154,10 +154,10 @@ def main(argv):
         print_layers(model, clip[0])
         return 0
     if not F.layer:
-        raise ValueError("--layer is required (see --list_layers)")
+        raise TfzooError("--layer is required (see --list_layers)")
     for v in F.variants:
         if v not in VARIANTS:
-            raise ValueError(f"unknown variant {v!r}; expected one of {sorted(VARIANTS)}")
+            raise TfzooError(f"unknown variant {v!r}; expected one of {sorted(VARIANTS)}")
     geo = vis.layer_geometry(model, F.layer, frames=clip[0])
     units = parse_units(F.units)
     units = list(range(*units.indices(geo.channels))) if isinstance(units, slice) else units
@@ -166,9 +166,8 @@ def main(argv):
     a_hat, a_hat_split = None, None
     if F.a_hat == "validation":
         if info is None:
-            raise ValueError("--a_hat=validation needs --model_dir (a trained run); "
+            raise TfzooError("--a_hat=validation needs --model_dir (a trained run); "
                              "pass --a_hat=none")
-        from pathlib import Path
 
         ds, a_hat_split = _validation_data(F.model_dir, info)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in F.layer)

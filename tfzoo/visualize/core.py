@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+from tfzoo.rundir import atomic_write_text
 from tfzoo.utils import check_choice
 from tfzoo.visualize import regularizers as R
 from tfzoo.visualize.geometry import (feature_model, fixed_size, input_specs, layer_geometry,
@@ -176,7 +178,7 @@ def _parse_units(units, channels):
                               else np.atleast_1d(units))]
     bad = [u for u in units if not 0 <= u < channels]
     if not units or bad:
-        raise ValueError(f"units {bad or units!r} out of range; the layer has {channels} "
+        raise TfzooError(f"units {bad or units!r} out of range; the layer has {channels} "
                          f"channels (0..{channels - 1})")
     return units
 
@@ -252,16 +254,16 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
     check_choice("unit_location", unit_location, UNIT_LOCATIONS)
     check_choice("parametrization", parametrization, PARAMETRIZATIONS)
     if steps < 1 or check_every < 1:
-        raise ValueError(f"steps and check_every must be >= 1, got {steps}, {check_every}")
+        raise TfzooError(f"steps and check_every must be >= 1, got {steps}, {check_every}")
     for what, v in (("kappa", kappa), ("chi", chi), ("bound", bound), ("alpha", alpha)):
         if not v >= 0:
-            raise ValueError(f"{what} must be >= 0, got {v!r}")
+            raise TfzooError(f"{what} must be >= 0, got {v!r}")
     clip = tuple(int(v) for v in (clip_shape or _default_clip(model)))
     if len(clip) != 3 or min(clip) < 1:
-        raise ValueError(f"clip_shape must be (T, H, W) of positive ints, got {clip_shape!r}")
+        raise TfzooError(f"clip_shape must be (T, H, W) of positive ints, got {clip_shape!r}")
     wanted = fixed_size(model)
     if any(f is not None and f != c for f, c in zip(wanted, clip)):
-        raise ValueError(f"clip_shape={clip} but {model.name!r} takes clips of (T, H, W) = "
+        raise TfzooError(f"clip_shape={clip} but {model.name!r} takes clips of (T, H, W) = "
                          f"{tuple(wanted)} only (None: any); pass clip_shape="
                          f"{tuple(f or c for f, c in zip(wanted, clip))} or leave it out")
     geo = layer_geometry(model, layer, frames=clip[0])
@@ -272,7 +274,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
     streams = dict(streams or {})
     unknown = set(streams) - {n for n, _ in specs}
     if unknown:
-        raise ValueError(f"streams names {sorted(unknown)} are not inputs of the model; "
+        raise TfzooError(f"streams names {sorted(unknown)} are not inputs of the model; "
                          f"expected some of {[n for n, _ in specs]}")
     kinds = [streams.get(n) or stream_kind(n, c) for n, c in specs]
     for k in kinds:
@@ -285,7 +287,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
         jitter = min(geo.stride or 0, clip[1] // 4, clip[2] // 4)
     jitter = int(jitter)
     if jitter < 0:
-        raise ValueError(f"jitter must be >= 0 px, got {jitter}")
+        raise TfzooError(f"jitter must be >= 0 px, got {jitter}")
     canvas = (clip[0], clip[1] + jitter, clip[2] + jitter)
     spec = _Spec(keras_layer.name, len(units_l), clip, canvas, stream_spec, parametrization,
                  unit_location, bool(transforms), diversity > 0)
@@ -297,7 +299,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
         rho2 = min(geo.receptive_field[0], clip[1]) * min(geo.receptive_field[1], clip[2])
     a = np.ones(geo.channels, np.float32) if a_hat is None else np.asarray(a_hat, np.float32)
     if a.shape != (geo.channels,):
-        raise ValueError(f"a_hat has shape {a.shape}; expected ({geo.channels},), one maximum "
+        raise TfzooError(f"a_hat has shape {a.shape}; expected ({geo.channels},), one maximum "
                          f"activation per channel of {layer!r}")
     a = np.where(a > 0, a, 1.0)  # a unit never active on the data: leave it unnormalised
     if objective_scale is None:
@@ -321,7 +323,7 @@ def maximize(model, layer, units, *, steps: int = 256, regularizer: str = "2d1d"
         lam_tv.append(float(wgt["lambda_tv"]))
     bad = set(weights) - {"lambda_b", "lambda_tv"} - {n for n, _ in specs}
     if bad:
-        raise ValueError(f"unknown weights keys {sorted(bad)}; expected 'lambda_b', "
+        raise TfzooError(f"unknown weights keys {sorted(bad)}; expected 'lambda_b', "
                          f"'lambda_tv' or input names {[n for n, _ in specs]}")
     if learning_rate is None:
         learning_rate = 2.0
@@ -412,8 +414,6 @@ def max_activations(model, layer, dataset, *, cache: str | Path | None = None,
     >>> max_activations(m, "c", [np.ones((1, 2, 4, 4, 3), "float32")]).shape
     (2,)
     """
-    from tfzoo.rundir import atomic_write_text
-
     keras_layer, _ = resolve(model, layer)
     if cache is not None and Path(cache).exists():
         data = json.loads(Path(cache).read_text())
@@ -436,7 +436,7 @@ def max_activations(model, layer, dataset, *, cache: str | Path | None = None,
         if max_batches is not None and batches >= max_batches:
             break
     if best is None:
-        raise ValueError("max_activations: the dataset yielded no batches")
+        raise TfzooError("max_activations: the dataset yielded no batches")
     if cache is not None:
         atomic_write_text(cache, json.dumps({"layer": layer, "keras_layer": keras_layer.name,
                                              "batches": batches, "max_batches": max_batches,

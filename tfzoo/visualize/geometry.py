@@ -18,6 +18,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.errors import TfzooError
+
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 MAX_PROBE = 512  # px; a receptive field larger than this is reported as "at least" this
 
@@ -60,7 +62,7 @@ def input_specs(model) -> list[tuple[str, int]]:
     for t in model.inputs:
         c = t.shape[-1]
         if len(t.shape) != 5 or c is None:
-            raise ValueError(
+            raise TfzooError(
                 f"input {t.name!r} of {model.name!r} has shape {tuple(t.shape)}; the visualiser "
                 f"needs video inputs (B, T, H, W, C) with a known channel count")
         specs.append((t.name.split(":")[0], int(c)))
@@ -78,17 +80,17 @@ def resolve(model, name: str):
         pass
     known = list(endpoints.keys()) if endpoints else []
     sample = known or [l.name for l in model.layers][-8:]
-    raise ValueError(f"{name!r} is neither an endpoint nor a layer of {model.name!r}; "
+    raise TfzooError(f"{name!r} is neither an endpoint nor a layer of {model.name!r}; "
                      f"expected one of e.g. {sample} (`python -m tfzoo.visualize --list_layers`)")
 
 
 def feature_model(model, layer):
     """A model from all of `model`'s inputs to `layer`'s output (one tensor)."""
-    import keras
+    import keras  # deferred: loads Keras (TensorFlow)
 
     out = layer.output
     if isinstance(out, (list, tuple, dict)):
-        raise ValueError(f"layer {layer.name!r} has several outputs; choose a single-output layer")
+        raise TfzooError(f"layer {layer.name!r} has several outputs; choose a single-output layer")
     return keras.Model(model.inputs, out, name=f"{model.name}_to_{layer.name}")
 
 

@@ -10,10 +10,14 @@ each batch size in the same process and reports seconds per step and units per m
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from absl import app, flags
+
+import tfzoo
+from tfzoo.utils import markdown_table
 
 
 def define_flags():
@@ -26,8 +30,8 @@ def define_flags():
 
 
 def bench(model, layer, clip, batches, steps, per_unit_steps):
-    import tfzoo.visualize as vis
-    from tfzoo.visualize import geometry
+    import tfzoo.visualize as vis  # deferred: loads TensorFlow
+    from tfzoo.visualize import geometry  # deferred: loads TensorFlow
 
     # The receptive-field probe is not what is measured: keep it small.
     geometry.MAX_PROBE = 128
@@ -47,9 +51,6 @@ def bench(model, layer, clip, batches, steps, per_unit_steps):
 def main(argv):
     del argv
     F = flags.FLAGS
-    import os
-
-    import tfzoo
 
     model = tfzoo.create_model(F.model)
     clip = tuple(int(v) for v in F.clip_shape.split(","))
@@ -57,11 +58,10 @@ def main(argv):
     base = rows[0]["units_per_min"]
     print(f"{F.model} {F.layer} clip {clip}, {F.per_unit_steps} steps per visualisation, "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| units per batch | s / step | units / min | vs batch " f"{rows[0]['batch']} |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['batch']} | {r['s_per_step']:.2f} | {r['units_per_min']:.3f} | "
-              f"{r['units_per_min'] / base:.2f}x |")
+    lines = [("units per batch", "s / step", "units / min", f"vs batch {rows[0]['batch']}")]
+    lines += [(str(r["batch"]), f"{r['s_per_step']:.2f}", f"{r['units_per_min']:.3f}",
+               f"{r['units_per_min'] / base:.2f}x") for r in rows]
+    print(markdown_table(lines))
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfzoo.errors import InputSpecError
 from tfzoo.utils import check_choice
 
 TV_KINDS = ("2d", "3d", "2d1d")
@@ -32,7 +33,7 @@ def _check_video(x) -> tf.Tensor:
     if not x.dtype.is_floating:
         x = tf.cast(x, tf.float32)
     if x.shape.rank != 5:
-        raise ValueError(f"expected a (B, T, H, W, C) tensor, got shape {x.shape}")
+        raise InputSpecError(f"expected a (B, T, H, W, C) tensor, got shape {x.shape}")
     return x
 
 

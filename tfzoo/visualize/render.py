@@ -10,9 +10,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from PIL import Image
 
+from tfzoo.errors import TfzooError
 from tfzoo.flow.encoding import flow_to_color, flow_to_uvm
+from tfzoo.rundir import atomic_write_text
 from tfzoo.utils import check_choice
+from tfzoo.video import VideoWriter
 
 MOTION_MODES = ("uvm", "wheel", "u", "v")
 
@@ -27,7 +32,7 @@ def appearance_frames(rgb) -> np.ndarray:
     """(T, H, W, 3) raw RGB -> uint8 frames, one min-max over the whole sequence."""
     rgb = np.asarray(rgb, np.float32)
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
-        raise ValueError(f"appearance: got shape {rgb.shape}; expected (T, H, W, 3)")
+        raise TfzooError(f"appearance: got shape {rgb.shape}; expected (T, H, W, 3)")
     return _minmax(rgb)
 
 
@@ -36,7 +41,7 @@ def flow_sequence(flow) -> np.ndarray:
     time order."""
     flow = np.asarray(flow, np.float32)
     if flow.ndim != 4 or flow.shape[-1] % 2:
-        raise ValueError(f"motion: got shape {flow.shape}; expected (T, H, W, 2L) with channels "
+        raise TfzooError(f"motion: got shape {flow.shape}; expected (T, H, W, 2L) with channels "
                          f"u1, v1, u2, v2, ...")
     t, h, w, c = flow.shape
     return flow.reshape(t, h, w, c // 2, 2).transpose(0, 3, 1, 2, 4).reshape(-1, h, w, 2)
@@ -84,22 +89,16 @@ def _atomic(path: Path, write) -> None:
 
 
 def write_png(path, image) -> None:
-    from PIL import Image
-
     _atomic(Path(path), lambda p: Image.fromarray(np.asarray(image, np.uint8)).save(p))
 
 
 def write_gif(path, frames, fps: float = 5.0, scale: int = 1) -> None:
-    from PIL import Image
-
     ims = [Image.fromarray(np.repeat(np.repeat(f, scale, 0), scale, 1)) for f in frames]
     _atomic(Path(path), lambda p: ims[0].save(p, save_all=True, append_images=ims[1:],
                                               duration=int(1000 / fps), loop=0))
 
 
 def write_mp4(path, frames, fps: float = 5.0, scale: int = 1) -> None:
-    from tfzoo.video import VideoWriter
-
     def write(p):
         with VideoWriter(p, fps=fps) as w:
             for f in frames:
@@ -116,8 +115,6 @@ def write_gallery(out_dir, cells, metadata: dict, *, formats=("png", "gif"),
     `cells`: list of dicts {"unit", "setting" (a column label), "inputs": {name: (T, H, W, C)
     raw}, "kinds": {name: "appearance" | "motion"}, "activation": float}.
     """
-    from tfzoo.rundir import atomic_write_text
-
     for f in formats:
         check_choice("format", f, ("png", "gif", "mp4"))
     out = Path(out_dir)
@@ -194,8 +191,6 @@ def settings_table(metadata: dict) -> str:
 
 
 def _tensorboard(logdir, cells, modes) -> None:
-    import tensorflow as tf
-
     writer = tf.summary.create_file_writer(str(logdir))
     with writer.as_default():
         for c in cells:
