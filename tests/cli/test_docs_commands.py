@@ -27,7 +27,10 @@ lists: placeholders (`DIR`, `IN.mp4`, ...) filled in (`subs`), optional `[--flag
 and `a|b` alternatives taking the first, and overrides appended (`extra`: `--epochs=1`, tiny
 model sizes, fewer steps), which win over the documented values. A row's `needs` are the
 workspace pieces and the other documented commands it depends on (run first if they have not
-run). A run passes when the program exits 0 and writes what `creates` names.
+run). A run passes when the program exits 0 and writes what `creates` names; a row that needs
+an optional extra (`requires`, e.g. Apache Beam) is skipped, naming it, where it is not
+installed. `DOCS_WORKSPACE=DIR` keeps the workspace between runs (trainings resume), and each
+command's exit code and time are appended to its `commands.log`.
 """
 
 from __future__ import annotations
