@@ -141,3 +141,28 @@ def write_mjpeg(path, width, height, n=3):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+
+
+# The classes of the official-layout trees (tests/train/test_recipes_e2e.py,
+# tests/cli/test_docs_commands.py): two per dataset, clips cut from the real clip.
+LAYOUT_CLASSES = {"ucf101": ("ApplyEyeMakeup", "Biking"), "hmdb51": ("brush_hair", "cartwheel"),
+                  "yuppp": ("Beach", "Fountain")}
+
+
+def official_layout(dataset: str, root: Path, clip: Path, short_side: int = 64) -> Path:
+    """A tiny tree of `dataset` in its layout as distributed (ucf101, hmdb51, yuppp,
+    imagenet_vid, folder) under `root`; 64 px clips so that VGG towers reach pool5."""
+    base = bikes_frames(clip, short_side=short_side, num=40)
+    if dataset == "ucf101":
+        make_ucf101(root, base, classes=LAYOUT_CLASSES[dataset], groups=2)
+    elif dataset == "hmdb51":
+        make_hmdb51(root, base, classes=LAYOUT_CLASSES[dataset], per_class=3)
+    elif dataset == "yuppp":
+        make_yuppp(root, base, classes=LAYOUT_CLASSES[dataset], per_camera=3)
+    elif dataset == "imagenet_vid":
+        make_imagenet_vid(root, base)
+    elif dataset == "folder":
+        make_folder(root, base)
+    else:
+        raise AssertionError(f"no fixture layout for {dataset!r}")
+    return root

@@ -38,3 +38,20 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def shrink_recipe(config) -> list[str]:
+    """`python -m tfzoo.train` flags shrinking a recipe's sizes only: the registry's tiny model
+    sizes, tiny frames, one step per epoch, one epoch per stage, batch 2, no downloaded
+    weights (tests/train/test_recipes_e2e.py, tests/cli/test_docs_commands.py)."""
+    from tfzoo import config as cfglib
+    from tfzoo.registry import get_entry
+
+    tiny, size = {}, 32
+    for _, stage in cfglib.stage_configs(config):
+        entry = get_entry(stage.model)
+        tiny.update(entry.test_overrides or {})
+        size = max(size, (entry.test_input or {}).get("size", 32))
+    return ["--steps=1", "--epochs=1", "--batch_size=2",
+            "--set", "weights=None", "--set", f"image_size=({size},{size})",
+            "--set", f"test_short_side={size}", "--set", f"model_overrides={tiny!r}"]

@@ -95,6 +95,8 @@ def resolve_config():
     if FLAGS.data:
         from tfzoo.sources import folder_dataset  # deferred: loads TensorFlow
 
+        FLAGS.data = os.path.expanduser(FLAGS.data)  # `--data=~/prepared/x`: bash leaves the ~
+
         # A detection recipe reads its folder directly (ImageNet VID or custom layout).
         kind = folder_dataset(config.dataset)
         if kind == "detection" != config.dataset:  # the generated set's options do not apply

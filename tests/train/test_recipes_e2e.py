@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from _data_fixtures import bikes_frames, make_hmdb51, make_ucf101, make_yuppp
+from _data_fixtures import LAYOUT_CLASSES, official_layout
+from _runs import shrink_recipe
 from tfzoo import config as cfglib
 from _paths import REPO
 
@@ -63,23 +64,6 @@ def test_every_config_on_a_real_dataset_documents_its_commands():
             assert splits == {"train"}, name
 
 
-LAYOUT_CLASSES = {"ucf101": ("ApplyEyeMakeup", "Biking"), "hmdb51": ("brush_hair", "cartwheel"),
-                  "yuppp": ("Beach", "Fountain")}
-
-
-def _layout(dataset: str, root: Path) -> Path:
-    base = bikes_frames(CLIP, short_side=SHORT_SIDE, num=40)
-    if dataset == "ucf101":
-        make_ucf101(root, base, classes=LAYOUT_CLASSES[dataset], groups=2)
-    elif dataset == "hmdb51":
-        make_hmdb51(root, base, classes=LAYOUT_CLASSES[dataset], per_class=3)
-    elif dataset == "yuppp":
-        make_yuppp(root, base, classes=LAYOUT_CLASSES[dataset], per_camera=3)
-    else:
-        raise AssertionError(f"no fixture layout for {dataset!r}")
-    return root
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """dataset name -> prepared directory, made with the docstring's prepare command."""
@@ -90,7 +74,7 @@ def prepared(tmp_path_factory):
         if key not in cache:
             dataset = next(a.split("=", 1)[1] for a in prep_args if a.startswith("--dataset="))
             tmp = tmp_path_factory.mktemp(dataset)
-            root = _layout(dataset, tmp / "raw")
+            root = official_layout(dataset, tmp / "raw", CLIP)
             args = [f"--root={root}" if a.startswith("--root=") else
                     f"--out={tmp / 'prepared'}" if a.startswith("--out=") else a
                     for a in prep_args]
@@ -103,21 +87,6 @@ def prepared(tmp_path_factory):
         return cache[key]
 
     return get
-
-
-def _shrink(config) -> list[str]:
-    """--set overrides shrinking sizes only: the registry's tiny model sizes, tiny frames,
-    one step per epoch, one epoch per stage, batch 2, no downloaded weights."""
-    from tfzoo.registry import get_entry
-
-    tiny, size = {}, 32
-    for _, stage in cfglib.stage_configs(config):
-        entry = get_entry(stage.model)
-        tiny.update(entry.test_overrides or {})
-        size = max(size, (entry.test_input or {}).get("size", 32))
-    return ["--steps=1", "--epochs=1", "--batch_size=2",
-            "--set", "weights=None", "--set", f"image_size=({size},{size})",
-            "--set", f"test_short_side={size}", "--set", f"model_overrides={tiny!r}"]
 
 
 @pytest.mark.parametrize("name", [
@@ -133,7 +102,7 @@ def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
     model_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "tfzoo.train", *args, f"--model_dir={model_dir}", "--verbose=0",
-         *_shrink(config)],
+         *shrink_recipe(config)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     stages = cfglib.stage_configs(config)

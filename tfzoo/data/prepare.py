@@ -355,7 +355,8 @@ def prepare(dataset: str, root, out, *, flow: str = "none", workers: int = 1,
         beam_options = beam.pipeline_options(beam_pipeline_options)  # fails now if not installed
     if flow != "none":
         _FlowComputer(flow)  # fail now (missing OpenCV contrib) rather than in every worker
-    out = Path(out)
+    # `--root=~/UCF101`: no shell expands a tilde after `=`, so the documented commands need this
+    root, out = Path(root).expanduser(), Path(out).expanduser()
     _check_out(out)
     listing = list_dataset(dataset, root, **(dataset_options or {}))
     out.mkdir(parents=True, exist_ok=True)
