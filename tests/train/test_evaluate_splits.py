@@ -75,14 +75,17 @@ def test_official_dataset_trains_and_evaluates_on_split_1_by_default(tmp_path):
     # An explicit split wins (resolved without training: the config is what would run).
     from absl import flags
 
+    before = set(flags.FLAGS)
     train.define_flags() if "restart" not in flags.FLAGS else None
     flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", "--model=resnet_small", f"--data={data}", "--set=train_split=train2",
-                 "--set=test_split=test2"])
     try:
+        flags.FLAGS(["train", "--model=resnet_small", f"--data={data}",
+                     "--set=train_split=train2", "--set=test_split=test2"])
         resolved = train.resolve_config()
     finally:
         flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:  # the next program in this worker defines its own
+            delattr(flags.FLAGS, name)
     assert (resolved.train_split, resolved.val_split, resolved.test_split) == (
         "train2", None, "test2")
 
