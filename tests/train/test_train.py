@@ -13,9 +13,9 @@ from tfzoo import train
 from tfzoo.config import TrainConfig
 from tfzoo.evaluate import evaluate_model_dir
 from tfzoo.rundir import load_model, read_run_info
-from _runs import TINY, cli, finish
+from _runs import TINY, cli, finish, free_port
 
-from _runs import free_port
+
 def tiny_config(**changes) -> TrainConfig:
     base = TrainConfig(model="tresnet_small").replace(**TINY)
     return base.replace(**changes)
@@ -112,6 +112,8 @@ def test_sigkill_mid_epoch_then_same_command_resumes_at_the_saved_step(tmp_path)
     assert not (tmp_path / "backup").exists()  # finished: nothing left to resume
 
 
+@pytest.mark.slow  # a fresh TF process (logical devices precede TF's start): ~40 s of CPU;
+# two replicas train by default in test_multi_worker_two_local_workers
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     code, out = finish(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=1",
                            "--steps=2", "--strategy=mirrored", "--logical_cpus=2", "--noevaluate"))
@@ -127,7 +129,7 @@ def test_multi_worker_two_local_workers(tmp_path):
         procs.append(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=1",
                          "--steps=2", "--strategy=multi_worker", "--noevaluate",
                          env={"TF_CONFIG": json.dumps(tf_config)}))
-    results = [finish(p) for p in procs]
+    results = [finish(p, timeout=900) for p in procs]  # 300 s ran out at load 9
     for code, out in results:
         assert code == 0, out
     info = read_run_info(tmp_path)
