@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-e2e test-slow bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,11 +26,22 @@ demo: install
 # module's shared fixtures (trained runs, exports) are built once.
 TEST_WORKERS ?= 2
 
-test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+# Under 10 minutes on 2 cores: every unit, layer, model contract and CLI table, and one
+# real-consumer check per artefact (session loader, saved_model_cli, TF Serving stubs).
+test: install
+	$(BIN)/python -m pytest -q $(XDIST) tests
+
+# The heavy end-to-end runs (kill and resume, multi-worker, the recipe on its official layout,
+# the wheel in a fresh venv, Beam, the tf.data service, ...): about 10 minutes more; CI runs both.
+test-e2e: install
+	$(BIN)/python -m pytest -q $(XDIST) -m e2e tests
+
+# Everything `make test` leaves out: full-size models, every registered model and recipe, the
+# documented commands, and the e2e runs (an hour or more on 2 cores).
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow tests
+	$(BIN)/python -m pytest -q -m "slow or e2e" tests
 
 bench: install
 	$(BIN)/python -m tfzoo.bench --model=resnet50 --model=tresnet50

@@ -44,6 +44,7 @@ def trained(tmp_path_factory):
     return run, proc
 
 
+@pytest.mark.e2e
 def test_train_stderr_is_clean(trained):
     run, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,6 +76,7 @@ def test_resumed_run_counts_the_runs_epochs(tmp_path):
     assert re.findall(r"Epoch (\d+/\d+)", out.getvalue()) == ["2/3", "3/3"]
 
 
+@pytest.mark.e2e
 def test_export_and_dev_server_start_stderr_is_clean(trained, tmp_path):
     run, proc = trained
     assert proc.returncode == 0, proc.stderr[-3000:]

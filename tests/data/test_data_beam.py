@@ -47,7 +47,8 @@ def test_without_beam_one_line_names_the_extra(tmp_path, base, monkeypatch, caps
 
 
 # OpenCV's TV-L1 by default (tfzoo's XLA TV-L1 compiles for ~30 s in each of the 3 processes).
-@pytest.mark.parametrize("flow", ["opencv", pytest.param("tvl1", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("flow", [pytest.param("opencv", marks=pytest.mark.e2e),
+                                  pytest.param("tvl1", marks=pytest.mark.slow)])
 def test_beam_prepare_matches_local_resumes_and_reports(tmp_path, base, flow):
     pytest.importorskip("apache_beam")
     make_ucf101(tmp_path / "ucf", base)

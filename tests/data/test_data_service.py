@@ -61,7 +61,8 @@ def test_two_workers_give_each_example_once_per_pass(dispatcher):
     assert got == want
 
 
-@pytest.mark.parametrize("strategy", ["default", pytest.param("mirrored", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("strategy", [pytest.param("default", marks=pytest.mark.e2e),
+                                      pytest.param("mirrored", marks=pytest.mark.slow)])
 def test_training_through_the_service(dispatcher, tmp_path, strategy):
     extra = ["--logical_cpus=2"] if strategy == "mirrored" else []
     code, out = finish(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=2",

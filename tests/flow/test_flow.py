@@ -363,6 +363,7 @@ def test_cli_bad_video_or_out_is_one_line_and_leaves_no_output(bikes_path, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "corrupt.mp4", "empty.mp4"]
 
 
+@pytest.mark.e2e
 def test_train_cli_writes_a_loadable_tvnet(bikes_path, tmp_path, absl_main):
     import tfzoo.flow.train as cli
     from tfzoo.flow.train import load_tvnet
@@ -401,6 +402,7 @@ def test_two_stream_frames_sample_like_the_reader(bikes_path):
         layer(clip[None, :1].astype(np.float32))
 
 
+@pytest.mark.e2e
 def test_flow_bench_runs_and_reports_both_configurations(capsys, absl_main):
     assert absl_main(bench, ["--sizes", "24x32", "--accuracy_size", "24x32", "--iterations", "2",
                              "--warps", "1", "--max_scales", "1", "--repeats", "1",
@@ -417,6 +419,7 @@ def test_flow_bench_runs_and_reports_both_configurations(capsys, absl_main):
         assert ms > 0 and r.split("|")[-2].strip().endswith("x")  # the ratio to OpenCV
 
 
+@pytest.mark.e2e
 def test_two_stream_model_trains_end_to_end_on_rgb_and_exports(tmp_path):
     """RGB in -> TVNet flow stacks -> a two-stream classifier: the classification loss trains
     TVNet's kernels, and the SavedModel (RGB only) equals the Keras model."""

@@ -224,6 +224,7 @@ def test_detect_cli_on_a_model_dir(model, tmp_path, capsys):
     assert all(set(c) <= {"a", "b"} for c in (f["class_names"] for f in doc["frames"]))
 
 
+@pytest.mark.e2e
 def test_export_detect_track_in_the_tf1_session_loader_and_the_cli(model, tmp_path, capsys):
     """The D&T SavedModel as TF Serving loads it (fresh graph, signatures by tensor names):
     `detect_track` and `detect_track_clip` equal the Keras methods, `serving_default` is the
@@ -377,6 +378,7 @@ def test_pair_source_gives_adjacent_frames_of_one_video():
     np.testing.assert_array_equal(y["image_size"].numpy(), [[[64, 96]] * 2] * 2)
 
 
+@pytest.mark.e2e
 def test_pair_training_trains_detection_and_tracking():
     """fit on frame pairs (DetectTrack.train_step): eq. 8.1's total falls and so does its
     tracking term, i.e. the tracking gradient reaches the tracker through fit."""

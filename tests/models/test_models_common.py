@@ -343,12 +343,12 @@ def test_export_round_trip_in_the_session_loader(name, tmp_path):
     assert [v.decode() for v in out["top_k_labels"][0]] == [classes[i] for i in top[0]]
 
 
-# Every classifier with -m slow (ST-ResNet's dict output once crashed the bench's training
-# step: its loss and gradients are checked by default in
-# test_task_loss_on_a_tiny_batch_reaches_every_trainable_weight). The default suite benchmarks
-# a tiny frame-wise ResNet through the CLI in tests/cli/test_bench.py.
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CLASSIFIERS)
+# ST-ResNet (its dict output once crashed the bench's training step) in `make test-e2e`, every
+# classifier with -m slow. The default suite benchmarks a tiny frame-wise ResNet through the CLI
+# in tests/cli/test_bench.py.
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.e2e if n == "stresnet50" else pytest.mark.slow)
+             for n in CLASSIFIERS])
 def test_bench_smoke(name):
     from tfzoo import bench
 

@@ -137,6 +137,7 @@ def synthetic_batch(seed=0, n=2):
     return np.asarray(imgs, "float32"), labels
 
 
+@pytest.mark.e2e
 def test_training_steps_decrease_the_loss():
     """A few fit steps on one synthetic batch (the DetectionTask's compile and loss through
     RFCN.compute_loss): the loss falls, and the RPN and the head both learn."""
@@ -187,6 +188,7 @@ def test_export_runs_in_the_tf1_session_loader(tiny, tmp_path):
         loaded.close()
 
 
+@pytest.mark.e2e
 def test_evaluate_reads_the_saved_model_through_the_task(tiny, tmp_path):
     """`tfzoo.evaluate` on a detection model directory: the model reloaded from model.keras
     (same config), scored by DetectionTask.evaluate (VID mAP, per-class AP, motion speeds,

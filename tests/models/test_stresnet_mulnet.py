@@ -404,6 +404,7 @@ def test_stresnet50_full_size_equals_keras_resnet50_framewise():
     assert_close(feats.reshape(ref.shape), ref, "rgb conv5")
 
 
+@pytest.mark.e2e
 def test_train_streams_trains_one_stream_and_freezes_the_other():
     from tfzoo.models.base import set_trainable_streams
 

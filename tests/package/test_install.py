@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 from _paths import REPO
 
 SOURCES = ("tfzoo", "export", "serving", "configs", "pyproject.toml", "README.md")
@@ -72,6 +73,7 @@ def test_checkout_sees_installed_names():
     assert "--export_dir" in res.stdout
 
 
+@pytest.mark.e2e
 def test_wheel_installs_only_tfzoo(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -264,6 +264,7 @@ def test_cli_one_video_json_csv_plot(run, bikes_result, saved_path, tmp_path):
     assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.e2e
 def test_folder_kill_resume_and_corrupt_file(run, tmp_path):
     d, _, _ = run
     videos = tmp_path / "videos"
@@ -444,6 +445,7 @@ def test_precomputed_flow_errors_name_the_bad_value(run):
         tfzoo.predict(run[1], frames, flow=flow, window=4)
 
 
+@pytest.mark.e2e
 def test_precomputed_flow_through_a_saved_model_and_the_cli(tmp_path):
     """A SavedModel whose serving_default takes `rgb` and `flow` gets the same stacks as the
     Keras model (same probabilities); the CLI's --flow reads the npz of python -m tfzoo.flow."""

@@ -44,6 +44,7 @@ def test_real_clip_through_the_export_matches_keras(tiny_run, bikes_path, tmp_pa
     assert labels[0] == expected
 
 
+@pytest.mark.e2e
 def test_evaluate_cli(tiny_run, tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "tfzoo.evaluate", *a], cwd=REPO,
                                     capture_output=True, text=True, timeout=300)

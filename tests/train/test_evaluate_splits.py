@@ -49,6 +49,7 @@ def test_mean_over_official_splits(tmp_path):
         evaluate_splits(str(tmp_path / "run_split1"), [2])
 
 
+@pytest.mark.e2e
 def test_official_dataset_trains_and_evaluates_on_split_1_by_default(tmp_path):
     """Issue 24 item 2: `--model --data` alone on a prepared UCF101 trains on train1 and tests
     on test1 (said at the start, recorded in run.json); --set still overrides; evaluate of a

@@ -29,7 +29,7 @@ from _paths import REPO
 CLIP = REPO / "tests" / "data" / "bikes.mp4"
 SHORT_SIDE = 64  # VGG towers need 57 px to reach pool5
 CONFIGS = sorted(p.stem for p in cfglib.CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
-# The default suite runs the cheapest recipe end to end (YUP++, ~1 min); the UCF101 / HMDB51
+# `make test-e2e` runs the cheapest recipe end to end (YUP++, ~1 min); the UCF101 / HMDB51
 # recipes (TV-L1 flow preparation, two-stream stages: 3-9 min each on 2 cores) run with -m slow.
 REPRESENTATIVE = {"tresnet50_yuppp"}
 OWN_DATA = ("synthetic", "conjunction", "detection_synthetic")  # generated in process
@@ -90,7 +90,8 @@ def prepared(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", [
-    n if n in REPRESENTATIVE else pytest.param(n, marks=pytest.mark.slow) for n in CONFIGS])
+    pytest.param(n, marks=pytest.mark.e2e if n in REPRESENTATIVE else pytest.mark.slow)
+    for n in CONFIGS])
 def test_config_runs_end_to_end_on_its_dataset_layout(name, prepared, tmp_path):
     config = cfglib.load_config_file(name)
     if config.dataset in OWN_DATA + FOLDER_DATA:

@@ -76,6 +76,7 @@ def _metadata(model_dir):
         return None
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_epoch_then_same_command_resumes_at_the_saved_step(tmp_path):
     """Issue 11 item 6: the resumed run says what it restored and continues the interrupted
     epoch at the saved step: every epoch is logged once and the optimizer makes exactly
@@ -112,8 +113,7 @@ def test_sigkill_mid_epoch_then_same_command_resumes_at_the_saved_step(tmp_path)
     assert not (tmp_path / "backup").exists()  # finished: nothing left to resume
 
 
-@pytest.mark.slow  # a fresh TF process (logical devices precede TF's start): ~40 s of CPU;
-# two replicas train by default in test_multi_worker_two_local_workers
+@pytest.mark.e2e
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     code, out = finish(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=1",
                            "--steps=2", "--strategy=mirrored", "--logical_cpus=2", "--noevaluate"))
@@ -121,6 +121,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert read_run_info(tmp_path).config["num_replicas_in_sync"] == 2
 
 
+@pytest.mark.e2e
 def test_multi_worker_two_local_workers(tmp_path):
     hosts = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     procs = []

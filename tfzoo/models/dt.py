@@ -290,6 +290,16 @@ class DetectTrack(RFCN):
                                                      "num_tracklets")}}
 
     # ------------------------------------------------------------------------- training
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # fit's batches may be frame pairs (B, 2, H, W, 3), which are not the per-frame
+        # detector's input: only the optimizer is built before the first trace (the losses
+        # and their trackers are the model's own).
+        if iterator is not None and self._distribute_strategy is None:
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, data):
         """A batch of frame pairs (images (B, 2, H, W, 3), ground truth (B, 2, ...); the
         detection source with `pairs=True`) trains eq. 8.1 whole: the detection terms on the
