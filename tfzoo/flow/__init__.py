@@ -11,15 +11,32 @@
   unsupervised TVNet training: `python -m tfzoo.flow.train`; benchmark: `tfzoo.flow.tvl1_bench`.
 """
 
-from tfzoo.flow.encoding import (
-    DEFAULT_BOUND, decode_flow, encode_flow, flow_to_color, flow_to_uvm, load_npz, render_flow,
-    write_flow_video,
-)
-from tfzoo.flow.solver import (
-    OPENCV, TVL1, TVNet, FlowInputError, bicubic_warp, bilinear_warp, num_scales, to_grey, tvl1,
-    tvl1_video,
-)
-from tfzoo.flow.stacks import TwoStreamFrames
+import importlib
+
+# The layers and the storage code come with TensorFlow: loaded on first use, so that the flow
+# programs (`python -m tfzoo.flow`, `tfzoo.flow.train`, `tfzoo.flow.tvl1_bench`) answer
+# --help in half a second, as the other programs do (it took 5 s of CPU importing TensorFlow).
+_HOMES = {
+    "encoding": ("DEFAULT_BOUND", "decode_flow", "encode_flow", "flow_to_color", "flow_to_uvm",
+                 "load_npz", "render_flow", "write_flow_video"),
+    "solver": ("OPENCV", "TVL1", "TVNet", "FlowInputError", "bicubic_warp", "bilinear_warp",
+               "num_scales", "to_grey", "tvl1", "tvl1_video"),
+    "stacks": ("TwoStreamFrames",),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name):
+    if name not in _HOME:
+        raise AttributeError(f"module 'tfzoo.flow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tfzoo.flow.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_HOME})
+
 
 __all__ = [
     "TVL1", "TVNet", "TwoStreamFrames", "OPENCV", "FlowInputError", "tvl1", "tvl1_video", "bilinear_warp",

@@ -76,7 +76,7 @@ def load_tvnet(path):
     import keras  # deferred: loads Keras (TensorFlow)
 
     # deferred: loads TensorFlow
-    import tfzoo.flow  # noqa: F401  (registers the layer classes)
+    import tfzoo.flow.solver  # noqa: F401  (registers the layer classes)
 
     return keras.saving.load_model(path).layers[-1]
 
