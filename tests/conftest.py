@@ -82,17 +82,18 @@ def absl_main():
     return run
 
 
-# Files that take the longest on 2 cores, longest first (measured with --durations). xdist's
-# loadfile hands out whole files; `make test` keeps this order (--no-loadscope-reorder) instead
+# Files that take the longest on 2 cores, longest first (measured per file in `make test`,
+# session 8). xdist's loadfile hands out whole files; `make test` keeps this order (--no-loadscope-reorder) instead
 # of xdist's "most tests first", which left one-test files of a minute or two for the end while
 # the other worker idled. Files not listed follow in collection order.
 LONGEST_FIRST = (
-    "train/test_train.py", "models/test_models_common.py", "train/test_run_dirs.py",
-    "models/test_dt.py", "models/test_rfcn.py", "predict/test_predict.py",
-    "flow/test_flow.py", "package/test_docstrings.py", "data/test_data_service.py",
-    "data/test_data_prepare.py", "models/test_stresnet_mulnet.py", "train/test_recipes_e2e.py",
-    "cli/test_quiet.py", "cli/test_cli_errors.py", "serving/test_serving.py",
-    "serving/test_serving_hostile.py", "train/test_evaluate_splits.py", "package/test_install.py",
+    "models/test_models_common.py", "train/test_train.py", "export/test_export.py",
+    "train/test_run_dirs.py", "flow/test_flow.py", "models/test_dt.py", "cli/test_cli_errors.py",
+    "predict/test_predict.py", "visualize/test_visualize.py", "models/test_stresnet_mulnet.py",
+    "data/test_data_prepare.py", "models/test_fusion_models.py", "package/test_docstrings.py",
+    "serving/test_serving_hostile.py", "models/test_backbone.py",
+    "serving/test_serving_robustness.py", "models/test_rfcn.py", "data/test_data_service.py",
+    "data/test_data_bench.py", "train/test_demo.py",
 )
 
 
