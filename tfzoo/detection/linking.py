@@ -373,17 +373,22 @@ def _end(sc, tk, r, b):
 
 
 @_inline
-def _step_free(w_prev, best, arg, sc, free, count, first, more, idx, row, w_out, p_out, b_out):
-    """`_step` over the free boxes only, `free[:count]` (ascending): the other boxes' w stays
-    -inf from their removal."""
+def _step_free(w_prev, best, sc, free, count, first, more, idx, row, w_out, b_out):
+    """`_step` over the free boxes only, `free[:count]` (ascending; the other boxes' w stays
+    -inf from their removal), values only: w_out and b_out (the best predecessor's w + psi) of
+    each free box, and the first argmax of w_out. The predecessors' indices are not kept: the
+    backtracking recomputes them (`_predecessor`) for the path's boxes alone. Their value is
+    the max of `best` and the tracked neighbours' w + 1 whichever wins a tie, so the step
+    carries no index or tie test: it halves its cost."""
     nbest, narg = -np.inf, 0
     for q in range(count):
         j = free[q]
-        b, p = _predecessor(w_prev, best, arg, first, more, idx, row, j)
+        b = max(best, w_prev[first[row + j]] + 1.0)
+        for k in range(more[row + j], more[row + j + 1]):
+            b = max(b, w_prev[idx[k]] + 1.0)
         b_out[j] = b
         x = sc[j] + b + sc[j]
         w_out[j] = x
-        p_out[j] = p
         up = x > nbest
         nbest = x if up else nbest
         narg = j if up else narg
@@ -391,8 +396,8 @@ def _step_free(w_prev, best, arg, sc, free, count, first, more, idx, row, w_out,
 
 
 @_inline
-def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count, w, pred, value,
-                 nz):
+def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count, w, best_at,
+                 arg_at, value, nz):
     """The tubes of class c in frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every
     frame with a box of the class still has one) into paths[r] in extraction order (-1 in the
     frames without a box of the class); returns how many.
@@ -402,7 +407,8 @@ def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count,
     box has no entry for the class, as that frame has no box of it). Each frame keeps the list
     of its free boxes, so a round's steps only visit those (a class of n boxes costs
     n (n + 1) / 2 box updates per frame over its n rounds, not n^2). The other arguments are
-    work arrays: free (T, n), count (T,), w (T, n + 1), pred (T, n), value (n,), nz (T,)."""
+    work arrays: free (T, n), count (T,), w (T, n + 1), best_at (T,), arg_at (T,) (each
+    frame's max of w and its first argmax, for the backtracking), value (n,), nz (T,)."""
     num_c, n = alive.shape[1], alive.shape[2]
     frames = hi - lo
     left = n
@@ -431,11 +437,12 @@ def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count,
             best = w[t0, j] if up else best
             arg = j if up else arg
         end = arg
+        best_at[t0], arg_at[t0] = best, arg
         for e in range(1, m):
             t, s = nz[e], nz[e - 1]
-            best, arg = _step_free(w[s], best, arg, scores[lo + t, c], free[t], count[t],
-                                   first, more, idx, ((lo + t - 1) * num_c + c) * n, w[t],
-                                   pred[t], value)
+            best, arg = _step_free(w[s], best, scores[lo + t, c], free[t], count[t], first,
+                                   more, idx, ((lo + t - 1) * num_c + c) * n, w[t], value)
+            best_at[t], arg_at[t] = best, arg
         if m > 1:
             top = -np.inf
             for q in range(count[t1]):
@@ -449,7 +456,9 @@ def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count,
             path[t] = -1
         path[t1] = end
         for e in range(m - 1, 0, -1):
-            path[nz[e - 1]] = pred[nz[e], path[nz[e]]]
+            t, s = nz[e], nz[e - 1]
+            _, path[s] = _predecessor(w[s], best_at[s], arg_at[s], first, more, idx,
+                                      ((lo + t - 1) * num_c + c) * n, path[t])
         for e in range(m):  # remove the tube's boxes (one branch-free pass)
             t = nz[e]
             j = path[t]
@@ -475,12 +484,13 @@ def _window(scores, alive, first, more, idx, lo, hi):
     free = np.empty((frames, n), np.int64)
     count = np.empty(frames, np.int64)
     w = np.empty((frames, n + 1))
-    pred = np.empty((frames, n), np.int64)
+    best_at = np.empty(frames)
+    arg_at = np.empty(frames, np.int64)
     value = np.empty(n)
     nz = np.empty(frames, np.int64)
     for c in range(num_c):
         rounds[c] = _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths[c], free,
-                                 count, w, pred, value, nz)
+                                 count, w, best_at, arg_at, value, nz)
     return rounds, paths
 
 
@@ -501,7 +511,8 @@ def _online_window(scores, alive, first, more, idx, history, alpha):
         free = np.empty((size, n), np.int64)
         count = np.empty(size, np.int64)
         w = np.empty((size, n + 1))
-        pred = np.empty((size, n), np.int64)
+        best_at = np.empty(size)
+        arg_at = np.empty(size, np.int64)
         value = np.empty(n)
         nz = np.empty(size, np.int64)
         ranked = np.empty(size)
@@ -511,7 +522,7 @@ def _online_window(scores, alive, first, more, idx, history, alpha):
             lo = max(0, t - history + 1)
             length = t - lo + 1
             rounds = _class_tubes(scores, alive, first, more, idx, lo, t + 1, c, paths, free,
-                                  count, w, pred, value, nz)
+                                  count, w, best_at, arg_at, value, nz)
             for r in range(rounds):
                 path = paths[r]
                 size_r = 0  # the tube's boxes, sorted (insertion sort: a window is short)
