@@ -778,6 +778,39 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
 
 
 @_jit
+def _gather_online(cur, prev, prev_frame, new, index):
+    """The online kernels' (frame, round, class) slots with a tube, in that order (each
+    frame's extraction order) as detection indices: per frame f, rows ends[f]:ends[f + 1] of
+    joined (frame of the previous box, its index (-1, -1: none), index at f) and value (the
+    new score). One pass: numpy's nonzero and fancy indexing over every slot cost more than
+    the windows' bookkeeping."""
+    frames, n, num_c = cur.shape
+    ends = np.zeros(frames + 1, np.int64)
+    for t in range(frames):
+        k = 0
+        for r in range(n):
+            for c in range(num_c):
+                k += cur[t, r, c] >= 0
+        ends[t + 1] = ends[t] + k
+    joined = np.empty((ends[frames], 3), np.int64)
+    value = np.empty(ends[frames])
+    q = 0
+    for t in range(frames):
+        for r in range(n):
+            for c in range(num_c):
+                j = cur[t, r, c]
+                if j < 0:
+                    continue
+                back = prev_frame[t, r, c]
+                joined[q, 0] = back
+                joined[q, 1] = index[back, c, prev[t, r, c]] if back >= 0 else -1
+                joined[q, 2] = index[t, c, j]
+                value[q] = new[t, r, c]
+                q += 1
+    return ends, joined, value
+
+
+@_jit
 def _ranks(key, num_keys):
     """Each element's rank among the earlier elements with its key, and the largest group."""
     counts = np.zeros(num_keys, np.int64)
@@ -950,13 +983,8 @@ def _link(detections, tracks, alpha, iou_threshold, online, history, num_classes
             tube_class, tube_path = video.tubes() if offline_tubes else (None, None)
         # every frame at once, then per-frame slices: (frame, round, class) order is each
         # frame's extraction order
-        t, slot, c = np.nonzero(cur >= 0)
-        at = video.index[t, c, cur[t, slot, c]]
-        value = new[t, slot, c]
-        back = prev_frame[t, slot, c]
-        before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]], -1)
-        joined = np.stack([back, before, at], 1)
-        ends = np.searchsorted(t, np.arange(frames + 1))
+        ends, joined, value = _gather_online(cur, prev, prev_frame, new, video.index)
+        at = joined[:, 2]
         for f in range(frames):
             a, b = ends[f], ends[f + 1]
             rescored[f][at[a:b]] = value[a:b]
