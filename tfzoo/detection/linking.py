@@ -373,29 +373,6 @@ def _end(sc, tk, r, b):
 
 
 @_inline
-def _step_free(w_prev, best, sc, free, count, first, more, idx, row, w_out, b_out):
-    """`_step` over the free boxes only, `free[:count]` (ascending; the other boxes' w stays
-    -inf from their removal), values only: w_out and b_out (the best predecessor's w + psi) of
-    each free box, and the first argmax of w_out. The predecessors' indices are not kept: the
-    backtracking recomputes them (`_predecessor`) for the path's boxes alone. Their value is
-    the max of `best` and the tracked neighbours' w + 1 whichever wins a tie, so the step
-    carries no index or tie test: it halves its cost."""
-    nbest, narg = -np.inf, 0
-    for q in range(count):
-        j = free[q]
-        b = max(best, w_prev[first[row + j]] + 1.0)
-        for k in range(more[row + j], more[row + j + 1]):
-            b = max(b, w_prev[idx[k]] + 1.0)
-        b_out[j] = b
-        x = sc[j] + b + sc[j]
-        w_out[j] = x
-        up = x > nbest
-        nbest = x if up else nbest
-        narg = j if up else narg
-    return nbest, narg
-
-
-@_inline
 def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, sl, nb, extra, num_extra, w,
                  b, best_at, arg_at, nz):
     """The tubes of class c in frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every
