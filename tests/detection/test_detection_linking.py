@@ -411,6 +411,35 @@ def test_kernels_equal_the_numpy_reference_with_gaps(monkeypatch, seed, online, 
         np.testing.assert_allclose(got[-1], offline[-1], rtol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_window_kernel_with_ties_and_several_tracked_predecessors(seed):
+    # The extraction keeps only the Viterbi values and recomputes the path's predecessors when
+    # backtracking, and a box with several tracked predecessors takes a separate pass: against
+    # the numpy reference (dense Viterbi, stored argmax) where those choices are ties. Scores
+    # are multiples of 1/4 and boxes repeated within a frame, so equal path values are common
+    # and every sum is exact in both implementations; tracklets of a repeated box link it to
+    # every copy at t+1, and classes vanish for runs of frames (gaps)
+    from tfzoo.detection import _linking_numpy, linking
+
+    dets, tracks = _gappy_video(16, 3, 5, seed)
+    rng = np.random.default_rng(seed)
+    for t, d in enumerate(dets):
+        copies = rng.integers(0, len(d["scores"]), len(d["scores"]) // 3)
+        d.update({k: np.concatenate([v, v[copies]]) for k, v in d.items()})
+        d["scores"] = rng.integers(1, 4, len(d["scores"])) / 4
+    for t in range(len(tracks)):  # a tracklet from every box at t (its copies included)
+        b = dets[t]["boxes"]
+        tracks[t] = np.concatenate([b, b + rng.normal(1, 0.5, b.shape)], 1)
+    video = linking._Video(*linking._check(dets, tracks), 0.5)
+    assert video.more[-1] > 10  # boxes with several tracked predecessors
+    for kw in ({}, {"online": True, "history": 6}, {"online": True, "history": 2}):
+        got, tubes = link_tubes(dets, tracks, **kw)
+        want, want_tubes = _linking_numpy.link_tubes(dets, tracks, **kw)
+        assert tubes == want_tubes and len(tubes) > 4
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
 def test_linking_refuses_bad_detections():
     from tfzoo.detection.linking import LinkingError
     from tfzoo.errors import TfzooError

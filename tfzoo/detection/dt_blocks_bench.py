@@ -15,7 +15,10 @@
   its 1x1 conv, PS-RoI pooling with voting) as a share of `detect`.
 - linking: `link_tubes` per frame for 30 classes x 25 boxes per frame (offline and online),
   against the previous pure-numpy implementation (`tfzoo.detection._linking_numpy`), and on
-  the same video with each class missing from some frames (the tubes pass over them).
+  the same video with each class missing from some frames (the tubes pass over them). With
+  `--linking_baseline=FILE` (another version of `tfzoo/detection/linking.py`, e.g. main's:
+  `git show main:tfzoo/detection/linking.py > /tmp/linking_main.py`), also that version
+  against this one in the same run, timed alternately, with a check of equal results.
 - pipeline: the D&T video path (each frame's network once, tracks between consecutive
   frames) per frame against detection only on the same frames, and against the previous
   4-pass pair path (dt_resnet101 at 600 x 1000: several minutes on 2 cores).
@@ -26,6 +29,7 @@ Without `--what`, every bench runs.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 import time
@@ -145,7 +149,57 @@ def random_video(frames: int, classes: int, boxes: int, seed: int = 0):
     return dets, tracks
 
 
-def bench_linking(repeats: int) -> list[str]:
+def _load_linking(path: str):
+    """A `linking.py` from another version of the code, as its own module (its numba cache
+    goes next to the file)."""
+    if not os.path.isfile(path):
+        raise TfzooError(f"--linking_baseline={path}: no such file; expected a copy of "
+                         "tfzoo/detection/linking.py")
+    spec = importlib.util.spec_from_file_location("tfzoo_linking_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_linking_baseline(repeats: int, path: str) -> list[str]:
+    """`link_tubes` of this version against the one in `path` on the bench video (and with
+    classes missing from some frames), timed alternately (the load of a shared machine drifts;
+    medians of CPU time), with a check that both give the same tubes and scores."""
+    from tfzoo.detection.linking import link_tubes  # deferred: loads TensorFlow
+
+    base = _load_linking(path)
+    frames, classes, boxes = 100, 30, 25
+    dets, tracks = random_video(frames, classes, boxes, seed=0)
+    rng = np.random.default_rng(2)
+    missing = np.zeros((frames, classes), bool)
+    for c in range(classes):
+        for _ in range(4):
+            a = rng.integers(0, frames)
+            missing[a:a + rng.integers(1, 6), c] = True
+    gappy = [{k: v[~missing[t, d["classes"]]] for k, v in d.items()}
+             for t, d in enumerate(dets)]
+    lines = []
+    for label, kw in (("offline", {}), ("online, history 6", {"online": True, "history": 6}),
+                      ("online, full history", {"online": True})):
+        for video, what in ((dets, "bench video"), (gappy, "with gaps")):
+            new_scores, new_tubes = link_tubes(video, tracks, **kw)
+            old_scores, old_tubes = base.link_tubes(video, tracks, **kw)
+            same = new_tubes == old_tubes and all(
+                np.array_equal(a, b) for a, b in zip(new_scores, old_scores))
+            cpu = {"new": [], "old": []}
+            for _ in range(repeats):
+                for name, fn in (("new", link_tubes), ("old", base.link_tubes)):
+                    c = time.process_time()
+                    fn(video, tracks, **kw)
+                    cpu[name].append((time.process_time() - c) / frames)
+            c_new, c_old = np.median(cpu["new"]), np.median(cpu["old"])
+            lines.append(f"link_tubes ({label}, {what}): this version {c_new * 1e3:.3f} ms CPU "
+                         f"per frame, {os.path.basename(path)} {c_old * 1e3:.3f} ms -> "
+                         f"{c_old / c_new:.2f}x less; same tubes and scores: {same}")
+    return lines
+
+
+def bench_linking(repeats: int, baseline: str = "") -> list[str]:
     from tfzoo.detection import _linking_numpy  # deferred: loads TensorFlow
     from tfzoo.detection.linking import link_tubes  # deferred: loads TensorFlow
 
@@ -229,6 +283,8 @@ def bench_linking(repeats: int) -> list[str]:
                      f"{c_r / frames * 1e3:.3f} ms CPU; each window from scratch "
                      f"{w_s / frames * 1e3:.3f} / {c_s / frames * 1e3:.3f} ms -> "
                      f"{c_s / c_r:.1f}x CPU; same: {same}")
+    if baseline:
+        lines += bench_linking_baseline(repeats, baseline)
     return lines
 
 
@@ -397,6 +453,9 @@ def main(argv=None) -> int:
     flags.DEFINE_string("what", ",".join(BENCHES),
                         f"Comma-separated subset of {', '.join(BENCHES)}.", flag_values=fv)
     flags.DEFINE_integer("repeats", 5, "Timed calls per measurement (medians).", flag_values=fv)
+    flags.DEFINE_string("linking_baseline", "", "A copy of another version's "
+                        "tfzoo/detection/linking.py: the linking bench also times it against "
+                        "this one in the same run.", flag_values=fv)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if any(a in ("-h", "--help", "--helpshort", "--helpfull", "-?") for a in argv):
         print(__doc__ + "\n" + fv.get_help())
@@ -412,12 +471,18 @@ def main(argv=None) -> int:
                                  f"{', '.join(BENCHES)}")
         if fv.repeats < 1:
             raise TfzooError(f"--repeats={fv.repeats}: expected >= 1")
+        if fv.linking_baseline and not os.path.isfile(fv.linking_baseline):
+            raise TfzooError(f"--linking_baseline={fv.linking_baseline}: no such file; expected "
+                             "a copy of tfzoo/detection/linking.py")
     except (flags.Error, TfzooError) as e:
         return report(e if isinstance(e, TfzooError) else TfzooError(str(e)),
                       "tfzoo.detection.dt_blocks_bench")
     print(f"machine: {os.cpu_count()} CPUs, TF {tf.__version__}")
     for n in names:
-        for line in BENCHES[n](fv.repeats):
+        run = BENCHES[n]
+        if n == "linking":
+            run = functools.partial(bench_linking, baseline=fv.linking_baseline)
+        for line in run(fv.repeats):
             print(line, flush=True)
     return 0
 

@@ -373,93 +373,94 @@ def _end(sc, tk, r, b):
 
 
 @_inline
-def _step_free(w_prev, best, arg, sc, free, count, first, more, idx, row, w_out, p_out, b_out):
-    """`_step` over the free boxes only, `free[:count]` (ascending): the other boxes' w stays
-    -inf from their removal."""
-    nbest, narg = -np.inf, 0
-    for q in range(count):
-        j = free[q]
-        b, p = _predecessor(w_prev, best, arg, first, more, idx, row, j)
-        b_out[j] = b
-        x = sc[j] + b + sc[j]
-        w_out[j] = x
-        p_out[j] = p
-        up = x > nbest
-        nbest = x if up else nbest
-        narg = j if up else narg
-    return nbest, narg
-
-
-@_inline
-def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, free, count, w, pred, value,
-                 nz):
+def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, sl, nb, extra, num_extra, w,
+                 b, best_at, arg_at, nz):
     """The tubes of class c in frames [lo, hi) (eq. 8.7, Viterbi; remove; repeat while every
     frame with a box of the class still has one) into paths[r] in extraction order (-1 in the
     frames without a box of the class); returns how many.
 
     The frames without a box of the class are left out: a tube passes over them, and the link
     across them has psi = 0 (no tracklet spans a gap; the psi row of the frame before the next
-    box has no entry for the class, as that frame has no box of it). Each frame keeps the list
-    of its free boxes, so a round's steps only visit those (a class of n boxes costs
-    n (n + 1) / 2 box updates per frame over its n rounds, not n^2). The other arguments are
-    work arrays: free (T, n), count (T,), w (T, n + 1), pred (T, n), value (n,), nz (T,)."""
+    box has no entry for the class, as that frame has no box of it). The m frames with a box
+    are copied first into dense local arrays (row e: the e-th such frame): sl the scores, -inf
+    for a missing or removed box (its w is then -inf: a removal is one store), nb each box's
+    first tracked neighbour in the previous row (n: none, w[., n] = -inf), `extra[e,
+    :num_extra[e]]` the boxes with more than one (rare; `more`, `idx`). A step visits every
+    box in fixed-length loops without data-dependent branches: its best predecessor's value
+    (the max of the previous row's best and its tracked neighbours' w + 1, into b), then w and
+    the first argmax. The predecessors' indices are recomputed for the path's boxes alone
+    when backtracking (`_predecessor`). The other work arrays: w (T, n + 1), b (T, n), best_at
+    and arg_at (T,) (each row's max of w and its first argmax), nz (T,) (the rows' frames)."""
     num_c, n = alive.shape[1], alive.shape[2]
     frames = hi - lo
     left = n
-    m = 0  # frames with a box of the class, nz[:m]
+    m = 0
     for t in range(frames):
-        count[t] = 0
+        count = 0
         for j in range(n):
-            w[t, j] = -np.inf
-            if alive[lo + t, c, j]:
-                free[t, count[t]] = j
-                count[t] += 1
-        w[t, n] = -np.inf
-        if count[t] > 0:
+            count += alive[lo + t, c, j]
+        if count > 0:
             nz[m] = t
+            left = min(left, count)
+            for j in range(n):
+                sl[m, j] = scores[lo + t, c, j] if alive[lo + t, c, j] else -np.inf
+            w[m, n] = -np.inf
             m += 1
-            left = min(left, count[t])
     if m == 0:
         return 0
-    t0, t1 = nz[0], nz[m - 1]
+    for e in range(1, m):
+        row = ((lo + nz[e] - 1) * num_c + c) * n
+        k = 0
+        for j in range(n):
+            nb[e, j] = first[row + j]
+            extra[e, k] = j
+            k += more[row + j] < more[row + j + 1]
+        num_extra[e] = k
     for r in range(left):
         best, arg = -np.inf, 0
-        for q in range(count[t0]):
-            j = free[t0, q]
-            w[t0, j] = scores[lo + t0, c, j]
-            up = w[t0, j] > best
-            best = w[t0, j] if up else best
+        for j in range(n):
+            x = sl[0, j]
+            w[0, j] = x
+            up = x > best
+            best = x if up else best
             arg = j if up else arg
-        end = arg
+        best_at[0], arg_at[0] = best, arg
         for e in range(1, m):
-            t, s = nz[e], nz[e - 1]
-            best, arg = _step_free(w[s], best, arg, scores[lo + t, c], free[t], count[t],
-                                   first, more, idx, ((lo + t - 1) * num_c + c) * n, w[t],
-                                   pred[t], value)
+            wp, be, se, we = w[e - 1], b[e], sl[e], w[e]
+            for j in range(n):
+                be[j] = max(best, wp[nb[e, j]] + 1.0)
+            if num_extra[e]:
+                row = ((lo + nz[e] - 1) * num_c + c) * n
+                for q in range(num_extra[e]):
+                    j = extra[e, q]
+                    for k in range(more[row + j], more[row + j + 1]):
+                        be[j] = max(be[j], wp[idx[k]] + 1.0)
+            best, arg = -np.inf, 0
+            for j in range(n):
+                x = se[j] + be[j] + se[j]
+                we[j] = x
+                up = x > best
+                best = x if up else best
+                arg = j if up else arg
+            best_at[e], arg_at[e] = best, arg
+        end = arg
         if m > 1:
             top = -np.inf
-            for q in range(count[t1]):
-                j = free[t1, q]
-                x = scores[lo + t1, c, j] + value[j]
+            for j in range(n):
+                x = sl[m - 1, j] + b[m - 1, j]
                 up = x > top
                 top = x if up else top
                 end = j if up else end
         path = paths[r]
         for t in range(frames):
             path[t] = -1
-        path[t1] = end
+        path[nz[m - 1]] = end
         for e in range(m - 1, 0, -1):
-            path[nz[e - 1]] = pred[nz[e], path[nz[e]]]
-        for e in range(m):  # remove the tube's boxes (one branch-free pass)
-            t = nz[e]
-            j = path[t]
-            w[t, j] = -np.inf
-            q = 0
-            for f in range(count[t]):
-                x = free[t, f]
-                free[t, q] = x
-                q += x != j
-            count[t] = q
+            _, path[nz[e - 1]] = _predecessor(w[e - 1], best_at[e - 1], arg_at[e - 1], first,
+                                              more, idx, ((lo + nz[e] - 1) * num_c + c) * n,
+                                              path[nz[e]])
+        for e in range(m):  # remove the tube's boxes
+            sl[e, path[nz[e]]] = -np.inf
     return left
 
 
@@ -472,15 +473,16 @@ def _window(scores, alive, first, more, idx, lo, hi):
     frames = hi - lo
     rounds = np.zeros(num_c, np.int64)
     paths = np.zeros((num_c, n, frames), np.int64)
-    free = np.empty((frames, n), np.int64)
-    count = np.empty(frames, np.int64)
+    sl, b = np.empty((frames, n)), np.empty((frames, n))
+    nb, extra = np.empty((frames, n), np.int64), np.empty((frames, n), np.int64)
+    num_extra = np.empty(frames, np.int64)
     w = np.empty((frames, n + 1))
-    pred = np.empty((frames, n), np.int64)
-    value = np.empty(n)
+    best_at = np.empty(frames)
+    arg_at = np.empty(frames, np.int64)
     nz = np.empty(frames, np.int64)
     for c in range(num_c):
-        rounds[c] = _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths[c], free,
-                                 count, w, pred, value, nz)
+        rounds[c] = _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths[c], sl, nb,
+                                 extra, num_extra, w, b, best_at, arg_at, nz)
     return rounds, paths
 
 
@@ -498,11 +500,12 @@ def _online_window(scores, alive, first, more, idx, history, alpha):
     size = min(history, frames)
     for c in range(num_c):
         paths = np.zeros((n, size), np.int64)
-        free = np.empty((size, n), np.int64)
-        count = np.empty(size, np.int64)
+        sl, b = np.empty((size, n)), np.empty((size, n))
+        nb, extra = np.empty((size, n), np.int64), np.empty((size, n), np.int64)
+        num_extra = np.empty(size, np.int64)
         w = np.empty((size, n + 1))
-        pred = np.empty((size, n), np.int64)
-        value = np.empty(n)
+        best_at = np.empty(size)
+        arg_at = np.empty(size, np.int64)
         nz = np.empty(size, np.int64)
         ranked = np.empty(size)
         for t in range(frames):
@@ -510,8 +513,8 @@ def _online_window(scores, alive, first, more, idx, history, alpha):
                 continue  # no box of the class at t: nothing to rescore
             lo = max(0, t - history + 1)
             length = t - lo + 1
-            rounds = _class_tubes(scores, alive, first, more, idx, lo, t + 1, c, paths, free,
-                                  count, w, pred, value, nz)
+            rounds = _class_tubes(scores, alive, first, more, idx, lo, t + 1, c, paths, sl, nb,
+                                  extra, num_extra, w, b, best_at, arg_at, nz)
             for r in range(rounds):
                 path = paths[r]
                 size_r = 0  # the tube's boxes, sorted (insertion sort: a window is short)
@@ -752,6 +755,39 @@ def _online_full(scores, alive, first, more, idx, alpha, ring):
 
 
 @_jit
+def _gather_online(cur, prev, prev_frame, new, index):
+    """The online kernels' (frame, round, class) slots with a tube, in that order (each
+    frame's extraction order) as detection indices: per frame f, rows ends[f]:ends[f + 1] of
+    joined (frame of the previous box, its index (-1, -1: none), index at f) and value (the
+    new score). One pass: numpy's nonzero and fancy indexing over every slot cost more than
+    the windows' bookkeeping."""
+    frames, n, num_c = cur.shape
+    ends = np.zeros(frames + 1, np.int64)
+    for t in range(frames):
+        k = 0
+        for r in range(n):
+            for c in range(num_c):
+                k += cur[t, r, c] >= 0
+        ends[t + 1] = ends[t] + k
+    joined = np.empty((ends[frames], 3), np.int64)
+    value = np.empty(ends[frames])
+    q = 0
+    for t in range(frames):
+        for r in range(n):
+            for c in range(num_c):
+                j = cur[t, r, c]
+                if j < 0:
+                    continue
+                back = prev_frame[t, r, c]
+                joined[q, 0] = back
+                joined[q, 1] = index[back, c, prev[t, r, c]] if back >= 0 else -1
+                joined[q, 2] = index[t, c, j]
+                value[q] = new[t, r, c]
+                q += 1
+    return ends, joined, value
+
+
+@_jit
 def _ranks(key, num_keys):
     """Each element's rank among the earlier elements with its key, and the largest group."""
     counts = np.zeros(num_keys, np.int64)
@@ -924,13 +960,8 @@ def _link(detections, tracks, alpha, iou_threshold, online, history, num_classes
             tube_class, tube_path = video.tubes() if offline_tubes else (None, None)
         # every frame at once, then per-frame slices: (frame, round, class) order is each
         # frame's extraction order
-        t, slot, c = np.nonzero(cur >= 0)
-        at = video.index[t, c, cur[t, slot, c]]
-        value = new[t, slot, c]
-        back = prev_frame[t, slot, c]
-        before = np.where(back >= 0, video.index[np.maximum(back, 0), c, prev[t, slot, c]], -1)
-        joined = np.stack([back, before, at], 1)
-        ends = np.searchsorted(t, np.arange(frames + 1))
+        ends, joined, value = _gather_online(cur, prev, prev_frame, new, video.index)
+        at = joined[:, 2]
         for f in range(frames):
             a, b = ends[f], ends[f + 1]
             rescored[f][at[a:b]] = value[a:b]
