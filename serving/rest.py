@@ -169,35 +169,60 @@ class _ByteBudget:
 
     A body is charged as it arrives and released with the reply; its tensors are charged
     once validation knows their decoded size, before they are built, and released when the
-    outputs are ready.
+    outputs are ready. The counter is behind a lock, so the worker threads charge and release
+    tensors directly: a round trip through the event loop per request cost the loop CPU and the
+    worker a wait. Only the loop waits (`take`), for bodies; `give` wakes it.
     """
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
-        self._cond = asyncio.Condition()
+        self._lock = threading.Lock()
+        self._waiters: list[asyncio.Future] = []
 
-    async def try_acquire(self, n: int) -> bool:
-        async with self._cond:
+    def try_take(self, n: int) -> bool:
+        """Takes n bytes if they fit now (any thread)."""
+        with self._lock:
             if self.used + n > self.limit:
                 return False
             self.used += n
             return True
 
-    async def acquire(self, n: int, timeout: float) -> bool:
-        async with self._cond:
+    async def take(self, n: int, timeout: float) -> bool:
+        """Takes n bytes, waiting up to `timeout` s for others to be given back (loop only)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not self.try_take(n):
+            if end - loop.time() <= 0:
+                return False
+            freed = loop.create_future()
+            with self._lock:  # a give() between try_take and here would not wake us: recheck
+                if self.used + n <= self.limit:
+                    continue
+                self._waiters.append(freed)
             try:
-                await asyncio.wait_for(self._cond.wait_for(lambda: self.used + n <= self.limit),
-                                       max(0.0, timeout))
+                await asyncio.wait_for(freed, end - loop.time())
             except asyncio.TimeoutError:
                 return False
-            self.used += n
-            return True
+            finally:
+                with self._lock:
+                    if freed in self._waiters:
+                        self._waiters.remove(freed)
+        return True
 
-    async def release(self, n: int):
-        if n:
-            async with self._cond:
-                self.used -= n
-                self._cond.notify_all()
+    def give(self, n: int):
+        """Gives n bytes back (any thread) and wakes the waiting `take`s to retry."""
+        if not n:
+            return
+        with self._lock:
+            self.used -= n
+            waiters, self._waiters = self._waiters, []
+        for freed in waiters:
+            freed.get_loop().call_soon_threadsafe(_wake, freed)
+
+
+def _wake(future: asyncio.Future):
+    if not future.done():
+        future.set_result(None)
 
 
 class _Connection(web_protocol.RequestHandler):
@@ -366,7 +391,7 @@ class RestServer:
                 body, held = await self._read_body(request)
             loop = asyncio.get_running_loop()
             status, payload = await loop.run_in_executor(
-                self._pool, self._handle_in_thread, loop, request.method, request.raw_path,
+                self._pool, self._handle_in_thread, request.method, request.raw_path,
                 body, held, rid)
             del body
         except _HttpError as e:
@@ -377,7 +402,7 @@ class RestServer:
             status, close = 500, True
             payload = {"error": f"internal error (request id {rid}; see the server log)"}
         finally:
-            await self._budget.release(held)
+            self._budget.give(held)
         if not self.quiet:
             log(f"{rid} {request.remote} {request.method} {request.raw_path[:200]} {status}")
         if isinstance(payload, str):
@@ -392,7 +417,7 @@ class RestServer:
             response.force_close()
         return response
 
-    def _handle_in_thread(self, loop, method, path, body, held, rid):
+    def _handle_in_thread(self, method, path, body, held, rid):
         charged = 0
 
         def reserve(n: int):
@@ -404,8 +429,7 @@ class RestServer:
                                   "of request bodies and tensors (--max_inflight_bytes)")
             # No waiting here: a worker thread waiting for bytes that queued bodies hold could
             # wait for itself. The client gets 503 and retries.
-            if n and not asyncio.run_coroutine_threadsafe(self._budget.try_acquire(n),
-                                                          loop).result():
+            if n and not self._budget.try_take(n):
                 raise unavailable(f"server busy: the request's tensors need {n} bytes decoded "
                                   f"and {self._budget.used} bytes of request bodies and "
                                   "tensors are in flight (--max_inflight_bytes); retry later")
@@ -414,8 +438,7 @@ class RestServer:
         try:
             return self.api.handle(method, path, body, rid, reserve)
         finally:
-            if charged:
-                asyncio.run_coroutine_threadsafe(self._budget.release(charged), loop)
+            self._budget.give(charged)
 
     def _check_host(self, request):
         header = request.headers.get("Host")
@@ -472,17 +495,17 @@ class RestServer:
                 if received > limit:  # a chunked or compressed body past the limit
                     raise _HttpError(413, f"request body exceeds the limit of {limit} bytes "
                                      "after decompression (--max_body_bytes)", close=True)
-                if not await self._budget.acquire(len(chunk), deadline - loop.time()):
+                if not await self._budget.take(len(chunk), deadline - loop.time()):
                     raise _HttpError(503, f"server busy: {self._budget.used} bytes of request "
                                      "bodies in flight; retry later", close=True)
                 held += len(chunk)
                 body += chunk  # one growing buffer: a list of chunks joined at the end
                 # would hold the body twice
         except BaseException:
-            await self._budget.release(held)
+            self._budget.give(held)
             raise
         if length is not None and received < length:
-            await self._budget.release(held)
+            self._budget.give(held)
             raise _HttpError(400, f"the body ended after {received} of {length} bytes "
                              "(Content-Length)", close=True)
         return body, held

@@ -8,6 +8,7 @@ listen on 127.0.0.1 only, and every many-connection loop is bounded in count and
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -33,6 +34,7 @@ from serving import loadtest
 from serving.grpc_api import make_grpc_server
 from serving.metrics import Metrics
 from serving.models import ModelConfig, ModelManager
+from serving.rest import _ByteBudget
 from _serving_models import reference, write_tiny_version
 from _serving_models import start_servers
 from _paths import REPO
@@ -436,6 +438,32 @@ def test_admission_charges_decoded_tensors_not_only_body_bytes(rest):
         status, reply, _ = _post(url, body(150_000))  # 300 KB + 1.2 MB
         assert status == 200, reply
         assert reply["outputs"] == [1.0]
+
+
+def test_byte_budget_wakes_a_waiting_body_when_a_worker_thread_gives_back():
+    # Worker threads charge and release a request's tensors directly, without a round trip
+    # through the event loop; a body waiting on the loop must still be woken by their release.
+    budget = _ByteBudget(100)
+    assert budget.try_take(80) and not budget.try_take(30) and budget.used == 80
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(budget.take(30, 10.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        giver = threading.Timer(0.05, budget.give, (50,))
+        start = loop.time()
+        giver.start()
+        assert await waiting
+        assert loop.time() - start < 5  # woken by the release, not by the 10 s timeout
+        giver.join()
+        assert budget.used == 60
+        start = loop.time()
+        assert not await budget.take(50, 0.2)  # nothing given back: refused at the deadline
+        assert 0.15 < loop.time() - start < 5
+        assert budget.used == 60 and not budget._waiters
+
+    asyncio.run(main())
 
 
 def test_max_body_bytes_counts_the_body_after_decompression(rest):
