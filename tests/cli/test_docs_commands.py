@@ -259,7 +259,7 @@ ROWS: dict[str, Row] = {
             creates=("srv/models/tresnet_small/1/saved_model.pb",)),
     "python -m export --model_dir=runs/stresnet_conj --export_dir=/srv/models "
     "--in_graph_flow=tvl1": Row("slow", needs=("stresnet_conj",),
-                                creates=("srv/models/stresnet_conj",)),
+                                creates=("srv/models/stresnet50/1/saved_model.pb",)),
     "saved_model_cli show --dir /srv/models/tresnet_small/1 --all":
         Row("slow", needs=("export_demo",)),
     "python -m serving.dev_server --model_name=tresnet_small "
