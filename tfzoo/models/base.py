@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfzoo.data.packed import unpack_data
 from tfzoo.errors import InputSpecError, TfzooError
 from tfzoo.utils import check_arguments
 
@@ -80,13 +81,15 @@ class VideoModel(keras.Model):
                     batch,
                 )
                 break
-        return super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
+        return super()._maybe_symbolic_build(iterator=None, data_batch=unpack_data(data_batch))
 
+    # The step's first op makes packed training clips (uint8 crop windows from the input
+    # pipeline, `tfzoo.data.packed`) the float inputs, on the device; other inputs pass as is.
     def train_step(self, data):
-        return _multi_worker_logs(self, super().train_step(data))
+        return _multi_worker_logs(self, super().train_step(unpack_data(data)))
 
     def test_step(self, data):
-        return _multi_worker_logs(self, super().test_step(data))
+        return _multi_worker_logs(self, super().test_step(unpack_data(data)))
 
 
 def _multi_worker_logs(model, logs):
