@@ -1,7 +1,6 @@
 """Sampling, augmentation and the tf.data reader of prepared records."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest

@@ -128,7 +128,7 @@ def unpack(x):
 
 def unpack_data(data):
     """`unpack` on the inputs of a Keras batch `x` or `(x, y[, sample_weight])`."""
-    if isinstance(data, tuple) and data:
+    if isinstance(data, (tuple, list)) and data:
         return (unpack(data[0]), *data[1:])
     return unpack(data)
 

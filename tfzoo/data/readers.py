@@ -11,7 +11,8 @@ borders) for RGB and two-stream inputs; a flow-only source uses the motion crop 
 height from {256, 224, 192, 168} at a corner or the centre). `spec.crop="motion"` (a stage training only the motion stream) uses the motion crop for
 two-stream inputs too. Resized to `spec.image_size`; flow values stay as stored, as in the
 reference code (`spec.flow_rescale` scales them by the resize factor instead), and a flip
-negates u.
+negates u. The pipeline decodes only the crop's window of each frame and flow field and leaves
+the clip packed (`tfzoo.data.packed`); the resize and the rest run in the model's train step.
 
 Test: every video once, in the stored order, `spec.test_num_frames` equally spaced frames,
 the full frame with its shorter side resized to `spec.test_short_side` (no flip: evaluate adds
