@@ -8,7 +8,7 @@ One run reports, in clips/s and CPU ms per clip (all threads of the processes do
 each timed over at least `--clips` clips and at least MIN_SECONDS:
 - `local`: the recipe's training pipeline (`RecordSource.dataset`: read, temporal sampling,
   crop and flip draws, decoding the crop's window of each frame and distinct flow field, the
-  crop's sampling grid; padded batches of packed uint8 clips) in this process;
+  crop box; padded batches of packed uint8 clips) in this process;
 - `unpack`: what the pipeline no longer does, the train step's first op
   (`tfzoo.data.packed.unpack`: bilinear resize, flow codes to pixels, flow stacks), timed on
   this CPU over the same batches, with the bytes per clip before and after it;

@@ -5,20 +5,19 @@ A two-stream ST-ResNet training clip of 11 chunks at 224 x 224 (RGB + 20 flow ch
 into the batch, its fresh pages) cost four times the JPEG decoding it starts from (issue 22,
 docs/data.md). `RecordSource` (training, `packed=True`) therefore stops at what decoding
 gives: the decoded crop window of each frame, uint8; each distinct flow field once, uint8; and
-the sampling grid of the crop (the two source rows and columns of every output pixel, and
-their weights). That is a few MB per clip, and it is what crosses a tf.data service. The
-model's train step (`tfzoo.models.base.VideoModel.train_step`) calls `unpack` first, on the
-device: two gathers and the bilinear weights give the float clip, to float rounding the values
-the host pipeline made before (`tf.image.crop_and_resize`'s arithmetic on the same grid;
-tests/data/test_data_packed.py).
+the crop box on that window. That is a few MB per clip, and it is what crosses a tf.data
+service. The model's train step (`tfzoo.models.base.VideoModel.train_step`) calls `unpack`
+first, on the device: the flow stacks assembled in uint8, one `tf.image.crop_and_resize` per
+stream, flow codes to pixels. The float clip is the host pipeline's to float rounding
+(tests/data/test_data_packed.py).
 
-The packed inputs of a batch (padded batching: windows differ in size; the grid never reads
-the padding) are `{PACKED: {...}}` with, per clip:
+The packed inputs of a batch (padded batching: windows differ in size) are `{PACKED: {...}}`
+with, per clip:
 
-  rows, cols      int32 (H, 2), (W, 2): the window rows (columns) above and below (left and
-                  right of) each output row (column); an edge pixel repeats at the borders
-  row_weights,    float32 (H,), (W,): the weight of the second of the two
-  col_weights
+  window          int32 (2,): the height and width of the crop window, ringed by one replicated
+                  pixel (`augment.crop_window`, `augment.pad_edges`); the rest is padding
+  box             float32 (4,): [y0, x0, y1, x1] of the crop on that window, x0 > x1 for a
+                  flipped clip
   rgb             uint8 (T, h, w, 3): the frames' crop windows (RGB stream)
   flow_u, flow_v  uint8 (N, h, w, 1): the distinct flow fields' windows, as stored (codes)
   flow_fields     int32 (T, L): which of the N fields each chunk stacks, in order
@@ -27,14 +26,15 @@ the padding) are `{PACKED: {...}}` with, per clip:
 
 `unpack` gives what the source would give unpacked: the RGB clip (B, T, H, W, 3) in [0, 255]
 or the flow clip (B, T, H, W, 2L) in pixels, or {"rgb": ..., "flow": ...} for both; anything
-that is not packed comes back unchanged.
+that is not packed comes back unchanged. The output size is `size` (static), recorded in the
+packed dict as the shape of `size`, an empty (H, W, 0) tensor.
 
 >>> import tensorflow as tf
->>> x = {PACKED: {"rows": [[[0, 1], [1, 1]]], "row_weights": [[0.5, 0.0]],
-...               "cols": [[[0, 0]]], "col_weights": [[0.0]],
-...               "rgb": tf.constant([[[[[0, 0, 0]], [[100, 50, 2]]]]], tf.uint8)}}
->>> unpack(x)[0, 0, :, 0].numpy().tolist()
-[[50.0, 25.0, 1.0], [100.0, 50.0, 2.0]]
+>>> frame = tf.constant([[[[[0, 0, 0], [0, 0, 0]], [[100, 50, 2], [100, 50, 2]]]]], tf.uint8)
+>>> x = {PACKED: {"window": [[2, 2]], "box": [[0.5, 0.0, 0.5, 1.0]],
+...               "size": tf.zeros([1, 1, 2, 0]), "rgb": frame}}  # B, T = 1; 2 x 2 pixels
+>>> unpack(x)[0, 0].numpy().tolist()  # one row halfway down the window, two columns
+[[[50.0, 25.0, 1.0], [50.0, 25.0, 1.0]]]
 """
 
 from __future__ import annotations
@@ -50,65 +50,40 @@ def is_packed(x) -> bool:
     return isinstance(x, dict) and PACKED in x
 
 
-def sampling_grid(window_box, window_size, size) -> dict:
-    """The grid of `tf.image.crop_and_resize(pad_edges(window)[None], [window_box], [0], size)`.
-
-    `window_box` [y0, x0, y1, x1] is `augment.crop_window`'s box on the window padded with one
-    replicated pixel each side; `window_size` is the (unpadded) window's [h, w]. Returns
-    `rows`, `row_weights`, `cols`, `col_weights` (see the module docstring), computed with the
-    kernel's float32 arithmetic, so that sampling the window itself gives its values.
-    """
-    box = tf.cast(window_box, tf.float32)
-    window_size = tf.cast(window_size, tf.int32)
-
-    def axis(lo, hi, n, out):
-        # crop_and_resize's source coordinate of output pixel i, in the padded window of n + 2
-        span = tf.cast(n + 1, tf.float32)  # padded size - 1
-        if out > 1:
-            step = (hi - lo) * span / float(out - 1)
-            coord = lo * span + tf.range(out, dtype=tf.float32) * step
-        else:
-            coord = tf.fill([1], 0.5 * (lo + hi) * span)
-        top = tf.floor(coord)
-        # padded pixel p is window pixel p - 1; the padding repeats the edge
-        first = tf.clip_by_value(tf.cast(top, tf.int32) - 1, 0, n - 1)
-        second = tf.clip_by_value(tf.cast(tf.math.ceil(coord), tf.int32) - 1, 0, n - 1)
-        return tf.stack([first, second], -1), coord - top
-
-    rows, row_weights = axis(box[0], box[2], window_size[0], int(size[0]))
-    cols, col_weights = axis(box[1], box[3], window_size[1], int(size[1]))
-    return {"rows": rows, "row_weights": row_weights, "cols": cols, "col_weights": col_weights}
+def resample(images, window, box, size):
+    """Bilinear crop-resize of uint8 windows (B, K, h, w, C), zero-padded beyond each clip's
+    `window` [h, w] -> float32 (B, K, H, W, C): each clip's `box` (relative to its window) for
+    all K of its images. The samples stay half a pixel inside the window (`augment.
+    crop_window`), so the padding is never read."""
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    b, k = shape[0], shape[1]
+    # crop_and_resize maps a box to the corner pixels of the canvas, not of the window
+    span = tf.cast(tf.cast(window, tf.int32) - 1, tf.float32) / tf.cast(shape[2:4] - 1,
+                                                                         tf.float32)
+    box = tf.cast(box, tf.float32) * tf.tile(span, [1, 2])
+    x = tf.image.crop_and_resize(tf.reshape(images, tf.concat([[b * k], shape[2:]], 0)),
+                                 tf.repeat(box, k, axis=0), tf.range(b * k), size)
+    return tf.reshape(x, tf.concat([[b, k], size, shape[-1:]], 0))
 
 
-def resample(images, grid):
-    """Bilinear sampling of uint8 `images` (B, K, h, w, C) on each clip's grid ->
-    float32 (B, K, H, W, C): gathers of the two rows, then the two columns, then the kernel's
-    lerps (top and bottom across, then down)."""
-    x = tf.gather(images, grid["rows"], axis=2, batch_dims=1)  # (B, K, H, 2, w, C)
-    x = tf.gather(x, grid["cols"], axis=4, batch_dims=1)  # (B, K, H, 2, W, 2, C)
-    x = tf.cast(x, tf.float32)
-    wx = tf.cast(grid["col_weights"], tf.float32)[:, None, None, :, None]
-    wy = tf.cast(grid["row_weights"], tf.float32)[:, None, :, None, None]
-    top_left, top_right = x[:, :, :, 0, :, 0], x[:, :, :, 0, :, 1]
-    bottom_left, bottom_right = x[:, :, :, 1, :, 0], x[:, :, :, 1, :, 1]
-    top = top_left + (top_right - top_left) * wx
-    bottom = bottom_left + (bottom_right - bottom_left) * wx
-    return top + (bottom - top) * wy
-
-
-def _flow(p, grid):
-    u = tf.convert_to_tensor(p["flow_u"])
-    negate = tf.reshape(tf.cast(p["flow_negate_u"], tf.bool), [-1, 1, 1, 1, 1])
-    u = tf.where(negate, tf.constant(255, tf.uint8) - u, u)
-    planes = tf.concat([u, tf.convert_to_tensor(p["flow_v"])], axis=-1)  # (B, N, h, w, 2)
-    # bilinear weights sum to one: decoding the interpolated code is decoding first
-    x = decode_flow(resample(planes, grid), DEFAULT_BOUND)
-    x = x * tf.cast(p["flow_scale"], tf.float32)[:, None, None, None, :]
+def _flow(p, size):
     fields = tf.convert_to_tensor(p["flow_fields"])
-    x = tf.gather(x, fields, axis=1, batch_dims=1)  # (B, T, L, H, W, 2)
+    t, l = fields.shape[1], fields.shape[2]
+    if t is None or l is None:
+        t, l = tf.shape(fields)[1], tf.shape(fields)[2]
+    u = tf.convert_to_tensor(p["flow_u"])[..., 0]
+    negate = tf.reshape(tf.cast(p["flow_negate_u"], tf.bool), [-1, 1, 1, 1])
+    u = tf.where(negate, tf.constant(255, tf.uint8) - u, u)
+    planes = tf.stack([u, tf.convert_to_tensor(p["flow_v"])[..., 0]], axis=2)  # B, N, 2, h, w
+    # the chunks' stacks in uint8, channels u1, v1, u2, v2, ... (a quarter of float's bytes)
+    x = tf.gather(planes, fields, axis=1, batch_dims=1)  # (B, T, L, 2, h, w)
     shape = tf.shape(x)
-    x = tf.transpose(x, [0, 1, 3, 4, 2, 5])  # channels u1, v1, u2, v2, ...
-    return tf.reshape(x, tf.concat([shape[:2], shape[3:5], [2 * shape[2]]], 0))
+    x = tf.transpose(tf.reshape(x, tf.concat([[-1, t, 2 * l], shape[4:]], 0)), [0, 1, 3, 4, 2])
+    # bilinear weights sum to one: decoding the interpolated code is decoding first
+    x = decode_flow(resample(x, p["window"], p["box"], size), DEFAULT_BOUND)
+    scale = tf.tile(tf.cast(p["flow_scale"], tf.float32), tf.stack([1, l]))  # sx, sy, sx, ...
+    return x * scale[:, None, None, None, :]
 
 
 def unpack(x):
@@ -116,13 +91,12 @@ def unpack(x):
     if not is_packed(x):
         return x
     p = x[PACKED]
-    grid = {k: tf.convert_to_tensor(p[k]) for k in ("rows", "row_weights", "cols",
-                                                      "col_weights")}
+    size = list(p["size"].shape[1:3])
     out = {}
     if "rgb" in p:
-        out["rgb"] = resample(tf.convert_to_tensor(p["rgb"]), grid)
+        out["rgb"] = resample(tf.convert_to_tensor(p["rgb"]), p["window"], p["box"], size)
     if "flow_u" in p:
-        out["flow"] = _flow(p, grid)
+        out["flow"] = _flow(p, size)
     return out if len(out) > 1 else next(iter(out.values()))
 
 

@@ -105,7 +105,7 @@ class RecordSource:
         tf.distribute.InputContext to `dataset`): each worker reads its own subset of shards,
         or of records when there are fewer shards than workers.
     packed: training clips leave the pipeline packed (`tfzoo.data.packed`: the decoded crop
-        windows in uint8 and the crop's sampling grid, a few MB instead of tens) and become
+        windows in uint8 and the crop box on them, a few MB instead of tens) and become
         the float clip in the model's train step, on the device; batch them with
         `padded_batch`. False: the float clip in the pipeline (the same values), as every
         VideoSource gives; for code that reads training clips itself.
@@ -212,22 +212,27 @@ class RecordSource:
         return inputs, tf.cast(ex["label"], tf.int32)
 
     def _train_packed(self, ex, d, spec: ClipSpec) -> dict:
-        # The crop box is drawn before decoding, so only the window it reads is decoded; the
-        # rest (bilinear resize, flow codes to pixels, flip of u, chunk stacks) is
+        # The crop box is drawn before decoding, so only the window it reads is decoded (and
+        # ringed by its edge pixels); the rest (flow stacks, flip of u, bilinear resize, flow
+        # codes to pixels) is
         # `packed.unpack`'s, on the device. Together they give `augment.crop_resize` of the
         # full decoded frames, with the flip done by mirroring the box
         # (tests/data/test_data_readers.py checks the values against it).
         h, w = tf.cast(ex["height"], tf.int32), tf.cast(ex["width"], tf.int32)
         window, wbox = augment.crop_window(h, w, d["box"], spec.image_size)
         wbox = tf.where(d["flip"], tf.gather(wbox, [0, 3, 2, 1]), wbox)
-        p = packed.sampling_grid(wbox, window[2:], spec.image_size)
+        # the output size travels as the static shape of an empty tensor (no bytes)
+        p = {"window": window[2:] + 2, "box": wbox, "size": tf.zeros([*spec.image_size, 0])}
         if "rgb" in self.streams:
-            p["rgb"] = _decode_jpegs(tf.gather(ex["frames"], d["idx"]), 3, window)
+            p["rgb"] = augment.pad_edges(
+                _decode_jpegs(tf.gather(ex["frames"], d["idx"]), 3, window))
         if "flow" in self.streams:
             # each distinct field once: neighbouring chunks share fields
             fields, pos = tf.unique(tf.reshape(d["flow_idx"], [-1]))
-            p["flow_u"] = _decode_jpegs(tf.gather(ex["flow_u"], fields), 1, window)
-            p["flow_v"] = _decode_jpegs(tf.gather(ex["flow_v"], fields), 1, window)
+            p["flow_u"] = augment.pad_edges(
+                _decode_jpegs(tf.gather(ex["flow_u"], fields), 1, window))
+            p["flow_v"] = augment.pad_edges(
+                _decode_jpegs(tf.gather(ex["flow_v"], fields), 1, window))
             p["flow_fields"] = tf.reshape(pos, [spec.num_frames, spec.flow_stack])
             p["flow_negate_u"] = d["flip"]
             if spec.flow_rescale:
