@@ -166,3 +166,32 @@ def official_layout(dataset: str, root: Path, clip: Path, short_side: int = 64) 
     else:
         raise AssertionError(f"no fixture layout for {dataset!r}")
     return root
+
+
+def write_prepared(tmp_path, videos, flow=True):
+    """A prepared directory (`tfzoo.data.prepare`'s format) written directly from arrays:
+    `videos` = [(rgb (T,H,W,3) uint8, flow (T-1,H,W,2) px or None, label)], one shard."""
+    import json
+
+    import tensorflow as tf
+
+    from tfzoo.data import records
+
+    path = tmp_path / "shard-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i, (rgb, fl, label) in enumerate(videos):
+            fu = fv = None
+            if flow:
+                pairs = [records.encode_flow_jpegs(x, 100) for x in fl]
+                fu, fv = [p[0] for p in pairs], [p[1] for p in pairs]
+            w.write(records.make_example(
+                video_id=f"v{i}", label=label, splits=["train", "test"],
+                frames=[records.encode_jpeg(x, 100) for x in rgb], height=rgb.shape[1],
+                width=rgb.shape[2], flow_u=fu, flow_v=fv))
+    n = len(videos)
+    manifest = {"format_version": records.FORMAT_VERSION, "dataset": "t", "class_names": ["a", "b"],
+                "splits": {"train": n, "test": n}, "counts": {}, "skipped": [],
+                "streams": ["rgb", "flow"] if flow else ["rgb"], "params": {"short_side": None},
+                "shards": [{"file": path.name, "num_videos": n, "splits": {"train": n, "test": n}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path

@@ -22,8 +22,10 @@ TINY = {
 
 def cli(*args, env=None, **kwargs):
     cmd = [sys.executable, "-m", "tfzoo.train", "--verbose=2", *args]
+    given = {a.split("=", 2)[1] for a in args if a.startswith("--set=")}
     for key, value in TINY.items():
-        cmd.append(f"--set={key}={value}")
+        if key not in given:  # the caller's --set wins
+            cmd.append(f"--set={key}={value}")
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kwargs)

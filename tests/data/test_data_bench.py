@@ -66,6 +66,11 @@ def test_input_bench_reports_pipeline_floor_and_model(prepared, capsys, full):
         assert r["clips_per_s"] > 0 and r["cpu_ms_per_clip"] > 0, key
     assert res["local_to_floor_per_core"] == pytest.approx(
         res["floor"]["cpu_ms_per_clip"] / res["local"]["cpu_ms_per_clip"])
+    # the model sees 2 chunks of 32 x 32 x (3 + 20) float32; the pipeline sends uint8 windows
+    u = res["unpack"]
+    assert u["float_bytes_per_clip"] == 2 * 32 * 32 * 23 * 4
+    assert 0 < u["packed_bytes_per_clip"] < u["float_bytes_per_clip"] / 2
+    assert u["cpu_ms_per_clip"] > 0
     if full:
         m = res["model"]
         assert m["accelerator_tflops"] == 50 and m["train_gflops_per_clip"] > 0
@@ -74,4 +79,5 @@ def test_input_bench_reports_pipeline_floor_and_model(prepared, capsys, full):
             m["accelerator_clips_per_s"] * res["local"]["cpu_ms_per_clip"] / 1e3)
     table = format_report(res)
     assert "| decode floor" in table and "| local" in table and "goal >= 0.7" in table
+    assert "unpacking it in the train step costs" in table
     assert ("service, 2 workers" in table) == full and ("accelerator at 50" in table) == full

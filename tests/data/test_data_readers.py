@@ -1,12 +1,12 @@
 """Sampling, augmentation and the tf.data reader of prepared records."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from _data_fixtures import write_prepared
 from tfzoo.data import augment, records
 from tfzoo.data.base import ClipSpec, DataError
 from tfzoo.data.readers import RecordSource
@@ -96,28 +96,6 @@ def test_flow_jpeg_round_trip_within_quantisation_bound():
     assert err.max() <= 2.5 * records.FLOW_STEP and err.mean() <= 0.5 * records.FLOW_STEP
 
 
-def _write_prepared(tmp_path, videos, flow=True):
-    """A prepared directory written directly from arrays (rgb (T,H,W,3), flow (T-1,H,W,2))."""
-    path = tmp_path / "shard-00000-of-00001.tfrecord"
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for i, (rgb, fl, label) in enumerate(videos):
-            fu = fv = None
-            if flow:
-                pairs = [records.encode_flow_jpegs(x, 100) for x in fl]
-                fu, fv = [p[0] for p in pairs], [p[1] for p in pairs]
-            w.write(records.make_example(
-                video_id=f"v{i}", label=label, splits=["train", "test"],
-                frames=[records.encode_jpeg(x, 100) for x in rgb], height=rgb.shape[1],
-                width=rgb.shape[2], flow_u=fu, flow_v=fv))
-    n = len(videos)
-    manifest = {"format_version": records.FORMAT_VERSION, "dataset": "t", "class_names": ["a", "b"],
-                "splits": {"train": n, "test": n}, "counts": {}, "skipped": [],
-                "streams": ["rgb", "flow"] if flow else ["rgb"], "params": {"short_side": None},
-                "shards": [{"file": path.name, "num_videos": n, "splits": {"train": n, "test": n}}]}
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    return tmp_path
-
-
 def _ramp_video(t=12, h=32, w=48):
     x = np.arange(w, dtype=np.float32)
     rgb = np.zeros((t, h, w, 3), np.uint8)
@@ -131,10 +109,10 @@ def _ramp_video(t=12, h=32, w=48):
 
 def test_same_crop_and_flip_for_all_frames_and_both_streams(tmp_path):
     rgb, flow = _ramp_video()
-    d = _write_prepared(tmp_path, [(rgb, flow, 1)])
+    d = write_prepared(tmp_path, [(rgb, flow, 1)])
     spec = ClipSpec(num_frames=4, stride_range=(1, 3), image_size=(16, 16), flow_stack=4,
                     flow_rescale=True)
-    src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1)
+    src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1, packed=False)
     signs = set()
     for x, y in src.dataset("train", training=True, spec=spec, seed=0).take(24):
         r, f = x["rgb"].numpy(), x["flow"].numpy()
@@ -160,7 +138,7 @@ def test_same_crop_and_flip_for_all_frames_and_both_streams(tmp_path):
 
 def test_motion_chunks_are_centred_on_the_rgb_frames(tmp_path):
     rgb, flow = _ramp_video()
-    d = _write_prepared(tmp_path, [(rgb, flow, 0)])
+    d = write_prepared(tmp_path, [(rgb, flow, 0)])
     spec = ClipSpec(test_num_frames=3, test_short_side=None, flow_stack=4)
     x, _ = next(iter(RecordSource(d, streams=("rgb", "flow")).dataset(
         "test", training=False, spec=spec, seed=0)))
@@ -175,10 +153,10 @@ def test_motion_chunks_are_centred_on_the_rgb_frames(tmp_path):
 def test_deterministic_under_seed_and_test_set_once_in_order(tmp_path):
     rng = np.random.default_rng(0)
     vids = [(rng.integers(0, 255, (9, 20, 30, 3)).astype(np.uint8), None, i % 2) for i in range(5)]
-    d = _write_prepared(tmp_path, vids, flow=False)
+    d = write_prepared(tmp_path, vids, flow=False)
     spec = ClipSpec(num_frames=3, stride_range=(1, 2), image_size=(12, 12), test_num_frames=2,
                     test_short_side=10)
-    src = RecordSource(d, shuffle_buffer=4)
+    src = RecordSource(d, shuffle_buffer=4, packed=False)
 
     def run(seed):
         return [(x.numpy(), int(y)) for x, y in
@@ -200,7 +178,7 @@ def test_deterministic_under_seed_and_test_set_once_in_order(tmp_path):
 def test_reader_errors(tmp_path):
     with pytest.raises(DataError, match="manifest.json is missing"):
         RecordSource(tmp_path)
-    d = _write_prepared(tmp_path, [(np.zeros((3, 8, 8, 3), np.uint8), None, 0)], flow=False)
+    d = write_prepared(tmp_path, [(np.zeros((3, 8, 8, 3), np.uint8), None, 0)], flow=False)
     with pytest.raises(DataError, match="--flow"):
         RecordSource(d, streams=("rgb", "flow"))
     with pytest.raises(DataError, match="available"):
@@ -214,8 +192,8 @@ def test_stored_flow_is_not_rescaled_by_default_and_motion_stage_uses_motion_cro
     from tfzoo.data import clip_spec
 
     rgb, flow = _ramp_video(h=48, w=48)
-    d = _write_prepared(tmp_path, [(rgb, flow, 1)])
-    src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1)
+    d = write_prepared(tmp_path, [(rgb, flow, 1)])
+    src = RecordSource(d, streams=("rgb", "flow"), shuffle_buffer=1, packed=False)
     base = TrainConfig(num_frames=2, stride_range=(1, 1), image_size=(16, 16))
     assert clip_spec(base).crop == "auto" and not clip_spec(base).flow_rescale
     motion = clip_spec(base.replace(train_streams=("flow",)))
@@ -300,11 +278,11 @@ def test_windowed_training_crops_equal_the_full_frame_reference(tmp_path, crop, 
     smooth = np.cumsum(np.cumsum(rng.normal(0, 4, (t, h, w, 3)), 1), 2)
     rgb = np.clip(smooth - smooth.min() + 20, 0, 255).astype(np.uint8)
     flow = rng.uniform(-25, 25, (t - 1, h, w, 2)).astype(np.float32)  # beyond the clip too
-    d = _write_prepared(tmp_path, [(rgb, flow, 1)])
+    d = write_prepared(tmp_path, [(rgb, flow, 1)])
     spec = ClipSpec(num_frames=4, stride_range=(1, 4), image_size=(24, 28), flow_stack=4,
                     crop=crop, flow_rescale=rescale, scale_jitter=0.5, border=0.4)
     streams = ("rgb", "flow")
-    src = RecordSource(d, streams=streams)
+    src = RecordSource(d, streams=streams, packed=False)
     rec = next(iter(tf.data.TFRecordDataset(str(d / "shard-00000-of-00001.tfrecord"))))
     ex = records.parse_example(rec, with_flow=True)
     flips, edges = set(), 0

@@ -10,9 +10,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from _data_fixtures import write_prepared
 from _runs import TINY, cli, finish
-from tfzoo.data import service
+from tfzoo.data import packed, service
 from tfzoo.data.base import ClipSpec
+from tfzoo.data.readers import RecordSource
 from tfzoo.data.synthetic import SyntheticSource
 from tfzoo.rundir import read_run_info
 from _paths import REPO
@@ -61,12 +63,48 @@ def test_two_workers_give_each_example_once_per_pass(dispatcher):
     assert got == want
 
 
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """Prepared records of 6 videos, each one flat colour (its id survives any crop)."""
+    videos = [(np.full((10, 40, 48, 3), 20 * i + 10, np.uint8), None, i % 2) for i in range(6)]
+    return write_prepared(tmp_path_factory.mktemp("records"), videos, flow=False)
+
+
+def test_packed_training_clips_cross_the_service_once_per_pass(dispatcher, records):
+    """Training clips travel packed (uint8 windows, a quarter of float's bytes and less) and
+    each video's clip arrives once per pass: one pass of training draws, in stored order."""
+    spec = ClipSpec(num_frames=3, stride_range=(1, 2), image_size=(24, 24))
+    src = RecordSource(records, shuffle_buffer=1)
+
+    def train_draws(x, seed, spec, training):
+        return src._sample(x, seed, spec, True)
+
+    local = src.clips("train", train_draws, training=False, spec=spec, seed=0).padded_batch(2)
+    remote = service.distribute(local, dispatcher)
+    assert remote.element_spec[0][packed.PACKED]["rgb"].dtype.name == "uint8"
+
+    def videos(ds):
+        out = Counter()
+        for x, y in ds:
+            clips = packed.unpack(x).numpy()
+            for clip, label in zip(clips, y.numpy()):
+                assert clip.min() == clip.max()  # one flat video per clip
+                out[(int(label), int(round(clip.min())))] += 1
+        return out
+
+    want, got = videos(local), videos(remote)
+    assert sum(want.values()) == 6 and set(want.values()) == {1}
+    assert got == want
+
+
 @pytest.mark.parametrize("strategy", [pytest.param("default", marks=pytest.mark.e2e),
                                       pytest.param("mirrored", marks=pytest.mark.slow)])
-def test_training_through_the_service(dispatcher, tmp_path, strategy):
+def test_training_through_the_service(dispatcher, records, tmp_path, strategy):
+    # prepared records: packed clips cross the service and are unpacked in the train step
     extra = ["--logical_cpus=2"] if strategy == "mirrored" else []
     code, out = finish(cli("--model=tresnet_small", f"--model_dir={tmp_path}", "--epochs=2",
                            "--steps=3", f"--strategy={strategy}", *extra, "--noevaluate",
+                           f"--data={records}", "--set=dataset_options={}",
                            f"--data_service={dispatcher}"))
     assert code == 0, out
     with open(tmp_path / "history.csv") as f:

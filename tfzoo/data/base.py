@@ -4,6 +4,10 @@ A `VideoSource` (the synthetic set, prepared TFRecords, ...) knows its classes a
 turns a split into an *unbatched* tf.data.Dataset of `(inputs, label)` where `inputs` is a
 float32 clip (T, H, W, 3) with RGB in [0, 255], or a dict {"rgb": ..., "flow": ...} for
 two-stream sources (flow in pixels at the clip's resolution, 2L channels u1, v1, ...).
+A source may give its training clips packed instead (`tfzoo.data.packed`: uint8 crop windows
+and the crop box on them, what prepared records give by default): batched with
+`Task.batch` (padded), they become those float inputs in the model's train step
+(`VideoModel.train_step` calls `packed.unpack` first), on the device.
 """
 
 from __future__ import annotations

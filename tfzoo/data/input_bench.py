@@ -6,8 +6,12 @@
 
 One run reports, in clips/s and CPU ms per clip (all threads of the processes doing the work),
 each timed over at least `--clips` clips and at least MIN_SECONDS:
-- `local`: the recipe's training pipeline (`RecordSource.dataset`: read, decode, temporal
-  sampling, crop + resize, flip, flow stacks; batched) in this process;
+- `local`: the recipe's training pipeline (`RecordSource.dataset`: read, temporal sampling,
+  crop and flip draws, decoding the crop's window of each frame and distinct flow field, the
+  crop box; padded batches of packed uint8 clips) in this process;
+- `unpack`: what the pipeline no longer does, the train step's first op
+  (`tfzoo.data.packed.unpack`: bilinear resize, flow codes to pixels, flow stacks), timed on
+  this CPU over the same batches, with the bytes per clip before and after it;
 - `floor`: decoding the JPEGs the pipeline decodes for the same clips (the drawn frames and
   distinct flow fields; whole frames), read, parallelised and batched the same way, nothing
   else;
@@ -86,6 +90,30 @@ def _time(ds, clips: int, batch: int, pids=None, warmup: int = 2) -> dict:
     return res
 
 
+def _unpack_cost(ds, batch: int) -> dict:
+    """Bytes per clip the pipeline emits (packed) and the model sees (float), and the CPU ms
+    per clip of `tfzoo.data.packed.unpack` (the train step's first op) on this machine's CPU,
+    timed alone over the same batches for at least MIN_SECONDS."""
+    import tensorflow as tf  # deferred: loads TensorFlow
+
+    from tfzoo.data.packed import unpack  # deferred: loads TensorFlow
+
+    batches = [x for x, _ in ds.take(2)]
+    fn = tf.function(unpack)
+    floats = [fn(x) for x in batches]  # traces
+
+    def nbytes(x):
+        return sum(v.shape.num_elements() * v.dtype.size for v in tf.nest.flatten(x)) / batch
+
+    cpu0, t0, n = time.process_time(), time.perf_counter(), 0
+    while n < 2 or time.perf_counter() - t0 < MIN_SECONDS:
+        tf.nest.map_structure(lambda v: v.numpy(), fn(batches[n % len(batches)]))
+        n += 1
+    return {"packed_bytes_per_clip": sum(map(nbytes, batches)) / len(batches),
+            "float_bytes_per_clip": sum(map(nbytes, floats)) / len(floats),
+            "cpu_ms_per_clip": 1e3 * (time.process_time() - cpu0) / (n * batch)}
+
+
 def _decode_only(source):
     """The floor's per-clip function: the draws of the recipe's pipeline for this clip, then
     decoding exactly the JPEGs it decodes (the clip's frames; its distinct flow fields, u and
@@ -157,7 +185,7 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
 
     def pipeline():
         ds = source.dataset(split, training=True, spec=spec, seed=config.seed)
-        return ds.batch(batch, drop_remainder=True)
+        return ds.padded_batch(batch, drop_remainder=True)  # as Task.batch: packed clips
 
     res = {"config": config.model, "split": split, "batch": batch,
            "clip": {"frames": spec.num_frames, "size": list(spec.image_size),
@@ -171,6 +199,8 @@ def run(config, *, clips: int, batch: int | None, service: bool, model: bool,
     res["local"] = _time(pipeline(), clips, batch)
     res["local_to_floor_per_core"] = (res["floor"]["cpu_ms_per_clip"]
                                       / res["local"]["cpu_ms_per_clip"])
+    log("unpack: the train step's first op, here on this CPU")
+    res["unpack"] = _unpack_cost(pipeline(), batch)
     if service:
         res["service_workers_pinned"] = pin_workers
         for n in (1, 2):
@@ -225,6 +255,10 @@ def format_report(res: dict) -> str:
             f"{', L=' + str(c['flow_stack']) if 'flow' in c['streams'] else ''}; "
             f"{res['cores']} cores, load {res['load_avg_1min']:.1f}):\n" + _markdown(lines))
     text += (f"\nlocal / floor per core: {res['local_to_floor_per_core']:.2f} (goal >= 0.7)")
+    u = res["unpack"]
+    text += (f"\nper clip the pipeline emits {u['packed_bytes_per_clip'] / 1e6:.1f} MB (the model "
+             f"sees {u['float_bytes_per_clip'] / 1e6:.1f} MB of float32); unpacking it in the "
+             f"train step costs {u['cpu_ms_per_clip']:.1f} CPU ms per clip on this CPU")
     if "service_2_to_1" in res:
         text += (f"; 2 workers / 1 worker: {res['service_2_to_1']:.2f}x (goal >= 1.6"
                  f"{', one core per worker' if res.get('service_workers_pinned') else ''})")

@@ -11,7 +11,8 @@ borders) for RGB and two-stream inputs; a flow-only source uses the motion crop 
 height from {256, 224, 192, 168} at a corner or the centre). `spec.crop="motion"` (a stage training only the motion stream) uses the motion crop for
 two-stream inputs too. Resized to `spec.image_size`; flow values stay as stored, as in the
 reference code (`spec.flow_rescale` scales them by the resize factor instead), and a flip
-negates u.
+negates u. The pipeline decodes only the crop's window of each frame and flow field and leaves
+the clip packed (`tfzoo.data.packed`); the resize and the rest run in the model's train step.
 
 Test: every video once, in the stored order, `spec.test_num_frames` equally spaced frames,
 the full frame with its shorter side resized to `spec.test_short_side` (no flip: evaluate adds
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfzoo.data import augment, records
+from tfzoo.data import augment, packed, records
 from tfzoo.flow.stacks import flow_indices
 from tfzoo.data.base import ClipSpec, DatasetInfo, DataError
 from tfzoo.video import test_indices
@@ -64,19 +65,16 @@ def _decode_jpegs(strings, channels: int, window=None):
     return tf.map_fn(fn, strings, fn_output_signature=tf.uint8)
 
 
-def flow_code_stacks(flow_u, flow_v, idx, window=None, negate_u=False):
+def flow_code_stacks(flow_u, flow_v, idx):
     """JPEG flow planes -> uint8 codes (T, H, W, 2L), channels u1, v1, u2, v2, ...
 
     Each distinct field of `idx` (T, L) is decoded once (neighbouring chunks share fields), and
-    the stacks are assembled in uint8, a quarter of the bytes of float. `negate_u` (a tf bool)
-    mirrors u in code space: 255 - q decodes to exactly -u (`records.decode_flow`).
+    the stacks are assembled in uint8, a quarter of the bytes of float.
     """
     t, l = tf.shape(idx)[0], tf.shape(idx)[1]
     fields, pos = tf.unique(tf.reshape(idx, [-1]))
-    u = _decode_jpegs(tf.gather(flow_u, fields), 1, window)[..., 0]
-    v = _decode_jpegs(tf.gather(flow_v, fields), 1, window)[..., 0]
-    if negate_u is not False:
-        u = tf.cond(negate_u, lambda: tf.constant(255, tf.uint8) - u, lambda: u)
+    u = _decode_jpegs(tf.gather(flow_u, fields), 1)[..., 0]
+    v = _decode_jpegs(tf.gather(flow_v, fields), 1)[..., 0]
     planes = tf.gather(tf.stack([u, v], axis=1), pos)  # (T*L, 2, H, W)
     h, w = tf.shape(planes)[2], tf.shape(planes)[3]
     return tf.transpose(tf.reshape(planes, [t, 2 * l, h, w]), [0, 2, 3, 1])
@@ -106,11 +104,16 @@ class RecordSource:
     num_input_pipelines, input_pipeline_id: multi-worker sharding (or pass a
         tf.distribute.InputContext to `dataset`): each worker reads its own subset of shards,
         or of records when there are fewer shards than workers.
+    packed: training clips leave the pipeline packed (`tfzoo.data.packed`: the decoded crop
+        windows in uint8 and the crop box on them, a few MB instead of tens) and become
+        the float clip in the model's train step, on the device; batch them with
+        `padded_batch`. False: the float clip in the pipeline (the same values), as every
+        VideoSource gives; for code that reads training clips itself.
     """
 
     def __init__(self, data_dir, *, streams=("rgb",), shuffle_buffer: int = 64,
                  cycle_length: int = 4, num_input_pipelines: int = 1,
-                 input_pipeline_id: int = 0):
+                 input_pipeline_id: int = 0, packed: bool = True):
         self.data_dir = Path(data_dir)
         self.manifest = load_manifest(data_dir)
         streams = tuple(streams)
@@ -127,6 +130,7 @@ class RecordSource:
         self.cycle_length = int(cycle_length)
         self.num_input_pipelines = int(num_input_pipelines)
         self.input_pipeline_id = int(input_pipeline_id)
+        self.packed = bool(packed)
         m = self.manifest
         self.info = DatasetInfo(
             name=m["dataset"], class_names=list(m["class_names"]), num_videos=dict(m["splits"]),
@@ -198,36 +202,47 @@ class RecordSource:
     def _sample(self, serialized, seed, spec: ClipSpec, training: bool):
         ex = records.parse_example(serialized, with_flow="flow" in self.streams)
         d = self._draw(ex, seed, spec, training)
-        out = (self._train_crops if training else self._test_frames)(ex, d, spec)
-        inputs = out[self.streams[0]] if len(self.streams) == 1 else out
+        if training:
+            inputs = self._train_packed(ex, d, spec)
+            if not self.packed:
+                inputs = packed.unpack_one(inputs)
+        else:
+            out = self._test_frames(ex, d, spec)
+            inputs = out[self.streams[0]] if len(self.streams) == 1 else out
         return inputs, tf.cast(ex["label"], tf.int32)
 
-    def _train_crops(self, ex, d, spec: ClipSpec) -> dict:
-        # The crop box is drawn before decoding, so only the window it reads is decoded and
-        # converted: `augment.crop_resize` of the full decoded frames, with the flip done by
-        # mirroring the box (tests/data/test_data_readers.py checks the values against it).
+    def _train_packed(self, ex, d, spec: ClipSpec) -> dict:
+        # The crop box is drawn before decoding, so only the window it reads is decoded (and
+        # ringed by its edge pixels); the rest (flow stacks, flip of u, bilinear resize, flow
+        # codes to pixels) is
+        # `packed.unpack`'s, on the device. Together they give `augment.crop_resize` of the
+        # full decoded frames, with the flip done by mirroring the box
+        # (tests/data/test_data_readers.py checks the values against it).
         h, w = tf.cast(ex["height"], tf.int32), tf.cast(ex["width"], tf.int32)
         window, wbox = augment.crop_window(h, w, d["box"], spec.image_size)
         wbox = tf.where(d["flip"], tf.gather(wbox, [0, 3, 2, 1]), wbox)
-        t = tf.shape(d["idx"])[0]
-        boxes, box_idx = tf.tile(wbox[None], [t, 1]), tf.range(t)
-        out = {}
+        # the output size travels as the static shape of an empty tensor (no bytes)
+        p = {"window": window[2:] + 2, "box": wbox, "size": tf.zeros([*spec.image_size, 0])}
         if "rgb" in self.streams:
-            x = augment.pad_edges(_decode_jpegs(tf.gather(ex["frames"], d["idx"]), 3, window))
-            out["rgb"] = tf.image.crop_and_resize(x, boxes, box_idx, spec.image_size)
+            p["rgb"] = augment.pad_edges(
+                _decode_jpegs(tf.gather(ex["frames"], d["idx"]), 3, window))
         if "flow" in self.streams:
-            x = flow_code_stacks(ex["flow_u"], ex["flow_v"], d["flow_idx"], window,
-                                 negate_u=d["flip"])
-            x = tf.image.crop_and_resize(augment.pad_edges(x), boxes, box_idx, spec.image_size)
-            # bilinear weights sum to one, so decoding the interpolated code is decoding first
-            x = records.decode_flow(x, records.FLOW_BOUND)
+            # each distinct field once: neighbouring chunks share fields
+            fields, pos = tf.unique(tf.reshape(d["flow_idx"], [-1]))
+            p["flow_u"] = augment.pad_edges(
+                _decode_jpegs(tf.gather(ex["flow_u"], fields), 1, window))
+            p["flow_v"] = augment.pad_edges(
+                _decode_jpegs(tf.gather(ex["flow_v"], fields), 1, window))
+            p["flow_fields"] = tf.reshape(pos, [spec.num_frames, spec.flow_stack])
+            p["flow_negate_u"] = d["flip"]
             if spec.flow_rescale:
                 box = d["box"]
                 sy = spec.image_size[0] / ((box[2] - box[0]) * tf.cast(h, tf.float32))
                 sx = spec.image_size[1] / ((box[3] - box[1]) * tf.cast(w, tf.float32))
-                x = scale_flow(x, sy, sx)
-            out["flow"] = x
-        return out
+                p["flow_scale"] = tf.stack([sx, sy])
+            else:
+                p["flow_scale"] = tf.ones([2], tf.float32)
+        return {packed.PACKED: p}
 
     def _test_frames(self, ex, d, spec: ClipSpec) -> dict:
         out = {}
@@ -251,7 +266,8 @@ class RecordSource:
     # ------------------------------------------------------------------ protocol
     def dataset(self, split: str, *, training: bool, spec: ClipSpec, seed: int,
                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        """Unbatched (inputs, label); training: shuffled, augmented, repeated forever."""
+        """Unbatched (inputs, label); training: shuffled, augmented, repeated forever, and
+        packed unless `packed=False` (`tfzoo.data.packed`: batch with `padded_batch`)."""
         if training:
             keep_large_blocks()
         return self.clips(split, self._sample, training=training, spec=spec, seed=seed,

@@ -49,7 +49,9 @@ def _prepare_bench(video: Path, work: Path, copies: int) -> tuple[float, int, Pa
 def _reader_bench(data_dir: Path, clips: int, spec) -> float:
     from tfzoo.data.readers import RecordSource  # deferred: loads TensorFlow
 
-    ds = RecordSource(data_dir, shuffle_buffer=4).dataset("all", training=True, spec=spec, seed=0)
+    # the whole float clip on the host (packed=False): the reader's full cost, as before packing
+    ds = RecordSource(data_dir, shuffle_buffer=4, packed=False).dataset("all", training=True,
+                                                                        spec=spec, seed=0)
     it = iter(ds)
     for _ in range(2):  # warm-up: graph tracing, the first shard reads
         next(it)

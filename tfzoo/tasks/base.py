@@ -77,8 +77,10 @@ class Task(abc.ABC):
     # -- hooks whose default fits tasks with fixed-size examples ---------------------------
 
     def batch(self, dataset, batch_size: int, *, drop_remainder: bool):
-        """Batches a dataset of examples (`(inputs, targets)` from the source)."""
-        return dataset.batch(batch_size, drop_remainder=drop_remainder)
+        """Batches a dataset of examples (`(inputs, targets)` from the source). Padded: a
+        packed training clip's crop windows differ in size (`tfzoo.data.packed`; its grid
+        never reads the padding); fixed-size examples batch as with `batch`."""
+        return dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
 
     def synthetic_targets(self, model: keras.Model, inputs) -> Any:
         """Valid training targets for a batch of random `inputs` (benchmarks time a training
