@@ -83,17 +83,17 @@ def absl_main():
 
 
 # Files that take the longest on 2 cores, longest first (measured per file in `make test`,
-# session 8). xdist's loadfile hands out whole files; `make test` keeps this order (--no-loadscope-reorder) instead
+# session 9). xdist's loadfile hands out whole files; `make test` keeps this order (--no-loadscope-reorder) instead
 # of xdist's "most tests first", which left one-test files of a minute or two for the end while
 # the other worker idled. Files not listed follow in collection order.
 LONGEST_FIRST = (
-    "models/test_models_common.py", "train/test_train.py", "export/test_export.py",
-    "train/test_run_dirs.py", "flow/test_flow.py", "models/test_dt.py", "cli/test_cli_errors.py",
-    "predict/test_predict.py", "visualize/test_visualize.py", "models/test_stresnet_mulnet.py",
-    "data/test_data_prepare.py", "models/test_fusion_models.py", "package/test_docstrings.py",
-    "serving/test_serving_hostile.py", "models/test_backbone.py",
-    "serving/test_serving_robustness.py", "models/test_rfcn.py", "data/test_data_service.py",
-    "data/test_data_bench.py", "train/test_demo.py",
+    "models/test_models_common.py", "export/test_export.py", "predict/test_predict.py",
+    "flow/test_flow.py", "models/test_fusion_models.py", "models/test_stresnet_mulnet.py",
+    "cli/test_cli_errors.py", "visualize/test_visualize.py", "models/test_dt.py",
+    "models/test_backbone.py", "data/test_data_prepare.py", "package/test_docstrings.py",
+    "train/test_train.py", "serving/test_serving_hostile.py", "models/test_rfcn.py",
+    "serving/test_serving_robustness.py", "data/test_data_service.py",
+    "data/test_data_readers.py", "data/test_data_packed.py", "cli/test_bench.py",
 )
 
 

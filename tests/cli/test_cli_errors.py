@@ -295,6 +295,7 @@ def test_serving_client_table(places, tmp_path, capsys, bikes_path):
     (["-m", "tfzoo.predict", "--noprogress", "--model_dir={model_run}",
       "--video={places}/corrupt.mp4"], "corrupt.mp4"),
 ])
+@pytest.mark.e2e
 def test_real_processes(cmd, named, places, tmp_path):
     cmd = [c.format(places=places, model_run=places / "model_run") for c in cmd]
     # TF_CPP_MIN_LOG_LEVEL unset, as in a user's shell (conftest sets it for this process).

@@ -44,9 +44,10 @@ TINY = ["--set=image_size=(32, 32)", "--set=num_frames=2", "--set=stride_range=(
         "--set=model_overrides={'blocks': (2, 2, 2, 2), 'width': 4}"]
 
 
-# The default run leaves out the service (3 processes importing TensorFlow) and the model
+# make test-e2e leaves out the service (3 processes importing TensorFlow) and the model
 # (FLOP counting of the training graph); `-m slow` runs the whole report.
-@pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("full", [pytest.param(False, marks=pytest.mark.e2e),
+                                  pytest.param(True, marks=pytest.mark.slow)])
 def test_input_bench_reports_pipeline_floor_and_model(prepared, capsys, full):
     from tfzoo.data.input_bench import MIN_SECONDS, format_report
 

@@ -51,6 +51,7 @@ def _fingerprints(ds):
     return Counter((int(y), float(np.asarray(x, np.float64).sum())) for x, y in ds)
 
 
+@pytest.mark.e2e
 def test_two_workers_give_each_example_once_per_pass(dispatcher):
     """distributed_epoch: the dispatcher splits one pass between the workers; every example
     arrives once (in parallel_epochs mode each worker would send all of them: twice)."""

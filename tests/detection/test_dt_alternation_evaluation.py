@@ -115,6 +115,7 @@ def _check_linked(metrics, strides, lines):
     assert lines[0].startswith("VID mAP") and len([s for s in lines if s.startswith("D&T")]) == 4
 
 
+@pytest.mark.e2e
 def test_evaluate_reports_each_stride_offline_and_online(dt_run):
     """`evaluate_model_dir(link_strides=(1, 3))`: D, then each tau offline and online, in
     metrics.json and the summary; tau = 3 is scored on the processed frames 0 and 3 of each

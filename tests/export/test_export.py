@@ -76,6 +76,7 @@ def exported(model_dir, tmp_path_factory):
     return path
 
 
+@pytest.mark.e2e
 def test_round_trip_without_tfzoo_dynamic_shapes(loaded, exported, tmp_path):
     model, _ = loaded
     # Two clip geometries through the same export: T, H and W are all dynamic.
@@ -527,7 +528,13 @@ def _families():
     return sorted(first.values())
 
 
-@pytest.mark.parametrize("name", _families())
+# The two-stream family, VGG towers and the frame-wise ResNet in make test; MulNet and T-ResNet
+# (15 and 9 s of CPU) in make test-e2e.
+E2E_FAMILIES = ("mulnet50", "tresnet101")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.e2e) if n in E2E_FAMILIES
+                                  else n for n in _families()])
 def test_every_family_runs_in_the_session_loader(name, tmp_path):
     from tfzoo.registry import get_entry
 
@@ -559,6 +566,7 @@ def test_every_family_runs_in_the_session_loader(name, tmp_path):
         loaded.close()
 
 
+@pytest.mark.e2e
 def test_in_graph_flow_runs_in_the_session_loader(tmp_path, bikes_path):
     from tfzoo.flow import TwoStreamFrames
 

@@ -296,6 +296,7 @@ def test_uniform_images_give_zero_flow_not_nan():
     assert all(np.isfinite(v.numpy()).all() for v in g)
 
 
+@pytest.mark.e2e
 def test_cli_npz_and_jpeg_chunked(bikes_path, tmp_path, absl_main):
     import tfzoo.flow.__main__ as cli
     from tfzoo.flow import load_npz

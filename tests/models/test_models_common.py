@@ -292,7 +292,16 @@ def _deepest_and_fusion(endpoints):
     return sorted(set(last.values()))
 
 
-@pytest.mark.parametrize("name", DISTINCT)
+# One small build per builder in make test (the fusion functions and presets of a builder share
+# its towers' geometry); the other builds in make test-e2e.
+_PER_BUILDER = {}
+for _name in DISTINCT:
+    _PER_BUILDER.setdefault(get_entry(_name).builder, _name)
+BY_BUILDER = [n if n in _PER_BUILDER.values() else pytest.param(n, marks=pytest.mark.e2e)
+              for n in DISTINCT]
+
+
+@pytest.mark.parametrize("name", BY_BUILDER)
 def test_receptive_field_matches_a_gradient_probe(name):
     # The deepest map of every stream and every fusion map: their fields compose those of
     # all shallower layers. Every endpoint: test_every_receptive_field_matches (slow).

@@ -25,6 +25,7 @@ def tiny_run(tmp_path_factory):
     return d
 
 
+@pytest.mark.e2e
 def test_real_clip_through_the_export_matches_keras(tiny_run, bikes_path, tmp_path):
     model, info = load_model(tiny_run)
     path = export_saved_model(model, info, tmp_path)

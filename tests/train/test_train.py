@@ -21,6 +21,7 @@ def tiny_config(**changes) -> TrainConfig:
     return base.replace(**changes)
 
 
+@pytest.mark.e2e
 def test_run_writes_the_model_dir_and_metrics(tmp_path):
     metrics = train.run(tiny_config(epochs=2, steps_per_epoch=3), tmp_path,
                         tf.distribute.get_strategy(), verbose=0)

@@ -270,6 +270,7 @@ def test_motion_rendering_orders_stacked_flow_and_normalises_over_the_sequence(t
         assert (tmp_path / f"u0003_chi_1_flow_uvm.{ext}").stat().st_size > 0
 
 
+@pytest.mark.e2e
 def test_cli_writes_a_gallery(tmp_path):
     root = REPO
     out = tmp_path / "gallery"
