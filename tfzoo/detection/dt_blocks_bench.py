@@ -161,14 +161,14 @@ def _load_linking(path: str):
     return module
 
 
-def bench_linking_baseline(repeats: int, path: str) -> list[str]:
-    """`link_tubes` of this version against the one in `path` on the bench video (and with
-    classes missing from some frames), timed alternately (the load of a shared machine drifts;
-    medians of CPU time), with a check that both give the same tubes and scores."""
-    from tfzoo.detection.linking import link_tubes  # deferred: loads TensorFlow
+BENCH_FRAMES = 100
 
-    base = _load_linking(path)
-    frames, classes, boxes = 100, 30, 25
+
+def bench_video():
+    """The linking bench's video (100 frames, 30 classes x 25 boxes), its tracks, the same video
+    where each class is missing from some frames (runs of 1-5 frames: the tubes pass over
+    them, index -1), and that (frames, classes) mask."""
+    frames, classes, boxes = BENCH_FRAMES, 30, 25
     dets, tracks = random_video(frames, classes, boxes, seed=0)
     rng = np.random.default_rng(2)
     missing = np.zeros((frames, classes), bool)
@@ -178,6 +178,18 @@ def bench_linking_baseline(repeats: int, path: str) -> list[str]:
             missing[a:a + rng.integers(1, 6), c] = True
     gappy = [{k: v[~missing[t, d["classes"]]] for k, v in d.items()}
              for t, d in enumerate(dets)]
+    return dets, tracks, gappy, missing
+
+
+def bench_linking_baseline(repeats: int, path: str) -> list[str]:
+    """`link_tubes` of this version against the one in `path` on the bench video (and with
+    classes missing from some frames), timed alternately (the load of a shared machine drifts;
+    medians of CPU time), with a check that both give the same tubes and scores."""
+    from tfzoo.detection.linking import link_tubes  # deferred: loads TensorFlow
+
+    base = _load_linking(path)
+    frames = BENCH_FRAMES
+    dets, tracks, gappy, _ = bench_video()
     lines = []
     for label, kw in (("offline", {}), ("online, history 6", {"online": True, "history": 6}),
                       ("online, full history", {"online": True})):
@@ -203,8 +215,8 @@ def bench_linking(repeats: int, baseline: str = "") -> list[str]:
     from tfzoo.detection import _linking_numpy  # deferred: loads TensorFlow
     from tfzoo.detection.linking import link_tubes  # deferred: loads TensorFlow
 
-    frames, classes, boxes = 100, 30, 25
-    dets, tracks = random_video(frames, classes, boxes, seed=0)
+    frames, classes, boxes = BENCH_FRAMES, 30, 25
+    dets, tracks, gappy, missing = bench_video()
 
     def per_frame(fn, kw):
         fn(dets, tracks, **kw)  # warm-up (and the compilation on a first run)
@@ -215,17 +227,6 @@ def bench_linking(repeats: int, baseline: str = "") -> list[str]:
             wall.append(time.perf_counter() - w)
             cpu.append(time.process_time() - c)
         return np.median(wall) / frames, np.median(cpu) / frames
-
-    # the same video where each class is missing from ~20% of the frames (runs of 1-5 frames):
-    # the tubes pass over those frames (index -1)
-    rng = np.random.default_rng(2)
-    missing = np.zeros((frames, classes), bool)
-    for c in range(classes):
-        for _ in range(4):
-            a = rng.integers(0, frames)
-            missing[a:a + rng.integers(1, 6), c] = True
-    gappy = [{k: v[~missing[t, d["classes"]]] for k, v in d.items()}
-             for t, d in enumerate(dets)]
 
     lines = []
     for label, kw in (("offline", {}), ("online, history 6", {"online": True, "history": 6}),
