@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfzoo.flow.encoding import DEFAULT_BOUND, decode_flow
+from tfzoo.data.records import FLOW_BOUND, decode_flow
 
 PACKED = "packed_clip"
 
@@ -81,7 +81,7 @@ def _flow(p, size):
     shape = tf.shape(x)
     x = tf.transpose(tf.reshape(x, tf.concat([[-1, t, 2 * l], shape[4:]], 0)), [0, 1, 3, 4, 2])
     # bilinear weights sum to one: decoding the interpolated code is decoding first
-    x = decode_flow(resample(x, p["window"], p["box"], size), DEFAULT_BOUND)
+    x = decode_flow(resample(x, p["window"], p["box"], size), FLOW_BOUND)
     scale = tf.tile(tf.cast(p["flow_scale"], tf.float32), tf.stack([1, l]))  # sx, sy, sx, ...
     return x * scale[:, None, None, None, :]
 
