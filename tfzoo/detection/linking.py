@@ -464,6 +464,15 @@ def _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths, sl, nb, extr
     return left
 
 
+@_inline
+def _work_arrays(frames, n):
+    """`_class_tubes`' work arrays for windows of up to `frames` frames of n boxes."""
+    return (np.empty((frames, n)), np.empty((frames, n), np.int64),
+            np.empty((frames, n), np.int64), np.empty(frames, np.int64),
+            np.empty((frames, n + 1)), np.empty((frames, n)), np.empty(frames),
+            np.empty(frames, np.int64), np.empty(frames, np.int64))
+
+
 @_jit
 def _window(scores, alive, first, more, idx, lo, hi):
     """All tubes of frames [lo, hi): (tubes per class (C,), paths (C, rounds, hi - lo)); the
@@ -473,13 +482,7 @@ def _window(scores, alive, first, more, idx, lo, hi):
     frames = hi - lo
     rounds = np.zeros(num_c, np.int64)
     paths = np.zeros((num_c, n, frames), np.int64)
-    sl, b = np.empty((frames, n)), np.empty((frames, n))
-    nb, extra = np.empty((frames, n), np.int64), np.empty((frames, n), np.int64)
-    num_extra = np.empty(frames, np.int64)
-    w = np.empty((frames, n + 1))
-    best_at = np.empty(frames)
-    arg_at = np.empty(frames, np.int64)
-    nz = np.empty(frames, np.int64)
+    sl, nb, extra, num_extra, w, b, best_at, arg_at, nz = _work_arrays(frames, n)
     for c in range(num_c):
         rounds[c] = _class_tubes(scores, alive, first, more, idx, lo, hi, c, paths[c], sl, nb,
                                  extra, num_extra, w, b, best_at, arg_at, nz)
@@ -500,13 +503,7 @@ def _online_window(scores, alive, first, more, idx, history, alpha):
     size = min(history, frames)
     for c in range(num_c):
         paths = np.zeros((n, size), np.int64)
-        sl, b = np.empty((size, n)), np.empty((size, n))
-        nb, extra = np.empty((size, n), np.int64), np.empty((size, n), np.int64)
-        num_extra = np.empty(size, np.int64)
-        w = np.empty((size, n + 1))
-        best_at = np.empty(size)
-        arg_at = np.empty(size, np.int64)
-        nz = np.empty(size, np.int64)
+        sl, nb, extra, num_extra, w, b, best_at, arg_at, nz = _work_arrays(size, n)
         ranked = np.empty(size)
         for t in range(frames):
             if not alive[t, c].any():
