@@ -307,6 +307,7 @@ def test_shipped_configs_parse_with_tf_serving_protos_and_the_dev_server_accepts
     options = BatchOptions.from_proto(batching)
     assert options.max_batch_size == batching.max_batch_size.value == 8
     assert list(options.allowed_batch_sizes) == [1, 2, 4, 8]
+    assert options.batch_timeout_micros == 0  # TF Serving's advice for CPUs (docs/serving.md)
 
     monitoring = protos.parse_text_file(REPO / "serving" / "monitoring.config",
                                         protos.MonitoringConfig(), "--monitoring_config_file")

@@ -372,6 +372,39 @@ def _wait(predicate, timeout=30):
         time.sleep(0.05)
 
 
+def test_batching_without_timeout_runs_a_lone_request_at_once_and_merges_the_queue():
+    # batch_timeout_micros 0 (the shipped batching.config, TF Serving's advice for CPUs): a
+    # request is not held back to wait for others, and those that arrive while every batch
+    # thread is busy share the next batch.
+    from serving.batching import BatchScheduler
+
+    release, started, runs = threading.Event(), threading.Event(), []
+
+    def run(key, inputs):
+        runs.append(inputs["x"][:, 0].tolist())
+        started.set()
+        release.wait(30)
+        return {"y": inputs["x"] * 10}
+
+    scheduler = BatchScheduler(run, BatchOptions(max_batch_size=8, batch_timeout_micros=0,
+                                                 num_batch_threads=1))
+    try:
+        x = lambda v: {"x": np.full((1, 2), v, np.float32)}
+        first = scheduler.submit("k", x(1))
+        assert started.wait(5), "a lone request waited for a batch to fill"
+        rest = [scheduler.submit("k", x(v)) for v in (2, 3, 4)]  # the only thread is busy
+        time.sleep(0.2)
+        assert runs == [[1.0]]
+        release.set()
+        got = [f.result(10)["y"] for f in [first] + rest]
+        assert runs == [[1.0], [2.0, 3.0, 4.0]]
+        for v, y in zip((1, 2, 3, 4), got):
+            np.testing.assert_array_equal(y, np.full((1, 2), 10 * v, np.float32))
+    finally:
+        release.set()
+        scheduler.stop()
+
+
 def test_batching_merges_concurrent_requests_and_pads_to_allowed_sizes(tiny_base):
     options = BatchOptions(max_batch_size=4, batch_timeout_micros=200_000,
                            max_enqueued_batches=4, num_batch_threads=1,
