@@ -453,6 +453,23 @@ ROWS: dict[str, Row] = {
         Row("slow", name="syn_val8", creates=("data/syn_val8",)),
     "python -m tfzoo.evaluate --model_dir=runs/dt_eq --data=data/syn_val8 --link_strides=1":
         Row("slow", needs=("dt_eq", "syn_val8")),
+    "python -m tfzoo.detection.synthetic --out=data/syn_val64 --train=0 --val=64 --frames=8":
+        Row("slow", name="syn_val64", creates=("data/syn_val64",)),
+    "python -m tfzoo.evaluate --model_dir=runs/rfcn --data=data/syn_val64":
+        Row("slow", needs=("rfcn", "syn_val64")),
+    "python -m tfzoo.train --config=dt_synthetic --set init_from=runs/rfcn --set seed=0 "
+    "--model_dir=runs/dt_s0": Row("slow", "tiny D&T, 2 steps", extra=DT_TINY, needs=("rfcn",),
+                                  name="dt_s0", creates=("runs/dt_s0/model.keras",)),
+    "python -m tfzoo.train --config=dt_synthetic --set init_from=runs/rfcn --set seed=0 "
+    "\"--set=model_overrides={'tracking_weight': 0.0}\" --model_dir=runs/dt_control_s0":
+        Row("slow", "tiny D&T, 2 steps", needs=("rfcn",), name="dt_control_s0",
+            extra=DT_TINY[:-2] + _sets(model_overrides=RFCN_TINY_MODEL
+                                       + ", 'max_displacement': 2, 'tracking_weight': 0.0}"),
+            creates=("runs/dt_control_s0/model.keras",)),
+    "python -m tfzoo.evaluate --model_dir=runs/dt_s0 --data=data/syn_val64 --link_strides=1":
+        Row("slow", needs=("dt_s0", "syn_val64")),
+    "python -m tfzoo.evaluate --model_dir=runs/dt_control_s0 --data=data/syn_val64 "
+    "--link_strides=1": Row("slow", needs=("dt_control_s0", "syn_val64")),
     "python -m tfzoo.detection.synthetic --out=data/syn_occ32 --train=0 --val=8 --frames=32 "
     "--variant=occluded": Row("slow", name="syn_occ32", creates=("data/syn_occ32",)),
     "python -m tfzoo.evaluate --model_dir=runs/rfcn --data=data/syn_occ32":
